@@ -20,7 +20,10 @@
 pub mod asr;
 pub mod audio;
 pub mod bench;
+pub mod dialog;
 pub mod intent;
+pub mod keys;
 pub mod money;
 pub mod profile;
+pub mod protocol;
 pub mod recognizer;
