@@ -20,10 +20,15 @@
 pub mod asr;
 pub mod audio;
 pub mod bench;
+pub mod clock;
 pub mod dialog;
+pub mod durable;
+pub mod gateway;
+pub mod identity;
 pub mod intent;
 pub mod keys;
 pub mod money;
 pub mod profile;
 pub mod protocol;
 pub mod recognizer;
+pub mod transport;

@@ -10,9 +10,13 @@ use serde_json::json;
 
 use voicepay::asr::{ModelName, install};
 use voicepay::audio::read_wav;
+use voicepay::gateway::{Gateway, GatewayConfig};
+use voicepay::keys::{KeyError, PublicKey, SigningKey};
+use voicepay::money::{Currency, Money};
 use voicepay::profile::DeviceProfile;
 use voicepay::recognizer::Recognizer;
-use voicepay::{bench, intent};
+use voicepay::transport::BrokerUrl;
+use voicepay::{bench, identity, intent, protocol};
 
 #[derive(Parser)]
 #[command(name = "voicepay", version, about = "Voice payments on edge devices")]
@@ -44,6 +48,23 @@ enum Command {
         #[arg(required_unless_present = "text")]
         files: Vec<PathBuf>,
     },
+    /// The device key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Pair with a gateway: the device believes answers signed by this key.
+    TrustGateway {
+        #[arg(long)]
+        public_key: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// The reference payment gateway.
+    Gateway {
+        #[command(subcommand)]
+        command: GatewayCommand,
+    },
     /// Measure model load, transcription latency, intent parsing and memory.
     Bench {
         /// Directory of WAV fixtures and their expected.jsonl.
@@ -52,6 +73,62 @@ enum Command {
         /// One JSON object instead of the text report.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create the device key (once; never overwritten).
+    Init {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Show the device id and public key.
+    Show {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum GatewayCommand {
+    /// Create the gateway key.
+    Init {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Show the gateway public key (give it to devices: `voicepay trust-gateway`).
+    ShowKey {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Register a device's public key.
+    Enroll {
+        #[arg(long)]
+        device_id: String,
+        #[arg(long)]
+        public_key: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// The approved payments in the gateway's books, one JSON line each.
+    Ledger {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Serve: answer every enrolled device's requests until stopped.
+    Run {
+        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        broker: BrokerUrl,
+        /// Per device and day, e.g. "500.00 CNY".
+        #[arg(long, value_parser = parse_money)]
+        daily_limit: Option<Money>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -106,6 +183,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 intent_of_texts(&profile, &text)
             }
         }
+        Command::Keys { command } => keys(command),
+        Command::TrustGateway {
+            public_key,
+            data_dir,
+        } => {
+            let key = PublicKey::from_base64url(public_key.trim())
+                .context("--public-key is not a base64url Ed25519 public key")?;
+            let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
+            identity::trust_gateway(&data_dir, &key)?;
+            println!("trusting gateway key {} ({})", key.key_id(), key);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gateway { command } => gateway(command),
         Command::Bench { fixtures, json } => {
             let report = bench::run(&profile, &fixtures)?;
             if json {
@@ -234,6 +324,123 @@ fn intent_of_texts(profile: &DeviceProfile, texts: &[String]) -> Result<ExitCode
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn keys(command: KeysCommand) -> Result<ExitCode> {
+    match command {
+        KeysCommand::Init { data_dir } => {
+            let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
+            let key = identity::init_device_key(&data_dir)?;
+            show_key("device", &key.public_key(), false);
+        }
+        KeysCommand::Show { data_dir, json } => {
+            let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
+            let key = identity::load_device_key(&data_dir)?;
+            show_key("device", &key.public_key(), json);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_key(role: &str, key: &PublicKey, json: bool) {
+    let device_id = (role == "device").then(|| protocol::device_id_for(key));
+    if json {
+        let mut line = json!({"role": role, "kid": key.key_id(), "public_key": key.to_base64url()});
+        if let Some(id) = device_id {
+            line["device_id"] = json!(id);
+        }
+        println!("{line}");
+    } else {
+        if let Some(id) = device_id {
+            println!("device id:  {id}");
+        }
+        println!("key id:     {}", key.key_id());
+        println!("public key: {key}");
+    }
+}
+
+fn gateway_config(data_dir: Option<PathBuf>) -> GatewayConfig {
+    GatewayConfig::new(data_dir.unwrap_or_else(|| identity::default_data_dir().join("gateway")))
+}
+
+fn gateway(command: GatewayCommand) -> Result<ExitCode> {
+    match command {
+        GatewayCommand::Init { data_dir } => {
+            let config = gateway_config(data_dir);
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| config.data_dir.display().to_string())?;
+            let key = SigningKey::create_file(&config.key_path())?;
+            show_key("gateway", &key.public_key(), false);
+        }
+        GatewayCommand::ShowKey { data_dir, json } => {
+            let key = load_gateway_key(&gateway_config(data_dir))?;
+            show_key("gateway", &key.public_key(), json);
+        }
+        GatewayCommand::Enroll {
+            device_id,
+            public_key,
+            data_dir,
+        } => {
+            let config = gateway_config(data_dir);
+            let device_key = PublicKey::from_base64url(public_key.trim())
+                .context("--public-key is not a base64url Ed25519 public key")?;
+            let key = load_gateway_key(&config)?;
+            Gateway::open(config, key)?.enroll(&device_id, &device_key)?;
+            println!("enrolled {device_id} (key id {})", device_key.key_id());
+        }
+        GatewayCommand::Ledger { data_dir } => {
+            let config = gateway_config(data_dir);
+            let key = load_gateway_key(&config)?;
+            for entry in Gateway::open(config, key)?.ledger()? {
+                println!("{}", serde_json::to_string(&entry)?);
+            }
+        }
+        GatewayCommand::Run {
+            broker,
+            daily_limit,
+            data_dir,
+        } => {
+            let mut config = gateway_config(data_dir);
+            config.daily_limit = daily_limit;
+            let key = load_gateway_key(&config)?;
+            let gateway = Gateway::open(config, key)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(voicepay::gateway::run(gateway, &broker, shutdown_signal()))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_gateway_key(config: &GatewayConfig) -> Result<SigningKey> {
+    match SigningKey::load_file(&config.key_path()) {
+        Err(KeyError::Missing { path }) => Err(anyhow::anyhow!(
+            "no gateway key at {}: run `voicepay gateway init`",
+            path.display()
+        )),
+        other => Ok(other?),
+    }
+}
+
+/// Ctrl-C or SIGTERM (what service managers send).
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(term) => { term.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
+
+fn parse_money(text: &str) -> Result<Money, String> {
+    let (amount, code) = text.split_once(' ').ok_or_else(|| {
+        format!("{text:?}: expected an amount and a currency, like \"500.00 CNY\"")
+    })?;
+    let currency = Currency::from_code(code.trim()).map_err(|e| e.to_string())?;
+    Money::parse_decimal(amount, currency).map_err(|e| e.to_string())
 }
 
 fn round3(x: f32) -> f64 {

@@ -465,6 +465,12 @@ pub mod topics {
         device_topic(prefix, device_id, "events")
     }
 
+    /// The gateway's retained `online` / `offline` (its last will): devices
+    /// learn from it whether requests can be answered now.
+    pub fn gateway_status(prefix: &str) -> String {
+        format!("{prefix}/gateway/status")
+    }
+
     /// Retained `online` / `offline`, also the last will.
     pub fn status(prefix: &str, device_id: &str) -> String {
         device_topic(prefix, device_id, "status")

@@ -1,0 +1,676 @@
+//! The reference payment gateway: verifies signed requests, deduplicates them, re-checks limits, keeps a ledger and answers signed.
+//!
+//! [`Gateway::handle`] is the whole decision for one MQTT message and knows
+//! nothing of MQTT; [`run`] subscribes to every device's requests and feeds it.
+//! Every answer, approval or decline, is stored under its request id before it
+//! is sent, so a repeated request gets the first answer again and is never
+//! charged twice.
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use rumqttc::{AsyncClient, Event, LastWill, Packet, QoS};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use uuid::Uuid;
+
+use crate::clock::{day_of, now_ms};
+use crate::durable::flush_and_sync;
+use crate::keys::{PublicKey, SigningKey};
+use crate::money::Money;
+use crate::protocol::{
+    self, Envelope, PaymentRequest, PaymentResponse, ProtocolError, RequestKind, topics,
+};
+use crate::transport::BrokerUrl;
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub data_dir: PathBuf,
+    pub prefix: String,
+    /// Per device and day, whatever the device's own limits say.
+    pub daily_limit: Option<Money>,
+    /// How far in the future a request's `created_at` may be.
+    pub max_clock_skew_ms: u64,
+}
+
+impl GatewayConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            prefix: protocol::DEFAULT_PREFIX.to_owned(),
+            daily_limit: None,
+            max_clock_skew_ms: 5 * 60 * 1000,
+        }
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.data_dir.join("gateway.key")
+    }
+
+    fn db_path(&self) -> PathBuf {
+        self.data_dir.join("gateway.db")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("gateway database: {0}")]
+    Db(#[from] sled::Error),
+    #[error("gateway database {path}: cannot make it durable: {source}")]
+    Sync {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("gateway database holds a corrupt record: {0}")]
+    Corrupt(String),
+    #[error("device id {0:?} is not 1-64 of A-Z a-z 0-9 _ -")]
+    BadDeviceId(String),
+    #[error("MQTT: {0}")]
+    Mqtt(#[from] rumqttc::ClientError),
+}
+
+/// Why a message got no answer. Each is logged; the gateway keeps running.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error("message on {0:?}, which is not a device's requests topic")]
+    NotARequestTopic(String),
+    #[error("device {0:?} is not enrolled")]
+    UnknownDevice(String),
+    #[error("device {device}: {source}")]
+    Envelope {
+        device: String,
+        source: ProtocolError,
+    },
+    #[error("request names device {claimed:?} but came on device {topic:?}'s topic")]
+    DeviceMismatch { claimed: String, topic: String },
+    #[error("request {0} was already answered for different bytes: refused as a conflict")]
+    Conflict(Uuid),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
+
+/// An answer to publish.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub topic: String,
+    /// The signed envelope of `response`.
+    pub message: Vec<u8>,
+    pub response: PaymentResponse,
+    /// True when this is the stored first answer to a repeated request.
+    pub repeated: bool,
+}
+
+/// One approved payment in the gateway's books.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub gateway_txn_id: String,
+    pub request_id: Uuid,
+    pub device_id: String,
+    pub kind: RequestKind,
+    pub amount: Money,
+    pub payee: String,
+    pub offline: bool,
+    pub processed_at: u64,
+}
+
+enum Stored {
+    New(Vec<u8>),
+    Earlier(Vec<u8>),
+}
+
+/// What is kept per request id: the hash of the bytes answered, and the answer.
+#[derive(Serialize, Deserialize)]
+struct Answered {
+    payload_sha256: String,
+    response: String,
+}
+
+pub struct Gateway {
+    config: GatewayConfig,
+    key: SigningKey,
+    db: sled::Db,
+    devices: sled::Tree,
+    answers: sled::Tree,
+    daily: sled::Tree,
+    ledger: sled::Tree,
+}
+
+impl Gateway {
+    pub fn open(config: GatewayConfig, key: SigningKey) -> Result<Self, GatewayError> {
+        let db = sled::Config::new()
+            .path(config.db_path())
+            .cache_capacity(8 << 20)
+            .open()?;
+        Ok(Self {
+            devices: db.open_tree("devices")?,
+            answers: db.open_tree("answers")?,
+            daily: db.open_tree("daily")?,
+            ledger: db.open_tree("ledger")?,
+            db,
+            config,
+            key,
+        })
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public_key()
+    }
+
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// Registers (or re-keys) a device.
+    pub fn enroll(&self, device_id: &str, key: &PublicKey) -> Result<(), GatewayError> {
+        if !protocol::is_valid_device_id(device_id) {
+            return Err(GatewayError::BadDeviceId(device_id.to_owned()));
+        }
+        self.devices.insert(device_id, key.as_bytes().as_slice())?;
+        self.sync()
+    }
+
+    pub fn device_key(&self, device_id: &str) -> Result<Option<PublicKey>, GatewayError> {
+        let Some(raw) = self.devices.get(device_id)? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 32] = raw
+            .as_ref()
+            .try_into()
+            .map_err(|_| GatewayError::Corrupt(format!("key of device {device_id}")))?;
+        Ok(Some(PublicKey::from_bytes(bytes)))
+    }
+
+    /// Approved payments, oldest first.
+    pub fn ledger(&self) -> Result<Vec<LedgerEntry>, GatewayError> {
+        self.ledger
+            .iter()
+            .values()
+            .map(|v| {
+                let v = v?;
+                serde_json::from_slice(&v).map_err(|e| GatewayError::Corrupt(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// Decides one message from `topic`. Signature first, then parsing,
+    /// deduplication, expiry and limits; the answer is durable before it is
+    /// returned.
+    pub fn handle(&self, topic: &str, message: &[u8], now: u64) -> Result<Reply, Rejection> {
+        let prefix = &self.config.prefix;
+        let device = topics::device_id_from_requests_topic(prefix, topic)
+            .ok_or_else(|| Rejection::NotARequestTopic(truncate(topic)))?;
+        let key = self
+            .device_key(device)?
+            .ok_or_else(|| Rejection::UnknownDevice(device.to_owned()))?;
+        let envelope_error = |source| Rejection::Envelope {
+            device: device.to_owned(),
+            source,
+        };
+        let opened = protocol::open(message, |kid| (kid == key.key_id()).then_some(key))
+            .map_err(envelope_error)?;
+        let request: PaymentRequest = opened.parse().map_err(envelope_error)?;
+        if request.device_id != device {
+            return Err(Rejection::DeviceMismatch {
+                claimed: truncate(&request.device_id),
+                topic: device.to_owned(),
+            });
+        }
+        let payload_sha256 = hex::encode(Sha256::digest(&opened.payload));
+        if let Some(reply) = self.earlier_answer(&request, device, &payload_sha256)? {
+            return Ok(reply);
+        }
+        let verdict = self.check(&request, now);
+        self.answer(&request, device, payload_sha256, verdict, now)
+    }
+
+    fn earlier_answer(
+        &self,
+        request: &PaymentRequest,
+        device: &str,
+        payload_sha256: &str,
+    ) -> Result<Option<Reply>, Rejection> {
+        let key = request.request_id.as_bytes();
+        match self.answers.get(key).map_err(GatewayError::from)? {
+            Some(raw) => self.repeat(&raw, request, device, payload_sha256).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The stored first answer, for the same bytes only.
+    fn repeat(
+        &self,
+        raw: &[u8],
+        request: &PaymentRequest,
+        device: &str,
+        payload_sha256: &str,
+    ) -> Result<Reply, Rejection> {
+        let answered: Answered = serde_json::from_slice(raw)
+            .map_err(|e| GatewayError::Corrupt(format!("answer: {e}")))?;
+        if answered.payload_sha256 != payload_sha256 {
+            return Err(Rejection::Conflict(request.request_id));
+        }
+        self.reply(device, answered.response.into_bytes(), true)
+    }
+
+    /// Everything that can decline a well-signed request, before money moves.
+    fn check(&self, request: &PaymentRequest, now: u64) -> Result<(), String> {
+        request.validate().map_err(|e| e.to_string())?;
+        if request.is_expired(now) {
+            return Err("the request expired before it arrived".into());
+        }
+        if request.created_at > now + self.config.max_clock_skew_ms {
+            return Err("the request is dated in the future: check the device's clock".into());
+        }
+        Ok(())
+    }
+
+    fn answer(
+        &self,
+        request: &PaymentRequest,
+        device: &str,
+        payload_sha256: String,
+        verdict: Result<(), String>,
+        now: u64,
+    ) -> Result<Reply, Rejection> {
+        let txn_id = Uuid::now_v7().to_string();
+        let approved = PaymentResponse::approved(request.request_id, txn_id.clone(), now);
+        let (approved_message, _) = Envelope::seal_json(&approved, &self.key)
+            .map(|(e, p)| (e.to_bytes(), p))
+            .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+        let decline = |reason: String| -> Result<Vec<u8>, GatewayError> {
+            let response = PaymentResponse::declined(request.request_id, reason, now);
+            Envelope::seal_json(&response, &self.key)
+                .map(|(e, _)| e.to_bytes())
+                .map_err(|e| GatewayError::Corrupt(e.to_string()))
+        };
+        let entry = LedgerEntry {
+            gateway_txn_id: txn_id,
+            request_id: request.request_id,
+            device_id: device.to_owned(),
+            kind: request.kind,
+            amount: request.amount,
+            payee: request.payee.clone(),
+            offline: request.offline,
+            processed_at: now,
+        };
+        let id_key = request.request_id.as_bytes().to_vec();
+        let day_key = format!("{device}/{}/{}", day_of(now), request.amount.currency);
+        let limit = self.config.daily_limit;
+        let ledger_value =
+            serde_json::to_vec(&entry).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+        let pre_declined = verdict.err().map(decline).transpose()?;
+
+        // One transaction: a concurrent twin of this request, or a second
+        // payment racing for the same limit, sees the other's effect.
+        let outcome =
+            (&self.answers, &self.daily, &self.ledger).transaction(|(answers, daily, ledger)| {
+                if let Some(raw) = answers.get(&id_key)? {
+                    return Ok(Stored::Earlier(raw.to_vec()));
+                }
+                let message = match &pre_declined {
+                    Some(message) => message.clone(),
+                    None => {
+                        let spent = daily.get(day_key.as_bytes())?.map_or(0, |v| i64_from(&v));
+                        let total = spent.checked_add(request.amount.minor).filter(|t| {
+                            limit.is_none_or(|l| {
+                                l.currency == request.amount.currency && *t <= l.minor
+                            })
+                        });
+                        match total {
+                            Some(total) => {
+                                daily.insert(day_key.as_bytes(), &total.to_be_bytes())?;
+                                let id = ledger.generate_id()?;
+                                ledger.insert(&id.to_be_bytes(), ledger_value.clone())?;
+                                approved_message.clone()
+                            }
+                            None => {
+                                decline("over the gateway's daily limit for this device".into())
+                                    .map_err(ConflictableTransactionError::Abort)?
+                            }
+                        }
+                    }
+                };
+                let answered = Answered {
+                    payload_sha256: payload_sha256.clone(),
+                    response: String::from_utf8_lossy(&message).into_owned(),
+                };
+                let record = serde_json::to_vec(&answered).map_err(|e| {
+                    ConflictableTransactionError::Abort(GatewayError::Corrupt(e.to_string()))
+                })?;
+                answers.insert(id_key.as_slice(), record)?;
+                Ok(Stored::New(message))
+            });
+        match outcome {
+            Ok(Stored::New(message)) => {
+                self.sync()?;
+                self.reply(device, message, false)
+            }
+            // A twin of this request won the race: answer as it was answered.
+            Ok(Stored::Earlier(raw)) => self.repeat(&raw, request, device, &payload_sha256),
+            Err(TransactionError::Abort(e)) => Err(e.into()),
+            Err(TransactionError::Storage(e)) => Err(GatewayError::Db(e).into()),
+        }
+    }
+
+    fn reply(&self, device: &str, message: Vec<u8>, repeated: bool) -> Result<Reply, Rejection> {
+        // Our own stored answer; parse it back for the caller's logs and tests.
+        let own_key = self.key.public_key();
+        let response = protocol::open(&message, |_| Some(own_key))
+            .and_then(|o| o.parse::<PaymentResponse>())
+            .map_err(|e| GatewayError::Corrupt(format!("stored answer: {e}")))?;
+        Ok(Reply {
+            topic: topics::responses(&self.config.prefix, device),
+            message,
+            response,
+            repeated,
+        })
+    }
+
+    fn sync(&self) -> Result<(), GatewayError> {
+        let path = self.config.db_path();
+        flush_and_sync(&self.db, &path).map_err(|source| GatewayError::Sync { path, source })
+    }
+}
+
+fn i64_from(bytes: &[u8]) -> i64 {
+    bytes.try_into().map_or(0, i64::from_be_bytes)
+}
+
+/// Topics and ids from the wire can be long; logs get the start.
+fn truncate(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// Serves until `shutdown` resolves: subscribes to every device's requests,
+/// answers each, logs and skips what it rejects, reconnects on its own.
+pub async fn run(
+    gateway: Gateway,
+    broker: &BrokerUrl,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), GatewayError> {
+    let status = topics::gateway_status(&gateway.config.prefix);
+    let mut options = broker.options("voicepay-gateway");
+    options.set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    let filter = topics::all_requests_filter(&gateway.config.prefix);
+    tokio::pin!(shutdown);
+    loop {
+        let event = tokio::select! {
+            _ = &mut shutdown => break,
+            event = eventloop.poll() => event,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                tracing::info!(%filter, "gateway connected; subscribing");
+                client.subscribe(&filter, QoS::AtLeastOnce).await?;
+            }
+            // Only once subscribed can requests be answered: then say so.
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                client
+                    .publish(&status, QoS::AtLeastOnce, true, "online")
+                    .await?;
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                match gateway.handle(&publish.topic, &publish.payload, now_ms()) {
+                    Ok(reply) => {
+                        tracing::info!(
+                            request_id = %reply.response.request_id,
+                            status = ?reply.response.status,
+                            repeated = reply.repeated,
+                            "answered"
+                        );
+                        client
+                            .publish(reply.topic, QoS::AtLeastOnce, false, reply.message)
+                            .await?;
+                    }
+                    Err(rejection) => tracing::warn!(%rejection, "rejected a message"),
+                }
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "gateway lost the broker; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    }
+    drain(&client, &mut eventloop, &status).await;
+    Ok(())
+}
+
+/// Says `offline` and disconnects, giving the broker a moment to take both.
+async fn drain(client: &AsyncClient, eventloop: &mut rumqttc::EventLoop, status: &str) {
+    let said = client
+        .publish(status, QoS::AtLeastOnce, true, "offline")
+        .await;
+    let disconnected = client.disconnect().await;
+    if said.is_err() || disconnected.is_err() {
+        return;
+    }
+    let deadline = tokio::time::sleep(std::time::Duration::from_secs(2));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => break,
+            event = eventloop.poll() => if event.is_err() { break },
+        }
+    }
+}
+
+/// Loads the gateway key from `data_dir`, for the CLI.
+pub fn load_key(config: &GatewayConfig) -> Result<SigningKey, crate::keys::KeyError> {
+    SigningKey::load_file(&config.key_path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+    use crate::protocol::{Approval, ApprovalMethod, Evidence, ResponseStatus};
+
+    const NOW: u64 = 1_790_000_000_000;
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        gateway: Gateway,
+        device: SigningKey,
+        topic: String,
+    }
+
+    fn setup(daily_limit: Option<Money>) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = GatewayConfig::new(dir.path().to_owned());
+        config.daily_limit = daily_limit;
+        let gateway = Gateway::open(config, SigningKey::generate().unwrap()).unwrap();
+        let device = SigningKey::generate().unwrap();
+        gateway.enroll("glasses-1", &device.public_key()).unwrap();
+        Setup {
+            _dir: dir,
+            gateway,
+            device,
+            topic: topics::requests(protocol::DEFAULT_PREFIX, "glasses-1"),
+        }
+    }
+
+    fn request(minor: i64) -> PaymentRequest {
+        PaymentRequest {
+            request_id: Uuid::now_v7(),
+            device_id: "glasses-1".into(),
+            seq: 1,
+            created_at: NOW - 1_000,
+            expires_at: NOW + 60_000,
+            kind: RequestKind::Purchase,
+            amount: Money::new(minor, Currency::CNY),
+            payee: "Heytea".into(),
+            memo: String::new(),
+            agent: None,
+            tokens: None,
+            evidence: Evidence::new("pay 36 yuan to Heytea", b"pcm", 0.9, "en"),
+            approval: Approval {
+                method: ApprovalMethod::VoiceConfirm,
+                confirming_transcript: Some("confirm".into()),
+                approved_at: NOW - 500,
+            },
+            offline: false,
+        }
+    }
+
+    fn sealed(request: &PaymentRequest, key: &SigningKey) -> Vec<u8> {
+        Envelope::seal_json(request, key).unwrap().0.to_bytes()
+    }
+
+    #[test]
+    fn a_signed_request_is_approved_once_and_its_repeat_gets_the_same_answer() {
+        let s = setup(None);
+        let message = sealed(&request(3600), &s.device);
+        let first = s.gateway.handle(&s.topic, &message, NOW).unwrap();
+        assert_eq!(first.response.status, ResponseStatus::Approved);
+        assert_eq!(first.topic, "voicepay/v1/devices/glasses-1/responses");
+        assert!(!first.repeated);
+        // The answer is signed by the gateway over its exact bytes.
+        let gateway_key = s.gateway.public_key();
+        protocol::open(&first.message, |_| Some(gateway_key)).unwrap();
+
+        let again = s.gateway.handle(&s.topic, &message, NOW + 5_000).unwrap();
+        assert!(again.repeated);
+        assert_eq!(again.message, first.message);
+        assert_eq!(s.gateway.ledger().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_same_id_with_other_bytes_is_a_conflict() {
+        let s = setup(None);
+        let mut req = request(3600);
+        s.gateway
+            .handle(&s.topic, &sealed(&req, &s.device), NOW)
+            .unwrap();
+        req.amount.minor = 360_000;
+        let err = s
+            .gateway
+            .handle(&s.topic, &sealed(&req, &s.device), NOW)
+            .unwrap_err();
+        assert!(matches!(err, Rejection::Conflict(_)), "{err}");
+        assert_eq!(s.gateway.ledger().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bad_messages_are_rejected_and_leave_no_trace() {
+        let s = setup(None);
+        let req = request(3600);
+        let good = sealed(&req, &s.device);
+
+        // A tampered payload: same envelope, other bytes.
+        let mut envelope: Envelope = serde_json::from_slice(&good).unwrap();
+        let other = sealed(&request(1), &s.device);
+        envelope.payload = serde_json::from_slice::<Envelope>(&other).unwrap().payload;
+        let tampered = serde_json::to_vec(&envelope).unwrap();
+        let stranger = SigningKey::generate().unwrap();
+        let other_topic = topics::requests(protocol::DEFAULT_PREFIX, "glasses-2");
+        let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+            ("tampered", &s.topic, tampered),
+            ("garbage", &s.topic, b"\xff\xfe not json".to_vec()),
+            (
+                "oversized",
+                &s.topic,
+                vec![b'{'; protocol::MAX_MESSAGE_BYTES + 1],
+            ),
+            ("signed by a stranger", &s.topic, sealed(&req, &stranger)),
+            ("unknown device", &other_topic, good.clone()),
+            (
+                "not a requests topic",
+                "voicepay/v1/devices/glasses-1/tasks",
+                good.clone(),
+            ),
+        ];
+        for (name, topic, message) in cases {
+            let result = s.gateway.handle(topic, &message, NOW);
+            assert!(result.is_err(), "{name} was accepted");
+        }
+        assert!(s.gateway.ledger().unwrap().is_empty());
+        // The genuine request still goes through afterwards.
+        let ok = s.gateway.handle(&s.topic, &good, NOW).unwrap();
+        assert_eq!(ok.response.status, ResponseStatus::Approved);
+    }
+
+    #[test]
+    fn a_request_for_another_device_is_refused_on_this_topic() {
+        let s = setup(None);
+        let mut req = request(100);
+        req.device_id = "glasses-2".into();
+        let err = s
+            .gateway
+            .handle(&s.topic, &sealed(&req, &s.device), NOW)
+            .unwrap_err();
+        assert!(matches!(err, Rejection::DeviceMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn expired_and_future_requests_are_declined_with_a_reason() {
+        let s = setup(None);
+        let expired = request(100);
+        let reply = s
+            .gateway
+            .handle(&s.topic, &sealed(&expired, &s.device), expired.expires_at)
+            .unwrap();
+        assert_eq!(reply.response.status, ResponseStatus::Declined);
+        assert!(reply.response.reason.unwrap().contains("expired"));
+
+        let mut future = request(100);
+        future.created_at = NOW + 10 * 60 * 1000;
+        future.expires_at = future.created_at + 60_000;
+        let reply = s
+            .gateway
+            .handle(&s.topic, &sealed(&future, &s.device), NOW)
+            .unwrap();
+        assert!(reply.response.reason.unwrap().contains("future"));
+        assert!(s.gateway.ledger().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_gateways_own_daily_limit_is_rechecked() {
+        let s = setup(Some(Money::new(10_000, Currency::CNY)));
+        let statuses: Vec<ResponseStatus> = [6_000, 4_000, 1]
+            .into_iter()
+            .map(|minor| {
+                let message = sealed(&request(minor), &s.device);
+                s.gateway
+                    .handle(&s.topic, &message, NOW)
+                    .unwrap()
+                    .response
+                    .status
+            })
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ResponseStatus::Approved,
+                ResponseStatus::Approved,
+                ResponseStatus::Declined
+            ]
+        );
+        assert_eq!(s.gateway.ledger().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn enrolled_devices_and_the_ledger_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let pkcs8_path = dir.path().join("gateway.key");
+        let key = SigningKey::create_file(&pkcs8_path).unwrap();
+        let device = SigningKey::generate().unwrap();
+        let topic = topics::requests(protocol::DEFAULT_PREFIX, "car-7");
+        let mut req = request(500);
+        req.device_id = "car-7".into();
+        let message = sealed(&req, &device);
+        {
+            let gateway = Gateway::open(GatewayConfig::new(dir.path().to_owned()), key).unwrap();
+            gateway.enroll("car-7", &device.public_key()).unwrap();
+            gateway.handle(&topic, &message, NOW).unwrap();
+        }
+        let key = SigningKey::load_file(&pkcs8_path).unwrap();
+        let gateway = Gateway::open(GatewayConfig::new(dir.path().to_owned()), key).unwrap();
+        let again = gateway.handle(&topic, &message, NOW).unwrap();
+        assert!(again.repeated, "the first answer is remembered");
+        assert_eq!(gateway.ledger().unwrap().len(), 1);
+    }
+}

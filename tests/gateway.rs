@@ -1,0 +1,173 @@
+//! The reference gateway as integrators run it: a real mosquitto, the `voicepay gateway` binary, signed messages.
+
+mod util;
+
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+use util::*;
+use uuid::Uuid;
+use voicepay::keys::{PublicKey, SigningKey};
+use voicepay::money::{Currency, Money};
+use voicepay::protocol::{
+    self, Approval, ApprovalMethod, Envelope, Evidence, PaymentRequest, PaymentResponse,
+    RequestKind, ResponseStatus, topics,
+};
+
+fn cli(args: &[&str]) -> String {
+    let out = run(voicepay(args));
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn request(device_id: &str, minor: i64) -> PaymentRequest {
+    let now = voicepay::clock::now_ms();
+    PaymentRequest {
+        request_id: Uuid::now_v7(),
+        device_id: device_id.into(),
+        seq: 1,
+        created_at: now,
+        expires_at: now + 60_000,
+        kind: RequestKind::Purchase,
+        amount: Money::new(minor, Currency::CNY),
+        payee: "Heytea".into(),
+        memo: String::new(),
+        agent: None,
+        tokens: None,
+        evidence: Evidence::new("Pay 36 yuan to Heytea.", b"pcm", 0.9, "en"),
+        approval: Approval {
+            method: ApprovalMethod::VoiceConfirm,
+            confirming_transcript: Some("Confirm.".into()),
+            approved_at: now,
+        },
+        offline: false,
+    }
+}
+
+/// A bare MQTT client playing the device, with its incoming publishes on a channel.
+async fn device_client(
+    broker: &Broker,
+    id: &str,
+    subscribe: &str,
+) -> (AsyncClient, mpsc::Receiver<Vec<u8>>) {
+    let options = MqttOptions::new(id, "127.0.0.1", broker.port);
+    let (client, mut eventloop) = AsyncClient::new(options, 16);
+    let (tx, rx) = mpsc::channel(16);
+    let (subscribed_tx, mut subscribed) = mpsc::channel(1);
+    client.subscribe(subscribe, QoS::AtLeastOnce).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            match event {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    let _ = subscribed_tx.try_send(());
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    let _ = tx.send(p.payload.to_vec()).await;
+                }
+                _ => {}
+            }
+        }
+    });
+    subscribed.recv().await.unwrap();
+    (client, rx)
+}
+
+async fn next_answer(rx: &mut mpsc::Receiver<Vec<u8>>) -> Option<Vec<u8>> {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_answers_once_per_request_and_keeps_running_after_bad_messages() {
+    let broker = Broker::start();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    cli(&["gateway", "init", "--data-dir", dir]);
+    let shown: serde_json::Value =
+        serde_json::from_str(&cli(&["gateway", "show-key", "--json", "--data-dir", dir])).unwrap();
+    let gateway_key = PublicKey::from_base64url(shown["public_key"].as_str().unwrap()).unwrap();
+    let device = SigningKey::generate().unwrap();
+    let public = device.public_key().to_base64url();
+    cli(&[
+        "gateway",
+        "enroll",
+        "--device-id",
+        "glasses-1",
+        "--public-key",
+        &public,
+        "--data-dir",
+        dir,
+    ]);
+
+    let prefix = protocol::DEFAULT_PREFIX;
+    let (_watch, mut status) =
+        device_client(&broker, "watcher", &topics::gateway_status(prefix)).await;
+    let mut gateway = Child::spawn(voicepay(&[
+        "gateway",
+        "run",
+        "--broker",
+        &broker.url(),
+        "--data-dir",
+        dir,
+    ]));
+    assert_eq!(
+        next_answer(&mut status).await.as_deref(),
+        Some(&b"online"[..])
+    );
+    let requests = topics::requests(prefix, "glasses-1");
+    let (client, mut answers) =
+        device_client(&broker, "device", &topics::responses(prefix, "glasses-1")).await;
+
+    let req = request("glasses-1", 3600);
+    let good = Envelope::seal_json(&req, &device).unwrap().0.to_bytes();
+    let mut tampered: Envelope = serde_json::from_slice(&good).unwrap();
+    tampered.payload = Envelope::seal(b"{\"amount\":1}", &device).payload;
+    let stranger = SigningKey::generate().unwrap();
+    let bad_messages = [
+        b"garbage".to_vec(),
+        vec![0xff, 0xfe, 0x00],
+        serde_json::to_vec(&tampered).unwrap(),
+        Envelope::seal_json(&req, &stranger).unwrap().0.to_bytes(),
+    ];
+    for bad in bad_messages {
+        client
+            .publish(&requests, QoS::AtLeastOnce, false, bad)
+            .await
+            .unwrap();
+    }
+    // Whatever the gateway does with those, it still answers the good one,
+    // and only that one.
+    client
+        .publish(&requests, QoS::AtLeastOnce, false, good.clone())
+        .await
+        .unwrap();
+    let first = next_answer(&mut answers).await.expect("an answer");
+    let response: PaymentResponse = protocol::open(&first, |kid| {
+        (kid == gateway_key.key_id()).then_some(gateway_key)
+    })
+    .expect("signed by the gateway")
+    .parse()
+    .unwrap();
+    assert_eq!(response.request_id, req.request_id);
+    assert_eq!(response.status, ResponseStatus::Approved);
+
+    // MQTT may deliver twice; the device republishes its outbox on reconnect.
+    client
+        .publish(&requests, QoS::AtLeastOnce, false, good)
+        .await
+        .unwrap();
+    let second = next_answer(&mut answers).await.expect("a repeated answer");
+    assert_eq!(second, first, "the first answer again, byte for byte");
+
+    let exit = gateway.terminate();
+    assert!(exit.success(), "graceful stop: {exit:?}");
+    assert_eq!(
+        next_answer(&mut status).await.as_deref(),
+        Some(&b"offline"[..])
+    );
+    let ledger = cli(&["gateway", "ledger", "--data-dir", dir]);
+    assert_eq!(ledger.lines().count(), 1, "charged once: {ledger}");
+}
