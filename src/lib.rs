@@ -31,4 +31,5 @@ pub mod money;
 pub mod profile;
 pub mod protocol;
 pub mod recognizer;
+pub mod store;
 pub mod transport;

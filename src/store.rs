@@ -1,0 +1,1288 @@
+//! Store: the device's durable state in one sled database — outbox, hash-chained history, spend counters, limits, sequence numbers and offline counters.
+//!
+//! Every change is atomic (one sled transaction, or a single-key write) and is
+//! flushed *and* fsynced ([`Store::flush_durably`]) before the call returns:
+//! sled's own flush uses `sync_file_range` on Linux, which reaches neither the
+//! disk's cache nor the file metadata. Stored records are JSON; a record that
+//! does not parse is a [`StoreError::Corrupt`], never a panic.
+//!
+//! Trees and keys (integers are big-endian so iteration order is numeric):
+//! - `outbox`: seq (u64) -> `{day, payment}`; payments waiting for the gateway's answer
+//! - `requests`: request id (16 bytes) -> seq; every id ever committed, so none is reused
+//! - `spend`: day since the epoch (u32) + currency code (3 bytes) -> reserved minor units (i64)
+//! - `history`: index (u64) -> [`HistoryEntry`]
+//! - `state`: `seq`, `limits`, `offline`, `history_head`
+
+use std::io;
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree, abort};
+use sled::{Transactional, Tree};
+use uuid::Uuid;
+
+use crate::money::{Currency, Money, MoneyError};
+
+/// A small cache: the store holds kilobytes, and the devices are small.
+pub const DEFAULT_CACHE_BYTES: u64 = 4 * 1024 * 1024;
+/// `prev_hash` of the first history entry.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+const SEQ_KEY: &[u8] = b"seq";
+const LIMITS_KEY: &[u8] = b"limits";
+const OFFLINE_KEY: &[u8] = b"offline";
+const HEAD_KEY: &[u8] = b"history_head";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store database error: {0}")]
+    Db(#[from] sled::Error),
+    #[error("store file sync failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("corrupt {what} record in the store: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("could not encode a store record: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("request {0} was already committed")]
+    DuplicateRequest(Uuid),
+    #[error("{reason}")]
+    LimitExceeded {
+        reason: String,
+        limit: Money,
+        spent: Money,
+        amount: Money,
+    },
+    #[error("{reason}")]
+    LimitCurrencyMismatch {
+        reason: String,
+        limit: Currency,
+        payment: Currency,
+    },
+    #[error("{reason}")]
+    OfflineFloorExceeded { reason: String, rule: OfflineRule },
+    #[error("history chain broken at entry {index}: {detail}")]
+    ChainBroken { index: u64, detail: String },
+}
+
+impl StoreError {
+    /// The sentence to speak when a payment was refused by a limit; `None` for
+    /// other errors, which are faults rather than decisions.
+    pub fn refusal_reason(&self) -> Option<&str> {
+        match self {
+            StoreError::LimitExceeded { reason, .. }
+            | StoreError::LimitCurrencyMismatch { reason, .. }
+            | StoreError::OfflineFloorExceeded { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// Which offline floor rule refused a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflineRule {
+    PerPayment,
+    Cumulative,
+    Consecutive,
+    Age,
+    Currency,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    #[serde(default = "default_cache_bytes")]
+    pub cache_bytes: u64,
+}
+
+fn default_cache_bytes() -> u64 {
+    DEFAULT_CACHE_BYTES
+}
+
+impl StoreConfig {
+    pub fn new(path: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            path: path.into(),
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
+/// The user's limits. `auto_pay` zero means "always ask".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub auto_pay: Money,
+    pub daily: Option<Money>,
+    pub payment_code_above: Option<Money>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            auto_pay: Money::zero(Currency::CNY),
+            daily: None,
+            payment_code_above: None,
+        }
+    }
+}
+
+/// What `commit_payment` enforces; the policy decides which limits apply.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SpendChecks {
+    pub daily_limit: Option<Money>,
+    pub offline: Option<OfflineFloor>,
+}
+
+/// Limits on paying while the gateway is unreachable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfflineFloor {
+    pub per_payment: Money,
+    pub cumulative: Money,
+    pub max_consecutive: u32,
+    pub max_age_ms: u64,
+}
+
+/// Offline payments since the link was last up (cleared by `reset_offline_counters`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OfflineCounters {
+    pub count: u32,
+    pub total: Option<Money>,
+    /// When the offline period began: `mark_link_down`, else the first offline payment.
+    pub since_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPayment {
+    pub request_id: Uuid,
+    pub seq: u64,
+    pub amount: Money,
+    pub payee: String,
+    pub created_at: u64,
+    pub offline: bool,
+    /// The exact signed bytes to (re)publish.
+    #[serde(with = "hex_bytes")]
+    pub envelope: Vec<u8>,
+}
+
+/// The gateway's verified answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    Approved {
+        gateway_txn_id: String,
+        processed_at: u64,
+        response: Vec<u8>,
+    },
+    Declined {
+        reason: String,
+        processed_at: u64,
+        response: Vec<u8>,
+    },
+}
+
+/// One line of the history. `Paid` and `Declined` come only from the gateway
+/// (via `settle`) and keep both signed envelopes as evidence; `Refused` and
+/// `Cancelled` never left the device (via `record`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HistoryEvent {
+    Paid {
+        request_id: Uuid,
+        seq: u64,
+        amount: Money,
+        payee: String,
+        /// The day the amount was reserved on; `spending` counts it there.
+        day: u32,
+        created_at: u64,
+        offline: bool,
+        gateway_txn_id: String,
+        processed_at: u64,
+        #[serde(with = "hex_bytes")]
+        request: Vec<u8>,
+        #[serde(with = "hex_bytes")]
+        response: Vec<u8>,
+    },
+    Declined {
+        request_id: Uuid,
+        seq: u64,
+        amount: Money,
+        payee: String,
+        day: u32,
+        created_at: u64,
+        offline: bool,
+        reason: String,
+        processed_at: u64,
+        #[serde(with = "hex_bytes")]
+        request: Vec<u8>,
+        #[serde(with = "hex_bytes")]
+        response: Vec<u8>,
+    },
+    /// Declined on the device (policy, limits) before anything was signed.
+    Refused {
+        amount: Money,
+        payee: String,
+        at: u64,
+        reason: String,
+    },
+    Cancelled {
+        amount: Money,
+        payee: String,
+        at: u64,
+        reason: String,
+    },
+}
+
+impl HistoryEvent {
+    /// When it happened (unix ms): the gateway's time for answers.
+    pub fn at(&self) -> u64 {
+        match self {
+            HistoryEvent::Paid { processed_at, .. }
+            | HistoryEvent::Declined { processed_at, .. } => *processed_at,
+            HistoryEvent::Refused { at, .. } | HistoryEvent::Cancelled { at, .. } => *at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub index: u64,
+    pub prev_hash: String,
+    /// Hex SHA-256 of the canonical bytes of (index, prev_hash, event).
+    pub hash: String,
+    pub event: HistoryEvent,
+}
+
+impl HistoryEntry {
+    pub fn at(&self) -> u64 {
+        self.event.at()
+    }
+
+    fn seal(
+        index: u64,
+        prev_hash: String,
+        event: HistoryEvent,
+    ) -> Result<HistoryEntry, StoreError> {
+        let hash = entry_hash(index, &prev_hash, &event)?;
+        Ok(HistoryEntry {
+            index,
+            prev_hash,
+            hash,
+            event,
+        })
+    }
+}
+
+/// The hashed form. serde_json writes struct fields in declaration order, so
+/// the bytes are deterministic; `v` lets a later format change keep old hashes.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    v: u32,
+    index: u64,
+    prev_hash: &'a str,
+    event: &'a HistoryEvent,
+}
+
+fn entry_hash(index: u64, prev_hash: &str, event: &HistoryEvent) -> Result<String, StoreError> {
+    let bytes = serde_json::to_vec(&Canonical {
+        v: 1,
+        index,
+        prev_hash,
+        event,
+    })?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// The outbox value: the payment plus the day its amount was reserved on, so
+/// a decline releases the right counter.
+#[derive(Serialize, Deserialize)]
+struct OutboxRecord {
+    day: u32,
+    payment: PendingPayment,
+}
+
+/// Where the chain ends; kept so an append inside a transaction needs no scan.
+#[derive(Serialize, Deserialize)]
+struct HistoryHead {
+    next_index: u64,
+    last_hash: String,
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+trait OrAbort<T> {
+    fn or_abort(self) -> TxResult<T>;
+}
+
+impl<T> OrAbort<T> for Result<T, StoreError> {
+    fn or_abort(self) -> TxResult<T> {
+        self.map_err(ConflictableTransactionError::Abort)
+    }
+}
+
+impl<T> OrAbort<T> for Result<T, MoneyError> {
+    fn or_abort(self) -> TxResult<T> {
+        self.map_err(|e| ConflictableTransactionError::Abort(e.into()))
+    }
+}
+
+fn from_tx(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Db(e),
+    }
+}
+
+fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+fn fixed<const N: usize>(what: &'static str, bytes: &[u8]) -> Result<[u8; N], StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt {
+        what,
+        detail: format!("expected {N} bytes, found {}", bytes.len()),
+    })
+}
+
+fn spend_key(day: u32, currency: Currency) -> [u8; 7] {
+    let mut key = [0u8; 7];
+    key[..4].copy_from_slice(&day.to_be_bytes());
+    key[4..].copy_from_slice(currency.code().as_bytes());
+    key
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    path: PathBuf,
+    outbox: Tree,
+    requests: Tree,
+    spend: Tree,
+    history: Tree,
+    state: Tree,
+}
+
+impl Store {
+    pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_bytes)
+            .open()?;
+        Ok(Store {
+            outbox: db.open_tree("outbox")?,
+            requests: db.open_tree("requests")?,
+            spend: db.open_tree("spend")?,
+            history: db.open_tree("history")?,
+            state: db.open_tree("state")?,
+            path: config.path.clone(),
+            db,
+        })
+    }
+
+    /// The next per-device sequence number (first is 1). It is durable before
+    /// it is returned: a crash after signing can never hand the number out again.
+    pub fn next_seq(&self) -> Result<u64, StoreError> {
+        loop {
+            let old = self.state.get(SEQ_KEY)?;
+            let current = match &old {
+                Some(bytes) => u64::from_be_bytes(fixed("seq", bytes)?),
+                None => 0,
+            };
+            let next = current
+                .checked_add(1)
+                .ok_or_else(|| StoreError::Invalid("sequence numbers exhausted".into()))?;
+            let swapped =
+                self.state
+                    .compare_and_swap(SEQ_KEY, old, Some(&next.to_be_bytes()[..]))?;
+            if swapped.is_ok() {
+                self.flush_durably()?;
+                return Ok(next);
+            }
+        }
+    }
+
+    pub fn limits(&self) -> Result<Limits, StoreError> {
+        match self.state.get(LIMITS_KEY)? {
+            Some(bytes) => decode("limits", &bytes),
+            None => Ok(Limits::default()),
+        }
+    }
+
+    pub fn set_limits(&self, limits: &Limits) -> Result<(), StoreError> {
+        let amounts = [
+            Some(limits.auto_pay),
+            limits.daily,
+            limits.payment_code_above,
+        ];
+        if amounts.iter().flatten().any(|m| m.minor < 0) {
+            return Err(StoreError::Invalid("a limit cannot be negative".into()));
+        }
+        self.state.insert(LIMITS_KEY, serde_json::to_vec(limits)?)?;
+        self.flush_durably()
+    }
+
+    /// In one transaction: checks the daily limit and the offline floor,
+    /// reserves the amount on `day`, bumps the offline counters and writes
+    /// the outbox entry; then makes it durable. Nothing is written on refusal.
+    pub fn commit_payment(
+        &self,
+        pending: &PendingPayment,
+        day: u32,
+        checks: &SpendChecks,
+    ) -> Result<(), StoreError> {
+        let amount = pending.amount;
+        if !amount.is_positive() {
+            return Err(StoreError::Invalid(format!("payment amount {amount}")));
+        }
+        let record = serde_json::to_vec(&OutboxRecord {
+            day,
+            payment: pending.clone(),
+        })?;
+        let seq_key = pending.seq.to_be_bytes();
+        let counter_key = spend_key(day, amount.currency);
+        (&self.outbox, &self.requests, &self.spend, &self.state)
+            .transaction(|(outbox, requests, spend, state)| {
+                if requests.get(pending.request_id.as_bytes())?.is_some() {
+                    return abort(StoreError::DuplicateRequest(pending.request_id));
+                }
+                if outbox.get(seq_key)?.is_some() {
+                    let msg = format!("seq {} is already in the outbox", pending.seq);
+                    return abort(StoreError::Invalid(msg));
+                }
+                let spent = read_counter(spend, &counter_key, amount.currency)?;
+                let after = spent.checked_add(amount).or_abort()?;
+                if let Some(limit) = checks.daily_limit {
+                    check_daily(limit, spent, amount, after).or_abort()?;
+                }
+                if pending.offline {
+                    let counters = read_offline(state)?;
+                    if let Some(floor) = &checks.offline {
+                        check_floor(floor, &counters, amount, pending.created_at).or_abort()?;
+                    }
+                    let bumped = bump_offline(counters, amount, pending.created_at).or_abort()?;
+                    state.insert(OFFLINE_KEY, encode(&bumped)?)?;
+                }
+                spend.insert(&counter_key, &after.minor.to_be_bytes())?;
+                outbox.insert(&seq_key, record.as_slice())?;
+                requests.insert(pending.request_id.as_bytes(), &seq_key)?;
+                Ok(())
+            })
+            .map_err(from_tx)?;
+        self.flush_durably()
+    }
+
+    /// Waiting payments, in seq order.
+    pub fn outbox(&self) -> Result<Vec<PendingPayment>, StoreError> {
+        self.outbox
+            .iter()
+            .map(|item| {
+                let (key, value) = item?;
+                outbox_record(&key, &value).map(|r| r.payment)
+            })
+            .collect()
+    }
+
+    pub fn outbox_get(&self, request_id: Uuid) -> Result<Option<PendingPayment>, StoreError> {
+        let Some(seq) = self.requests.get(request_id.as_bytes())? else {
+            return Ok(None);
+        };
+        match self.outbox.get(&seq)? {
+            Some(value) => Ok(Some(outbox_record(&seq, &value)?.payment)),
+            None => Ok(None),
+        }
+    }
+
+    /// The gateway's verified answer: removes the outbox entry and appends the
+    /// history entry in one transaction; a decline releases the reservation.
+    /// An answer for a request not in the outbox (a repeat) changes nothing.
+    pub fn settle(
+        &self,
+        request_id: Uuid,
+        outcome: &Settlement,
+    ) -> Result<Option<HistoryEntry>, StoreError> {
+        let entry = (
+            &self.outbox,
+            &self.requests,
+            &self.spend,
+            &self.history,
+            &self.state,
+        )
+            .transaction(|(outbox, requests, spend, history, state)| {
+                let Some(seq) = requests.get(request_id.as_bytes())? else {
+                    return Ok(None);
+                };
+                let Some(value) = outbox.get(&seq)? else {
+                    return Ok(None);
+                };
+                let OutboxRecord { day, payment: p } = outbox_record(&seq, &value).or_abort()?;
+                outbox.remove(&seq)?;
+                let event = match outcome.clone() {
+                    Settlement::Approved {
+                        gateway_txn_id,
+                        processed_at,
+                        response,
+                    } => HistoryEvent::Paid {
+                        request_id,
+                        seq: p.seq,
+                        amount: p.amount,
+                        payee: p.payee,
+                        day,
+                        created_at: p.created_at,
+                        offline: p.offline,
+                        gateway_txn_id,
+                        processed_at,
+                        request: p.envelope,
+                        response,
+                    },
+                    Settlement::Declined {
+                        reason,
+                        processed_at,
+                        response,
+                    } => {
+                        let key = spend_key(day, p.amount.currency);
+                        let spent = read_counter(spend, &key, p.amount.currency)?;
+                        // Never below zero: an inconsistent counter must not
+                        // block the settlement and leave the payment queued.
+                        let left = spent.minor.saturating_sub(p.amount.minor).max(0);
+                        spend.insert(&key, &left.to_be_bytes())?;
+                        HistoryEvent::Declined {
+                            request_id,
+                            seq: p.seq,
+                            amount: p.amount,
+                            payee: p.payee,
+                            day,
+                            created_at: p.created_at,
+                            offline: p.offline,
+                            reason,
+                            processed_at,
+                            request: p.envelope,
+                            response,
+                        }
+                    }
+                };
+                append(history, state, event).map(Some)
+            })
+            .map_err(from_tx)?;
+        if entry.is_some() {
+            self.flush_durably()?;
+        }
+        Ok(entry)
+    }
+
+    /// Appends an event that never went to the gateway (`Refused`, `Cancelled`).
+    pub fn record(&self, event: HistoryEvent) -> Result<HistoryEntry, StoreError> {
+        if matches!(
+            event,
+            HistoryEvent::Paid { .. } | HistoryEvent::Declined { .. }
+        ) {
+            return Err(StoreError::Invalid(
+                "gateway answers are recorded by settle, not record".into(),
+            ));
+        }
+        let entry = (&self.history, &self.state)
+            .transaction(|(history, state)| append(history, state, event.clone()))
+            .map_err(from_tx)?;
+        self.flush_durably()?;
+        Ok(entry)
+    }
+
+    pub fn history(&self) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.history
+            .iter()
+            .map(|item| decode("history", &item?.1))
+            .collect()
+    }
+
+    /// Recomputes the chain; returns the number of entries.
+    pub fn verify_history(&self) -> Result<usize, StoreError> {
+        let mut prev = GENESIS_HASH.to_string();
+        let mut count: u64 = 0;
+        for item in self.history.iter() {
+            let (key, value) = item?;
+            let broken = |detail: String| StoreError::ChainBroken {
+                index: count,
+                detail,
+            };
+            if key.as_ref() != count.to_be_bytes() {
+                return Err(broken("entry missing or out of place".into()));
+            }
+            let entry: HistoryEntry =
+                serde_json::from_slice(&value).map_err(|e| broken(format!("unreadable: {e}")))?;
+            if entry.index != count {
+                return Err(broken(format!("stored index is {}", entry.index)));
+            }
+            if entry.prev_hash != prev {
+                return Err(broken("prev_hash does not match the previous entry".into()));
+            }
+            if entry_hash(entry.index, &entry.prev_hash, &entry.event)? != entry.hash {
+                return Err(broken("content does not match its hash".into()));
+            }
+            prev = entry.hash;
+            count += 1;
+        }
+        // The head catches entries cut off the end of the chain.
+        let head = head_of(self.state.get(HEAD_KEY)?.as_deref())?;
+        if head.next_index != count || head.last_hash != prev {
+            return Err(StoreError::ChainBroken {
+                index: count,
+                detail: format!("history should have {} entries", head.next_index),
+            });
+        }
+        usize::try_from(count).map_err(|_| StoreError::Invalid("history too long".into()))
+    }
+
+    /// Approved spend per currency over the days `from_day..=to_day`, from the history.
+    pub fn spending(&self, from_day: u32, to_day: u32) -> Result<Vec<Money>, StoreError> {
+        let mut totals: Vec<Money> = Vec::new();
+        for entry in self.history()? {
+            let HistoryEvent::Paid { amount, day, .. } = entry.event else {
+                continue;
+            };
+            if !(from_day..=to_day).contains(&day) {
+                continue;
+            }
+            match totals.iter_mut().find(|t| t.currency == amount.currency) {
+                Some(total) => *total = total.checked_add(amount)?,
+                None => totals.push(amount),
+            }
+        }
+        totals.sort_by_key(|m| m.currency);
+        Ok(totals)
+    }
+
+    /// The day's reserved total, including payments still in the outbox.
+    pub fn spent_on_day(&self, day: u32, currency: Currency) -> Result<Money, StoreError> {
+        let minor = match self.spend.get(spend_key(day, currency))? {
+            Some(bytes) => i64::from_be_bytes(fixed("spend counter", &bytes)?),
+            None => 0,
+        };
+        Ok(Money::new(minor, currency))
+    }
+
+    pub fn offline_counters(&self) -> Result<OfflineCounters, StoreError> {
+        match self.state.get(OFFLINE_KEY)? {
+            Some(bytes) => decode("offline counters", &bytes),
+            None => Ok(OfflineCounters::default()),
+        }
+    }
+
+    /// The link went down at `at_ms`: the offline age counts from here. The
+    /// first call after a reset wins, so reconnect attempts do not restart it.
+    pub fn mark_link_down(&self, at_ms: u64) -> Result<(), StoreError> {
+        self.state
+            .transaction(|state| {
+                let mut counters = read_offline(state)?;
+                if counters.since_ms.is_none() {
+                    counters.since_ms = Some(at_ms);
+                    state.insert(OFFLINE_KEY, encode(&counters)?)?;
+                }
+                Ok(())
+            })
+            .map_err(from_tx)?;
+        self.flush_durably()
+    }
+
+    /// The link is back and the queue drained.
+    pub fn reset_offline_counters(&self) -> Result<(), StoreError> {
+        self.state.remove(OFFLINE_KEY)?;
+        self.flush_durably()
+    }
+
+    /// sled flush, then fsync of the database files and directories.
+    pub fn flush_durably(&self) -> Result<(), StoreError> {
+        Ok(crate::durable::flush_and_sync(&self.db, &self.path)?)
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> TxResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| ConflictableTransactionError::Abort(e.into()))
+}
+
+fn outbox_record(key: &[u8], value: &[u8]) -> Result<OutboxRecord, StoreError> {
+    let record: OutboxRecord = decode("outbox", value)?;
+    if key != record.payment.seq.to_be_bytes() {
+        return Err(StoreError::Corrupt {
+            what: "outbox",
+            detail: format!(
+                "entry for seq {} stored under another key",
+                record.payment.seq
+            ),
+        });
+    }
+    Ok(record)
+}
+
+fn read_counter(spend: &TransactionalTree, key: &[u8], currency: Currency) -> TxResult<Money> {
+    let minor = match spend.get(key)? {
+        Some(bytes) => i64::from_be_bytes(fixed("spend counter", &bytes).or_abort()?),
+        None => 0,
+    };
+    Ok(Money::new(minor, currency))
+}
+
+fn read_offline(state: &TransactionalTree) -> TxResult<OfflineCounters> {
+    match state.get(OFFLINE_KEY)? {
+        Some(bytes) => decode("offline counters", &bytes).or_abort(),
+        None => Ok(OfflineCounters::default()),
+    }
+}
+
+fn head_of(bytes: Option<&[u8]>) -> Result<HistoryHead, StoreError> {
+    match bytes {
+        Some(bytes) => decode("history head", bytes),
+        None => Ok(HistoryHead {
+            next_index: 0,
+            last_hash: GENESIS_HASH.to_string(),
+        }),
+    }
+}
+
+fn append(
+    history: &TransactionalTree,
+    state: &TransactionalTree,
+    event: HistoryEvent,
+) -> TxResult<HistoryEntry> {
+    let head = head_of(state.get(HEAD_KEY)?.as_deref()).or_abort()?;
+    let entry = HistoryEntry::seal(head.next_index, head.last_hash, event).or_abort()?;
+    let next = HistoryHead {
+        next_index: entry.index + 1,
+        last_hash: entry.hash.clone(),
+    };
+    history.insert(&entry.index.to_be_bytes(), encode(&entry)?)?;
+    state.insert(HEAD_KEY, encode(&next)?)?;
+    Ok(entry)
+}
+
+fn check_daily(limit: Money, spent: Money, amount: Money, after: Money) -> Result<(), StoreError> {
+    if limit.currency != amount.currency {
+        return Err(StoreError::LimitCurrencyMismatch {
+            reason: format!(
+                "Your daily limit is in {}, so I can't pay in {}.",
+                limit.currency, amount.currency
+            ),
+            limit: limit.currency,
+            payment: amount.currency,
+        });
+    }
+    if after.minor <= limit.minor {
+        return Ok(());
+    }
+    let left = Money::new(
+        limit.minor.saturating_sub(spent.minor).max(0),
+        limit.currency,
+    );
+    Err(StoreError::LimitExceeded {
+        reason: format!(
+            "That is over your daily limit of {}; you have {} left today.",
+            limit.spoken(),
+            left.spoken()
+        ),
+        limit,
+        spent,
+        amount,
+    })
+}
+
+fn check_floor(
+    floor: &OfflineFloor,
+    counters: &OfflineCounters,
+    amount: Money,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let refuse = |rule, reason: String| Err(StoreError::OfflineFloorExceeded { reason, rule });
+    let currency = floor.per_payment.currency;
+    if amount.currency != currency || counters.total.is_some_and(|t| t.currency != currency) {
+        return refuse(
+            OfflineRule::Currency,
+            format!("Offline, I can only pay in {currency}."),
+        );
+    }
+    if amount.minor > floor.per_payment.minor {
+        let reason = format!(
+            "Offline, I can only pay up to {} at a time.",
+            floor.per_payment.spoken()
+        );
+        return refuse(OfflineRule::PerPayment, reason);
+    }
+    let before = counters.total.unwrap_or(Money::zero(currency));
+    if before.checked_add(amount)?.minor > floor.cumulative.minor {
+        let reason = format!(
+            "Offline, I can only pay {} in total until the connection is back.",
+            floor.cumulative.spoken()
+        );
+        return refuse(OfflineRule::Cumulative, reason);
+    }
+    if counters.count >= floor.max_consecutive {
+        let reason = format!(
+            "Offline, I can only make {} payments until the connection is back.",
+            floor.max_consecutive
+        );
+        return refuse(OfflineRule::Consecutive, reason);
+    }
+    if counters
+        .since_ms
+        .is_some_and(|since| now_ms.saturating_sub(since) > floor.max_age_ms)
+    {
+        let reason = "I have been offline too long to pay; please reconnect first.".to_string();
+        return refuse(OfflineRule::Age, reason);
+    }
+    Ok(())
+}
+
+fn bump_offline(
+    mut c: OfflineCounters,
+    amount: Money,
+    now_ms: u64,
+) -> Result<OfflineCounters, StoreError> {
+    c.total = Some(match c.total {
+        Some(total) if total.currency != amount.currency => {
+            return Err(StoreError::OfflineFloorExceeded {
+                reason: format!("Offline, I can only pay in {}.", total.currency),
+                rule: OfflineRule::Currency,
+            });
+        }
+        Some(total) => total.checked_add(amount)?,
+        None => amount,
+    });
+    c.count = c.count.saturating_add(1);
+    c.since_ms.get_or_insert(now_ms);
+    Ok(c)
+}
+
+/// Byte fields as hex strings in JSON, rather than arrays of numbers.
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const DAY: u32 = 20_000;
+
+    fn cny(minor: i64) -> Money {
+        Money::new(minor, Currency::CNY)
+    }
+
+    fn open(dir: &Path) -> Store {
+        Store::open(&StoreConfig::new(dir)).expect("open store")
+    }
+
+    fn pending(store: &Store, amount: Money, offline: bool, created_at: u64) -> PendingPayment {
+        PendingPayment {
+            request_id: Uuid::now_v7(),
+            seq: store.next_seq().expect("seq"),
+            amount,
+            payee: "Heytea".into(),
+            created_at,
+            offline,
+            envelope: b"{\"v\":1}".to_vec(),
+        }
+    }
+
+    fn approved() -> Settlement {
+        Settlement::Approved {
+            gateway_txn_id: "gw-1".into(),
+            processed_at: 1_000,
+            response: b"signed answer".to_vec(),
+        }
+    }
+
+    fn daily(limit: Money) -> SpendChecks {
+        SpendChecks {
+            daily_limit: Some(limit),
+            offline: None,
+        }
+    }
+
+    #[test]
+    fn commit_survives_reopen_and_seq_continues() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = {
+            let store = open(dir.path());
+            let p = pending(&store, cny(3600), false, 1);
+            store
+                .commit_payment(&p, DAY, &daily(cny(10_000)))
+                .expect("commit");
+            p
+        };
+        let store = open(dir.path());
+        assert_eq!(store.outbox().expect("outbox"), vec![p.clone()]);
+        assert_eq!(
+            store.outbox_get(p.request_id).expect("get"),
+            Some(p.clone())
+        );
+        assert_eq!(
+            store.spent_on_day(DAY, Currency::CNY).expect("spent"),
+            cny(3600)
+        );
+        let next = store.next_seq().expect("seq");
+        assert!(next > p.seq, "{next} after {}", p.seq);
+        assert!(store.next_seq().expect("seq") > next);
+        // The same request id is never committed twice.
+        let again = store.commit_payment(&p, DAY, &SpendChecks::default());
+        assert!(matches!(again, Err(StoreError::DuplicateRequest(_))));
+    }
+
+    #[test]
+    fn over_the_daily_limit_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let checks = daily(cny(10_000));
+        let first = pending(&store, cny(6_000), false, 1);
+        store.commit_payment(&first, DAY, &checks).expect("first");
+        let second = pending(&store, cny(5_000), false, 2);
+        let err = store
+            .commit_payment(&second, DAY, &checks)
+            .expect_err("second refused");
+        assert!(matches!(err, StoreError::LimitExceeded { .. }), "{err}");
+        assert!(
+            err.refusal_reason()
+                .is_some_and(|r| r.contains("40 yuan left"))
+        );
+        assert_eq!(store.outbox().expect("outbox"), vec![first]);
+        assert_eq!(store.outbox_get(second.request_id).expect("get"), None);
+        assert_eq!(
+            store.spent_on_day(DAY, Currency::CNY).expect("spent"),
+            cny(6_000)
+        );
+        // Another currency cannot be checked against a CNY limit.
+        let usd = pending(&store, Money::new(100, Currency::USD), false, 3);
+        let err = store
+            .commit_payment(&usd, DAY, &checks)
+            .expect_err("usd refused");
+        assert!(
+            matches!(err, StoreError::LimitCurrencyMismatch { .. }),
+            "{err}"
+        );
+        store
+            .commit_payment(&usd, DAY, &SpendChecks::default())
+            .expect("no limit, no check");
+    }
+
+    #[test]
+    fn concurrent_commits_never_overspend() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut ok = 0;
+                    for _ in 0..5 {
+                        let p = pending(&store, cny(1_000), false, 1);
+                        match store.commit_payment(&p, DAY, &daily(cny(10_000))) {
+                            Ok(()) => ok += 1,
+                            Err(StoreError::LimitExceeded { .. }) => {}
+                            Err(e) => panic!("unexpected {e}"),
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        let ok: i32 = handles.into_iter().map(|h| h.join().expect("thread")).sum();
+        assert_eq!(ok, 10);
+        assert_eq!(
+            store.spent_on_day(DAY, Currency::CNY).expect("spent"),
+            cny(10_000)
+        );
+        assert_eq!(store.outbox().expect("outbox").len(), 10);
+    }
+
+    #[test]
+    fn settle_moves_outbox_to_history_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let paid = pending(&store, cny(3_600), false, 1);
+        let declined = pending(&store, cny(500), false, 2);
+        for p in [&paid, &declined] {
+            store
+                .commit_payment(p, DAY, &SpendChecks::default())
+                .expect("commit");
+        }
+        let outbox: Vec<u64> = store
+            .outbox()
+            .expect("outbox")
+            .iter()
+            .map(|p| p.seq)
+            .collect();
+        assert_eq!(outbox, vec![paid.seq, declined.seq]);
+
+        let entry = store.settle(paid.request_id, &approved()).expect("settle");
+        let entry = entry.expect("entry");
+        assert_eq!((entry.index, entry.prev_hash.as_str()), (0, GENESIS_HASH));
+        assert!(
+            matches!(&entry.event, HistoryEvent::Paid { amount, .. } if *amount == paid.amount)
+        );
+        assert_eq!(store.outbox_get(paid.request_id).expect("get"), None);
+        assert_eq!(
+            store.settle(paid.request_id, &approved()).expect("repeat"),
+            None
+        );
+        assert_eq!(
+            store.settle(Uuid::now_v7(), &approved()).expect("unknown"),
+            None
+        );
+        assert_eq!(
+            store.spent_on_day(DAY, Currency::CNY).expect("spent"),
+            cny(4_100)
+        );
+
+        let no = Settlement::Declined {
+            reason: "insufficient funds".into(),
+            processed_at: 2_000,
+            response: b"signed no".to_vec(),
+        };
+        let entry = store
+            .settle(declined.request_id, &no)
+            .expect("settle")
+            .expect("entry");
+        assert!(matches!(entry.event, HistoryEvent::Declined { .. }));
+        assert_eq!(
+            store.spent_on_day(DAY, Currency::CNY).expect("spent"),
+            cny(3_600)
+        );
+        assert!(store.outbox().expect("outbox").is_empty());
+        assert_eq!(store.history().expect("history").len(), 2);
+    }
+
+    #[test]
+    fn offline_floor_rules_each_refuse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let floor = OfflineFloor {
+            per_payment: cny(2_000),
+            cumulative: cny(5_000),
+            max_consecutive: 3,
+            max_age_ms: 60_000,
+        };
+        let checks = SpendChecks {
+            daily_limit: None,
+            offline: Some(floor),
+        };
+        let rule = |amount, at| {
+            let p = pending(&store, amount, true, at);
+            match store.commit_payment(&p, DAY, &checks) {
+                Ok(()) => None,
+                Err(StoreError::OfflineFloorExceeded { rule, reason }) => {
+                    assert!(!reason.is_empty());
+                    Some(rule)
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        };
+        assert_eq!(rule(cny(2_001), 0), Some(OfflineRule::PerPayment));
+        assert_eq!(
+            rule(Money::new(100, Currency::USD), 0),
+            Some(OfflineRule::Currency)
+        );
+        assert_eq!(rule(cny(2_000), 1_000), None);
+        assert_eq!(rule(cny(2_000), 2_000), None);
+        assert_eq!(rule(cny(1_001), 3_000), Some(OfflineRule::Cumulative));
+        assert_eq!(rule(cny(500), 4_000), None);
+        assert_eq!(rule(cny(1), 5_000), Some(OfflineRule::Consecutive));
+        let counters = store.offline_counters().expect("counters");
+        assert_eq!((counters.count, counters.total), (3, Some(cny(4_500))));
+        assert_eq!(counters.since_ms, Some(1_000));
+
+        store.reset_offline_counters().expect("reset");
+        assert_eq!(
+            store.offline_counters().expect("counters"),
+            OfflineCounters::default()
+        );
+        store.mark_link_down(10_000).expect("down");
+        store
+            .mark_link_down(20_000)
+            .expect("down again keeps the first");
+        assert_eq!(rule(cny(100), 70_000), None);
+        assert_eq!(rule(cny(100), 70_001), Some(OfflineRule::Age));
+    }
+
+    #[test]
+    fn history_chain_detects_tampering() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        assert_eq!(store.verify_history().expect("empty"), 0);
+        for i in 0..3 {
+            let event = HistoryEvent::Cancelled {
+                amount: cny(100 + i),
+                payee: "Heytea".into(),
+                at: 1_000,
+                reason: "user said cancel".into(),
+            };
+            store.record(event).expect("record");
+        }
+        let refused = HistoryEvent::Refused {
+            amount: cny(1),
+            payee: "x".into(),
+            at: 1,
+            reason: "policy".into(),
+        };
+        store.record(refused).expect("record");
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.verify_history().expect("intact after reopen"), 4);
+        let entries = store.history().expect("history");
+        assert_eq!(entries[1].prev_hash, entries[0].hash);
+        assert_eq!(entries[2].at(), 1_000);
+
+        let key = 1u64.to_be_bytes();
+        let stored = store.history.get(key).expect("get").expect("entry 1");
+        let text = String::from_utf8(stored.to_vec()).expect("json");
+        let forged = text.replace("\"minor\":101", "\"minor\":1");
+        assert_ne!(forged, text);
+        store
+            .history
+            .insert(key, forged.as_bytes())
+            .expect("tamper");
+        match store.verify_history() {
+            Err(StoreError::ChainBroken { index, .. }) => assert_eq!(index, 1),
+            other => panic!("expected a broken chain, got {other:?}"),
+        }
+        store.history.insert(key, &b"garbage"[..]).expect("garble");
+        assert!(matches!(
+            store.verify_history(),
+            Err(StoreError::ChainBroken { index: 1, .. })
+        ));
+        store.history.insert(key, stored).expect("restore");
+        assert_eq!(store.verify_history().expect("restored"), 4);
+        store.history.remove(3u64.to_be_bytes()).expect("truncate");
+        assert!(matches!(
+            store.verify_history(),
+            Err(StoreError::ChainBroken { index: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn record_refuses_gateway_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let p = pending(&store, cny(100), false, 1);
+        store
+            .commit_payment(&p, DAY, &SpendChecks::default())
+            .expect("commit");
+        let entry = store
+            .settle(p.request_id, &approved())
+            .expect("settle")
+            .expect("entry");
+        assert!(matches!(
+            store.record(entry.event),
+            Err(StoreError::Invalid(_))
+        ));
+        assert_eq!(store.verify_history().expect("intact"), 1);
+    }
+
+    #[test]
+    fn spending_counts_approved_payments_in_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let usd = |minor| Money::new(minor, Currency::USD);
+        let no = Settlement::Declined {
+            reason: "no".into(),
+            processed_at: 1,
+            response: vec![],
+        };
+        let cases = [
+            (cny(1_000), DAY - 1, true),
+            (cny(2_000), DAY, true),
+            (usd(300), DAY + 1, true),
+            (cny(4_000), DAY + 1, false),
+            (cny(8_000), DAY + 7, true),
+        ];
+        for (amount, day, ok) in cases {
+            let p = pending(&store, amount, false, 1);
+            store
+                .commit_payment(&p, day, &SpendChecks::default())
+                .expect("commit");
+            let outcome = if ok { approved() } else { no.clone() };
+            store.settle(p.request_id, &outcome).expect("settle");
+        }
+        store
+            .record(HistoryEvent::Cancelled {
+                amount: cny(50_000),
+                payee: "x".into(),
+                at: 1,
+                reason: "cancel".into(),
+            })
+            .expect("record");
+        let week = store.spending(DAY, DAY + 6).expect("spending");
+        // Sorted by currency code.
+        assert_eq!(week, vec![cny(2_000), usd(300)]);
+        assert!(store.spending(DAY + 2, DAY + 6).expect("none").is_empty());
+    }
+
+    #[test]
+    fn limits_default_and_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        assert_eq!(store.limits().expect("limits"), Limits::default());
+        assert_eq!(Limits::default().auto_pay, cny(0));
+        let limits = Limits {
+            auto_pay: cny(5_000),
+            daily: Some(cny(50_000)),
+            payment_code_above: Some(cny(20_000)),
+        };
+        store.set_limits(&limits).expect("set");
+        drop(store);
+        assert_eq!(open(dir.path()).limits().expect("limits"), limits);
+        let negative = Limits {
+            auto_pay: cny(-1),
+            ..Limits::default()
+        };
+        assert!(matches!(
+            open(dir.path()).set_limits(&negative),
+            Err(StoreError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn corrupt_records_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let p = pending(&store, cny(100), false, 1);
+        store
+            .commit_payment(&p, DAY, &SpendChecks::default())
+            .expect("commit");
+        store
+            .outbox
+            .insert(p.seq.to_be_bytes(), &b"\xff garbage"[..])
+            .expect("garble");
+        assert!(matches!(
+            store.outbox(),
+            Err(StoreError::Corrupt { what: "outbox", .. })
+        ));
+        assert!(matches!(
+            store.outbox_get(p.request_id),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            store.settle(p.request_id, &approved()),
+            Err(StoreError::Corrupt { .. })
+        ));
+        store
+            .spend
+            .insert(spend_key(DAY, Currency::CNY), &b"x"[..])
+            .expect("garble");
+        assert!(store.spent_on_day(DAY, Currency::CNY).is_err());
+        store.state.insert(SEQ_KEY, &b"short"[..]).expect("garble");
+        assert!(store.next_seq().is_err());
+        store.state.insert(LIMITS_KEY, &b"{"[..]).expect("garble");
+        assert!(store.limits().is_err());
+    }
+}
