@@ -9,6 +9,7 @@ use tokio::time::{Duration, Instant};
 
 use crate::intent::{self, Intent, LimitScope, ParseContext, Period};
 use crate::money::Money;
+use crate::protocol::Evidence;
 
 /// What a payment buys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +29,12 @@ impl Purchase {
 }
 
 /// A payment the user asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PaymentOrder {
     pub amount: Money,
     pub purchase: Purchase,
-    /// The words that asked for it: evidence in the signed request.
-    pub transcript: String,
+    /// What was heard when the user asked: travels in the signed request.
+    pub evidence: Evidence,
 }
 
 impl PaymentOrder {
@@ -71,7 +72,7 @@ pub enum Approval {
 }
 
 /// What the daemon must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     Say(String),
     Pay {
@@ -106,7 +107,7 @@ pub trait Assess {
     fn price(&self, tokens: u64, provider: &str) -> Option<Money>;
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Proposal {
     Payment(PaymentOrder),
     RaiseLimit { scope: LimitScope, amount: Money },
@@ -153,18 +154,18 @@ impl Dialog {
         self.pending.is_some()
     }
 
-    /// One utterance, understood as `intent`.
+    /// One utterance, understood as `intent`; `heard` holds its transcript.
     pub fn hear(
         &mut self,
         intent: &Intent,
-        transcript: &str,
+        heard: &Evidence,
         now: Instant,
         assess: &dyn Assess,
     ) -> Vec<Action> {
         let mut actions = self.expire(now);
         match self.pending.take() {
-            Some(pending) => actions.extend(self.answer(pending, intent, transcript, now)),
-            None => actions.extend(self.request(intent, transcript, now, assess)),
+            Some(pending) => actions.extend(self.answer(pending, intent, &heard.transcript, now)),
+            None => actions.extend(self.request(intent, heard, now, assess)),
         }
         actions
     }
@@ -190,14 +191,14 @@ impl Dialog {
     fn request(
         &mut self,
         intent: &Intent,
-        transcript: &str,
+        heard: &Evidence,
         now: Instant,
         assess: &dyn Assess,
     ) -> Vec<Action> {
         let order = |amount: Money, purchase: Purchase| PaymentOrder {
             amount,
             purchase,
-            transcript: transcript.to_owned(),
+            evidence: heard.clone(),
         };
         match intent {
             Intent::Pay { amount, payee } => self.propose_payment(
@@ -278,7 +279,7 @@ impl Dialog {
                 },
             ],
             Decision::Decline { reason } => vec![
-                Action::Say(format!("I can't pay {}: {reason}.", order.describe())),
+                Action::Say(format!("I can't pay {}. {reason}", order.describe())),
                 Action::Declined { order, reason },
             ],
             Decision::Confirm => self.ask(Proposal::Payment(order), None, now),
@@ -378,7 +379,11 @@ fn drop_pending(pending: Option<Pending>, reason: &str) -> Vec<Action> {
     match pending.map(|p| p.proposal) {
         None => Vec::new(),
         Some(Proposal::Payment(order)) => vec![
-            Action::Say(format!("Payment cancelled: {reason}.")),
+            Action::Say(if reason == "cancelled" {
+                "Payment cancelled.".to_owned()
+            } else {
+                format!("Payment cancelled: {reason}.")
+            }),
             Action::Dropped {
                 order,
                 reason: reason.to_owned(),
@@ -483,6 +488,10 @@ mod tests {
         }
     }
 
+    fn ev(transcript: &str) -> Evidence {
+        Evidence::new(transcript, b"pcm", 0.9, "en")
+    }
+
     fn dialog() -> Dialog {
         Dialog::new(
             Duration::from_secs(8),
@@ -520,12 +529,12 @@ mod tests {
         let mut d = dialog();
         let policy = assess(Decision::Confirm);
         let t0 = Instant::now();
-        let a = d.hear(&pay_36(), "Pay 36 yuan to Heytea.", t0, &policy);
+        let a = d.hear(&pay_36(), &ev("Pay 36 yuan to Heytea."), t0, &policy);
         assert_eq!(says(&a), ["Pay 36 yuan to Heytea? Say confirm or cancel."]);
         assert!(paid(&a).is_none());
         let a = d.hear(
             &Intent::Confirm,
-            "Confirm.",
+            &ev("Confirm."),
             t0 + Duration::from_secs(2),
             &policy,
         );
@@ -543,17 +552,17 @@ mod tests {
         let mut d = dialog();
         let policy = assess(Decision::Confirm);
         let t0 = Instant::now();
-        d.hear(&pay_36(), "pay", t0, &policy);
-        let a = d.hear(&Intent::Cancel, "Cancel.", t0, &policy);
+        d.hear(&pay_36(), &ev("pay"), t0, &policy);
+        let a = d.hear(&Intent::Cancel, &ev("Cancel."), t0, &policy);
         assert!(matches!(a.last(), Some(Action::Dropped { reason, .. }) if reason == "cancelled"));
 
-        d.hear(&pay_36(), "pay", t0, &policy);
-        let a = d.hear(&Intent::None, "what?", t0, &policy);
+        d.hear(&pay_36(), &ev("pay"), t0, &policy);
+        let a = d.hear(&Intent::None, &ev("what?"), t0, &policy);
         assert_eq!(
             says(&a),
             ["Sorry? Pay 36 yuan to Heytea? Say confirm or cancel."]
         );
-        let a = d.hear(&Intent::None, "hmm", t0, &policy);
+        let a = d.hear(&Intent::None, &ev("hmm"), t0, &policy);
         assert!(matches!(a.last(), Some(Action::Dropped { .. })));
         assert!(paid(&a).is_none());
     }
@@ -563,7 +572,7 @@ mod tests {
         let mut d = dialog();
         let policy = assess(Decision::Confirm);
         let t0 = Instant::now();
-        d.hear(&pay_36(), "pay", t0, &policy);
+        d.hear(&pay_36(), &ev("pay"), t0, &policy);
         assert_eq!(d.deadline(), Some(t0 + Duration::from_secs(8)));
         assert!(d.expire(t0 + Duration::from_secs(7)).is_empty());
         let a = d.expire(t0 + Duration::from_secs(8));
@@ -573,7 +582,7 @@ mod tests {
         // A late "confirm" finds nothing to confirm.
         let a = d.hear(
             &Intent::Confirm,
-            "confirm",
+            &ev("confirm"),
             t0 + Duration::from_secs(9),
             &policy,
         );
@@ -583,7 +592,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_input_ending_drops_a_pending_payment() {
         let mut d = dialog();
-        d.hear(&pay_36(), "pay", Instant::now(), &assess(Decision::Confirm));
+        d.hear(
+            &pay_36(),
+            &ev("pay"),
+            Instant::now(),
+            &assess(Decision::Confirm),
+        );
         let a = d.end_of_input();
         assert!(matches!(a.last(), Some(Action::Dropped { .. })));
         assert!(d.end_of_input().is_empty());
@@ -592,7 +606,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn under_the_auto_limit_it_pays_and_tells() {
         let mut d = dialog();
-        let a = d.hear(&pay_36(), "pay", Instant::now(), &assess(Decision::Auto));
+        let a = d.hear(
+            &pay_36(),
+            &ev("pay"),
+            Instant::now(),
+            &assess(Decision::Auto),
+        );
         assert_eq!(paid(&a), Some(&Approval::AutoLimit));
         assert!(says(&a)[0].starts_with("Paying 36 yuan to Heytea"));
         assert!(!d.is_waiting());
@@ -602,12 +621,12 @@ mod tests {
     async fn a_declined_payment_is_spoken_with_its_reason() {
         let mut d = dialog();
         let decision = Decision::Decline {
-            reason: "that is over your daily limit".into(),
+            reason: "That is over your daily limit.".into(),
         };
-        let a = d.hear(&pay_36(), "pay", Instant::now(), &assess(decision));
+        let a = d.hear(&pay_36(), &ev("pay"), Instant::now(), &assess(decision));
         assert_eq!(
             says(&a),
-            ["I can't pay 36 yuan to Heytea: that is over your daily limit."]
+            ["I can't pay 36 yuan to Heytea. That is over your daily limit."]
         );
         assert!(matches!(a.last(), Some(Action::Declined { .. })));
     }
@@ -617,15 +636,15 @@ mod tests {
         let policy = assess(Decision::ConfirmWithCode);
         let t0 = Instant::now();
         let mut d = dialog();
-        let a = d.hear(&pay_36(), "pay", t0, &policy);
+        let a = d.hear(&pay_36(), &ev("pay"), t0, &policy);
         assert_eq!(
             says(&a),
             ["Pay 36 yuan to Heytea? Say confirm and the code 4 7 2, or cancel."]
         );
         // A bare "confirm" (say, a recording) is not enough: asked again.
-        let a = d.hear(&Intent::Confirm, "Confirm.", t0, &policy);
+        let a = d.hear(&Intent::Confirm, &ev("Confirm."), t0, &policy);
         assert!(paid(&a).is_none() && d.is_waiting());
-        let a = d.hear(&Intent::None, "Confirm, four seven two.", t0, &policy);
+        let a = d.hear(&Intent::None, &ev("Confirm, four seven two."), t0, &policy);
         assert_eq!(
             paid(&a),
             Some(&Approval::PaymentCode {
@@ -634,8 +653,8 @@ mod tests {
         );
 
         let mut d = dialog();
-        d.hear(&pay_36(), "pay", t0, &policy);
-        let a = d.hear(&Intent::None, "Confirm 4-7-3", t0, &policy);
+        d.hear(&pay_36(), &ev("pay"), t0, &policy);
+        let a = d.hear(&Intent::None, &ev("Confirm 4-7-3"), t0, &policy);
         assert!(paid(&a).is_none());
         assert!(
             matches!(a.last(), Some(Action::Dropped { reason, .. }) if reason == "the code was wrong")
@@ -651,7 +670,7 @@ mod tests {
             scope: LimitScope::Daily,
             amount: Money::new(5_000, Currency::CNY),
         };
-        let a = d.hear(&lower, "", t0, &policy);
+        let a = d.hear(&lower, &ev(""), t0, &policy);
         assert!(matches!(a[0], Action::SetLimit { .. }));
         assert_eq!(says(&a), ["Your daily limit is now 50 yuan."]);
 
@@ -659,12 +678,12 @@ mod tests {
             scope: LimitScope::Daily,
             amount: Money::new(50_000, Currency::CNY),
         };
-        let a = d.hear(&raise, "", t0, &policy);
+        let a = d.hear(&raise, &ev(""), t0, &policy);
         assert_eq!(
             says(&a),
             ["Raise your daily limit to 500 yuan? Say confirm or cancel."]
         );
-        let a = d.hear(&Intent::Confirm, "confirm", t0, &policy);
+        let a = d.hear(&Intent::Confirm, &ev("confirm"), t0, &policy);
         assert!(matches!(a[0], Action::SetLimit { amount, .. } if amount.minor == 50_000));
     }
 
@@ -675,7 +694,7 @@ mod tests {
             tokens: 200_000,
             provider: "Kimi".into(),
         };
-        let a = d.hear(&intent, "", Instant::now(), &assess(Decision::Confirm));
+        let a = d.hear(&intent, &ev(""), Instant::now(), &assess(Decision::Confirm));
         assert_eq!(
             says(&a),
             ["Top up 200000 Kimi tokens for 2 yuan 40? Say confirm or cancel."]

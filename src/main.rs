@@ -8,13 +8,17 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use std::time::Duration;
 use voicepay::asr::{ModelName, install};
 use voicepay::audio::read_wav;
+
+use voicepay::daemon::{self, Console, DaemonConfig};
 use voicepay::gateway::{Gateway, GatewayConfig};
 use voicepay::keys::{KeyError, PublicKey, SigningKey};
 use voicepay::money::{Currency, Money};
 use voicepay::profile::DeviceProfile;
 use voicepay::recognizer::Recognizer;
+use voicepay::store::{HistoryEvent, Store, StoreConfig};
 use voicepay::transport::BrokerUrl;
 use voicepay::{bench, identity, intent, protocol};
 
@@ -47,6 +51,39 @@ enum Command {
         text: Vec<String>,
         #[arg(required_unless_present = "text")]
         files: Vec<PathBuf>,
+    },
+    /// The daemon: each --input WAV file in order as the next utterance.
+    Run {
+        /// WAV files, heard in order (the microphone comes in a later step).
+        #[arg(long, num_args = 1.., required = true)]
+        input: Vec<PathBuf>,
+        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        broker: BrokerUrl,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// One JSON object per step.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for each gateway answer, in seconds.
+        #[arg(long, default_value_t = 10)]
+        answer_wait: u64,
+    },
+    /// The payment history (hash-chained).
+    History {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        /// Check the hash chain; a non-zero exit if it is broken.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Payments waiting for the gateway's answer.
+    Outbox {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
     /// The device key.
     Keys {
@@ -182,6 +219,50 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 intent_of_texts(&profile, &text)
             }
+        }
+        Command::Run {
+            input,
+            broker,
+            data_dir,
+            json,
+            answer_wait,
+        } => {
+            let config = DaemonConfig {
+                profile,
+                data_dir: data_dir.unwrap_or_else(identity::default_data_dir),
+                broker,
+                prefix: protocol::DEFAULT_PREFIX.to_owned(),
+                answer_wait: Duration::from_secs(answer_wait),
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(daemon::run_files(
+                config,
+                &input,
+                Box::new(Console { json }),
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History {
+            data_dir,
+            json,
+            verify,
+        } => history(&open_store(data_dir)?, json, verify),
+        Command::Outbox { data_dir, json } => {
+            for pending in open_store(data_dir)?.outbox()? {
+                if json {
+                    println!("{}", serde_json::to_string(&pending)?);
+                } else {
+                    println!(
+                        "#{} {} {} to {}{}",
+                        pending.seq,
+                        pending.request_id,
+                        pending.amount,
+                        pending.payee,
+                        if pending.offline { " (offline)" } else { "" }
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command } => keys(command),
         Command::TrustGateway {
@@ -324,6 +405,60 @@ fn intent_of_texts(profile: &DeviceProfile, texts: &[String]) -> Result<ExitCode
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn open_store(data_dir: Option<PathBuf>) -> Result<Store> {
+    let dir = data_dir
+        .unwrap_or_else(identity::default_data_dir)
+        .join("store");
+    Ok(Store::open(&StoreConfig::new(dir))?)
+}
+
+fn history(store: &Store, json: bool, verify: bool) -> Result<ExitCode> {
+    for entry in store.history()? {
+        if json {
+            println!("{}", serde_json::to_string(&entry)?);
+        } else {
+            println!("{:>4} {}", entry.index, describe(&entry.event));
+        }
+    }
+    if verify {
+        let checked = store.verify_history()?;
+        eprintln!("history chain intact: {checked} entries");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(event: &HistoryEvent) -> String {
+    match event {
+        HistoryEvent::Paid {
+            amount,
+            payee,
+            offline,
+            ..
+        } => format!(
+            "paid      {amount} to {payee}{}",
+            if *offline { " (offline)" } else { "" }
+        ),
+        HistoryEvent::Declined {
+            amount,
+            payee,
+            reason,
+            ..
+        } => format!("declined  {amount} to {payee}: {reason}"),
+        HistoryEvent::Refused {
+            amount,
+            payee,
+            reason,
+            ..
+        } => format!("refused   {amount} to {payee}: {reason}"),
+        HistoryEvent::Cancelled {
+            amount,
+            payee,
+            reason,
+            ..
+        } => format!("cancelled {amount} to {payee}: {reason}"),
+    }
 }
 
 fn keys(command: KeysCommand) -> Result<ExitCode> {

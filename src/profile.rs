@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::intent::ParseContext;
-use crate::money::Currency;
+use crate::money::{Currency, Money, MoneyError};
+use crate::store::OfflineFloor;
 
 /// The profile compiled into the binary; `--device FILE` replaces it.
 pub const DEFAULT_PROFILE: &str = include_str!("../devices/default.toml");
@@ -37,6 +38,27 @@ pub struct DeviceProfile {
     #[serde(default)]
     pub known_providers: Vec<String>,
     pub asr: AsrSettings,
+    pub payments: PaymentSettings,
+    pub offline: OfflineSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentSettings {
+    pub confirm_window_s: u64,
+    pub request_ttl_s: u64,
+    /// Provider -> decimal price of a million tokens, in the default currency.
+    #[serde(default)]
+    pub token_prices: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineSettings {
+    pub per_payment: String,
+    pub cumulative: String,
+    pub max_consecutive: u32,
+    pub max_age_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +128,17 @@ impl DeviceProfile {
             .map_err(|e| invalid(format!("default_currency: {e}")))?;
         crate::asr::ModelName::parse(&self.asr.model)
             .map_err(|e| invalid(format!("asr.model: {e}")))?;
+        self.offline_floor()
+            .map_err(|e| invalid(format!("offline: {e}")))?;
+        for (provider, price) in &self.payments.token_prices {
+            Money::parse_decimal(price, self.currency())
+                .map_err(|e| invalid(format!("payments.token_prices.{provider}: {e}")))?;
+        }
+        if self.payments.request_ttl_s == 0 || self.payments.request_ttl_s > 24 * 3600 {
+            return Err(invalid(
+                "payments.request_ttl_s is between 1 and 86400".into(),
+            ));
+        }
         if self.asr.threads == 0 {
             return Err(invalid("asr.threads must be at least 1".into()));
         }
@@ -123,6 +156,36 @@ impl DeviceProfile {
             ));
         }
         Ok(())
+    }
+
+    /// The default currency (validated when the profile was read).
+    pub fn currency(&self) -> Currency {
+        Currency::from_code(&self.default_currency).unwrap_or(Currency::CNY)
+    }
+
+    pub fn offline_floor(&self) -> Result<OfflineFloor, MoneyError> {
+        let money = |s: &str| Money::parse_decimal(s, self.currency());
+        Ok(OfflineFloor {
+            per_payment: money(&self.offline.per_payment)?,
+            cumulative: money(&self.offline.cumulative)?,
+            max_consecutive: self.offline.max_consecutive,
+            max_age_ms: self.offline.max_age_s.saturating_mul(1000),
+        })
+    }
+
+    /// The price of `tokens` from `provider`, rounded up to the minor unit.
+    pub fn token_price(&self, tokens: u64, provider: &str) -> Option<Money> {
+        let per_million = self
+            .payments
+            .token_prices
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(provider))
+            .and_then(|(_, price)| Money::parse_decimal(price, self.currency()).ok())?;
+        let minor = i128::from(per_million.minor)
+            .checked_mul(i128::from(tokens))?
+            .checked_add(999_999)?
+            / 1_000_000;
+        Some(Money::new(i64::try_from(minor).ok()?, self.currency()))
     }
 
     /// What the intent parser needs to know about this device.
@@ -172,6 +235,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("y.toml: invalid device profile"), "{err}");
+    }
+
+    #[test]
+    fn token_prices_round_up_to_the_minor_unit() {
+        let p = DeviceProfile::parse(DEFAULT_PROFILE, "embedded").unwrap();
+        // 12.00 per million: 200,000 tokens cost 2.40; one token costs 0.01.
+        assert_eq!(p.token_price(200_000, "kimi").unwrap().minor, 240);
+        assert_eq!(p.token_price(1, "Kimi").unwrap().minor, 1);
+        assert!(p.token_price(1, "Nobody").is_none());
+        assert_eq!(p.offline_floor().unwrap().per_payment.minor, 5_000);
     }
 
     #[test]

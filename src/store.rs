@@ -759,7 +759,12 @@ fn append(
     Ok(entry)
 }
 
-fn check_daily(limit: Money, spent: Money, amount: Money, after: Money) -> Result<(), StoreError> {
+pub(crate) fn check_daily(
+    limit: Money,
+    spent: Money,
+    amount: Money,
+    after: Money,
+) -> Result<(), StoreError> {
     if limit.currency != amount.currency {
         return Err(StoreError::LimitCurrencyMismatch {
             reason: format!(
@@ -789,7 +794,7 @@ fn check_daily(limit: Money, spent: Money, amount: Money, after: Money) -> Resul
     })
 }
 
-fn check_floor(
+pub(crate) fn check_floor(
     floor: &OfflineFloor,
     counters: &OfflineCounters,
     amount: Money,

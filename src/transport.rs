@@ -76,3 +76,146 @@ mod tests {
         }
     }
 }
+
+/// What the device knows of its connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkState {
+    /// Connected to the broker.
+    pub broker: bool,
+    /// The gateway's retained status says `online`.
+    pub gateway: bool,
+}
+
+impl LinkState {
+    /// A request sent now can be answered now.
+    pub fn online(&self) -> bool {
+        self.broker && self.gateway
+    }
+}
+
+/// The device's MQTT connection: publishes requests, hands over answers, and
+/// republishes the whole outbox from disk whenever the gateway (re)appears.
+pub struct DeviceLink {
+    client: rumqttc::AsyncClient,
+    requests_topic: String,
+    pub state: tokio::sync::watch::Receiver<LinkState>,
+    pub answers: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DeviceLink {
+    /// Connects in the background; `outbox` gives the signed requests still
+    /// waiting, in order, each time they must be published again.
+    pub fn start(
+        broker: &BrokerUrl,
+        prefix: &str,
+        device_id: &str,
+        outbox: impl Fn() -> Vec<Vec<u8>> + Send + 'static,
+    ) -> DeviceLink {
+        use crate::protocol::topics;
+        use rumqttc::{Event, LastWill, Packet, QoS};
+
+        let status = topics::status(prefix, device_id);
+        let responses = topics::responses(prefix, device_id);
+        let gateway_status = topics::gateway_status(prefix);
+        let mut options = broker.options(&format!("voicepay-{device_id}"));
+        options.set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
+        // The session is ours across reconnects: answers sent while we were
+        // briefly away are still delivered.
+        options.set_clean_session(false);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
+        let (state_tx, state) = tokio::sync::watch::channel(LinkState::default());
+        let (answers_tx, answers) = tokio::sync::mpsc::channel(64);
+        let publisher = client.clone();
+        let requests_topic = topics::requests(prefix, device_id);
+        let requests = requests_topic.clone();
+        let task = tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff = Duration::from_millis(200);
+                        state_tx.send_modify(|s| s.broker = true);
+                        let subscribed = async {
+                            publisher.subscribe(&responses, QoS::AtLeastOnce).await?;
+                            publisher
+                                .subscribe(&gateway_status, QoS::AtLeastOnce)
+                                .await?;
+                            publisher
+                                .publish(&status, QoS::AtLeastOnce, true, "online")
+                                .await
+                        };
+                        if let Err(error) = subscribed.await {
+                            tracing::warn!(%error, "cannot subscribe");
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == gateway_status => {
+                        let online = p.payload.as_ref() == b"online";
+                        state_tx.send_modify(|s| s.gateway = online);
+                        if online {
+                            // Whatever is still in the outbox may never have
+                            // arrived: send it again; the gateway deduplicates.
+                            for envelope in outbox() {
+                                let sent = publisher
+                                    .publish(&requests, QoS::AtLeastOnce, false, envelope)
+                                    .await;
+                                if let Err(error) = sent {
+                                    tracing::warn!(%error, "cannot republish the outbox");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == responses => {
+                        if answers_tx.send(p.payload.to_vec()).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        if state_tx.borrow().broker {
+                            tracing::warn!(%error, "lost the broker");
+                        }
+                        state_tx.send_modify(|s| *s = LinkState::default());
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        });
+        DeviceLink {
+            client,
+            requests_topic,
+            state,
+            answers,
+            task,
+        }
+    }
+
+    /// Hands a signed request to MQTT (QoS 1). Delivery is not confirmation:
+    /// the payment stays in the outbox until the gateway's answer arrives.
+    pub async fn publish(&self, envelope: Vec<u8>) -> Result<(), rumqttc::ClientError> {
+        self.client
+            .publish(
+                &self.requests_topic,
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                envelope,
+            )
+            .await
+    }
+
+    /// Says `offline` and disconnects, waiting briefly for the broker to take it.
+    pub async fn close(self, prefix: &str, device_id: &str) {
+        let status = crate::protocol::topics::status(prefix, device_id);
+        let _ = self
+            .client
+            .publish(status, rumqttc::QoS::AtLeastOnce, true, "offline")
+            .await;
+        let _ = self.client.disconnect().await;
+        // The event loop sends both, then sees the connection end.
+        let mut state = self.state.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(2), state.wait_for(|s| !s.broker)).await;
+        self.task.abort();
+    }
+}
