@@ -85,6 +85,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The user's limits: show them, or set them (amounts in the profile's currency).
+    Limits {
+        #[command(subcommand)]
+        command: LimitsCommand,
+    },
     /// The device key.
     Keys {
         #[command(subcommand)]
@@ -110,6 +115,29 @@ enum Command {
         /// One JSON object instead of the text report.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum LimitsCommand {
+    Show {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    Set {
+        /// Paid without asking at or under this ("0" always asks).
+        #[arg(long)]
+        auto: Option<String>,
+        /// At most this much a day ("none" removes it).
+        #[arg(long)]
+        daily: Option<String>,
+        /// Above this a spoken code is needed ("none" removes it).
+        #[arg(long)]
+        code: Option<String>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -264,6 +292,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Limits { command } => limits(command, &profile),
         Command::Keys { command } => keys(command),
         Command::TrustGateway {
             public_key,
@@ -459,6 +488,53 @@ fn describe(event: &HistoryEvent) -> String {
             ..
         } => format!("cancelled {amount} to {payee}: {reason}"),
     }
+}
+
+fn limits(command: LimitsCommand, profile: &DeviceProfile) -> Result<ExitCode> {
+    match command {
+        LimitsCommand::Show { data_dir, json } => {
+            let limits = open_store(data_dir)?.limits()?;
+            if json {
+                println!("{}", serde_json::to_string(&limits)?);
+            } else {
+                let or_none = |m: Option<Money>| m.map_or("none".to_owned(), |m| m.to_string());
+                println!("auto-pay   {}", limits.auto_pay);
+                println!("daily      {}", or_none(limits.daily));
+                println!("code above {}", or_none(limits.payment_code_above));
+            }
+        }
+        LimitsCommand::Set {
+            auto,
+            daily,
+            code,
+            data_dir,
+        } => {
+            let store = open_store(data_dir)?;
+            let mut limits = store.limits()?;
+            let currency = profile.currency();
+            let amount = |text: &str| {
+                Money::parse_decimal(text, currency).with_context(|| format!("amount {text:?}"))
+            };
+            let optional = |text: &str| -> Result<Option<Money>> {
+                if text == "none" {
+                    Ok(None)
+                } else {
+                    amount(text).map(Some)
+                }
+            };
+            if let Some(text) = auto {
+                limits.auto_pay = amount(&text)?;
+            }
+            if let Some(text) = daily {
+                limits.daily = optional(&text)?;
+            }
+            if let Some(text) = code {
+                limits.payment_code_above = optional(&text)?;
+            }
+            store.set_limits(&limits)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn keys(command: KeysCommand) -> Result<ExitCode> {

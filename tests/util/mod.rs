@@ -63,7 +63,11 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Broker {
-        let port = free_port();
+        Broker::start_on(free_port())
+    }
+
+    /// On a given port: a broker that comes back where it was.
+    pub fn start_on(port: u16) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(

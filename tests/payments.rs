@@ -1,0 +1,237 @@
+//! Paying for real: the `voicepay` daemon and gateway binaries, a real mosquitto, the real model, sled and signatures.
+
+mod util;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use util::*;
+
+/// A gateway and a paired device, each with its own data directory.
+struct Pair {
+    broker: Option<Broker>,
+    port: u16,
+    gateway: Option<Child>,
+    gateway_dir: tempfile::TempDir,
+    device_dir: tempfile::TempDir,
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = run(voicepay(args));
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+impl Pair {
+    fn new() -> Pair {
+        model();
+        let broker = Broker::start();
+        let gateway_dir = tempfile::tempdir().unwrap();
+        let device_dir = tempfile::tempdir().unwrap();
+        let (gw, dev) = (path(&gateway_dir), path(&device_dir));
+        ok(&["gateway", "init", "--data-dir", &gw]);
+        ok(&["keys", "init", "--data-dir", &dev]);
+        let device: Value =
+            serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", &dev])).unwrap();
+        let gateway: Value =
+            serde_json::from_str(&ok(&["gateway", "show-key", "--json", "--data-dir", &gw]))
+                .unwrap();
+        ok(&[
+            "gateway",
+            "enroll",
+            "--device-id",
+            device["device_id"].as_str().unwrap(),
+            "--public-key",
+            device["public_key"].as_str().unwrap(),
+            "--data-dir",
+            &gw,
+        ]);
+        let key = gateway["public_key"].as_str().unwrap();
+        ok(&["trust-gateway", "--public-key", key, "--data-dir", &dev]);
+        let mut pair = Pair {
+            port: broker.port,
+            broker: Some(broker),
+            gateway: None,
+            gateway_dir,
+            device_dir,
+        };
+        pair.start_gateway();
+        pair
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    fn start_gateway(&mut self) {
+        let gw = path(&self.gateway_dir);
+        let url = self.url();
+        self.gateway = Some(Child::spawn(voicepay(&[
+            "gateway",
+            "run",
+            "--broker",
+            &url,
+            "--data-dir",
+            &gw,
+        ])));
+    }
+
+    fn stop_broker_and_gateway(&mut self) {
+        if let Some(mut gateway) = self.gateway.take() {
+            gateway.terminate();
+        }
+        self.broker = None;
+    }
+
+    fn restart(&mut self) {
+        self.broker = Some(Broker::start_on(self.port));
+        self.start_gateway();
+    }
+
+    fn device(&self, args: &[&str]) -> String {
+        let dev = path(&self.device_dir);
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", &dev]);
+        ok(&all)
+    }
+
+    /// `voicepay run --input FIXTURES... --json`: the daemon's steps.
+    fn say(&self, fixtures: &[&str]) -> Vec<Value> {
+        let dev = path(&self.device_dir);
+        let url = self.url();
+        let files: Vec<String> = fixtures
+            .iter()
+            .map(|f| fixture(&format!("{f}.wav")).display().to_string())
+            .collect();
+        let mut args = vec!["run", "--json", "--broker", &url, "--data-dir", &dev];
+        args.extend(["--answer-wait", "10", "--input"]);
+        args.extend(files.iter().map(String::as_str));
+        let out = run(voicepay(&args));
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout_lines(&out)
+    }
+
+    fn ledger(&self) -> Vec<Value> {
+        let gw = path(&self.gateway_dir);
+        let out = run(voicepay(&["gateway", "ledger", "--data-dir", &gw]));
+        stdout_lines(&out)
+    }
+
+    /// The gateway's ledger, read once it has stopped (sled locks its files).
+    fn final_ledger(mut self) -> Vec<Value> {
+        if let Some(mut gateway) = self.gateway.take() {
+            gateway.terminate();
+        }
+        self.ledger()
+    }
+
+    fn history(&self) -> Vec<Value> {
+        let dev = path(&self.device_dir);
+        stdout_lines(&run(voicepay(&[
+            "history",
+            "--json",
+            "--verify",
+            "--data-dir",
+            &dev,
+        ])))
+    }
+}
+
+fn path(dir: &tempfile::TempDir) -> String {
+    dir.path().to_str().unwrap().to_owned()
+}
+
+fn steps<'a>(events: &'a [Value], step: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["step"] == step).collect()
+}
+
+fn said(events: &[Value]) -> String {
+    steps(events, "say")
+        .iter()
+        .map(|e| e["text"].as_str().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+#[test]
+fn a_payment_confirmed_by_voice_is_approved_once() {
+    let pair = Pair::new();
+    let events = pair.say(&["pay_heytea_36", "confirm_plain"]);
+    let sent = steps(&events, "sent");
+    assert_eq!(sent.len(), 1, "{}", said(&events));
+    let answers = steps(&events, "answer");
+    assert_eq!(answers.len(), 1, "{}", said(&events));
+    assert_eq!(answers[0]["status"], "approved");
+    assert_eq!(answers[0]["request_id"], sent[0]["request_id"]);
+    assert!(said(&events).contains("Pay 36 yuan to Heytea? Say confirm or cancel."));
+
+    let history = pair.history();
+    assert_eq!(history[0]["event"]["kind"], "paid");
+    assert_eq!(history[0]["event"]["amount"]["minor"], 3600);
+    assert!(pair.device(&["outbox", "--json"]).is_empty());
+    let ledger = pair.final_ledger();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0]["payee"], "Heytea");
+}
+
+#[test]
+fn a_cancelled_payment_is_never_sent() {
+    let pair = Pair::new();
+    let events = pair.say(&["pay_starbucks_50_noisy", "cancel_plain"]);
+    assert!(steps(&events, "sent").is_empty(), "{}", said(&events));
+    assert!(said(&events).contains("Payment cancelled."));
+    assert_eq!(pair.history()[0]["event"]["kind"], "cancelled");
+    assert!(pair.final_ledger().is_empty());
+}
+
+#[test]
+fn under_the_auto_limit_it_pays_without_asking_and_over_the_daily_limit_it_declines() {
+    let pair = Pair::new();
+    pair.device(&["limits", "set", "--auto", "20.00", "--daily", "100.00"]);
+    let events = pair.say(&["pay_heytea_9_noisy", "pay_alice_3000"]);
+    let sent = steps(&events, "sent");
+    assert_eq!(sent.len(), 1, "{}", said(&events));
+    let text = said(&events);
+    assert!(text.contains("within your auto-pay limit"), "{text}");
+    assert!(text.contains("over your daily limit of 100 yuan"), "{text}");
+    let kinds: Vec<Value> = pair
+        .history()
+        .iter()
+        .map(|h| h["event"]["kind"].clone())
+        .collect();
+    assert_eq!(kinds, ["paid", "refused"]);
+    assert_eq!(pair.final_ledger().len(), 1);
+}
+
+#[test]
+fn offline_a_small_payment_is_queued_and_paid_once_when_the_link_returns() {
+    let mut pair = Pair::new();
+    pair.stop_broker_and_gateway();
+    // 9 yuan is under the offline floor (50 per payment); 3000 is not.
+    let events = pair.say(&["pay_heytea_9_noisy", "confirm_plain", "pay_alice_3000"]);
+    let sent = steps(&events, "sent");
+    assert_eq!(sent.len(), 1, "{}", said(&events));
+    assert_eq!(sent[0]["offline"], true);
+    let text = said(&events);
+    assert!(text.contains("offline"), "{text}");
+    assert!(
+        text.contains("Offline, I can only pay up to 50 yuan"),
+        "{text}"
+    );
+    assert_eq!(pair.device(&["outbox", "--json"]).lines().count(), 1);
+
+    pair.restart();
+    // Any utterance: the daemon reconnects, republishes the outbox, settles.
+    let events = pair.say(&["none_hello"]);
+    assert_eq!(steps(&events, "answer").len(), 1, "{}", said(&events));
+    assert!(pair.device(&["outbox", "--json"]).is_empty());
+    let history = pair.history();
+    let paid: Vec<&Value> = history
+        .iter()
+        .filter(|h| h["event"]["kind"] == "paid")
+        .collect();
+    assert_eq!(paid.len(), 1);
+    assert_eq!(paid[0]["event"]["offline"], true);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(pair.final_ledger().len(), 1, "paid exactly once");
+}
