@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: set up if needed, then understand every bundled fixture.
+# The main job: set up if needed, then the whole payment flow on the bundled
+# fixtures (fresh keys, a local mosquitto, the gateway and the daemon).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-target/release/voicepay intent tests/fixtures/*.wav
+target/release/voicepay demo "$@"

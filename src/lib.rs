@@ -22,6 +22,7 @@ pub mod audio;
 pub mod bench;
 pub mod clock;
 pub mod daemon;
+pub mod demo;
 pub mod dialog;
 pub mod durable;
 pub mod gateway;

@@ -18,7 +18,7 @@ use voicepay::keys::{KeyError, PublicKey, SigningKey};
 use voicepay::money::{Currency, Money};
 use voicepay::profile::DeviceProfile;
 use voicepay::recognizer::Recognizer;
-use voicepay::store::{HistoryEvent, Store, StoreConfig};
+use voicepay::store::{Store, StoreConfig};
 use voicepay::transport::BrokerUrl;
 use voicepay::{bench, identity, intent, protocol};
 
@@ -84,6 +84,16 @@ enum Command {
         data_dir: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+    /// The whole flow on the bundled fixtures: fresh keys, a broker, the gateway and the daemon.
+    Demo {
+        /// Use this broker (a stock mosquitto works) instead of starting one.
+        #[arg(long)]
+        broker: Option<BrokerUrl>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = "tests/fixtures")]
+        fixtures: PathBuf,
     },
     /// The user's limits: show them, or set them (amounts in the profile's currency).
     Limits {
@@ -292,6 +302,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo {
+            broker,
+            json,
+            fixtures,
+        } => {
+            let options = voicepay::demo::DemoOptions {
+                broker,
+                json,
+                fixtures,
+            };
+            tokio::runtime::Runtime::new()?.block_on(voicepay::demo::run(profile, options))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Limits { command } => limits(command, &profile),
         Command::Keys { command } => keys(command),
         Command::TrustGateway {
@@ -448,7 +471,7 @@ fn history(store: &Store, json: bool, verify: bool) -> Result<ExitCode> {
         if json {
             println!("{}", serde_json::to_string(&entry)?);
         } else {
-            println!("{:>4} {}", entry.index, describe(&entry.event));
+            println!("{:>4} {}", entry.index, entry.event.summary());
         }
     }
     if verify {
@@ -456,38 +479,6 @@ fn history(store: &Store, json: bool, verify: bool) -> Result<ExitCode> {
         eprintln!("history chain intact: {checked} entries");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn describe(event: &HistoryEvent) -> String {
-    match event {
-        HistoryEvent::Paid {
-            amount,
-            payee,
-            offline,
-            ..
-        } => format!(
-            "paid      {amount} to {payee}{}",
-            if *offline { " (offline)" } else { "" }
-        ),
-        HistoryEvent::Declined {
-            amount,
-            payee,
-            reason,
-            ..
-        } => format!("declined  {amount} to {payee}: {reason}"),
-        HistoryEvent::Refused {
-            amount,
-            payee,
-            reason,
-            ..
-        } => format!("refused   {amount} to {payee}: {reason}"),
-        HistoryEvent::Cancelled {
-            amount,
-            payee,
-            reason,
-            ..
-        } => format!("cancelled {amount} to {payee}: {reason}"),
-    }
 }
 
 fn limits(command: LimitsCommand, profile: &DeviceProfile) -> Result<ExitCode> {

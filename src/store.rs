@@ -237,6 +237,39 @@ pub enum HistoryEvent {
 }
 
 impl HistoryEvent {
+    /// One line for people: "paid 36.00 CNY to Heytea".
+    pub fn summary(&self) -> String {
+        match self {
+            HistoryEvent::Paid {
+                amount,
+                payee,
+                offline,
+                ..
+            } => format!(
+                "paid      {amount} to {payee}{}",
+                if *offline { " (offline)" } else { "" }
+            ),
+            HistoryEvent::Declined {
+                amount,
+                payee,
+                reason,
+                ..
+            } => format!("declined  {amount} to {payee}: {reason}"),
+            HistoryEvent::Refused {
+                amount,
+                payee,
+                reason,
+                ..
+            } => format!("refused   {amount} to {payee}: {reason}"),
+            HistoryEvent::Cancelled {
+                amount,
+                payee,
+                reason,
+                ..
+            } => format!("cancelled {amount} to {payee}: {reason}"),
+        }
+    }
+
     /// When it happened (unix ms): the gateway's time for answers.
     pub fn at(&self) -> u64 {
         match self {

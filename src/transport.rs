@@ -97,6 +97,7 @@ impl LinkState {
 /// republishes the whole outbox from disk whenever the gateway (re)appears.
 pub struct DeviceLink {
     client: rumqttc::AsyncClient,
+    closing: std::sync::Arc<std::sync::atomic::AtomicBool>,
     requests_topic: String,
     pub state: tokio::sync::watch::Receiver<LinkState>,
     pub answers: tokio::sync::mpsc::Receiver<Vec<u8>>,
@@ -129,6 +130,8 @@ impl DeviceLink {
         let publisher = client.clone();
         let requests_topic = topics::requests(prefix, device_id);
         let requests = requests_topic.clone();
+        let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let closed = closing.clone();
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(200);
             loop {
@@ -173,7 +176,8 @@ impl DeviceLink {
                     }
                     Ok(_) => {}
                     Err(error) => {
-                        if state_tx.borrow().broker {
+                        let expected = closed.load(std::sync::atomic::Ordering::Relaxed);
+                        if state_tx.borrow().broker && !expected {
                             tracing::warn!(%error, "lost the broker");
                         }
                         state_tx.send_modify(|s| *s = LinkState::default());
@@ -185,6 +189,7 @@ impl DeviceLink {
         });
         DeviceLink {
             client,
+            closing,
             requests_topic,
             state,
             answers,
@@ -212,6 +217,8 @@ impl DeviceLink {
             .client
             .publish(status, rumqttc::QoS::AtLeastOnce, true, "offline")
             .await;
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.client.disconnect().await;
         // The event loop sends both, then sees the connection end.
         let mut state = self.state.clone();

@@ -235,3 +235,41 @@ fn offline_a_small_payment_is_queued_and_paid_once_when_the_link_returns() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(pair.final_ledger().len(), 1, "paid exactly once");
 }
+
+/// The README's main job. Its JSON carries both public keys first and every
+/// envelope in full: each signature verifies with nothing but those keys.
+#[test]
+fn the_demo_tells_the_whole_story_and_its_signatures_verify_independently() {
+    model();
+    let broker = Broker::start();
+    let out = run(voicepay(&["demo", "--json", "--broker", &broker.url()]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = stdout_lines(&out);
+    assert_eq!(lines[0]["step"], "keys");
+    let key = |name: &str| {
+        voicepay::keys::PublicKey::from_base64url(lines[0][name].as_str().unwrap()).unwrap()
+    };
+    let (device, gateway) = (key("device_public_key"), key("gateway_public_key"));
+    let verify = |envelope: &Value, signer: voicepay::keys::PublicKey| {
+        let bytes = serde_json::to_vec(envelope).unwrap();
+        voicepay::protocol::open(&bytes, |kid| (kid == signer.key_id()).then_some(signer))
+            .expect("the signature verifies");
+    };
+    let sent = steps(&lines, "sent");
+    let answers = steps(&lines, "answer");
+    assert_eq!(sent.len(), 3, "{}", said(&lines));
+    assert_eq!(answers.len(), 3, "{}", said(&lines));
+    for s in &sent {
+        verify(&s["envelope"], device);
+    }
+    for a in &answers {
+        verify(&a["envelope"], gateway);
+        assert_eq!(a["status"], "approved");
+    }
+    assert_eq!(sent.iter().filter(|s| s["offline"] == true).count(), 1);
+    let history: Vec<&str> = steps(&lines, "history")
+        .iter()
+        .map(|h| h["entry"]["event"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["paid", "paid", "cancelled", "refused", "paid"]);
+}

@@ -1,0 +1,259 @@
+//! `voicepay demo`: the whole flow in one process on the bundled fixtures, with fresh keys, a broker, the gateway and the daemon.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use crate::audio::read_wav;
+use crate::daemon::{Console, DaemonConfig, Device};
+use crate::gateway::{self, Gateway, GatewayConfig};
+use crate::identity;
+use crate::keys::SigningKey;
+use crate::money::Money;
+use crate::profile::DeviceProfile;
+use crate::protocol;
+use crate::recognizer::Recognizer;
+use crate::store::Limits;
+use crate::transport::BrokerUrl;
+
+/// The story the demo tells, one scene at a time: (what it shows, fixtures).
+const SCENES: &[(&str, &[&str])] = &[
+    (
+        "a payment confirmed by voice",
+        &["pay_heytea_36", "confirm_plain"],
+    ),
+    (
+        "a small payment under the auto-pay limit",
+        &["pay_heytea_9_noisy"],
+    ),
+    (
+        "a payment cancelled",
+        &["pay_starbucks_50_noisy", "cancel_plain"],
+    ),
+    ("a payment over the daily limit", &["pay_alice_3000"]),
+];
+const OFFLINE_SCENE: &[&str] = &["pay_luckin_12", "confirm_yes"];
+const CLOSING: &[&str] = &["query_today"];
+
+pub struct DemoOptions {
+    pub broker: Option<BrokerUrl>,
+    pub json: bool,
+    pub fixtures: PathBuf,
+}
+
+pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
+    let work = tempfile::tempdir().context("temporary data directory")?;
+    let (broker_url, _broker) = match options.broker.clone() {
+        Some(url) => (url, None),
+        None => {
+            let broker = LocalBroker::start(work.path())?;
+            (broker.url.clone(), Some(broker))
+        }
+    };
+    let note = |text: &str| {
+        if options.json {
+            println!("{}", json!({"step": "scene", "text": text}));
+        } else {
+            println!("\n== {text}");
+        }
+    };
+
+    // Fresh keys for both sides, paired as an integrator would.
+    let gateway_dir = work.path().join("gateway");
+    let device_dir = work.path().join("device");
+    std::fs::create_dir_all(&gateway_dir)?;
+    let gateway_key = SigningKey::create_file(&gateway_dir.join("gateway.key"))?;
+    let gateway_public = gateway_key.public_key();
+    let device_key = identity::init_device_key(&device_dir)?;
+    let device_id = protocol::device_id_for(&device_key.public_key());
+    identity::trust_gateway(&device_dir, &gateway_public)?;
+    let gateway_config = GatewayConfig::new(gateway_dir.clone());
+    Gateway::open(gateway_config.clone(), gateway_key)?
+        .enroll(&device_id, &device_key.public_key())?;
+    let keys_line = json!({
+        "step": "keys",
+        "device_id": device_id,
+        "device_public_key": device_key.public_key().to_base64url(),
+        "gateway_public_key": gateway_public.to_base64url(),
+        "broker": broker_url.to_string(),
+    });
+    if options.json {
+        println!("{keys_line}");
+    } else {
+        println!(
+            "device  {device_id}  public key {}",
+            device_key.public_key()
+        );
+        println!("gateway public key {gateway_public}");
+        println!("broker  {broker_url}");
+    }
+
+    let mut gateway = GatewayTask::start(&gateway_config, &broker_url)?;
+    let mut recognizer = Recognizer::new(&profile).context("cannot start the transcriber")?;
+    let currency = profile.currency();
+    let config = DaemonConfig {
+        profile,
+        data_dir: device_dir.clone(),
+        broker: broker_url.clone(),
+        prefix: protocol::DEFAULT_PREFIX.to_owned(),
+        answer_wait: Duration::from_secs(10),
+    };
+    let mut device = Device::start(config, Box::new(Console { json: options.json }))?;
+    device.store().set_limits(&Limits {
+        auto_pay: Money::new(1_000, currency),
+        daily: Some(Money::new(50_000, currency)),
+        payment_code_above: None,
+    })?;
+    note("limits: auto-pay 10, daily 500 (in the profile's currency)");
+    if !device.wait_online(Duration::from_secs(10)).await {
+        anyhow::bail!("the gateway did not come online at {broker_url}");
+    }
+
+    for (scene, fixtures) in SCENES {
+        note(scene);
+        hear_all(&mut device, &mut recognizer, &options.fixtures, fixtures).await?;
+    }
+
+    note("the gateway goes away: a small payment is paid offline");
+    gateway.stop().await;
+    wait_for(&device, |online| !online).await;
+    hear_all(
+        &mut device,
+        &mut recognizer,
+        &options.fixtures,
+        OFFLINE_SCENE,
+    )
+    .await?;
+    note("the gateway is back: the outbox drains");
+    let _gateway = GatewayTask::start(&gateway_config, &broker_url)?;
+    wait_for(&device, |online| online).await;
+    device.settle_answers(Duration::from_secs(10)).await;
+
+    note("asking what was spent");
+    hear_all(&mut device, &mut recognizer, &options.fixtures, CLOSING).await?;
+
+    let history = device.store().history()?;
+    let chain = device.store().verify_history()?;
+    if options.json {
+        for entry in &history {
+            println!("{}", json!({"step": "history", "entry": entry}));
+        }
+    } else {
+        println!("\n== history ({chain} entries, hash chain intact)");
+        for entry in &history {
+            println!("{:>3} {}", entry.index, entry.event.summary());
+        }
+    }
+    device.close().await;
+    Ok(())
+}
+
+async fn hear_all(
+    device: &mut Device,
+    recognizer: &mut Recognizer,
+    dir: &Path,
+    fixtures: &[&str],
+) -> Result<()> {
+    for name in fixtures {
+        let file = dir.join(format!("{name}.wav"));
+        let utterance = read_wav(&file)?;
+        device
+            .hear(recognizer, &file.display().to_string(), &utterance)
+            .await;
+    }
+    Ok(())
+}
+
+async fn wait_for(device: &Device, online: impl Fn(bool) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !online(device.link_state().online()) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The reference gateway serving in this process.
+struct GatewayTask {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GatewayTask {
+    fn start(config: &GatewayConfig, broker: &BrokerUrl) -> Result<Self> {
+        let key = gateway::load_key(config)?;
+        let gateway = Gateway::open(config.clone(), key)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let broker = broker.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            if let Err(error) = gateway::run(gateway, &broker, shutdown).await {
+                tracing::error!(%error, "gateway stopped");
+            }
+        });
+        Ok(Self {
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// A mosquitto on a free loopback port, for a demo without `--broker`.
+struct LocalBroker {
+    url: BrokerUrl,
+    child: Child,
+}
+
+impl LocalBroker {
+    fn start(work: &Path) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let conf = work.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )?;
+        let program = ["/usr/sbin/mosquitto", "mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("mosquitto");
+        let child = Command::new(program)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start mosquitto (run scripts/setup.sh, or pass --broker)")?;
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Ok(Self {
+            url: BrokerUrl {
+                host: "127.0.0.1".into(),
+                port,
+            },
+            child,
+        })
+    }
+}
+
+impl Drop for LocalBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
