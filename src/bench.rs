@@ -7,10 +7,22 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use std::time::Duration;
+
 use crate::audio::{SAMPLE_RATE, read_wav};
+use crate::clock;
+use crate::daemon::{Event, Feedback};
+use crate::demo::Rig;
+use crate::gateway::{Gateway, GatewayConfig};
 use crate::intent::{self, Intent};
+use crate::keys::SigningKey;
+use crate::money::{Currency, Money};
 use crate::profile::DeviceProfile;
+use crate::protocol::{
+    self, Approval, ApprovalMethod, Envelope, Evidence, PaymentRequest, RequestKind, topics,
+};
 use crate::recognizer::Recognizer;
+use crate::store::{PendingPayment, SpendChecks, Store, StoreConfig};
 
 /// One recorded utterance and what it must be understood as.
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +62,22 @@ pub struct Report {
     pub intent_parse_mean_us: f64,
     pub exact_intents: usize,
     pub peak_rss_mb: f64,
+    pub payments: PaymentFigures,
+}
+
+/// The payment path's figures (issue: pay for real).
+#[derive(Debug, Serialize)]
+pub struct PaymentFigures {
+    /// Envelopes opened, signature verified, parsed and validated, on one thread.
+    pub gateway_verify_per_sec: f64,
+    /// The whole gateway decision, including its sled transaction and fsync.
+    pub gateway_handle_per_sec: f64,
+    /// Device: sign a request and commit it durably to the outbox (fsync).
+    pub sign_persist_p50_us: u64,
+    pub sign_persist_p99_us: u64,
+    /// From the end of the "confirm" utterance (its transcription included)
+    /// to the gateway's verified answer, over a local mosquitto.
+    pub confirm_to_answer_p50_ms: Option<u64>,
 }
 
 pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
@@ -98,6 +126,7 @@ pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
         .sum();
     let total_ms: f64 = latencies.iter().sum();
     latencies.sort_by(f64::total_cmp);
+    let payments = payment_figures(profile, fixtures_dir, &mut recognizer)?;
     Ok(Report {
         machine: machine_description(),
         threads: profile.asr.threads,
@@ -116,7 +145,134 @@ pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
         intent_parse_mean_us,
         exact_intents,
         peak_rss_mb: peak_rss_kb().unwrap_or(0) as f64 / 1024.0,
+        payments,
     })
+}
+
+fn payment_figures(
+    profile: &DeviceProfile,
+    fixtures_dir: &Path,
+    recognizer: &mut Recognizer,
+) -> Result<PaymentFigures> {
+    let work = tempfile::tempdir()?;
+    let device = SigningKey::generate()?;
+    let gateway = Gateway::open(
+        GatewayConfig::new(work.path().join("gateway")),
+        SigningKey::generate()?,
+    )?;
+    gateway.enroll("bench", &device.public_key())?;
+    let topic = topics::requests(protocol::DEFAULT_PREFIX, "bench");
+    let messages: Vec<Vec<u8>> = (0..2_000)
+        .map(|_| Envelope::seal_json(&sample_request(), &device).map(|(e, _)| e.to_bytes()))
+        .collect::<Result<_, _>>()?;
+
+    let key = device.public_key();
+    let started = Instant::now();
+    for message in &messages {
+        let opened = protocol::open(message, |kid| (kid == key.key_id()).then_some(key))?;
+        let request: PaymentRequest = opened.parse()?;
+        request.validate()?;
+        std::hint::black_box(request);
+    }
+    let gateway_verify_per_sec = messages.len() as f64 / started.elapsed().as_secs_f64();
+
+    let handled = &messages[..300];
+    let started = Instant::now();
+    for message in handled {
+        gateway.handle(&topic, message, clock::now_ms())?;
+    }
+    let gateway_handle_per_sec = handled.len() as f64 / started.elapsed().as_secs_f64();
+
+    let store = Store::open(&StoreConfig::new(work.path().join("device")))?;
+    let mut persist: Vec<f64> = Vec::with_capacity(300);
+    for _ in 0..300 {
+        let started = Instant::now();
+        let mut request = sample_request();
+        request.seq = store.next_seq()?;
+        let (envelope, _) = Envelope::seal_json(&request, &device)?;
+        let pending = PendingPayment {
+            request_id: request.request_id,
+            seq: request.seq,
+            amount: request.amount,
+            payee: request.payee.clone(),
+            created_at: request.created_at,
+            offline: false,
+            envelope: envelope.to_bytes(),
+        };
+        store.commit_payment(
+            &pending,
+            clock::day_of(request.created_at),
+            &SpendChecks::default(),
+        )?;
+        persist.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    persist.sort_by(f64::total_cmp);
+
+    Ok(PaymentFigures {
+        gateway_verify_per_sec,
+        gateway_handle_per_sec,
+        sign_persist_p50_us: percentile(&persist, 50),
+        sign_persist_p99_us: percentile(&persist, 99),
+        confirm_to_answer_p50_ms: confirm_to_answer(profile, fixtures_dir, recognizer)?,
+    })
+}
+
+/// Pays 36 yuan and confirms, a few times, over a local mosquitto; `None`
+/// when no mosquitto can be started.
+fn confirm_to_answer(
+    profile: &DeviceProfile,
+    fixtures_dir: &Path,
+    recognizer: &mut Recognizer,
+) -> Result<Option<u64>> {
+    struct Quiet;
+    impl Feedback for Quiet {
+        fn event(&mut self, _: &Event) {}
+    }
+    let pay = read_wav(&fixtures_dir.join("pay_heytea_36.wav"))?;
+    let confirm = read_wav(&fixtures_dir.join("confirm_plain.wav"))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let Ok(mut rig) = Rig::start(profile.clone(), None, Box::new(Quiet)) else {
+            return Ok(None);
+        };
+        if !rig.device.wait_online(Duration::from_secs(10)).await {
+            return Ok(None);
+        }
+        let mut rounds = Vec::new();
+        for _ in 0..7 {
+            rig.device.hear(recognizer, "pay", &pay).await;
+            let started = Instant::now();
+            rig.device.hear(recognizer, "confirm", &confirm).await;
+            rounds.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        rig.device.close().await;
+        rounds.sort_by(f64::total_cmp);
+        Ok(Some(percentile(&rounds, 50)))
+    })
+}
+
+fn sample_request() -> PaymentRequest {
+    let now = clock::now_ms();
+    PaymentRequest {
+        request_id: uuid::Uuid::now_v7(),
+        device_id: "bench".into(),
+        seq: 1,
+        created_at: now,
+        expires_at: now + 60_000,
+        kind: RequestKind::Purchase,
+        amount: Money::new(3600, Currency::CNY),
+        payee: "Heytea".into(),
+        memo: String::new(),
+        agent: None,
+        tokens: None,
+        evidence: Evidence::new("Pay 36 yuan to Heytea.", b"pcm", 0.9, "en"),
+        approval: Approval {
+            method: ApprovalMethod::VoiceConfirm,
+            confirming_transcript: Some("Confirm.".into()),
+            approved_at: now,
+        },
+        offline: false,
+    }
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -179,7 +335,27 @@ impl fmt::Display for Report {
             "exact intents      {}/{}",
             self.exact_intents, self.utterances
         )?;
-        writeln!(f, "peak RSS           {:.0} MB", self.peak_rss_mb)
+        writeln!(f, "peak RSS           {:.0} MB", self.peak_rss_mb)?;
+        let p = &self.payments;
+        writeln!(
+            f,
+            "gateway verify     {:.0} requests/s on one core",
+            p.gateway_verify_per_sec
+        )?;
+        writeln!(
+            f,
+            "gateway handle     {:.0} requests/s (with its fsynced ledger)",
+            p.gateway_handle_per_sec
+        )?;
+        writeln!(
+            f,
+            "sign + persist     p50 {} us, p99 {} us (fsynced outbox)",
+            p.sign_persist_p50_us, p.sign_persist_p99_us
+        )?;
+        match p.confirm_to_answer_p50_ms {
+            Some(ms) => writeln!(f, "confirm -> answer  p50 {ms} ms (transcription included)"),
+            None => writeln!(f, "confirm -> answer  not measured: no mosquitto"),
+        }
     }
 }
 

@@ -8,9 +8,10 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use crate::audio::read_wav;
-use crate::daemon::{Console, DaemonConfig, Device};
+use crate::daemon::{Console, DaemonConfig, Device, Feedback};
 use crate::gateway::{self, Gateway, GatewayConfig};
 use crate::identity;
+use crate::keys::PublicKey;
 use crate::keys::SigningKey;
 use crate::money::Money;
 use crate::profile::DeviceProfile;
@@ -44,15 +45,82 @@ pub struct DemoOptions {
     pub fixtures: PathBuf,
 }
 
-pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
-    let work = tempfile::tempdir().context("temporary data directory")?;
-    let (broker_url, _broker) = match options.broker.clone() {
-        Some(url) => (url, None),
-        None => {
-            let broker = LocalBroker::start(work.path())?;
-            (broker.url.clone(), Some(broker))
+/// Fresh keys, a broker, the gateway and a paired device: what the demo and
+/// the latency benchmark run on.
+pub struct Rig {
+    pub device: Device,
+    pub device_id: String,
+    pub device_public: PublicKey,
+    pub gateway_public: PublicKey,
+    pub broker: BrokerUrl,
+    gateway_config: GatewayConfig,
+    gateway: Option<GatewayTask>,
+    _local_broker: Option<LocalBroker>,
+    _work: tempfile::TempDir,
+}
+
+impl Rig {
+    /// `broker`: a running one, or `None` to start a local mosquitto.
+    pub fn start(
+        profile: DeviceProfile,
+        broker: Option<BrokerUrl>,
+        feedback: Box<dyn Feedback>,
+    ) -> Result<Rig> {
+        let work = tempfile::tempdir().context("temporary data directory")?;
+        let (broker, local_broker) = match broker {
+            Some(url) => (url, None),
+            None => {
+                let local = LocalBroker::start(work.path())?;
+                (local.url.clone(), Some(local))
+            }
+        };
+        // Fresh keys for both sides, paired as an integrator would.
+        let gateway_dir = work.path().join("gateway");
+        let device_dir = work.path().join("device");
+        std::fs::create_dir_all(&gateway_dir)?;
+        let gateway_key = SigningKey::create_file(&gateway_dir.join("gateway.key"))?;
+        let gateway_public = gateway_key.public_key();
+        let device_key = identity::init_device_key(&device_dir)?;
+        let device_public = device_key.public_key();
+        let device_id = protocol::device_id_for(&device_public);
+        identity::trust_gateway(&device_dir, &gateway_public)?;
+        let gateway_config = GatewayConfig::new(gateway_dir);
+        Gateway::open(gateway_config.clone(), gateway_key)?.enroll(&device_id, &device_public)?;
+        let gateway = GatewayTask::start(&gateway_config, &broker)?;
+        let config = DaemonConfig {
+            profile,
+            data_dir: device_dir,
+            broker: broker.clone(),
+            prefix: protocol::DEFAULT_PREFIX.to_owned(),
+            answer_wait: Duration::from_secs(10),
+        };
+        let device = Device::start(config, feedback)?;
+        Ok(Rig {
+            device,
+            device_id,
+            device_public,
+            gateway_public,
+            broker,
+            gateway_config,
+            gateway: Some(gateway),
+            _local_broker: local_broker,
+            _work: work,
+        })
+    }
+
+    pub async fn stop_gateway(&mut self) {
+        if let Some(mut gateway) = self.gateway.take() {
+            gateway.stop().await;
         }
-    };
+    }
+
+    pub fn start_gateway(&mut self) -> Result<()> {
+        self.gateway = Some(GatewayTask::start(&self.gateway_config, &self.broker)?);
+        Ok(())
+    }
+}
+
+pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
     let note = |text: &str| {
         if options.json {
             println!("{}", json!({"step": "scene", "text": text}));
@@ -60,48 +128,28 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
             println!("\n== {text}");
         }
     };
-
-    // Fresh keys for both sides, paired as an integrator would.
-    let gateway_dir = work.path().join("gateway");
-    let device_dir = work.path().join("device");
-    std::fs::create_dir_all(&gateway_dir)?;
-    let gateway_key = SigningKey::create_file(&gateway_dir.join("gateway.key"))?;
-    let gateway_public = gateway_key.public_key();
-    let device_key = identity::init_device_key(&device_dir)?;
-    let device_id = protocol::device_id_for(&device_key.public_key());
-    identity::trust_gateway(&device_dir, &gateway_public)?;
-    let gateway_config = GatewayConfig::new(gateway_dir.clone());
-    Gateway::open(gateway_config.clone(), gateway_key)?
-        .enroll(&device_id, &device_key.public_key())?;
-    let keys_line = json!({
-        "step": "keys",
-        "device_id": device_id,
-        "device_public_key": device_key.public_key().to_base64url(),
-        "gateway_public_key": gateway_public.to_base64url(),
-        "broker": broker_url.to_string(),
-    });
+    let currency = profile.currency();
+    let mut recognizer = Recognizer::new(&profile).context("cannot start the transcriber")?;
+    let feedback = Box::new(Console { json: options.json });
+    let mut rig = Rig::start(profile, options.broker.clone(), feedback)?;
     if options.json {
+        let keys_line = json!({
+            "step": "keys",
+            "device_id": rig.device_id,
+            "device_public_key": rig.device_public.to_base64url(),
+            "gateway_public_key": rig.gateway_public.to_base64url(),
+            "broker": rig.broker.to_string(),
+        });
         println!("{keys_line}");
     } else {
         println!(
-            "device  {device_id}  public key {}",
-            device_key.public_key()
+            "device  {}  public key {}",
+            rig.device_id, rig.device_public
         );
-        println!("gateway public key {gateway_public}");
-        println!("broker  {broker_url}");
+        println!("gateway public key {}", rig.gateway_public);
+        println!("broker  {}", rig.broker);
     }
-
-    let mut gateway = GatewayTask::start(&gateway_config, &broker_url)?;
-    let mut recognizer = Recognizer::new(&profile).context("cannot start the transcriber")?;
-    let currency = profile.currency();
-    let config = DaemonConfig {
-        profile,
-        data_dir: device_dir.clone(),
-        broker: broker_url.clone(),
-        prefix: protocol::DEFAULT_PREFIX.to_owned(),
-        answer_wait: Duration::from_secs(10),
-    };
-    let mut device = Device::start(config, Box::new(Console { json: options.json }))?;
+    let device = &mut rig.device;
     device.store().set_limits(&Limits {
         auto_pay: Money::new(1_000, currency),
         daily: Some(Money::new(50_000, currency)),
@@ -109,31 +157,32 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
     })?;
     note("limits: auto-pay 10, daily 500 (in the profile's currency)");
     if !device.wait_online(Duration::from_secs(10)).await {
-        anyhow::bail!("the gateway did not come online at {broker_url}");
+        anyhow::bail!("the gateway did not come online at {}", rig.broker);
     }
 
     for (scene, fixtures) in SCENES {
         note(scene);
-        hear_all(&mut device, &mut recognizer, &options.fixtures, fixtures).await?;
+        hear_all(device, &mut recognizer, &options.fixtures, fixtures).await?;
     }
 
     note("the gateway goes away: a small payment is paid offline");
-    gateway.stop().await;
-    wait_for(&device, |online| !online).await;
+    rig.stop_gateway().await;
+    wait_for(&rig.device, |online| !online).await;
     hear_all(
-        &mut device,
+        &mut rig.device,
         &mut recognizer,
         &options.fixtures,
         OFFLINE_SCENE,
     )
     .await?;
     note("the gateway is back: the outbox drains");
-    let _gateway = GatewayTask::start(&gateway_config, &broker_url)?;
-    wait_for(&device, |online| online).await;
+    rig.start_gateway()?;
+    let device = &mut rig.device;
+    wait_for(device, |online| online).await;
     device.settle_answers(Duration::from_secs(10)).await;
 
     note("asking what was spent");
-    hear_all(&mut device, &mut recognizer, &options.fixtures, CLOSING).await?;
+    hear_all(device, &mut recognizer, &options.fixtures, CLOSING).await?;
 
     let history = device.store().history()?;
     let chain = device.store().verify_history()?;
@@ -147,7 +196,7 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
             println!("{:>3} {}", entry.index, entry.event.summary());
         }
     }
-    device.close().await;
+    rig.device.close().await;
     Ok(())
 }
 
