@@ -275,7 +275,8 @@ impl Device {
         }
     }
 
-    async fn pay(&mut self, order: PaymentOrder, approval: Approval) {
+    /// Signs, commits durably, publishes and awaits the answer (or queues offline).
+    pub async fn pay(&mut self, order: PaymentOrder, approval: Approval) {
         let offline = !self.link_state().online();
         let request = match self.request(&order, &approval, offline) {
             Ok(request) => request,
