@@ -97,6 +97,11 @@ impl Pair {
 
     /// `voicepay run --input FIXTURES... --json`: the daemon's steps.
     fn say(&self, fixtures: &[&str]) -> Vec<Value> {
+        self.say_logged(fixtures).0
+    }
+
+    /// The steps, and what the daemon logged.
+    fn say_logged(&self, fixtures: &[&str]) -> (Vec<Value>, String) {
         let dev = path(&self.device_dir);
         let url = self.url();
         let files: Vec<String> = fixtures
@@ -108,7 +113,7 @@ impl Pair {
         args.extend(files.iter().map(String::as_str));
         let out = run(voicepay(&args));
         assert!(out.status.success(), "{}", stderr(&out));
-        stdout_lines(&out)
+        (stdout_lines(&out), stderr(&out))
     }
 
     fn ledger(&self) -> Vec<Value> {
@@ -272,4 +277,92 @@ fn the_demo_tells_the_whole_story_and_its_signatures_verify_independently() {
         .map(|h| h["entry"]["event"]["kind"].as_str().unwrap())
         .collect();
     assert_eq!(history, ["paid", "paid", "cancelled", "refused", "paid"]);
+}
+
+#[test]
+fn above_the_code_limit_a_bare_confirm_never_pays() {
+    let pair = Pair::new();
+    pair.device(&["limits", "set", "--code", "20.00"]);
+    // "Confirm." without the code is asked again; "Yes, confirm." still has no code.
+    let events = pair.say(&["pay_heytea_36", "confirm_plain", "confirm_yes"]);
+    let text = said(&events);
+    assert!(text.contains("Say confirm and the code"), "{text}");
+    assert!(steps(&events, "sent").is_empty(), "{text}");
+    assert_eq!(pair.history()[0]["event"]["kind"], "cancelled");
+    assert!(pair.final_ledger().is_empty());
+}
+
+#[test]
+fn a_key_file_others_can_read_is_refused() {
+    let pair = Pair::new();
+    let key = pair.device_dir.path().join("device.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let dev = path(&pair.device_dir);
+    let url = pair.url();
+    let input = fixture("cancel_plain.wav");
+    let out = run(voicepay(&[
+        "run",
+        "--broker",
+        &url,
+        "--data-dir",
+        &dev,
+        "--input",
+        input.to_str().unwrap(),
+    ]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("chmod 600"), "{err}");
+}
+
+/// Garbage, a forged answer and an answer for a request nobody made wait in
+/// the device's MQTT session; the daemon rejects each and still pays.
+#[test]
+fn bad_answers_are_rejected_and_the_daemon_keeps_paying() {
+    use rumqttc::{Client, MqttOptions, QoS};
+    use voicepay::keys::SigningKey;
+    use voicepay::protocol::{Envelope, PaymentResponse, topics};
+
+    let pair = Pair::new();
+    // A first run opens the device's persistent session on the broker.
+    pair.say(&["none_hello"]);
+    let device: Value = serde_json::from_str(&pair.device(&["keys", "show", "--json"])).unwrap();
+    let responses = topics::responses(protocol_prefix(), device["device_id"].as_str().unwrap());
+    let gateway_key = SigningKey::load_file(&pair.gateway_dir.path().join("gateway.key")).unwrap();
+    let forger = SigningKey::generate().unwrap();
+    let unknown = PaymentResponse::approved(uuid::Uuid::now_v7(), "txn".into(), 1);
+    let bad = [
+        b"not json at all".to_vec(),
+        vec![0xc3, 0x28, 0xff],
+        Envelope::seal_json(&unknown, &forger).unwrap().0.to_bytes(),
+        Envelope::seal_json(&unknown, &gateway_key)
+            .unwrap()
+            .0
+            .to_bytes(),
+    ];
+    let (client, mut connection) =
+        Client::new(MqttOptions::new("junk", "127.0.0.1", pair.port), 10);
+    for message in bad {
+        client
+            .publish(&responses, QoS::AtLeastOnce, false, message)
+            .unwrap();
+    }
+    client.disconnect().unwrap();
+    for event in connection.iter() {
+        if event.is_err() {
+            break;
+        }
+    }
+
+    let (events, log) = pair.say_logged(&["pay_heytea_36", "confirm_plain"]);
+    // Garbage twice and the forgery; the well-signed answer to nobody's
+    // request settles nothing.
+    assert_eq!(log.matches("rejected an answer").count(), 3, "{log}");
+    let answers = steps(&events, "answer");
+    assert_eq!(answers.len(), 1, "{}", said(&events));
+    assert_eq!(answers[0]["status"], "approved");
+    assert_eq!(pair.final_ledger().len(), 1);
+}
+
+fn protocol_prefix() -> &'static str {
+    voicepay::protocol::DEFAULT_PREFIX
 }
