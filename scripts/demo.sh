@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: set up if needed, then the whole payment flow on the bundled
-# fixtures (fresh keys, a local mosquitto, the gateway and the daemon).
+# fixtures (fresh keys, an embedded broker, the gateway and the daemon).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

@@ -76,7 +76,7 @@ pub struct PaymentFigures {
     pub sign_persist_p50_us: u64,
     pub sign_persist_p99_us: u64,
     /// From the end of the "confirm" utterance (its transcription included)
-    /// to the gateway's verified answer, over a local mosquitto.
+    /// to the gateway's verified answer, over the embedded broker.
     pub confirm_to_answer_p50_ms: Option<u64>,
 }
 
@@ -217,8 +217,8 @@ fn payment_figures(
     })
 }
 
-/// Pays 36 yuan and confirms, a few times, over a local mosquitto; `None`
-/// when no mosquitto can be started.
+/// Pays 36 yuan and confirms, a few times, over the embedded broker; `None`
+/// when it cannot be started.
 fn confirm_to_answer(
     profile: &DeviceProfile,
     fixtures_dir: &Path,
@@ -354,7 +354,7 @@ impl fmt::Display for Report {
         )?;
         match p.confirm_to_answer_p50_ms {
             Some(ms) => writeln!(f, "confirm -> answer  p50 {ms} ms (transcription included)"),
-            None => writeln!(f, "confirm -> answer  not measured: no mosquitto"),
+            None => writeln!(f, "confirm -> answer  not measured: no broker"),
         }
     }
 }

@@ -1,7 +1,6 @@
-//! `voicepay demo`: the whole flow in one process on the bundled fixtures, with fresh keys, a broker, the gateway and the daemon.
+//! `voicepay demo`: the whole flow in one process on the bundled fixtures, with fresh keys, an embedded broker, the gateway and the daemon.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -55,24 +54,20 @@ pub struct Rig {
     pub broker: BrokerUrl,
     gateway_config: GatewayConfig,
     gateway: Option<GatewayTask>,
-    _local_broker: Option<LocalBroker>,
     _work: tempfile::TempDir,
 }
 
 impl Rig {
-    /// `broker`: a running one, or `None` to start a local mosquitto.
+    /// `broker`: a running one, or `None` to start the embedded one.
     pub fn start(
         profile: DeviceProfile,
         broker: Option<BrokerUrl>,
         feedback: Box<dyn Feedback>,
     ) -> Result<Rig> {
         let work = tempfile::tempdir().context("temporary data directory")?;
-        let (broker, local_broker) = match broker {
-            Some(url) => (url, None),
-            None => {
-                let local = LocalBroker::start(work.path())?;
-                (local.url.clone(), Some(local))
-            }
+        let broker = match broker {
+            Some(url) => url,
+            None => crate::broker::start_embedded()?,
         };
         // Fresh keys for both sides, paired as an integrator would.
         let gateway_dir = work.path().join("gateway");
@@ -103,7 +98,6 @@ impl Rig {
             broker,
             gateway_config,
             gateway: Some(gateway),
-            _local_broker: local_broker,
             _work: work,
         })
     }
@@ -254,55 +248,5 @@ impl GatewayTask {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
-    }
-}
-
-/// A mosquitto on a free loopback port, for a demo without `--broker`.
-struct LocalBroker {
-    url: BrokerUrl,
-    child: Child,
-}
-
-impl LocalBroker {
-    fn start(work: &Path) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let conf = work.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )?;
-        let program = ["/usr/sbin/mosquitto", "mosquitto"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("mosquitto");
-        let child = Command::new(program)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("cannot start mosquitto (run scripts/setup.sh, or pass --broker)")?;
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        Ok(Self {
-            url: BrokerUrl {
-                host: "127.0.0.1".into(),
-                port,
-            },
-            child,
-        })
-    }
-}
-
-impl Drop for LocalBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

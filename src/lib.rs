@@ -20,6 +20,7 @@
 pub mod asr;
 pub mod audio;
 pub mod bench;
+pub mod broker;
 pub mod clock;
 pub mod daemon;
 pub mod demo;

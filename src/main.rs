@@ -85,7 +85,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The whole flow on the bundled fixtures: fresh keys, a broker, the gateway and the daemon.
+    /// The whole flow on the bundled fixtures: fresh keys, an embedded broker, the gateway and the daemon.
     Demo {
         /// Use this broker (a stock mosquitto works) instead of starting one.
         #[arg(long)]
@@ -231,8 +231,9 @@ enum ModelCommand {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VOICEPAY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,whisper_rs=off")),
+            tracing_subscriber::EnvFilter::try_from_env("VOICEPAY_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,whisper_rs=off,rumqttd=off")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();

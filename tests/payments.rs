@@ -366,3 +366,14 @@ fn bad_answers_are_rejected_and_the_daemon_keeps_paying() {
 fn protocol_prefix() -> &'static str {
     voicepay::protocol::DEFAULT_PREFIX
 }
+
+#[test]
+fn the_demo_runs_on_its_embedded_broker() {
+    model();
+    let out = run(voicepay(&["demo", "--json"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = stdout_lines(&out);
+    assert_eq!(steps(&lines, "answer").len(), 3, "{}", said(&lines));
+    assert_eq!(steps(&lines, "history").len(), 5);
+    assert!(!stderr(&out).contains("ERROR"), "{}", stderr(&out));
+}
