@@ -326,7 +326,6 @@ impl Device {
             envelope: serde_json::to_value(&envelope).unwrap_or_default(),
         });
         if offline {
-            let _ = self.store.mark_link_down(request.created_at);
             self.emit(Event::Say {
                 text: format!(
                     "Paid {} offline; it goes to the bank when the connection is back.",

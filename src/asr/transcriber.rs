@@ -127,10 +127,14 @@ impl Transcriber {
         if utterance.samples.is_empty() || utterance.rms() < SILENCE_RMS {
             return Ok(Transcript::silence());
         }
-        let mut samples = utterance.samples.clone();
-        if samples.len() < MIN_SAMPLES {
-            samples.resize(MIN_SAMPLES, 0.0);
-        }
+        // Copied only when it must be padded.
+        let samples: std::borrow::Cow<[f32]> = if utterance.samples.len() < MIN_SAMPLES {
+            let mut padded = utterance.samples.clone();
+            padded.resize(MIN_SAMPLES, 0.0);
+            padded.into()
+        } else {
+            utterance.samples.as_slice().into()
+        };
         let mut params = self.params.clone();
         params.set_audio_ctx(audio_ctx_for(samples.len(), self.settings.audio_ctx_floor) as i32);
         params.set_max_tokens(
