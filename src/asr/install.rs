@@ -180,6 +180,11 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_error(dir))?;
     tmp.write_all(bytes).map_err(io_error(path))?;
     tmp.as_file().sync_all().map_err(io_error(path))?;
+    // Temporary files are private (0600); a hash is for everyone to check.
+    let readable = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644);
+    tmp.as_file()
+        .set_permissions(readable)
+        .map_err(io_error(path))?;
     tmp.persist(path).map_err(|e| io_error(path)(e.error))?;
     Ok(())
 }
