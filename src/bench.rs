@@ -190,15 +190,7 @@ fn payment_figures(
         let mut request = sample_request();
         request.seq = store.next_seq()?;
         let (envelope, _) = Envelope::seal_json(&request, &device)?;
-        let pending = PendingPayment {
-            request_id: request.request_id,
-            seq: request.seq,
-            amount: request.amount,
-            payee: request.payee.clone(),
-            created_at: request.created_at,
-            offline: false,
-            envelope: envelope.to_bytes(),
-        };
+        let pending = PendingPayment::of(&request, envelope.to_bytes());
         store.commit_payment(
             &pending,
             clock::day_of(request.created_at),

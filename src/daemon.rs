@@ -287,15 +287,7 @@ impl Device {
             Err(error) => return self.fail(format!("cannot sign the payment: {error}")),
         };
         let message = envelope.to_bytes();
-        let pending = PendingPayment {
-            request_id: request.request_id,
-            seq: request.seq,
-            amount: request.amount,
-            payee: request.payee.clone(),
-            created_at: request.created_at,
-            offline,
-            envelope: message.clone(),
-        };
+        let pending = PendingPayment::of(&request, message.clone());
         let checks = SpendChecks {
             daily_limit: self.store.limits().ok().and_then(|l| l.daily),
             offline: offline.then(|| self.floor.clone()),

@@ -615,7 +615,7 @@ fn gateway(command: GatewayCommand) -> Result<ExitCode> {
 }
 
 fn load_gateway_key(config: &GatewayConfig) -> Result<SigningKey> {
-    match SigningKey::load_file(&config.key_path()) {
+    match voicepay::gateway::load_key(config) {
         Err(KeyError::Missing { path }) => Err(anyhow::anyhow!(
             "no gateway key at {}: run `voicepay gateway init`",
             path.display()

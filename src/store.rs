@@ -169,6 +169,21 @@ pub struct PendingPayment {
     pub envelope: Vec<u8>,
 }
 
+impl PendingPayment {
+    /// The outbox entry of a signed request: `envelope` is its exact bytes.
+    pub fn of(request: &crate::protocol::PaymentRequest, envelope: Vec<u8>) -> PendingPayment {
+        PendingPayment {
+            request_id: request.request_id,
+            seq: request.seq,
+            amount: request.amount,
+            payee: request.payee.clone(),
+            created_at: request.created_at,
+            offline: request.offline,
+            envelope,
+        }
+    }
+}
+
 /// The gateway's verified answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
