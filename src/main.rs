@@ -107,7 +107,8 @@ enum Command {
     },
     /// Pair with a gateway: the device believes answers signed by this key.
     TrustGateway {
-        #[arg(long)]
+        /// base64url; may start with "-".
+        #[arg(long, allow_hyphen_values = true)]
         public_key: String,
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -185,7 +186,8 @@ enum GatewayCommand {
     Enroll {
         #[arg(long)]
         device_id: String,
-        #[arg(long)]
+        /// base64url; may start with "-".
+        #[arg(long, allow_hyphen_values = true)]
         public_key: String,
         #[arg(long)]
         data_dir: Option<PathBuf>,

@@ -222,3 +222,32 @@ fn model_install_leaves_an_intact_model_alone() {
         before
     );
 }
+
+/// Regression: one base64url key in 64 starts with "-", which the argument
+/// parser took for a flag (seen in CI on a random gateway test key).
+#[test]
+fn a_public_key_starting_with_a_dash_is_accepted() {
+    let data = tempfile::tempdir().unwrap();
+    let key = "-VfQk8WWE1S5jJm3hfJQi02ZgFIpJLpVlzV7A-aWI_0";
+    let dir = data.path().to_str().unwrap();
+    let out = run(voicepay(&[
+        "trust-gateway",
+        "--public-key",
+        key,
+        "--data-dir",
+        dir,
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    run(voicepay(&["gateway", "init", "--data-dir", dir]));
+    let out = run(voicepay(&[
+        "gateway",
+        "enroll",
+        "--device-id",
+        "car-1",
+        "--public-key",
+        key,
+        "--data-dir",
+        dir,
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -377,3 +377,20 @@ fn the_demo_runs_on_its_embedded_broker() {
     assert_eq!(steps(&lines, "history").len(), 5);
     assert!(!stderr(&out).contains("ERROR"), "{}", stderr(&out));
 }
+
+/// A wrong spoken code ends the payment at once: no second guess.
+#[test]
+fn above_the_code_limit_a_wrong_code_is_refused() {
+    let pair = Pair::new();
+    pair.device(&["limits", "set", "--code", "20.00"]);
+    // Four digits can never be the three-digit code.
+    let events = pair.say(&["pay_heytea_36", "confirm_wrong_code", "confirm_plain"]);
+    let text = said(&events);
+    assert!(
+        text.contains("Payment cancelled: the code was wrong."),
+        "{text}"
+    );
+    assert!(text.contains("There is nothing to confirm."), "{text}");
+    assert!(steps(&events, "sent").is_empty(), "{text}");
+    assert!(pair.final_ledger().is_empty());
+}
