@@ -184,10 +184,6 @@ impl Device {
         })
     }
 
-    pub fn device_id(&self) -> &str {
-        &self.identity.device_id
-    }
-
     pub fn store(&self) -> &Store {
         &self.store
     }

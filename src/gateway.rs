@@ -158,10 +158,6 @@ impl Gateway {
         self.key.public_key()
     }
 
-    pub fn config(&self) -> &GatewayConfig {
-        &self.config
-    }
-
     /// Registers (or re-keys) a device.
     pub fn enroll(&self, device_id: &str, key: &PublicKey) -> Result<(), GatewayError> {
         if !protocol::is_valid_device_id(device_id) {
