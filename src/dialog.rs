@@ -301,9 +301,24 @@ impl Dialog {
         vec![Action::Say(question)]
     }
 
+    /// Anything but an answer: the question once more, then give up.
+    fn ask_again(&mut self, mut pending: Pending, now: Instant) -> Vec<Action> {
+        if pending.asked_again {
+            return drop_pending(Some(pending), "no clear answer");
+        }
+        pending.asked_again = true;
+        pending.deadline = now + self.window;
+        let again = format!(
+            "Sorry? {}",
+            question(&pending.proposal, pending.code.as_deref())
+        );
+        self.pending = Some(pending);
+        vec![Action::Say(again)]
+    }
+
     fn answer(
         &mut self,
-        mut pending: Pending,
+        pending: Pending,
         intent: &Intent,
         transcript: &str,
         now: Instant,
@@ -314,14 +329,7 @@ impl Dialog {
         match intent {
             Intent::Confirm => approve(pending.proposal, transcript, false),
             Intent::Cancel => drop_pending(Some(pending), "cancelled"),
-            _ if !pending.asked_again => {
-                pending.asked_again = true;
-                pending.deadline = now + self.window;
-                let again = format!("Sorry? {}", question(&pending.proposal, None));
-                self.pending = Some(pending);
-                vec![Action::Say(again)]
-            }
-            _ => drop_pending(Some(pending), "no clear answer"),
+            _ => self.ask_again(pending, now),
         }
     }
 
@@ -329,7 +337,7 @@ impl Dialog {
     /// must come with it, so a recording of an earlier "confirm" cannot pay.
     fn answer_with_code(
         &mut self,
-        mut pending: Pending,
+        pending: Pending,
         code: &str,
         transcript: &str,
         now: Instant,
@@ -341,14 +349,7 @@ impl Dialog {
                 drop_pending(Some(pending), "the code was wrong")
             }
             Intent::Cancel => drop_pending(Some(pending), "cancelled"),
-            _ if !pending.asked_again => {
-                pending.asked_again = true;
-                pending.deadline = now + self.window;
-                let again = format!("Sorry? {}", question(&pending.proposal, Some(code)));
-                self.pending = Some(pending);
-                vec![Action::Say(again)]
-            }
-            _ => drop_pending(Some(pending), "no clear answer"),
+            _ => self.ask_again(pending, now),
         }
     }
 }
