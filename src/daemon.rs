@@ -202,6 +202,9 @@ impl Device {
 
     /// One utterance: understood, answered, acted on.
     pub async fn hear(&mut self, recognizer: &mut Recognizer, name: &str, utterance: &Utterance) {
+        // The user answered when the utterance arrived: our transcription
+        // time is not their silence.
+        let arrived = Instant::now();
         let understood = match tokio::task::block_in_place(|| recognizer.understand(utterance)) {
             Ok(understood) => understood,
             Err(error) => {
@@ -229,9 +232,10 @@ impl Device {
                 profile: &self.config.profile,
             };
             self.dialog
-                .hear(&understood.intent, &evidence, Instant::now(), &assessor)
+                .hear(&understood.intent, &evidence, arrived, &assessor)
         };
         self.act(actions).await;
+        self.dialog.question_spoken(Instant::now());
     }
 
     /// The input ended: a pending question is dropped, then answers are awaited.
@@ -597,7 +601,8 @@ pub async fn run_files(
 ) -> Result<(), DaemonError> {
     let mut recognizer = Recognizer::new(&config.profile)?;
     let mut device = Device::start(config, feedback)?;
-    device.wait_online(Duration::from_secs(3)).await;
+    // Long enough for a loaded machine to connect; offline payments start after it.
+    device.wait_online(Duration::from_secs(5)).await;
     for file in files {
         let name = file.display().to_string();
         match read_wav(file) {

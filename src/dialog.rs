@@ -170,6 +170,14 @@ impl Dialog {
         actions
     }
 
+    /// The question has just been spoken: its window starts now (reading it
+    /// back, and transcribing before that, is not the user's silence).
+    pub fn question_spoken(&mut self, now: Instant) {
+        if let Some(pending) = &mut self.pending {
+            pending.deadline = now + self.window;
+        }
+    }
+
     /// Drops a question whose window has passed.
     pub fn expire(&mut self, now: Instant) -> Vec<Action> {
         match &self.pending {
@@ -588,6 +596,23 @@ mod tests {
             &policy,
         );
         assert!(paid(&a).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_window_starts_when_the_question_has_been_spoken() {
+        let mut d = dialog();
+        let policy = assess(Decision::Confirm);
+        let t0 = Instant::now();
+        d.hear(&pay_36(), &ev("pay"), t0, &policy);
+        // Transcribing and reading back took 5 s.
+        d.question_spoken(t0 + Duration::from_secs(5));
+        let a = d.hear(
+            &Intent::Confirm,
+            &ev("confirm"),
+            t0 + Duration::from_secs(12),
+            &policy,
+        );
+        assert!(paid(&a).is_some(), "{a:?}");
     }
 
     #[tokio::test(start_paused = true)]
