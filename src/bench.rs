@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -10,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use crate::audio::{SAMPLE_RATE, read_wav};
-use crate::clock;
+use crate::clock::{self, Stopwatch};
 use crate::daemon::{Event, Feedback};
 use crate::demo::Rig;
 use crate::gateway::{Gateway, GatewayConfig};
@@ -19,7 +18,7 @@ use crate::keys::SigningKey;
 use crate::money::{Currency, Money};
 use crate::profile::DeviceProfile;
 use crate::protocol::{
-    self, Approval, ApprovalMethod, Envelope, Evidence, PaymentRequest, RequestKind, topics,
+    self, ApprovalMethod, Envelope, Evidence, PaymentRequest, RequestBuilder, topics,
 };
 use crate::recognizer::Recognizer;
 use crate::store::{PendingPayment, SpendChecks, Store, StoreConfig};
@@ -87,7 +86,7 @@ pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
         .map(|f| read_wav(&fixtures_dir.join(&f.file)).map_err(anyhow::Error::from))
         .collect::<Result<Vec<_>>>()?;
 
-    let started = Instant::now();
+    let started = Stopwatch::start();
     let mut recognizer = Recognizer::new(profile)?;
     let model_load_ms = started.elapsed().as_millis() as u64;
 
@@ -100,7 +99,7 @@ pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
     let mut exact_intents = 0;
     for (clip, fixture) in clips.iter().zip(&fixtures) {
         // Timed here at microsecond resolution: the recognizer's whole ms are too coarse.
-        let started = Instant::now();
+        let started = Stopwatch::start();
         let (transcript, _) = recognizer.transcribe(clip)?;
         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
         if recognizer.intent_of(&transcript) == fixture.intent {
@@ -111,7 +110,7 @@ pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
 
     let rounds = 200;
     let context = recognizer.parse_context().clone();
-    let started = Instant::now();
+    let started = Stopwatch::start();
     for _ in 0..rounds {
         for text in &transcripts {
             std::hint::black_box(intent::parse(std::hint::black_box(text), &context));
@@ -167,7 +166,7 @@ fn payment_figures(
         .collect::<Result<_, _>>()?;
 
     let key = device.public_key();
-    let started = Instant::now();
+    let started = Stopwatch::start();
     for message in &messages {
         let opened = protocol::open(message, |kid| (kid == key.key_id()).then_some(key))?;
         let request: PaymentRequest = opened.parse()?;
@@ -177,7 +176,7 @@ fn payment_figures(
     let gateway_verify_per_sec = messages.len() as f64 / started.elapsed().as_secs_f64();
 
     let handled = &messages[..300];
-    let started = Instant::now();
+    let started = Stopwatch::start();
     for message in handled {
         gateway.handle(&topic, message, clock::now_ms())?;
     }
@@ -186,7 +185,7 @@ fn payment_figures(
     let store = Store::open(&StoreConfig::new(work.path().join("device")))?;
     let mut persist: Vec<f64> = Vec::with_capacity(300);
     for _ in 0..300 {
-        let started = Instant::now();
+        let started = Stopwatch::start();
         let mut request = sample_request();
         request.seq = store.next_seq()?;
         let (envelope, _) = Envelope::seal_json(&request, &device)?;
@@ -233,7 +232,7 @@ fn confirm_to_answer(
         let mut rounds = Vec::new();
         for _ in 0..7 {
             rig.device.hear(recognizer, "pay", &pay).await;
-            let started = Instant::now();
+            let started = Stopwatch::start();
             rig.device.hear(recognizer, "confirm", &confirm).await;
             rounds.push(started.elapsed().as_secs_f64() * 1000.0);
         }
@@ -244,27 +243,11 @@ fn confirm_to_answer(
 }
 
 fn sample_request() -> PaymentRequest {
-    let now = clock::now_ms();
-    PaymentRequest {
-        request_id: uuid::Uuid::now_v7(),
-        device_id: "bench".into(),
-        seq: 1,
-        created_at: now,
-        expires_at: now + 60_000,
-        kind: RequestKind::Purchase,
-        amount: Money::new(3600, Currency::CNY),
-        payee: "Heytea".into(),
-        memo: String::new(),
-        agent: None,
-        tokens: None,
-        evidence: Evidence::new("Pay 36 yuan to Heytea.", b"pcm", 0.9, "en"),
-        approval: Approval {
-            method: ApprovalMethod::VoiceConfirm,
-            confirming_transcript: Some("Confirm.".into()),
-            approved_at: now,
-        },
-        offline: false,
-    }
+    let amount = Money::new(3600, Currency::CNY);
+    RequestBuilder::new("bench", 1, amount, "Heytea", clock::now_ms())
+        .evidence(Evidence::new("Pay 36 yuan to Heytea.", b"pcm", 0.9, "en"))
+        .approved(ApprovalMethod::VoiceConfirm, Some("Confirm.".into()))
+        .build()
 }
 
 /// Nearest-rank percentile of sorted values.

@@ -19,7 +19,7 @@ use crate::money::Money;
 use crate::policy::{self, Link};
 use crate::profile::DeviceProfile;
 use crate::protocol::{
-    self, ApprovalMethod, Envelope, Evidence, PaymentRequest, PaymentResponse, RequestKind,
+    self, ApprovalMethod, Envelope, Evidence, PaymentRequest, PaymentResponse, RequestBuilder,
     ResponseStatus,
 };
 use crate::recognizer::Recognizer;
@@ -349,36 +349,24 @@ impl Device {
                 (ApprovalMethod::PaymentCode, Some(transcript.clone()))
             }
         };
-        // Offline, the device itself approves under its floor limits.
-        let method = if offline {
-            ApprovalMethod::OfflineFloor
-        } else {
-            method
+        // Offline, the device itself approves under its floor limits
+        // (`RequestBuilder::offline` records that).
+        let ttl_ms = self.config.profile.payments.request_ttl_s * 1000;
+        let builder = RequestBuilder::new(
+            &self.identity.device_id,
+            self.store.next_seq()?,
+            order.amount,
+            order.purchase.payee(),
+            now,
+        )
+        .expires_in(ttl_ms)
+        .evidence(order.evidence.clone())
+        .approved(method, confirming);
+        let builder = match &order.purchase {
+            Purchase::Pay { .. } => builder,
+            Purchase::TopUp { tokens, .. } => builder.token_top_up(*tokens),
         };
-        let (kind, tokens) = match &order.purchase {
-            Purchase::Pay { .. } => (RequestKind::Purchase, None),
-            Purchase::TopUp { tokens, .. } => (RequestKind::TokenTopUp, Some(*tokens)),
-        };
-        Ok(PaymentRequest {
-            request_id: Uuid::now_v7(),
-            device_id: self.identity.device_id.clone(),
-            seq: self.store.next_seq()?,
-            created_at: now,
-            expires_at: now + self.config.profile.payments.request_ttl_s * 1000,
-            kind,
-            amount: order.amount,
-            payee: order.purchase.payee().to_owned(),
-            memo: String::new(),
-            agent: None,
-            tokens,
-            evidence: order.evidence.clone(),
-            approval: protocol::Approval {
-                method,
-                confirming_transcript: confirming,
-                approved_at: now,
-            },
-            offline,
-        })
+        Ok(if offline { builder.offline() } else { builder }.build())
     }
 
     /// Waits for `request_id`'s answer (settling any others that arrive).

@@ -1,12 +1,16 @@
-//! Making sled's writes survive a power cut: flush, then fsync the files and directories sled wrote.
+//! Writes that survive a power cut: sled flushed and fsynced, and whole files written atomically.
 //!
 //! sled's own `flush` writes its buffers to the files but does not promise an
 //! fsync on every platform; a payment product needs that promise before it
-//! tells anyone a payment is on its way.
+//! tells anyone a payment is on its way. Files (models, hashes, keys, the
+//! trusted gateway key) are written beside their place, fsynced and renamed
+//! or linked in, so a reader sees the old file or the whole new one.
 
-use std::fs;
-use std::io;
-use std::path::Path;
+use std::fs::{self, File};
+use std::io::{self, BufWriter};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Flushes `db` (opened at `dir`), then fsyncs its files, its `blobs/` (large
 /// values sled writes as files without syncing them) and the directories.
@@ -37,4 +41,166 @@ fn sync_dir_files(dir: &Path) -> io::Result<()> {
         }
     }
     fs::File::open(dir)?.sync_all()
+}
+
+/// What an atomic write does to a file already at the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    Replace,
+    /// Fail with `AlreadyExists` (a key file must never be overwritten).
+    Keep,
+}
+
+/// The step of an atomic write that failed, with its path.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {step} {}: {source}", path.display())]
+pub struct WriteError {
+    /// "create", "write", "sync", "rename to".
+    pub step: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl WriteError {
+    pub fn kind(&self) -> io::ErrorKind {
+        self.source.kind()
+    }
+}
+
+/// Writes `path` through `write`, atomically: into a temporary file beside it
+/// created with `mode` from its first byte, fsynced, then renamed over it
+/// (`Existing::Replace`) or linked in only if nothing is there
+/// (`Existing::Keep`); the directory is fsynced last. `write` gets the
+/// temporary file and its path (for its own error messages). On any failure
+/// the temporary file is removed and `path` is untouched.
+pub fn write_atomically<T, E: From<WriteError>>(
+    path: &Path,
+    mode: u32,
+    existing: Existing,
+    write: impl FnOnce(&mut BufWriter<File>, &Path) -> Result<T, E>,
+) -> Result<T, E> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let failed = |step: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |source| WriteError { step, path, source }
+    };
+    let Some(file_name) = path.file_name() else {
+        let invalid = io::Error::new(io::ErrorKind::InvalidInput, "no file name");
+        return Err(failed("create", path)(invalid).into());
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        file_name.to_string_lossy(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let file = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(failed("create", &tmp))?;
+    let result = (|| {
+        // The umask may have narrowed `mode`; a hash file is for everyone.
+        file.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(failed("create", &tmp))?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        let value = write(&mut w, &tmp)?;
+        let file = w
+            .into_inner()
+            .map_err(|e| failed("write", &tmp)(e.into_error()))?;
+        file.sync_all().map_err(failed("sync", &tmp))?;
+        drop(file);
+        match existing {
+            Existing::Replace => fs::rename(&tmp, path).map_err(failed("rename to", path))?,
+            // A hard link fails when the name exists: no check-then-write race.
+            Existing::Keep => {
+                fs::hard_link(&tmp, path).map_err(failed("create", path))?;
+                let _ = fs::remove_file(&tmp);
+            }
+        }
+        Ok(value)
+    })();
+    match result {
+        Ok(value) => {
+            // Persist the rename itself; best effort, as some filesystems refuse
+            // to fsync a directory and the data is already safe.
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// [`write_atomically`] of a byte string.
+pub fn write_file(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    existing: Existing,
+) -> Result<(), WriteError> {
+    write_atomically(path, mode, existing, |w, tmp| {
+        io::Write::write_all(w, bytes).map_err(|source| WriteError {
+            step: "write",
+            path: tmp.to_owned(),
+            source,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_written_whole_with_its_mode_and_no_temporary_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.pub");
+        write_file(&path, b"one\n", 0o644, Existing::Replace).unwrap();
+        write_file(&path, b"two\n", 0o644, Existing::Replace).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two\n");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "only the file itself");
+    }
+
+    #[test]
+    fn keep_never_overwrites_and_leaves_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.key");
+        write_file(&path, b"secret", 0o600, Existing::Keep).unwrap();
+        let err = write_file(&path, b"other", 0o600, Existing::Keep).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"secret");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_failing_writer_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.bin");
+        let result: Result<(), WriteError> =
+            write_atomically(&path, 0o644, Existing::Replace, |_, tmp| {
+                Err(WriteError {
+                    step: "write",
+                    path: tmp.to_owned(),
+                    source: io::Error::other("disk full"),
+                })
+            });
+        assert!(result.unwrap_err().to_string().starts_with("cannot write"));
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 }

@@ -463,7 +463,7 @@ pub fn load_key(config: &GatewayConfig) -> Result<SigningKey, crate::keys::KeyEr
 mod tests {
     use super::*;
     use crate::money::Currency;
-    use crate::protocol::{Approval, ApprovalMethod, Evidence, ResponseStatus};
+    use crate::protocol::{ApprovalMethod, Evidence, RequestBuilder, ResponseStatus};
 
     const NOW: u64 = 1_790_000_000_000;
 
@@ -490,26 +490,16 @@ mod tests {
     }
 
     fn request(minor: i64) -> PaymentRequest {
-        PaymentRequest {
-            request_id: Uuid::now_v7(),
-            device_id: "glasses-1".into(),
-            seq: 1,
-            created_at: NOW - 1_000,
-            expires_at: NOW + 60_000,
-            kind: RequestKind::Purchase,
-            amount: Money::new(minor, Currency::CNY),
-            payee: "Heytea".into(),
-            memo: String::new(),
-            agent: None,
-            tokens: None,
-            evidence: Evidence::new("pay 36 yuan to Heytea", b"pcm", 0.9, "en"),
-            approval: Approval {
-                method: ApprovalMethod::VoiceConfirm,
-                confirming_transcript: Some("confirm".into()),
-                approved_at: NOW - 500,
-            },
-            offline: false,
-        }
+        RequestBuilder::new(
+            "glasses-1",
+            1,
+            Money::new(minor, Currency::CNY),
+            "Heytea",
+            NOW - 1_000,
+        )
+        .evidence(Evidence::new("pay 36 yuan to Heytea", b"pcm", 0.9, "en"))
+        .approved(ApprovalMethod::VoiceConfirm, Some("confirm".into()))
+        .build()
     }
 
     fn sealed(request: &PaymentRequest, key: &SigningKey) -> Vec<u8> {

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::durable::Existing;
 use crate::keys::{KeyError, PublicKey, SigningKey};
 use crate::protocol::device_id_for;
 
@@ -74,8 +75,14 @@ pub fn load_device_key(data_dir: &Path) -> Result<SigningKey, IdentityError> {
 pub fn trust_gateway(data_dir: &Path, key: &PublicKey) -> Result<(), IdentityError> {
     create_dir(data_dir)?;
     let path = data_dir.join(GATEWAY_KEY);
-    std::fs::write(&path, format!("{}\n", key.to_base64url()))
-        .map_err(|source| IdentityError::Io { path, source })
+    let line = format!("{}\n", key.to_base64url());
+    // Re-pairing replaces the old key whole: never a half-written one.
+    crate::durable::write_file(&path, line.as_bytes(), 0o644, Existing::Replace).map_err(|e| {
+        IdentityError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    })
 }
 
 pub fn load_gateway_key(data_dir: &Path) -> Result<PublicKey, IdentityError> {

@@ -5,9 +5,9 @@
 //! lives in a PKCS#8 file that only its owner may read; it is never printed.
 
 use std::fmt;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -17,6 +17,8 @@ use ring::rand::SystemRandom;
 use ring::signature::{self, Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
+
+use crate::durable::Existing;
 
 /// Length of a raw Ed25519 public key.
 pub const PUBLIC_KEY_LEN: usize = 32;
@@ -189,24 +191,15 @@ impl SigningKey {
     /// existing file: overwriting a key would orphan every enrolment made with it.
     pub fn create_file(path: &Path) -> Result<SigningKey, KeyError> {
         let key = SigningKey::generate()?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::AlreadyExists => KeyError::AlreadyExists {
-                    path: path.to_path_buf(),
-                },
-                _ => KeyError::io(path, e),
-            })?;
-        if let Err(e) = file.write_all(&key.pkcs8).and_then(|()| file.sync_all()) {
-            // A half-written key is worse than none: remove it so init can be rerun.
-            drop(file);
-            let _ = std::fs::remove_file(path);
-            return Err(KeyError::io(path, e));
-        }
-        sync_parent_dir(path);
+        // 0600 from the first byte, and a half-written key is never in place.
+        crate::durable::write_file(path, &key.pkcs8, 0o600, Existing::Keep).map_err(|e| match e
+            .kind()
+        {
+            io::ErrorKind::AlreadyExists => KeyError::AlreadyExists {
+                path: path.to_path_buf(),
+            },
+            _ => KeyError::io(&e.path, e.source),
+        })?;
         Ok(key)
     }
 
@@ -247,18 +240,6 @@ impl SigningKey {
         let key = SigningKey::from_pkcs8(&bytes);
         bytes.fill(0);
         key
-    }
-}
-
-/// Makes the new directory entry durable too; best effort, because some
-/// filesystems refuse to fsync a directory and the key itself is already synced.
-fn sync_parent_dir(path: &Path) {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if let Ok(dir) = File::open(parent) {
-        let _ = dir.sync_all();
     }
 }
 

@@ -45,10 +45,9 @@ impl Recognizer {
     }
 
     pub fn transcribe(&mut self, utterance: &Utterance) -> Result<(Transcript, u64), AsrError> {
-        // std's clock is fine here: this measures work, it schedules nothing.
-        let started = std::time::Instant::now();
+        let started = crate::clock::Stopwatch::start();
         let transcript = self.transcriber.transcribe(utterance)?;
-        Ok((transcript, started.elapsed().as_millis() as u64))
+        Ok((transcript, started.elapsed_ms()))
     }
 
     pub fn understand(&mut self, utterance: &Utterance) -> Result<Understood, AsrError> {

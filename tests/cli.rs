@@ -1,5 +1,7 @@
 //! The command line as integrators and scripts call it.
 
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
 mod util;
 
 use std::io::Write;

@@ -1,5 +1,7 @@
 //! A crash test in sled's style: a child paying in a loop is killed with SIGKILL at random points; every payment it committed is in the gateway's ledger exactly once.
 
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
 mod util;
 
 use std::collections::HashSet;

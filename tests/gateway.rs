@@ -1,5 +1,7 @@
 //! The reference gateway as integrators run it: a real mosquitto, the `voicepay gateway` binary, signed messages.
 
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
 mod util;
 
 use std::time::Duration;
@@ -7,12 +9,11 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 use util::*;
-use uuid::Uuid;
 use voicepay::keys::{PublicKey, SigningKey};
 use voicepay::money::{Currency, Money};
 use voicepay::protocol::{
-    self, Approval, ApprovalMethod, Envelope, Evidence, PaymentRequest, PaymentResponse,
-    RequestKind, ResponseStatus, topics,
+    self, ApprovalMethod, Envelope, Evidence, PaymentRequest, PaymentResponse, RequestBuilder,
+    ResponseStatus, topics,
 };
 
 fn cli(args: &[&str]) -> String {
@@ -22,27 +23,11 @@ fn cli(args: &[&str]) -> String {
 }
 
 fn request(device_id: &str, minor: i64) -> PaymentRequest {
-    let now = voicepay::clock::now_ms();
-    PaymentRequest {
-        request_id: Uuid::now_v7(),
-        device_id: device_id.into(),
-        seq: 1,
-        created_at: now,
-        expires_at: now + 60_000,
-        kind: RequestKind::Purchase,
-        amount: Money::new(minor, Currency::CNY),
-        payee: "Heytea".into(),
-        memo: String::new(),
-        agent: None,
-        tokens: None,
-        evidence: Evidence::new("Pay 36 yuan to Heytea.", b"pcm", 0.9, "en"),
-        approval: Approval {
-            method: ApprovalMethod::VoiceConfirm,
-            confirming_transcript: Some("Confirm.".into()),
-            approved_at: now,
-        },
-        offline: false,
-    }
+    let amount = Money::new(minor, Currency::CNY);
+    RequestBuilder::new(device_id, 1, amount, "Heytea", voicepay::clock::now_ms())
+        .evidence(Evidence::new("Pay 36 yuan to Heytea.", b"pcm", 0.9, "en"))
+        .approved(ApprovalMethod::VoiceConfirm, Some("Confirm.".into()))
+        .build()
 }
 
 /// A bare MQTT client playing the device, with its incoming publishes on a channel.

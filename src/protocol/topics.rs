@@ -1,0 +1,171 @@
+//! MQTT topic names under a prefix (default [`DEFAULT_PREFIX`]); builders take a device id that is already valid ([`is_valid_device_id`]).
+
+#[cfg(doc)]
+use super::DEFAULT_PREFIX;
+use super::is_valid_device_id;
+
+/// Why a prefix cannot carry our topics.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("MQTT prefix {0:?}: expected segments of letters, digits, '_', '-' or '.' joined by '/'")]
+pub struct BadPrefix(pub String);
+
+/// A prefix is one or more `/`-separated segments, none empty and none holding
+/// a wildcard (`+`, `#`) or anything else MQTT gives meaning to.
+pub fn validate_prefix(prefix: &str) -> Result<(), BadPrefix> {
+    let segment_ok = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    };
+    if prefix.len() <= 200 && prefix.split('/').all(segment_ok) {
+        Ok(())
+    } else {
+        Err(BadPrefix(prefix.chars().take(64).collect()))
+    }
+}
+
+fn device_topic(prefix: &str, device_id: &str, leaf: &str) -> String {
+    format!("{prefix}/devices/{device_id}/{leaf}")
+}
+
+/// Device -> gateway: envelopes of `PaymentRequest`.
+pub fn requests(prefix: &str, device_id: &str) -> String {
+    device_topic(prefix, device_id, "requests")
+}
+
+/// Gateway -> device: envelopes of `PaymentResponse`.
+pub fn responses(prefix: &str, device_id: &str) -> String {
+    device_topic(prefix, device_id, "responses")
+}
+
+/// Agent -> device: envelopes of agent tasks.
+pub fn tasks(prefix: &str, device_id: &str) -> String {
+    device_topic(prefix, device_id, "tasks")
+}
+
+/// Device -> apps: plain JSON events.
+pub fn events(prefix: &str, device_id: &str) -> String {
+    device_topic(prefix, device_id, "events")
+}
+
+/// The gateway's retained `online` / `offline` (its last will): devices
+/// learn from it whether requests can be answered now.
+pub fn gateway_status(prefix: &str) -> String {
+    format!("{prefix}/gateway/status")
+}
+
+/// Retained `online` / `offline`, also the last will.
+pub fn status(prefix: &str, device_id: &str) -> String {
+    device_topic(prefix, device_id, "status")
+}
+
+/// The gateway's subscription to every device's requests.
+pub fn all_requests_filter(prefix: &str) -> String {
+    device_topic(prefix, "+", "requests")
+}
+
+/// The device id in `{prefix}/devices/{device_id}/requests`, or `None` if
+/// `topic` is not exactly that shape with a valid device id.
+pub fn device_id_from_requests_topic<'a>(prefix: &str, topic: &'a str) -> Option<&'a str> {
+    let id = topic
+        .strip_prefix(prefix)?
+        .strip_prefix("/devices/")?
+        .strip_suffix("/requests")?;
+    is_valid_device_id(id).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::testing::*;
+    use crate::protocol::{DEFAULT_PREFIX, device_id_for, topics};
+
+    #[test]
+    fn topics_and_device_ids() {
+        let p = DEFAULT_PREFIX;
+        let id = "dev-0123456789abcdef";
+        assert_eq!(
+            topics::requests(p, id),
+            "voicepay/v1/devices/dev-0123456789abcdef/requests"
+        );
+        assert_eq!(
+            topics::responses(p, id),
+            "voicepay/v1/devices/dev-0123456789abcdef/responses"
+        );
+        assert_eq!(
+            topics::tasks(p, id),
+            "voicepay/v1/devices/dev-0123456789abcdef/tasks"
+        );
+        assert_eq!(
+            topics::events(p, id),
+            "voicepay/v1/devices/dev-0123456789abcdef/events"
+        );
+        assert_eq!(
+            topics::status(p, id),
+            "voicepay/v1/devices/dev-0123456789abcdef/status"
+        );
+        assert_eq!(
+            topics::all_requests_filter(p),
+            "voicepay/v1/devices/+/requests"
+        );
+        assert_eq!(
+            topics::requests("acme/pay", "x"),
+            "acme/pay/devices/x/requests"
+        );
+
+        let topic = topics::requests(p, id);
+        assert_eq!(topics::device_id_from_requests_topic(p, &topic), Some(id));
+        let long_ok = "a".repeat(64);
+        assert_eq!(
+            topics::device_id_from_requests_topic(p, &topics::requests(p, &long_ok)),
+            Some(long_ok.as_str())
+        );
+        let too_long = topics::requests(p, &"a".repeat(65));
+        for bad in [
+            "voicepay/v1/devices/+/requests",
+            "voicepay/v1/devices/#/requests",
+            "voicepay/v1/devices//requests",
+            "voicepay/v1/devices/a/b/requests",
+            "voicepay/v1/devices/dev-1/requests/extra",
+            "voicepay/v1/devices/dev-1/responses",
+            "voicepay/v1/devices/dev-1",
+            "voicepay/v2/devices/dev-1/requests",
+            "xvoicepay/v1/devices/dev-1/requests",
+            "voicepay/v1x/devices/dev-1/requests",
+            "other/voicepay/v1/devices/dev-1/requests",
+            "voicepay/v1/devices/dev 1/requests",
+            "voicepay/v1/devices/dév/requests",
+            "voicepay/v1/devices/dev.1/requests",
+            too_long.as_str(),
+            "",
+        ] {
+            assert_eq!(topics::device_id_from_requests_topic(p, bad), None, "{bad}");
+        }
+
+        let pk = key().public_key();
+        let dev = device_id_for(&pk);
+        assert_eq!(dev, format!("dev-{}", pk.key_id()));
+        assert!(is_valid_device_id(&dev));
+        assert!(!is_valid_device_id(""));
+        assert!(is_valid_device_id("A_z-09"));
+    }
+
+    #[test]
+    fn prefixes_with_wildcards_or_empty_segments_are_refused() {
+        for good in ["voicepay/v1", "acme/pay", "a", "fleet-7/voicepay.v1"] {
+            assert_eq!(validate_prefix(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "/voicepay",
+            "voicepay/",
+            "a//b",
+            "a/+/b",
+            "#",
+            "a b",
+            "$SYS",
+        ] {
+            assert!(validate_prefix(bad).is_err(), "{bad}");
+        }
+    }
+}
