@@ -12,11 +12,14 @@ use uuid::Uuid;
 
 use crate::audio::{Utterance, read_wav};
 use crate::clock::{day_of, now_ms};
-use crate::dialog::{Action, Approval, Assess, Decision, Dialog, PaymentOrder, Purchase};
+use crate::dialog::{Action, Assess, Dialog};
 use crate::identity::DeviceIdentity;
 use crate::intent::{Intent, LimitScope, Period};
 use crate::money::Money;
+use crate::order::{Approval, PaymentOrder, Purchase};
+use crate::phrasebook::{Phrasebook, Speech};
 use crate::policy::{self, Link};
+use crate::policy::{Decision, OfflineFloor, Refusal};
 use crate::profile::DeviceProfile;
 use crate::protocol::{
     self, ApprovalMethod, Envelope, Evidence, PaymentRequest, PaymentResponse, RequestBuilder,
@@ -24,7 +27,7 @@ use crate::protocol::{
 };
 use crate::recognizer::Recognizer;
 use crate::store::{
-    HistoryEvent, OfflineFloor, PendingPayment, Settlement, SpendChecks, Store, StoreConfig,
+    HistoryEvent, PendingPayment, Settlement, SpendChecks, Store, StoreConfig, StoreError,
 };
 use crate::transport::{BrokerUrl, DeviceLink, LinkState};
 
@@ -139,6 +142,7 @@ pub struct Device {
     store: Store,
     floor: OfflineFloor,
     dialog: Dialog,
+    phrasebook: Phrasebook,
     link: DeviceLink,
     feedback: Box<dyn Feedback>,
 }
@@ -148,11 +152,9 @@ impl Device {
     pub fn start(config: DaemonConfig, feedback: Box<dyn Feedback>) -> Result<Self, DaemonError> {
         let identity = DeviceIdentity::load(&config.data_dir)?;
         let store = Store::open(&StoreConfig::new(config.data_dir.join("store")))?;
-        let floor = config
-            .profile
-            .offline_floor()
-            .map_err(|e| DaemonError::Profile(e.to_string()))?;
-        let window = Duration::from_secs(config.profile.payments.confirm_window_s);
+        let floor = config.profile.offline.clone();
+        let window = config.profile.payments.confirm_window;
+        let phrasebook = Phrasebook::new(config.profile.language);
         let dialog = Dialog::new(
             window,
             config.profile.parse_context(),
@@ -179,6 +181,7 @@ impl Device {
             store,
             floor,
             dialog,
+            phrasebook,
             link,
             feedback,
         })
@@ -222,7 +225,7 @@ impl Device {
             &understood.transcript.text,
             &pcm_bytes(utterance),
             understood.transcript.confidence.clamp(0.0, 1.0),
-            &self.config.profile.language,
+            self.config.profile.language.code(),
         );
         let actions = {
             let assessor = Assessor {
@@ -255,19 +258,19 @@ impl Device {
     async fn act(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Say(text) => self.emit(Event::Say { text }),
+                Action::Say(speech) => self.say(&speech),
                 Action::Pay { order, approval } => self.pay(order, approval).await,
                 Action::Declined { order, reason } => self.remember(HistoryEvent::Refused {
                     amount: order.amount,
                     payee: order.purchase.payee().to_owned(),
                     at: now_ms(),
-                    reason,
+                    reason: self.phrasebook.refusal(&reason),
                 }),
                 Action::Dropped { order, reason } => self.remember(HistoryEvent::Cancelled {
                     amount: order.amount,
                     payee: order.purchase.payee().to_owned(),
                     at: now_ms(),
-                    reason,
+                    reason: self.phrasebook.drop_reason(reason),
                 }),
                 Action::SetLimit { scope, amount } => self.set_limit(scope, amount),
                 Action::ReportSpending { period } => self.report_spending(period),
@@ -297,18 +300,22 @@ impl Device {
             .store
             .commit_payment(&pending, day_of(request.created_at), &checks)
         {
-            let reason = error.refusal_reason().map(str::to_owned);
-            let text = reason.clone().unwrap_or_else(|| {
-                format!("I couldn't record the payment, so nothing was paid ({error}).")
-            });
-            self.emit(Event::Say { text });
-            if let Some(reason) = reason {
-                self.remember(HistoryEvent::Refused {
-                    amount: order.amount,
-                    payee: request.payee,
-                    at: now_ms(),
-                    reason,
-                });
+            match error {
+                StoreError::Refused(refusal) => {
+                    let reason = self.phrasebook.refusal(&refusal);
+                    self.emit(Event::Say {
+                        text: reason.clone(),
+                    });
+                    self.remember(HistoryEvent::Refused {
+                        amount: order.amount,
+                        payee: request.payee,
+                        at: now_ms(),
+                        reason,
+                    });
+                }
+                error => self.say(&Speech::NotRecorded {
+                    error: error.to_string(),
+                }),
             }
             return;
         }
@@ -318,11 +325,9 @@ impl Device {
             envelope: serde_json::to_value(&envelope).unwrap_or_default(),
         });
         if offline {
-            self.emit(Event::Say {
-                text: format!(
-                    "Paid {} offline; it goes to the bank when the connection is back.",
-                    order.describe()
-                ),
+            self.say(&Speech::PaidOffline {
+                purchase: order.purchase.clone(),
+                amount: order.amount,
             });
             return;
         }
@@ -351,7 +356,7 @@ impl Device {
         };
         // Offline, the device itself approves under its floor limits
         // (`RequestBuilder::offline` records that).
-        let ttl_ms = self.config.profile.payments.request_ttl_s * 1000;
+        let ttl_ms = self.config.profile.payments.request_ttl_ms;
         let builder = RequestBuilder::new(
             &self.identity.device_id,
             self.store.next_seq()?,
@@ -376,9 +381,7 @@ impl Device {
             let Ok(Some(message)) =
                 tokio::time::timeout_at(deadline, self.link.answers.recv()).await
             else {
-                self.emit(Event::Say {
-                    text: "No answer from the bank yet; the payment waits in the outbox.".into(),
-                });
+                self.say(&Speech::NoAnswerYet);
                 return;
             };
             if self.settle(&message) == Some(request_id) {
@@ -436,22 +439,26 @@ impl Device {
                     reason: response.reason.clone(),
                     envelope: serde_json::from_slice(message).unwrap_or_default(),
                 });
-                let text = match &entry.event {
-                    HistoryEvent::Paid { amount, payee, .. } => {
-                        format!("Paid {} to {payee}.", amount.spoken())
-                    }
+                let speech = match &entry.event {
+                    HistoryEvent::Paid { amount, payee, .. } => Some(Speech::Paid {
+                        amount: *amount,
+                        payee: payee.clone(),
+                    }),
                     HistoryEvent::Declined {
                         amount,
                         payee,
                         reason,
                         ..
-                    } => format!(
-                        "The bank declined {} to {payee}: {reason}.",
-                        amount.spoken()
-                    ),
-                    _ => String::new(),
+                    } => Some(Speech::DeclinedByBank {
+                        amount: *amount,
+                        payee: payee.clone(),
+                        reason: reason.clone(),
+                    }),
+                    _ => None,
                 };
-                self.emit(Event::Say { text });
+                if let Some(speech) = speech {
+                    self.say(&speech);
+                }
                 Some(response.request_id)
             }
             // Already settled (a repeated answer) or never ours.
@@ -481,20 +488,18 @@ impl Device {
 
     fn report_spending(&mut self, period: Period) {
         let today = day_of(now_ms());
-        let (days, words) = match period {
-            Period::Today => (0, "today"),
-            Period::Week => (6, "in the last 7 days"),
-            Period::Month => (29, "in the last 30 days"),
+        let days = match period {
+            Period::Today => 0,
+            Period::Week => 6,
+            Period::Month => 29,
         };
-        let text = match self.store.spending(today.saturating_sub(days), today) {
-            Ok(totals) if totals.is_empty() => format!("You have spent nothing {words}."),
-            Ok(totals) => {
-                let spoken: Vec<String> = totals.iter().map(Money::spoken).collect();
-                format!("You spent {} {words}.", spoken.join(" and "))
-            }
-            Err(error) => format!("I can't read the history right now ({error})."),
+        let speech = match self.store.spending(today.saturating_sub(days), today) {
+            Ok(totals) => Speech::Spent { period, totals },
+            Err(error) => Speech::HistoryUnreadable {
+                error: error.to_string(),
+            },
         };
-        self.emit(Event::Say { text });
+        self.say(&speech);
     }
 
     fn remember(&mut self, event: HistoryEvent) {
@@ -506,6 +511,11 @@ impl Device {
     fn fail(&mut self, message: String) {
         tracing::error!(%message);
         self.emit(Event::Error { message });
+    }
+
+    fn say(&mut self, speech: &Speech) {
+        let text = self.phrasebook.say(speech);
+        self.emit(Event::Say { text });
     }
 
     fn emit(&mut self, event: Event) {
@@ -530,9 +540,7 @@ impl Assess for Assessor<'_> {
             Ok((limits, spent, counters))
         });
         let Ok((limits, spent, counters)) = state else {
-            return Decision::Decline {
-                reason: "I can't read my records right now.".into(),
-            };
+            return Decision::Decline(Refusal::RecordsUnreadable);
         };
         let link = if self.link.online() {
             Link::Online
@@ -547,7 +555,7 @@ impl Assess for Assessor<'_> {
     }
 
     fn limit(&self, scope: LimitScope) -> Money {
-        let zero = Money::zero(self.profile.currency());
+        let zero = Money::zero(self.profile.default_currency);
         match (self.store.limits(), scope) {
             (Ok(l), LimitScope::Auto) => l.auto_pay,
             (Ok(l), LimitScope::Daily) => l.daily.unwrap_or(zero),

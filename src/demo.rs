@@ -13,10 +13,10 @@ use crate::identity;
 use crate::keys::PublicKey;
 use crate::keys::SigningKey;
 use crate::money::Money;
+use crate::policy::Limits;
 use crate::profile::DeviceProfile;
 use crate::protocol;
 use crate::recognizer::Recognizer;
-use crate::store::Limits;
 use crate::transport::BrokerUrl;
 
 /// The story the demo tells, one scene at a time: (what it shows, fixtures).
@@ -122,7 +122,7 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
             println!("\n== {text}");
         }
     };
-    let currency = profile.currency();
+    let currency = profile.default_currency;
     let mut recognizer = Recognizer::new(&profile).context("cannot start the transcriber")?;
     let feedback = Box::new(Console { json: options.json });
     let mut rig = Rig::start(profile, options.broker.clone(), feedback)?;

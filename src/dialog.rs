@@ -2,79 +2,23 @@
 //!
 //! The dialog decides nothing about money by itself: the policy's verdict comes
 //! in through [`Assess`], and what must happen goes out as [`Action`]s that the
-//! daemon carries out (speak, pay, change a limit, record). Time is passed in,
-//! so tests drive it with tokio's paused clock.
+//! daemon carries out (speak, pay, change a limit, record). What it says is a
+//! [`Speech`] the phrasebook words. Time is passed in, so tests drive it with
+//! tokio's paused clock.
 
 use tokio::time::{Duration, Instant};
 
 use crate::intent::{self, Intent, LimitScope, ParseContext, Period};
 use crate::money::Money;
+use crate::order::{Approval, DropReason, PaymentOrder, Purchase};
+use crate::phrasebook::Speech;
+use crate::policy::{Decision, Refusal};
 use crate::protocol::Evidence;
-
-/// What a payment buys.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Purchase {
-    Pay { payee: String },
-    TopUp { tokens: u64, provider: String },
-}
-
-impl Purchase {
-    /// Who receives the money: the payee, or the provider of the tokens.
-    pub fn payee(&self) -> &str {
-        match self {
-            Purchase::Pay { payee } => payee,
-            Purchase::TopUp { provider, .. } => provider,
-        }
-    }
-}
-
-/// A payment the user asked for.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PaymentOrder {
-    pub amount: Money,
-    pub purchase: Purchase,
-    /// What was heard when the user asked: travels in the signed request.
-    pub evidence: Evidence,
-}
-
-impl PaymentOrder {
-    /// "36 yuan to Heytea", "200000 Kimi tokens for 2 yuan 40".
-    pub fn describe(&self) -> String {
-        match &self.purchase {
-            Purchase::Pay { payee } => format!("{} to {payee}", self.amount.spoken()),
-            Purchase::TopUp { tokens, provider } => {
-                format!("{tokens} {provider} tokens for {}", self.amount.spoken())
-            }
-        }
-    }
-}
-
-/// The policy's verdict on one payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    /// At or under the auto-pay limit: pay and tell.
-    Auto,
-    /// Read back and wait for "confirm".
-    Confirm,
-    /// Read back with a fresh code the user must repeat.
-    ConfirmWithCode,
-    Decline {
-        reason: String,
-    },
-}
-
-/// How the user approved a payment (DESIGN.md's `approval.method`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Approval {
-    AutoLimit,
-    VoiceConfirm { transcript: String },
-    PaymentCode { transcript: String },
-}
 
 /// What the daemon must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Say(String),
+    Say(Speech),
     Pay {
         order: PaymentOrder,
         approval: Approval,
@@ -82,12 +26,12 @@ pub enum Action {
     /// The policy declined before anything was sent.
     Declined {
         order: PaymentOrder,
-        reason: String,
+        reason: Refusal,
     },
     /// The user cancelled, did not answer, or gave a wrong code.
     Dropped {
         order: PaymentOrder,
-        reason: String,
+        reason: DropReason,
     },
     SetLimit {
         scope: LimitScope,
@@ -183,7 +127,7 @@ impl Dialog {
         match &self.pending {
             Some(p) if now >= p.deadline => {
                 let pending = self.pending.take();
-                drop_pending(pending, "no answer in time")
+                drop_pending(pending, DropReason::NoAnswerInTime)
             }
             _ => Vec::new(),
         }
@@ -193,7 +137,7 @@ impl Dialog {
     /// question open: nothing is paid.
     pub fn end_of_input(&mut self) -> Vec<Action> {
         let pending = self.pending.take();
-        drop_pending(pending, "the conversation ended before an answer")
+        drop_pending(pending, DropReason::InputEnded)
     }
 
     fn request(
@@ -231,9 +175,9 @@ impl Dialog {
                     now,
                     assess,
                 ),
-                None => vec![Action::Say(format!(
-                    "I don't know the price of {provider} tokens, so I can't top up."
-                ))],
+                None => vec![Action::Say(Speech::UnknownTokenPrice {
+                    provider: provider.clone(),
+                })],
             },
             Intent::SetLimit { scope, amount } => {
                 let current = assess.limit(*scope);
@@ -244,11 +188,10 @@ impl Dialog {
                             scope: *scope,
                             amount: *amount,
                         },
-                        Action::Say(format!(
-                            "Your {} is now {}.",
-                            scope_name(*scope),
-                            amount.spoken()
-                        )),
+                        Action::Say(Speech::LimitIsNow {
+                            scope: *scope,
+                            amount: *amount,
+                        }),
                     ]
                 } else {
                     let proposal = Proposal::RaiseLimit {
@@ -259,12 +202,8 @@ impl Dialog {
                 }
             }
             Intent::QuerySpending { period } => vec![Action::ReportSpending { period: *period }],
-            Intent::Confirm | Intent::Cancel => {
-                vec![Action::Say("There is nothing to confirm.".into())]
-            }
-            Intent::ApproveTask | Intent::RejectTask => {
-                vec![Action::Say("No agent task is waiting.".into())]
-            }
+            Intent::Confirm | Intent::Cancel => vec![Action::Say(Speech::NothingToConfirm)],
+            Intent::ApproveTask | Intent::RejectTask => vec![Action::Say(Speech::NoTaskWaiting)],
             Intent::None => Vec::new(),
         }
     }
@@ -277,17 +216,21 @@ impl Dialog {
     ) -> Vec<Action> {
         match assess.decide(order.amount) {
             Decision::Auto => vec![
-                Action::Say(format!(
-                    "Paying {}: it is within your auto-pay limit.",
-                    order.describe()
-                )),
+                Action::Say(Speech::PayingWithinAutoLimit {
+                    purchase: order.purchase.clone(),
+                    amount: order.amount,
+                }),
                 Action::Pay {
                     order,
                     approval: Approval::AutoLimit,
                 },
             ],
-            Decision::Decline { reason } => vec![
-                Action::Say(format!("I can't pay {}. {reason}", order.describe())),
+            Decision::Decline(reason) => vec![
+                Action::Say(Speech::CannotPay {
+                    purchase: order.purchase.clone(),
+                    amount: order.amount,
+                    refusal: reason.clone(),
+                }),
                 Action::Declined { order, reason },
             ],
             Decision::Confirm => self.ask(Proposal::Payment(order), None, now),
@@ -312,16 +255,13 @@ impl Dialog {
     /// Anything but an answer: the question once more, then give up.
     fn ask_again(&mut self, mut pending: Pending, now: Instant) -> Vec<Action> {
         if pending.asked_again {
-            return drop_pending(Some(pending), "no clear answer");
+            return drop_pending(Some(pending), DropReason::NoClearAnswer);
         }
         pending.asked_again = true;
         pending.deadline = now + self.window;
-        let again = format!(
-            "Sorry? {}",
-            question(&pending.proposal, pending.code.as_deref())
-        );
+        let again = question(&pending.proposal, pending.code.as_deref());
         self.pending = Some(pending);
-        vec![Action::Say(again)]
+        vec![Action::Say(Speech::Again(Box::new(again)))]
     }
 
     fn answer(
@@ -336,7 +276,7 @@ impl Dialog {
         }
         match intent {
             Intent::Confirm => approve(pending.proposal, transcript, false),
-            Intent::Cancel => drop_pending(Some(pending), "cancelled"),
+            Intent::Cancel => drop_pending(Some(pending), DropReason::Cancelled),
             _ => self.ask_again(pending, now),
         }
     }
@@ -350,13 +290,13 @@ impl Dialog {
         transcript: &str,
         now: Instant,
     ) -> Vec<Action> {
-        let (digits, words) = split_spoken_digits(transcript);
-        match intent::parse(&words, &self.parse_context) {
-            Intent::Confirm if digits == code => approve(pending.proposal, transcript, true),
-            Intent::Confirm if !digits.is_empty() => {
-                drop_pending(Some(pending), "the code was wrong")
+        let answer = intent::parse_code_answer(transcript, &self.parse_context);
+        match answer.intent {
+            Intent::Confirm if answer.digits == code => approve(pending.proposal, transcript, true),
+            Intent::Confirm if !answer.digits.is_empty() => {
+                drop_pending(Some(pending), DropReason::WrongCode)
             }
-            Intent::Cancel => drop_pending(Some(pending), "cancelled"),
+            Intent::Cancel => drop_pending(Some(pending), DropReason::Cancelled),
             _ => self.ask_again(pending, now),
         }
     }
@@ -375,99 +315,44 @@ fn approve(proposal: Proposal, transcript: &str, with_code: bool) -> Vec<Action>
         }
         Proposal::RaiseLimit { scope, amount } => vec![
             Action::SetLimit { scope, amount },
-            Action::Say(format!(
-                "Your {} is now {}.",
-                scope_name(scope),
-                amount.spoken()
-            )),
+            Action::Say(Speech::LimitIsNow { scope, amount }),
         ],
     }
 }
 
-fn drop_pending(pending: Option<Pending>, reason: &str) -> Vec<Action> {
+fn drop_pending(pending: Option<Pending>, reason: DropReason) -> Vec<Action> {
     match pending.map(|p| p.proposal) {
         None => Vec::new(),
         Some(Proposal::Payment(order)) => vec![
-            Action::Say(if reason == "cancelled" {
-                "Payment cancelled.".to_owned()
-            } else {
-                format!("Payment cancelled: {reason}.")
-            }),
-            Action::Dropped {
-                order,
-                reason: reason.to_owned(),
-            },
+            Action::Say(Speech::PaymentDropped(reason)),
+            Action::Dropped { order, reason },
         ],
-        Some(Proposal::RaiseLimit { scope, .. }) => vec![Action::Say(format!(
-            "Your {} stays as it was: {reason}.",
-            scope_name(scope)
-        ))],
+        Some(Proposal::RaiseLimit { scope, .. }) => {
+            vec![Action::Say(Speech::LimitUnchanged { scope, reason })]
+        }
     }
 }
 
-fn question(proposal: &Proposal, code: Option<&str>) -> String {
-    match (proposal, code) {
-        (Proposal::Payment(order), None) => {
-            let verb = match order.purchase {
-                Purchase::Pay { .. } => "Pay",
-                Purchase::TopUp { .. } => "Top up",
-            };
-            format!("{verb} {}? Say confirm or cancel.", order.describe())
-        }
-        (Proposal::Payment(order), Some(code)) => {
-            let spelled: Vec<String> = code.chars().map(String::from).collect();
-            format!(
-                "Pay {}? Say confirm and the code {}, or cancel.",
-                order.describe(),
-                spelled.join(" ")
-            )
-        }
-        (Proposal::RaiseLimit { scope, amount }, _) => format!(
-            "Raise your {} to {}? Say confirm or cancel.",
-            scope_name(*scope),
-            amount.spoken()
-        ),
+fn question(proposal: &Proposal, code: Option<&str>) -> Speech {
+    match proposal {
+        Proposal::Payment(order) => Speech::ReadBack {
+            purchase: order.purchase.clone(),
+            amount: order.amount,
+            code: code.map(str::to_owned),
+        },
+        Proposal::RaiseLimit { scope, amount } => Speech::RaiseLimit {
+            scope: *scope,
+            amount: *amount,
+        },
     }
-}
-
-fn scope_name(scope: LimitScope) -> &'static str {
-    match scope {
-        LimitScope::Auto => "auto-pay limit",
-        LimitScope::Daily => "daily limit",
-    }
-}
-
-/// Splits "Confirm, 4 7 2." into ("472", "Confirm,"): digits as figures
-/// ("472", "4-7-2") or words ("four seven two", "oh"), and the other words.
-fn split_spoken_digits(transcript: &str) -> (String, String) {
-    const DIGIT_WORDS: [&str; 10] = [
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-    ];
-    let mut digits = String::new();
-    let mut words = Vec::new();
-    for word in transcript.split_whitespace() {
-        let bare: String = word
-            .chars()
-            .filter(|c| c.is_alphanumeric())
-            .flat_map(char::to_lowercase)
-            .collect();
-        if !bare.is_empty() && bare.chars().all(|c| c.is_ascii_digit()) {
-            digits.push_str(&bare);
-        } else if let Some(d) = DIGIT_WORDS.iter().position(|w| *w == bare) {
-            digits.push_str(&d.to_string());
-        } else if bare == "oh" && !digits.is_empty() {
-            digits.push('0');
-        } else {
-            words.push(word);
-        }
-    }
-    (digits, words.join(" "))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::language::Language;
     use crate::money::Currency;
+    use crate::phrasebook::Phrasebook;
 
     struct Fixed {
         decision: Decision,
@@ -516,11 +401,13 @@ mod tests {
         }
     }
 
-    fn says(actions: &[Action]) -> Vec<&str> {
+    /// What the user hears, in English.
+    fn says(actions: &[Action]) -> Vec<String> {
+        let english = Phrasebook::new(Language::English);
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::Say(s) => Some(s.as_str()),
+                Action::Say(s) => Some(english.say(s)),
                 _ => None,
             })
             .collect()
@@ -563,7 +450,9 @@ mod tests {
         let t0 = Instant::now();
         d.hear(&pay_36(), &ev("pay"), t0, &policy);
         let a = d.hear(&Intent::Cancel, &ev("Cancel."), t0, &policy);
-        assert!(matches!(a.last(), Some(Action::Dropped { reason, .. }) if reason == "cancelled"));
+        assert!(
+            matches!(a.last(), Some(Action::Dropped { reason, .. }) if *reason == DropReason::Cancelled)
+        );
 
         d.hear(&pay_36(), &ev("pay"), t0, &policy);
         let a = d.hear(&Intent::None, &ev("what?"), t0, &policy);
@@ -586,7 +475,7 @@ mod tests {
         assert!(d.expire(t0 + Duration::from_secs(7)).is_empty());
         let a = d.expire(t0 + Duration::from_secs(8));
         assert!(
-            matches!(a.last(), Some(Action::Dropped { reason, .. }) if reason == "no answer in time")
+            matches!(a.last(), Some(Action::Dropped { reason, .. }) if *reason == DropReason::NoAnswerInTime)
         );
         // A late "confirm" finds nothing to confirm.
         let a = d.hear(
@@ -646,13 +535,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_declined_payment_is_spoken_with_its_reason() {
         let mut d = dialog();
-        let decision = Decision::Decline {
-            reason: "That is over your daily limit.".into(),
-        };
+        let decision = Decision::Decline(Refusal::OverDailyLimit {
+            limit: Money::new(50_000, Currency::CNY),
+            left: Money::new(1_000, Currency::CNY),
+        });
         let a = d.hear(&pay_36(), &ev("pay"), Instant::now(), &assess(decision));
         assert_eq!(
             says(&a),
-            ["I can't pay 36 yuan to Heytea. That is over your daily limit."]
+            ["I can't pay 36 yuan to Heytea. \
+                 That is over your daily limit of 500 yuan; you have 10 yuan left today."]
         );
         assert!(matches!(a.last(), Some(Action::Declined { .. })));
     }
@@ -683,7 +574,7 @@ mod tests {
         let a = d.hear(&Intent::None, &ev("Confirm 4-7-3"), t0, &policy);
         assert!(paid(&a).is_none());
         assert!(
-            matches!(a.last(), Some(Action::Dropped { reason, .. }) if reason == "the code was wrong")
+            matches!(a.last(), Some(Action::Dropped { reason, .. }) if *reason == DropReason::WrongCode)
         );
     }
 
@@ -725,22 +616,5 @@ mod tests {
             says(&a),
             ["Top up 200000 Kimi tokens for 2 yuan 40? Say confirm or cancel."]
         );
-    }
-
-    #[test]
-    fn spoken_digits_are_split_from_the_words() {
-        assert_eq!(
-            split_spoken_digits("Confirm, 4 7 2."),
-            ("472".into(), "Confirm,".into())
-        );
-        assert_eq!(
-            split_spoken_digits("confirm four oh two"),
-            ("402".into(), "confirm".into())
-        );
-        assert_eq!(
-            split_spoken_digits("Confirm 4-7-2"),
-            ("472".into(), "Confirm".into())
-        );
-        assert_eq!(split_spoken_digits("cancel"), ("".into(), "cancel".into()));
     }
 }

@@ -20,6 +20,7 @@ use crate::clock::{day_of, now_ms};
 use crate::durable::flush_and_sync;
 use crate::keys::{PublicKey, SigningKey};
 use crate::money::Money;
+use crate::policy;
 use crate::protocol::{
     self, Envelope, PaymentRequest, PaymentResponse, ProtocolError, RequestKind, topics,
 };
@@ -308,15 +309,17 @@ impl Gateway {
                 let message = match &pre_declined {
                     Some(message) => message.clone(),
                     None => {
+                        let amount = request.amount;
                         let spent = daily.get(day_key.as_bytes())?.map_or(0, |v| i64_from(&v));
-                        let total = spent.checked_add(request.amount.minor).filter(|t| {
-                            limit.is_none_or(|l| {
-                                l.currency == request.amount.currency && *t <= l.minor
-                            })
-                        });
+                        let spent = Money::new(spent, amount.currency);
+                        // The device's own rule, on the gateway's limit.
+                        let total = match limit {
+                            Some(limit) => policy::check_daily(limit, spent, amount).ok(),
+                            None => spent.checked_add(amount).ok(),
+                        };
                         match total {
                             Some(total) => {
-                                daily.insert(day_key.as_bytes(), &total.to_be_bytes())?;
+                                daily.insert(day_key.as_bytes(), &total.minor.to_be_bytes())?;
                                 let id = ledger.generate_id()?;
                                 ledger.insert(&id.to_be_bytes(), ledger_value.clone())?;
                                 approved_message.clone()

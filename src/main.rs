@@ -505,7 +505,7 @@ fn limits(command: LimitsCommand, profile: &DeviceProfile) -> Result<ExitCode> {
         } => {
             let store = open_store(data_dir)?;
             let mut limits = store.limits()?;
-            let currency = profile.currency();
+            let currency = profile.default_currency;
             let amount = |text: &str| {
                 Money::parse_decimal(text, currency).with_context(|| format!("amount {text:?}"))
             };

@@ -1,4 +1,4 @@
-//! Money: integer minor units with an ISO 4217 currency, exact decimal text and spoken read-backs.
+//! Money: integer minor units with an ISO 4217 currency and exact decimal text (the phrasebook reads it aloud).
 //!
 //! There are no floats here: an amount is an `i64` count of the currency's minor
 //! unit (fen, cents, pence; whole yen for JPY), and every conversion is exact or
@@ -28,77 +28,31 @@ pub enum MoneyError {
     CurrencyMismatch(Currency, Currency),
 }
 
-/// What we know about one supported currency, including the English names the
-/// read-back uses (the intent parser understands the same names).
+/// What we know about one supported currency. Its spoken names are the
+/// phrasebook's, by language.
 struct CurrencyInfo {
     code: &'static str,
     minor_digits: u32,
-    major_one: &'static str,
-    major_many: &'static str,
-    minor_one: &'static str,
-    minor_many: &'static str,
 }
 
-const fn info(
-    code: &'static str,
-    minor_digits: u32,
-    major: [&'static str; 2],
-    minor: [&'static str; 2],
-) -> CurrencyInfo {
-    CurrencyInfo {
-        code,
-        minor_digits,
-        major_one: major[0],
-        major_many: major[1],
-        minor_one: minor[0],
-        minor_many: minor[1],
-    }
+const fn info(code: &'static str, minor_digits: u32) -> CurrencyInfo {
+    CurrencyInfo { code, minor_digits }
 }
 
 const CURRENCIES: &[CurrencyInfo] = &[
-    info("CNY", 2, ["yuan", "yuan"], ["fen", "fen"]),
-    info("USD", 2, ["dollar", "dollars"], ["cent", "cents"]),
-    info("EUR", 2, ["euro", "euros"], ["cent", "cents"]),
-    info("GBP", 2, ["pound", "pounds"], ["penny", "pence"]),
-    info("JPY", 0, ["yen", "yen"], ["", ""]),
-    info(
-        "HKD",
-        2,
-        ["Hong Kong dollar", "Hong Kong dollars"],
-        ["cent", "cents"],
-    ),
-    info(
-        "TWD",
-        2,
-        ["New Taiwan dollar", "New Taiwan dollars"],
-        ["cent", "cents"],
-    ),
-    info("KRW", 0, ["won", "won"], ["", ""]),
-    info(
-        "SGD",
-        2,
-        ["Singapore dollar", "Singapore dollars"],
-        ["cent", "cents"],
-    ),
-    info(
-        "AUD",
-        2,
-        ["Australian dollar", "Australian dollars"],
-        ["cent", "cents"],
-    ),
-    info(
-        "CAD",
-        2,
-        ["Canadian dollar", "Canadian dollars"],
-        ["cent", "cents"],
-    ),
-    info(
-        "CHF",
-        2,
-        ["Swiss franc", "Swiss francs"],
-        ["rappen", "rappen"],
-    ),
-    info("INR", 2, ["rupee", "rupees"], ["paisa", "paise"]),
+    info("CNY", 2),
+    info("USD", 2),
+    info("EUR", 2),
+    info("GBP", 2),
+    info("JPY", 0),
+    info("HKD", 2),
+    info("TWD", 2),
+    info("KRW", 0),
+    info("SGD", 2),
+    info("AUD", 2),
+    info("CAD", 2),
+    info("CHF", 2),
+    info("INR", 2),
 ];
 
 /// An ISO 4217 currency code. Only codes in the table above can be built, so a
@@ -294,37 +248,6 @@ impl Money {
             Err(MoneyError::CurrencyMismatch(self.currency, other.currency))
         }
     }
-
-    /// The amount as the device says it back: "36 yuan", "1 dollar",
-    /// "4 dollars 75", "12 euros 50", "75 cents", "4 dollars 5 cents", "1500 yen".
-    ///
-    /// A minor part below ten names its unit: "4 dollars 5" could be heard as
-    /// 4.50, and the intent parser refuses it for the same reason.
-    pub fn spoken(&self) -> String {
-        let Some(info) = self.currency.info() else {
-            return self.to_string();
-        };
-        let sign = if self.minor < 0 { "minus " } else { "" };
-        let abs = self.minor.unsigned_abs();
-        let per = 10_u64.pow(info.minor_digits);
-        let (major, minor) = (abs / per, abs % per);
-        let major_name = if major == 1 {
-            info.major_one
-        } else {
-            info.major_many
-        };
-        let minor_name = if minor == 1 {
-            info.minor_one
-        } else {
-            info.minor_many
-        };
-        match (major, minor) {
-            (_, 0) => format!("{sign}{major} {major_name}"),
-            (0, _) => format!("{sign}{minor} {minor_name}"),
-            (_, 1..=9) => format!("{sign}{major} {major_name} {minor} {minor_name}"),
-            _ => format!("{sign}{major} {major_name} {minor}"),
-        }
-    }
 }
 
 impl fmt::Display for Money {
@@ -503,28 +426,6 @@ mod tests {
         );
         assert!(a.is_positive());
         assert!(!Money::zero(Currency::CNY).is_positive());
-    }
-
-    #[test]
-    fn spoken_read_backs() {
-        let cases = [
-            (3600, Currency::CNY, "36 yuan"),
-            (475, Currency::USD, "4 dollars 75"),
-            (1250, Currency::EUR, "12 euros 50"),
-            (100, Currency::USD, "1 dollar"),
-            (101, Currency::USD, "1 dollar 1 cent"),
-            (405, Currency::USD, "4 dollars 5 cents"),
-            (75, Currency::USD, "75 cents"),
-            (1, Currency::GBP, "1 penny"),
-            (250, Currency::GBP, "2 pounds 50"),
-            (1500, Currency::JPY, "1500 yen"),
-            (0, Currency::CNY, "0 yuan"),
-            (-3600, Currency::CNY, "minus 36 yuan"),
-            (1999, Currency::HKD, "19 Hong Kong dollars 99"),
-        ];
-        for (minor, currency, text) in cases {
-            assert_eq!(Money::new(minor, currency).spoken(), text);
-        }
     }
 
     proptest! {

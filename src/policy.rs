@@ -1,12 +1,87 @@
-//! The decision for one payment: pay by itself, ask, ask with a code, or decline (with the reason to speak).
+//! The money rules: the user's limits, the offline floor, and the decision for one payment (pay by itself, ask, ask with a code, or refuse with a typed reason).
 //!
-//! The checks are the store's own ([`crate::store`] runs them again, atomically,
-//! when the payment is committed): the policy answers early so the user is not
-//! asked to confirm a payment that would be refused.
+//! The checks here are the only copies: the dialog asks [`decide`] early so
+//! the user is not asked to confirm a payment that would be refused, the store
+//! runs [`check_daily`] and [`check_floor`] again inside the transaction that
+//! commits the payment, and the gateway runs [`check_daily`] on its own limit.
+//! Refusals are values; the phrasebook words them.
 
-use crate::dialog::Decision;
-use crate::money::Money;
-use crate::store::{Limits, OfflineCounters, OfflineFloor, check_daily, check_floor};
+use serde::{Deserialize, Serialize};
+
+use crate::money::{Currency, Money};
+
+/// The user's limits. `auto_pay` zero means "always ask".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub auto_pay: Money,
+    pub daily: Option<Money>,
+    pub payment_code_above: Option<Money>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            auto_pay: Money::zero(Currency::CNY),
+            daily: None,
+            payment_code_above: None,
+        }
+    }
+}
+
+/// Limits on paying while the gateway is unreachable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfflineFloor {
+    pub per_payment: Money,
+    pub cumulative: Money,
+    pub max_consecutive: u32,
+    pub max_age_ms: u64,
+}
+
+/// Offline payments since the link was last up (the store keeps them).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OfflineCounters {
+    pub count: u32,
+    pub total: Option<Money>,
+    /// When the offline period began: the link going down, else the first offline payment.
+    pub since_ms: Option<u64>,
+}
+
+/// Why a payment may not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the amount is not positive")]
+    NotPositive,
+    #[error("the amount overflows the day's total")]
+    TooLarge,
+    #[error("over the daily limit of {limit} ({left} left)")]
+    OverDailyLimit { limit: Money, left: Money },
+    #[error("the daily limit is in {limit}, the payment in {payment}")]
+    DailyLimitInOtherCurrency { limit: Currency, payment: Currency },
+    #[error("offline payments are in {0} only")]
+    OfflineCurrency(Currency),
+    #[error("offline payments are at most {0} each")]
+    OfflinePerPayment(Money),
+    #[error("offline payments are at most {0} in total")]
+    OfflineCumulative(Money),
+    #[error("at most {0} offline payments in a row")]
+    OfflineConsecutive(u32),
+    #[error("offline for too long")]
+    OfflineTooLong,
+    #[error("the limits or counters cannot be read")]
+    RecordsUnreadable,
+}
+
+/// The policy's verdict on one payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// At or under the auto-pay limit: pay and tell.
+    Auto,
+    /// Read back and wait for "confirm".
+    Confirm,
+    /// Read back with a fresh code the user must repeat.
+    ConfirmWithCode,
+    Decline(Refusal),
+}
 
 /// Whether the gateway can answer now.
 #[derive(Debug, Clone, Copy)]
@@ -19,21 +94,84 @@ pub enum Link<'a> {
     },
 }
 
+/// The day's total after `amount`, if `limit` allows it; `spent` is what the
+/// day's counter already holds in the payment's currency.
+pub fn check_daily(limit: Money, spent: Money, amount: Money) -> Result<Money, Refusal> {
+    if limit.currency != amount.currency {
+        return Err(Refusal::DailyLimitInOtherCurrency {
+            limit: limit.currency,
+            payment: amount.currency,
+        });
+    }
+    let after = spent.checked_add(amount).map_err(|_| Refusal::TooLarge)?;
+    if after.minor <= limit.minor {
+        return Ok(after);
+    }
+    let left = Money::new(
+        limit.minor.saturating_sub(spent.minor).max(0),
+        limit.currency,
+    );
+    Err(Refusal::OverDailyLimit { limit, left })
+}
+
+/// Whether the device may approve `amount` by itself while offline.
+pub fn check_floor(
+    floor: &OfflineFloor,
+    counters: &OfflineCounters,
+    amount: Money,
+    now_ms: u64,
+) -> Result<(), Refusal> {
+    let currency = floor.per_payment.currency;
+    if amount.currency != currency || counters.total.is_some_and(|t| t.currency != currency) {
+        return Err(Refusal::OfflineCurrency(currency));
+    }
+    if amount.minor > floor.per_payment.minor {
+        return Err(Refusal::OfflinePerPayment(floor.per_payment));
+    }
+    let before = counters.total.unwrap_or(Money::zero(currency));
+    let after = before.checked_add(amount).map_err(|_| Refusal::TooLarge)?;
+    if after.minor > floor.cumulative.minor {
+        return Err(Refusal::OfflineCumulative(floor.cumulative));
+    }
+    if counters.count >= floor.max_consecutive {
+        return Err(Refusal::OfflineConsecutive(floor.max_consecutive));
+    }
+    if counters
+        .since_ms
+        .is_some_and(|since| now_ms.saturating_sub(since) > floor.max_age_ms)
+    {
+        return Err(Refusal::OfflineTooLong);
+    }
+    Ok(())
+}
+
+/// The counters after one more offline payment of `amount` at `now_ms`.
+pub fn count_offline(
+    mut counters: OfflineCounters,
+    amount: Money,
+    now_ms: u64,
+) -> Result<OfflineCounters, Refusal> {
+    counters.total = Some(match counters.total {
+        Some(total) if total.currency != amount.currency => {
+            return Err(Refusal::OfflineCurrency(total.currency));
+        }
+        Some(total) => total.checked_add(amount).map_err(|_| Refusal::TooLarge)?,
+        None => amount,
+    });
+    counters.count = counters.count.saturating_add(1);
+    counters.since_ms.get_or_insert(now_ms);
+    Ok(counters)
+}
+
 /// `spent_today`: what the day's counter holds in the payment's currency.
 pub fn decide(amount: Money, limits: &Limits, spent_today: Money, link: Link) -> Decision {
-    let decline = |reason: &str| Decision::Decline {
-        reason: reason.to_owned(),
-    };
     if !amount.is_positive() {
-        return decline("The amount must be more than zero.");
+        return Decision::Decline(Refusal::NotPositive);
     }
-    if let Some(limit) = limits.daily {
-        let Ok(after) = spent_today.checked_add(amount) else {
-            return decline("That amount is too large.");
-        };
-        if let Err(refusal) = check_daily(limit, spent_today, amount, after) {
-            return decline(&refusal.to_string());
-        }
+    if let Some(limit) = limits.daily
+        && let Err(refusal) = check_daily(limit, spent_today, amount)
+    {
+        return Decision::Decline(refusal);
     }
     if let Link::Offline {
         floor,
@@ -42,7 +180,7 @@ pub fn decide(amount: Money, limits: &Limits, spent_today: Money, link: Link) ->
     } = link
         && let Err(refusal) = check_floor(floor, counters, amount, now_ms)
     {
-        return decline(&refusal.to_string());
+        return Decision::Decline(refusal);
     }
     let same = |limit: &Money| limit.currency == amount.currency;
     if limits
@@ -60,7 +198,6 @@ pub fn decide(amount: Money, limits: &Limits, spent_today: Money, link: Link) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::money::Currency;
 
     fn cny(minor: i64) -> Money {
         Money::new(minor, Currency::CNY)
@@ -99,14 +236,24 @@ mod tests {
 
     #[test]
     fn the_daily_limit_counts_what_was_spent_today() {
-        let Decision::Decline { reason } =
-            decide(cny(20_000), &limits(), cny(40_000), Link::Online)
-        else {
-            panic!("over the daily limit must decline");
-        };
         assert_eq!(
-            reason,
-            "That is over your daily limit of 500 yuan; you have 100 yuan left today."
+            decide(cny(20_000), &limits(), cny(40_000), Link::Online),
+            Decision::Decline(Refusal::OverDailyLimit {
+                limit: cny(50_000),
+                left: cny(10_000)
+            })
+        );
+        assert_eq!(check_daily(cny(100), cny(40), cny(60)), Ok(cny(100)));
+        assert_eq!(
+            check_daily(cny(100), cny(0), Money::new(1, Currency::USD)),
+            Err(Refusal::DailyLimitInOtherCurrency {
+                limit: Currency::CNY,
+                payment: Currency::USD
+            })
+        );
+        assert_eq!(
+            check_daily(cny(i64::MAX), cny(i64::MAX), cny(1)),
+            Err(Refusal::TooLarge)
         );
     }
 
@@ -128,9 +275,20 @@ mod tests {
             decide(cny(1_000), &limits(), cny(0), offline),
             Decision::Auto
         );
-        assert!(matches!(
+        assert_eq!(
             decide(cny(5_001), &limits(), cny(0), offline),
-            Decision::Decline { reason } if reason.starts_with("Offline")
-        ));
+            Decision::Decline(Refusal::OfflinePerPayment(cny(5_000)))
+        );
+    }
+
+    #[test]
+    fn offline_counters_grow_and_refuse_a_second_currency() {
+        let c = count_offline(OfflineCounters::default(), cny(100), 7).unwrap();
+        let c = count_offline(c, cny(200), 9).unwrap();
+        assert_eq!((c.count, c.total, c.since_ms), (2, Some(cny(300)), Some(7)));
+        assert_eq!(
+            count_offline(c, Money::new(1, Currency::USD), 10),
+            Err(Refusal::OfflineCurrency(Currency::CNY))
+        );
     }
 }

@@ -1,12 +1,15 @@
 //! Device profiles: the TOML file that says what a device class speaks, pays in and runs.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::intent::ParseContext;
-use crate::money::{Currency, Money, MoneyError};
-use crate::store::OfflineFloor;
+use crate::language::Language;
+use crate::money::{Currency, Money};
+use crate::policy::OfflineFloor;
 
 /// The profile compiled into the binary; `--device FILE` replaces it.
 pub const DEFAULT_PROFILE: &str = include_str!("../devices/default.toml");
@@ -27,38 +30,50 @@ pub enum ProfileError {
     Invalid { origin: String, detail: String },
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A device profile, parsed and checked once at load: every amount is
+/// [`Money`], every code a type.
+#[derive(Debug, Clone)]
 pub struct DeviceProfile {
     pub name: String,
-    pub language: String,
-    pub default_currency: String,
-    #[serde(default)]
+    /// What the device hears and speaks (intent tables, phrasebook, Whisper).
+    pub language: Language,
+    /// Taken when a spoken amount names no currency; limits are in it.
+    pub default_currency: Currency,
     pub known_payees: Vec<String>,
-    #[serde(default)]
     pub known_providers: Vec<String>,
     pub asr: AsrSettings,
     pub payments: PaymentSettings,
-    pub offline: OfflineSettings,
+    /// Paying while the gateway is unreachable.
+    pub offline: OfflineFloor,
+    pub mqtt: MqttSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct PaymentSettings {
-    pub confirm_window_s: u64,
-    pub request_ttl_s: u64,
-    /// Provider -> decimal price of a million tokens, in the default currency.
-    #[serde(default)]
-    pub token_prices: std::collections::BTreeMap<String, String>,
+    pub confirm_window: Duration,
+    pub request_ttl_ms: u64,
+    /// Provider -> price of a million tokens, in the default currency.
+    pub token_prices: BTreeMap<String, Money>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OfflineSettings {
-    pub per_payment: String,
-    pub cumulative: String,
-    pub max_consecutive: u32,
-    pub max_age_s: u64,
+pub struct MqttSettings {
+    /// Topic prefix, `voicepay/v1` unless a deployment shares a broker.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+fn default_prefix() -> String {
+    crate::protocol::DEFAULT_PREFIX.to_owned()
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            prefix: default_prefix(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +87,42 @@ pub struct AsrSettings {
     pub min_confidence: f32,
     pub noise_confidence: f32,
     pub no_speech_threshold: f32,
+}
+
+/// The file as written: text where the typed profile has types.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    name: String,
+    language: String,
+    default_currency: String,
+    #[serde(default)]
+    known_payees: Vec<String>,
+    #[serde(default)]
+    known_providers: Vec<String>,
+    asr: AsrSettings,
+    payments: PaymentFile,
+    offline: OfflineFile,
+    #[serde(default)]
+    mqtt: MqttSettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaymentFile {
+    confirm_window_s: u64,
+    request_ttl_s: u64,
+    #[serde(default)]
+    token_prices: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OfflineFile {
+    per_payment: String,
+    cumulative: String,
+    max_consecutive: u32,
+    max_age_s: u64,
 }
 
 impl DeviceProfile {
@@ -95,81 +146,77 @@ impl DeviceProfile {
     }
 
     fn parse(text: &str, origin: &str) -> Result<Self, ProfileError> {
-        let mut profile: DeviceProfile =
-            toml::from_str(text).map_err(|source| ProfileError::Parse {
-                origin: origin.to_owned(),
-                source: Box::new(source),
-            })?;
-        profile.apply_env(|name| std::env::var(name).ok());
-        profile.validate(origin)?;
-        Ok(profile)
-    }
-
-    /// Service managers configure through the environment; these few settings
-    /// differ between machines of one device class.
-    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
-        if let Some(model) = var("VOICEPAY_MODEL") {
-            self.asr.model = model;
-        }
-        if let Some(dir) = var("VOICEPAY_MODELS_DIR") {
-            self.asr.models_dir = PathBuf::from(dir);
-        }
-        if let Some(threads) = var("VOICEPAY_THREADS").and_then(|t| t.parse().ok()) {
-            self.asr.threads = threads;
-        }
-    }
-
-    fn validate(&self, origin: &str) -> Result<(), ProfileError> {
-        let invalid = |detail: String| ProfileError::Invalid {
+        let mut file: ProfileFile = toml::from_str(text).map_err(|source| ProfileError::Parse {
+            origin: origin.to_owned(),
+            source: Box::new(source),
+        })?;
+        apply_env(&mut file, |name| std::env::var(name).ok());
+        Self::from_file(file).map_err(|detail| ProfileError::Invalid {
             origin: origin.to_owned(),
             detail,
+        })
+    }
+
+    /// Checks every value and gives it its type; the error names the key.
+    fn from_file(file: ProfileFile) -> Result<Self, String> {
+        let language = Language::from_code(&file.language).map_err(|e| format!("language: {e}"))?;
+        let currency = Currency::from_code(&file.default_currency)
+            .map_err(|e| format!("default_currency: {e}"))?;
+        crate::asr::ModelName::parse(&file.asr.model).map_err(|e| format!("asr.model: {e}"))?;
+        let money = |key: &str, text: &str| {
+            Money::parse_decimal(text, currency).map_err(|e| format!("{key}: {e}"))
         };
-        Currency::from_code(&self.default_currency)
-            .map_err(|e| invalid(format!("default_currency: {e}")))?;
-        crate::asr::ModelName::parse(&self.asr.model)
-            .map_err(|e| invalid(format!("asr.model: {e}")))?;
-        self.offline_floor()
-            .map_err(|e| invalid(format!("offline: {e}")))?;
-        for (provider, price) in &self.payments.token_prices {
-            Money::parse_decimal(price, self.currency())
-                .map_err(|e| invalid(format!("payments.token_prices.{provider}: {e}")))?;
+        let offline = OfflineFloor {
+            per_payment: money("offline.per_payment", &file.offline.per_payment)?,
+            cumulative: money("offline.cumulative", &file.offline.cumulative)?,
+            max_consecutive: file.offline.max_consecutive,
+            max_age_ms: file.offline.max_age_s.saturating_mul(1000),
+        };
+        let token_prices = file
+            .payments
+            .token_prices
+            .iter()
+            .map(|(provider, price)| {
+                let key = format!("payments.token_prices.{provider}");
+                Ok((provider.clone(), money(&key, price)?))
+            })
+            .collect::<Result<BTreeMap<_, _>, String>>()?;
+        let ttl_s = file.payments.request_ttl_s;
+        if ttl_s == 0 || ttl_s > 24 * 3600 {
+            return Err("payments.request_ttl_s is between 1 and 86400".into());
         }
-        if self.payments.request_ttl_s == 0 || self.payments.request_ttl_s > 24 * 3600 {
-            return Err(invalid(
-                "payments.request_ttl_s is between 1 and 86400".into(),
-            ));
+        if file.asr.threads == 0 {
+            return Err("asr.threads must be at least 1".into());
         }
-        if self.asr.threads == 0 {
-            return Err(invalid("asr.threads must be at least 1".into()));
-        }
-        let asr = &self.asr;
+        let asr = &file.asr;
         let probabilities = [
             asr.min_confidence,
             asr.noise_confidence,
             asr.no_speech_threshold,
         ];
         if !probabilities.iter().all(|p| (0.0..=1.0).contains(p)) {
-            return Err(invalid(
+            return Err(
                 "asr.min_confidence, asr.noise_confidence and asr.no_speech_threshold \
                  are between 0 and 1"
                     .into(),
-            ));
+            );
         }
-        Ok(())
-    }
-
-    /// The default currency (validated when the profile was read).
-    pub fn currency(&self) -> Currency {
-        Currency::from_code(&self.default_currency).unwrap_or(Currency::CNY)
-    }
-
-    pub fn offline_floor(&self) -> Result<OfflineFloor, MoneyError> {
-        let money = |s: &str| Money::parse_decimal(s, self.currency());
-        Ok(OfflineFloor {
-            per_payment: money(&self.offline.per_payment)?,
-            cumulative: money(&self.offline.cumulative)?,
-            max_consecutive: self.offline.max_consecutive,
-            max_age_ms: self.offline.max_age_s.saturating_mul(1000),
+        crate::protocol::topics::validate_prefix(&file.mqtt.prefix)
+            .map_err(|e| format!("mqtt.prefix: {e}"))?;
+        Ok(DeviceProfile {
+            name: file.name,
+            language,
+            default_currency: currency,
+            known_payees: file.known_payees,
+            known_providers: file.known_providers,
+            asr: file.asr,
+            payments: PaymentSettings {
+                confirm_window: Duration::from_secs(file.payments.confirm_window_s),
+                request_ttl_ms: ttl_s * 1000,
+                token_prices,
+            },
+            offline,
+            mqtt: file.mqtt,
         })
     }
 
@@ -180,20 +227,19 @@ impl DeviceProfile {
             .token_prices
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(provider))
-            .and_then(|(_, price)| Money::parse_decimal(price, self.currency()).ok())?;
+            .map(|(_, price)| *price)?;
         let minor = i128::from(per_million.minor)
             .checked_mul(i128::from(tokens))?
             .checked_add(999_999)?
             / 1_000_000;
-        Some(Money::new(i64::try_from(minor).ok()?, self.currency()))
+        Some(Money::new(i64::try_from(minor).ok()?, per_million.currency))
     }
 
     /// What the intent parser needs to know about this device.
     pub fn parse_context(&self) -> ParseContext {
         ParseContext {
-            // Validated in `parse`, so the fallback is never taken.
-            default_currency: Currency::from_code(&self.default_currency)
-                .unwrap_or_else(|_| ParseContext::default().default_currency),
+            language: self.language,
+            default_currency: self.default_currency,
             known_payees: self.known_payees.clone(),
             known_providers: self.known_providers.clone(),
         }
@@ -207,6 +253,20 @@ impl DeviceProfile {
     }
 }
 
+/// Service managers configure through the environment; these few settings
+/// differ between machines of one device class.
+fn apply_env(file: &mut ProfileFile, var: impl Fn(&str) -> Option<String>) {
+    if let Some(model) = var("VOICEPAY_MODEL") {
+        file.asr.model = model;
+    }
+    if let Some(dir) = var("VOICEPAY_MODELS_DIR") {
+        file.asr.models_dir = PathBuf::from(dir);
+    }
+    if let Some(threads) = var("VOICEPAY_THREADS").and_then(|t| t.parse().ok()) {
+        file.asr.threads = threads;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,7 +274,9 @@ mod tests {
     #[test]
     fn the_embedded_profile_is_valid() {
         let p = DeviceProfile::parse(DEFAULT_PROFILE, "embedded").unwrap();
-        assert_eq!(p.default_currency, "CNY");
+        assert_eq!(p.default_currency, Currency::CNY);
+        assert_eq!(p.language, Language::English);
+        assert_eq!(p.mqtt.prefix, "voicepay/v1");
         assert_eq!(p.asr.model, "tiny.en");
         assert_eq!(p.parse_context().default_currency.code(), "CNY");
     }
@@ -244,13 +306,54 @@ mod tests {
         assert_eq!(p.token_price(200_000, "kimi").unwrap().minor, 240);
         assert_eq!(p.token_price(1, "Kimi").unwrap().minor, 1);
         assert!(p.token_price(1, "Nobody").is_none());
-        assert_eq!(p.offline_floor().unwrap().per_payment.minor, 5_000);
+        assert_eq!(p.offline.per_payment.minor, 5_000);
     }
 
     #[test]
     fn environment_overrides_the_model() {
-        let mut p = DeviceProfile::parse(DEFAULT_PROFILE, "embedded").unwrap();
-        p.apply_env(|name| (name == "VOICEPAY_MODEL").then(|| "base".to_string()));
+        let mut file: ProfileFile = toml::from_str(DEFAULT_PROFILE).unwrap();
+        apply_env(&mut file, |name| {
+            (name == "VOICEPAY_MODEL").then(|| "base".to_string())
+        });
+        let p = DeviceProfile::from_file(file).unwrap();
         assert_eq!(p.model_path(), PathBuf::from("models/ggml-base.bin"));
+    }
+
+    #[test]
+    fn a_bad_language_prefix_or_price_is_named_in_the_error() {
+        let cases = [
+            ("language = \"en\"", "language = \"xx\"", "x.toml: language"),
+            (
+                "Kimi = \"12.00\"",
+                "Kimi = \"12.001\"",
+                "x.toml: payments.token_prices.Kimi",
+            ),
+            (
+                "per_payment = \"50.00\"",
+                "per_payment = \"lots\"",
+                "x.toml: offline.per_payment",
+            ),
+        ];
+        for (from, to, start) in cases {
+            let bad = DEFAULT_PROFILE.replace(from, to);
+            assert_ne!(bad, DEFAULT_PROFILE, "{from}");
+            let err = DeviceProfile::parse(&bad, "x.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(start), "{err}");
+        }
+        let prefixed = DEFAULT_PROFILE.replace("prefix = \"voicepay/v1\"", "prefix = \"acme/#\"");
+        let err = DeviceProfile::parse(&prefixed, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("x.toml: mqtt.prefix"), "{err}");
+        let prefixed = DEFAULT_PROFILE.replace("prefix = \"voicepay/v1\"", "prefix = \"acme/pay\"");
+        assert_eq!(
+            DeviceProfile::parse(&prefixed, "x.toml")
+                .unwrap()
+                .mqtt
+                .prefix,
+            "acme/pay"
+        );
     }
 }

@@ -29,7 +29,7 @@ impl Recognizer {
 
     pub fn with_model(profile: &DeviceProfile, model: &Path) -> Result<Self, AsrError> {
         let settings = TranscriberSettings {
-            language: profile.language.clone(),
+            language: profile.language.code().to_owned(),
             threads: profile.asr.threads,
             audio_ctx_floor: profile.asr.audio_ctx_floor,
             max_tokens: profile.asr.max_tokens,

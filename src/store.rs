@@ -24,6 +24,7 @@ use sled::{Transactional, Tree};
 use uuid::Uuid;
 
 use crate::money::{Currency, Money, MoneyError};
+use crate::policy::{self, Limits, OfflineCounters, OfflineFloor, Refusal};
 
 /// A small cache: the store holds kilobytes, and the devices are small.
 pub const DEFAULT_CACHE_BYTES: u64 = 4 * 1024 * 1024;
@@ -51,46 +52,11 @@ pub enum StoreError {
     Invalid(String),
     #[error("request {0} was already committed")]
     DuplicateRequest(Uuid),
-    #[error("{reason}")]
-    LimitExceeded {
-        reason: String,
-        limit: Money,
-        spent: Money,
-        amount: Money,
-    },
-    #[error("{reason}")]
-    LimitCurrencyMismatch {
-        reason: String,
-        limit: Currency,
-        payment: Currency,
-    },
-    #[error("{reason}")]
-    OfflineFloorExceeded { reason: String, rule: OfflineRule },
+    /// A money rule refused the payment: a decision, not a fault.
+    #[error("refused: {0}")]
+    Refused(Refusal),
     #[error("history chain broken at entry {index}: {detail}")]
     ChainBroken { index: u64, detail: String },
-}
-
-impl StoreError {
-    /// The sentence to speak when a payment was refused by a limit; `None` for
-    /// other errors, which are faults rather than decisions.
-    pub fn refusal_reason(&self) -> Option<&str> {
-        match self {
-            StoreError::LimitExceeded { reason, .. }
-            | StoreError::LimitCurrencyMismatch { reason, .. }
-            | StoreError::OfflineFloorExceeded { reason, .. } => Some(reason),
-            _ => None,
-        }
-    }
-}
-
-/// Which offline floor rule refused a payment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OfflineRule {
-    PerPayment,
-    Cumulative,
-    Consecutive,
-    Age,
-    Currency,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,47 +79,11 @@ impl StoreConfig {
     }
 }
 
-/// The user's limits. `auto_pay` zero means "always ask".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Limits {
-    pub auto_pay: Money,
-    pub daily: Option<Money>,
-    pub payment_code_above: Option<Money>,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            auto_pay: Money::zero(Currency::CNY),
-            daily: None,
-            payment_code_above: None,
-        }
-    }
-}
-
 /// What `commit_payment` enforces; the policy decides which limits apply.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SpendChecks {
     pub daily_limit: Option<Money>,
     pub offline: Option<OfflineFloor>,
-}
-
-/// Limits on paying while the gateway is unreachable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OfflineFloor {
-    pub per_payment: Money,
-    pub cumulative: Money,
-    pub max_consecutive: u32,
-    pub max_age_ms: u64,
-}
-
-/// Offline payments since the link was last up (cleared by `reset_offline_counters`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct OfflineCounters {
-    pub count: u32,
-    pub total: Option<Money>,
-    /// When the offline period began: `mark_link_down`, else the first offline payment.
-    pub since_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -371,6 +301,12 @@ impl<T> OrAbort<T> for Result<T, StoreError> {
     }
 }
 
+impl<T> OrAbort<T> for Result<T, Refusal> {
+    fn or_abort(self) -> TxResult<T> {
+        self.map_err(|r| ConflictableTransactionError::Abort(StoreError::Refused(r)))
+    }
+}
+
 impl<T> OrAbort<T> for Result<T, MoneyError> {
     fn or_abort(self) -> TxResult<T> {
         self.map_err(|e| ConflictableTransactionError::Abort(e.into()))
@@ -504,17 +440,19 @@ impl Store {
                     return abort(StoreError::Invalid(msg));
                 }
                 let spent = read_counter(spend, &counter_key, amount.currency)?;
-                let after = spent.checked_add(amount).or_abort()?;
-                if let Some(limit) = checks.daily_limit {
-                    check_daily(limit, spent, amount, after).or_abort()?;
-                }
+                let after = match checks.daily_limit {
+                    Some(limit) => policy::check_daily(limit, spent, amount).or_abort()?,
+                    None => spent.checked_add(amount).or_abort()?,
+                };
                 if pending.offline {
                     let counters = read_offline(state)?;
                     if let Some(floor) = &checks.offline {
-                        check_floor(floor, &counters, amount, pending.created_at).or_abort()?;
+                        policy::check_floor(floor, &counters, amount, pending.created_at)
+                            .or_abort()?;
                     }
-                    let bumped = bump_offline(counters, amount, pending.created_at).or_abort()?;
-                    state.insert(OFFLINE_KEY, encode(&bumped)?)?;
+                    let counted =
+                        policy::count_offline(counters, amount, pending.created_at).or_abort()?;
+                    state.insert(OFFLINE_KEY, encode(&counted)?)?;
                 }
                 spend.insert(&counter_key, &after.minor.to_be_bytes())?;
                 outbox.insert(&seq_key, record.as_slice())?;
@@ -807,107 +745,6 @@ fn append(
     Ok(entry)
 }
 
-pub(crate) fn check_daily(
-    limit: Money,
-    spent: Money,
-    amount: Money,
-    after: Money,
-) -> Result<(), StoreError> {
-    if limit.currency != amount.currency {
-        return Err(StoreError::LimitCurrencyMismatch {
-            reason: format!(
-                "Your daily limit is in {}, so I can't pay in {}.",
-                limit.currency, amount.currency
-            ),
-            limit: limit.currency,
-            payment: amount.currency,
-        });
-    }
-    if after.minor <= limit.minor {
-        return Ok(());
-    }
-    let left = Money::new(
-        limit.minor.saturating_sub(spent.minor).max(0),
-        limit.currency,
-    );
-    Err(StoreError::LimitExceeded {
-        reason: format!(
-            "That is over your daily limit of {}; you have {} left today.",
-            limit.spoken(),
-            left.spoken()
-        ),
-        limit,
-        spent,
-        amount,
-    })
-}
-
-pub(crate) fn check_floor(
-    floor: &OfflineFloor,
-    counters: &OfflineCounters,
-    amount: Money,
-    now_ms: u64,
-) -> Result<(), StoreError> {
-    let refuse = |rule, reason: String| Err(StoreError::OfflineFloorExceeded { reason, rule });
-    let currency = floor.per_payment.currency;
-    if amount.currency != currency || counters.total.is_some_and(|t| t.currency != currency) {
-        return refuse(
-            OfflineRule::Currency,
-            format!("Offline, I can only pay in {currency}."),
-        );
-    }
-    if amount.minor > floor.per_payment.minor {
-        let reason = format!(
-            "Offline, I can only pay up to {} at a time.",
-            floor.per_payment.spoken()
-        );
-        return refuse(OfflineRule::PerPayment, reason);
-    }
-    let before = counters.total.unwrap_or(Money::zero(currency));
-    if before.checked_add(amount)?.minor > floor.cumulative.minor {
-        let reason = format!(
-            "Offline, I can only pay {} in total until the connection is back.",
-            floor.cumulative.spoken()
-        );
-        return refuse(OfflineRule::Cumulative, reason);
-    }
-    if counters.count >= floor.max_consecutive {
-        let reason = format!(
-            "Offline, I can only make {} payments until the connection is back.",
-            floor.max_consecutive
-        );
-        return refuse(OfflineRule::Consecutive, reason);
-    }
-    if counters
-        .since_ms
-        .is_some_and(|since| now_ms.saturating_sub(since) > floor.max_age_ms)
-    {
-        let reason = "I have been offline too long to pay; please reconnect first.".to_string();
-        return refuse(OfflineRule::Age, reason);
-    }
-    Ok(())
-}
-
-fn bump_offline(
-    mut c: OfflineCounters,
-    amount: Money,
-    now_ms: u64,
-) -> Result<OfflineCounters, StoreError> {
-    c.total = Some(match c.total {
-        Some(total) if total.currency != amount.currency => {
-            return Err(StoreError::OfflineFloorExceeded {
-                reason: format!("Offline, I can only pay in {}.", total.currency),
-                rule: OfflineRule::Currency,
-            });
-        }
-        Some(total) => total.checked_add(amount)?,
-        None => amount,
-    });
-    c.count = c.count.saturating_add(1);
-    c.since_ms.get_or_insert(now_ms);
-    Ok(c)
-}
-
 /// Byte fields as hex strings in JSON, rather than arrays of numbers.
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -1003,10 +840,12 @@ mod tests {
         let err = store
             .commit_payment(&second, DAY, &checks)
             .expect_err("second refused");
-        assert!(matches!(err, StoreError::LimitExceeded { .. }), "{err}");
         assert!(
-            err.refusal_reason()
-                .is_some_and(|r| r.contains("40 yuan left"))
+            matches!(
+                err,
+                StoreError::Refused(Refusal::OverDailyLimit { left, .. }) if left == cny(4_000)
+            ),
+            "{err}"
         );
         assert_eq!(store.outbox().expect("outbox"), vec![first]);
         assert_eq!(store.outbox_get(second.request_id).expect("get"), None);
@@ -1020,7 +859,10 @@ mod tests {
             .commit_payment(&usd, DAY, &checks)
             .expect_err("usd refused");
         assert!(
-            matches!(err, StoreError::LimitCurrencyMismatch { .. }),
+            matches!(
+                err,
+                StoreError::Refused(Refusal::DailyLimitInOtherCurrency { .. })
+            ),
             "{err}"
         );
         store
@@ -1041,7 +883,7 @@ mod tests {
                         let p = pending(&store, cny(1_000), false, 1);
                         match store.commit_payment(&p, DAY, &daily(cny(10_000))) {
                             Ok(()) => ok += 1,
-                            Err(StoreError::LimitExceeded { .. }) => {}
+                            Err(StoreError::Refused(Refusal::OverDailyLimit { .. })) => {}
                             Err(e) => panic!("unexpected {e}"),
                         }
                     }
@@ -1133,23 +975,26 @@ mod tests {
             let p = pending(&store, amount, true, at);
             match store.commit_payment(&p, DAY, &checks) {
                 Ok(()) => None,
-                Err(StoreError::OfflineFloorExceeded { rule, reason }) => {
-                    assert!(!reason.is_empty());
-                    Some(rule)
-                }
+                Err(StoreError::Refused(refusal)) => Some(refusal),
                 Err(e) => panic!("unexpected {e}"),
             }
         };
-        assert_eq!(rule(cny(2_001), 0), Some(OfflineRule::PerPayment));
+        assert_eq!(
+            rule(cny(2_001), 0),
+            Some(Refusal::OfflinePerPayment(cny(2_000)))
+        );
         assert_eq!(
             rule(Money::new(100, Currency::USD), 0),
-            Some(OfflineRule::Currency)
+            Some(Refusal::OfflineCurrency(Currency::CNY))
         );
         assert_eq!(rule(cny(2_000), 1_000), None);
         assert_eq!(rule(cny(2_000), 2_000), None);
-        assert_eq!(rule(cny(1_001), 3_000), Some(OfflineRule::Cumulative));
+        assert_eq!(
+            rule(cny(1_001), 3_000),
+            Some(Refusal::OfflineCumulative(cny(5_000)))
+        );
         assert_eq!(rule(cny(500), 4_000), None);
-        assert_eq!(rule(cny(1), 5_000), Some(OfflineRule::Consecutive));
+        assert_eq!(rule(cny(1), 5_000), Some(Refusal::OfflineConsecutive(3)));
         let counters = store.offline_counters().expect("counters");
         assert_eq!((counters.count, counters.total), (3, Some(cny(4_500))));
         assert_eq!(counters.since_ms, Some(1_000));
@@ -1164,7 +1009,7 @@ mod tests {
             .mark_link_down(20_000)
             .expect("down again keeps the first");
         assert_eq!(rule(cny(100), 70_000), None);
-        assert_eq!(rule(cny(100), 70_001), Some(OfflineRule::Age));
+        assert_eq!(rule(cny(100), 70_001), Some(Refusal::OfflineTooLong));
     }
 
     #[test]

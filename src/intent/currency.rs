@@ -198,8 +198,9 @@ mod tests {
     fn every_spoken_name_is_understood() {
         // The read-back must use words this parser knows.
         for currency in Currency::all() {
-            let spoken = crate::money::Money::new(200, currency)
-                .spoken()
+            let english = crate::phrasebook::Phrasebook::new(crate::language::Language::English);
+            let spoken = english
+                .money(crate::money::Money::new(200, currency))
                 .to_lowercase();
             let words: Vec<&str> = spoken.split_whitespace().skip(1).collect();
             let found = match_suffix(&words).map(|(d, n)| (d.resolve(currency), n));

@@ -7,13 +7,15 @@
 //! statements and questions all fall to `None`. Short answers ("yes", "no,
 //! cancel that") must be the whole utterance.
 //!
-//! Layout: `text` splits Whisper output into tokens, `numbers` and `currency`
-//! read amounts, `quantity` finds them in a command, `names` matches payees and
-//! providers, and `english` holds every English word table. The rules below
-//! only read a `Lexicon`, so Mandarin can arrive as new tables.
+//! Layout: `text` splits Whisper output into tokens, `quantity` finds amounts
+//! in a command, `names` matches payees and providers, `lexicon` is the shape
+//! of a language's tables, and `english` is English (with `numbers` and
+//! `currency`, its readers). The rules below only read the [`Lexicon`] that
+//! [`ParseContext::language`] picks, so Mandarin can arrive as new tables.
 
 mod currency;
 mod english;
+mod lexicon;
 mod names;
 mod numbers;
 mod quantity;
@@ -23,14 +25,17 @@ mod text;
 
 use serde::{Deserialize, Serialize};
 
+use crate::language::Language;
 use crate::money::{Currency, Money, MoneyError};
-use english::{Lexicon, Phrase};
+use lexicon::{Lexicon, Phrase};
 use quantity::{Quantity, Value};
 use text::{Sentence, Token};
 
 /// What the parser knows about the device and the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseContext {
+    /// Which word tables to read with.
+    pub language: Language,
     /// Used when an amount is spoken without a currency.
     pub default_currency: Currency,
     /// Payees the user has paid before: a close hearing becomes their spelling.
@@ -42,6 +47,7 @@ pub struct ParseContext {
 impl Default for ParseContext {
     fn default() -> Self {
         ParseContext {
+            language: Language::English,
             default_currency: Currency::CNY,
             known_payees: Vec::new(),
             known_providers: ["Kimi", "Qwen", "Claude", "DeepSeek", "OpenAI"]
@@ -228,7 +234,7 @@ impl TryFrom<IntentJson> for Intent {
 /// come out spelled as the parser expects. Whole sentences, not a word list: a
 /// comma-separated list primes Whisper to answer in comma-separated fragments.
 pub fn whisper_prompt(ctx: &ParseContext) -> String {
-    let lex = &english::ENGLISH;
+    let lex = lexicon(ctx.language);
     let mut payees = ctx.known_payees.iter();
     let mut providers = ctx.known_providers.iter();
     let mut sentences: Vec<String> = lex
@@ -258,9 +264,52 @@ pub fn whisper_prompt(ctx: &ParseContext) -> String {
 pub fn parse(transcript: &str, ctx: &ParseContext) -> Intent {
     let parser = Parser {
         ctx,
-        lex: &english::ENGLISH,
+        lex: lexicon(ctx.language),
     };
     parser.parse(transcript).unwrap_or(Intent::None)
+}
+
+fn lexicon(language: Language) -> &'static Lexicon {
+    match language {
+        Language::English => &english::ENGLISH,
+    }
+}
+
+/// An answer to a question that asked for a spoken payment code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeAnswer {
+    /// The digits heard, as figures ("472", "4-7-2") or words ("four seven
+    /// two", "four oh two"), in order; empty when none were.
+    pub digits: String,
+    /// What the other words say: `Confirm`, `Cancel`, or anything else.
+    pub intent: Intent,
+}
+
+/// Reads "Confirm, 4 7 2." as the digits "472" and the intent of "Confirm,".
+pub fn parse_code_answer(transcript: &str, ctx: &ParseContext) -> CodeAnswer {
+    let lex = lexicon(ctx.language);
+    let mut digits = String::new();
+    let mut words = Vec::new();
+    for word in transcript.split_whitespace() {
+        let bare: String = word
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect();
+        if !bare.is_empty() && bare.chars().all(|c| c.is_ascii_digit()) {
+            digits.push_str(&bare);
+        } else if let Some(d) = lex.digit_words.iter().position(|w| *w == bare) {
+            digits.push_str(&d.to_string());
+        } else if lex.zero_after_digit.contains(&bare.as_str()) && !digits.is_empty() {
+            digits.push('0');
+        } else {
+            words.push(word);
+        }
+    }
+    CodeAnswer {
+        digits,
+        intent: parse(&words.join(" "), ctx),
+    }
 }
 
 /// Stands in for a masked word: matches no table.

@@ -6,9 +6,8 @@
 
 use std::ops::Range;
 
-use super::currency;
-use super::english::Lexicon;
-use super::numbers::{self, Decimal};
+use super::lexicon::Lexicon;
+use super::numbers::Decimal;
 use crate::money::{Currency, Money};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +45,9 @@ pub(crate) fn scan(words: &[&str], default: Currency, lex: &Lexicon) -> Vec<Quan
 
 fn read_at(words: &[&str], i: usize, default: Currency, lex: &Lexicon) -> Option<Quantity> {
     let rest = words.get(i..)?;
-    let prefix = currency::match_prefix(rest);
+    let prefix = (lex.amounts.currency_prefix)(rest);
     let start = i + prefix.map_or(0, |(_, n)| n);
-    let Some(phrase) = words.get(start..).and_then(numbers::parse_number) else {
+    let Some(phrase) = words.get(start..).and_then(lex.amounts.parse_number) else {
         let len = stray(words, i, lex)?;
         return Some(Quantity {
             span: i..i + len,
@@ -69,11 +68,11 @@ fn read_at(words: &[&str], i: usize, default: Currency, lex: &Lexicon) -> Option
     };
     let mut end = number.end;
     let next = |at: usize| words.get(at).copied();
-    if next(end).is_some_and(numbers::is_unsupported_magnitude) {
+    if next(end).is_some_and(lex.amounts.is_unsupported_magnitude) {
         return unreadable(end + 1);
     }
 
-    let value = if let Some((named, n)) = words.get(end..).and_then(currency::match_suffix) {
+    let value = if let Some((named, n)) = words.get(end..).and_then(lex.amounts.currency_suffix) {
         end += n;
         let currency = named.resolve(default);
         if prefix.is_some_and(|(p, _)| p.resolve(default) != currency) {
@@ -93,7 +92,7 @@ fn read_at(words: &[&str], i: usize, default: Currency, lex: &Lexicon) -> Option
             Some(count) if prefix.is_none() => Value::Tokens(count),
             _ => Value::Unreadable,
         }
-    } else if next(end).is_some_and(currency::is_minor_unit) {
+    } else if next(end).is_some_and(lex.amounts.is_minor_unit) {
         // "50 cents" alone: cents of which currency? Not worth guessing.
         return unreadable(end + 1);
     } else {
@@ -133,11 +132,13 @@ fn minor_part(
     }
     let joined = words.get(at).is_some_and(|w| lex.minor_joiners.contains(w));
     let start = at + usize::from(joined);
-    let Some(phrase) = words.get(start..).and_then(numbers::parse_number) else {
+    let Some(phrase) = words.get(start..).and_then(lex.amounts.parse_number) else {
         return Ok((0, at));
     };
     let mut end = start + phrase.len;
-    let named = words.get(end).is_some_and(|w| currency::is_minor_unit(w));
+    let named = words
+        .get(end)
+        .is_some_and(|w| (lex.amounts.is_minor_unit)(w));
     end += usize::from(named);
     let Some(value) = phrase.value.and_then(Decimal::to_u64) else {
         return Err(end);
@@ -166,8 +167,8 @@ fn tokens_end(words: &[&str], at: usize, lex: &Lexicon) -> Option<usize> {
         }
         let plain = word.chars().all(char::is_alphabetic)
             && !lex.token_breakers.contains(word)
-            && currency::match_suffix(&[word]).is_none()
-            && numbers::parse_number(&[word]).is_none();
+            && (lex.amounts.currency_suffix)(&[word]).is_none()
+            && (lex.amounts.parse_number)(&[word]).is_none();
         if !plain {
             return None;
         }
@@ -187,11 +188,13 @@ fn stray(words: &[&str], i: usize, lex: &Lexicon) -> Option<usize> {
         return None;
     }
     let rest = words.get(i..)?;
-    if let Some((_, n)) = currency::match_prefix(rest).or_else(|| currency::match_suffix(rest)) {
+    if let Some((_, n)) =
+        (lex.amounts.currency_prefix)(rest).or_else(|| (lex.amounts.currency_suffix)(rest))
+    {
         return Some(n);
     }
     let word = rest.first()?;
-    (currency::is_minor_unit(word) || numbers::is_unsupported_magnitude(word)).then_some(1)
+    ((lex.amounts.is_minor_unit)(word) || (lex.amounts.is_unsupported_magnitude)(word)).then_some(1)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Tests for the whole parser: a phrase table, the JSON contract, and properties over generated amounts.
 
 use super::*;
+use crate::phrasebook::Phrasebook;
 use proptest::prelude::*;
 
 fn ctx() -> ParseContext {
@@ -617,7 +618,7 @@ proptest! {
     ) {
         let currency = Currency::all().nth(idx).unwrap_or(CNY);
         let amount = Money::new(minor, currency);
-        let text = format!("pay {} to Bob", amount.spoken());
+        let text = format!("pay {} to Bob", Phrasebook::new(Language::English).money(amount));
         let expected = Intent::Pay { amount, payee: "Bob".into() };
         prop_assert_eq!(parse(&text, &ParseContext::default()), expected, "{}", text);
     }
@@ -659,4 +660,18 @@ proptest! {
             prop_assert!(!words.contains(&"or") && !words.contains(&"no"), "{}", text);
         }
     }
+}
+
+#[test]
+fn spoken_code_digits_are_read_apart_from_the_answer() {
+    let code = |t: &str| {
+        let a = parse_code_answer(t, &ParseContext::default());
+        (a.digits, a.intent)
+    };
+    assert_eq!(code("Confirm, 4 7 2."), ("472".into(), Intent::Confirm));
+    assert_eq!(code("confirm four oh two"), ("402".into(), Intent::Confirm));
+    assert_eq!(code("Confirm 4-7-2"), ("472".into(), Intent::Confirm));
+    assert_eq!(code("cancel"), ("".into(), Intent::Cancel));
+    // "oh" before any digit is a filler, not a zero.
+    assert_eq!(code("oh, confirm 1 2 3"), ("123".into(), Intent::Confirm));
 }

@@ -1,0 +1,110 @@
+//! The shape of a language's word tables: every phrase list and reader the intent rules run over.
+//!
+//! The rules in `mod.rs` only read a [`Lexicon`]; a language is a static
+//! `Lexicon` (English: `english.rs`, with its number and currency readers),
+//! chosen by [`crate::language::Language`].
+
+use super::currency::Denomination;
+use super::numbers::NumberPhrase;
+
+/// A word sequence matched token by token.
+pub(crate) type Phrase = &'static [&'static str];
+pub(crate) type Words = &'static [&'static str];
+
+pub(crate) struct Lexicon {
+    /// Dropped at the start of a sentence; `true` marks a polite request frame
+    /// ("can you ..."), which may end in a question mark and still command.
+    pub leading_fillers: &'static [(Phrase, bool)],
+    /// Dropped at the end of a command ("... to Bob now, thanks").
+    pub trailing_fillers: &'static [Phrase],
+    /// Dropped wherever they occur: they never change what is asked.
+    pub dropped: Words,
+
+    /// Short answers. A whole utterance made only of these is confirm or cancel.
+    pub confirm: &'static [Phrase],
+    /// "ok": confirms on its own, but yields to a cancel word ("ok, cancel").
+    pub weak_confirm: &'static [Phrase],
+    pub cancel: &'static [Phrase],
+    pub answer_fillers: &'static [Phrase],
+
+    pub pay_verbs: &'static [Phrase],
+    pub top_up_verbs: &'static [Phrase],
+    pub limit_verbs: &'static [Phrase],
+    pub approve_verbs: Words,
+    pub reject_verbs: Words,
+    /// All that may follow "approve"/"reject" ("the agent's task").
+    pub task_objects: Words,
+
+    /// "pay attention", "pay back", "pay respects": not payments.
+    pub pay_idioms: Words,
+    /// Negation, doubt and alternatives: a command containing one is refused.
+    pub hesitations: Words,
+    /// Any time other than now: we do not schedule payments.
+    pub schedule_words: Words,
+
+    /// Introduce a payee ("to Heytea", "at Heytea").
+    pub payee_prepositions: Words,
+    /// Introduces a purpose, which is the payee when no "to" follows ("pay 15 yuan for parking").
+    pub purpose_preposition: &'static str,
+    /// Start a memo after the payee ("for lunch", "with my card").
+    pub memo_starts: Words,
+    /// Introduce a token provider ("on Kimi").
+    pub provider_prepositions: Words,
+    /// Never a payee or provider.
+    pub not_names: Words,
+    /// Join two names: "Bob and Alice" is two payees, so refused.
+    pub conjunctions: Words,
+    pub articles: Words,
+    /// Kept lowercase inside a name ("Bank of China").
+    pub lowercase_in_names: Words,
+
+    pub token_words: Words,
+    /// Words between a count and "tokens" that cannot be a provider ("to", "for").
+    pub token_breakers: Words,
+    /// Words that are not part of a provider's name ("account", "credits").
+    pub provider_noise: Words,
+    /// Joins a minor part to the major one ("four dollars and seventy five cents").
+    pub minor_joiners: Words,
+
+    pub limit_words: Words,
+    pub auto_scope: &'static [Phrase],
+    pub daily_scope: &'static [Phrase],
+    /// Limits we do not have (weekly, per transaction) and relative changes ("by 50").
+    pub unsupported_limit_words: Words,
+
+    pub query_openers: &'static [Phrase],
+    pub spend_words: Words,
+    pub first_person: Words,
+    pub other_people: Words,
+    /// Makes a spending question something else ("how much can I spend", "my limit").
+    pub query_refusals: Words,
+    /// After "spent on/at", only these keep it a total ("spent on coffee" is not).
+    pub spend_filters: Words,
+    pub spend_filter_allowed: Words,
+    pub today: Words,
+    pub week: Words,
+    pub month: Words,
+
+    /// Example commands in the transcript style the parser reads best
+    /// (digits, currency words); `{payee}` and `{provider}` are filled in.
+    pub prompt_examples: Words,
+    /// Introduces the list of the user's other names.
+    pub prompt_names: &'static str,
+
+    /// Reads numbers and currency words.
+    pub amounts: AmountReader,
+    /// The digits 0-9 as words, for spoken payment codes ("four seven two").
+    pub digit_words: [&'static str; 10],
+    /// Other words for zero, taken only after a first digit ("four oh two").
+    pub zero_after_digit: Words,
+}
+
+/// A language's readers of numbers and currency words.
+pub(crate) struct AmountReader {
+    pub parse_number: fn(&[&str]) -> Option<NumberPhrase>,
+    /// "billion" and beyond: number-like, never read.
+    pub is_unsupported_magnitude: fn(&str) -> bool,
+    pub currency_prefix: fn(&[&str]) -> Option<(Denomination, usize)>,
+    pub currency_suffix: fn(&[&str]) -> Option<(Denomination, usize)>,
+    pub is_minor_unit: fn(&str) -> bool,
+}

@@ -1,0 +1,273 @@
+//! English: every sentence the device says, and how it reads amounts aloud.
+//!
+//! The currency names here are the ones the English intent tables understand,
+//! so a read-back can always be heard back as the same amount.
+
+use super::Speech;
+use crate::intent::{LimitScope, Period};
+use crate::money::{Currency, Money};
+use crate::order::{DropReason, Purchase};
+use crate::policy::Refusal;
+
+pub(super) fn say(speech: &Speech) -> String {
+    match speech {
+        Speech::ReadBack {
+            purchase,
+            amount,
+            code: None,
+        } => {
+            let verb = match purchase {
+                Purchase::Pay { .. } => "Pay",
+                Purchase::TopUp { .. } => "Top up",
+            };
+            format!(
+                "{verb} {}? Say confirm or cancel.",
+                describe(purchase, *amount)
+            )
+        }
+        Speech::ReadBack {
+            purchase,
+            amount,
+            code: Some(code),
+        } => {
+            let spelled: Vec<String> = code.chars().map(String::from).collect();
+            format!(
+                "Pay {}? Say confirm and the code {}, or cancel.",
+                describe(purchase, *amount),
+                spelled.join(" ")
+            )
+        }
+        Speech::RaiseLimit { scope, amount } => format!(
+            "Raise your {} to {}? Say confirm or cancel.",
+            scope_name(*scope),
+            money(*amount)
+        ),
+        Speech::Again(question) => format!("Sorry? {}", say(question)),
+        Speech::PayingWithinAutoLimit { purchase, amount } => format!(
+            "Paying {}: it is within your auto-pay limit.",
+            describe(purchase, *amount)
+        ),
+        Speech::CannotPay {
+            purchase,
+            amount,
+            refusal: reason,
+        } => format!(
+            "I can't pay {}. {}",
+            describe(purchase, *amount),
+            refusal(reason)
+        ),
+        Speech::PaymentDropped(DropReason::Cancelled) => "Payment cancelled.".to_owned(),
+        Speech::PaymentDropped(reason) => format!("Payment cancelled: {}.", drop_reason(*reason)),
+        Speech::LimitIsNow { scope, amount } => {
+            format!("Your {} is now {}.", scope_name(*scope), money(*amount))
+        }
+        Speech::LimitUnchanged { scope, reason } => format!(
+            "Your {} stays as it was: {}.",
+            scope_name(*scope),
+            drop_reason(*reason)
+        ),
+        Speech::NothingToConfirm => "There is nothing to confirm.".to_owned(),
+        Speech::NoTaskWaiting => "No agent task is waiting.".to_owned(),
+        Speech::UnknownTokenPrice { provider } => {
+            format!("I don't know the price of {provider} tokens, so I can't top up.")
+        }
+        Speech::PaidOffline { purchase, amount } => format!(
+            "Paid {} offline; it goes to the bank when the connection is back.",
+            describe(purchase, *amount)
+        ),
+        Speech::NotRecorded { error } => {
+            format!("I couldn't record the payment, so nothing was paid ({error}).")
+        }
+        Speech::NoAnswerYet => {
+            "No answer from the bank yet; the payment waits in the outbox.".to_owned()
+        }
+        Speech::Paid { amount, payee } => format!("Paid {} to {payee}.", money(*amount)),
+        Speech::DeclinedByBank {
+            amount,
+            payee,
+            reason,
+        } => format!("The bank declined {} to {payee}: {reason}.", money(*amount)),
+        Speech::Spent { period, totals } => {
+            let words = match period {
+                Period::Today => "today",
+                Period::Week => "in the last 7 days",
+                Period::Month => "in the last 30 days",
+            };
+            if totals.is_empty() {
+                format!("You have spent nothing {words}.")
+            } else {
+                let spoken: Vec<String> = totals.iter().map(|m| money(*m)).collect();
+                format!("You spent {} {words}.", spoken.join(" and "))
+            }
+        }
+        Speech::HistoryUnreadable { error } => {
+            format!("I can't read the history right now ({error}).")
+        }
+    }
+}
+
+/// "36 yuan to Heytea", "200000 Kimi tokens for 2 yuan 40".
+fn describe(purchase: &Purchase, amount: Money) -> String {
+    match purchase {
+        Purchase::Pay { payee } => format!("{} to {payee}", money(amount)),
+        Purchase::TopUp { tokens, provider } => {
+            format!("{tokens} {provider} tokens for {}", money(amount))
+        }
+    }
+}
+
+fn scope_name(scope: LimitScope) -> &'static str {
+    match scope {
+        LimitScope::Auto => "auto-pay limit",
+        LimitScope::Daily => "daily limit",
+    }
+}
+
+pub(super) fn drop_reason(reason: DropReason) -> &'static str {
+    match reason {
+        DropReason::Cancelled => "cancelled",
+        DropReason::NoAnswerInTime => "no answer in time",
+        DropReason::WrongCode => "the code was wrong",
+        DropReason::NoClearAnswer => "no clear answer",
+        DropReason::InputEnded => "the conversation ended before an answer",
+    }
+}
+
+pub(super) fn refusal(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::NotPositive => "The amount must be more than zero.".to_owned(),
+        Refusal::TooLarge => "That amount is too large.".to_owned(),
+        Refusal::OverDailyLimit { limit, left } => format!(
+            "That is over your daily limit of {}; you have {} left today.",
+            money(*limit),
+            money(*left)
+        ),
+        Refusal::DailyLimitInOtherCurrency { limit, payment } => {
+            format!("Your daily limit is in {limit}, so I can't pay in {payment}.")
+        }
+        Refusal::OfflineCurrency(currency) => format!("Offline, I can only pay in {currency}."),
+        Refusal::OfflinePerPayment(max) => {
+            format!("Offline, I can only pay up to {} at a time.", money(*max))
+        }
+        Refusal::OfflineCumulative(max) => format!(
+            "Offline, I can only pay {} in total until the connection is back.",
+            money(*max)
+        ),
+        Refusal::OfflineConsecutive(max) => {
+            format!("Offline, I can only make {max} payments until the connection is back.")
+        }
+        Refusal::OfflineTooLong => {
+            "I have been offline too long to pay; please reconnect first.".to_owned()
+        }
+        Refusal::RecordsUnreadable => "I can't read my records right now.".to_owned(),
+    }
+}
+
+/// The names of a currency's major and minor units, singular and plural.
+struct Names {
+    major: [&'static str; 2],
+    minor: [&'static str; 2],
+}
+
+fn names(currency: Currency) -> Option<Names> {
+    let n = |major, minor| Some(Names { major, minor });
+    match currency.code() {
+        "CNY" => n(["yuan", "yuan"], ["fen", "fen"]),
+        "USD" => n(["dollar", "dollars"], ["cent", "cents"]),
+        "EUR" => n(["euro", "euros"], ["cent", "cents"]),
+        "GBP" => n(["pound", "pounds"], ["penny", "pence"]),
+        "JPY" => n(["yen", "yen"], ["", ""]),
+        "HKD" => n(["Hong Kong dollar", "Hong Kong dollars"], ["cent", "cents"]),
+        "TWD" => n(
+            ["New Taiwan dollar", "New Taiwan dollars"],
+            ["cent", "cents"],
+        ),
+        "KRW" => n(["won", "won"], ["", ""]),
+        "SGD" => n(["Singapore dollar", "Singapore dollars"], ["cent", "cents"]),
+        "AUD" => n(
+            ["Australian dollar", "Australian dollars"],
+            ["cent", "cents"],
+        ),
+        "CAD" => n(["Canadian dollar", "Canadian dollars"], ["cent", "cents"]),
+        "CHF" => n(["Swiss franc", "Swiss francs"], ["rappen", "rappen"]),
+        "INR" => n(["rupee", "rupees"], ["paisa", "paise"]),
+        _ => None,
+    }
+}
+
+/// "36 yuan", "4 dollars 75", "1 dollar 1 cent", "75 cents": the way the
+/// English parser reads amounts, so a read-back parses to the same money.
+pub(super) fn money(amount: Money) -> String {
+    let Some(names) = names(amount.currency) else {
+        return amount.to_string();
+    };
+    let sign = if amount.minor < 0 { "minus " } else { "" };
+    let abs = amount.minor.unsigned_abs();
+    let per = 10_u64.pow(amount.currency.minor_digits());
+    let (major, minor) = (abs / per, abs % per);
+    let major_name = names.major[usize::from(major != 1)];
+    let minor_name = names.minor[usize::from(minor != 1)];
+    match (major, minor) {
+        (_, 0) => format!("{sign}{major} {major_name}"),
+        (0, _) => format!("{sign}{minor} {minor_name}"),
+        (_, 1..=9) => format!("{sign}{major} {major_name} {minor} {minor_name}"),
+        _ => format!("{sign}{major} {major_name} {minor}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spoken_read_backs() {
+        let cases = [
+            (3600, Currency::CNY, "36 yuan"),
+            (475, Currency::USD, "4 dollars 75"),
+            (1250, Currency::EUR, "12 euros 50"),
+            (100, Currency::USD, "1 dollar"),
+            (101, Currency::USD, "1 dollar 1 cent"),
+            (405, Currency::USD, "4 dollars 5 cents"),
+            (75, Currency::USD, "75 cents"),
+            (1, Currency::GBP, "1 penny"),
+            (250, Currency::GBP, "2 pounds 50"),
+            (1500, Currency::JPY, "1500 yen"),
+            (0, Currency::CNY, "0 yuan"),
+            (-3600, Currency::CNY, "minus 36 yuan"),
+            (1999, Currency::HKD, "19 Hong Kong dollars 99"),
+        ];
+        for (minor, currency, text) in cases {
+            assert_eq!(money(Money::new(minor, currency)), text);
+        }
+    }
+
+    #[test]
+    fn every_currency_has_english_names() {
+        for currency in Currency::all() {
+            assert!(names(currency).is_some(), "{currency}");
+        }
+    }
+
+    #[test]
+    fn refusals_are_spoken_with_their_amounts() {
+        let cny = |minor| Money::new(minor, Currency::CNY);
+        assert_eq!(
+            refusal(&Refusal::OverDailyLimit {
+                limit: cny(50_000),
+                left: cny(10_000)
+            }),
+            "That is over your daily limit of 500 yuan; you have 100 yuan left today."
+        );
+        assert_eq!(
+            refusal(&Refusal::OfflinePerPayment(cny(5_000))),
+            "Offline, I can only pay up to 50 yuan at a time."
+        );
+        assert_eq!(
+            say(&Speech::Spent {
+                period: Period::Week,
+                totals: vec![cny(3_600), Money::new(475, Currency::USD)]
+            }),
+            "You spent 36 yuan and 4 dollars 75 in the last 7 days."
+        );
+    }
+}

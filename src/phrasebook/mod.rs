@@ -1,0 +1,124 @@
+//! Everything the device says, by language: the dialog and the daemon name what to say as a [`Speech`], and the profile's language words it.
+//!
+//! No other module holds a sentence the user hears. Adding a language means
+//! adding a file beside `english.rs` (and its intent tables), not editing the
+//! stages.
+
+mod english;
+
+use crate::intent::{LimitScope, Period};
+use crate::language::Language;
+use crate::money::Money;
+use crate::order::{DropReason, Purchase};
+use crate::policy::Refusal;
+
+/// Something to tell the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Speech {
+    /// "Pay 36 yuan to Heytea? Say confirm or cancel." (with the code to repeat, above the code limit).
+    ReadBack {
+        purchase: Purchase,
+        amount: Money,
+        code: Option<String>,
+    },
+    /// "Raise your daily limit to 500 yuan? Say confirm or cancel."
+    RaiseLimit {
+        scope: LimitScope,
+        amount: Money,
+    },
+    /// The question again, after an answer that was none.
+    Again(Box<Speech>),
+    PayingWithinAutoLimit {
+        purchase: Purchase,
+        amount: Money,
+    },
+    CannotPay {
+        purchase: Purchase,
+        amount: Money,
+        refusal: Refusal,
+    },
+    PaymentDropped(DropReason),
+    LimitIsNow {
+        scope: LimitScope,
+        amount: Money,
+    },
+    LimitUnchanged {
+        scope: LimitScope,
+        reason: DropReason,
+    },
+    NothingToConfirm,
+    NoTaskWaiting,
+    UnknownTokenPrice {
+        provider: String,
+    },
+    PaidOffline {
+        purchase: Purchase,
+        amount: Money,
+    },
+    /// The outbox could not be written: nothing was paid.
+    NotRecorded {
+        error: String,
+    },
+    NoAnswerYet,
+    Paid {
+        amount: Money,
+        payee: String,
+    },
+    DeclinedByBank {
+        amount: Money,
+        payee: String,
+        reason: String,
+    },
+    /// Approved spending over a period, one total per currency (none: nothing spent).
+    Spent {
+        period: Period,
+        totals: Vec<Money>,
+    },
+    HistoryUnreadable {
+        error: String,
+    },
+}
+
+/// The words of one language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phrasebook {
+    language: Language,
+}
+
+impl Phrasebook {
+    pub fn new(language: Language) -> Phrasebook {
+        Phrasebook { language }
+    }
+
+    pub fn language(&self) -> Language {
+        self.language
+    }
+
+    /// The sentence for `speech`.
+    pub fn say(&self, speech: &Speech) -> String {
+        match self.language {
+            Language::English => english::say(speech),
+        }
+    }
+
+    /// An amount as read back: "36 yuan", "4 dollars 75".
+    pub fn money(&self, amount: Money) -> String {
+        match self.language {
+            Language::English => english::money(amount),
+        }
+    }
+
+    /// Why a payment was refused, as a sentence (kept in the history too).
+    pub fn refusal(&self, refusal: &Refusal) -> String {
+        match self.language {
+            Language::English => english::refusal(refusal),
+        }
+    }
+
+    /// Why a question was dropped, as a phrase (kept in the history too).
+    pub fn drop_reason(&self, reason: DropReason) -> String {
+        match self.language {
+            Language::English => english::drop_reason(reason).to_owned(),
+        }
+    }
+}
