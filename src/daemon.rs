@@ -1,126 +1,58 @@
-//! The device daemon: utterances in; dialog, policy and store in the middle; signed requests out over MQTT; answers back in.
+//! The device daemon: one loop over what it hears, the gateway's answers, the dialog's deadline, agent tasks and shutdown.
 //!
-//! One utterance at a time, in order. A payment is committed to the outbox
-//! (durably, with its spend reserved) before it is published, and leaves the
-//! outbox only when the gateway's signed answer for its request id arrives.
+//! The stages are wired here and nowhere else: a [`Source`] of heard
+//! utterances (an audio source feeding the transcriber stage, or typed text),
+//! the [`Dialog`] with the [`crate::policy`] behind it, the [`Outbox`] that
+//! signs and commits, the MQTT [`DeviceLink`], and the [`Feedback`] the user
+//! hears. A payment is durable in the outbox before it is published and leaves
+//! it only when the gateway's signed answer arrives; waiting for that answer
+//! never holds up hearing the next utterance.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::audio::{Utterance, read_wav};
 use crate::clock::{day_of, now_ms};
-use crate::dialog::{Action, Assess, Dialog};
+use crate::dialog::{Action, Assess, Dialog, random_code};
+use crate::feedback::{Event, Feedback, Status};
 use crate::identity::DeviceIdentity;
-use crate::intent::{Intent, LimitScope, Period};
+use crate::intent::{LimitScope, Period};
 use crate::money::Money;
-use crate::order::{Approval, PaymentOrder, Purchase};
+use crate::order::{Approval, PaymentOrder};
+use crate::outbox::{CommitError, Outbox, SettleError};
 use crate::phrasebook::{Phrasebook, Speech};
-use crate::policy::{self, Link};
-use crate::policy::{Decision, OfflineFloor, Refusal};
+use crate::policy::{self, Decision, Link, OfflineFloor, Refusal};
 use crate::profile::DeviceProfile;
-use crate::protocol::{
-    self, ApprovalMethod, Envelope, Evidence, PaymentRequest, PaymentResponse, RequestBuilder,
-    ResponseStatus,
-};
-use crate::recognizer::Recognizer;
-use crate::store::{
-    HistoryEvent, PendingPayment, Settlement, SpendChecks, Store, StoreConfig, StoreError,
-};
+use crate::recognizer::{Heard, Source};
+use crate::store::{HistoryEvent, Store, StoreConfig};
 use crate::transport::{BrokerUrl, DeviceLink, LinkState};
-
-/// What the daemon tells the world: the console, `--json` lines, speech.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(tag = "step", rename_all = "snake_case")]
-pub enum Event {
-    Heard {
-        file: String,
-        transcript: String,
-        intent: Intent,
-    },
-    Say {
-        text: String,
-    },
-    /// A signed request left for the gateway (or was queued offline).
-    Sent {
-        request_id: Uuid,
-        offline: bool,
-        envelope: serde_json::Value,
-    },
-    /// The gateway's signed answer, verified.
-    Answer {
-        request_id: Uuid,
-        status: ResponseStatus,
-        reason: Option<String>,
-        envelope: serde_json::Value,
-    },
-    Error {
-        message: String,
-    },
-}
-
-pub trait Feedback: Send {
-    fn event(&mut self, event: &Event);
-}
-
-/// Plain lines for people, or one JSON object per line.
-pub struct Console {
-    pub json: bool,
-}
-
-impl Feedback for Console {
-    fn event(&mut self, event: &Event) {
-        if self.json {
-            if let Ok(line) = serde_json::to_string(event) {
-                println!("{line}");
-            }
-            return;
-        }
-        match event {
-            Event::Heard {
-                file,
-                transcript,
-                intent,
-            } => println!(
-                "heard   {file}: {transcript:?} -> {}",
-                serde_json::to_string(intent).unwrap_or_default()
-            ),
-            Event::Say { text } => println!("say     {text}"),
-            Event::Sent {
-                request_id,
-                offline,
-                ..
-            } => println!(
-                "sent    request {request_id}{}",
-                if *offline { " (offline: queued)" } else { "" }
-            ),
-            Event::Answer {
-                request_id,
-                status,
-                reason,
-                ..
-            } => println!(
-                "answer  request {request_id}: {status:?}{}",
-                reason
-                    .as_ref()
-                    .map(|r| format!(" ({r})"))
-                    .unwrap_or_default()
-            ),
-            Event::Error { message } => println!("error   {message}"),
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     pub profile: DeviceProfile,
     pub data_dir: PathBuf,
     pub broker: BrokerUrl,
-    pub prefix: String,
-    /// In `--input` mode, how long to wait for an answer before the next file.
-    pub answer_wait: Duration,
+    /// How long to wait for the gateway before hearing anything (offline
+    /// payments start after it).
+    pub connect_wait: Duration,
+    /// When the input ends, how long to wait for the answers still due.
+    pub drain_wait: Duration,
+}
+
+impl DaemonConfig {
+    pub fn new(profile: DeviceProfile, data_dir: PathBuf, broker: BrokerUrl) -> DaemonConfig {
+        DaemonConfig {
+            profile,
+            data_dir,
+            broker,
+            connect_wait: Duration::from_secs(5),
+            drain_wait: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,41 +61,73 @@ pub enum DaemonError {
     Identity(#[from] crate::identity::IdentityError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error(transparent)]
-    Asr(#[from] crate::asr::AsrError),
-    #[error("device profile: {0}")]
-    Profile(String),
 }
 
-/// The parts that outlive one utterance.
-pub struct Device {
+/// Runs the daemon until `source` ends (then waits up to `drain_wait` for the
+/// answers still due) or `shutdown` is cancelled (then stops at once: the
+/// outbox is durable, and the next start sends what it holds).
+pub async fn run(
     config: DaemonConfig,
-    identity: DeviceIdentity,
+    mut source: Source,
+    feedback: Box<dyn Feedback>,
+    shutdown: CancellationToken,
+) -> Result<(), DaemonError> {
+    let mut daemon = Daemon::start(config, feedback)?;
+    daemon.wait_online(&shutdown).await;
+    let ending = daemon.serve(&mut source, &shutdown).await;
+    daemon.finish(ending, &shutdown).await;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    InputEnded,
+    Shutdown,
+}
+
+/// What woke the loop.
+enum Step {
+    Heard(Heard),
+    InputEnded,
+    Answer(Vec<u8>),
+    AnswersClosed,
+    Task(Vec<u8>),
+    TasksClosed,
+    Deadline,
+    LinkChanged,
+    LinkClosed,
+    Shutdown,
+}
+
+struct Daemon {
+    config: DaemonConfig,
+    device_id: String,
     store: Store,
-    floor: OfflineFloor,
+    outbox: Outbox,
     dialog: Dialog,
     phrasebook: Phrasebook,
     link: DeviceLink,
     feedback: Box<dyn Feedback>,
+    status: Status,
+    /// Published online in this run and not answered yet.
+    unanswered: HashSet<Uuid>,
 }
 
-impl Device {
-    /// Opens the store and identity and starts connecting.
-    pub fn start(config: DaemonConfig, feedback: Box<dyn Feedback>) -> Result<Self, DaemonError> {
+impl Daemon {
+    /// Opens the identity and the store and starts connecting.
+    fn start(config: DaemonConfig, feedback: Box<dyn Feedback>) -> Result<Daemon, DaemonError> {
         let identity = DeviceIdentity::load(&config.data_dir)?;
         let store = Store::open(&StoreConfig::new(config.data_dir.join("store")))?;
-        let floor = config.profile.offline.clone();
-        let window = config.profile.payments.confirm_window;
-        let phrasebook = Phrasebook::new(config.profile.language);
+        let profile = &config.profile;
         let dialog = Dialog::new(
-            window,
-            config.profile.parse_context(),
-            Box::new(payment_code),
+            profile.payments.confirm_window,
+            profile.parse_context(),
+            Box::new(random_code),
         );
         let outbox_store = store.clone();
         let link = DeviceLink::start(
             &config.broker,
-            &config.prefix,
+            &profile.mqtt.prefix,
             &identity.device_id,
             move || {
                 outbox_store
@@ -175,84 +139,166 @@ impl Device {
                     })
             },
         );
-        Ok(Self {
+        let outbox = Outbox::new(
+            store.clone(),
+            identity.key,
+            identity.device_id.clone(),
+            identity.gateway,
+            profile.payments.request_ttl_ms,
+        );
+        Ok(Daemon {
+            phrasebook: Phrasebook::new(profile.language),
+            device_id: identity.device_id,
             config,
-            identity,
             store,
-            floor,
+            outbox,
             dialog,
-            phrasebook,
             link,
             feedback,
+            status: Status::default(),
+            unanswered: HashSet::new(),
         })
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub fn link_state(&self) -> LinkState {
+    fn link_state(&self) -> LinkState {
         *self.link.state.borrow()
     }
 
-    /// Waits until the gateway is reachable, at most `limit`.
-    pub async fn wait_online(&mut self, limit: Duration) -> bool {
+    /// Long enough for a loaded machine to connect.
+    async fn wait_online(&mut self, shutdown: &CancellationToken) {
         let mut state = self.link.state.clone();
-        tokio::time::timeout(limit, state.wait_for(LinkState::online))
-            .await
-            .is_ok()
+        let online =
+            tokio::time::timeout(self.config.connect_wait, state.wait_for(LinkState::online));
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = online => {}
+        }
+    }
+
+    async fn serve(&mut self, source: &mut Source, shutdown: &CancellationToken) -> Ending {
+        let (mut answers_open, mut tasks_open, mut link_open) = (true, true, true);
+        loop {
+            self.publish_status();
+            let deadline = self.dialog.deadline();
+            let step = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => Step::Shutdown,
+                answer = self.link.answers.recv(), if answers_open => match answer {
+                    Some(message) => Step::Answer(message),
+                    None => Step::AnswersClosed,
+                },
+                heard = source.next() => match heard {
+                    Some(heard) => Step::Heard(heard),
+                    None => Step::InputEnded,
+                },
+                task = self.link.tasks.recv(), if tasks_open => match task {
+                    Some(message) => Step::Task(message),
+                    None => Step::TasksClosed,
+                },
+                changed = self.link.state.changed(), if link_open => match changed {
+                    Ok(()) => Step::LinkChanged,
+                    Err(_) => Step::LinkClosed,
+                },
+                // An utterance being transcribed is an answer already given.
+                _ = sleep_until(deadline), if deadline.is_some() && !source.in_flight() => Step::Deadline,
+            };
+            match step {
+                Step::Shutdown => return Ending::Shutdown,
+                Step::InputEnded => return Ending::InputEnded,
+                Step::Heard(heard) => self.hear(heard).await,
+                Step::Answer(message) => self.settle(&message),
+                Step::AnswersClosed => answers_open = false,
+                Step::Task(message) => {
+                    tracing::info!(
+                        bytes = message.len(),
+                        "agent task ignored: tasks are not handled yet"
+                    )
+                }
+                Step::TasksClosed => tasks_open = false,
+                Step::LinkChanged => self.link_changed(),
+                Step::LinkClosed => link_open = false,
+                Step::Deadline if source.in_flight() => {}
+                Step::Deadline => {
+                    let actions = self.dialog.expire(Instant::now());
+                    self.act(actions).await;
+                }
+            }
+        }
+    }
+
+    /// A question still open is dropped; after the input ended, the answers
+    /// still due are awaited; then the device says `offline` and disconnects.
+    async fn finish(&mut self, ending: Ending, shutdown: &CancellationToken) {
+        let actions = self.dialog.end_of_input();
+        self.act(actions).await;
+        if ending == Ending::InputEnded {
+            self.drain(shutdown).await;
+        }
+        if !self.unanswered.is_empty() {
+            self.say(&Speech::NoAnswerYet);
+        }
+        self.publish_status();
+        self.link
+            .close(&self.config.profile.mqtt.prefix, &self.device_id)
+            .await;
+    }
+
+    async fn drain(&mut self, shutdown: &CancellationToken) {
+        let deadline = Instant::now() + self.config.drain_wait;
+        while self.store.outbox_len().is_ok_and(|n| n > 0) {
+            self.publish_status();
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(deadline) => return,
+                answer = self.link.answers.recv() => match answer {
+                    Some(message) => self.settle(&message),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    fn publish_status(&mut self) {
+        let status = Status {
+            link: self.link_state(),
+            outbox: self.store.outbox_len().unwrap_or(self.status.outbox),
+            heard: self.status.heard,
+            asking: self.dialog.is_waiting(),
+        };
+        if status != self.status {
+            self.status = status;
+            self.feedback.status(&status);
+        }
     }
 
     /// One utterance: understood, answered, acted on.
-    pub async fn hear(&mut self, recognizer: &mut Recognizer, name: &str, utterance: &Utterance) {
-        // The user answered when the utterance arrived: our transcription
-        // time is not their silence.
-        let arrived = Instant::now();
-        let understood = match tokio::task::block_in_place(|| recognizer.understand(utterance)) {
-            Ok(understood) => understood,
-            Err(error) => {
-                return self.emit(Event::Error {
-                    message: format!("{name}: {error}"),
-                });
-            }
+    async fn hear(&mut self, heard: Heard) {
+        self.status.heard += 1;
+        let understanding = match heard.outcome {
+            Ok(understanding) => understanding,
+            Err(message) => return self.fail(message),
         };
         self.emit(Event::Heard {
-            file: name.to_owned(),
-            transcript: understood.transcript.text.clone(),
-            intent: understood.intent.clone(),
+            file: heard.name,
+            transcript: understanding.transcript.clone(),
+            intent: understanding.intent.clone(),
         });
-        let evidence = Evidence::new(
-            &understood.transcript.text,
-            &pcm_bytes(utterance),
-            understood.transcript.confidence.clamp(0.0, 1.0),
-            self.config.profile.language.code(),
-        );
         let actions = {
             let assessor = Assessor {
                 store: &self.store,
                 link: self.link_state(),
-                floor: &self.floor,
+                floor: &self.config.profile.offline,
                 profile: &self.config.profile,
             };
-            self.dialog
-                .hear(&understood.intent, &evidence, arrived, &assessor)
+            self.dialog.hear(
+                &understanding.intent,
+                &understanding.evidence,
+                heard.arrived,
+                &assessor,
+            )
         };
         self.act(actions).await;
         self.dialog.question_spoken(Instant::now());
-    }
-
-    /// The input ended: a pending question is dropped, then answers are awaited.
-    pub async fn finish(&mut self) {
-        let actions = self.dialog.end_of_input();
-        self.act(actions).await;
-        self.settle_answers(self.config.answer_wait).await;
-    }
-
-    /// Says `offline` and disconnects.
-    pub async fn close(self) {
-        self.link
-            .close(&self.config.prefix, &self.identity.device_id)
-            .await;
     }
 
     async fn act(&mut self, actions: Vec<Action>) {
@@ -260,12 +306,10 @@ impl Device {
             match action {
                 Action::Say(speech) => self.say(&speech),
                 Action::Pay { order, approval } => self.pay(order, approval).await,
-                Action::Declined { order, reason } => self.remember(HistoryEvent::Refused {
-                    amount: order.amount,
-                    payee: order.purchase.payee().to_owned(),
-                    at: now_ms(),
-                    reason: self.phrasebook.refusal(&reason),
-                }),
+                Action::Declined { order, reason } => {
+                    let reason = self.phrasebook.refusal(&reason);
+                    self.refused(&order, reason);
+                }
                 Action::Dropped { order, reason } => self.remember(HistoryEvent::Cancelled {
                     amount: order.amount,
                     payee: order.purchase.payee().to_owned(),
@@ -278,198 +322,104 @@ impl Device {
         }
     }
 
-    /// Signs, commits durably, publishes and awaits the answer (or queues offline).
-    pub async fn pay(&mut self, order: PaymentOrder, approval: Approval) {
+    /// Signs and commits durably, then publishes (or leaves it queued offline).
+    async fn pay(&mut self, order: PaymentOrder, approval: Approval) {
         let offline = !self.link_state().online();
-        let request = match self.request(&order, &approval, offline) {
-            Ok(request) => request,
-            Err(error) => return self.fail(format!("cannot prepare the payment: {error}")),
-        };
-        let (envelope, _) = match Envelope::seal_json(&request, &self.identity.key) {
-            Ok(sealed) => sealed,
-            Err(error) => return self.fail(format!("cannot sign the payment: {error}")),
-        };
-        let message = envelope.to_bytes();
-        let pending = PendingPayment::of(&request, message.clone());
-        let checks = SpendChecks {
-            daily_limit: self.store.limits().ok().and_then(|l| l.daily),
-            offline: offline.then(|| self.floor.clone()),
-        };
-        // Durable first: from here on the payment cannot be lost.
-        if let Err(error) = self
-            .store
-            .commit_payment(&pending, day_of(request.created_at), &checks)
-        {
-            match error {
-                StoreError::Refused(refusal) => {
-                    let reason = self.phrasebook.refusal(&refusal);
-                    self.emit(Event::Say {
-                        text: reason.clone(),
-                    });
-                    self.remember(HistoryEvent::Refused {
-                        amount: order.amount,
-                        payee: request.payee,
-                        at: now_ms(),
-                        reason,
-                    });
-                }
-                error => self.say(&Speech::NotRecorded {
-                    error: error.to_string(),
-                }),
+        let floor = offline.then_some(&self.config.profile.offline);
+        let committed = match self.outbox.commit(&order, &approval, floor) {
+            Ok(committed) => committed,
+            Err(CommitError::Refused(refusal)) => {
+                let reason = self.phrasebook.refusal(&refusal);
+                self.emit(Event::Say {
+                    text: reason.clone(),
+                });
+                return self.refused(&order, reason);
             }
-            return;
-        }
+            Err(CommitError::Failed(error)) => {
+                tracing::error!(%error, "payment not recorded");
+                return self.say(&Speech::NotRecorded { error });
+            }
+        };
+        let request_id = committed.request.request_id;
         self.emit(Event::Sent {
-            request_id: request.request_id,
+            request_id,
             offline,
-            envelope: serde_json::to_value(&envelope).unwrap_or_default(),
+            envelope: serde_json::to_value(&committed.envelope).unwrap_or_default(),
         });
         if offline {
-            self.say(&Speech::PaidOffline {
-                purchase: order.purchase.clone(),
+            return self.say(&Speech::PaidOffline {
+                purchase: order.purchase,
                 amount: order.amount,
             });
-            return;
         }
-        if let Err(error) = self.link.publish(message).await {
+        self.unanswered.insert(request_id);
+        if let Err(error) = self.link.publish(committed.message).await {
             // Still in the outbox: the next (re)connection sends it.
             tracing::warn!(%error, "publish failed; the outbox keeps the payment");
         }
-        self.await_answer(request.request_id).await;
     }
 
-    fn request(
-        &self,
-        order: &PaymentOrder,
-        approval: &Approval,
-        offline: bool,
-    ) -> Result<PaymentRequest, crate::store::StoreError> {
-        let now = now_ms();
-        let (method, confirming) = match approval {
-            Approval::AutoLimit => (ApprovalMethod::AutoLimit, None),
-            Approval::VoiceConfirm { transcript } => {
-                (ApprovalMethod::VoiceConfirm, Some(transcript.clone()))
-            }
-            Approval::PaymentCode { transcript } => {
-                (ApprovalMethod::PaymentCode, Some(transcript.clone()))
-            }
-        };
-        // Offline, the device itself approves under its floor limits
-        // (`RequestBuilder::offline` records that).
-        let ttl_ms = self.config.profile.payments.request_ttl_ms;
-        let builder = RequestBuilder::new(
-            &self.identity.device_id,
-            self.store.next_seq()?,
-            order.amount,
-            order.purchase.payee(),
-            now,
-        )
-        .expires_in(ttl_ms)
-        .evidence(order.evidence.clone())
-        .approved(method, confirming);
-        let builder = match &order.purchase {
-            Purchase::Pay { .. } => builder,
-            Purchase::TopUp { tokens, .. } => builder.token_top_up(*tokens),
-        };
-        Ok(if offline { builder.offline() } else { builder }.build())
+    fn refused(&mut self, order: &PaymentOrder, reason: String) {
+        self.remember(HistoryEvent::Refused {
+            amount: order.amount,
+            payee: order.purchase.payee().to_owned(),
+            at: now_ms(),
+            reason,
+        });
     }
 
-    /// Waits for `request_id`'s answer (settling any others that arrive).
-    async fn await_answer(&mut self, request_id: Uuid) {
-        let deadline = Instant::now() + self.config.answer_wait;
-        loop {
-            let Ok(Some(message)) =
-                tokio::time::timeout_at(deadline, self.link.answers.recv()).await
-            else {
-                self.say(&Speech::NoAnswerYet);
-                return;
-            };
-            if self.settle(&message) == Some(request_id) {
-                return;
+    /// Verifies and applies one answer from the gateway.
+    fn settle(&mut self, message: &[u8]) {
+        let settled = match self.outbox.settle(message) {
+            Ok(settled) => settled,
+            Err(SettleError::Rejected(error)) => {
+                return tracing::warn!(%error, "rejected an answer");
             }
+            // A repeated answer, or one for a payment that is not ours.
+            Err(SettleError::NotWaiting(request_id)) => {
+                return tracing::debug!(%request_id, "answer for no waiting payment");
+            }
+            Err(error @ SettleError::Store(_)) => return self.fail(error.to_string()),
+        };
+        let response = settled.response;
+        self.unanswered.remove(&response.request_id);
+        self.emit(Event::Answer {
+            request_id: response.request_id,
+            status: response.status,
+            reason: response.reason.clone(),
+            envelope: serde_json::from_slice(message).unwrap_or_default(),
+        });
+        let speech = match settled.entry.event {
+            HistoryEvent::Paid { amount, payee, .. } => Some(Speech::Paid { amount, payee }),
+            HistoryEvent::Declined {
+                amount,
+                payee,
+                reason,
+                ..
+            } => Some(Speech::DeclinedByBank {
+                amount,
+                payee,
+                reason,
+            }),
+            _ => None,
+        };
+        if let Some(speech) = speech {
+            self.say(&speech);
         }
+        self.end_offline_spell();
     }
 
-    /// Settles every answer that arrives within `wait` while the outbox is not empty.
-    pub async fn settle_answers(&mut self, wait: Duration) {
-        let deadline = Instant::now() + wait;
-        while self.store.outbox().is_ok_and(|o| !o.is_empty()) {
-            match tokio::time::timeout_at(deadline, self.link.answers.recv()).await {
-                Ok(Some(message)) => {
-                    self.settle(&message);
-                }
-                _ => break,
-            }
-        }
-        if self.link_state().online() && self.store.outbox().is_ok_and(|o| o.is_empty()) {
-            // Back online with nothing queued: a new offline spell starts fresh.
-            let _ = self.store.reset_offline_counters();
-        }
+    fn link_changed(&mut self) {
+        self.end_offline_spell();
     }
 
-    /// Verifies and applies one answer; returns its request id if it settled one.
-    fn settle(&mut self, message: &[u8]) -> Option<Uuid> {
-        let gateway = self.identity.gateway;
-        let opened = protocol::open(message, |kid| (kid == gateway.key_id()).then_some(gateway))
-            .and_then(|o| o.parse::<PaymentResponse>());
-        let response = match opened {
-            Ok(response) => response,
-            Err(error) => {
-                tracing::warn!(%error, "rejected an answer");
-                return None;
-            }
-        };
-        let settlement = match response.status {
-            ResponseStatus::Approved => Settlement::Approved {
-                gateway_txn_id: response.gateway_txn_id.clone().unwrap_or_default(),
-                processed_at: response.processed_at,
-                response: message.to_vec(),
-            },
-            ResponseStatus::Declined => Settlement::Declined {
-                reason: response.reason.clone().unwrap_or_default(),
-                processed_at: response.processed_at,
-                response: message.to_vec(),
-            },
-        };
-        match self.store.settle(response.request_id, &settlement) {
-            Ok(Some(entry)) => {
-                self.emit(Event::Answer {
-                    request_id: response.request_id,
-                    status: response.status,
-                    reason: response.reason.clone(),
-                    envelope: serde_json::from_slice(message).unwrap_or_default(),
-                });
-                let speech = match &entry.event {
-                    HistoryEvent::Paid { amount, payee, .. } => Some(Speech::Paid {
-                        amount: *amount,
-                        payee: payee.clone(),
-                    }),
-                    HistoryEvent::Declined {
-                        amount,
-                        payee,
-                        reason,
-                        ..
-                    } => Some(Speech::DeclinedByBank {
-                        amount: *amount,
-                        payee: payee.clone(),
-                        reason: reason.clone(),
-                    }),
-                    _ => None,
-                };
-                if let Some(speech) = speech {
-                    self.say(&speech);
-                }
-                Some(response.request_id)
-            }
-            // Already settled (a repeated answer) or never ours.
-            Ok(None) => {
-                tracing::debug!(request_id = %response.request_id, "answer for no waiting payment");
-                None
-            }
-            Err(error) => {
-                self.fail(format!("cannot record the answer: {error}"));
-                None
-            }
+    /// Back online with nothing queued: a new offline spell starts fresh.
+    fn end_offline_spell(&mut self) {
+        if self.link_state().online()
+            && self.store.outbox_len().is_ok_and(|n| n == 0)
+            && let Err(error) = self.store.reset_offline_counters()
+        {
+            tracing::warn!(%error, "cannot reset the offline counters");
         }
     }
 
@@ -523,6 +473,13 @@ impl Device {
     }
 }
 
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The daemon's answers to the dialog's questions about money.
 struct Assessor<'a> {
     store: &'a Store,
@@ -566,61 +523,5 @@ impl Assess for Assessor<'_> {
 
     fn price(&self, tokens: u64, provider: &str) -> Option<Money> {
         self.profile.token_price(tokens, provider)
-    }
-}
-
-/// A fresh three-digit challenge from the system's secure random source.
-fn payment_code() -> String {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 2];
-    // A failing system RNG leaves zeros: the code is then "000", still a code
-    // the user must say, never a skipped check.
-    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-    format!("{:03}", u16::from_le_bytes(bytes) % 1000)
-}
-
-/// The utterance's samples as bytes, for the evidence hash (never sent).
-fn pcm_bytes(utterance: &Utterance) -> Vec<u8> {
-    utterance
-        .samples
-        .iter()
-        .flat_map(|s| s.to_le_bytes())
-        .collect()
-}
-
-/// `voicepay run --input FILE...`: every file in order as the next
-/// utterance, then the answers still due.
-pub async fn run_files(
-    config: DaemonConfig,
-    files: &[PathBuf],
-    feedback: Box<dyn Feedback>,
-) -> Result<(), DaemonError> {
-    let mut recognizer = Recognizer::new(&config.profile)?;
-    let mut device = Device::start(config, feedback)?;
-    // Long enough for a loaded machine to connect; offline payments start after it.
-    device.wait_online(Duration::from_secs(5)).await;
-    for file in files {
-        let name = file.display().to_string();
-        match read_wav(file) {
-            Ok(utterance) => device.hear(&mut recognizer, &name, &utterance).await,
-            Err(error) => device.fail(error.to_string()),
-        }
-    }
-    device.finish().await;
-    device.close().await;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payment_codes_are_three_digits() {
-        for _ in 0..50 {
-            let code = payment_code();
-            assert_eq!(code.len(), 3);
-            assert!(code.chars().all(|c| c.is_ascii_digit()));
-        }
     }
 }

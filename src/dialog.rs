@@ -347,6 +347,16 @@ fn question(proposal: &Proposal, code: Option<&str>) -> Speech {
     }
 }
 
+/// A fresh three-digit challenge from the system's secure random source.
+pub fn random_code() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 2];
+    // A failing system RNG leaves zeros: the code is then "000", still a code
+    // the user must say, never a skipped check.
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    format!("{:03}", u16::from_le_bytes(bytes) % 1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,5 +626,14 @@ mod tests {
             says(&a),
             ["Top up 200000 Kimi tokens for 2 yuan 40? Say confirm or cancel."]
         );
+    }
+
+    #[test]
+    fn payment_codes_are_three_digits() {
+        for _ in 0..50 {
+            let code = random_code();
+            assert_eq!(code.len(), 3);
+            assert!(code.chars().all(|c| c.is_ascii_digit()));
+        }
     }
 }

@@ -43,6 +43,27 @@ fn sync_dir_files(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// Opens a sled database, waiting up to two seconds for its file lock: sled
+/// releases the lock when the last handle drops, and a handle held by a task
+/// or thread that is just ending (a daemon stopping, a link being aborted)
+/// may take a moment to go.
+pub fn open_db(config: &sled::Config) -> sled::Result<sled::Db> {
+    let mut waited = std::time::Duration::ZERO;
+    let step = std::time::Duration::from_millis(20);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == io::ErrorKind::WouldBlock
+                    && waited < std::time::Duration::from_secs(2) =>
+            {
+                std::thread::sleep(step);
+                waited += step;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// What an atomic write does to a file already at the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Existing {

@@ -140,10 +140,11 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn open(config: GatewayConfig, key: SigningKey) -> Result<Self, GatewayError> {
-        let db = sled::Config::new()
-            .path(config.db_path())
-            .cache_capacity(8 << 20)
-            .open()?;
+        let db = crate::durable::open_db(
+            &sled::Config::new()
+                .path(config.db_path())
+                .cache_capacity(8 << 20),
+        )?;
         Ok(Self {
             devices: db.open_tree("devices")?,
             answers: db.open_tree("answers")?,

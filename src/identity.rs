@@ -102,6 +102,30 @@ pub fn load_gateway_key(data_dir: &Path) -> Result<PublicKey, IdentityError> {
     })
 }
 
+/// What `keys show` and `gateway show-key` print: the key id and public key,
+/// and the device id for a device; one JSON object or a few lines.
+pub fn key_report(role: &str, key: &PublicKey, json: bool) -> String {
+    let device_id = (role == "device").then(|| device_id_for(key));
+    if json {
+        let mut line = serde_json::json!({
+            "role": role,
+            "kid": key.key_id(),
+            "public_key": key.to_base64url(),
+        });
+        if let Some(id) = device_id {
+            line["device_id"] = serde_json::json!(id);
+        }
+        return line.to_string();
+    }
+    let mut lines = Vec::new();
+    if let Some(id) = device_id {
+        lines.push(format!("device id:  {id}"));
+    }
+    lines.push(format!("key id:     {}", key.key_id()));
+    lines.push(format!("public key: {key}"));
+    lines.join("\n")
+}
+
 fn create_dir(dir: &Path) -> Result<(), IdentityError> {
     std::fs::create_dir_all(dir).map_err(|source| IdentityError::Io {
         path: dir.to_owned(),

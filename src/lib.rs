@@ -19,13 +19,11 @@
 
 pub mod asr;
 pub mod audio;
-pub mod bench;
-pub mod broker;
 pub mod clock;
 pub mod daemon;
-pub mod demo;
 pub mod dialog;
 pub mod durable;
+pub mod feedback;
 pub mod gateway;
 pub mod identity;
 pub mod intent;
@@ -33,10 +31,12 @@ pub mod keys;
 pub mod language;
 pub mod money;
 pub mod order;
+pub mod outbox;
 pub mod phrasebook;
 pub mod policy;
 pub mod profile;
 pub mod protocol;
 pub mod recognizer;
 pub mod store;
+pub mod tools;
 pub mod transport;

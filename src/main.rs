@@ -9,18 +9,22 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use std::time::Duration;
-use voicepay::asr::{ModelName, install};
-use voicepay::audio::read_wav;
 
-use voicepay::daemon::{self, Console, DaemonConfig};
+use tokio_util::sync::CancellationToken;
+use voicepay::asr::{ModelName, install};
+use voicepay::audio::{self, read_wav};
+use voicepay::daemon::{self, DaemonConfig};
+use voicepay::feedback::Console;
 use voicepay::gateway::{Gateway, GatewayConfig};
 use voicepay::keys::{KeyError, PublicKey, SigningKey};
 use voicepay::money::{Currency, Money};
 use voicepay::profile::DeviceProfile;
-use voicepay::recognizer::Recognizer;
+use voicepay::protocol::topics;
+use voicepay::recognizer::{self, Recognizer};
 use voicepay::store::{Store, StoreConfig};
+use voicepay::tools::{bench, demo};
 use voicepay::transport::BrokerUrl;
-use voicepay::{bench, identity, intent, protocol};
+use voicepay::{identity, intent};
 
 #[derive(Parser)]
 #[command(name = "voicepay", version, about = "Voice payments on edge devices")]
@@ -64,7 +68,7 @@ enum Command {
         /// One JSON object per step.
         #[arg(long)]
         json: bool,
-        /// How long to wait for each gateway answer, in seconds.
+        /// After the last file, how long to wait for the answers still due, in seconds.
         #[arg(long, default_value_t = 10)]
         answer_wait: u64,
     },
@@ -204,6 +208,9 @@ enum GatewayCommand {
         /// Per device and day, e.g. "500.00 CNY".
         #[arg(long, value_parser = parse_money)]
         daily_limit: Option<Money>,
+        /// The topic prefix the devices use (their profile's `mqtt.prefix`).
+        #[arg(long, default_value = voicepay::protocol::DEFAULT_PREFIX)]
+        prefix: String,
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -268,19 +275,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
             answer_wait,
         } => {
-            let config = DaemonConfig {
-                profile,
-                data_dir: data_dir.unwrap_or_else(identity::default_data_dir),
-                broker,
-                prefix: protocol::DEFAULT_PREFIX.to_owned(),
-                answer_wait: Duration::from_secs(answer_wait),
-            };
+            let recognizer = recognizer(&profile)?;
+            let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
+            let mut config = DaemonConfig::new(profile, data_dir, broker);
+            config.drain_wait = Duration::from_secs(answer_wait);
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(daemon::run_files(
-                config,
-                &input,
-                Box::new(Console { json }),
-            ))?;
+            runtime.block_on(async {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(cancel_on_signal(shutdown.clone()));
+                let source = recognizer::spawn(recognizer, audio::source::files(input));
+                daemon::run(config, source, Box::new(Console { json }), shutdown).await
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::History {
@@ -293,14 +298,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 if json {
                     println!("{}", serde_json::to_string(&pending)?);
                 } else {
-                    println!(
-                        "#{} {} {} to {}{}",
-                        pending.seq,
-                        pending.request_id,
-                        pending.amount,
-                        pending.payee,
-                        if pending.offline { " (offline)" } else { "" }
-                    );
+                    println!("{}", pending.summary());
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -310,12 +308,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
             fixtures,
         } => {
-            let options = voicepay::demo::DemoOptions {
+            let options = demo::DemoOptions {
                 broker,
                 json,
                 fixtures,
             };
-            tokio::runtime::Runtime::new()?.block_on(voicepay::demo::run(profile, options))?;
+            tokio::runtime::Runtime::new()?.block_on(demo::run(profile, options))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Limits { command } => limits(command, &profile),
@@ -548,20 +546,7 @@ fn keys(command: KeysCommand) -> Result<ExitCode> {
 }
 
 fn show_key(role: &str, key: &PublicKey, json: bool) {
-    let device_id = (role == "device").then(|| protocol::device_id_for(key));
-    if json {
-        let mut line = json!({"role": role, "kid": key.key_id(), "public_key": key.to_base64url()});
-        if let Some(id) = device_id {
-            line["device_id"] = json!(id);
-        }
-        println!("{line}");
-    } else {
-        if let Some(id) = device_id {
-            println!("device id:  {id}");
-        }
-        println!("key id:     {}", key.key_id());
-        println!("public key: {key}");
-    }
+    println!("{}", identity::key_report(role, key, json));
 }
 
 fn gateway_config(data_dir: Option<PathBuf>) -> GatewayConfig {
@@ -603,10 +588,13 @@ fn gateway(command: GatewayCommand) -> Result<ExitCode> {
         GatewayCommand::Run {
             broker,
             daily_limit,
+            prefix,
             data_dir,
         } => {
+            topics::validate_prefix(&prefix)?;
             let mut config = gateway_config(data_dir);
             config.daily_limit = daily_limit;
+            config.prefix = prefix;
             let key = load_gateway_key(&config)?;
             let gateway = Gateway::open(config, key)?;
             let runtime = tokio::runtime::Runtime::new()?;
@@ -624,6 +612,12 @@ fn load_gateway_key(config: &GatewayConfig) -> Result<SigningKey> {
         )),
         other => Ok(other?),
     }
+}
+
+/// Cancels `shutdown` on Ctrl-C or SIGTERM.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    shutdown_signal().await;
+    shutdown.cancel();
 }
 
 /// Ctrl-C or SIGTERM (what service managers send).

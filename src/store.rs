@@ -100,6 +100,18 @@ pub struct PendingPayment {
 }
 
 impl PendingPayment {
+    /// One line for people: "#3 0192... 36.00 CNY to Heytea (offline)".
+    pub fn summary(&self) -> String {
+        format!(
+            "#{} {} {} to {}{}",
+            self.seq,
+            self.request_id,
+            self.amount,
+            self.payee,
+            if self.offline { " (offline)" } else { "" }
+        )
+    }
+
     /// The outbox entry of a signed request: `envelope` is its exact bytes.
     pub fn of(request: &crate::protocol::PaymentRequest, envelope: Vec<u8>) -> PendingPayment {
         PendingPayment {
@@ -354,10 +366,11 @@ pub struct Store {
 
 impl Store {
     pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
-            .path(&config.path)
-            .cache_capacity(config.cache_bytes)
-            .open()?;
+        let db = crate::durable::open_db(
+            &sled::Config::new()
+                .path(&config.path)
+                .cache_capacity(config.cache_bytes),
+        )?;
         Ok(Store {
             outbox: db.open_tree("outbox")?,
             requests: db.open_tree("requests")?,
@@ -472,6 +485,11 @@ impl Store {
                 outbox_record(&key, &value).map(|r| r.payment)
             })
             .collect()
+    }
+
+    /// How many payments wait for an answer (no record is decoded).
+    pub fn outbox_len(&self) -> Result<usize, StoreError> {
+        Ok(self.outbox.len())
     }
 
     pub fn outbox_get(&self, request_id: Uuid) -> Result<Option<PendingPayment>, StoreError> {

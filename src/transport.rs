@@ -101,6 +101,9 @@ pub struct DeviceLink {
     requests_topic: String,
     pub state: tokio::sync::watch::Receiver<LinkState>,
     pub answers: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    /// Agent tasks (signed envelopes) for the daemon; nothing feeds it until
+    /// the tasks topic is subscribed (the agent tasks issue).
+    pub tasks: tokio::sync::mpsc::Receiver<Vec<u8>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -127,12 +130,15 @@ impl DeviceLink {
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
         let (state_tx, state) = tokio::sync::watch::channel(LinkState::default());
         let (answers_tx, answers) = tokio::sync::mpsc::channel(64);
+        let (tasks_tx, tasks) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
         let publisher = client.clone();
         let requests_topic = topics::requests(prefix, device_id);
         let requests = requests_topic.clone();
         let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let closed = closing.clone();
         let task = tokio::spawn(async move {
+            // Held open: an empty input, not a closed one.
+            let _tasks = tasks_tx;
             let mut backoff = Duration::from_millis(200);
             loop {
                 match eventloop.poll().await {
@@ -193,6 +199,7 @@ impl DeviceLink {
             requests_topic,
             state,
             answers,
+            tasks,
             task,
         }
     }
@@ -211,7 +218,7 @@ impl DeviceLink {
     }
 
     /// Says `offline` and disconnects, waiting briefly for the broker to take it.
-    pub async fn close(self, prefix: &str, device_id: &str) {
+    pub async fn close(&mut self, prefix: &str, device_id: &str) {
         let status = crate::protocol::topics::status(prefix, device_id);
         let _ = self
             .client
@@ -224,5 +231,8 @@ impl DeviceLink {
         let mut state = self.state.clone();
         let _ = tokio::time::timeout(Duration::from_secs(2), state.wait_for(|s| !s.broker)).await;
         self.task.abort();
+        // Gone for good before we return: it holds a handle on the store,
+        // which must be free for whoever opens it next.
+        let _ = (&mut self.task).await;
     }
 }

@@ -1,4 +1,4 @@
-//! A crash test in sled's style: a child paying in a loop is killed with SIGKILL at random points; every payment it committed is in the gateway's ledger exactly once.
+//! A crash test in sled's style: a child daemon paying in a loop is killed with SIGKILL at random points; every payment it committed is in the gateway's ledger exactly once.
 
 #![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
 
@@ -10,12 +10,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use util::*;
-use voicepay::daemon::{DaemonConfig, Device, Event, Feedback};
+use voicepay::daemon::{self, DaemonConfig};
+use voicepay::feedback::{Event, Feedback};
 use voicepay::money::{Currency, Money};
-use voicepay::order::{Approval, PaymentOrder, Purchase};
+use voicepay::policy::Limits;
 use voicepay::profile::DeviceProfile;
-use voicepay::protocol::{self, Evidence};
+use voicepay::protocol::ResponseStatus;
+use voicepay::recognizer::{Heard, Source};
+use voicepay::store::{Store, StoreConfig};
 use voicepay::transport::BrokerUrl;
 
 /// Set in the child: `DATA_DIR|BROKER_URL|LOG|MODE` (MODE: pay or drain).
@@ -160,65 +164,80 @@ fn payments_survive_sigkill_at_random_points() {
     }
 }
 
-struct Quiet;
-impl Feedback for Quiet {
-    fn event(&mut self, _: &Event) {}
+/// Writes each approved request id to the log, durably, and wakes the payer.
+struct Answers {
+    log: std::fs::File,
+    answered: tokio::sync::mpsc::UnboundedSender<()>,
 }
 
-/// The child: pays 1 yuan again and again until killed (or drains and exits).
+impl Feedback for Answers {
+    fn event(&mut self, event: &Event) {
+        if let Event::Answer {
+            request_id,
+            status: ResponseStatus::Approved,
+            ..
+        } = event
+        {
+            writeln!(self.log, "{request_id}").unwrap();
+            self.log.sync_data().unwrap();
+        }
+        if matches!(event, Event::Answer { .. }) {
+            let _ = self.answered.send(());
+        }
+    }
+}
+
+/// The child: the real daemon, told again and again "pay 1 yuan" (under its
+/// auto-pay limit), one payment per answer, until killed; or, in drain mode,
+/// no input at all: it sends what the outbox holds and exits once answered.
 fn child(spec: &str) {
     let parts: Vec<&str> = spec.split('|').collect();
     let [data_dir, broker, log, mode] = parts[..] else {
         panic!("bad child spec {spec}");
     };
+    let profile = DeviceProfile::embedded().unwrap();
+    let store = Store::open(&StoreConfig::new(PathBuf::from(data_dir).join("store"))).unwrap();
+    store
+        .set_limits(&Limits {
+            auto_pay: Money::new(1_000, Currency::CNY),
+            ..Limits::default()
+        })
+        .unwrap();
+    drop(store);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let config = DaemonConfig {
-            profile: DeviceProfile::embedded().unwrap(),
-            data_dir: PathBuf::from(data_dir),
-            broker: broker.parse::<BrokerUrl>().unwrap(),
-            prefix: protocol::DEFAULT_PREFIX.to_owned(),
-            answer_wait: Duration::from_secs(5),
-        };
-        let mut device = Device::start(config, Box::new(Quiet)).unwrap();
-        assert!(device.wait_online(Duration::from_secs(10)).await);
-        if mode == "drain" {
-            device.settle_answers(Duration::from_secs(20)).await;
-            device.close().await;
-            return;
-        }
-        let mut log = std::fs::OpenOptions::new()
+        let context = profile.parse_context();
+        let mut config = DaemonConfig::new(
+            profile,
+            PathBuf::from(data_dir),
+            broker.parse::<BrokerUrl>().unwrap(),
+        );
+        config.connect_wait = Duration::from_secs(10);
+        config.drain_wait = Duration::from_secs(20);
+        let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap();
+        let (answered, mut answers) = tokio::sync::mpsc::unbounded_channel();
+        let feedback = Box::new(Answers { log, answered });
+        let (intake, source) = Source::channel(1);
+        let daemon = tokio::spawn(daemon::run(
+            config,
+            source,
+            feedback,
+            CancellationToken::new(),
+        ));
+        if mode == "drain" {
+            drop(intake);
+            daemon.await.unwrap().unwrap();
+            return;
+        }
         loop {
-            let before: HashSet<_> = paid_ids(&device);
-            let order = PaymentOrder {
-                amount: Money::new(100, Currency::CNY),
-                purchase: Purchase::Pay {
-                    payee: "Crash Test".into(),
-                },
-                evidence: Evidence::new("Pay 1 yuan to Crash Test.", b"pcm", 0.9, "en"),
-            };
-            device.pay(order, Approval::AutoLimit).await;
-            for id in paid_ids(&device).difference(&before) {
-                writeln!(log, "{id}").unwrap();
-                log.sync_data().unwrap();
-            }
+            intake.arriving();
+            let heard = Heard::typed("crash", "Pay 1 yuan to Crash Test.", &context);
+            assert!(intake.send(heard).await, "the daemon stopped");
+            let _ = tokio::time::timeout(Duration::from_secs(5), answers.recv()).await;
         }
     });
-}
-
-fn paid_ids(device: &Device) -> HashSet<String> {
-    device
-        .store()
-        .history()
-        .unwrap()
-        .into_iter()
-        .filter_map(|h| match h.event {
-            voicepay::store::HistoryEvent::Paid { request_id, .. } => Some(request_id.to_string()),
-            _ => None,
-        })
-        .collect()
 }

@@ -5,10 +5,10 @@
 mod util;
 
 use voicepay::audio::{Utterance, read_wav};
-use voicepay::bench::load_fixtures;
 use voicepay::intent::Intent;
 use voicepay::profile::DeviceProfile;
 use voicepay::recognizer::Recognizer;
+use voicepay::tools::fixtures::load_fixtures;
 
 fn recognizer() -> Recognizer {
     let profile = DeviceProfile::embedded().unwrap();

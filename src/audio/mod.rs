@@ -1,8 +1,9 @@
 //! Audio sources and their conversion to what the transcriber eats: 16 kHz mono f32.
 //!
-//! Today the source is a WAV file; the microphone (cpal) and the voice-activity
-//! segmenter arrive with the daemon and hand out the same [`Utterance`].
+//! Today the source is WAV files ([`source::files`]); the microphone (cpal) and
+//! the voice-activity segmenter arrive later and hand out the same [`Utterance`].
 
+pub mod source;
 pub mod wav;
 
 pub use wav::{WavError, read_wav};

@@ -3,47 +3,27 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
-
 use std::time::Duration;
 
+use anyhow::Result;
+use serde::Serialize;
+
+use super::fixtures::load_fixtures;
+use super::rig::Rig;
 use crate::audio::{SAMPLE_RATE, read_wav};
 use crate::clock::{self, Stopwatch};
-use crate::daemon::{Event, Feedback};
-use crate::demo::Rig;
+use crate::feedback::{Event, Feedback};
 use crate::gateway::{Gateway, GatewayConfig};
-use crate::intent::{self, Intent};
+use crate::intent;
 use crate::keys::SigningKey;
 use crate::money::{Currency, Money};
+use crate::policy::Limits;
 use crate::profile::DeviceProfile;
 use crate::protocol::{
     self, ApprovalMethod, Envelope, Evidence, PaymentRequest, RequestBuilder, topics,
 };
 use crate::recognizer::Recognizer;
 use crate::store::{PendingPayment, SpendChecks, Store, StoreConfig};
-
-/// One recorded utterance and what it must be understood as.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Fixture {
-    pub file: String,
-    /// The words that were spoken.
-    pub text: String,
-    pub intent: Intent,
-}
-
-/// Reads `dir/expected.jsonl`: one [`Fixture`] per line.
-pub fn load_fixtures(dir: &Path) -> Result<Vec<Fixture>> {
-    let path = dir.join("expected.jsonl");
-    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(n, line)| {
-            serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), n + 1))
-        })
-        .collect()
-}
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -125,7 +105,7 @@ pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
         .sum();
     let total_ms: f64 = latencies.iter().sum();
     latencies.sort_by(f64::total_cmp);
-    let payments = payment_figures(profile, fixtures_dir, &mut recognizer)?;
+    let payments = payment_figures(profile, fixtures_dir, recognizer)?;
     Ok(Report {
         machine: machine_description(),
         threads: profile.asr.threads,
@@ -151,7 +131,7 @@ pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
 fn payment_figures(
     profile: &DeviceProfile,
     fixtures_dir: &Path,
-    recognizer: &mut Recognizer,
+    recognizer: Recognizer,
 ) -> Result<PaymentFigures> {
     let work = tempfile::tempdir()?;
     let device = SigningKey::generate()?;
@@ -208,35 +188,49 @@ fn payment_figures(
     })
 }
 
-/// Pays 36 yuan and confirms, a few times, over the embedded broker; `None`
-/// when it cannot be started.
+/// Pays 36 yuan and confirms, a few times, over the embedded broker: from
+/// handing over the "confirm" utterance (its transcription included) to the
+/// verified answer. `None` when the rig cannot be started.
 fn confirm_to_answer(
     profile: &DeviceProfile,
     fixtures_dir: &Path,
-    recognizer: &mut Recognizer,
+    recognizer: Recognizer,
 ) -> Result<Option<u64>> {
-    struct Quiet;
-    impl Feedback for Quiet {
-        fn event(&mut self, _: &Event) {}
+    /// Tells the bench when each answer arrives.
+    struct Answers(tokio::sync::mpsc::UnboundedSender<()>);
+    impl Feedback for Answers {
+        fn event(&mut self, event: &Event) {
+            if matches!(event, Event::Answer { .. }) {
+                let _ = self.0.send(());
+            }
+        }
     }
-    let pay = read_wav(&fixtures_dir.join("pay_heytea_36.wav"))?;
-    let confirm = read_wav(&fixtures_dir.join("confirm_plain.wav"))?;
+    let pay = fixtures_dir.join("pay_heytea_36.wav");
+    let confirm = fixtures_dir.join("confirm_plain.wav");
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let Ok(mut rig) = Rig::start(profile.clone(), None, Box::new(Quiet)) else {
+        let (answered, mut answers) = tokio::sync::mpsc::unbounded_channel();
+        let feedback = Box::new(Answers(answered));
+        let limits = Limits::default();
+        let Ok(mut rig) = Rig::start(profile.clone(), None, &limits, recognizer, feedback) else {
             return Ok(None);
         };
-        if !rig.device.wait_online(Duration::from_secs(10)).await {
+        let wait = Duration::from_secs(10);
+        if !rig.until(wait, |s| s.link.online()).await {
             return Ok(None);
         }
         let mut rounds = Vec::new();
         for _ in 0..7 {
-            rig.device.hear(recognizer, "pay", &pay).await;
+            rig.hear(&pay).await?;
+            rig.until(wait, |s| s.asking).await;
             let started = Stopwatch::start();
-            rig.device.hear(recognizer, "confirm", &confirm).await;
-            rounds.push(started.elapsed().as_secs_f64() * 1000.0);
+            rig.hear(&confirm).await?;
+            if tokio::time::timeout(wait, answers.recv()).await.is_ok() {
+                rounds.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            rig.settled(wait).await;
         }
-        rig.device.close().await;
+        rig.stop().await?;
         rounds.sort_by(f64::total_cmp);
         Ok(Some(percentile(&rounds, 50)))
     })

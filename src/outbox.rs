@@ -1,0 +1,189 @@
+//! The outbox stage: signs an approved order into a request that is durable in the outbox (its spend reserved) before anyone may send it, and settles it with the gateway's verified answer.
+//!
+//! Nothing here talks to the network: the daemon publishes what [`Outbox::commit`]
+//! returns and hands every incoming answer to [`Outbox::settle`]. A request
+//! leaves the outbox only in `settle`, in the same transaction that writes its
+//! history entry.
+
+use uuid::Uuid;
+
+use crate::clock::{day_of, now_ms};
+use crate::keys::{PublicKey, SigningKey};
+use crate::order::{Approval, PaymentOrder, Purchase};
+use crate::policy::{OfflineFloor, Refusal};
+use crate::protocol::{
+    self, ApprovalMethod, Envelope, PaymentRequest, PaymentResponse, RequestBuilder, ResponseStatus,
+};
+use crate::store::{HistoryEntry, PendingPayment, Settlement, SpendChecks, Store, StoreError};
+
+/// A request signed and durable in the outbox.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub request: PaymentRequest,
+    pub envelope: Envelope,
+    /// The exact bytes to publish (and to republish until answered).
+    pub message: Vec<u8>,
+}
+
+/// Why an order was not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// A money rule refused it inside the commit: a decision.
+    #[error("refused: {0}")]
+    Refused(Refusal),
+    /// It could not be signed or recorded: nothing was paid.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A verified answer that settled a waiting payment.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub response: PaymentResponse,
+    pub entry: HistoryEntry,
+}
+
+/// Why an incoming answer settled nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    /// Not a valid gateway answer (garbage, forged, malformed): logged and dropped.
+    #[error("rejected an answer: {0}")]
+    Rejected(protocol::ProtocolError),
+    /// Verified, but for no waiting payment (a repeat, or not ours).
+    #[error("answer for request {0}, which is not waiting")]
+    NotWaiting(Uuid),
+    #[error("cannot record the answer: {0}")]
+    Store(#[from] StoreError),
+}
+
+pub struct Outbox {
+    store: Store,
+    key: SigningKey,
+    device_id: String,
+    gateway: PublicKey,
+    request_ttl_ms: u64,
+}
+
+impl Outbox {
+    pub fn new(
+        store: Store,
+        key: SigningKey,
+        device_id: String,
+        gateway: PublicKey,
+        request_ttl_ms: u64,
+    ) -> Outbox {
+        Outbox {
+            store,
+            key,
+            device_id,
+            gateway,
+            request_ttl_ms,
+        }
+    }
+
+    /// Signs `order` and commits it durably, re-checking the daily limit (and
+    /// the offline floor when `offline` is given) in the same transaction.
+    pub fn commit(
+        &self,
+        order: &PaymentOrder,
+        approval: &Approval,
+        offline: Option<&OfflineFloor>,
+    ) -> Result<Committed, CommitError> {
+        let failed = |what: &str, error: &dyn std::fmt::Display| {
+            CommitError::Failed(format!("{what}: {error}"))
+        };
+        let limits = self
+            .store
+            .limits()
+            .map_err(|e| failed("cannot read the limits", &e))?;
+        let seq = self
+            .store
+            .next_seq()
+            .map_err(|e| failed("cannot number the request", &e))?;
+        let request = self.request(order, approval, seq, offline.is_some());
+        let (envelope, _) = Envelope::seal_json(&request, &self.key)
+            .map_err(|e| failed("cannot sign the payment", &e))?;
+        let message = envelope.to_bytes();
+        let pending = PendingPayment::of(&request, message.clone());
+        let checks = SpendChecks {
+            daily_limit: limits.daily,
+            offline: offline.cloned(),
+        };
+        match self
+            .store
+            .commit_payment(&pending, day_of(request.created_at), &checks)
+        {
+            Ok(()) => Ok(Committed {
+                request,
+                envelope,
+                message,
+            }),
+            Err(StoreError::Refused(refusal)) => Err(CommitError::Refused(refusal)),
+            Err(error) => Err(CommitError::Failed(error.to_string())),
+        }
+    }
+
+    fn request(
+        &self,
+        order: &PaymentOrder,
+        approval: &Approval,
+        seq: u64,
+        offline: bool,
+    ) -> PaymentRequest {
+        let (method, confirming) = match approval {
+            Approval::AutoLimit => (ApprovalMethod::AutoLimit, None),
+            Approval::VoiceConfirm { transcript } => {
+                (ApprovalMethod::VoiceConfirm, Some(transcript.clone()))
+            }
+            Approval::PaymentCode { transcript } => {
+                (ApprovalMethod::PaymentCode, Some(transcript.clone()))
+            }
+        };
+        let builder = RequestBuilder::new(
+            &self.device_id,
+            seq,
+            order.amount,
+            order.purchase.payee(),
+            now_ms(),
+        )
+        .expires_in(self.request_ttl_ms)
+        .evidence(order.evidence.clone())
+        .approved(method, confirming);
+        let builder = match &order.purchase {
+            Purchase::Pay { .. } => builder,
+            Purchase::TopUp { tokens, .. } => builder.token_top_up(*tokens),
+        };
+        // Offline, the device itself approves under its floor limits.
+        if offline { builder.offline() } else { builder }.build()
+    }
+
+    /// Verifies one incoming answer and, if it answers a waiting payment,
+    /// moves that payment from the outbox to the history.
+    pub fn settle(&self, message: &[u8]) -> Result<Settled, SettleError> {
+        let gateway = self.gateway;
+        let response = protocol::open(message, |kid| (kid == gateway.key_id()).then_some(gateway))
+            .and_then(|o| o.parse::<PaymentResponse>())
+            .map_err(SettleError::Rejected)?;
+        let settlement = match response.status {
+            ResponseStatus::Approved => Settlement::Approved {
+                gateway_txn_id: response.gateway_txn_id.clone().unwrap_or_default(),
+                processed_at: response.processed_at,
+                response: message.to_vec(),
+            },
+            ResponseStatus::Declined => Settlement::Declined {
+                reason: response.reason.clone().unwrap_or_default(),
+                processed_at: response.processed_at,
+                response: message.to_vec(),
+            },
+        };
+        match self.store.settle(response.request_id, &settlement)? {
+            Some(entry) => Ok(Settled { response, entry }),
+            None => Err(SettleError::NotWaiting(response.request_id)),
+        }
+    }
+
+    /// The signed requests still waiting, in order.
+    pub fn waiting(&self) -> Result<Vec<PendingPayment>, StoreError> {
+        self.store.outbox()
+    }
+}

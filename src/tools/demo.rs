@@ -1,0 +1,131 @@
+//! `voicepay demo`: the whole flow in one process on the bundled fixtures, with fresh keys, an embedded broker, the gateway and the daemon.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::rig::Rig;
+use crate::feedback::Console;
+use crate::money::Money;
+use crate::policy::Limits;
+use crate::profile::DeviceProfile;
+use crate::recognizer::Recognizer;
+use crate::transport::BrokerUrl;
+
+/// The story the demo tells, one scene at a time: (what it shows, fixtures).
+const SCENES: &[(&str, &[&str])] = &[
+    (
+        "a payment confirmed by voice",
+        &["pay_heytea_36", "confirm_plain"],
+    ),
+    (
+        "a small payment under the auto-pay limit",
+        &["pay_heytea_9_noisy"],
+    ),
+    (
+        "a payment cancelled",
+        &["pay_starbucks_50_noisy", "cancel_plain"],
+    ),
+    ("a payment over the daily limit", &["pay_alice_3000"]),
+];
+const OFFLINE_SCENE: &[&str] = &["pay_luckin_12", "confirm_yes"];
+const CLOSING: &[&str] = &["query_today"];
+
+pub struct DemoOptions {
+    pub broker: Option<BrokerUrl>,
+    pub json: bool,
+    pub fixtures: PathBuf,
+}
+
+pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
+    let note = |text: &str| {
+        if options.json {
+            println!("{}", json!({"step": "scene", "text": text}));
+        } else {
+            println!("\n== {text}");
+        }
+    };
+    let currency = profile.default_currency;
+    let recognizer = Recognizer::new(&profile).context("cannot start the transcriber")?;
+    let feedback = Box::new(Console { json: options.json });
+    let limits = Limits {
+        auto_pay: Money::new(1_000, currency),
+        daily: Some(Money::new(50_000, currency)),
+        payment_code_above: None,
+    };
+    let mut rig = Rig::start(
+        profile,
+        options.broker.clone(),
+        &limits,
+        recognizer,
+        feedback,
+    )?;
+    if options.json {
+        let keys_line = json!({
+            "step": "keys",
+            "device_id": rig.device_id,
+            "device_public_key": rig.device_public.to_base64url(),
+            "gateway_public_key": rig.gateway_public.to_base64url(),
+            "broker": rig.broker.to_string(),
+        });
+        println!("{keys_line}");
+    } else {
+        println!(
+            "device  {}  public key {}",
+            rig.device_id, rig.device_public
+        );
+        println!("gateway public key {}", rig.gateway_public);
+        println!("broker  {}", rig.broker);
+    }
+    note("limits: auto-pay 10, daily 500 (in the profile's currency)");
+    if !rig.until(WAIT, |s| s.link.online()).await {
+        anyhow::bail!("the gateway did not come online at {}", rig.broker);
+    }
+
+    for (scene, fixtures) in SCENES {
+        note(scene);
+        hear_all(&mut rig, &options.fixtures, fixtures).await?;
+        // One scene at a time: its answers are told before the next begins.
+        rig.settled(WAIT).await;
+    }
+
+    note("the gateway goes away: a small payment is paid offline");
+    rig.stop_gateway().await;
+    rig.until(WAIT, |s| !s.link.online()).await;
+    hear_all(&mut rig, &options.fixtures, OFFLINE_SCENE).await?;
+    rig.heard_all(WAIT).await;
+    note("the gateway is back: the outbox drains");
+    rig.start_gateway()?;
+    rig.until(WAIT, |s| s.link.online() && s.outbox == 0).await;
+
+    note("asking what was spent");
+    hear_all(&mut rig, &options.fixtures, CLOSING).await?;
+    rig.settled(WAIT).await;
+
+    let store = rig.stop().await?;
+    let history = store.history()?;
+    let chain = store.verify_history()?;
+    if options.json {
+        for entry in &history {
+            println!("{}", json!({"step": "history", "entry": entry}));
+        }
+    } else {
+        println!("\n== history ({chain} entries, hash chain intact)");
+        for entry in &history {
+            println!("{:>3} {}", entry.index, entry.event.summary());
+        }
+    }
+    Ok(())
+}
+
+/// How long any one step of the story may take.
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn hear_all(rig: &mut Rig, dir: &Path, fixtures: &[&str]) -> Result<()> {
+    for name in fixtures {
+        rig.hear(&dir.join(format!("{name}.wav"))).await?;
+    }
+    Ok(())
+}
