@@ -1,5 +1,7 @@
 //! How the user hears back: the events the daemon emits and where they go (console lines or JSON lines now; speech and MQTT events later).
 
+use std::io::Write;
+
 use uuid::Uuid;
 
 use crate::intent::Intent;
@@ -64,27 +66,33 @@ pub struct Console {
 
 impl Feedback for Console {
     fn event(&mut self, event: &Event) {
+        // A closed or full stdout (a log collector gone) must not stop the
+        // daemon: the line is lost, the payment is not.
+        let line = self.line(event);
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    }
+}
+
+impl Console {
+    fn line(&self, event: &Event) -> String {
         if self.json {
-            if let Ok(line) = serde_json::to_string(event) {
-                println!("{line}");
-            }
-            return;
+            return serde_json::to_string(event).unwrap_or_default();
         }
         match event {
             Event::Heard {
                 file,
                 transcript,
                 intent,
-            } => println!(
+            } => format!(
                 "heard   {file}: {transcript:?} -> {}",
                 serde_json::to_string(intent).unwrap_or_default()
             ),
-            Event::Say { text } => println!("say     {text}"),
+            Event::Say { text } => format!("say     {text}"),
             Event::Sent {
                 request_id,
                 offline,
                 ..
-            } => println!(
+            } => format!(
                 "sent    request {request_id}{}",
                 if *offline { " (offline: queued)" } else { "" }
             ),
@@ -93,14 +101,14 @@ impl Feedback for Console {
                 status,
                 reason,
                 ..
-            } => println!(
+            } => format!(
                 "answer  request {request_id}: {status:?}{}",
                 reason
                     .as_ref()
                     .map(|r| format!(" ({r})"))
                     .unwrap_or_default()
             ),
-            Event::Error { message } => println!("error   {message}"),
+            Event::Error { message } => format!("error   {message}"),
         }
     }
 }

@@ -396,3 +396,94 @@ fn above_the_code_limit_a_wrong_code_is_refused() {
     assert!(steps(&events, "sent").is_empty(), "{text}");
     assert!(pair.final_ledger().is_empty());
 }
+
+/// A service manager's stop: SIGTERM while a payment waits for an answer
+/// that does not come. The daemon exits cleanly and soon, and the payment
+/// stays in the outbox for the next start.
+#[test]
+fn sigterm_stops_the_daemon_while_it_waits_for_an_answer_and_the_outbox_keeps_the_payment() {
+    use std::io::BufRead;
+    let mut pair = Pair::new();
+    if let Some(mut gateway) = pair.gateway.take() {
+        gateway.terminate();
+    }
+    // A gateway that says it is online and never answers.
+    let (client, mut connection) = rumqttc::Client::new(
+        rumqttc::MqttOptions::new("silent-gateway", "127.0.0.1", pair.port),
+        10,
+    );
+    let status = voicepay::protocol::topics::gateway_status(protocol_prefix());
+    client
+        .publish(status, rumqttc::QoS::AtLeastOnce, true, "online")
+        .unwrap();
+    client.disconnect().unwrap();
+    for event in connection.iter() {
+        if event.is_err() {
+            break;
+        }
+    }
+    pair.device(&["limits", "set", "--auto", "20.00"]);
+    let dev = path(&pair.device_dir);
+    let url = pair.url();
+    let input = fixture("pay_heytea_9_noisy.wav");
+    let mut daemon = voicepay(&[
+        "run",
+        "--json",
+        "--broker",
+        &url,
+        "--data-dir",
+        &dev,
+        "--answer-wait",
+        "600",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    daemon.stdout(std::process::Stdio::piped());
+    let mut daemon = Child::spawn(daemon);
+    let stdout = daemon.stdout().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let sent = lines.iter().find(|line| line.contains(r#""step":"sent""#));
+    assert!(sent.is_some(), "the payment was sent");
+    let status = daemon.terminate_within(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    let outbox = pair.device(&["outbox", "--json"]);
+    assert_eq!(outbox.lines().count(), 1, "{outbox}");
+    assert!(outbox.contains("Heytea"), "{outbox}");
+}
+
+/// Regression: the console's println! panicked on a closed stdout (a log
+/// collector gone), taking the daemon down mid-payment.
+#[test]
+fn a_daemon_whose_stdout_is_closed_still_pays() {
+    let pair = Pair::new();
+    pair.device(&["limits", "set", "--auto", "20.00"]);
+    let dev = path(&pair.device_dir);
+    let url = pair.url();
+    let input = fixture("pay_heytea_9_noisy.wav");
+    let mut daemon = voicepay(&[
+        "run",
+        "--broker",
+        &url,
+        "--data-dir",
+        &dev,
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    daemon.stdout(std::process::Stdio::piped());
+    let mut daemon = Child::spawn(daemon);
+    drop(daemon.stdout());
+    let status = daemon.wait_within(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+    let history = pair.history();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["event"]["kind"], "paid");
+    assert_eq!(pair.final_ledger().len(), 1);
+}

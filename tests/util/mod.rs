@@ -137,6 +137,38 @@ impl Child {
         Child(Some(cmd.spawn().expect("the child starts")))
     }
 
+    /// The child's piped standard output.
+    pub fn stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.0.as_mut()?.stdout.take()
+    }
+
+    /// SIGTERM, then waits at most `limit` (a hang fails the test; it is
+    /// a bound on a stop, not a measurement).
+    pub fn terminate_within(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let child = self.0.as_mut().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        self.wait_within(limit)
+    }
+
+    /// Waits for the child to exit by itself, at most `limit`.
+    pub fn wait_within(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let child = self.0.as_mut().expect("running");
+        let started = voicepay::clock::Stopwatch::start();
+        loop {
+            if let Some(status) = child.try_wait().expect("the child can be waited on") {
+                self.0 = None;
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the child did not finish within {limit:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Sends SIGTERM and waits: the graceful stop a service manager asks for.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.0.take().expect("running");

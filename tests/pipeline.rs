@@ -1,0 +1,282 @@
+//! The daemon as a pipeline, in-process: a real mosquitto, the real gateway, sled and signatures, fed typed utterances through its source.
+
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
+mod util;
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+use util::*;
+use voicepay::daemon::{self, DaemonConfig, DaemonError};
+use voicepay::feedback::{Event, Feedback};
+use voicepay::gateway::{self, Gateway, GatewayConfig};
+use voicepay::identity;
+use voicepay::keys::SigningKey;
+use voicepay::money::{Currency, Money};
+use voicepay::policy::Limits;
+use voicepay::profile::DeviceProfile;
+use voicepay::protocol::{self, ResponseStatus, topics};
+use voicepay::recognizer::{Heard, Intake, Source};
+use voicepay::store::{Store, StoreConfig};
+
+/// Hands every event to the test.
+struct Recorder(mpsc::UnboundedSender<Event>);
+
+impl Feedback for Recorder {
+    fn event(&mut self, event: &Event) {
+        let _ = self.0.send(event.clone());
+    }
+}
+
+/// A broker, a paired device and gateway (keys on disk), nothing running yet.
+struct Installation {
+    broker: Broker,
+    device_dir: tempfile::TempDir,
+    gateway_dir: tempfile::TempDir,
+    prefix: String,
+}
+
+impl Installation {
+    fn new(prefix: &str) -> Installation {
+        let broker = Broker::start();
+        let device_dir = tempfile::tempdir().unwrap();
+        let gateway_dir = tempfile::tempdir().unwrap();
+        let gateway_key = SigningKey::create_file(&gateway_dir.path().join("gateway.key")).unwrap();
+        let device_key = identity::init_device_key(device_dir.path()).unwrap();
+        identity::trust_gateway(device_dir.path(), &gateway_key.public_key()).unwrap();
+        let device_public = device_key.public_key();
+        let device_id = protocol::device_id_for(&device_public);
+        Gateway::open(self_config(gateway_dir.path(), prefix), gateway_key)
+            .unwrap()
+            .enroll(&device_id, &device_public)
+            .unwrap();
+        Installation {
+            broker,
+            device_dir,
+            gateway_dir,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    fn set_limits(&self, auto_pay_minor: i64) {
+        let store = self.store();
+        store
+            .set_limits(&Limits {
+                auto_pay: Money::new(auto_pay_minor, Currency::CNY),
+                ..Limits::default()
+            })
+            .unwrap();
+    }
+
+    fn store(&self) -> Store {
+        Store::open(&StoreConfig::new(self.device_dir.path().join("store"))).unwrap()
+    }
+
+    /// The reference gateway, serving until the returned sender is dropped.
+    fn start_gateway(&self) -> tokio::sync::oneshot::Sender<()> {
+        let config = self_config(self.gateway_dir.path(), &self.prefix);
+        let key = gateway::load_key(&config).unwrap();
+        let gateway = Gateway::open(config, key).unwrap();
+        let broker = self.broker.url().parse().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            gateway::run(gateway, &broker, shutdown).await.unwrap();
+        });
+        stop
+    }
+
+    /// Plays a gateway that says it is online and never answers.
+    async fn fake_a_silent_gateway(&self) {
+        let topic = topics::gateway_status(&self.prefix);
+        let options = rumqttc::MqttOptions::new("silent-gateway", "127.0.0.1", self.broker.port);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+        client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, true, "online")
+            .await
+            .unwrap();
+        // Until the broker has taken it.
+        while !matches!(
+            eventloop.poll().await.unwrap(),
+            rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))
+        ) {}
+        client.disconnect().await.unwrap();
+    }
+
+    /// The daemon on this installation, fed from the returned intake.
+    fn start_daemon(
+        &self,
+        profile: DeviceProfile,
+    ) -> (
+        Intake,
+        mpsc::UnboundedReceiver<Event>,
+        CancellationToken,
+        tokio::task::JoinHandle<Result<(), DaemonError>>,
+    ) {
+        let mut profile = profile;
+        profile.mqtt.prefix = self.prefix.clone();
+        let broker = self.broker.url().parse().unwrap();
+        let mut config = DaemonConfig::new(profile, self.device_dir.path().to_owned(), broker);
+        config.connect_wait = Duration::from_secs(10);
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (intake, source) = Source::channel(4);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(daemon::run(
+            config,
+            source,
+            Box::new(Recorder(events_tx)),
+            shutdown.clone(),
+        ));
+        (intake, events, shutdown, task)
+    }
+}
+
+fn self_config(dir: &std::path::Path, prefix: &str) -> GatewayConfig {
+    let mut config = GatewayConfig::new(dir.to_owned());
+    config.prefix = prefix.to_owned();
+    config
+}
+
+async fn say(intake: &Intake, text: &str) {
+    let context = DeviceProfile::embedded().unwrap().parse_context();
+    intake.arriving();
+    assert!(intake.send(Heard::typed("typed", text, &context)).await);
+}
+
+/// The next event that `pick` accepts, skipping the others; at most 20 s.
+async fn next_where<T>(
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    let found = timeout(Duration::from_secs(20), async {
+        while let Some(event) = events.recv().await {
+            if let Some(found) = pick(&event) {
+                return Some(found);
+            }
+        }
+        None
+    })
+    .await;
+    found
+        .ok()
+        .flatten()
+        .expect("the awaited event came within 20 s")
+}
+
+fn said(event: &Event) -> Option<String> {
+    match event {
+        Event::Say { text } => Some(text.clone()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_waiting_for_its_answer_does_not_hold_up_the_next_utterance() {
+    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    setup.set_limits(1_000);
+    setup.fake_a_silent_gateway().await;
+    let (intake, mut events, shutdown, daemon) =
+        setup.start_daemon(DeviceProfile::embedded().unwrap());
+
+    say(&intake, "Pay 1 yuan to Heytea.").await;
+    let offline = next_where(&mut events, |e| match e {
+        Event::Sent { offline, .. } => Some(*offline),
+        _ => None,
+    })
+    .await;
+    assert!(!offline, "sent to a gateway that says it is online");
+    // The gateway never answers; the next question is answered anyway.
+    say(&intake, "How much did I spend today?").await;
+    let text = next_where(&mut events, |e| said(e).filter(|t| t.starts_with("You"))).await;
+    assert_eq!(text, "You have spent nothing today.");
+
+    // Shutdown with the payment unanswered: the daemon stops at once...
+    shutdown.cancel();
+    timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("the daemon stops when cancelled")
+        .unwrap()
+        .unwrap();
+    // ...and the payment waits in the outbox for the next start.
+    let outbox = setup.store().outbox().unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].payee, "Heytea");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_waits_for_an_answer_still_being_transcribed_and_closes_on_silence() {
+    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    let _gateway = setup.start_gateway();
+    let mut profile = DeviceProfile::embedded().unwrap();
+    profile.payments.confirm_window = Duration::from_millis(800);
+    let context = profile.parse_context();
+    let (intake, mut events, shutdown, daemon) = setup.start_daemon(profile);
+
+    say(&intake, "Pay 50 yuan to Heytea.").await;
+    let question = next_where(&mut events, said).await;
+    assert_eq!(question, "Pay 50 yuan to Heytea? Say confirm or cancel.");
+    // "Confirm" was spoken in time, but its transcription outlasts the window.
+    let confirm = Heard::typed("typed", "Confirm.", &context);
+    intake.arriving();
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert!(intake.send(confirm).await);
+    let status = next_where(&mut events, |e| match e {
+        Event::Answer { status, .. } => Some(*status),
+        Event::Say { text } if text.starts_with("Payment cancelled") => {
+            panic!("dropped while the answer was on its way: {text}")
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(status, ResponseStatus::Approved);
+
+    // Silence past the window drops the payment; a late "confirm" pays nothing.
+    say(&intake, "Pay 50 yuan to Heytea.").await;
+    next_where(&mut events, |e| {
+        said(e).filter(|t| t.ends_with("confirm or cancel."))
+    })
+    .await;
+    let dropped = next_where(&mut events, said).await;
+    assert_eq!(dropped, "Payment cancelled: no answer in time.");
+    say(&intake, "Confirm.").await;
+    let late = next_where(&mut events, |e| match e {
+        Event::Sent { .. } => panic!("a late confirm paid"),
+        other => said(other),
+    })
+    .await;
+    assert_eq!(late, "There is nothing to confirm.");
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topic_prefix_comes_from_the_profile_and_the_gateway_flag() {
+    let setup = Installation::new("acme/pay");
+    setup.set_limits(1_000);
+    let _gateway = setup.start_gateway();
+    let (intake, mut events, shutdown, daemon) =
+        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    say(&intake, "Pay 1 yuan to Heytea.").await;
+    let (offline, status) = (
+        next_where(&mut events, |e| match e {
+            Event::Sent { offline, .. } => Some(*offline),
+            _ => None,
+        })
+        .await,
+        next_where(&mut events, |e| match e {
+            Event::Answer { status, .. } => Some(*status),
+            _ => None,
+        })
+        .await,
+    );
+    assert!(!offline, "the gateway on acme/pay was seen online");
+    assert_eq!(status, ResponseStatus::Approved);
+    drop(intake);
+    daemon.await.unwrap().unwrap();
+    drop(shutdown);
+}
