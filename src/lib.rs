@@ -2,20 +2,38 @@
 //!
 //! # Layout
 //!
-//! Audio comes in as an [`audio::Utterance`] (16 kHz mono), the
-//! [`asr::Transcriber`] turns it into text with Whisper on the device, and
-//! [`intent::parse`] turns the text into an [`intent::Intent`]; the
-//! [`recognizer::Recognizer`] chains the two and keeps low-confidence speech
-//! from ever paying. A [`profile::DeviceProfile`] says what a device class
-//! speaks, pays in and runs. Money is [`money::Money`]: integer minor units.
+//! The daemon is a pipeline; the modules below are listed in the order data
+//! flows through it. An audio source hands [`audio::Utterance`]s (16 kHz
+//! mono) to the transcriber stage, where the [`recognizer::Recognizer`] runs
+//! Whisper ([`asr`]) and the intent parser ([`intent`]) and keeps
+//! low-confidence speech from ever paying. The daemon ([`daemon::run`]) feeds
+//! what was heard to the [`dialog`], which asks the [`policy`] and answers with
+//! actions; an approved [`order`] goes to the [`outbox`], which signs it
+//! ([`keys`], [`protocol`]) and makes it durable in the [`store`] before the
+//! [`transport`] publishes it; the gateway's signed answer comes back the same
+//! way and settles it into the history. The user hears back through the
+//! [`phrasebook`] and [`feedback`]. Money is [`money::Money`]: integer minor
+//! units. A [`profile::DeviceProfile`] says what a device class speaks, pays
+//! in and runs; the shutdown is a `CancellationToken` passed to every stage.
 //!
-//! - [`audio`]: WAV input and resampling to 16 kHz mono
+//! - [`audio`]: sources (WAV files now) and resampling to 16 kHz mono
 //! - [`asr`]: model install and conversion (CTranslate2 to ggml), the transcriber
-//! - [`intent`]: transcript to intent (English), numbers and currencies
-//! - [`money`]: amounts in minor units with an ISO 4217 currency
-//! - [`profile`]: device profiles (TOML) with environment overrides
-//! - [`recognizer`]: utterance to transcript to intent
-//! - [`bench`]: the `voicepay bench` report
+//! - [`intent`]: transcript to intent, by the language's word tables
+//! - [`recognizer`]: utterance to transcript to intent; the transcriber stage and the daemon's `Source`
+//! - [`dialog`]: the conversation: read-backs, confirmations, codes, windows
+//! - [`policy`]: the money rules: limits, offline floor, the decision and typed refusals
+//! - [`order`]: what the user asked to pay, how it was approved, why it was dropped
+//! - [`outbox`]: signs approved orders durably into the outbox; settles answers
+//! - [`store`]: sled: outbox, hash-chained history, spend and offline counters, limits
+//! - [`protocol`]: the wire: signed envelope, request, response, agent task, topics
+//! - [`keys`], [`identity`]: Ed25519 keys and the device's identity on disk
+//! - [`transport`]: the MQTT link: broker URLs, publishing, answers, the gateway's status
+//! - [`phrasebook`]: everything the device says, by [`language`]
+//! - [`feedback`]: events and status, and where they go (the console)
+//! - [`daemon`]: the loop that wires the stages, with its shutdown
+//! - [`gateway`]: the reference gateway (verify, deduplicate, re-check, answer)
+//! - [`money`], [`profile`], [`clock`], [`durable`]: amounts, device profiles, time, fsync
+//! - [`tools`]: the demo, the bench, the embedded broker, the test rig and fixtures
 
 pub mod asr;
 pub mod audio;

@@ -379,14 +379,7 @@ fn model(command: ModelCommand, profile: &DeviceProfile) -> Result<ExitCode> {
         }
     };
     bar.finish_and_clear();
-    match outcome? {
-        install::Outcome::AlreadyInstalled { path } => {
-            println!("{}: already installed and intact", path.display())
-        }
-        install::Outcome::Installed { path, sha256 } => {
-            println!("{}: installed (sha256 {sha256})", path.display())
-        }
-    }
+    println!("{}", outcome?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -424,12 +417,7 @@ fn transcribe(profile: &DeviceProfile, files: &[PathBuf]) -> Result<ExitCode> {
         let (transcript, ms) = recognizer
             .transcribe(&utterance)
             .with_context(|| file.display().to_string())?;
-        Ok(json!({
-            "file": file,
-            "text": transcript.text,
-            "confidence": round3(transcript.confidence),
-            "ms": ms,
-        }))
+        Ok(recognizer::transcription_line(file, &transcript, ms))
     }))
 }
 
@@ -440,11 +428,11 @@ fn intent_of_files(profile: &DeviceProfile, files: &[PathBuf]) -> Result<ExitCod
         let understood = recognizer
             .understand(&utterance)
             .with_context(|| file.display().to_string())?;
-        Ok(json!({
-            "file": file,
-            "transcript": understood.transcript.text,
-            "intent": understood.intent,
-        }))
+        Ok(recognizer::intent_line(
+            json!({"file": file}),
+            &understood.transcript.text,
+            &understood.intent,
+        ))
     }))
 }
 
@@ -454,7 +442,7 @@ fn intent_of_texts(profile: &DeviceProfile, texts: &[String]) -> Result<ExitCode
         let intent = intent::parse(text, &context);
         println!(
             "{}",
-            json!({"text": text, "transcript": text, "intent": intent})
+            recognizer::intent_line(json!({"text": text}), text, &intent)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -472,7 +460,7 @@ fn history(store: &Store, json: bool, verify: bool) -> Result<ExitCode> {
         if json {
             println!("{}", serde_json::to_string(&entry)?);
         } else {
-            println!("{:>4} {}", entry.index, entry.event.summary());
+            println!("{}", entry.line());
         }
     }
     if verify {
@@ -489,10 +477,7 @@ fn limits(command: LimitsCommand, profile: &DeviceProfile) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string(&limits)?);
             } else {
-                let or_none = |m: Option<Money>| m.map_or("none".to_owned(), |m| m.to_string());
-                println!("auto-pay   {}", limits.auto_pay);
-                println!("daily      {}", or_none(limits.daily));
-                println!("code above {}", or_none(limits.payment_code_above));
+                println!("{limits}");
             }
         }
         LimitsCommand::Set {
@@ -640,8 +625,4 @@ fn parse_money(text: &str) -> Result<Money, String> {
     })?;
     let currency = Currency::from_code(code.trim()).map_err(|e| e.to_string())?;
     Money::parse_decimal(amount, currency).map_err(|e| e.to_string())
-}
-
-fn round3(x: f32) -> f64 {
-    (f64::from(x) * 1000.0).round() / 1000.0
 }

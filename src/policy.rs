@@ -28,6 +28,16 @@ impl Default for Limits {
     }
 }
 
+/// `voicepay limits show`: one limit a line.
+impl std::fmt::Display for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let or_none = |m: Option<Money>| m.map_or("none".to_owned(), |m| m.to_string());
+        writeln!(f, "auto-pay   {}", self.auto_pay)?;
+        writeln!(f, "daily      {}", or_none(self.daily))?;
+        write!(f, "code above {}", or_none(self.payment_code_above))
+    }
+}
+
 /// Limits on paying while the gateway is unreachable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OfflineFloor {

@@ -122,6 +122,28 @@ impl Recognizer {
     }
 }
 
+/// `voicepay transcribe`'s line: `{"file","text","confidence","ms"}`.
+pub fn transcription_line(file: &Path, transcript: &Transcript, ms: u64) -> serde_json::Value {
+    serde_json::json!({
+        "file": file,
+        "text": transcript.text,
+        "confidence": (f64::from(transcript.confidence) * 1000.0).round() / 1000.0,
+        "ms": ms,
+    })
+}
+
+/// `voicepay intent`'s line: `source` (`{"file"}` or `{"text"}`) with the
+/// transcript and the intent JSON.
+pub fn intent_line(
+    mut source: serde_json::Value,
+    transcript: &str,
+    intent: &Intent,
+) -> serde_json::Value {
+    source["transcript"] = serde_json::json!(transcript);
+    source["intent"] = serde_json::json!(intent);
+    source
+}
+
 /// The utterance's samples as bytes, for the evidence hash (never sent).
 fn pcm_bytes(utterance: &Utterance) -> Vec<u8> {
     utterance

@@ -247,6 +247,11 @@ pub struct HistoryEntry {
 }
 
 impl HistoryEntry {
+    /// `voicepay history`'s line: "   3 paid      36.00 CNY to Heytea".
+    pub fn line(&self) -> String {
+        format!("{:>4} {}", self.index, self.event.summary())
+    }
+
     pub fn at(&self) -> u64 {
         self.event.at()
     }

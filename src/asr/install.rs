@@ -68,6 +68,7 @@ pub enum Progress<'a> {
     Verifying,
 }
 
+/// What `voicepay model install` and `import` did; its `Display` is their line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A good model was already there; nothing was done.
@@ -78,6 +79,19 @@ pub enum Outcome {
         path: PathBuf,
         sha256: String,
     },
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::AlreadyInstalled { path } => {
+                write!(f, "{}: already installed and intact", path.display())
+            }
+            Outcome::Installed { path, sha256 } => {
+                write!(f, "{}: installed (sha256 {sha256})", path.display())
+            }
+        }
+    }
 }
 
 /// `ggml-NAME.bin.sha256` beside the model, in `sha256sum` format.
