@@ -353,9 +353,9 @@ impl Daemon {
             });
         }
         self.unanswered.insert(request_id);
-        if let Err(error) = self.link.publish(committed.message).await {
-            // Still in the outbox: the next (re)connection sends it.
-            tracing::warn!(%error, "publish failed; the outbox keeps the payment");
+        if !self.link.publish(committed.message) {
+            // Still in the outbox: the gateway's next appearance sends it.
+            tracing::warn!(%request_id, "not queued for MQTT; the outbox keeps the payment");
         }
     }
 

@@ -24,7 +24,7 @@ use crate::policy;
 use crate::protocol::{
     self, Envelope, PaymentRequest, PaymentResponse, ProtocolError, RequestKind, topics,
 };
-use crate::transport::BrokerUrl;
+use crate::transport::{BrokerUrl, Publisher};
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -68,8 +68,6 @@ pub enum GatewayError {
     Corrupt(String),
     #[error("device id {0:?} is not 1-64 of A-Z a-z 0-9 _ -")]
     BadDeviceId(String),
-    #[error("MQTT: {0}")]
-    Mqtt(#[from] rumqttc::ClientError),
 }
 
 /// Why a message got no answer. Each is logged; the gateway keeps running.
@@ -383,8 +381,14 @@ fn truncate(s: &str) -> String {
     s.chars().take(80).collect()
 }
 
+/// How many answers may wait for MQTT before new ones are dropped (each is
+/// durable, and a device that sends its request again gets it again).
+const GATEWAY_SEND_QUEUE: usize = 50_000;
+
 /// Serves until `shutdown` resolves: subscribes to every device's requests,
 /// answers each, logs and skips what it rejects, reconnects on its own.
+/// Answers are queued for a publisher task, so polling the connection never
+/// waits on sending and a burst cannot freeze the loop or the shutdown.
 pub async fn run(
     gateway: Gateway,
     broker: &BrokerUrl,
@@ -393,7 +397,8 @@ pub async fn run(
     let status = topics::gateway_status(&gateway.config.prefix);
     let mut options = broker.options("voicepay-gateway");
     options.set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
-    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    let (outgoing, publisher_task) = Publisher::start(client, GATEWAY_SEND_QUEUE);
     let filter = topics::all_requests_filter(&gateway.config.prefix);
     tokio::pin!(shutdown);
     loop {
@@ -404,26 +409,22 @@ pub async fn run(
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 tracing::info!(%filter, "gateway connected; subscribing");
-                client.subscribe(&filter, QoS::AtLeastOnce).await?;
+                outgoing.subscribe(&filter);
             }
             // Only once subscribed can requests be answered: then say so.
             Ok(Event::Incoming(Packet::SubAck(_))) => {
-                client
-                    .publish(&status, QoS::AtLeastOnce, true, "online")
-                    .await?;
+                outgoing.publish(&status, true, "online");
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 match gateway.handle(&publish.topic, &publish.payload, now_ms()) {
                     Ok(reply) => {
-                        tracing::info!(
+                        tracing::debug!(
                             request_id = %reply.response.request_id,
                             status = ?reply.response.status,
                             repeated = reply.repeated,
                             "answered"
                         );
-                        client
-                            .publish(reply.topic, QoS::AtLeastOnce, false, reply.message)
-                            .await?;
+                        outgoing.publish(&reply.topic, false, reply.message);
                     }
                     Err(rejection) => tracing::warn!(%rejection, "rejected a message"),
                 }
@@ -431,23 +432,23 @@ pub async fn run(
             Ok(_) => {}
             Err(error) => {
                 tracing::warn!(%error, "gateway lost the broker; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                }
             }
         }
     }
-    drain(&client, &mut eventloop, &status).await;
+    drain(&outgoing, &mut eventloop, &status).await;
+    publisher_task.abort();
     Ok(())
 }
 
-/// Says `offline` and disconnects, giving the broker a moment to take both.
-async fn drain(client: &AsyncClient, eventloop: &mut rumqttc::EventLoop, status: &str) {
-    let said = client
-        .publish(status, QoS::AtLeastOnce, true, "offline")
-        .await;
-    let disconnected = client.disconnect().await;
-    if said.is_err() || disconnected.is_err() {
-        return;
-    }
+/// Says `offline` and disconnects, giving the broker at most two seconds to
+/// take both (after whatever answers are still queued).
+async fn drain(outgoing: &Publisher, eventloop: &mut rumqttc::EventLoop, status: &str) {
+    outgoing.publish(status, true, "offline");
+    outgoing.disconnect();
     let deadline = tokio::time::sleep(std::time::Duration::from_secs(2));
     tokio::pin!(deadline);
     loop {

@@ -93,10 +93,105 @@ impl LinkState {
     }
 }
 
+/// What a link asks of MQTT, queued for the publisher task.
+#[derive(Debug)]
+enum Outgoing {
+    Subscribe(String),
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+    },
+    Disconnect,
+}
+
+/// A queue in front of rumqttc's client, drained by a task of its own: the
+/// loop that polls the connection never waits on a publish (a client call
+/// waits for the event loop, so calling it from the loop freezes both).
+/// The queue is bounded by a count: past it a message is dropped and logged;
+/// everything a link publishes is either durable elsewhere (the outbox, the
+/// gateway's answers) or a status that is said again.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    tx: tokio::sync::mpsc::UnboundedSender<Outgoing>,
+    backlog: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    max_backlog: usize,
+}
+
+impl Publisher {
+    /// All QoS 1. The task ends when every `Publisher` clone is gone.
+    pub fn start(
+        client: rumqttc::AsyncClient,
+        max_backlog: usize,
+    ) -> (Publisher, tokio::task::JoinHandle<()>) {
+        use std::sync::atomic::Ordering;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outgoing>();
+        let backlog = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = backlog.clone();
+        let task = tokio::spawn(async move {
+            let qos = rumqttc::QoS::AtLeastOnce;
+            while let Some(outgoing) = rx.recv().await {
+                count.fetch_sub(1, Ordering::Relaxed);
+                let sent = match outgoing {
+                    Outgoing::Subscribe(filter) => client.subscribe(filter, qos).await,
+                    Outgoing::Publish {
+                        topic,
+                        payload,
+                        retain,
+                    } => client.publish(topic, qos, retain, payload).await,
+                    Outgoing::Disconnect => client.disconnect().await,
+                };
+                if let Err(error) = sent {
+                    // The event loop is gone: nothing more can be sent.
+                    tracing::debug!(%error, "MQTT client closed");
+                    break;
+                }
+            }
+        });
+        let publisher = Publisher {
+            tx,
+            backlog,
+            max_backlog,
+        };
+        (publisher, task)
+    }
+
+    fn push(&self, outgoing: Outgoing) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.backlog.load(Ordering::Relaxed) >= self.max_backlog {
+            tracing::warn!(
+                max = self.max_backlog,
+                "MQTT send queue full: a message was dropped"
+            );
+            return false;
+        }
+        self.backlog.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(outgoing).is_ok()
+    }
+
+    /// Queues a QoS 1 publish; `false` if it was dropped (queue full or closed).
+    pub fn publish(&self, topic: &str, retain: bool, payload: impl Into<Vec<u8>>) -> bool {
+        self.push(Outgoing::Publish {
+            topic: topic.to_owned(),
+            payload: payload.into(),
+            retain,
+        })
+    }
+
+    pub fn subscribe(&self, filter: &str) -> bool {
+        self.push(Outgoing::Subscribe(filter.to_owned()))
+    }
+
+    /// After what is queued before it.
+    pub fn disconnect(&self) -> bool {
+        self.tx.send(Outgoing::Disconnect).is_ok()
+    }
+}
+
 /// The device's MQTT connection: publishes requests, hands over answers, and
 /// republishes the whole outbox from disk whenever the gateway (re)appears.
 pub struct DeviceLink {
-    client: rumqttc::AsyncClient,
+    publisher: Publisher,
     closing: std::sync::Arc<std::sync::atomic::AtomicBool>,
     requests_topic: String,
     pub state: tokio::sync::watch::Receiver<LinkState>,
@@ -105,7 +200,12 @@ pub struct DeviceLink {
     /// the tasks topic is subscribed (the agent tasks issue).
     pub tasks: tokio::sync::mpsc::Receiver<Vec<u8>>,
     task: tokio::task::JoinHandle<()>,
+    publisher_task: tokio::task::JoinHandle<()>,
 }
+
+/// How many messages a device may have queued for MQTT: an outbox far larger
+/// than a device ever holds, plus statuses.
+const DEVICE_SEND_QUEUE: usize = 20_000;
 
 impl DeviceLink {
     /// Connects in the background; `outbox` gives the signed requests still
@@ -127,15 +227,16 @@ impl DeviceLink {
         // The session is ours across reconnects: answers sent while we were
         // briefly away are still delivered.
         options.set_clean_session(false);
-        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 64);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 256);
+        let (publisher, publisher_task) = Publisher::start(client, DEVICE_SEND_QUEUE);
         let (state_tx, state) = tokio::sync::watch::channel(LinkState::default());
         let (answers_tx, answers) = tokio::sync::mpsc::channel(64);
         let (tasks_tx, tasks) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
-        let publisher = client.clone();
         let requests_topic = topics::requests(prefix, device_id);
         let requests = requests_topic.clone();
         let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let closed = closing.clone();
+        let queue = publisher.clone();
         let task = tokio::spawn(async move {
             // Held open: an empty input, not a closed one.
             let _tasks = tasks_tx;
@@ -145,31 +246,22 @@ impl DeviceLink {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff = Duration::from_millis(200);
                         state_tx.send_modify(|s| s.broker = true);
-                        let subscribed = async {
-                            publisher.subscribe(&responses, QoS::AtLeastOnce).await?;
-                            publisher
-                                .subscribe(&gateway_status, QoS::AtLeastOnce)
-                                .await?;
-                            publisher
-                                .publish(&status, QoS::AtLeastOnce, true, "online")
-                                .await
-                        };
-                        if let Err(error) = subscribed.await {
-                            tracing::warn!(%error, "cannot subscribe");
-                        }
+                        queue.subscribe(&responses);
+                        queue.subscribe(&gateway_status);
+                        queue.publish(&status, true, "online");
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == gateway_status => {
                         let online = p.payload.as_ref() == b"online";
-                        state_tx.send_modify(|s| s.gateway = online);
+                        state_tx.send_if_modified(|s| {
+                            let changed = s.gateway != online;
+                            s.gateway = online;
+                            changed
+                        });
                         if online {
                             // Whatever is still in the outbox may never have
                             // arrived: send it again; the gateway deduplicates.
                             for envelope in outbox() {
-                                let sent = publisher
-                                    .publish(&requests, QoS::AtLeastOnce, false, envelope)
-                                    .await;
-                                if let Err(error) = sent {
-                                    tracing::warn!(%error, "cannot republish the outbox");
+                                if !queue.publish(&requests, false, envelope) {
                                     break;
                                 }
                             }
@@ -186,7 +278,11 @@ impl DeviceLink {
                         if state_tx.borrow().broker && !expected {
                             tracing::warn!(%error, "lost the broker");
                         }
-                        state_tx.send_modify(|s| *s = LinkState::default());
+                        state_tx.send_if_modified(|s| {
+                            let changed = *s != LinkState::default();
+                            *s = LinkState::default();
+                            changed
+                        });
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
@@ -194,45 +290,40 @@ impl DeviceLink {
             }
         });
         DeviceLink {
-            client,
+            publisher,
             closing,
             requests_topic,
             state,
             answers,
             tasks,
             task,
+            publisher_task,
         }
     }
 
-    /// Hands a signed request to MQTT (QoS 1). Delivery is not confirmation:
-    /// the payment stays in the outbox until the gateway's answer arrives.
-    pub async fn publish(&self, envelope: Vec<u8>) -> Result<(), rumqttc::ClientError> {
-        self.client
-            .publish(
-                &self.requests_topic,
-                rumqttc::QoS::AtLeastOnce,
-                false,
-                envelope,
-            )
-            .await
+    /// Queues a signed request for MQTT (QoS 1) without waiting. Delivery is
+    /// not confirmation: the payment stays in the outbox until the gateway's
+    /// answer arrives, and is sent again whenever the gateway reappears.
+    pub fn publish(&self, envelope: Vec<u8>) -> bool {
+        self.publisher
+            .publish(&self.requests_topic, false, envelope)
     }
 
     /// Says `offline` and disconnects, waiting briefly for the broker to take it.
     pub async fn close(&mut self, prefix: &str, device_id: &str) {
         let status = crate::protocol::topics::status(prefix, device_id);
-        let _ = self
-            .client
-            .publish(status, rumqttc::QoS::AtLeastOnce, true, "offline")
-            .await;
+        self.publisher.publish(&status, true, "offline");
         self.closing
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = self.client.disconnect().await;
+        self.publisher.disconnect();
         // The event loop sends both, then sees the connection end.
         let mut state = self.state.clone();
         let _ = tokio::time::timeout(Duration::from_secs(2), state.wait_for(|s| !s.broker)).await;
         self.task.abort();
-        // Gone for good before we return: it holds a handle on the store,
-        // which must be free for whoever opens it next.
+        self.publisher_task.abort();
+        // Gone for good before we return: the task holds a handle on the
+        // store, which must be free for whoever opens it next.
         let _ = (&mut self.task).await;
+        let _ = (&mut self.publisher_task).await;
     }
 }

@@ -73,7 +73,12 @@ impl Broker {
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            // A gateway's queue must hold a burst: mosquitto drops QoS 1
+            // messages beyond 1000 queued per client by default.
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 max_queued_messages 100000\n"
+            ),
         )
         .unwrap();
         let child = Command::new(mosquitto())
