@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::clock::{day_of, now_ms};
-use crate::dialog::{Action, Assess, Dialog, random_code};
+use crate::dialog::{Action, Assess, Dialog, DialogSettings, random_code};
 use crate::feedback::{Event, Feedback, Status};
 use crate::identity::DeviceIdentity;
 use crate::intent::{LimitScope, Period};
@@ -111,6 +111,8 @@ struct Daemon {
     status: Status,
     /// Published online in this run and not answered yet.
     unanswered: HashSet<Uuid>,
+    /// The gateway was reachable at the last look.
+    was_online: bool,
 }
 
 impl Daemon {
@@ -119,11 +121,13 @@ impl Daemon {
         let identity = DeviceIdentity::load(&config.data_dir)?;
         let store = Store::open(&StoreConfig::new(config.data_dir.join("store")))?;
         let profile = &config.profile;
-        let dialog = Dialog::new(
-            profile.payments.confirm_window,
-            profile.parse_context(),
-            Box::new(random_code),
-        );
+        let settings = DialogSettings {
+            window: profile.payments.confirm_window,
+            min_confidence: profile.asr.min_confidence,
+            wrong_codes_allowed: 3,
+            lockout: profile.payments.code_lockout,
+        };
+        let dialog = Dialog::new(settings, profile.parse_context(), Box::new(random_code));
         let outbox_store = store.clone();
         let link = DeviceLink::start(
             &config.broker,
@@ -157,6 +161,7 @@ impl Daemon {
             feedback,
             status: Status::default(),
             unanswered: HashSet::new(),
+            was_online: false,
         })
     }
 
@@ -410,6 +415,15 @@ impl Daemon {
     }
 
     fn link_changed(&mut self) {
+        let online = self.link_state().online();
+        // The offline age counts from the last contact with the gateway.
+        if self.was_online
+            && !online
+            && let Err(error) = self.store.mark_link_down(now_ms())
+        {
+            tracing::warn!(%error, "cannot record when the link went down");
+        }
+        self.was_online = online;
         self.end_offline_spell();
     }
 

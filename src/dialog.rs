@@ -66,26 +66,62 @@ struct Pending {
     asked_again: bool,
 }
 
+/// How the dialog waits, trusts and locks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DialogSettings {
+    /// How long a question waits for its answer.
+    pub window: Duration,
+    /// An answer heard with less confidence is asked again, never taken
+    /// (the same bar as a payment's).
+    pub min_confidence: f32,
+    /// After this many wrong codes in a row, payments that need a code are
+    /// refused for `lockout`.
+    pub wrong_codes_allowed: u32,
+    pub lockout: Duration,
+}
+
 pub struct Dialog {
     window: Duration,
+    min_confidence: f32,
+    wrong_codes_allowed: u32,
+    lockout: Duration,
+    wrong_codes: u32,
+    locked_until: Option<Instant>,
     parse_context: ParseContext,
     new_code: Box<dyn FnMut() -> String + Send>,
     pending: Option<Pending>,
 }
 
 impl Dialog {
-    /// `window`: how long to wait for an answer; `new_code`: a fresh random
-    /// three-digit challenge each call.
+    /// `new_code`: a fresh random three-digit challenge each call.
     pub fn new(
-        window: Duration,
+        settings: DialogSettings,
         parse_context: ParseContext,
         new_code: Box<dyn FnMut() -> String + Send>,
     ) -> Self {
         Self {
-            window,
+            window: settings.window,
+            min_confidence: settings.min_confidence,
+            wrong_codes_allowed: settings.wrong_codes_allowed,
+            lockout: settings.lockout,
+            wrong_codes: 0,
+            locked_until: None,
             parse_context,
             new_code,
             pending: None,
+        }
+    }
+
+    /// Whether payments that need a code are locked (too many wrong codes).
+    fn locked(&mut self, now: Instant) -> bool {
+        match self.locked_until {
+            Some(until) if now < until => true,
+            Some(_) => {
+                self.locked_until = None;
+                self.wrong_codes = 0;
+                false
+            }
+            None => false,
         }
     }
 
@@ -108,6 +144,10 @@ impl Dialog {
     ) -> Vec<Action> {
         let mut actions = self.expire(now);
         match self.pending.take() {
+            // Unsure what was said: asked again, never taken as an answer.
+            Some(pending) if heard.asr_confidence < self.min_confidence => {
+                actions.extend(self.ask_again(pending, now))
+            }
             Some(pending) => actions.extend(self.answer(pending, intent, &heard.transcript, now)),
             None => actions.extend(self.request(intent, heard, now, assess)),
         }
@@ -234,6 +274,17 @@ impl Dialog {
                 Action::Declined { order, reason },
             ],
             Decision::Confirm => self.ask(Proposal::Payment(order), None, now),
+            Decision::ConfirmWithCode if self.locked(now) => {
+                let reason = Refusal::CodeLockedOut;
+                vec![
+                    Action::Say(Speech::CannotPay {
+                        purchase: order.purchase.clone(),
+                        amount: order.amount,
+                        refusal: reason.clone(),
+                    }),
+                    Action::Declined { order, reason },
+                ]
+            }
             Decision::ConfirmWithCode => {
                 let code = (self.new_code)();
                 self.ask(Proposal::Payment(order), Some(code), now)
@@ -292,8 +343,15 @@ impl Dialog {
     ) -> Vec<Action> {
         let answer = intent::parse_code_answer(transcript, &self.parse_context);
         match answer.intent {
-            Intent::Confirm if answer.digits == code => approve(pending.proposal, transcript, true),
+            Intent::Confirm if answer.digits == code => {
+                self.wrong_codes = 0;
+                approve(pending.proposal, transcript, true)
+            }
             Intent::Confirm if !answer.digits.is_empty() => {
+                self.wrong_codes += 1;
+                if self.wrong_codes >= self.wrong_codes_allowed {
+                    self.locked_until = Some(now + self.lockout);
+                }
                 drop_pending(Some(pending), DropReason::WrongCode)
             }
             Intent::Cancel => drop_pending(Some(pending), DropReason::Cancelled),
@@ -347,14 +405,29 @@ fn question(proposal: &Proposal, code: Option<&str>) -> Speech {
     }
 }
 
-/// A fresh three-digit challenge from the system's secure random source.
+/// A fresh three-digit challenge from the system's secure random source,
+/// uniform over 000-999.
 pub fn random_code() -> String {
     use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 2];
-    // A failing system RNG leaves zeros: the code is then "000", still a code
-    // the user must say, never a skipped check.
-    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-    format!("{:03}", u16::from_le_bytes(bytes) % 1000)
+    let rng = ring::rand::SystemRandom::new();
+    code_from(|bytes| rng.fill(bytes).is_ok())
+}
+
+/// Draws two bytes until they fall below 64,000 (a multiple of 1,000), so
+/// every code is equally likely. A failing source gives "000": still a code
+/// the user must say, never a skipped check.
+fn code_from(mut fill: impl FnMut(&mut [u8; 2]) -> bool) -> String {
+    for _ in 0..64 {
+        let mut bytes = [0u8; 2];
+        if !fill(&mut bytes) {
+            break;
+        }
+        let value = u16::from_le_bytes(bytes);
+        if value < 64_000 {
+            return format!("{:03}", value % 1000);
+        }
+    }
+    "000".to_owned()
 }
 
 #[cfg(test)]
@@ -396,9 +469,18 @@ mod tests {
         Evidence::new(transcript, b"pcm", 0.9, "en")
     }
 
+    fn settings() -> DialogSettings {
+        DialogSettings {
+            window: Duration::from_secs(8),
+            min_confidence: 0.4,
+            wrong_codes_allowed: 3,
+            lockout: Duration::from_secs(300),
+        }
+    }
+
     fn dialog() -> Dialog {
         Dialog::new(
-            Duration::from_secs(8),
+            settings(),
             ParseContext::default(),
             Box::new(|| "472".to_string()),
         )
@@ -635,5 +717,65 @@ mod tests {
             assert_eq!(code.len(), 3);
             assert!(code.chars().all(|c| c.is_ascii_digit()));
         }
+    }
+
+    #[test]
+    fn codes_are_uniform_because_the_top_of_the_range_is_redrawn() {
+        // 64,000 and above would make 000-535 likelier: they are drawn again.
+        let mut draws = [65_535u16, 64_000, 63_999].into_iter();
+        let code = code_from(|bytes| {
+            *bytes = draws.next().unwrap_or(0).to_le_bytes();
+            true
+        });
+        assert_eq!(code, "999");
+        assert_eq!(code_from(|_| false), "000");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_low_confidence_answer_is_asked_again_never_taken() {
+        let mut d = dialog();
+        let policy = assess(Decision::Confirm);
+        let t0 = Instant::now();
+        d.hear(&pay_36(), &ev("pay"), t0, &policy);
+        let unsure = Evidence::new("Okay.", b"pcm", 0.2, "en");
+        let a = d.hear(&Intent::Confirm, &unsure, t0, &policy);
+        assert!(paid(&a).is_none(), "{a:?}");
+        assert_eq!(
+            says(&a),
+            ["Sorry? Pay 36 yuan to Heytea? Say confirm or cancel."]
+        );
+        let a = d.hear(&Intent::Confirm, &ev("Confirm."), t0, &policy);
+        assert!(paid(&a).is_some(), "a clear confirm still pays");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn three_wrong_codes_in_a_row_lock_payments_that_need_a_code_for_a_while() {
+        let policy = assess(Decision::ConfirmWithCode);
+        let mut d = dialog();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            d.hear(&pay_36(), &ev("pay"), t0, &policy);
+            let a = d.hear(&Intent::None, &ev("Confirm 1 2 3"), t0, &policy);
+            assert!(paid(&a).is_none());
+        }
+        // Even the right code is not asked for now.
+        let a = d.hear(&pay_36(), &ev("pay"), t0, &policy);
+        assert!(matches!(
+            a.last(),
+            Some(Action::Declined {
+                reason: Refusal::CodeLockedOut,
+                ..
+            })
+        ));
+        assert!(!d.is_waiting());
+        // A payment without a code is not locked.
+        let a = d.hear(&pay_36(), &ev("pay"), t0, &assess(Decision::Confirm));
+        assert!(d.is_waiting(), "{a:?}");
+        d.end_of_input();
+        // After the lockout the code is asked again, and the right one pays.
+        let later = t0 + Duration::from_secs(301);
+        d.hear(&pay_36(), &ev("pay"), later, &policy);
+        let a = d.hear(&Intent::None, &ev("Confirm, 4 7 2."), later, &policy);
+        assert!(paid(&a).is_some(), "{a:?}");
     }
 }

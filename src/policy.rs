@@ -79,6 +79,8 @@ pub enum Refusal {
     OfflineTooLong,
     #[error("the limits or counters cannot be read")]
     RecordsUnreadable,
+    #[error("too many wrong codes in a row: payments that need a code are locked")]
+    CodeLockedOut,
 }
 
 /// The policy's verdict on one payment.
@@ -193,9 +195,12 @@ pub fn decide(amount: Money, limits: &Limits, spent_today: Money, link: Link) ->
         return Decision::Decline(refusal);
     }
     let same = |limit: &Money| limit.currency == amount.currency;
-    if limits
-        .payment_code_above
-        .is_some_and(|code| same(&code) && amount.minor > code.minor)
+    // The limits are in one currency; a payment in another cannot be
+    // compared with them, so it always needs the spoken code.
+    if !same(&limits.auto_pay)
+        || limits
+            .payment_code_above
+            .is_some_and(|code| !same(&code) || amount.minor > code.minor)
     {
         return Decision::ConfirmWithCode;
     }
@@ -240,7 +245,32 @@ mod tests {
         let usd = Money::new(100, Currency::USD);
         assert_eq!(
             decide(usd, &l, Money::zero(Currency::USD), Link::Online),
-            Decision::Confirm
+            Decision::ConfirmWithCode
+        );
+    }
+
+    #[test]
+    fn a_payment_in_another_currency_than_the_limits_always_needs_the_code() {
+        // Regression: the code limit in CNY let 500 USD through on a bare "confirm".
+        let usd = |minor| Money::new(minor, Currency::USD);
+        let no_daily = Limits {
+            daily: None,
+            ..limits()
+        };
+        let d = |amount: Money| {
+            decide(
+                amount,
+                &no_daily,
+                Money::zero(amount.currency),
+                Link::Online,
+            )
+        };
+        assert_eq!(d(usd(50_000)), Decision::ConfirmWithCode);
+        assert_eq!(d(usd(1)), Decision::ConfirmWithCode);
+        assert_eq!(
+            d(cny(2_001)),
+            Decision::Confirm,
+            "the home currency as before"
         );
     }
 

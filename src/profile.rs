@@ -51,6 +51,8 @@ pub struct DeviceProfile {
 #[derive(Debug, Clone)]
 pub struct PaymentSettings {
     pub confirm_window: Duration,
+    /// How long payments that need a code stay locked after three wrong codes.
+    pub code_lockout: Duration,
     pub request_ttl_ms: u64,
     /// Provider -> price of a million tokens, in the default currency.
     pub token_prices: BTreeMap<String, Money>,
@@ -62,6 +64,10 @@ pub struct MqttSettings {
     /// Topic prefix, `voicepay/v1` unless a deployment shares a broker.
     #[serde(default = "default_prefix")]
     pub prefix: String,
+}
+
+fn default_code_lockout_s() -> u64 {
+    300
 }
 
 fn default_prefix() -> String {
@@ -111,6 +117,8 @@ struct ProfileFile {
 #[serde(deny_unknown_fields)]
 struct PaymentFile {
     confirm_window_s: u64,
+    #[serde(default = "default_code_lockout_s")]
+    code_lockout_s: u64,
     request_ttl_s: u64,
     #[serde(default)]
     token_prices: BTreeMap<String, String>,
@@ -185,6 +193,13 @@ impl DeviceProfile {
         if ttl_s == 0 || ttl_s > 24 * 3600 {
             return Err("payments.request_ttl_s is between 1 and 86400".into());
         }
+        // A payment made offline must still be valid when the spell ends.
+        if ttl_s <= file.offline.max_age_s {
+            return Err(format!(
+                "payments.request_ttl_s ({ttl_s}) must be longer than offline.max_age_s ({})",
+                file.offline.max_age_s
+            ));
+        }
         if file.asr.threads == 0 {
             return Err("asr.threads must be at least 1".into());
         }
@@ -212,6 +227,7 @@ impl DeviceProfile {
             asr: file.asr,
             payments: PaymentSettings {
                 confirm_window: Duration::from_secs(file.payments.confirm_window_s),
+                code_lockout: Duration::from_secs(file.payments.code_lockout_s),
                 request_ttl_ms: ttl_s * 1000,
                 token_prices,
             },
@@ -354,6 +370,19 @@ mod tests {
                 .mqtt
                 .prefix,
             "acme/pay"
+        );
+    }
+
+    #[test]
+    fn a_request_must_outlive_the_offline_spell_it_was_made_in() {
+        let bad = DEFAULT_PROFILE.replace("max_age_s = 21600", "max_age_s = 43200");
+        assert_ne!(bad, DEFAULT_PROFILE);
+        let err = DeviceProfile::parse(&bad, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("x.toml: payments.request_ttl_s (43200) must be longer"),
+            "{err}"
         );
     }
 }

@@ -280,3 +280,65 @@ async fn the_topic_prefix_comes_from_the_profile_and_the_gateway_flag() {
     daemon.await.unwrap().unwrap();
     drop(shutdown);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_in_another_currency_than_the_limits_asks_for_the_code() {
+    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    setup.set_limits(1_000); // auto-pay 10 yuan
+    let _gateway = setup.start_gateway();
+    let (intake, mut events, shutdown, daemon) =
+        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    say(&intake, "Pay 5 dollars to Heytea.").await;
+    let question = next_where(&mut events, |e| match e {
+        Event::Sent { .. } => panic!("paid without the code"),
+        other => said(other),
+    })
+    .await;
+    assert!(
+        question.starts_with("Pay 5 dollars to Heytea? Say confirm and the code"),
+        "{question}"
+    );
+    say(&intake, "Confirm.").await;
+    let again = next_where(&mut events, |e| match e {
+        Event::Sent { .. } => panic!("a bare confirm paid"),
+        other => said(other),
+    })
+    .await;
+    assert!(again.starts_with("Sorry?"), "{again}");
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offline_age_counts_from_the_last_contact_with_the_gateway() {
+    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    setup.set_limits(1_000);
+    let gateway = setup.start_gateway();
+    let (intake, mut events, shutdown, daemon) =
+        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    // Seen online (a payment answered), then the gateway goes away.
+    say(&intake, "Pay 1 yuan to Heytea.").await;
+    next_where(&mut events, |e| {
+        matches!(e, Event::Answer { .. }).then_some(())
+    })
+    .await;
+    let before = voicepay::clock::now_ms();
+    drop(gateway);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    say(&intake, "Pay 2 yuan to Heytea.").await;
+    let offline = next_where(&mut events, |e| match e {
+        Event::Sent { offline, .. } => Some(*offline),
+        _ => None,
+    })
+    .await;
+    assert!(offline);
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+    let since = setup.store().offline_counters().unwrap().since_ms.unwrap();
+    let paid_at = setup.store().outbox().unwrap()[0].created_at;
+    assert!(since >= before, "{since} {before}");
+    assert!(
+        since + 1_000 <= paid_at,
+        "counted from the gateway going away ({since}), not the payment ({paid_at})"
+    );
+}

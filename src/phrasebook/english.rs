@@ -160,6 +160,10 @@ pub(super) fn refusal(refusal: &Refusal) -> String {
             "I have been offline too long to pay; please reconnect first.".to_owned()
         }
         Refusal::RecordsUnreadable => "I can't read my records right now.".to_owned(),
+        Refusal::CodeLockedOut => {
+            "After three wrong codes, payments that need a code are locked for a few minutes."
+                .to_owned()
+        }
     }
 }
 
