@@ -133,6 +133,7 @@ impl Daemon {
             &config.broker,
             &profile.mqtt.prefix,
             &identity.device_id,
+            identity.gateway,
             move || {
                 outbox_store
                     .outbox()

@@ -22,7 +22,8 @@ use crate::keys::{PublicKey, SigningKey};
 use crate::money::Money;
 use crate::policy;
 use crate::protocol::{
-    self, Envelope, PaymentRequest, PaymentResponse, ProtocolError, RequestKind, topics,
+    self, Envelope, GatewayStatus, PaymentRequest, PaymentResponse, ProtocolError, RequestKind,
+    topics,
 };
 use crate::transport::{BrokerUrl, Publisher};
 
@@ -395,8 +396,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
     let status = topics::gateway_status(&gateway.config.prefix);
+    let signed = |online: bool| {
+        GatewayStatus::new(online, now_ms())
+            .seal(&gateway.key)
+            .map_err(|e| GatewayError::Corrupt(format!("cannot sign the status: {e}")))
+    };
     let mut options = broker.options("voicepay-gateway");
-    options.set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
+    // The will is signed now: the broker says it for us when we vanish.
+    options.set_last_will(LastWill::new(
+        &status,
+        signed(false)?,
+        QoS::AtLeastOnce,
+        true,
+    ));
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
     let (outgoing, publisher_task) = Publisher::start(client, GATEWAY_SEND_QUEUE);
     let filter = topics::all_requests_filter(&gateway.config.prefix);
@@ -413,7 +425,7 @@ pub async fn run(
             }
             // Only once subscribed can requests be answered: then say so.
             Ok(Event::Incoming(Packet::SubAck(_))) => {
-                outgoing.publish(&status, true, "online");
+                outgoing.publish(&status, true, signed(true)?);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 match gateway.handle(&publish.topic, &publish.payload, now_ms()) {
@@ -439,15 +451,20 @@ pub async fn run(
             }
         }
     }
-    drain(&outgoing, &mut eventloop, &status).await;
+    drain(&outgoing, &mut eventloop, &status, signed(false)?).await;
     publisher_task.abort();
     Ok(())
 }
 
 /// Says `offline` and disconnects, giving the broker at most two seconds to
 /// take both (after whatever answers are still queued).
-async fn drain(outgoing: &Publisher, eventloop: &mut rumqttc::EventLoop, status: &str) {
-    outgoing.publish(status, true, "offline");
+async fn drain(
+    outgoing: &Publisher,
+    eventloop: &mut rumqttc::EventLoop,
+    status: &str,
+    offline: Vec<u8>,
+) {
+    outgoing.publish(status, true, offline);
     outgoing.disconnect();
     let deadline = tokio::time::sleep(std::time::Duration::from_secs(2));
     tokio::pin!(deadline);

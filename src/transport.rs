@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use rumqttc::MqttOptions;
 
+use crate::protocol::GatewayStatus;
+
 use crate::protocol::MAX_MESSAGE_BYTES;
 
 /// `mqtt://HOST:PORT` (port 1883 when absent).
@@ -214,6 +216,7 @@ impl DeviceLink {
         broker: &BrokerUrl,
         prefix: &str,
         device_id: &str,
+        gateway: crate::keys::PublicKey,
         outbox: impl Fn() -> Vec<Vec<u8>> + Send + 'static,
     ) -> DeviceLink {
         use crate::protocol::topics;
@@ -241,6 +244,9 @@ impl DeviceLink {
             // Held open: an empty input, not a closed one.
             let _tasks = tasks_tx;
             let mut backoff = Duration::from_millis(200);
+            // The newest signed status seen: an older one played back changes nothing.
+            let mut newest_status = 0u64;
+            let mut rejected_statuses = 0u64;
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -251,7 +257,24 @@ impl DeviceLink {
                         queue.publish(&status, true, "online");
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == gateway_status => {
-                        let online = p.payload.as_ref() == b"online";
+                        let status = match GatewayStatus::open(&p.payload, &gateway) {
+                            // "offline" is believed at any age (the will is
+                            // signed when the gateway connects, before its
+                            // "online"); "online" only if newer than all seen.
+                            Ok(status) if !status.online() || status.at >= newest_status => status,
+                            Ok(_) => continue,
+                            Err(error) => {
+                                // Anyone can publish here: a flood costs a
+                                // signature check each, and a log line now and then.
+                                rejected_statuses += 1;
+                                if rejected_statuses.is_power_of_two() {
+                                    tracing::warn!(%error, count = rejected_statuses, "ignored a gateway status that is not the gateway's");
+                                }
+                                continue;
+                            }
+                        };
+                        newest_status = newest_status.max(status.at);
+                        let online = status.online();
                         state_tx.send_if_modified(|s| {
                             let changed = s.gateway != online;
                             s.gateway = online;

@@ -178,7 +178,11 @@ impl Feedback for Answers {
             ..
         } = event
         {
-            writeln!(self.log, "{request_id}").unwrap();
+            // One write: a kill between an id and its newline would glue
+            // two ids together in the next child's line.
+            self.log
+                .write_all(format!("{request_id}\n").as_bytes())
+                .unwrap();
             self.log.sync_data().unwrap();
         }
         if matches!(event, Event::Answer { .. }) {

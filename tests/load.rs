@@ -23,7 +23,8 @@ use voicepay::order::{Approval, PaymentOrder, Purchase};
 use voicepay::outbox::Outbox;
 use voicepay::profile::DeviceProfile;
 use voicepay::protocol::{
-    self, DEFAULT_PREFIX, Envelope, Evidence, PaymentResponse, RequestBuilder, topics,
+    self, DEFAULT_PREFIX, Envelope, Evidence, GatewayStatus, PaymentResponse, RequestBuilder,
+    topics,
 };
 use voicepay::recognizer::Source;
 use voicepay::store::{Store, StoreConfig};
@@ -190,7 +191,8 @@ fn a_burst_of_ten_thousand_requests_from_a_hundred_devices_is_answered_once_each
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic.ends_with("/status") => {
-                        if p.payload.as_ref() == b"online"
+                        if GatewayStatus::open(&p.payload, &gateway_public)
+                            .is_ok_and(|s| s.online())
                             && let Some(tx) = online_tx.take()
                         {
                             let _ = tx.send(());

@@ -413,8 +413,13 @@ fn sigterm_stops_the_daemon_while_it_waits_for_an_answer_and_the_outbox_keeps_th
         10,
     );
     let status = voicepay::protocol::topics::gateway_status(protocol_prefix());
+    let key = voicepay::keys::SigningKey::load_file(&pair.gateway_dir.path().join("gateway.key"))
+        .unwrap();
+    let online = voicepay::protocol::GatewayStatus::new(true, voicepay::clock::now_ms())
+        .seal(&key)
+        .unwrap();
     client
-        .publish(status, rumqttc::QoS::AtLeastOnce, true, "online")
+        .publish(status, rumqttc::QoS::AtLeastOnce, true, online)
         .unwrap();
     client.disconnect().unwrap();
     for event in connection.iter() {

@@ -18,7 +18,7 @@ use voicepay::keys::SigningKey;
 use voicepay::money::{Currency, Money};
 use voicepay::policy::Limits;
 use voicepay::profile::DeviceProfile;
-use voicepay::protocol::{self, ResponseStatus, topics};
+use voicepay::protocol::{self, GatewayStatus, ResponseStatus, topics};
 use voicepay::recognizer::{Heard, Intake, Source};
 use voicepay::store::{Store, StoreConfig};
 
@@ -96,8 +96,12 @@ impl Installation {
         let topic = topics::gateway_status(&self.prefix);
         let options = rumqttc::MqttOptions::new("silent-gateway", "127.0.0.1", self.broker.port);
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+        let key = gateway::load_key(&self_config(self.gateway_dir.path(), &self.prefix)).unwrap();
+        let online = GatewayStatus::new(true, voicepay::clock::now_ms())
+            .seal(&key)
+            .unwrap();
         client
-            .publish(topic, rumqttc::QoS::AtLeastOnce, true, "online")
+            .publish(topic, rumqttc::QoS::AtLeastOnce, true, online)
             .await
             .unwrap();
         // Until the broker has taken it.
@@ -118,11 +122,25 @@ impl Installation {
         CancellationToken,
         tokio::task::JoinHandle<Result<(), DaemonError>>,
     ) {
+        self.start_daemon_waiting(profile, Duration::from_secs(10))
+    }
+
+    /// The daemon, waiting at most `connect_wait` for the gateway first.
+    fn start_daemon_waiting(
+        &self,
+        profile: DeviceProfile,
+        connect_wait: Duration,
+    ) -> (
+        Intake,
+        mpsc::UnboundedReceiver<Event>,
+        CancellationToken,
+        tokio::task::JoinHandle<Result<(), DaemonError>>,
+    ) {
         let mut profile = profile;
         profile.mqtt.prefix = self.prefix.clone();
         let broker = self.broker.url().parse().unwrap();
         let mut config = DaemonConfig::new(profile, self.device_dir.path().to_owned(), broker);
-        config.connect_wait = Duration::from_secs(10);
+        config.connect_wait = connect_wait;
         let (events_tx, events) = mpsc::unbounded_channel();
         let (intake, source) = Source::channel(4);
         let shutdown = CancellationToken::new();
@@ -341,4 +359,53 @@ async fn the_offline_age_counts_from_the_last_contact_with_the_gateway() {
         since + 1_000 <= paid_at,
         "counted from the gateway going away ({since}), not the payment ({paid_at})"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_status_not_signed_by_the_gateway_is_not_believed_and_a_flood_of_them_costs_nothing()
+ {
+    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    setup.set_limits(1_000);
+    // An attacker says "online" in plain text, then signed by another key
+    // (retained), then floods the topic.
+    let topic = topics::gateway_status(&setup.prefix);
+    let options = rumqttc::MqttOptions::new("attacker", "127.0.0.1", setup.broker.port);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
+    let stranger = SigningKey::generate().unwrap();
+    let forged = GatewayStatus::new(true, u64::MAX).seal(&stranger).unwrap();
+    let qos = rumqttc::QoS::AtLeastOnce;
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    client.publish(&topic, qos, true, "online").await.unwrap();
+    client.publish(&topic, qos, true, forged).await.unwrap();
+    let (intake, mut events, shutdown, daemon) =
+        setup.start_daemon_waiting(DeviceProfile::embedded().unwrap(), Duration::from_secs(2));
+    for i in 0..5_000u32 {
+        let junk = if i % 2 == 0 {
+            i.to_be_bytes().to_vec()
+        } else {
+            b"online".to_vec()
+        };
+        client
+            .publish(&topic, rumqttc::QoS::AtMostOnce, false, junk)
+            .await
+            .unwrap();
+    }
+    say(&intake, "Pay 1 yuan to Heytea.").await;
+    let offline = next_where(&mut events, |e| match e {
+        Event::Sent { offline, .. } => Some(*offline),
+        _ => None,
+    })
+    .await;
+    assert!(offline, "the device did not believe the forged statuses");
+    // The real gateway appears: its signed status is believed and the
+    // payment made offline is paid.
+    let _gateway = setup.start_gateway();
+    let status = next_where(&mut events, |e| match e {
+        Event::Answer { status, .. } => Some(*status),
+        _ => None,
+    })
+    .await;
+    assert_eq!(status, ResponseStatus::Approved);
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
 }

@@ -8,12 +8,14 @@
 //! - [`envelope`]: sealing and opening signed messages
 //! - [`request`]: `PaymentRequest` (AP2: a closed payment mandate), its evidence and approval, and the one [`RequestBuilder`]
 //! - [`response`]: the gateway's `PaymentResponse`
+//! - [`status`]: the gateway's signed, retained `online`/`offline`
 //! - [`task`]: an agent's `AgentTask` (AP2: an open mandate)
 //! - [`topics`]: topic names under the configurable prefix
 
 mod envelope;
 mod request;
 mod response;
+mod status;
 mod task;
 pub mod topics;
 
@@ -22,6 +24,7 @@ pub use request::{
     AgentRef, Approval, ApprovalMethod, Evidence, PaymentRequest, RequestBuilder, RequestKind,
 };
 pub use response::{PaymentResponse, ResponseStatus};
+pub use status::{Availability, GatewayStatus};
 pub use task::AgentTask;
 
 use sha2::{Digest, Sha256};
