@@ -29,7 +29,7 @@ use crate::policy::{self, Decision, Link, OfflineFloor, Refusal};
 use crate::profile::DeviceProfile;
 use crate::recognizer::{Heard, Source};
 use crate::store::{HistoryEvent, Store, StoreConfig};
-use crate::transport::{BrokerUrl, DeviceLink, LinkState};
+use crate::transport::{BrokerUrl, DeviceLink, LinkState, LogLimiter};
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -113,6 +113,8 @@ struct Daemon {
     unanswered: HashSet<Uuid>,
     /// The gateway was reachable at the last look.
     was_online: bool,
+    /// Hostile answers are logged a few a second.
+    rejections: LogLimiter,
 }
 
 impl Daemon {
@@ -163,6 +165,7 @@ impl Daemon {
             status: Status::default(),
             unanswered: HashSet::new(),
             was_online: false,
+            rejections: LogLimiter::new(10),
         })
     }
 
@@ -379,7 +382,10 @@ impl Daemon {
         let settled = match self.outbox.settle(message) {
             Ok(settled) => settled,
             Err(SettleError::Rejected(error)) => {
-                return tracing::warn!(%error, "rejected an answer");
+                if let Some(held_back) = self.rejections.allow() {
+                    tracing::warn!(%error, held_back, "rejected an answer");
+                }
+                return;
             }
             // A repeated answer, or one for a payment that is not ours.
             Err(SettleError::NotWaiting(request_id)) => {

@@ -25,7 +25,7 @@ use crate::protocol::{
     self, Envelope, GatewayStatus, PaymentRequest, PaymentResponse, ProtocolError, RequestKind,
     topics,
 };
-use crate::transport::{BrokerUrl, Publisher};
+use crate::transport::{BrokerUrl, LogLimiter, Publisher};
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -412,6 +412,7 @@ pub async fn run(
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
     let (outgoing, publisher_task) = Publisher::start(client, GATEWAY_SEND_QUEUE);
     let filter = topics::all_requests_filter(&gateway.config.prefix);
+    let mut rejections = LogLimiter::new(10);
     tokio::pin!(shutdown);
     loop {
         let event = tokio::select! {
@@ -438,7 +439,11 @@ pub async fn run(
                         );
                         outgoing.publish(&reply.topic, false, reply.message);
                     }
-                    Err(rejection) => tracing::warn!(%rejection, "rejected a message"),
+                    Err(rejection) => {
+                        if let Some(held_back) = rejections.allow() {
+                            tracing::warn!(%rejection, held_back, "rejected a message");
+                        }
+                    }
                 }
             }
             Ok(_) => {}

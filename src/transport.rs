@@ -10,6 +10,10 @@ use crate::protocol::GatewayStatus;
 
 use crate::protocol::MAX_MESSAGE_BYTES;
 
+/// The largest packet read off the wire. Larger ones still break the
+/// connection: the broker's `message_size_limit` should sit below this.
+pub const MAX_INCOMING_PACKET: usize = 4 * 1024 * 1024;
+
 /// `mqtt://HOST:PORT` (port 1883 when absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
@@ -48,12 +52,14 @@ impl fmt::Display for BrokerUrl {
 }
 
 impl BrokerUrl {
-    /// Client options: our message size limit (plus MQTT framing) both ways,
-    /// so an oversized message is refused by the client, not parsed by us.
+    /// Client options. We send at most our message limit (plus MQTT
+    /// framing) but read packets up to [`MAX_INCOMING_PACKET`]: a packet over
+    /// the client's limit breaks the connection, and a retained one comes back
+    /// on every reconnect, so we read it and drop it ourselves (every reader
+    /// refuses what is over [`MAX_MESSAGE_BYTES`] before parsing).
     pub fn options(&self, client_id: &str) -> MqttOptions {
         let mut options = MqttOptions::new(client_id, self.host.clone(), self.port);
-        let max_packet = MAX_MESSAGE_BYTES + 1024;
-        options.set_max_packet_size(max_packet, max_packet);
+        options.set_max_packet_size(MAX_INCOMING_PACKET, MAX_MESSAGE_BYTES + 1024);
         options.set_keep_alive(Duration::from_secs(15));
         options
     }
@@ -62,6 +68,20 @@ impl BrokerUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_rejections_logs_a_few_lines_a_second_and_counts_the_rest() {
+        let mut limiter = LogLimiter::new(10);
+        let let_through = (0..10_000).filter(|_| limiter.allow().is_some()).count();
+        assert_eq!(let_through, 10);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(
+            limiter.allow(),
+            Some(9_990),
+            "the held-back count comes with the next line"
+        );
+        assert_eq!(limiter.allow(), Some(0));
+    }
 
     #[test]
     fn broker_urls() {
@@ -92,6 +112,47 @@ impl LinkState {
     /// A request sent now can be answered now.
     pub fn online(&self) -> bool {
         self.broker && self.gateway
+    }
+}
+
+/// At most `per_second` log lines of one kind a second: a flood of hostile
+/// messages costs a counter, not a disk full of logs. What was held back is
+/// counted and reported with the next line let through.
+#[derive(Debug)]
+pub struct LogLimiter {
+    per_second: u32,
+    window: Option<tokio::time::Instant>,
+    in_window: u32,
+    held_back: u64,
+}
+
+impl LogLimiter {
+    pub fn new(per_second: u32) -> LogLimiter {
+        LogLimiter {
+            per_second,
+            window: None,
+            in_window: 0,
+            held_back: 0,
+        }
+    }
+
+    /// `Some(held back since the last line)` when a line may be logged now.
+    pub fn allow(&mut self) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        match self.window {
+            Some(start) if now.duration_since(start) < Duration::from_secs(1) => {}
+            _ => {
+                self.window = Some(now);
+                self.in_window = 0;
+            }
+        }
+        if self.in_window < self.per_second {
+            self.in_window += 1;
+            Some(std::mem::take(&mut self.held_back))
+        } else {
+            self.held_back += 1;
+            None
+        }
     }
 }
 
@@ -246,7 +307,7 @@ impl DeviceLink {
             let mut backoff = Duration::from_millis(200);
             // The newest signed status seen: an older one played back changes nothing.
             let mut newest_status = 0u64;
-            let mut rejected_statuses = 0u64;
+            let mut rejected_statuses = LogLimiter::new(10);
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -266,9 +327,8 @@ impl DeviceLink {
                             Err(error) => {
                                 // Anyone can publish here: a flood costs a
                                 // signature check each, and a log line now and then.
-                                rejected_statuses += 1;
-                                if rejected_statuses.is_power_of_two() {
-                                    tracing::warn!(%error, count = rejected_statuses, "ignored a gateway status that is not the gateway's");
+                                if let Some(held_back) = rejected_statuses.allow() {
+                                    tracing::warn!(%error, held_back, "ignored a gateway status that is not the gateway's");
                                 }
                                 continue;
                             }

@@ -409,3 +409,49 @@ async fn a_gateway_status_not_signed_by_the_gateway_is_not_believed_and_a_flood_
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_retained_messages_on_every_topic_we_read_break_no_connection() {
+    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    setup.set_limits(1_000);
+    let mut options = rumqttc::MqttOptions::new("attacker", "127.0.0.1", setup.broker.port);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let huge = vec![b'{'; 300 * 1024];
+    let device_id = {
+        let key = identity::load_device_key(setup.device_dir.path()).unwrap();
+        protocol::device_id_for(&key.public_key())
+    };
+    for topic in [
+        topics::gateway_status(&setup.prefix),
+        topics::requests(&setup.prefix, &device_id),
+        topics::requests(&setup.prefix, "stranger"),
+        topics::responses(&setup.prefix, &device_id),
+    ] {
+        client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, true, huge.clone())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both sides read past them and pay as usual, online.
+    let _gateway = setup.start_gateway();
+    let (intake, mut events, shutdown, daemon) =
+        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    say(&intake, "Pay 1 yuan to Heytea.").await;
+    let offline = next_where(&mut events, |e| match e {
+        Event::Sent { offline, .. } => Some(*offline),
+        _ => None,
+    })
+    .await;
+    assert!(!offline, "the device reached the gateway");
+    let status = next_where(&mut events, |e| match e {
+        Event::Answer { status, .. } => Some(*status),
+        _ => None,
+    })
+    .await;
+    assert_eq!(status, ResponseStatus::Approved);
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+}

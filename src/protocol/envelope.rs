@@ -345,4 +345,50 @@ mod tests {
             Err(ProtocolError::TooLarge { .. })
         ));
     }
+
+    #[test]
+    fn a_deeply_nested_payload_is_an_error_not_a_crash() {
+        let k = key();
+        let deep = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
+        let opened = open(&Envelope::seal(deep.as_bytes(), &k).to_bytes(), trust(&k)).unwrap();
+        assert!(matches!(
+            opened.parse::<PaymentRequest>(),
+            Err(ProtocolError::InvalidPayload(_))
+        ));
+        let deep_envelope = format!("{}{}", "{\"v\":".repeat(5_000), "1}".repeat(5_000));
+        assert!(open(deep_envelope.as_bytes(), trust(&k)).is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives, opening it is an answer, never a panic.
+        #[test]
+        fn opening_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let k = key();
+            let _ = open(&bytes, trust(&k));
+        }
+
+        /// An envelope-shaped message with arbitrary fields is refused, not trusted.
+        #[test]
+        fn arbitrary_envelope_fields_never_open(
+            kid in "\\PC{0,40}", alg in "\\PC{0,12}", payload in "[A-Za-z0-9_-]{0,200}", sig in "[A-Za-z0-9_-]{0,120}",
+        ) {
+            let k = key();
+            let message = serde_json::json!({"v": 1, "kid": kid, "alg": alg, "payload": payload, "sig": sig});
+            let bytes = serde_json::to_vec(&message).unwrap();
+            proptest::prop_assert!(open(&bytes, trust(&k)).is_err());
+        }
+
+        /// A payload signed by a trusted key but holding anything at all is
+        /// parsed and validated without a panic.
+        #[test]
+        fn validating_arbitrary_signed_payloads_never_panics(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..1024)) {
+            let k = key();
+            let opened = open(&Envelope::seal(&payload, &k).to_bytes(), trust(&k)).unwrap();
+            if let Ok(request) = opened.parse::<PaymentRequest>() {
+                let _ = request.validate();
+            }
+            let _ = opened.parse::<PaymentResponse>();
+            let _ = opened.parse::<crate::protocol::GatewayStatus>();
+        }
+    }
 }
