@@ -381,6 +381,12 @@ impl Daemon {
     fn settle(&mut self, message: &[u8]) {
         let settled = match self.outbox.settle(message) {
             Ok(settled) => settled,
+            Err(error @ SettleError::Unbound(_)) => {
+                if let Some(held_back) = self.rejections.allow() {
+                    tracing::warn!(%error, held_back, "rejected an answer");
+                }
+                return;
+            }
             Err(SettleError::Rejected(error)) => {
                 if let Some(held_back) = self.rejections.allow() {
                     tracing::warn!(%error, held_back, "rejected an answer");

@@ -22,8 +22,8 @@ use crate::keys::{PublicKey, SigningKey};
 use crate::money::Money;
 use crate::policy;
 use crate::protocol::{
-    self, Envelope, GatewayStatus, PaymentRequest, PaymentResponse, ProtocolError, RequestKind,
-    topics,
+    self, AnswerTo, Envelope, GatewayStatus, PaymentRequest, PaymentResponse, ProtocolError,
+    RequestKind, topics,
 };
 use crate::transport::{BrokerUrl, LogLimiter, Publisher};
 
@@ -85,8 +85,6 @@ pub enum Rejection {
     },
     #[error("request names device {claimed:?} but came on device {topic:?}'s topic")]
     DeviceMismatch { claimed: String, topic: String },
-    #[error("request {0} was already answered for different bytes: refused as a conflict")]
-    Conflict(Uuid),
     #[error(transparent)]
     Gateway(#[from] GatewayError),
 }
@@ -215,40 +213,46 @@ impl Gateway {
             });
         }
         let payload_sha256 = hex::encode(Sha256::digest(&opened.payload));
-        if let Some(reply) = self.earlier_answer(&request, device, &payload_sha256)? {
+        let to = AnswerTo {
+            request_id: request.request_id,
+            device_id: device.to_owned(),
+            request_sha256: payload_sha256,
+        };
+        if let Some(reply) = self.earlier_answer(&to, now)? {
             return Ok(reply);
         }
         let verdict = self.check(&request, now);
-        self.answer(&request, device, payload_sha256, verdict, now)
+        self.answer(&request, &to, verdict, now)
     }
 
-    fn earlier_answer(
-        &self,
-        request: &PaymentRequest,
-        device: &str,
-        payload_sha256: &str,
-    ) -> Result<Option<Reply>, Rejection> {
-        let key = request.request_id.as_bytes();
-        match self.answers.get(key).map_err(GatewayError::from)? {
-            Some(raw) => self.repeat(&raw, request, device, payload_sha256).map(Some),
+    fn earlier_answer(&self, to: &AnswerTo, now: u64) -> Result<Option<Reply>, Rejection> {
+        match self
+            .answers
+            .get(answer_key(to))
+            .map_err(GatewayError::from)?
+        {
+            Some(raw) => self.repeat(&raw, to, now).map(Some),
             None => Ok(None),
         }
     }
 
-    /// The stored first answer, for the same bytes only.
-    fn repeat(
-        &self,
-        raw: &[u8],
-        request: &PaymentRequest,
-        device: &str,
-        payload_sha256: &str,
-    ) -> Result<Reply, Rejection> {
+    /// The stored first answer, for the same bytes only. The same id with
+    /// other bytes gets a signed refusal bound to those bytes, so the device
+    /// that sent them settles instead of waiting for ever; nothing is charged
+    /// and the first answer stays as it was.
+    fn repeat(&self, raw: &[u8], to: &AnswerTo, now: u64) -> Result<Reply, Rejection> {
         let answered: Answered = serde_json::from_slice(raw)
             .map_err(|e| GatewayError::Corrupt(format!("answer: {e}")))?;
-        if answered.payload_sha256 != payload_sha256 {
-            return Err(Rejection::Conflict(request.request_id));
+        if answered.payload_sha256 != to.request_sha256 {
+            tracing::warn!(request_id = %to.request_id, "conflict: the same request id with other bytes");
+            let reason = "conflict: this request id was already used for another request";
+            let response = PaymentResponse::declined(to, reason.into(), now);
+            let message = Envelope::seal_json(&response, &self.key)
+                .map(|(e, _)| e.to_bytes())
+                .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+            return self.reply(&to.device_id, message, false);
         }
-        self.reply(device, answered.response.into_bytes(), true)
+        self.reply(&to.device_id, answered.response.into_bytes(), true)
     }
 
     /// Everything that can decline a well-signed request, before money moves.
@@ -266,18 +270,19 @@ impl Gateway {
     fn answer(
         &self,
         request: &PaymentRequest,
-        device: &str,
-        payload_sha256: String,
+        to: &AnswerTo,
         verdict: Result<(), String>,
         now: u64,
     ) -> Result<Reply, Rejection> {
+        let device = to.device_id.as_str();
+        let payload_sha256 = to.request_sha256.clone();
         let txn_id = Uuid::now_v7().to_string();
-        let approved = PaymentResponse::approved(request.request_id, txn_id.clone(), now);
+        let approved = PaymentResponse::approved(to, txn_id.clone(), now);
         let (approved_message, _) = Envelope::seal_json(&approved, &self.key)
             .map(|(e, p)| (e.to_bytes(), p))
             .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
         let decline = |reason: String| -> Result<Vec<u8>, GatewayError> {
-            let response = PaymentResponse::declined(request.request_id, reason, now);
+            let response = PaymentResponse::declined(to, reason, now);
             Envelope::seal_json(&response, &self.key)
                 .map(|(e, _)| e.to_bytes())
                 .map_err(|e| GatewayError::Corrupt(e.to_string()))
@@ -292,7 +297,7 @@ impl Gateway {
             offline: request.offline,
             processed_at: now,
         };
-        let id_key = request.request_id.as_bytes().to_vec();
+        let id_key = answer_key(to);
         let day_key = format!("{device}/{}/{}", day_of(now), request.amount.currency);
         let limit = self.config.daily_limit;
         let ledger_value =
@@ -347,7 +352,7 @@ impl Gateway {
                 self.reply(device, message, false)
             }
             // A twin of this request won the race: answer as it was answered.
-            Ok(Stored::Earlier(raw)) => self.repeat(&raw, request, device, &payload_sha256),
+            Ok(Stored::Earlier(raw)) => self.repeat(&raw, to, now),
             Err(TransactionError::Abort(e)) => Err(e.into()),
             Err(TransactionError::Storage(e)) => Err(GatewayError::Db(e).into()),
         }
@@ -371,6 +376,16 @@ impl Gateway {
         let path = self.config.db_path();
         flush_and_sync(&self.db, &path).map_err(|source| GatewayError::Sync { path, source })
     }
+}
+
+/// Answers are kept per device and request id: one device's id can never
+/// collide with another's answer.
+fn answer_key(to: &AnswerTo) -> Vec<u8> {
+    let mut key = Vec::with_capacity(to.device_id.len() + 17);
+    key.extend_from_slice(to.device_id.as_bytes());
+    key.push(b'/');
+    key.extend_from_slice(to.request_id.as_bytes());
+    key
 }
 
 fn i64_from(bytes: &[u8]) -> i64 {
@@ -559,11 +574,16 @@ mod tests {
             .handle(&s.topic, &sealed(&req, &s.device), NOW)
             .unwrap();
         req.amount.minor = 360_000;
-        let err = s
-            .gateway
-            .handle(&s.topic, &sealed(&req, &s.device), NOW)
-            .unwrap_err();
-        assert!(matches!(err, Rejection::Conflict(_)), "{err}");
+        let other = sealed(&req, &s.device);
+        let refusal = s.gateway.handle(&s.topic, &other, NOW).unwrap();
+        // Refused, signed, and bound to the other bytes: their sender settles.
+        assert_eq!(refusal.response.status, ResponseStatus::Declined);
+        assert!(refusal.response.reason.unwrap().contains("conflict"));
+        assert_eq!(
+            Some(refusal.response.request_sha256),
+            Envelope::payload_sha256_of(&other)
+        );
+        assert_eq!(refusal.response.device_id, "glasses-1");
         assert_eq!(s.gateway.ledger().unwrap().len(), 1);
     }
 

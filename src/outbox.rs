@@ -12,7 +12,8 @@ use crate::keys::{PublicKey, SigningKey};
 use crate::order::{Approval, PaymentOrder, Purchase};
 use crate::policy::{OfflineFloor, Refusal};
 use crate::protocol::{
-    self, ApprovalMethod, Envelope, PaymentRequest, PaymentResponse, RequestBuilder, ResponseStatus,
+    self, AnswerTo, ApprovalMethod, Envelope, PaymentRequest, PaymentResponse, RequestBuilder,
+    ResponseStatus,
 };
 use crate::store::{HistoryEntry, PendingPayment, Settlement, SpendChecks, Store, StoreError};
 
@@ -52,6 +53,10 @@ pub enum SettleError {
     /// Verified, but for no waiting payment (a repeat, or not ours).
     #[error("answer for request {0}, which is not waiting")]
     NotWaiting(Uuid),
+    /// Signed by the gateway but for another device, or for other bytes
+    /// than the request waiting under that id: settles nothing.
+    #[error("answer for request {0} is bound to another device or other bytes")]
+    Unbound(Uuid),
     #[error("cannot record the answer: {0}")]
     Store(#[from] StoreError),
 }
@@ -164,6 +169,20 @@ impl Outbox {
         let response = protocol::open(message, |kid| (kid == gateway.key_id()).then_some(gateway))
             .and_then(|o| o.parse::<PaymentResponse>())
             .map_err(SettleError::Rejected)?;
+        if response.device_id != self.device_id {
+            return Err(SettleError::Unbound(response.request_id));
+        }
+        let Some(waiting) = self.store.outbox_get(response.request_id)? else {
+            return Err(SettleError::NotWaiting(response.request_id));
+        };
+        let sent = AnswerTo {
+            request_id: waiting.request_id,
+            device_id: self.device_id.clone(),
+            request_sha256: Envelope::payload_sha256_of(&waiting.envelope).unwrap_or_default(),
+        };
+        if !response.answers(&sent) {
+            return Err(SettleError::Unbound(response.request_id));
+        }
         let settlement = match response.status {
             ResponseStatus::Approved => Settlement::Approved {
                 gateway_txn_id: response.gateway_txn_id.clone().unwrap_or_default(),
@@ -185,5 +204,89 @@ impl Outbox {
     /// The signed requests still waiting, in order.
     pub fn waiting(&self) -> Result<Vec<PendingPayment>, StoreError> {
         self.store.outbox()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::{Currency, Money};
+    use crate::protocol::Evidence;
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        outbox: Outbox,
+        gateway: SigningKey,
+        committed: Committed,
+    }
+
+    fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::store::StoreConfig::new(dir.path())).unwrap();
+        let gateway = SigningKey::generate().unwrap();
+        let outbox = Outbox::new(
+            store,
+            SigningKey::generate().unwrap(),
+            "dev-1".into(),
+            gateway.public_key(),
+            60_000,
+        );
+        let order = PaymentOrder {
+            amount: Money::new(3600, Currency::CNY),
+            purchase: Purchase::Pay {
+                payee: "Heytea".into(),
+            },
+            evidence: Evidence::new("Pay 36 yuan to Heytea.", b"pcm", 0.9, "en"),
+        };
+        let committed = outbox.commit(&order, &Approval::AutoLimit, None).unwrap();
+        Setup {
+            _dir: dir,
+            outbox,
+            gateway,
+            committed,
+        }
+    }
+
+    fn answer(s: &Setup, to: &AnswerTo) -> Vec<u8> {
+        let response = PaymentResponse::approved(to, "txn-1".into(), 1);
+        Envelope::seal_json(&response, &s.gateway)
+            .unwrap()
+            .0
+            .to_bytes()
+    }
+
+    fn bound(s: &Setup) -> AnswerTo {
+        AnswerTo {
+            request_id: s.committed.request.request_id,
+            device_id: "dev-1".into(),
+            request_sha256: Envelope::payload_sha256_of(&s.committed.message).unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_answer_settles_only_the_request_it_names_by_device_and_bytes() {
+        let s = setup();
+        let other_device = AnswerTo {
+            device_id: "dev-2".into(),
+            ..bound(&s)
+        };
+        let other_bytes = AnswerTo {
+            request_sha256: "00".repeat(32),
+            ..bound(&s)
+        };
+        for to in [other_device, other_bytes] {
+            assert!(matches!(
+                s.outbox.settle(&answer(&s, &to)),
+                Err(SettleError::Unbound(_))
+            ));
+        }
+        assert_eq!(s.outbox.waiting().unwrap().len(), 1, "still waiting");
+        let settled = s.outbox.settle(&answer(&s, &bound(&s))).unwrap();
+        assert_eq!(settled.response.request_id, s.committed.request.request_id);
+        assert!(s.outbox.waiting().unwrap().is_empty());
+        assert!(matches!(
+            s.outbox.settle(&answer(&s, &bound(&s))),
+            Err(SettleError::NotWaiting(_))
+        ));
     }
 }

@@ -331,7 +331,12 @@ fn bad_answers_are_rejected_and_the_daemon_keeps_paying() {
     let responses = topics::responses(protocol_prefix(), device["device_id"].as_str().unwrap());
     let gateway_key = SigningKey::load_file(&pair.gateway_dir.path().join("gateway.key")).unwrap();
     let forger = SigningKey::generate().unwrap();
-    let unknown = PaymentResponse::approved(uuid::Uuid::now_v7(), "txn".into(), 1);
+    let nobodys = voicepay::protocol::AnswerTo {
+        request_id: uuid::Uuid::now_v7(),
+        device_id: device["device_id"].as_str().unwrap().to_owned(),
+        request_sha256: "00".repeat(32),
+    };
+    let unknown = PaymentResponse::approved(&nobodys, "txn".into(), 1);
     let bad = [
         b"not json at all".to_vec(),
         vec![0xc3, 0x28, 0xff],

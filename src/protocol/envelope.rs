@@ -60,6 +60,14 @@ impl Envelope {
         Ok((envelope, payload))
     }
 
+    /// The hex SHA-256 of the payload an envelope's bytes carry (what a
+    /// gateway answer is bound to), if they are an envelope at all.
+    pub fn payload_sha256_of(message: &[u8]) -> Option<String> {
+        let envelope: Envelope = serde_json::from_slice(message).ok()?;
+        let payload = URL_SAFE_NO_PAD.decode(&envelope.payload).ok()?;
+        Some(super::sha256_hex(&payload))
+    }
+
     /// The JSON body to publish.
     pub fn to_bytes(&self) -> Vec<u8> {
         // Five plain fields (a u8 and four strings) always serialise.

@@ -23,7 +23,7 @@ pub use envelope::{Envelope, Opened, open};
 pub use request::{
     AgentRef, Approval, ApprovalMethod, Evidence, PaymentRequest, RequestBuilder, RequestKind,
 };
-pub use response::{PaymentResponse, ResponseStatus};
+pub use response::{AnswerTo, PaymentResponse, ResponseStatus};
 pub use status::{Availability, GatewayStatus};
 pub use task::AgentTask;
 
