@@ -335,12 +335,14 @@ impl DeviceLink {
                         };
                         newest_status = newest_status.max(status.at);
                         let online = status.online();
-                        state_tx.send_if_modified(|s| {
+                        let appeared = state_tx.send_if_modified(|s| {
                             let changed = s.gateway != online;
                             s.gateway = online;
                             changed
-                        });
-                        if online {
+                        }) && online;
+                        // Only when it appears: the same signed "online"
+                        // played back again and again republishes nothing.
+                        if appeared {
                             // Whatever is still in the outbox may never have
                             // arrived: send it again; the gateway deduplicates.
                             for envelope in outbox() {

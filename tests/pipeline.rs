@@ -455,3 +455,77 @@ async fn oversized_retained_messages_on_every_topic_we_read_break_no_connection(
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_own_online_played_back_again_and_again_republishes_nothing() {
+    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    setup.set_limits(1_000);
+    let key = gateway::load_key(&self_config(setup.gateway_dir.path(), &setup.prefix)).unwrap();
+    let online = GatewayStatus::new(true, voicepay::clock::now_ms())
+        .seal(&key)
+        .unwrap();
+    let status_topic = topics::gateway_status(&setup.prefix);
+    // An observer counts what the device publishes on its requests topic.
+    let (observer, mut observed) = rumqttc::AsyncClient::new(
+        rumqttc::MqttOptions::new("observer", "127.0.0.1", setup.broker.port),
+        100,
+    );
+    let device_id = {
+        let key = identity::load_device_key(setup.device_dir.path()).unwrap();
+        protocol::device_id_for(&key.public_key())
+    };
+    observer
+        .subscribe(
+            topics::requests(&setup.prefix, &device_id),
+            rumqttc::QoS::AtMostOnce,
+        )
+        .await
+        .unwrap();
+    let (count_tx, mut counts) = mpsc::unbounded_channel::<()>();
+    tokio::spawn(async move {
+        while let Ok(event) = observed.poll().await {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(_)) = event {
+                let _ = count_tx.send(());
+            }
+        }
+    });
+    observer
+        .publish(
+            &status_topic,
+            rumqttc::QoS::AtLeastOnce,
+            true,
+            online.clone(),
+        )
+        .await
+        .unwrap();
+    let (intake, mut events, shutdown, daemon) =
+        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    say(&intake, "Pay 1 yuan to Heytea.").await;
+    next_where(&mut events, |e| {
+        matches!(e, Event::Sent { .. }).then_some(())
+    })
+    .await;
+    // The captured "online", played back 200 times.
+    for _ in 0..200 {
+        observer
+            .publish(
+                &status_topic,
+                rumqttc::QoS::AtMostOnce,
+                false,
+                online.clone(),
+            )
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let mut seen = 0;
+    while counts.try_recv().is_ok() {
+        seen += 1;
+    }
+    assert!(
+        (1..=3).contains(&seen),
+        "the request went out {seen} times for 200 replays"
+    );
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+}
