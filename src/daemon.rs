@@ -73,6 +73,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     let mut daemon = Daemon::start(config, feedback)?;
+    daemon.count_waiting();
     daemon.wait_online(&shutdown).await;
     let ending = daemon.serve(&mut source, &shutdown).await;
     daemon.finish(ending, &shutdown).await;
@@ -115,6 +116,9 @@ struct Daemon {
     was_online: bool,
     /// Hostile answers are logged a few a second.
     rejections: LogLimiter,
+    /// Payments in the outbox: read from the store where they change (a
+    /// commit, a settlement), not on every turn of the loop.
+    waiting: usize,
 }
 
 impl Daemon {
@@ -166,6 +170,7 @@ impl Daemon {
             unanswered: HashSet::new(),
             was_online: false,
             rejections: LogLimiter::new(10),
+            waiting: 0,
         })
     }
 
@@ -254,7 +259,7 @@ impl Daemon {
 
     async fn drain(&mut self, shutdown: &CancellationToken) {
         let deadline = Instant::now() + self.config.drain_wait;
-        while self.store.outbox_len().is_ok_and(|n| n > 0) {
+        while self.waiting > 0 {
             self.publish_status();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -267,10 +272,17 @@ impl Daemon {
         }
     }
 
+    fn count_waiting(&mut self) {
+        match self.store.outbox_len() {
+            Ok(n) => self.waiting = n,
+            Err(error) => tracing::warn!(%error, "cannot count the outbox"),
+        }
+    }
+
     fn publish_status(&mut self) {
         let status = Status {
             link: self.link_state(),
-            outbox: self.store.outbox_len().unwrap_or(self.status.outbox),
+            outbox: self.waiting,
             heard: self.status.heard,
             asking: self.dialog.is_waiting(),
         };
@@ -350,6 +362,7 @@ impl Daemon {
             }
         };
         let request_id = committed.request.request_id;
+        self.count_waiting();
         self.emit(Event::Sent {
             request_id,
             offline,
@@ -400,6 +413,7 @@ impl Daemon {
             Err(error @ SettleError::Store(_)) => return self.fail(error.to_string()),
         };
         let response = settled.response;
+        self.count_waiting();
         self.unanswered.remove(&response.request_id);
         self.emit(Event::Answer {
             request_id: response.request_id,
@@ -443,7 +457,7 @@ impl Daemon {
     /// Back online with nothing queued: a new offline spell starts fresh.
     fn end_offline_spell(&mut self) {
         if self.link_state().online()
-            && self.store.outbox_len().is_ok_and(|n| n == 0)
+            && self.waiting == 0
             && let Err(error) = self.store.reset_offline_counters()
         {
             tracing::warn!(%error, "cannot reset the offline counters");

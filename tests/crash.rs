@@ -75,14 +75,7 @@ fn payments_survive_sigkill_at_random_points() {
         "--data-dir",
         dev,
     ]);
-    let mut gateway_process = Child::spawn(voicepay(&[
-        "gateway",
-        "run",
-        "--broker",
-        &broker.url(),
-        "--data-dir",
-        gw,
-    ]));
+    let mut gateway_child = gateway_process(&broker.url(), gw);
 
     let log = device_dir.path().join("settled.log");
     let spec = |mode: &str| format!("{dev}|{}|{}|{mode}", broker.url(), log.display());
@@ -110,7 +103,7 @@ fn payments_survive_sigkill_at_random_points() {
         .status()
         .unwrap();
     assert!(status.success());
-    gateway_process.terminate();
+    gateway_child.terminate();
 
     let outbox = cli(&["outbox", "--json", "--data-dir", dev]);
     assert!(outbox.is_empty(), "the outbox drained: {outbox}");

@@ -90,14 +90,7 @@ async fn the_gateway_answers_once_per_request_and_keeps_running_after_bad_messag
     let prefix = protocol::DEFAULT_PREFIX;
     let (_watch, mut status) =
         device_client(&broker, "watcher", &topics::gateway_status(prefix)).await;
-    let mut gateway = Child::spawn(voicepay(&[
-        "gateway",
-        "run",
-        "--broker",
-        &broker.url(),
-        "--data-dir",
-        dir,
-    ]));
+    let mut gateway = gateway_process(&broker.url(), dir);
     // The gateway's status is signed by its key.
     let said = |message: Option<Vec<u8>>| {
         GatewayStatus::open(&message.expect("a status"), &gateway_key)

@@ -159,14 +159,7 @@ fn a_burst_of_ten_thousand_requests_from_a_hundred_devices_is_answered_once_each
         .collect();
     assert_eq!(genuine.len(), GENUINE);
 
-    let mut gateway_process = Child::spawn(voicepay(&[
-        "gateway",
-        "run",
-        "--broker",
-        &broker.url(),
-        "--data-dir",
-        &gw,
-    ]));
+    let mut gateway_child = gateway_process(&broker.url(), &gw);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (rps, p50, p99, fresh_ms) = runtime.block_on(async {
         let mut options = MqttOptions::new("load-generator", "127.0.0.1", broker.port);
@@ -292,7 +285,7 @@ fn a_burst_of_ten_thousand_requests_from_a_hundred_devices_is_answered_once_each
             fresh_ms,
         )
     });
-    let status = gateway_process.terminate_within(Duration::from_secs(5));
+    let status = gateway_child.terminate_within(Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
 
     let entries = ledger(&gw);
@@ -363,14 +356,7 @@ fn an_outbox_of_a_thousand_payments_drains_when_the_gateway_returns() {
             outbox.commit(&order, &Approval::AutoLimit, None).unwrap();
         }
     }
-    let mut gateway_process = Child::spawn(voicepay(&[
-        "gateway",
-        "run",
-        "--broker",
-        &broker.url(),
-        "--data-dir",
-        &gw,
-    ]));
+    let mut gateway_child = gateway_process(&broker.url(), &gw);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -389,7 +375,7 @@ fn an_outbox_of_a_thousand_payments_drains_when_the_gateway_returns() {
             .await
             .unwrap();
     });
-    let status = gateway_process.terminate_within(Duration::from_secs(5));
+    let status = gateway_child.terminate_within(Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
 
     let store = Store::open(&StoreConfig::new(device_dir.path().join("store"))).unwrap();

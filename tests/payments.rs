@@ -68,14 +68,7 @@ impl Pair {
     fn start_gateway(&mut self) {
         let gw = path(&self.gateway_dir);
         let url = self.url();
-        self.gateway = Some(Child::spawn(voicepay(&[
-            "gateway",
-            "run",
-            "--broker",
-            &url,
-            "--data-dir",
-            &gw,
-        ])));
+        self.gateway = Some(gateway_process(&url, &gw));
     }
 
     fn stop_broker_and_gateway(&mut self) {
@@ -130,6 +123,19 @@ impl Pair {
             gateway.terminate();
         }
         self.ledger()
+    }
+
+    /// `voicepay run` on one fixture with stdout piped, as a child.
+    fn spawn_daemon(&self, fixture_name: &str, extra: &[&str]) -> Child {
+        let dev = path(&self.device_dir);
+        let url = self.url();
+        let input = fixture(&format!("{fixture_name}.wav"));
+        let mut args = vec!["run", "--broker", &url, "--data-dir", &dev];
+        args.extend(extra);
+        args.extend(["--input", input.to_str().unwrap()]);
+        let mut daemon = voicepay(&args);
+        daemon.stdout(std::process::Stdio::piped());
+        Child::spawn(daemon)
     }
 
     fn history(&self) -> Vec<Value> {
@@ -433,23 +439,7 @@ fn sigterm_stops_the_daemon_while_it_waits_for_an_answer_and_the_outbox_keeps_th
         }
     }
     pair.device(&["limits", "set", "--auto", "20.00"]);
-    let dev = path(&pair.device_dir);
-    let url = pair.url();
-    let input = fixture("pay_heytea_9_noisy.wav");
-    let mut daemon = voicepay(&[
-        "run",
-        "--json",
-        "--broker",
-        &url,
-        "--data-dir",
-        &dev,
-        "--answer-wait",
-        "600",
-        "--input",
-        input.to_str().unwrap(),
-    ]);
-    daemon.stdout(std::process::Stdio::piped());
-    let mut daemon = Child::spawn(daemon);
+    let mut daemon = pair.spawn_daemon("pay_heytea_9_noisy", &["--json", "--answer-wait", "600"]);
     let stdout = daemon.stdout().unwrap();
     let (lines_tx, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -475,20 +465,7 @@ fn sigterm_stops_the_daemon_while_it_waits_for_an_answer_and_the_outbox_keeps_th
 fn a_daemon_whose_stdout_is_closed_still_pays() {
     let pair = Pair::new();
     pair.device(&["limits", "set", "--auto", "20.00"]);
-    let dev = path(&pair.device_dir);
-    let url = pair.url();
-    let input = fixture("pay_heytea_9_noisy.wav");
-    let mut daemon = voicepay(&[
-        "run",
-        "--broker",
-        &url,
-        "--data-dir",
-        &dev,
-        "--input",
-        input.to_str().unwrap(),
-    ]);
-    daemon.stdout(std::process::Stdio::piped());
-    let mut daemon = Child::spawn(daemon);
+    let mut daemon = pair.spawn_daemon("pay_heytea_9_noisy", &[]);
     drop(daemon.stdout());
     let status = daemon.wait_within(Duration::from_secs(60));
     assert!(status.success(), "{status:?}");

@@ -186,6 +186,24 @@ async fn next_where<T>(
         .expect("the awaited event came within 20 s")
 }
 
+/// Whether the next payment sent went out offline.
+async fn sent_offline(events: &mut mpsc::UnboundedReceiver<Event>) -> bool {
+    next_where(events, |e| match e {
+        Event::Sent { offline, .. } => Some(*offline),
+        _ => None,
+    })
+    .await
+}
+
+/// The status of the next verified answer.
+async fn answer_status(events: &mut mpsc::UnboundedReceiver<Event>) -> ResponseStatus {
+    next_where(events, |e| match e {
+        Event::Answer { status, .. } => Some(*status),
+        _ => None,
+    })
+    .await
+}
+
 fn said(event: &Event) -> Option<String> {
     match event {
         Event::Say { text } => Some(text.clone()),
@@ -202,11 +220,7 @@ async fn a_payment_waiting_for_its_answer_does_not_hold_up_the_next_utterance() 
         setup.start_daemon(DeviceProfile::embedded().unwrap());
 
     say(&intake, "Pay 1 yuan to Heytea.").await;
-    let offline = next_where(&mut events, |e| match e {
-        Event::Sent { offline, .. } => Some(*offline),
-        _ => None,
-    })
-    .await;
+    let offline = sent_offline(&mut events).await;
     assert!(!offline, "sent to a gateway that says it is online");
     // The gateway never answers; the next question is answered anyway.
     say(&intake, "How much did I spend today?").await;
@@ -280,18 +294,8 @@ async fn the_topic_prefix_comes_from_the_profile_and_the_gateway_flag() {
     let (intake, mut events, shutdown, daemon) =
         setup.start_daemon(DeviceProfile::embedded().unwrap());
     say(&intake, "Pay 1 yuan to Heytea.").await;
-    let (offline, status) = (
-        next_where(&mut events, |e| match e {
-            Event::Sent { offline, .. } => Some(*offline),
-            _ => None,
-        })
-        .await,
-        next_where(&mut events, |e| match e {
-            Event::Answer { status, .. } => Some(*status),
-            _ => None,
-        })
-        .await,
-    );
+    let offline = sent_offline(&mut events).await;
+    let status = answer_status(&mut events).await;
     assert!(!offline, "the gateway on acme/pay was seen online");
     assert_eq!(status, ResponseStatus::Approved);
     drop(intake);
@@ -344,11 +348,7 @@ async fn the_offline_age_counts_from_the_last_contact_with_the_gateway() {
     drop(gateway);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     say(&intake, "Pay 2 yuan to Heytea.").await;
-    let offline = next_where(&mut events, |e| match e {
-        Event::Sent { offline, .. } => Some(*offline),
-        _ => None,
-    })
-    .await;
+    let offline = sent_offline(&mut events).await;
     assert!(offline);
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
@@ -391,20 +391,12 @@ async fn a_gateway_status_not_signed_by_the_gateway_is_not_believed_and_a_flood_
             .unwrap();
     }
     say(&intake, "Pay 1 yuan to Heytea.").await;
-    let offline = next_where(&mut events, |e| match e {
-        Event::Sent { offline, .. } => Some(*offline),
-        _ => None,
-    })
-    .await;
+    let offline = sent_offline(&mut events).await;
     assert!(offline, "the device did not believe the forged statuses");
     // The real gateway appears: its signed status is believed and the
     // payment made offline is paid.
     let _gateway = setup.start_gateway();
-    let status = next_where(&mut events, |e| match e {
-        Event::Answer { status, .. } => Some(*status),
-        _ => None,
-    })
-    .await;
+    let status = answer_status(&mut events).await;
     assert_eq!(status, ResponseStatus::Approved);
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
@@ -440,17 +432,9 @@ async fn oversized_retained_messages_on_every_topic_we_read_break_no_connection(
     let (intake, mut events, shutdown, daemon) =
         setup.start_daemon(DeviceProfile::embedded().unwrap());
     say(&intake, "Pay 1 yuan to Heytea.").await;
-    let offline = next_where(&mut events, |e| match e {
-        Event::Sent { offline, .. } => Some(*offline),
-        _ => None,
-    })
-    .await;
+    let offline = sent_offline(&mut events).await;
     assert!(!offline, "the device reached the gateway");
-    let status = next_where(&mut events, |e| match e {
-        Event::Answer { status, .. } => Some(*status),
-        _ => None,
-    })
-    .await;
+    let status = answer_status(&mut events).await;
     assert_eq!(status, ResponseStatus::Approved);
     shutdown.cancel();
     daemon.await.unwrap().unwrap();

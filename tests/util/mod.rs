@@ -134,6 +134,18 @@ pub fn wait_for_port(port: u16) {
     panic!("nothing listens on port {port}");
 }
 
+/// `voicepay gateway run` on `broker_url` with its data in `data_dir`.
+pub fn gateway_process(broker_url: &str, data_dir: &str) -> Child {
+    Child::spawn(voicepay(&[
+        "gateway",
+        "run",
+        "--broker",
+        broker_url,
+        "--data-dir",
+        data_dir,
+    ]))
+}
+
 /// A child process that is killed if the test ends without stopping it.
 pub struct Child(Option<std::process::Child>);
 
