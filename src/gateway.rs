@@ -16,7 +16,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use uuid::Uuid;
 
-use crate::clock::{day_of, now_ms};
+use crate::clock::{Calendar, now_ms};
 use crate::durable::flush_and_sync;
 use crate::keys::{PublicKey, SigningKey};
 use crate::money::Money;
@@ -35,6 +35,13 @@ pub struct GatewayConfig {
     pub daily_limit: Option<Money>,
     /// How far in the future a request's `created_at` may be.
     pub max_clock_skew_ms: u64,
+    /// A request whose `seq` is more than this far behind the highest seq
+    /// seen from its device is refused as a replay.
+    pub seq_window: u64,
+    /// How long an answer is kept after its request expired. While kept, a
+    /// repeat gets it again (a device retrying late learns the truth); once
+    /// pruned, a replay is refused as expired, so it is never charged twice.
+    pub answer_retention_ms: u64,
 }
 
 impl GatewayConfig {
@@ -44,6 +51,8 @@ impl GatewayConfig {
             prefix: protocol::DEFAULT_PREFIX.to_owned(),
             daily_limit: None,
             max_clock_skew_ms: 5 * 60 * 1000,
+            seq_window: 10_000,
+            answer_retention_ms: 7 * 24 * 60 * 60 * 1000,
         }
     }
 
@@ -131,6 +140,10 @@ pub struct Gateway {
     db: sled::Db,
     devices: sled::Tree,
     answers: sled::Tree,
+    /// `(expires_at + retention)` big-endian ++ answer key: what to prune when.
+    answer_expiry: sled::Tree,
+    /// device id -> the highest `seq` seen (u64 big-endian).
+    seqs: sled::Tree,
     daily: sled::Tree,
     ledger: sled::Tree,
 }
@@ -145,6 +158,8 @@ impl Gateway {
         Ok(Self {
             devices: db.open_tree("devices")?,
             answers: db.open_tree("answers")?,
+            answer_expiry: db.open_tree("answer_expiry")?,
+            seqs: db.open_tree("seqs")?,
             daily: db.open_tree("daily")?,
             ledger: db.open_tree("ledger")?,
             db,
@@ -157,10 +172,15 @@ impl Gateway {
         self.key.public_key()
     }
 
-    /// Registers (or re-keys) a device.
+    /// Registers (or re-keys) a device. A re-keyed device starts a new store,
+    /// so its sequence starts again too.
     pub fn enroll(&self, device_id: &str, key: &PublicKey) -> Result<(), GatewayError> {
         if !protocol::is_valid_device_id(device_id) {
             return Err(GatewayError::BadDeviceId(device_id.to_owned()));
+        }
+        let known = self.device_key(device_id)?;
+        if known.is_some_and(|k| k.as_bytes() != key.as_bytes()) {
+            self.seqs.remove(device_id)?;
         }
         self.devices.insert(device_id, key.as_bytes().as_slice())?;
         self.sync()
@@ -190,15 +210,22 @@ impl Gateway {
     }
 
     /// Decides one message from `topic`. Signature first, then parsing,
-    /// deduplication, expiry and limits; the answer is durable before it is
-    /// returned.
+    /// deduplication, expiry, the sequence and limits; the answer is durable
+    /// before it is returned.
+    ///
+    /// A stored answer is looked up before expiry: a device retrying after
+    /// its request expired gets the truth (it may have been charged), not a
+    /// refusal that would make it release a spend the ledger holds. A request
+    /// with no stored answer is never charged once expired, and answers are
+    /// kept [`GatewayConfig::answer_retention_ms`] past expiry, so a replay
+    /// is refused either way.
     pub fn handle(&self, topic: &str, message: &[u8], now: u64) -> Result<Reply, Rejection> {
         let prefix = &self.config.prefix;
         let device = topics::device_id_from_requests_topic(prefix, topic)
             .ok_or_else(|| Rejection::NotARequestTopic(truncate(topic)))?;
-        let key = self
-            .device_key(device)?
-            .ok_or_else(|| Rejection::UnknownDevice(device.to_owned()))?;
+        let Some(key) = self.device_key(device)? else {
+            return self.refuse_unknown_device(device, message, now);
+        };
         let envelope_error = |source| Rejection::Envelope {
             device: device.to_owned(),
             source,
@@ -221,8 +248,65 @@ impl Gateway {
         if let Some(reply) = self.earlier_answer(&to, now)? {
             return Ok(reply);
         }
+        // Nothing to remember: an expired request stays expired, and a flood
+        // of expired replays writes nothing.
+        if request.is_expired(now) {
+            let message = self.sealed_decline(&to, "the request expired before it arrived", now)?;
+            return self.reply(device, message, false);
+        }
         let verdict = self.check(&request, now);
         self.answer(&request, &to, verdict, now)
+    }
+
+    /// A device the gateway does not know cannot be verified, but it must not
+    /// wait for ever either: a request that names the device of its topic gets
+    /// a signed refusal bound to its bytes. Nothing is stored or charged, and
+    /// the refusal can settle only a request with exactly those bytes.
+    fn refuse_unknown_device(
+        &self,
+        device: &str,
+        message: &[u8],
+        now: u64,
+    ) -> Result<Reply, Rejection> {
+        let unknown = || Rejection::UnknownDevice(device.to_owned());
+        let payload = Envelope::unverified_payload_of(message).ok_or_else(unknown)?;
+        let claimed: PaymentRequest = serde_json::from_slice(&payload).map_err(|_| unknown())?;
+        if claimed.device_id != device {
+            return Err(unknown());
+        }
+        let to = AnswerTo {
+            request_id: claimed.request_id,
+            device_id: device.to_owned(),
+            request_sha256: hex::encode(Sha256::digest(&payload)),
+        };
+        let reason = "this device is not enrolled with the gateway";
+        let message = self.sealed_decline(&to, reason, now)?;
+        self.reply(device, message, false)
+    }
+
+    fn sealed_decline(
+        &self,
+        to: &AnswerTo,
+        reason: &str,
+        now: u64,
+    ) -> Result<Vec<u8>, GatewayError> {
+        let response = PaymentResponse::declined(to, reason.to_owned(), now);
+        Envelope::seal_json(&response, &self.key)
+            .map(|(e, _)| e.to_bytes())
+            .map_err(|e| GatewayError::Corrupt(e.to_string()))
+    }
+
+    /// Forgets answers kept past their retention, at most `batch` of them a
+    /// call (the loop stays responsive); returns how many went.
+    pub fn prune_answers(&self, now: u64, batch: usize) -> Result<usize, GatewayError> {
+        let mut pruned = 0;
+        for item in self.answer_expiry.range(..now.to_be_bytes()).take(batch) {
+            let (key, _) = item?;
+            self.answers.remove(&key[8..])?;
+            self.answer_expiry.remove(&key)?;
+            pruned += 1;
+        }
+        Ok(pruned)
     }
 
     fn earlier_answer(&self, to: &AnswerTo, now: u64) -> Result<Option<Reply>, Rejection> {
@@ -246,21 +330,16 @@ impl Gateway {
         if answered.payload_sha256 != to.request_sha256 {
             tracing::warn!(request_id = %to.request_id, "conflict: the same request id with other bytes");
             let reason = "conflict: this request id was already used for another request";
-            let response = PaymentResponse::declined(to, reason.into(), now);
-            let message = Envelope::seal_json(&response, &self.key)
-                .map(|(e, _)| e.to_bytes())
-                .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+            let message = self.sealed_decline(to, reason, now)?;
             return self.reply(&to.device_id, message, false);
         }
         self.reply(&to.device_id, answered.response.into_bytes(), true)
     }
 
-    /// Everything that can decline a well-signed request, before money moves.
+    /// Everything stateless that can decline a well-signed, unexpired
+    /// request, before money moves.
     fn check(&self, request: &PaymentRequest, now: u64) -> Result<(), String> {
         request.validate().map_err(|e| e.to_string())?;
-        if request.is_expired(now) {
-            return Err("the request expired before it arrived".into());
-        }
         if request.created_at > now + self.config.max_clock_skew_ms {
             return Err("the request is dated in the future: check the device's clock".into());
         }
@@ -281,12 +360,7 @@ impl Gateway {
         let (approved_message, _) = Envelope::seal_json(&approved, &self.key)
             .map(|(e, p)| (e.to_bytes(), p))
             .map_err(|e| GatewayError::Corrupt(e.to_string()))?;
-        let decline = |reason: String| -> Result<Vec<u8>, GatewayError> {
-            let response = PaymentResponse::declined(to, reason, now);
-            Envelope::seal_json(&response, &self.key)
-                .map(|(e, _)| e.to_bytes())
-                .map_err(|e| GatewayError::Corrupt(e.to_string()))
-        };
+        let decline = |reason: String| self.sealed_decline(to, &reason, now);
         let entry = LedgerEntry {
             gateway_txn_id: txn_id,
             request_id: request.request_id,
@@ -298,7 +372,18 @@ impl Gateway {
             processed_at: now,
         };
         let id_key = answer_key(to);
-        let day_key = format!("{device}/{}/{}", day_of(now), request.amount.currency);
+        let mut expiry_key = request
+            .expires_at
+            .saturating_add(self.config.answer_retention_ms)
+            .to_be_bytes()
+            .to_vec();
+        expiry_key.extend_from_slice(&id_key);
+        let (seq, seq_window) = (request.seq, self.config.seq_window);
+        let day_key = format!(
+            "{device}/{}/{}",
+            Calendar::utc().day_of(now),
+            request.amount.currency
+        );
         let limit = self.config.daily_limit;
         let ledger_value =
             serde_json::to_vec(&entry).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
@@ -306,46 +391,59 @@ impl Gateway {
 
         // One transaction: a concurrent twin of this request, or a second
         // payment racing for the same limit, sees the other's effect.
-        let outcome =
-            (&self.answers, &self.daily, &self.ledger).transaction(|(answers, daily, ledger)| {
-                if let Some(raw) = answers.get(&id_key)? {
-                    return Ok(Stored::Earlier(raw.to_vec()));
-                }
-                let message = match &pre_declined {
-                    Some(message) => message.clone(),
-                    None => {
-                        let amount = request.amount;
-                        let spent = daily.get(day_key.as_bytes())?.map_or(0, |v| i64_from(&v));
-                        let spent = Money::new(spent, amount.currency);
-                        // The device's own rule, on the gateway's limit.
-                        let total = match limit {
-                            Some(limit) => policy::check_daily(limit, spent, amount).ok(),
-                            None => spent.checked_add(amount).ok(),
-                        };
-                        match total {
-                            Some(total) => {
-                                daily.insert(day_key.as_bytes(), &total.minor.to_be_bytes())?;
-                                let id = ledger.generate_id()?;
-                                ledger.insert(&id.to_be_bytes(), ledger_value.clone())?;
-                                approved_message.clone()
-                            }
-                            None => {
-                                decline("over the gateway's daily limit for this device".into())
-                                    .map_err(ConflictableTransactionError::Abort)?
-                            }
-                        }
+        let trees = (
+            &self.answers,
+            &self.answer_expiry,
+            &self.seqs,
+            &self.daily,
+            &self.ledger,
+        );
+        let outcome = trees.transaction(|(answers, answer_expiry, seqs, daily, ledger)| {
+            if let Some(raw) = answers.get(&id_key)? {
+                return Ok(Stored::Earlier(raw.to_vec()));
+            }
+            let last_seq = seqs.get(device.as_bytes())?.map(|v| u64_from(&v));
+            let message = match (&pre_declined, last_seq) {
+                (Some(message), _) => message.clone(),
+                (None, Some(last)) if seq.saturating_add(seq_window) < last => decline(format!(
+                    "replay: seq {seq} is far behind this device's last seq {last}"
+                ))
+                .map_err(ConflictableTransactionError::Abort)?,
+                (None, _) => {
+                    if last_seq.is_none_or(|last| seq > last) {
+                        seqs.insert(device.as_bytes(), &seq.to_be_bytes())?;
                     }
-                };
-                let answered = Answered {
-                    payload_sha256: payload_sha256.clone(),
-                    response: String::from_utf8_lossy(&message).into_owned(),
-                };
-                let record = serde_json::to_vec(&answered).map_err(|e| {
-                    ConflictableTransactionError::Abort(GatewayError::Corrupt(e.to_string()))
-                })?;
-                answers.insert(id_key.as_slice(), record)?;
-                Ok(Stored::New(message))
-            });
+                    let amount = request.amount;
+                    let spent = daily.get(day_key.as_bytes())?.map_or(0, |v| i64_from(&v));
+                    let spent = Money::new(spent, amount.currency);
+                    // The device's own rule, on the gateway's limit.
+                    let total = match limit {
+                        Some(limit) => policy::check_daily(limit, spent, amount).ok(),
+                        None => spent.checked_add(amount).ok(),
+                    };
+                    match total {
+                        Some(total) => {
+                            daily.insert(day_key.as_bytes(), &total.minor.to_be_bytes())?;
+                            let id = ledger.generate_id()?;
+                            ledger.insert(&id.to_be_bytes(), ledger_value.clone())?;
+                            approved_message.clone()
+                        }
+                        None => decline("over the gateway's daily limit for this device".into())
+                            .map_err(ConflictableTransactionError::Abort)?,
+                    }
+                }
+            };
+            let answered = Answered {
+                payload_sha256: payload_sha256.clone(),
+                response: String::from_utf8_lossy(&message).into_owned(),
+            };
+            let record = serde_json::to_vec(&answered).map_err(|e| {
+                ConflictableTransactionError::Abort(GatewayError::Corrupt(e.to_string()))
+            })?;
+            answers.insert(id_key.as_slice(), record)?;
+            answer_expiry.insert(expiry_key.as_slice(), &[])?;
+            Ok(Stored::New(message))
+        });
         match outcome {
             Ok(Stored::New(message)) => {
                 self.sync()?;
@@ -392,6 +490,10 @@ fn i64_from(bytes: &[u8]) -> i64 {
     bytes.try_into().map_or(0, i64::from_be_bytes)
 }
 
+fn u64_from(bytes: &[u8]) -> u64 {
+    bytes.try_into().map_or(0, u64::from_be_bytes)
+}
+
 /// Topics and ids from the wire can be long; logs get the start.
 fn truncate(s: &str) -> String {
     s.chars().take(80).collect()
@@ -400,6 +502,10 @@ fn truncate(s: &str) -> String {
 /// How many answers may wait for MQTT before new ones are dropped (each is
 /// durable, and a device that sends its request again gets it again).
 const GATEWAY_SEND_QUEUE: usize = 50_000;
+
+/// Old answers are pruned a batch a minute: a few milliseconds of the loop.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+const PRUNE_BATCH: usize = 10_000;
 
 /// Serves until `shutdown` resolves: subscribes to every device's requests,
 /// answers each, logs and skips what it rejects, reconnects on its own.
@@ -428,10 +534,19 @@ pub async fn run(
     let (outgoing, publisher_task) = Publisher::start(client, GATEWAY_SEND_QUEUE);
     let filter = topics::all_requests_filter(&gateway.config.prefix);
     let mut rejections = LogLimiter::new(10);
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
     tokio::pin!(shutdown);
     loop {
         let event = tokio::select! {
             _ = &mut shutdown => break,
+            _ = prune.tick() => {
+                match gateway.prune_answers(now_ms(), PRUNE_BATCH) {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, "forgot answers past their retention"),
+                    Err(error) => tracing::warn!(%error, "cannot prune old answers"),
+                }
+                continue;
+            }
             event = eventloop.poll() => event,
         };
         match event {
@@ -532,9 +647,13 @@ mod tests {
     }
 
     fn request(minor: i64) -> PaymentRequest {
+        numbered(minor, 1)
+    }
+
+    fn numbered(minor: i64, seq: u64) -> PaymentRequest {
         RequestBuilder::new(
             "glasses-1",
-            1,
+            seq,
             Money::new(minor, Currency::CNY),
             "Heytea",
             NOW - 1_000,
@@ -624,6 +743,114 @@ mod tests {
         // The genuine request still goes through afterwards.
         let ok = s.gateway.handle(&s.topic, &good, NOW).unwrap();
         assert_eq!(ok.response.status, ResponseStatus::Approved);
+    }
+
+    #[test]
+    fn an_unknown_device_gets_a_signed_refusal_bound_to_what_it_sent() {
+        let s = setup(None);
+        let stranger = SigningKey::generate().unwrap();
+        let mut req = request(100);
+        req.device_id = "glasses-9".into();
+        let message = sealed(&req, &stranger);
+        let topic = topics::requests(protocol::DEFAULT_PREFIX, "glasses-9");
+        let reply = s.gateway.handle(&topic, &message, NOW).unwrap();
+        assert_eq!(reply.response.status, ResponseStatus::Declined);
+        assert!(
+            reply
+                .response
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("not enrolled")
+        );
+        let to = AnswerTo {
+            request_id: req.request_id,
+            device_id: "glasses-9".into(),
+            request_sha256: Envelope::payload_sha256_of(&message).unwrap(),
+        };
+        assert!(reply.response.answers(&to));
+        let gateway_key = s.gateway.public_key();
+        protocol::open(&reply.message, |_| Some(gateway_key)).unwrap();
+        assert!(s.gateway.ledger().unwrap().is_empty());
+        // Garbage on an unknown device's topic gets nothing at all.
+        assert!(s.gateway.handle(&topic, b"{}", NOW).is_err());
+    }
+
+    #[test]
+    fn a_request_far_behind_its_devices_last_seq_is_refused_as_a_replay() {
+        let s = setup(None);
+        let window = s.gateway.config.seq_window;
+        let ahead = numbered(100, window + 50);
+        let reply = s
+            .gateway
+            .handle(&s.topic, &sealed(&ahead, &s.device), NOW)
+            .unwrap();
+        assert_eq!(reply.response.status, ResponseStatus::Approved);
+        // Within the window: late, but an outbox drains out of order.
+        let late = numbered(100, 50);
+        let reply = s
+            .gateway
+            .handle(&s.topic, &sealed(&late, &s.device), NOW)
+            .unwrap();
+        assert_eq!(reply.response.status, ResponseStatus::Approved);
+        let behind = numbered(100, 49);
+        let reply = s
+            .gateway
+            .handle(&s.topic, &sealed(&behind, &s.device), NOW)
+            .unwrap();
+        assert_eq!(reply.response.status, ResponseStatus::Declined);
+        assert!(reply.response.reason.unwrap().contains("far behind"));
+        assert_eq!(s.gateway.ledger().unwrap().len(), 2);
+
+        // A re-keyed device has a new store: its sequence starts again.
+        let rekeyed = SigningKey::generate().unwrap();
+        s.gateway
+            .enroll("glasses-1", &rekeyed.public_key())
+            .unwrap();
+        let first = numbered(100, 1);
+        let reply = s
+            .gateway
+            .handle(&s.topic, &sealed(&first, &rekeyed), NOW)
+            .unwrap();
+        assert_eq!(reply.response.status, ResponseStatus::Approved);
+    }
+
+    #[test]
+    fn a_late_retry_of_a_charged_request_gets_its_approval_not_a_refusal() {
+        let s = setup(None);
+        let req = request(100);
+        let message = sealed(&req, &s.device);
+        let first = s.gateway.handle(&s.topic, &message, NOW).unwrap();
+        assert_eq!(first.response.status, ResponseStatus::Approved);
+        // The answer was lost; the device retries after the request expired.
+        let late = s
+            .gateway
+            .handle(&s.topic, &message, req.expires_at + 1)
+            .unwrap();
+        assert!(late.repeated);
+        assert_eq!(late.response.status, ResponseStatus::Approved);
+    }
+
+    #[test]
+    fn a_replay_after_its_answer_was_pruned_is_refused_as_expired_and_never_charged_twice() {
+        let s = setup(None);
+        let req = request(100);
+        let message = sealed(&req, &s.device);
+        s.gateway.handle(&s.topic, &message, NOW).unwrap();
+        let retention = s.gateway.config.answer_retention_ms;
+        let kept_until = req.expires_at + retention;
+        assert_eq!(s.gateway.prune_answers(kept_until, 100).unwrap(), 0);
+        assert_eq!(s.gateway.prune_answers(kept_until + 1, 100).unwrap(), 1);
+        let replay = s
+            .gateway
+            .handle(&s.topic, &message, kept_until + 2)
+            .unwrap();
+        assert_eq!(replay.response.status, ResponseStatus::Declined);
+        assert!(replay.response.reason.unwrap().contains("expired"));
+        assert_eq!(s.gateway.ledger().unwrap().len(), 1);
+        // The expired refusal is not stored: nothing grows under a replay flood.
+        assert_eq!(s.gateway.prune_answers(u64::MAX, 100).unwrap(), 0);
+        assert!(s.gateway.answers.is_empty());
     }
 
     #[test]

@@ -63,9 +63,18 @@ impl Envelope {
     /// The hex SHA-256 of the payload an envelope's bytes carry (what a
     /// gateway answer is bound to), if they are an envelope at all.
     pub fn payload_sha256_of(message: &[u8]) -> Option<String> {
+        Envelope::unverified_payload_of(message).map(|payload| super::sha256_hex(&payload))
+    }
+
+    /// The payload bytes an envelope carries, its signature NOT checked: only
+    /// for answering a sender nobody can verify (an unknown device) with a
+    /// refusal bound to what it sent. Never trust what it says.
+    pub fn unverified_payload_of(message: &[u8]) -> Option<Vec<u8>> {
+        if message.len() > MAX_MESSAGE_BYTES {
+            return None;
+        }
         let envelope: Envelope = serde_json::from_slice(message).ok()?;
-        let payload = URL_SAFE_NO_PAD.decode(&envelope.payload).ok()?;
-        Some(super::sha256_hex(&payload))
+        URL_SAFE_NO_PAD.decode(&envelope.payload).ok()
     }
 
     /// The JSON body to publish.
