@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::clock::{day_of, now_ms};
+use crate::clock::now_ms;
 use crate::dialog::{Action, Assess, Dialog, DialogSettings, random_code};
 use crate::feedback::{Event, Feedback, Status};
 use crate::identity::DeviceIdentity;
@@ -27,6 +27,7 @@ use crate::outbox::{CommitError, Outbox, SettleError};
 use crate::phrasebook::{Phrasebook, Speech};
 use crate::policy::{self, Decision, Link, OfflineFloor, Refusal};
 use crate::profile::DeviceProfile;
+use crate::protocol::ResponseStatus;
 use crate::recognizer::{Heard, Source};
 use crate::store::{HistoryEvent, Store, StoreConfig};
 use crate::transport::{BrokerUrl, DeviceLink, LinkState, LogLimiter};
@@ -119,6 +120,8 @@ struct Daemon {
     /// Payments in the outbox: read from the store where they change (a
     /// commit, a settlement), not on every turn of the loop.
     waiting: usize,
+    /// Committed while the disk failed: not sent until the store is durable.
+    held: Vec<(Uuid, Vec<u8>)>,
 }
 
 impl Daemon {
@@ -140,12 +143,14 @@ impl Daemon {
             &profile.mqtt.prefix,
             &identity.device_id,
             identity.gateway,
+            // Nothing is sent that the disk has not taken.
             move || {
                 outbox_store
-                    .outbox()
+                    .flush_durably()
+                    .and_then(|()| outbox_store.outbox())
                     .map(|o| o.into_iter().map(|p| p.envelope).collect())
                     .unwrap_or_else(|error| {
-                        tracing::error!(%error, "cannot read the outbox");
+                        tracing::error!(%error, "not republishing the outbox");
                         Vec::new()
                     })
             },
@@ -156,6 +161,7 @@ impl Daemon {
             identity.device_id.clone(),
             identity.gateway,
             profile.payments.request_ttl_ms,
+            profile.payments.calendar.clone(),
         );
         Ok(Daemon {
             phrasebook: Phrasebook::new(profile.language),
@@ -171,6 +177,7 @@ impl Daemon {
             was_online: false,
             rejections: LogLimiter::new(10),
             waiting: 0,
+            held: Vec::new(),
         })
     }
 
@@ -345,6 +352,16 @@ impl Daemon {
 
     /// Signs and commits durably, then publishes (or leaves it queued offline).
     async fn pay(&mut self, order: PaymentOrder, approval: Approval) {
+        // A payment held unsaved goes first, or nothing new is taken: the
+        // user may repeat it, and both must not go out.
+        if !self.held.is_empty() {
+            if let Err(error) = self.store.flush_durably() {
+                let error = error.to_string();
+                tracing::error!(%error, "storage still failing; payment not taken");
+                return self.say(&Speech::StorageFailing { error });
+            }
+            self.send_held();
+        }
         let offline = !self.link_state().online();
         let floor = offline.then_some(&self.config.profile.offline);
         let committed = match self.outbox.commit(&order, &approval, floor) {
@@ -359,6 +376,17 @@ impl Daemon {
             Err(CommitError::Failed(error)) => {
                 tracing::error!(%error, "payment not recorded");
                 return self.say(&Speech::NotRecorded { error });
+            }
+            Err(CommitError::NotDurable { committed, error }) => {
+                tracing::error!(%error, request_id = %committed.request.request_id, "payment held: the disk did not take it");
+                self.count_waiting();
+                self.held
+                    .push((committed.request.request_id, committed.message));
+                return self.say(&Speech::HeldUnsaved {
+                    purchase: order.purchase,
+                    amount: order.amount,
+                    error,
+                });
             }
         };
         let request_id = committed.request.request_id;
@@ -378,6 +406,19 @@ impl Daemon {
         if !self.link.publish(committed.message) {
             // Still in the outbox: the gateway's next appearance sends it.
             tracing::warn!(%request_id, "not queued for MQTT; the outbox keeps the payment");
+        }
+    }
+
+    /// The store is durable again: what was held goes out (offline, the
+    /// gateway's next appearance sends it with the rest of the outbox).
+    fn send_held(&mut self) {
+        let online = self.link_state().online();
+        for (request_id, message) in std::mem::take(&mut self.held) {
+            tracing::info!(%request_id, "storage works again; sending the held payment");
+            if online {
+                self.unanswered.insert(request_id);
+                self.link.publish(message);
+            }
         }
     }
 
@@ -411,6 +452,20 @@ impl Daemon {
                 return tracing::debug!(%request_id, "answer for no waiting payment");
             }
             Err(error @ SettleError::Store(_)) => return self.fail(error.to_string()),
+            Err(SettleError::NotRecorded {
+                response,
+                payment,
+                error,
+            }) => {
+                let error = error.to_string();
+                tracing::error!(%error, request_id = %response.request_id, "answer not recorded");
+                return self.say(&Speech::AnswerNotRecorded {
+                    approved: response.status == ResponseStatus::Approved,
+                    amount: payment.amount,
+                    payee: payment.payee,
+                    error,
+                });
+            }
         };
         let response = settled.response;
         self.count_waiting();
@@ -478,7 +533,7 @@ impl Daemon {
     }
 
     fn report_spending(&mut self, period: Period) {
-        let today = day_of(now_ms());
+        let today = self.config.profile.payments.calendar.day_of(now_ms());
         let days = match period {
             Period::Today => 0,
             Period::Week => 6,
@@ -533,7 +588,8 @@ impl Assess for Assessor<'_> {
     fn decide(&self, amount: Money) -> Decision {
         let now = now_ms();
         let state = self.store.limits().and_then(|limits| {
-            let spent = self.store.spent_on_day(day_of(now), amount.currency)?;
+            let today = self.profile.payments.calendar.day_of(now);
+            let spent = self.store.spent_on_day(today, amount.currency)?;
             let counters = self.store.offline_counters()?;
             Ok((limits, spent, counters))
         });

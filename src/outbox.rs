@@ -7,7 +7,7 @@
 
 use uuid::Uuid;
 
-use crate::clock::{day_of, now_ms};
+use crate::clock::{Calendar, now_ms};
 use crate::keys::{PublicKey, SigningKey};
 use crate::order::{Approval, PaymentOrder, Purchase};
 use crate::policy::{OfflineFloor, Refusal};
@@ -35,6 +35,13 @@ pub enum CommitError {
     /// It could not be signed or recorded: nothing was paid.
     #[error("{0}")]
     Failed(String),
+    /// It is in the outbox, but the disk did not take it: it must not be
+    /// sent until the store is durable again (it may not survive a restart).
+    #[error("committed but not durable: {error}")]
+    NotDurable {
+        committed: Box<Committed>,
+        error: String,
+    },
 }
 
 /// A verified answer that settled a waiting payment.
@@ -57,8 +64,16 @@ pub enum SettleError {
     /// than the request waiting under that id: settles nothing.
     #[error("answer for request {0} is bound to another device or other bytes")]
     Unbound(Uuid),
-    #[error("cannot record the answer: {0}")]
+    #[error("cannot read the outbox: {0}")]
     Store(#[from] StoreError),
+    /// A verified answer to a waiting payment that could not be written: the
+    /// payment stays in the outbox (on disk) and is settled again later.
+    #[error("cannot record the answer to request {}: {error}", .response.request_id)]
+    NotRecorded {
+        response: Box<PaymentResponse>,
+        payment: Box<PendingPayment>,
+        error: StoreError,
+    },
 }
 
 pub struct Outbox {
@@ -67,6 +82,8 @@ pub struct Outbox {
     device_id: String,
     gateway: PublicKey,
     request_ttl_ms: u64,
+    /// Which day a payment's spend counts against.
+    calendar: Calendar,
 }
 
 impl Outbox {
@@ -76,6 +93,7 @@ impl Outbox {
         device_id: String,
         gateway: PublicKey,
         request_ttl_ms: u64,
+        calendar: Calendar,
     ) -> Outbox {
         Outbox {
             store,
@@ -83,6 +101,7 @@ impl Outbox {
             device_id,
             gateway,
             request_ttl_ms,
+            calendar,
         }
     }
 
@@ -116,7 +135,7 @@ impl Outbox {
         };
         match self
             .store
-            .commit_payment(&pending, day_of(request.created_at), &checks)
+            .commit_payment(&pending, self.calendar.day_of(request.created_at), &checks)
         {
             Ok(()) => Ok(Committed {
                 request,
@@ -124,6 +143,14 @@ impl Outbox {
                 message,
             }),
             Err(StoreError::Refused(refusal)) => Err(CommitError::Refused(refusal)),
+            Err(StoreError::NotDurable(error)) => Err(CommitError::NotDurable {
+                committed: Box::new(Committed {
+                    request,
+                    envelope,
+                    message,
+                }),
+                error: error.to_string(),
+            }),
             Err(error) => Err(CommitError::Failed(error.to_string())),
         }
     }
@@ -195,9 +222,14 @@ impl Outbox {
                 response: message.to_vec(),
             },
         };
-        match self.store.settle(response.request_id, &settlement)? {
-            Some(entry) => Ok(Settled { response, entry }),
-            None => Err(SettleError::NotWaiting(response.request_id)),
+        match self.store.settle(response.request_id, &settlement) {
+            Ok(Some(entry)) => Ok(Settled { response, entry }),
+            Ok(None) => Err(SettleError::NotWaiting(response.request_id)),
+            Err(error) => Err(SettleError::NotRecorded {
+                response: Box::new(response),
+                payment: Box::new(waiting),
+                error,
+            }),
         }
     }
 
@@ -230,6 +262,7 @@ mod tests {
             "dev-1".into(),
             gateway.public_key(),
             60_000,
+            Calendar::utc(),
         );
         let order = PaymentOrder {
             amount: Money::new(3600, Currency::CNY),

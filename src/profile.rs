@@ -54,6 +54,8 @@ pub struct PaymentSettings {
     /// How long payments that need a code stay locked after three wrong codes.
     pub code_lockout: Duration,
     pub request_ttl_ms: u64,
+    /// Daily limits reset at midnight in this zone.
+    pub calendar: crate::clock::Calendar,
     /// Provider -> price of a million tokens, in the default currency.
     pub token_prices: BTreeMap<String, Money>,
 }
@@ -68,6 +70,10 @@ pub struct MqttSettings {
 
 fn default_code_lockout_s() -> u64 {
     300
+}
+
+fn default_time_zone() -> String {
+    "system".to_owned()
 }
 
 fn default_prefix() -> String {
@@ -120,6 +126,8 @@ struct PaymentFile {
     #[serde(default = "default_code_lockout_s")]
     code_lockout_s: u64,
     request_ttl_s: u64,
+    #[serde(default = "default_time_zone")]
+    time_zone: String,
     #[serde(default)]
     token_prices: BTreeMap<String, String>,
 }
@@ -200,6 +208,8 @@ impl DeviceProfile {
                 file.offline.max_age_s
             ));
         }
+        let calendar = crate::clock::Calendar::named(&file.payments.time_zone)
+            .map_err(|e| format!("payments.time_zone: {e}"))?;
         if file.asr.threads == 0 {
             return Err("asr.threads must be at least 1".into());
         }
@@ -229,6 +239,7 @@ impl DeviceProfile {
                 confirm_window: Duration::from_secs(file.payments.confirm_window_s),
                 code_lockout: Duration::from_secs(file.payments.code_lockout_s),
                 request_ttl_ms: ttl_s * 1000,
+                calendar,
                 token_prices,
             },
             offline,

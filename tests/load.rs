@@ -344,6 +344,7 @@ fn an_outbox_of_a_thousand_payments_drains_when_the_gateway_returns() {
             device_id.clone(),
             gateway_public,
             3_600_000,
+            voicepay::clock::Calendar::utc(),
         );
         for i in 0..PAYMENTS {
             let order = PaymentOrder {

@@ -41,8 +41,12 @@ struct Installation {
 
 impl Installation {
     fn new(prefix: &str) -> Installation {
+        Installation::with_device_dir(prefix, tempfile::tempdir().unwrap())
+    }
+
+    /// With the device's data (keys, store) in `device_dir`.
+    fn with_device_dir(prefix: &str, device_dir: tempfile::TempDir) -> Installation {
         let broker = Broker::start();
-        let device_dir = tempfile::tempdir().unwrap();
         let gateway_dir = tempfile::tempdir().unwrap();
         let gateway_key = SigningKey::create_file(&gateway_dir.path().join("gateway.key")).unwrap();
         let device_key = identity::init_device_key(device_dir.path()).unwrap();
@@ -512,4 +516,205 @@ async fn the_gateways_own_online_played_back_again_and_again_republishes_nothing
     );
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
+}
+
+/// The daemon with daily limits counted in `zone`.
+fn in_zone(zone: &str) -> DeviceProfile {
+    let mut profile = DeviceProfile::embedded().unwrap();
+    profile.payments.calendar = voicepay::clock::Calendar::named(zone).unwrap();
+    profile
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daily_limit_resets_at_midnight_in_the_profiles_time_zone() {
+    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    setup
+        .store()
+        .set_limits(&Limits {
+            auto_pay: Money::new(2_000, Currency::CNY),
+            daily: Some(Money::new(1_000, Currency::CNY)),
+            payment_code_above: None,
+        })
+        .unwrap();
+    let _gateway = setup.start_gateway();
+    // UTC-12 and UTC+14 are 26 hours apart: at every instant their local
+    // dates differ, so "today" is another day in each.
+    let (west, east) = ("Etc/GMT+12", "Pacific/Kiritimati");
+    for (zone, amount, expect_paid) in [(west, 10, true), (east, 10, true), (west, 1, false)] {
+        let (intake, mut events, shutdown, daemon) = setup.start_daemon(in_zone(zone));
+        say(&intake, &format!("Pay {amount} yuan to Heytea.")).await;
+        let paid = next_where(&mut events, |e| match e {
+            Event::Answer { status, .. } => Some(*status == ResponseStatus::Approved),
+            Event::Say { text } if text.contains("daily limit") => Some(false),
+            _ => None,
+        })
+        .await;
+        assert_eq!(paid, expect_paid, "{amount} yuan on today's date in {zone}");
+        shutdown.cancel();
+        daemon.await.unwrap().unwrap();
+    }
+}
+
+/// A real filesystem small enough to fill: a tmpfs mounted for the test
+/// (the tests run as root, like the service), unmounted on drop.
+struct SmallDisk {
+    mount: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(megabytes: u32) -> SmallDisk {
+        let mount = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(mount.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs needs root");
+        SmallDisk { mount }
+    }
+
+    fn dir(&self) -> tempfile::TempDir {
+        tempfile::tempdir_in(self.mount.path()).unwrap()
+    }
+
+    /// Writes a filler file until the disk says it is full.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.mount.path().join("filler")).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while filler.write_all(&block).is_ok() {}
+        let _ = filler.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.mount.path().join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.mount.path())
+            .status();
+    }
+}
+
+/// What one payment came to on a failing disk.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Paid,
+    /// Committed, but the disk did not take it: held, not sent.
+    Held,
+    /// Refused before anything was written.
+    NotTaken,
+    /// The bank approved it, and the user heard that it could not be recorded.
+    AnswerNotRecorded,
+    /// Any other error the daemon reported.
+    Failed,
+}
+
+async fn pay_on_a_failing_disk(
+    intake: &Intake,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    sent: &mut usize,
+) -> Outcome {
+    say(intake, "Pay 2 yuan to Heytea.").await;
+    next_where(events, |e| match e {
+        Event::Sent { .. } => {
+            *sent += 1;
+            None
+        }
+        Event::Error { .. } => Some(Outcome::Failed),
+        Event::Say { text } if text.starts_with("Paid 2 yuan") => Some(Outcome::Paid),
+        Event::Say { text } if text.starts_with("The bank approved 2 yuan to Heytea, but") => {
+            Some(Outcome::AnswerNotRecorded)
+        }
+        Event::Say { text } if text.starts_with("I couldn't save 2 yuan to Heytea") => {
+            Some(Outcome::Held)
+        }
+        Event::Say { text }
+            if text.starts_with("Storage is failing") || text.starts_with("I couldn't record") =>
+        {
+            Some(Outcome::NotTaken)
+        }
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_disk_fails_the_user_hears_the_truth_and_a_repeat_cannot_pay_twice() {
+    let disk = SmallDisk::mount(16);
+    let setup = Installation::with_device_dir(protocol::DEFAULT_PREFIX, disk.dir());
+    setup.set_limits(1_000);
+    let gateway = setup.start_gateway();
+    let (intake, mut events, shutdown, daemon) =
+        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    let mut sent = 0;
+    let first = pay_on_a_failing_disk(&intake, &mut events, &mut sent).await;
+    assert_eq!(first, Outcome::Paid);
+
+    disk.fill();
+    // sled first fills the space its files already hold: pay until the
+    // disk refuses (a few dozen payments), as a user on a bad day would.
+    let mut attempts = 0;
+    let failure = loop {
+        attempts += 1;
+        assert!(attempts < 1_000, "the full disk never refused a write");
+        match pay_on_a_failing_disk(&intake, &mut events, &mut sent).await {
+            Outcome::Paid => {}
+            other => break other,
+        }
+    };
+    let sent_before = sent;
+    eprintln!("the disk refused after {attempts} payments: {failure:?}");
+    assert_ne!(failure, Outcome::Failed, "the user was told what happened");
+    // The user repeats the payment: nothing more goes out while the disk fails.
+    for _ in 0..3 {
+        let repeat = pay_on_a_failing_disk(&intake, &mut events, &mut sent).await;
+        assert_eq!(repeat, Outcome::NotTaken, "a repeat on a failed disk");
+    }
+    assert_eq!(sent, sent_before, "sent a payment the disk did not take");
+    shutdown.cancel();
+    timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("the daemon stops on a failed disk")
+        .unwrap()
+        .unwrap();
+
+    // The disk is replaced; the daemon starts again and drains its outbox.
+    disk.free();
+    let (intake, _events, _shutdown, daemon) =
+        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    drop(intake);
+    daemon.await.unwrap().unwrap();
+    drop(gateway);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let store = setup.store();
+    let paid_on_device = store
+        .history()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e.event, voicepay::store::HistoryEvent::Paid { .. }))
+        .count();
+    assert!(store.outbox().unwrap().is_empty(), "the outbox drained");
+    let config = self_config(setup.gateway_dir.path(), &setup.prefix);
+    let key = gateway::load_key(&config).unwrap();
+    let ledger = Gateway::open(config, key).unwrap().ledger().unwrap();
+    // Each payment sent is charged once; the held one at most once more
+    // (if the disk had taken it after all); the repeats never.
+    let charged = ledger.len();
+    assert!(
+        charged == sent_before || charged == sent_before + 1,
+        "{charged} charged, {sent_before} sent"
+    );
+    assert_eq!(
+        paid_on_device, charged,
+        "the device's history agrees with the ledger"
+    );
+    let mut ids: Vec<_> = ledger.iter().map(|e| e.request_id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), charged);
 }

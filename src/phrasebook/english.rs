@@ -78,6 +78,29 @@ pub(super) fn say(speech: &Speech) -> String {
         Speech::NotRecorded { error } => {
             format!("I couldn't record the payment, so nothing was paid ({error}).")
         }
+        Speech::HeldUnsaved {
+            purchase,
+            amount,
+            error,
+        } => format!(
+            "I couldn't save {} to storage ({error}), so I haven't sent it. \
+             It goes out once storage works again: check your history before you pay it again.",
+            describe(purchase, *amount)
+        ),
+        Speech::AnswerNotRecorded {
+            approved,
+            amount,
+            payee,
+            error,
+        } => format!(
+            "The bank {} {} to {payee}, but I couldn't record it ({error}); \
+             it is settled again when storage works.",
+            if *approved { "approved" } else { "declined" },
+            money(*amount)
+        ),
+        Speech::StorageFailing { error } => format!(
+            "Storage is failing ({error}), so I can't take a new payment: nothing was paid."
+        ),
         Speech::NoAnswerYet => {
             "No answer from the bank yet; the payment waits in the outbox.".to_owned()
         }

@@ -59,6 +59,23 @@ pub enum Speech {
     NotRecorded {
         error: String,
     },
+    /// Written, but the disk did not take it: held, not sent.
+    HeldUnsaved {
+        purchase: Purchase,
+        amount: Money,
+        error: String,
+    },
+    /// The bank answered, but the answer could not be written.
+    AnswerNotRecorded {
+        approved: bool,
+        amount: Money,
+        payee: String,
+        error: String,
+    },
+    /// A payment is held unsaved and the disk still fails: no new payment.
+    StorageFailing {
+        error: String,
+    },
     NoAnswerYet,
     Paid {
         amount: Money,

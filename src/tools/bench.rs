@@ -172,7 +172,7 @@ fn payment_figures(
         let pending = PendingPayment::of(&request, envelope.to_bytes());
         store.commit_payment(
             &pending,
-            clock::day_of(request.created_at),
+            clock::Calendar::utc().day_of(request.created_at),
             &SpendChecks::default(),
         )?;
         persist.push(started.elapsed().as_secs_f64() * 1e6);
