@@ -452,7 +452,7 @@ fn sigterm_stops_the_daemon_while_it_waits_for_an_answer_and_the_outbox_keeps_th
     });
     let sent = lines.iter().find(|line| line.contains(r#""step":"sent""#));
     assert!(sent.is_some(), "the payment was sent");
-    let status = daemon.terminate_within(Duration::from_secs(10));
+    let status = daemon.terminate_within(Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
     let outbox = pair.device(&["outbox", "--json"]);
     assert_eq!(outbox.lines().count(), 1, "{outbox}");
