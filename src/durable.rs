@@ -43,15 +43,39 @@ fn sync_dir_files(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-/// Opens a sled database, waiting up to two seconds for its file lock: sled
-/// releases the lock when the last handle drops, and a handle held by a task
-/// or thread that is just ending (a daemon stopping, a link being aborted)
-/// may take a moment to go.
-pub fn open_db(config: &sled::Config) -> sled::Result<sled::Db> {
+/// Creates `dir` (and its parents) readable by its owner only (0700): keys,
+/// payments and the ledger are nobody else's business.
+pub fn private_dir(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+/// Makes every file directly in `dir` owner-only (0600).
+fn private_files(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens the sled database in `dir`, private to its owner (0700, files
+/// 0600), waiting up to two seconds for its file lock: sled releases the
+/// lock when the last handle drops, and a handle held by a task or thread
+/// that is just ending (a daemon stopping, a link being aborted) may take a
+/// moment to go.
+pub fn open_db(config: &sled::Config, dir: &Path) -> sled::Result<sled::Db> {
+    private_dir(dir)?;
     let mut waited = std::time::Duration::ZERO;
     let step = std::time::Duration::from_millis(20);
     loop {
-        match config.open() {
+        let opened = config.open();
+        if opened.is_ok() {
+            private_files(dir)?;
+        }
+        match opened {
             Err(sled::Error::Io(e))
                 if e.kind() == io::ErrorKind::WouldBlock
                     && waited < std::time::Duration::from_secs(2) =>

@@ -150,10 +150,12 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn open(config: GatewayConfig, key: SigningKey) -> Result<Self, GatewayError> {
+        crate::durable::private_dir(&config.data_dir).map_err(sled::Error::Io)?;
         let db = crate::durable::open_db(
             &sled::Config::new()
                 .path(config.db_path())
                 .cache_capacity(8 << 20),
+            &config.db_path(),
         )?;
         Ok(Self {
             devices: db.open_tree("devices")?,
@@ -522,7 +524,10 @@ pub async fn run(
             .seal(&gateway.key)
             .map_err(|e| GatewayError::Corrupt(format!("cannot sign the status: {e}")))
     };
-    let mut options = broker.options("voicepay-gateway");
+    // Unique per process: a second gateway (or a stale one) on the broker
+    // must not take over this one's connection, and then lose its own.
+    let random = Uuid::now_v7().simple().to_string();
+    let mut options = broker.options(&format!("voicepay-gateway-{}", &random[24..]));
     // The will is signed now: the broker says it for us when we vanish.
     options.set_last_will(LastWill::new(
         &status,

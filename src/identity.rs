@@ -127,7 +127,7 @@ pub fn key_report(role: &str, key: &PublicKey, json: bool) -> String {
 }
 
 fn create_dir(dir: &Path) -> Result<(), IdentityError> {
-    std::fs::create_dir_all(dir).map_err(|source| IdentityError::Io {
+    crate::durable::private_dir(dir).map_err(|source| IdentityError::Io {
         path: dir.to_owned(),
         source,
     })

@@ -173,6 +173,7 @@ enum KeysCommand {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum GatewayCommand {
     /// Create the gateway key.
     Init {
@@ -211,6 +212,8 @@ enum GatewayCommand {
         /// The topic prefix the devices use (their profile's `mqtt.prefix`).
         #[arg(long, default_value = voicepay::protocol::DEFAULT_PREFIX)]
         prefix: String,
+        #[command(flatten)]
+        access: AccessArgs,
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -238,6 +241,9 @@ enum ModelCommand {
 }
 
 fn main() -> ExitCode {
+    // Keys, payments, the ledger and the broker password are the owner's
+    // alone: whatever voicepay creates is 0600 (directories 0700).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VOICEPAY_LOG").unwrap_or_else(|_| {
@@ -275,6 +281,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
             answer_wait,
         } => {
+            let broker = broker
+                .with_access(&profile.mqtt.access())
+                .context("the profile's [mqtt] settings")?;
             let recognizer = recognizer(&profile)?;
             let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
             let mut config = DaemonConfig::new(profile, data_dir, broker);
@@ -542,7 +551,7 @@ fn gateway(command: GatewayCommand) -> Result<ExitCode> {
     match command {
         GatewayCommand::Init { data_dir } => {
             let config = gateway_config(data_dir);
-            std::fs::create_dir_all(&config.data_dir)
+            voicepay::durable::private_dir(&config.data_dir)
                 .with_context(|| config.data_dir.display().to_string())?;
             let key = SigningKey::create_file(&config.key_path())?;
             show_key("gateway", &key.public_key(), false);
@@ -574,9 +583,11 @@ fn gateway(command: GatewayCommand) -> Result<ExitCode> {
             broker,
             daily_limit,
             prefix,
+            access,
             data_dir,
         } => {
             topics::validate_prefix(&prefix)?;
+            let broker = broker.with_access(&access.into())?;
             let mut config = gateway_config(data_dir);
             config.daily_limit = daily_limit;
             config.prefix = prefix;
@@ -587,6 +598,36 @@ fn gateway(command: GatewayCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `gateway run`'s way to a deployed broker (a device's is in its profile).
+#[derive(clap::Args, Debug)]
+struct AccessArgs {
+    /// PEM CA certificates for an mqtts:// broker (else the system's).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// PEM client certificate chain, for brokers that ask for one.
+    #[arg(long, requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    #[arg(long, requires = "client_cert")]
+    client_key: Option<PathBuf>,
+    #[arg(long)]
+    username: Option<String>,
+    /// A file holding the password (never on the command line).
+    #[arg(long, requires = "username")]
+    password_file: Option<PathBuf>,
+}
+
+impl From<AccessArgs> for voicepay::transport::BrokerAccess {
+    fn from(args: AccessArgs) -> Self {
+        voicepay::transport::BrokerAccess {
+            ca_file: args.ca_file,
+            client_cert: args.client_cert,
+            client_key: args.client_key,
+            username: args.username,
+            password_file: args.password_file,
+        }
+    }
 }
 
 fn load_gateway_key(config: &GatewayConfig) -> Result<SigningKey> {

@@ -66,6 +66,26 @@ pub struct MqttSettings {
     /// Topic prefix, `voicepay/v1` unless a deployment shares a broker.
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// For an `mqtts://` broker: PEM CA certificates (else the system's).
+    pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate chain and key, for brokers that ask.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub username: Option<String>,
+    /// A file holding the broker password (0600; never in the profile).
+    pub password_file: Option<PathBuf>,
+}
+
+impl MqttSettings {
+    pub fn access(&self) -> crate::transport::BrokerAccess {
+        crate::transport::BrokerAccess {
+            ca_file: self.ca_file.clone(),
+            client_cert: self.client_cert.clone(),
+            client_key: self.client_key.clone(),
+            username: self.username.clone(),
+            password_file: self.password_file.clone(),
+        }
+    }
 }
 
 fn default_code_lockout_s() -> u64 {
@@ -84,6 +104,11 @@ impl Default for MqttSettings {
     fn default() -> Self {
         MqttSettings {
             prefix: default_prefix(),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            username: None,
+            password_file: None,
         }
     }
 }

@@ -379,6 +379,7 @@ impl Store {
             &sled::Config::new()
                 .path(&config.path)
                 .cache_capacity(config.cache_bytes),
+            &config.path,
         )?;
         Ok(Store {
             outbox: db.open_tree("outbox")?,

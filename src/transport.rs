@@ -1,7 +1,9 @@
 //! MQTT: broker addresses and client options shared by the device and the gateway.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::MqttOptions;
@@ -14,44 +16,144 @@ use crate::protocol::MAX_MESSAGE_BYTES;
 /// connection: the broker's `message_size_limit` should sit below this.
 pub const MAX_INCOMING_PACKET: usize = 4 * 1024 * 1024;
 
-/// `mqtt://HOST:PORT` (port 1883 when absent).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `mqtt://HOST:PORT` (port 1883 when absent) or `mqtts://HOST:PORT` (TLS,
+/// port 8883), with the access settings of [`BrokerUrl::with_access`].
+#[derive(Clone)]
 pub struct BrokerUrl {
     pub host: String,
     pub port: u16,
+    pub tls: bool,
+    /// Built once from the access settings: reading files happens at start,
+    /// where an error can be reported, not on every reconnect.
+    tls_config: Option<Arc<rustls::ClientConfig>>,
+    login: Option<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("broker {0:?}: expected mqtt://HOST:PORT")]
+#[error("broker {0:?}: expected mqtt://HOST:PORT or mqtts://HOST:PORT")]
 pub struct BadBrokerUrl(String);
+
+/// How to reach a broker in a deployment: whom to trust, who we are, and a
+/// login. Paths are read when the connection is set up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerAccess {
+    /// PEM certificates of the CAs that may sign the broker's certificate
+    /// (the system's roots when absent).
+    pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate chain and its key, for brokers that ask.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub username: Option<String>,
+    /// A file holding the password (kept out of profiles, command lines
+    /// and the process list).
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: no PEM {what} in it", path.display())]
+    NoPem { path: PathBuf, what: &'static str },
+    #[error("{}: {detail}", path.display())]
+    BadPem { path: PathBuf, detail: String },
+    #[error("TLS settings: {0}")]
+    Tls(String),
+    #[error("{0} is given without {1}")]
+    Incomplete(&'static str, &'static str),
+    #[error("TLS files are set but the broker URL is not mqtts://")]
+    TlsFilesWithoutTls,
+}
 
 impl FromStr for BrokerUrl {
     type Err = BadBrokerUrl;
 
     fn from_str(url: &str) -> Result<Self, Self::Err> {
         let bad = || BadBrokerUrl(url.to_owned());
-        let rest = url.strip_prefix("mqtt://").ok_or_else(bad)?;
+        let (tls, rest) = match (url.strip_prefix("mqtt://"), url.strip_prefix("mqtts://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(bad()),
+        };
         let (host, port) = match rest.rsplit_once(':') {
             Some((host, port)) => (host, port.parse().map_err(|_| bad())?),
-            None => (rest, 1883),
+            None => (rest, if tls { 8883 } else { 1883 }),
         };
-        if host.is_empty() || host.contains('/') {
+        if host.is_empty() || host.contains(['/', '@']) {
             return Err(bad());
         }
         Ok(Self {
             host: host.to_owned(),
             port,
+            tls,
+            tls_config: None,
+            login: None,
         })
     }
 }
 
 impl fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "mqtt://{}:{}", self.host, self.port)
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+/// Never prints the password.
+impl fmt::Debug for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerUrl")
+            .field("url", &self.to_string())
+            .field("user", &self.login.as_ref().map(|(user, _)| user))
+            .finish()
     }
 }
 
 impl BrokerUrl {
+    /// `mqtt://HOST:PORT`, no TLS, no login.
+    pub fn plain(host: &str, port: u16) -> BrokerUrl {
+        BrokerUrl {
+            host: host.to_owned(),
+            port,
+            tls: false,
+            tls_config: None,
+            login: None,
+        }
+    }
+
+    /// Applies `access`: reads the CA, the client certificate and key and
+    /// the password now, so a missing or bad file is an error at start.
+    pub fn with_access(mut self, access: &BrokerAccess) -> Result<BrokerUrl, AccessError> {
+        let tls_files = access.ca_file.is_some() || access.client_cert.is_some();
+        if tls_files && !self.tls {
+            return Err(AccessError::TlsFilesWithoutTls);
+        }
+        if self.tls {
+            self.tls_config = Some(Arc::new(tls_config(access)?));
+        }
+        self.login = match (&access.username, &access.password_file) {
+            (Some(user), Some(path)) => {
+                let password =
+                    std::fs::read_to_string(path).map_err(|source| AccessError::Read {
+                        path: path.clone(),
+                        source,
+                    })?;
+                Some((
+                    user.clone(),
+                    password.trim_end_matches(['\r', '\n']).to_owned(),
+                ))
+            }
+            (Some(user), None) => Some((user.clone(), String::new())),
+            (None, Some(_)) => return Err(AccessError::Incomplete("password_file", "username")),
+            (None, None) => None,
+        };
+        Ok(self)
+    }
+
     /// Client options. We send at most our message limit (plus MQTT
     /// framing) but read packets up to [`MAX_INCOMING_PACKET`]: a packet over
     /// the client's limit breaks the connection, and a retained one comes back
@@ -61,7 +163,105 @@ impl BrokerUrl {
         let mut options = MqttOptions::new(client_id, self.host.clone(), self.port);
         options.set_max_packet_size(MAX_INCOMING_PACKET, MAX_MESSAGE_BYTES + 1024);
         options.set_keep_alive(Duration::from_secs(15));
+        if self.tls {
+            let config = self.tls_config.clone().unwrap_or_else(|| {
+                // No access settings given: the system's roots.
+                let config = tls_config(&BrokerAccess::default()).unwrap_or_else(|error| {
+                    tracing::error!(%error, "no TLS trust: the broker cannot be verified");
+                    empty_trust()
+                });
+                Arc::new(config)
+            });
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(config),
+            ));
+        }
+        if let Some((user, password)) = &self.login {
+            options.set_credentials(user.clone(), password.clone());
+        }
         options
+    }
+}
+
+/// rustls with the ring provider, made the process default once, so the
+/// builder cannot fail for want of one.
+fn tls_builder() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier> {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        // Err means another provider is already the default: also fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    rustls::ClientConfig::builder()
+}
+
+fn empty_trust() -> rustls::ClientConfig {
+    tls_builder()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth()
+}
+
+fn tls_config(access: &BrokerAccess) -> Result<rustls::ClientConfig, AccessError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let certs = |path: &PathBuf, what| -> Result<Vec<CertificateDer<'static>>, AccessError> {
+        let bad = |e: rustls::pki_types::pem::Error| match e {
+            rustls::pki_types::pem::Error::Io(source) => AccessError::Read {
+                path: path.clone(),
+                source,
+            },
+            other => AccessError::BadPem {
+                path: path.clone(),
+                detail: other.to_string(),
+            },
+        };
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(bad)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        if certs.is_empty() {
+            return Err(AccessError::NoPem {
+                path: path.clone(),
+                what,
+            });
+        }
+        Ok(certs)
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    match &access.ca_file {
+        Some(path) => {
+            for cert in certs(path, "certificate")? {
+                roots.add(cert).map_err(|e| AccessError::BadPem {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                })?;
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+            if roots.is_empty() {
+                return Err(AccessError::Tls(
+                    "no ca_file given and the system has no CA certificates".into(),
+                ));
+            }
+        }
+    }
+    let builder = tls_builder().with_root_certificates(roots);
+    match (&access.client_cert, &access.client_key) {
+        (None, None) => Ok(builder.with_no_client_auth()),
+        (Some(cert_path), Some(key_path)) => {
+            let chain = certs(cert_path, "certificate")?;
+            let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| AccessError::BadPem {
+                path: key_path.clone(),
+                detail: e.to_string(),
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| AccessError::Tls(e.to_string()))
+        }
+        (Some(_), None) => Err(AccessError::Incomplete("client_cert", "client_key")),
+        (None, Some(_)) => Err(AccessError::Incomplete("client_key", "client_cert")),
     }
 }
 
@@ -88,11 +288,15 @@ mod tests {
         let url: BrokerUrl = "mqtt://127.0.0.1:18830".parse().unwrap();
         assert_eq!((url.host.as_str(), url.port), ("127.0.0.1", 18830));
         assert_eq!("mqtt://broker".parse::<BrokerUrl>().unwrap().port, 1883);
+        let tls: BrokerUrl = "mqtts://broker".parse().unwrap();
+        assert_eq!((tls.tls, tls.port), (true, 8883));
+        assert_eq!(tls.to_string(), "mqtts://broker:8883");
         for bad in [
             "127.0.0.1:1883",
             "mqtt://:1883",
             "mqtt://h:port",
             "http://h:1",
+            "mqtts://user:pass@h:1",
         ] {
             assert!(bad.parse::<BrokerUrl>().is_err(), "{bad}");
         }

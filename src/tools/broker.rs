@@ -54,10 +54,7 @@ pub fn start_embedded() -> Result<BrokerUrl, BrokerError> {
         .map_err(BrokerError::Thread)?;
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(BrokerUrl {
-                host: "127.0.0.1".into(),
-                port,
-            });
+            return Ok(BrokerUrl::plain("127.0.0.1", port));
         }
         std::thread::sleep(Duration::from_millis(25));
     }

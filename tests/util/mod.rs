@@ -69,6 +69,11 @@ impl Broker {
 
     /// On a given port: a broker that comes back where it was.
     pub fn start_on(port: u16) -> Broker {
+        Broker::start_with(port, "allow_anonymous true\n")
+    }
+
+    /// With `security` in its configuration (TLS files, a password file).
+    pub fn start_with(port: u16, security: &str) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
@@ -76,7 +81,7 @@ impl Broker {
             // A gateway's queue must hold a burst: mosquitto drops QoS 1
             // messages beyond 1000 queued per client by default.
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                "listener {port} 127.0.0.1\n{security}persistence false\n\
                  max_queued_messages 100000\n"
             ),
         )
