@@ -1,0 +1,194 @@
+//! A broker that dies again and again: mosquitto is killed and restarted at random while payments flow, and every payment the daemon committed ends in the gateway's ledger exactly once.
+
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
+mod util;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use util::*;
+use uuid::Uuid;
+use voicepay::daemon::{self, DaemonConfig};
+use voicepay::feedback::{Event, Feedback};
+use voicepay::gateway::{self, Gateway, GatewayConfig};
+use voicepay::identity;
+use voicepay::keys::SigningKey;
+use voicepay::money::{Currency, Money};
+use voicepay::policy::Limits;
+use voicepay::profile::DeviceProfile;
+use voicepay::protocol::{self, ResponseStatus};
+use voicepay::recognizer::{Heard, Source};
+use voicepay::store::{HistoryEvent, Store, StoreConfig};
+
+/// 50 in CI; more in a nightly-style run.
+fn restarts() -> u32 {
+    std::env::var("VOICEPAY_BROKER_RESTARTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(50)
+}
+
+/// What the daemon committed and what the gateway approved, by request id.
+struct Tally(mpsc::UnboundedSender<(Uuid, bool)>);
+
+impl Feedback for Tally {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::Sent { request_id, .. } => {
+                let _ = self.0.send((*request_id, false));
+            }
+            Event::Answer {
+                request_id,
+                status: ResponseStatus::Approved,
+                ..
+            } => {
+                let _ = self.0.send((*request_id, true));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_committed_payment_is_charged_once_while_the_broker_is_killed_and_restarted_at_random()
+ {
+    let port = free_port();
+    let mut broker = Some(Broker::start_on(port));
+    let device_dir = tempfile::tempdir().unwrap();
+    let gateway_dir = tempfile::tempdir().unwrap();
+    let gateway_key = SigningKey::create_file(&gateway_dir.path().join("gateway.key")).unwrap();
+    let device_key = identity::init_device_key(device_dir.path()).unwrap();
+    identity::trust_gateway(device_dir.path(), &gateway_key.public_key()).unwrap();
+    let device_id = protocol::device_id_for(&device_key.public_key());
+    let gateway = Gateway::open(
+        GatewayConfig::new(gateway_dir.path().to_owned()),
+        gateway_key,
+    )
+    .unwrap();
+    gateway
+        .enroll(&device_id, &device_key.public_key())
+        .unwrap();
+    Store::open(&StoreConfig::new(device_dir.path().join("store")))
+        .unwrap()
+        .set_limits(&Limits {
+            auto_pay: Money::new(1_000, Currency::CNY),
+            ..Limits::default()
+        })
+        .unwrap();
+
+    let url: voicepay::transport::BrokerUrl = format!("mqtt://127.0.0.1:{port}").parse().unwrap();
+    let (stop_gateway, gateway_stopped) = tokio::sync::oneshot::channel::<()>();
+    let gateway_url = url.clone();
+    let gateway_task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = gateway_stopped.await;
+        };
+        gateway::run(gateway, &gateway_url, shutdown).await.unwrap();
+    });
+
+    let profile = DeviceProfile::embedded().unwrap();
+    let context = profile.parse_context();
+    let mut config = DaemonConfig::new(profile, device_dir.path().to_owned(), url);
+    config.drain_wait = Duration::from_secs(120);
+    let (tally_tx, mut tally) = mpsc::unbounded_channel();
+    let (intake, source) = Source::channel(4);
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn(daemon::run(
+        config,
+        source,
+        Box::new(Tally(tally_tx)),
+        shutdown.clone(),
+    ));
+
+    // A user paying a yuan every 150 ms, whatever the broker is doing.
+    let paying = CancellationToken::new();
+    let payer = {
+        let paying = paying.clone();
+        tokio::spawn(async move {
+            while !paying.is_cancelled() {
+                intake.arriving();
+                let heard = Heard::typed("typed", "Pay 1 yuan to Heytea.", &context);
+                if !intake.send(heard).await {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            // Dropping the intake ends the input: the daemon drains.
+        })
+    };
+
+    // xorshift: the same spread of faults every run.
+    let mut rng = 0x2545_F491_4F6C_DD1D_u64;
+    let mut next = move |range: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % range
+    };
+    for _ in 0..restarts() {
+        tokio::time::sleep(Duration::from_millis(200 + next(700))).await;
+        drop(broker.take()); // SIGKILL: no will, no goodbye
+        tokio::time::sleep(Duration::from_millis(50 + next(250))).await;
+        broker = Some(Broker::start_on(port));
+    }
+    paying.cancel();
+    payer.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(180), daemon)
+        .await
+        .expect("the daemon drained its outbox")
+        .unwrap()
+        .unwrap();
+    drop(stop_gateway);
+    gateway_task.await.unwrap();
+
+    let (mut committed, mut approved) = (HashSet::new(), HashSet::new());
+    while let Ok((id, is_answer)) = tally.try_recv() {
+        if is_answer {
+            approved.insert(id);
+        } else {
+            committed.insert(id);
+        }
+    }
+    let store = Store::open(&StoreConfig::new(device_dir.path().join("store"))).unwrap();
+    assert!(store.outbox().unwrap().is_empty(), "the outbox drained");
+    let key = SigningKey::load_file(&gateway_dir.path().join("gateway.key")).unwrap();
+    let ledger = Gateway::open(GatewayConfig::new(gateway_dir.path().to_owned()), key)
+        .unwrap()
+        .ledger()
+        .unwrap();
+    let charged: Vec<Uuid> = ledger.iter().map(|e| e.request_id).collect();
+    let charged_once: HashSet<Uuid> = charged.iter().copied().collect();
+    assert_eq!(
+        charged_once.len(),
+        charged.len(),
+        "a payment was charged twice"
+    );
+    assert_eq!(
+        charged_once, committed,
+        "every committed payment charged, once"
+    );
+    assert_eq!(approved, committed, "and the device heard every answer");
+    let paid: HashSet<Uuid> = store
+        .history()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match &e.event {
+            HistoryEvent::Paid { request_id, .. } => Some(*request_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(paid, committed, "the history agrees with the ledger");
+    assert!(
+        committed.len() >= 50,
+        "payments flowed: {}",
+        committed.len()
+    );
+    eprintln!(
+        "{} broker restarts: {} payments committed, each charged once",
+        restarts(),
+        committed.len()
+    );
+}
