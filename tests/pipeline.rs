@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use util::*;
+use uuid::Uuid;
 use voicepay::daemon::{self, DaemonConfig, DaemonError};
 use voicepay::feedback::{Event, Feedback};
 use voicepay::gateway::{self, Gateway, GatewayConfig};
@@ -717,4 +718,121 @@ async fn when_the_disk_fails_the_user_hears_the_truth_and_a_repeat_cannot_pay_tw
     let mut ids: Vec<_> = ledger.iter().map(|e| e.request_id).collect();
     ids.dedup();
     assert_eq!(ids.len(), charged);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_hostile_message_on_every_topic_is_dropped_and_payments_still_go_through() {
+    use voicepay::protocol::{Envelope, RequestBuilder};
+    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    setup.set_limits(1_000);
+    let gateway = setup.start_gateway();
+    let (intake, mut events, shutdown, daemon) =
+        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    // One genuine payment, whose request and answer the attacker records.
+    say(&intake, "Pay 1 yuan to Heytea.").await;
+    let request = next_where(&mut events, |e| match e {
+        Event::Sent { envelope, .. } => Some(serde_json::to_vec(envelope).unwrap()),
+        _ => None,
+    })
+    .await;
+    let answer = next_where(&mut events, |e| match e {
+        Event::Answer { envelope, .. } => Some(serde_json::to_vec(envelope).unwrap()),
+        _ => None,
+    })
+    .await;
+
+    let device_key = identity::load_device_key(setup.device_dir.path()).unwrap();
+    let device_id = protocol::device_id_for(&device_key.public_key());
+    let stranger = SigningKey::generate().unwrap();
+    let now = voicepay::clock::now_ms();
+    let yuan = Money::new(100, Currency::CNY);
+    let sealed = |request: &voicepay::protocol::PaymentRequest, key: &SigningKey| {
+        Envelope::seal_json(request, key).unwrap().0.to_bytes()
+    };
+    // Signed by the device itself, but long expired.
+    let expired = sealed(
+        &RequestBuilder::new(&device_id, 9_999, yuan, "Heytea", now - 3_600_000)
+            .expires_in(60_000)
+            .build(),
+        &device_key,
+    );
+    let forged = sealed(
+        &RequestBuilder::new(&device_id, 10_000, yuan, "Heytea", now).build(),
+        &stranger,
+    );
+    let unknown_device = sealed(
+        &RequestBuilder::new("stranger-1", 1, yuan, "Heytea", now).build(),
+        &stranger,
+    );
+    let forged_answer = {
+        let to = voicepay::protocol::AnswerTo {
+            request_id: Uuid::now_v7(),
+            device_id: device_id.clone(),
+            request_sha256: "00".repeat(32),
+        };
+        let response = voicepay::protocol::PaymentResponse::approved(&to, "txn".into(), now);
+        Envelope::seal_json(&response, &stranger)
+            .unwrap()
+            .0
+            .to_bytes()
+    };
+    let nested = format!("{}{}", "[".repeat(30_000), "]".repeat(30_000)).into_bytes();
+    let garbage: Vec<(&str, Vec<u8>)> = vec![
+        ("oversized", vec![b'{'; protocol::MAX_MESSAGE_BYTES + 1]),
+        ("not UTF-8", b"\xff\xfe\xfd not text".to_vec()),
+        ("malformed", b"{\"v\":1,\"kid\":".to_vec()),
+        ("deeply nested", nested),
+        ("forged", forged),
+        ("expired", expired),
+        ("forged answer", forged_answer),
+        ("replayed request", request),
+        ("replayed answer", answer),
+    ];
+    let mut options = rumqttc::MqttOptions::new("attacker", "127.0.0.1", setup.broker.port);
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let every_topic_read = [
+        topics::requests(&setup.prefix, &device_id),
+        topics::requests(&setup.prefix, "stranger-1"),
+        topics::responses(&setup.prefix, &device_id),
+        topics::gateway_status(&setup.prefix),
+    ];
+    for topic in &every_topic_read {
+        for (_kind, message) in &garbage {
+            for retain in [false, true] {
+                client
+                    .publish(topic, rumqttc::QoS::AtLeastOnce, retain, message.clone())
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    client
+        .publish(
+            topics::requests(&setup.prefix, "stranger-1"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            unknown_device,
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    // Both sides are still there, online, and pay as usual.
+    say(&intake, "Pay 2 yuan to Heytea.").await;
+    let offline = sent_offline(&mut events).await;
+    assert!(!offline, "the device still sees the gateway");
+    let status = answer_status(&mut events).await;
+    assert_eq!(status, ResponseStatus::Approved);
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+    drop(gateway);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let config = self_config(setup.gateway_dir.path(), &setup.prefix);
+    let key = gateway::load_key(&config).unwrap();
+    let ledger = Gateway::open(config, key).unwrap().ledger().unwrap();
+    let amounts: Vec<i64> = ledger.iter().map(|e| e.amount.minor).collect();
+    assert_eq!(amounts, [100, 200], "nothing hostile was charged");
+    assert!(setup.store().outbox().unwrap().is_empty());
 }
