@@ -74,10 +74,20 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     let mut daemon = Daemon::start(config, feedback)?;
+    // The CLI's store commands, answered while we hold the store.
+    let control_stop = shutdown.child_token();
+    let store = daemon.store.clone();
+    let control = tokio::spawn(crate::control::serve(
+        daemon.config.data_dir.clone(),
+        std::sync::Arc::new(move |request| crate::control::device(&store, request)),
+        control_stop.clone(),
+    ));
     daemon.count_waiting();
     daemon.wait_online(&shutdown).await;
     let ending = daemon.serve(&mut source, &shutdown).await;
     daemon.finish(ending, &shutdown).await;
+    control_stop.cancel();
+    let _ = control.await;
     Ok(())
 }
 

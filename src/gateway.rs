@@ -518,6 +518,15 @@ pub async fn run(
     broker: &BrokerUrl,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), GatewayError> {
+    let gateway = std::sync::Arc::new(gateway);
+    // `gateway enroll` and `ledger`, answered while we hold the books.
+    let control_stop = tokio_util::sync::CancellationToken::new();
+    let books = gateway.clone();
+    let control = tokio::spawn(crate::control::serve(
+        gateway.config.data_dir.clone(),
+        std::sync::Arc::new(move |request| crate::control::gateway(&books, request)),
+        control_stop.clone(),
+    ));
     let status = topics::gateway_status(&gateway.config.prefix);
     let signed = |online: bool| {
         GatewayStatus::new(online, now_ms())
@@ -593,6 +602,8 @@ pub async fn run(
     }
     drain(&outgoing, &mut eventloop, &status, signed(false)?).await;
     publisher_task.abort();
+    control_stop.cancel();
+    let _ = control.await;
     Ok(())
 }
 

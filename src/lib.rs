@@ -31,6 +31,7 @@
 //! - [`phrasebook`]: everything the device says, by [`language`]
 //! - [`feedback`]: events and status, and where they go (the console)
 //! - [`daemon`]: the loop that wires the stages, with its shutdown
+//! - [`control`]: the CLI's store and ledger commands, through a running process's socket
 //! - [`gateway`]: the reference gateway (verify, deduplicate, re-check, answer)
 //! - [`money`], [`profile`], [`clock`], [`durable`]: amounts, device profiles, time, fsync
 //! - [`tools`]: the demo, the bench, the embedded broker, the test rig and fixtures
@@ -38,6 +39,7 @@
 pub mod asr;
 pub mod audio;
 pub mod clock;
+pub mod control;
 pub mod daemon;
 pub mod dialog;
 pub mod durable;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use voicepay::asr::{ModelName, install};
 use voicepay::audio::{self, read_wav};
+use voicepay::control;
 use voicepay::daemon::{self, DaemonConfig};
 use voicepay::feedback::Console;
 use voicepay::gateway::{Gateway, GatewayConfig};
@@ -301,16 +302,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             data_dir,
             json,
             verify,
-        } => history(&open_store(data_dir)?, json, verify),
+        } => device_command(data_dir, control::Request::History { json, verify }),
         Command::Outbox { data_dir, json } => {
-            for pending in open_store(data_dir)?.outbox()? {
-                if json {
-                    println!("{}", serde_json::to_string(&pending)?);
-                } else {
-                    println!("{}", pending.summary());
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            device_command(data_dir, control::Request::Outbox { json })
         }
         Command::Demo {
             broker,
@@ -464,30 +458,48 @@ fn open_store(data_dir: Option<PathBuf>) -> Result<Store> {
     Ok(Store::open(&StoreConfig::new(dir))?)
 }
 
-fn history(store: &Store, json: bool, verify: bool) -> Result<ExitCode> {
-    for entry in store.history()? {
-        if json {
-            println!("{}", serde_json::to_string(&entry)?);
-        } else {
-            println!("{}", entry.line());
+/// Through the daemon running on the data directory if there is one (sled
+/// lets one process open the store), else on the store itself.
+fn device_command(data_dir: Option<PathBuf>, request: control::Request) -> Result<ExitCode> {
+    let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
+    let reply = match control::call(&data_dir, &request)
+        .with_context(|| format!("the daemon on {}", data_dir.display()))?
+    {
+        Some(reply) => reply,
+        None => control::device(&open_store(Some(data_dir))?, &request),
+    };
+    Ok(print_reply(reply))
+}
+
+/// Through the running gateway if there is one, else on its books.
+fn gateway_command(data_dir: Option<PathBuf>, request: control::Request) -> Result<ExitCode> {
+    let config = gateway_config(data_dir);
+    let reply = match control::call(&config.data_dir, &request)
+        .with_context(|| format!("the gateway on {}", config.data_dir.display()))?
+    {
+        Some(reply) => reply,
+        None => {
+            let key = load_gateway_key(&config)?;
+            control::gateway(&Gateway::open(config, key)?, &request)
         }
+    };
+    Ok(print_reply(reply))
+}
+
+fn print_reply(reply: control::Reply) -> ExitCode {
+    print!("{}", reply.stdout);
+    eprint!("{}", reply.stderr);
+    if reply.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
-    if verify {
-        let checked = store.verify_history()?;
-        eprintln!("history chain intact: {checked} entries");
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn limits(command: LimitsCommand, profile: &DeviceProfile) -> Result<ExitCode> {
     match command {
         LimitsCommand::Show { data_dir, json } => {
-            let limits = open_store(data_dir)?.limits()?;
-            if json {
-                println!("{}", serde_json::to_string(&limits)?);
-            } else {
-                println!("{limits}");
-            }
+            device_command(data_dir, control::Request::LimitsShow { json })
         }
         LimitsCommand::Set {
             auto,
@@ -495,8 +507,6 @@ fn limits(command: LimitsCommand, profile: &DeviceProfile) -> Result<ExitCode> {
             code,
             data_dir,
         } => {
-            let store = open_store(data_dir)?;
-            let mut limits = store.limits()?;
             let currency = profile.default_currency;
             let amount = |text: &str| {
                 Money::parse_decimal(text, currency).with_context(|| format!("amount {text:?}"))
@@ -508,19 +518,14 @@ fn limits(command: LimitsCommand, profile: &DeviceProfile) -> Result<ExitCode> {
                     amount(text).map(Some)
                 }
             };
-            if let Some(text) = auto {
-                limits.auto_pay = amount(&text)?;
-            }
-            if let Some(text) = daily {
-                limits.daily = optional(&text)?;
-            }
-            if let Some(text) = code {
-                limits.payment_code_above = optional(&text)?;
-            }
-            store.set_limits(&limits)?;
+            let request = control::Request::LimitsSet {
+                auto: auto.as_deref().map(amount).transpose()?,
+                daily: daily.as_deref().map(optional).transpose()?,
+                code: code.as_deref().map(optional).transpose()?,
+            };
+            device_command(data_dir, request)
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn keys(command: KeysCommand) -> Result<ExitCode> {
@@ -565,19 +570,14 @@ fn gateway(command: GatewayCommand) -> Result<ExitCode> {
             public_key,
             data_dir,
         } => {
-            let config = gateway_config(data_dir);
-            let device_key = PublicKey::from_base64url(public_key.trim())
-                .context("--public-key is not a base64url Ed25519 public key")?;
-            let key = load_gateway_key(&config)?;
-            Gateway::open(config, key)?.enroll(&device_id, &device_key)?;
-            println!("enrolled {device_id} (key id {})", device_key.key_id());
+            let request = control::Request::Enroll {
+                device_id,
+                public_key,
+            };
+            return gateway_command(data_dir, request);
         }
         GatewayCommand::Ledger { data_dir } => {
-            let config = gateway_config(data_dir);
-            let key = load_gateway_key(&config)?;
-            for entry in Gateway::open(config, key)?.ledger()? {
-                println!("{}", serde_json::to_string(&entry)?);
-            }
+            return gateway_command(data_dir, control::Request::Ledger);
         }
         GatewayCommand::Run {
             broker,

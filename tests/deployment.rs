@@ -11,16 +11,6 @@ use std::time::Duration;
 use serde_json::Value;
 use util::*;
 
-fn ok(args: &[&str]) -> String {
-    let out = run(voicepay(args));
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn dir(d: &tempfile::TempDir) -> String {
-    d.path().to_str().unwrap().to_owned()
-}
-
 /// A CA and a broker certificate for 127.0.0.1 signed by it, as PEM files.
 struct Certificates {
     ca: PathBuf,

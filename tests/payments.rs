@@ -18,12 +18,6 @@ struct Pair {
     device_dir: tempfile::TempDir,
 }
 
-fn ok(args: &[&str]) -> String {
-    let out = run(voicepay(args));
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 impl Pair {
     fn new() -> Pair {
         model();

@@ -209,3 +209,96 @@ impl Drop for Child {
         }
     }
 }
+
+/// `voicepay ARGS`, which must succeed; its standard output.
+pub fn ok(args: &[&str]) -> String {
+    let out = run(voicepay(args));
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A gateway key pair and a device that trusts it and is enrolled with it.
+pub struct Keys {
+    pub gateway_dir: tempfile::TempDir,
+    pub device_dir: tempfile::TempDir,
+}
+
+impl Keys {
+    pub fn new() -> Keys {
+        let gateway_dir = tempfile::tempdir().unwrap();
+        let device_dir = tempfile::tempdir().unwrap();
+        let (gw, dev) = (dir(&gateway_dir), dir(&device_dir));
+        ok(&["gateway", "init", "--data-dir", &gw]);
+        ok(&["keys", "init", "--data-dir", &dev]);
+        let device: serde_json::Value =
+            serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", &dev])).unwrap();
+        let gateway: serde_json::Value =
+            serde_json::from_str(&ok(&["gateway", "show-key", "--json", "--data-dir", &gw]))
+                .unwrap();
+        ok(&[
+            "gateway",
+            "enroll",
+            "--device-id",
+            device["device_id"].as_str().unwrap(),
+            "--public-key",
+            device["public_key"].as_str().unwrap(),
+            "--data-dir",
+            &gw,
+        ]);
+        let key = gateway["public_key"].as_str().unwrap();
+        ok(&["trust-gateway", "--public-key", key, "--data-dir", &dev]);
+        Keys {
+            gateway_dir,
+            device_dir,
+        }
+    }
+
+    pub fn gateway(&self, broker_url: &str) -> Child {
+        gateway_process(broker_url, &dir(&self.gateway_dir))
+    }
+
+    /// `voicepay run --json` on one fixture (`--answer-wait` keeps it
+    /// draining), and its output lines as they come.
+    pub fn daemon(
+        &self,
+        broker_url: &str,
+        fixture_name: &str,
+    ) -> (Child, std::sync::mpsc::Receiver<String>) {
+        use std::io::BufRead;
+        let dev = dir(&self.device_dir);
+        let input = fixture(&format!("{fixture_name}.wav"));
+        let mut daemon = voicepay(&[
+            "run",
+            "--json",
+            "--broker",
+            broker_url,
+            "--data-dir",
+            &dev,
+            "--answer-wait",
+            "600",
+            "--input",
+            input.to_str().unwrap(),
+        ]);
+        daemon.stdout(std::process::Stdio::piped());
+        let mut daemon = Child::spawn(daemon);
+        let stdout = daemon.stdout().unwrap();
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines_tx.send(line);
+            }
+        });
+        (daemon, lines)
+    }
+
+    pub fn outbox(&self) -> String {
+        ok(&["outbox", "--json", "--data-dir", &dir(&self.device_dir)])
+    }
+}
+
+pub fn dir(d: &tempfile::TempDir) -> String {
+    d.path().to_str().unwrap().to_owned()
+}

@@ -1,0 +1,323 @@
+//! Control while it runs: the CLI's store and ledger commands go through the running daemon's or gateway's local socket, because sled lets one process open a database.
+//!
+//! The socket is `control.sock` in the data directory, owner-only (0600 in a
+//! 0700 directory): whoever may read the store may ask. One JSON [`Request`]
+//! line in, one JSON [`Reply`] line out. The same [`device`] and [`gateway`]
+//! functions answer whether the CLI reaches a running process or, when none
+//! runs, opens the store itself: the output is the same either way.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::gateway::Gateway;
+use crate::keys::PublicKey;
+use crate::money::Money;
+use crate::store::Store;
+
+/// A request is one short line; anything longer is not ours.
+const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+
+/// What the CLI asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Outbox {
+        json: bool,
+    },
+    History {
+        json: bool,
+        verify: bool,
+    },
+    LimitsShow {
+        json: bool,
+    },
+    /// Each `Some` changes one limit; `Some(None)` removes it.
+    LimitsSet {
+        auto: Option<Money>,
+        daily: Option<Option<Money>>,
+        code: Option<Option<Money>>,
+    },
+    Ledger,
+    Enroll {
+        device_id: String,
+        public_key: String,
+    },
+}
+
+/// What the CLI prints, and whether the command succeeded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Reply {
+    fn done(stdout: String) -> Reply {
+        Reply {
+            ok: true,
+            stdout,
+            stderr: String::new(),
+        }
+    }
+
+    fn failed(error: impl std::fmt::Display) -> Reply {
+        Reply {
+            ok: false,
+            stdout: String::new(),
+            stderr: format!("{error}\n"),
+        }
+    }
+}
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("control.sock")
+}
+
+/// Answers a device request from the store.
+pub fn device(store: &Store, request: &Request) -> Reply {
+    let lines = |items: Vec<String>| items.iter().map(|l| format!("{l}\n")).collect::<String>();
+    match request {
+        Request::Outbox { json: as_json } => match store.outbox() {
+            Ok(waiting) => Reply::done(lines(
+                waiting
+                    .iter()
+                    .map(|p| if *as_json { json(p) } else { p.summary() })
+                    .collect(),
+            )),
+            Err(error) => Reply::failed(error),
+        },
+        Request::History {
+            json: as_json,
+            verify,
+        } => {
+            let entries = match store.history() {
+                Ok(entries) => entries,
+                Err(error) => return Reply::failed(error),
+            };
+            let mut reply = Reply::done(lines(
+                entries
+                    .iter()
+                    .map(|e| if *as_json { json(e) } else { e.line() })
+                    .collect(),
+            ));
+            if *verify {
+                match store.verify_history() {
+                    Ok(checked) => {
+                        reply.stderr = format!("history chain intact: {checked} entries\n");
+                    }
+                    Err(error) => {
+                        reply.ok = false;
+                        reply.stderr = format!("{error}\n");
+                    }
+                }
+            }
+            reply
+        }
+        Request::LimitsShow { json: as_json } => match store.limits() {
+            Ok(limits) if *as_json => Reply::done(format!("{}\n", json(&limits))),
+            Ok(limits) => Reply::done(format!("{limits}\n")),
+            Err(error) => Reply::failed(error),
+        },
+        Request::LimitsSet { auto, daily, code } => {
+            let changed = store.limits().and_then(|mut limits| {
+                if let Some(amount) = auto {
+                    limits.auto_pay = *amount;
+                }
+                if let Some(amount) = daily {
+                    limits.daily = *amount;
+                }
+                if let Some(amount) = code {
+                    limits.payment_code_above = *amount;
+                }
+                store.set_limits(&limits)
+            });
+            match changed {
+                Ok(()) => Reply::done(String::new()),
+                Err(error) => Reply::failed(error),
+            }
+        }
+        Request::Ledger | Request::Enroll { .. } => {
+            Reply::failed("that is a gateway command: this is a device")
+        }
+    }
+}
+
+/// Answers a gateway request from its books.
+pub fn gateway(gateway: &Gateway, request: &Request) -> Reply {
+    match request {
+        Request::Ledger => match gateway.ledger() {
+            Ok(entries) => Reply::done(entries.iter().map(|e| format!("{}\n", json(e))).collect()),
+            Err(error) => Reply::failed(error),
+        },
+        Request::Enroll {
+            device_id,
+            public_key,
+        } => {
+            let Ok(key) = PublicKey::from_base64url(public_key.trim()) else {
+                return Reply::failed("--public-key is not a base64url Ed25519 public key");
+            };
+            match gateway.enroll(device_id, &key) {
+                Ok(()) => Reply::done(format!("enrolled {device_id} (key id {})\n", key.key_id())),
+                Err(error) => Reply::failed(error),
+            }
+        }
+        _ => Reply::failed("that is a device command: this is a gateway"),
+    }
+}
+
+/// One JSON line of the CLI's `--json` output.
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+/// Asks the process running on `data_dir`. `Ok(None)`: nothing runs there
+/// (no socket, or a stale one left by a process that was killed).
+pub fn call(data_dir: &Path, request: &Request) -> std::io::Result<Option<Reply>> {
+    use std::io::ErrorKind;
+    let path = socket_path(data_dir);
+    let stream = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(stream) => stream,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    (&stream).write_all(&line)?;
+    let mut answer = String::new();
+    BufReader::new(&stream).read_line(&mut answer)?;
+    serde_json::from_str(&answer)
+        .map(Some)
+        .map_err(|e| std::io::Error::other(format!("the running process answered {e}")))
+}
+
+/// What a running process answers with.
+pub type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+
+/// Listens on `data_dir/control.sock` until `shutdown`, then removes it.
+/// A stale socket (a killed process's) is replaced; a live one means
+/// another process runs on this data directory, which sled's lock refuses
+/// anyway, so that is reported and nothing is served.
+pub async fn serve(data_dir: PathBuf, handler: Handler, shutdown: CancellationToken) {
+    let path = socket_path(&data_dir);
+    if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        tracing::error!(path = %path.display(), "another process answers on this control socket");
+        return;
+    }
+    let _ = std::fs::remove_file(&path);
+    let listener = match tokio::net::UnixListener::bind(&path) {
+        Ok(listener) => listener,
+        Err(error) => {
+            return tracing::warn!(%error, path = %path.display(), "no control socket: commands must wait for the process to stop");
+        }
+    };
+    if let Err(error) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+        tracing::warn!(%error, "cannot make the control socket owner-only");
+    }
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                let handler = handler.clone();
+                tokio::spawn(answer(stream, handler));
+            }
+            Err(error) => tracing::warn!(%error, "control socket"),
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+async fn answer(stream: tokio::net::UnixStream, handler: Handler) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut limited =
+        tokio::io::BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST_BYTES));
+    let reply =
+        match tokio::time::timeout(Duration::from_secs(5), limited.read_line(&mut line)).await {
+            Ok(Ok(_)) => match serde_json::from_str::<Request>(&line) {
+                // sled is quick but blocking: off the async threads.
+                Ok(request) => tokio::task::spawn_blocking(move || handler(&request))
+                    .await
+                    .unwrap_or_else(|e| Reply::failed(format!("the command failed: {e}"))),
+                Err(error) => Reply::failed(format!("not a control request: {error}")),
+            },
+            Ok(Err(error)) => Reply::failed(error),
+            Err(_) => Reply::failed("no request within 5 s"),
+        };
+    let mut out = serde_json::to_vec(&reply).unwrap_or_default();
+    out.push(b'\n');
+    let _ = write.write_all(&out).await;
+    let _ = write.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+    use crate::store::StoreConfig;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_running_process_answers_on_its_socket_and_a_stale_socket_is_not_running() {
+        let dir = tempfile::tempdir().unwrap();
+        // A socket file nobody listens on: what a SIGKILL leaves behind.
+        drop(std::os::unix::net::UnixListener::bind(socket_path(dir.path())).unwrap());
+        let probe = call(dir.path(), &Request::LimitsShow { json: true }).unwrap();
+        assert_eq!(probe, None, "a stale socket is not a running process");
+
+        let store = Store::open(&StoreConfig::new(dir.path().join("store"))).unwrap();
+        let served = store.clone();
+        let handler: Handler = Arc::new(move |request| device(&served, request));
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn({
+            let dir = dir.path().to_owned();
+            let shutdown = shutdown.clone();
+            async move { serve(dir, handler, shutdown).await }
+        });
+        let path = socket_path(dir.path());
+        while std::os::unix::net::UnixStream::connect(&path).is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+
+        let set = Request::LimitsSet {
+            auto: Some(Money::new(500, Currency::CNY)),
+            daily: Some(None),
+            code: None,
+        };
+        let dir_path = dir.path().to_owned();
+        let reply = tokio::task::spawn_blocking(move || call(&dir_path, &set))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(reply.ok, "{reply:?}");
+        assert_eq!(store.limits().unwrap().auto_pay.minor, 500);
+
+        let dir_path = dir.path().to_owned();
+        let wrong = tokio::task::spawn_blocking(move || call(&dir_path, &Request::Ledger))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(!wrong.ok && wrong.stderr.contains("gateway command"));
+
+        shutdown.cancel();
+        server.await.unwrap();
+        assert!(!path.exists(), "the socket goes with the process");
+    }
+}
