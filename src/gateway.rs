@@ -528,8 +528,8 @@ pub async fn run(
         control_stop.clone(),
     ));
     let status = topics::gateway_status(&gateway.config.prefix);
-    let signed = |online: bool| {
-        GatewayStatus::new(online, now_ms())
+    let signed = |online: bool, session: u64| {
+        GatewayStatus::new(online, now_ms(), session)
             .seal(&gateway.key)
             .map_err(|e| GatewayError::Corrupt(format!("cannot sign the status: {e}")))
     };
@@ -538,12 +538,17 @@ pub async fn run(
     let random = Uuid::now_v7().simple().to_string();
     let mut options = broker.options(&format!("voicepay-gateway-{}", &random[24..]));
     // The will is signed now: the broker says it for us when we vanish.
-    options.set_last_will(LastWill::new(
-        &status,
-        signed(false)?,
-        QoS::AtLeastOnce,
-        true,
-    ));
+    // Each connection is a new session, with its own will.
+    let mut session = GatewayStatus::new_session();
+    let will = |session| -> Result<LastWill, GatewayError> {
+        Ok(LastWill::new(
+            &status,
+            signed(false, session)?,
+            QoS::AtLeastOnce,
+            true,
+        ))
+    };
+    options.set_last_will(will(session)?);
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
     let (outgoing, publisher_task) = Publisher::start(client, GATEWAY_SEND_QUEUE);
     let filter = topics::all_requests_filter(&gateway.config.prefix);
@@ -570,7 +575,7 @@ pub async fn run(
             }
             // Only once subscribed can requests be answered: then say so.
             Ok(Event::Incoming(Packet::SubAck(_))) => {
-                outgoing.publish(&status, true, signed(true)?);
+                outgoing.publish(&status, true, signed(true, session)?);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 match gateway.handle(&publish.topic, &publish.payload, now_ms()) {
@@ -593,6 +598,10 @@ pub async fn run(
             Ok(_) => {}
             Err(error) => {
                 tracing::warn!(%error, "gateway lost the broker; retrying");
+                // The broker may have said this session's will: the next
+                // connection is another session.
+                session = GatewayStatus::new_session();
+                eventloop.mqtt_options.set_last_will(will(session)?);
                 tokio::select! {
                     _ = &mut shutdown => break,
                     _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
@@ -600,7 +609,7 @@ pub async fn run(
             }
         }
     }
-    drain(&outgoing, &mut eventloop, &status, signed(false)?).await;
+    drain(&outgoing, &mut eventloop, &status, signed(false, session)?).await;
     publisher_task.abort();
     control_stop.cancel();
     let _ = control.await;

@@ -509,8 +509,8 @@ impl DeviceLink {
             // Held open: an empty input, not a closed one.
             let _tasks = tasks_tx;
             let mut backoff = Duration::from_millis(200);
-            // The newest signed status seen: an older one played back changes nothing.
-            let mut newest_status = 0u64;
+            // What the signed statuses seen so far make us believe.
+            let mut belief = crate::protocol::StatusBelief::default();
             let mut rejected_statuses = LogLimiter::new(10);
             loop {
                 match eventloop.poll().await {
@@ -522,12 +522,12 @@ impl DeviceLink {
                         queue.publish(&status, true, "online");
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == gateway_status => {
-                        let status = match GatewayStatus::open(&p.payload, &gateway) {
-                            // "offline" is believed at any age (the will is
-                            // signed when the gateway connects, before its
-                            // "online"); "online" only if newer than all seen.
-                            Ok(status) if !status.online() || status.at >= newest_status => status,
-                            Ok(_) => continue,
+                        let online = match GatewayStatus::open(&p.payload, &gateway) {
+                            Ok(status) => match belief.see(&status) {
+                                Some(online) => online,
+                                // A recording, or an old session's.
+                                None => continue,
+                            },
                             Err(error) => {
                                 // Anyone can publish here: a flood costs a
                                 // signature check each, and a log line now and then.
@@ -537,8 +537,6 @@ impl DeviceLink {
                                 continue;
                             }
                         };
-                        newest_status = newest_status.max(status.at);
-                        let online = status.online();
                         let appeared = state_tx.send_if_modified(|s| {
                             let changed = s.gateway != online;
                             s.gateway = online;

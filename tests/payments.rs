@@ -420,7 +420,7 @@ fn sigterm_stops_the_daemon_while_it_waits_for_an_answer_and_the_outbox_keeps_th
     let status = voicepay::protocol::topics::gateway_status(protocol_prefix());
     let key = voicepay::keys::SigningKey::load_file(&pair.gateway_dir.path().join("gateway.key"))
         .unwrap();
-    let online = voicepay::protocol::GatewayStatus::new(true, voicepay::clock::now_ms())
+    let online = voicepay::protocol::GatewayStatus::new(true, voicepay::clock::now_ms(), 1)
         .seal(&key)
         .unwrap();
     client

@@ -102,7 +102,7 @@ impl Installation {
         let options = rumqttc::MqttOptions::new("silent-gateway", "127.0.0.1", self.broker.port);
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
         let key = gateway::load_key(&self_config(self.gateway_dir.path(), &self.prefix)).unwrap();
-        let online = GatewayStatus::new(true, voicepay::clock::now_ms())
+        let online = GatewayStatus::new(true, voicepay::clock::now_ms(), 1)
             .seal(&key)
             .unwrap();
         client
@@ -377,7 +377,9 @@ async fn a_gateway_status_not_signed_by_the_gateway_is_not_believed_and_a_flood_
     let options = rumqttc::MqttOptions::new("attacker", "127.0.0.1", setup.broker.port);
     let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
     let stranger = SigningKey::generate().unwrap();
-    let forged = GatewayStatus::new(true, u64::MAX).seal(&stranger).unwrap();
+    let forged = GatewayStatus::new(true, u64::MAX, 1)
+        .seal(&stranger)
+        .unwrap();
     let qos = rumqttc::QoS::AtLeastOnce;
     tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     client.publish(&topic, qos, true, "online").await.unwrap();
@@ -446,11 +448,11 @@ async fn oversized_retained_messages_on_every_topic_we_read_break_no_connection(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gateways_own_online_played_back_again_and_again_republishes_nothing() {
+async fn the_gateways_own_statuses_played_back_again_and_again_republish_nothing() {
     let setup = Installation::new(protocol::DEFAULT_PREFIX);
     setup.set_limits(1_000);
     let key = gateway::load_key(&self_config(setup.gateway_dir.path(), &setup.prefix)).unwrap();
-    let online = GatewayStatus::new(true, voicepay::clock::now_ms())
+    let online = GatewayStatus::new(true, voicepay::clock::now_ms(), 1)
         .seal(&key)
         .unwrap();
     let status_topic = topics::gateway_status(&setup.prefix);
@@ -494,14 +496,20 @@ async fn the_gateways_own_online_played_back_again_and_again_republishes_nothing
         matches!(e, Event::Sent { .. }).then_some(())
     })
     .await;
-    // The captured "online", played back 200 times.
-    for _ in 0..200 {
+    // The captured "online", played back 200 times; then it and the same
+    // session's "offline" (its will, once said) in turn, 100 times.
+    let will = GatewayStatus::new(false, voicepay::clock::now_ms(), 1)
+        .seal(&key)
+        .unwrap();
+    let replays = std::iter::repeat_n(&online, 200)
+        .chain(std::iter::repeat_n([&will, &online], 100).flatten());
+    for message in replays {
         observer
             .publish(
                 &status_topic,
                 rumqttc::QoS::AtMostOnce,
                 false,
-                online.clone(),
+                message.clone(),
             )
             .await
             .unwrap();
@@ -513,7 +521,7 @@ async fn the_gateways_own_online_played_back_again_and_again_republishes_nothing
     }
     assert!(
         (1..=3).contains(&seen),
-        "the request went out {seen} times for 200 replays"
+        "the request went out {seen} times for 400 replays"
     );
     shutdown.cancel();
     daemon.await.unwrap().unwrap();

@@ -24,7 +24,7 @@ pub use request::{
     AgentRef, Approval, ApprovalMethod, Evidence, PaymentRequest, RequestBuilder, RequestKind,
 };
 pub use response::{AnswerTo, PaymentResponse, ResponseStatus};
-pub use status::{Availability, GatewayStatus};
+pub use status::{Availability, GatewayStatus, StatusBelief};
 pub use task::AgentTask;
 
 use sha2::{Digest, Sha256};
