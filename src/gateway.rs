@@ -553,19 +553,14 @@ pub async fn run(
     let (outgoing, publisher_task) = Publisher::start(client, GATEWAY_SEND_QUEUE);
     let filter = topics::all_requests_filter(&gateway.config.prefix);
     let mut rejections = LogLimiter::new(10);
-    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    // Its own task: a timer in the loop below would cancel a poll that is
+    // connecting, and the broker would see (and say the will of) a
+    // connection dropped half-way.
+    let pruner = tokio::spawn(prune_answers(gateway.clone(), control_stop.clone()));
     tokio::pin!(shutdown);
     loop {
         let event = tokio::select! {
             _ = &mut shutdown => break,
-            _ = prune.tick() => {
-                match gateway.prune_answers(now_ms(), PRUNE_BATCH) {
-                    Ok(0) => {}
-                    Ok(pruned) => tracing::info!(pruned, "forgot answers past their retention"),
-                    Err(error) => tracing::warn!(%error, "cannot prune old answers"),
-                }
-                continue;
-            }
             event = eventloop.poll() => event,
         };
         match event {
@@ -613,7 +608,30 @@ pub async fn run(
     publisher_task.abort();
     control_stop.cancel();
     let _ = control.await;
+    let _ = pruner.await;
     Ok(())
+}
+
+/// Forgets answers past their retention, a batch a minute, until `stop`.
+async fn prune_answers(
+    gateway: std::sync::Arc<Gateway>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+        let books = gateway.clone();
+        let pruned =
+            tokio::task::spawn_blocking(move || books.prune_answers(now_ms(), PRUNE_BATCH)).await;
+        match pruned {
+            Ok(Ok(0)) => {}
+            Ok(Ok(pruned)) => tracing::info!(pruned, "forgot answers past their retention"),
+            Ok(Err(error)) => tracing::warn!(%error, "cannot prune old answers"),
+            Err(error) => tracing::warn!(%error, "the pruning task failed"),
+        }
+    }
 }
 
 /// Says `offline` and disconnects, giving the broker at most two seconds to

@@ -844,3 +844,62 @@ async fn every_kind_of_hostile_message_on_every_topic_is_dropped_and_payments_st
     assert_eq!(amounts, [100, 200], "nothing hostile was charged");
     assert!(setup.store().outbox().unwrap().is_empty());
 }
+
+/// A payment on a disk that may fail, with no gateway answering: `None` when
+/// it was sent, else what the user was told.
+async fn commit_on_a_failing_disk(
+    intake: &Intake,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+) -> Option<Outcome> {
+    say(intake, "Pay 2 yuan to Heytea.").await;
+    next_where(events, |e| match e {
+        Event::Sent { .. } => Some(None),
+        Event::Say { text } if text.starts_with("I couldn't save 2 yuan to Heytea") => {
+            Some(Some(Outcome::Held))
+        }
+        Event::Say { text }
+            if text.starts_with("Storage is failing") || text.starts_with("I couldn't record") =>
+        {
+            Some(Some(Outcome::NotTaken))
+        }
+        Event::Error { .. } => Some(Some(Outcome::Failed)),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_the_disk_does_not_take_is_held_unsent_and_no_new_payment_is_taken() {
+    let disk = SmallDisk::mount(16);
+    let setup = Installation::with_device_dir(protocol::DEFAULT_PREFIX, disk.dir());
+    setup.set_limits(1_000);
+    // Online but never answering: only commits write to the disk.
+    setup.fake_a_silent_gateway().await;
+    let (intake, mut events, shutdown, daemon) =
+        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    disk.fill();
+    let mut sent = 0;
+    let first_failure = loop {
+        match commit_on_a_failing_disk(&intake, &mut events).await {
+            None => {
+                sent += 1;
+                assert!(sent < 1_000, "the full disk never refused a write");
+            }
+            Some(failure) => break failure,
+        }
+    };
+    assert_eq!(first_failure, Outcome::Held, "after {sent} payments");
+    for _ in 0..3 {
+        let repeat = commit_on_a_failing_disk(&intake, &mut events).await;
+        assert_eq!(repeat, Some(Outcome::NotTaken), "a repeat while it is held");
+    }
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+    disk.free();
+    // What the disk kept: the payments sent, and the held one at most.
+    let waiting = setup.store().outbox().unwrap().len();
+    assert!(
+        waiting == sent || waiting == sent + 1,
+        "{waiting} waiting, {sent} sent"
+    );
+}
