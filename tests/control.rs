@@ -13,7 +13,7 @@ use util::*;
 fn limits_outbox_and_history_work_while_the_daemon_runs_and_after_it_stops() {
     model();
     let keys = Keys::new();
-    let dev = dir(&keys.device_dir);
+    let dev = keys.dev();
     ok(&["limits", "set", "--auto", "20.00", "--data-dir", &dev]);
     // No gateway on the broker: the payment is made offline and waits.
     let broker = Broker::start();
@@ -36,7 +36,7 @@ fn limits_outbox_and_history_work_while_the_daemon_runs_and_after_it_stops() {
         "{}",
         stderr(&out)
     );
-    let socket = keys.device_dir.path().join("control.sock");
+    let socket = keys.device_dir.join("control.sock");
     assert!(socket.exists());
 
     assert!(daemon.terminate_within(Duration::from_secs(5)).success());
@@ -55,35 +55,14 @@ fn limits_outbox_and_history_work_while_the_daemon_runs_and_after_it_stops() {
 fn a_device_enrolled_while_the_gateway_runs_pays_at_once_and_the_ledger_shows_it() {
     model();
     let keys = Keys::new();
-    let gw = dir(&keys.gateway_dir);
+    let gw = keys.gw();
     let broker = Broker::start();
     let mut gateway = keys.gateway(&broker.url());
     // A second device, paired while the gateway runs.
     let second = tempfile::tempdir().unwrap();
     let dev = dir(&second);
-    ok(&["keys", "init", "--data-dir", &dev]);
-    let device: Value =
-        serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", &dev])).unwrap();
-    let gateway_key: Value =
-        serde_json::from_str(&ok(&["gateway", "show-key", "--json", "--data-dir", &gw])).unwrap();
-    ok(&[
-        "trust-gateway",
-        "--public-key",
-        gateway_key["public_key"].as_str().unwrap(),
-        "--data-dir",
-        &dev,
-    ]);
-    let enrolled = ok(&[
-        "gateway",
-        "enroll",
-        "--device-id",
-        device["device_id"].as_str().unwrap(),
-        "--public-key",
-        device["public_key"].as_str().unwrap(),
-        "--data-dir",
-        &gw,
-    ]);
-    assert!(enrolled.starts_with("enrolled"), "{enrolled}");
+    // Enrolled through the running gateway: it holds its books.
+    keys.pair_device(&dev);
     ok(&["limits", "set", "--auto", "20.00", "--data-dir", &dev]);
     let input = fixture("pay_heytea_9_noisy.wav");
     let url = broker.url();

@@ -98,35 +98,9 @@ fn payments_go_through_a_broker_that_speaks_only_tls_with_passwords_and_stranger
     );
     let url = format!("mqtts://127.0.0.1:{}", broker.port);
 
-    // Directories voicepay creates itself (a tempdir is 0700 already).
-    let parent = tempfile::tempdir().unwrap();
-    let (gw, dev) = (
-        parent.path().join("gateway").display().to_string(),
-        parent.path().join("device").display().to_string(),
-    );
-    ok(&["gateway", "init", "--data-dir", &gw]);
-    ok(&["keys", "init", "--data-dir", &dev]);
-    let device: Value =
-        serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", &dev])).unwrap();
-    let gateway: Value =
-        serde_json::from_str(&ok(&["gateway", "show-key", "--json", "--data-dir", &gw])).unwrap();
-    ok(&[
-        "gateway",
-        "enroll",
-        "--device-id",
-        device["device_id"].as_str().unwrap(),
-        "--public-key",
-        device["public_key"].as_str().unwrap(),
-        "--data-dir",
-        &gw,
-    ]);
-    ok(&[
-        "trust-gateway",
-        "--public-key",
-        gateway["public_key"].as_str().unwrap(),
-        "--data-dir",
-        &dev,
-    ]);
+    // In directories voicepay creates itself (a tempdir is 0700 already).
+    let keys = Keys::new();
+    let (gw, dev) = (keys.gw(), keys.dev());
     ok(&["limits", "set", "--auto", "20.00", "--data-dir", &dev]);
 
     let gateway_password = secret(secrets.path(), "gateway-password", "gw-secret");

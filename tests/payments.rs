@@ -14,42 +14,18 @@ struct Pair {
     broker: Option<Broker>,
     port: u16,
     gateway: Option<Child>,
-    gateway_dir: tempfile::TempDir,
-    device_dir: tempfile::TempDir,
+    keys: Keys,
 }
 
 impl Pair {
     fn new() -> Pair {
         model();
         let broker = Broker::start();
-        let gateway_dir = tempfile::tempdir().unwrap();
-        let device_dir = tempfile::tempdir().unwrap();
-        let (gw, dev) = (path(&gateway_dir), path(&device_dir));
-        ok(&["gateway", "init", "--data-dir", &gw]);
-        ok(&["keys", "init", "--data-dir", &dev]);
-        let device: Value =
-            serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", &dev])).unwrap();
-        let gateway: Value =
-            serde_json::from_str(&ok(&["gateway", "show-key", "--json", "--data-dir", &gw]))
-                .unwrap();
-        ok(&[
-            "gateway",
-            "enroll",
-            "--device-id",
-            device["device_id"].as_str().unwrap(),
-            "--public-key",
-            device["public_key"].as_str().unwrap(),
-            "--data-dir",
-            &gw,
-        ]);
-        let key = gateway["public_key"].as_str().unwrap();
-        ok(&["trust-gateway", "--public-key", key, "--data-dir", &dev]);
         let mut pair = Pair {
             port: broker.port,
             broker: Some(broker),
             gateway: None,
-            gateway_dir,
-            device_dir,
+            keys: Keys::new(),
         };
         pair.start_gateway();
         pair
@@ -60,7 +36,7 @@ impl Pair {
     }
 
     fn start_gateway(&mut self) {
-        let gw = path(&self.gateway_dir);
+        let gw = self.keys.gw();
         let url = self.url();
         self.gateway = Some(gateway_process(&url, &gw));
     }
@@ -78,7 +54,7 @@ impl Pair {
     }
 
     fn device(&self, args: &[&str]) -> String {
-        let dev = path(&self.device_dir);
+        let dev = self.keys.dev();
         let mut all = args.to_vec();
         all.extend(["--data-dir", &dev]);
         ok(&all)
@@ -91,7 +67,7 @@ impl Pair {
 
     /// The steps, and what the daemon logged.
     fn say_logged(&self, fixtures: &[&str]) -> (Vec<Value>, String) {
-        let dev = path(&self.device_dir);
+        let dev = self.keys.dev();
         let url = self.url();
         let files: Vec<String> = fixtures
             .iter()
@@ -106,7 +82,7 @@ impl Pair {
     }
 
     fn ledger(&self) -> Vec<Value> {
-        let gw = path(&self.gateway_dir);
+        let gw = self.keys.gw();
         let out = run(voicepay(&["gateway", "ledger", "--data-dir", &gw]));
         stdout_lines(&out)
     }
@@ -121,7 +97,7 @@ impl Pair {
 
     /// `voicepay run` on one fixture with stdout piped, as a child.
     fn spawn_daemon(&self, fixture_name: &str, extra: &[&str]) -> Child {
-        let dev = path(&self.device_dir);
+        let dev = self.keys.dev();
         let url = self.url();
         let input = fixture(&format!("{fixture_name}.wav"));
         let mut args = vec!["run", "--broker", &url, "--data-dir", &dev];
@@ -133,7 +109,7 @@ impl Pair {
     }
 
     fn history(&self) -> Vec<Value> {
-        let dev = path(&self.device_dir);
+        let dev = self.keys.dev();
         stdout_lines(&run(voicepay(&[
             "history",
             "--json",
@@ -142,10 +118,6 @@ impl Pair {
             &dev,
         ])))
     }
-}
-
-fn path(dir: &tempfile::TempDir) -> String {
-    dir.path().to_str().unwrap().to_owned()
 }
 
 fn steps<'a>(events: &'a [Value], step: &str) -> Vec<&'a Value> {
@@ -297,9 +269,9 @@ fn above_the_code_limit_a_bare_confirm_never_pays() {
 #[test]
 fn a_key_file_others_can_read_is_refused() {
     let pair = Pair::new();
-    let key = pair.device_dir.path().join("device.key");
+    let key = pair.keys.device_dir.join("device.key");
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let dev = path(&pair.device_dir);
+    let dev = pair.keys.dev();
     let url = pair.url();
     let input = fixture("cancel_plain.wav");
     let out = run(voicepay(&[
@@ -329,7 +301,7 @@ fn bad_answers_are_rejected_and_the_daemon_keeps_paying() {
     pair.say(&["none_hello"]);
     let device: Value = serde_json::from_str(&pair.device(&["keys", "show", "--json"])).unwrap();
     let responses = topics::responses(protocol_prefix(), device["device_id"].as_str().unwrap());
-    let gateway_key = SigningKey::load_file(&pair.gateway_dir.path().join("gateway.key")).unwrap();
+    let gateway_key = SigningKey::load_file(&pair.keys.gateway_dir.join("gateway.key")).unwrap();
     let forger = SigningKey::generate().unwrap();
     let nobodys = voicepay::protocol::AnswerTo {
         request_id: uuid::Uuid::now_v7(),
@@ -418,8 +390,8 @@ fn sigterm_stops_the_daemon_while_it_waits_for_an_answer_and_the_outbox_keeps_th
         10,
     );
     let status = voicepay::protocol::topics::gateway_status(protocol_prefix());
-    let key = voicepay::keys::SigningKey::load_file(&pair.gateway_dir.path().join("gateway.key"))
-        .unwrap();
+    let key =
+        voicepay::keys::SigningKey::load_file(&pair.keys.gateway_dir.join("gateway.key")).unwrap();
     let online = voicepay::protocol::GatewayStatus::new(true, voicepay::clock::now_ms(), 1)
         .seal(&key)
         .unwrap();

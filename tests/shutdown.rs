@@ -54,7 +54,7 @@ fn sigterm_stops_the_daemon_within_five_seconds_in_every_state_and_loses_no_paym
         "--auto",
         "20.00",
         "--data-dir",
-        &dir(&keys.device_dir),
+        &keys.dev(),
     ]);
 
     // Still looking for a broker that is not there.
@@ -88,7 +88,7 @@ fn sigterm_stops_the_daemon_within_five_seconds_in_every_state_and_loses_no_paym
     // The gateway comes back: what waited is paid, once.
     let broker = Broker::start();
     let mut gateway = keys.gateway(&broker.url());
-    let dev = dir(&keys.device_dir);
+    let dev = keys.dev();
     let url = broker.url();
     let hello = fixture("none_hello.wav");
     let drained = run(voicepay(&[
@@ -105,6 +105,6 @@ fn sigterm_stops_the_daemon_within_five_seconds_in_every_state_and_loses_no_paym
     assert!(drained.status.success(), "{}", stderr(&drained));
     assert!(gateway.terminate_within(STOP_LIMIT).success());
     assert_eq!(keys.outbox().lines().count(), 0, "{}", keys.outbox());
-    let ledger = ok(&["gateway", "ledger", "--data-dir", &dir(&keys.gateway_dir)]);
+    let ledger = ok(&["gateway", "ledger", "--data-dir", &keys.gw()]);
     assert_eq!(ledger.lines().count(), 1, "{ledger}");
 }

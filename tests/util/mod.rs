@@ -217,21 +217,41 @@ pub fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A gateway key pair and a device that trusts it and is enrolled with it.
+/// A gateway key pair and a device that trusts it and is enrolled with it,
+/// in directories voicepay creates itself (`ROOT/gateway`, `ROOT/device`).
 pub struct Keys {
-    pub gateway_dir: tempfile::TempDir,
-    pub device_dir: tempfile::TempDir,
+    _root: tempfile::TempDir,
+    pub gateway_dir: PathBuf,
+    pub device_dir: PathBuf,
 }
 
 impl Keys {
     pub fn new() -> Keys {
-        let gateway_dir = tempfile::tempdir().unwrap();
-        let device_dir = tempfile::tempdir().unwrap();
-        let (gw, dev) = (dir(&gateway_dir), dir(&device_dir));
-        ok(&["gateway", "init", "--data-dir", &gw]);
-        ok(&["keys", "init", "--data-dir", &dev]);
+        let root = tempfile::tempdir().unwrap();
+        let keys = Keys {
+            gateway_dir: root.path().join("gateway"),
+            device_dir: root.path().join("device"),
+            _root: root,
+        };
+        ok(&["gateway", "init", "--data-dir", &keys.gw()]);
+        keys.pair_device(&keys.dev());
+        keys
+    }
+
+    pub fn gw(&self) -> String {
+        self.gateway_dir.display().to_string()
+    }
+
+    pub fn dev(&self) -> String {
+        self.device_dir.display().to_string()
+    }
+
+    /// A device key in `dev`, enrolled with this gateway, trusting it.
+    pub fn pair_device(&self, dev: &str) {
+        let gw = self.gw();
+        ok(&["keys", "init", "--data-dir", dev]);
         let device: serde_json::Value =
-            serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", &dev])).unwrap();
+            serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", dev])).unwrap();
         let gateway: serde_json::Value =
             serde_json::from_str(&ok(&["gateway", "show-key", "--json", "--data-dir", &gw]))
                 .unwrap();
@@ -246,15 +266,11 @@ impl Keys {
             &gw,
         ]);
         let key = gateway["public_key"].as_str().unwrap();
-        ok(&["trust-gateway", "--public-key", key, "--data-dir", &dev]);
-        Keys {
-            gateway_dir,
-            device_dir,
-        }
+        ok(&["trust-gateway", "--public-key", key, "--data-dir", dev]);
     }
 
     pub fn gateway(&self, broker_url: &str) -> Child {
-        gateway_process(broker_url, &dir(&self.gateway_dir))
+        gateway_process(broker_url, &self.gw())
     }
 
     /// `voicepay run --json` on one fixture (`--answer-wait` keeps it
@@ -265,7 +281,7 @@ impl Keys {
         fixture_name: &str,
     ) -> (Child, std::sync::mpsc::Receiver<String>) {
         use std::io::BufRead;
-        let dev = dir(&self.device_dir);
+        let dev = self.dev();
         let input = fixture(&format!("{fixture_name}.wav"));
         let mut daemon = voicepay(&[
             "run",
@@ -295,7 +311,7 @@ impl Keys {
     }
 
     pub fn outbox(&self) -> String {
-        ok(&["outbox", "--json", "--data-dir", &dir(&self.device_dir)])
+        ok(&["outbox", "--json", "--data-dir", &self.dev()])
     }
 }
 
