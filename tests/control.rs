@@ -64,22 +64,7 @@ fn a_device_enrolled_while_the_gateway_runs_pays_at_once_and_the_ledger_shows_it
     // Enrolled through the running gateway: it holds its books.
     keys.pair_device(&dev);
     ok(&["limits", "set", "--auto", "20.00", "--data-dir", &dev]);
-    let input = fixture("pay_heytea_9_noisy.wav");
-    let url = broker.url();
-    let out = run(voicepay(&[
-        "run",
-        "--json",
-        "--broker",
-        &url,
-        "--data-dir",
-        &dev,
-        "--answer-wait",
-        "10",
-        "--input",
-        input.to_str().unwrap(),
-    ]));
-    assert!(out.status.success(), "{}", stderr(&out));
-    let steps = stdout_lines(&out);
+    let steps = run_fixture(&broker.url(), &dev, "pay_heytea_9_noisy", None);
     let answer = steps
         .iter()
         .find(|s| s["step"] == "answer")

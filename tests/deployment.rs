@@ -119,25 +119,7 @@ fn payments_go_through_a_broker_that_speaks_only_tls_with_passwords_and_stranger
         &gw,
     ]));
 
-    let pay = |profile: &str| -> Vec<Value> {
-        let input = fixture("pay_heytea_9_noisy.wav");
-        let out = run(voicepay(&[
-            "--device",
-            profile,
-            "run",
-            "--json",
-            "--broker",
-            &url,
-            "--data-dir",
-            &dev,
-            "--answer-wait",
-            "10",
-            "--input",
-            input.to_str().unwrap(),
-        ]));
-        assert!(out.status.success(), "{}", stderr(&out));
-        stdout_lines(&out)
-    };
+    let pay = |profile: &str| run_fixture(&url, &dev, "pay_heytea_9_noisy", Some(profile));
     let sent_offline = |steps: &[Value]| -> bool {
         let sent = steps.iter().find(|s| s["step"] == "sent").expect("sent");
         sent["offline"].as_bool().unwrap()

@@ -379,7 +379,6 @@ fn above_the_code_limit_a_wrong_code_is_refused() {
 /// stays in the outbox for the next start.
 #[test]
 fn sigterm_stops_the_daemon_while_it_waits_for_an_answer_and_the_outbox_keeps_the_payment() {
-    use std::io::BufRead;
     let mut pair = Pair::new();
     if let Some(mut gateway) = pair.gateway.take() {
         gateway.terminate();
@@ -405,17 +404,7 @@ fn sigterm_stops_the_daemon_while_it_waits_for_an_answer_and_the_outbox_keeps_th
         }
     }
     pair.device(&["limits", "set", "--auto", "20.00"]);
-    let mut daemon = pair.spawn_daemon("pay_heytea_9_noisy", &["--json", "--answer-wait", "600"]);
-    let stdout = daemon.stdout().unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let (mut daemon, lines) = pair.keys.daemon(&pair.url(), "pay_heytea_9_noisy");
     let sent = lines.iter().find(|line| line.contains(r#""step":"sent""#));
     assert!(sent.is_some(), "the payment was sent");
     let status = daemon.terminate_within(Duration::from_secs(5));

@@ -318,3 +318,30 @@ impl Keys {
 pub fn dir(d: &tempfile::TempDir) -> String {
     d.path().to_str().unwrap().to_owned()
 }
+
+/// `voicepay [--device PROFILE] run --json` on one fixture against
+/// `broker_url`, waiting up to 10 s for answers; its steps.
+pub fn run_fixture(
+    broker_url: &str,
+    data_dir: &str,
+    fixture_name: &str,
+    profile: Option<&str>,
+) -> Vec<serde_json::Value> {
+    let input = fixture(&format!("{fixture_name}.wav"));
+    let mut args: Vec<&str> = match profile {
+        Some(profile) => vec!["--device", profile],
+        None => Vec::new(),
+    };
+    args.extend([
+        "run",
+        "--json",
+        "--broker",
+        broker_url,
+        "--data-dir",
+        data_dir,
+    ]);
+    args.extend(["--answer-wait", "10", "--input", input.to_str().unwrap()]);
+    let out = run(voicepay(&args));
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout_lines(&out)
+}
