@@ -557,6 +557,8 @@ pub async fn run(
     // connecting, and the broker would see (and say the will of) a
     // connection dropped half-way.
     let pruner = tokio::spawn(prune_answers(gateway.clone(), control_stop.clone()));
+    // The first failure to connect is worth a line too.
+    let mut connected = true;
     tokio::pin!(shutdown);
     loop {
         let event = tokio::select! {
@@ -565,6 +567,7 @@ pub async fn run(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                connected = true;
                 tracing::info!(%filter, "gateway connected; subscribing");
                 outgoing.subscribe(&filter);
             }
@@ -592,7 +595,12 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(error) => {
-                tracing::warn!(%error, "gateway lost the broker; retrying");
+                // Said once when the broker goes, not twice a second after.
+                if std::mem::take(&mut connected) {
+                    tracing::warn!(%error, "gateway lost the broker; retrying");
+                } else {
+                    tracing::debug!(%error, "gateway still cannot reach the broker");
+                }
                 // The broker may have said this session's will: the next
                 // connection is another session.
                 session = GatewayStatus::new_session();
