@@ -859,8 +859,11 @@ async fn a_commit_the_disk_does_not_take_is_held_unsent_and_no_new_payment_is_ta
     setup.fake_a_silent_gateway().await;
     let (intake, mut events, shutdown, daemon) =
         setup.start_daemon(DeviceProfile::embedded().unwrap());
-    disk.fill();
     let mut sent = 0;
+    // Running (its store open) before the disk fills.
+    let first = pay_on_a_failing_disk(&intake, &mut events, &mut sent, false).await;
+    assert_eq!(first, Outcome::Sent);
+    disk.fill();
     let first_failure = loop {
         match pay_on_a_failing_disk(&intake, &mut events, &mut sent, false).await {
             Outcome::Sent => assert!(sent < 1_000, "the full disk never refused a write"),
