@@ -521,6 +521,8 @@ pub async fn run(
     let gateway = std::sync::Arc::new(gateway);
     // `gateway enroll` and `ledger`, answered while we hold the books.
     let control_stop = tokio_util::sync::CancellationToken::new();
+    // Whichever way this returns, the control socket and the pruner stop.
+    let _stop_helpers = control_stop.clone().drop_guard();
     let books = gateway.clone();
     let control = tokio::spawn(crate::control::serve(
         gateway.config.data_dir.clone(),
