@@ -684,6 +684,15 @@ mod tests {
         topic: String,
     }
 
+    impl Setup {
+        /// `request`, signed by the device, handled now on its topic.
+        fn send(&self, request: &PaymentRequest) -> Reply {
+            self.gateway
+                .handle(&self.topic, &sealed(request, &self.device), NOW)
+                .unwrap()
+        }
+    }
+
     fn setup(daily_limit: Option<Money>) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let mut config = GatewayConfig::new(dir.path().to_owned());
@@ -834,23 +843,14 @@ mod tests {
         let s = setup(None);
         let window = s.gateway.config.seq_window;
         let ahead = numbered(100, window + 50);
-        let reply = s
-            .gateway
-            .handle(&s.topic, &sealed(&ahead, &s.device), NOW)
-            .unwrap();
+        let reply = s.send(&ahead);
         assert_eq!(reply.response.status, ResponseStatus::Approved);
         // Within the window: late, but an outbox drains out of order.
         let late = numbered(100, 50);
-        let reply = s
-            .gateway
-            .handle(&s.topic, &sealed(&late, &s.device), NOW)
-            .unwrap();
+        let reply = s.send(&late);
         assert_eq!(reply.response.status, ResponseStatus::Approved);
         let behind = numbered(100, 49);
-        let reply = s
-            .gateway
-            .handle(&s.topic, &sealed(&behind, &s.device), NOW)
-            .unwrap();
+        let reply = s.send(&behind);
         assert_eq!(reply.response.status, ResponseStatus::Declined);
         assert!(reply.response.reason.unwrap().contains("far behind"));
         assert_eq!(s.gateway.ledger().unwrap().len(), 2);

@@ -66,6 +66,9 @@ pub struct MqttSettings {
     /// Topic prefix, `voicepay/v1` unless a deployment shares a broker.
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    // The access keys are listed here rather than a flattened
+    // `BrokerAccess`: serde ignores `deny_unknown_fields` under `flatten`,
+    // and a misspelled `pasword_file` must be an error, not a silent login.
     /// For an `mqtts://` broker: PEM CA certificates (else the system's).
     pub ca_file: Option<PathBuf>,
     /// A PEM client certificate chain and key, for brokers that ask.
@@ -349,6 +352,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("y.toml: invalid device profile"), "{err}");
+    }
+
+    #[test]
+    fn the_mqtt_table_takes_the_broker_access_keys_and_refuses_others() {
+        let with = |lines: &str| format!("{DEFAULT_PROFILE}\n{lines}\n");
+        let p = DeviceProfile::parse(
+            &with("ca_file = \"/etc/ca.pem\"\nusername = \"glasses\""),
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(p.mqtt.prefix, "voicepay/v1");
+        assert_eq!(p.mqtt.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(p.mqtt.username.as_deref(), Some("glasses"));
+        let err = DeviceProfile::parse(&with("pasword_file = \"/p\""), "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pasword_file"), "{err}");
     }
 
     #[test]

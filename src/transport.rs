@@ -35,8 +35,7 @@ pub struct BadBrokerUrl(String);
 
 /// How to reach a broker in a deployment: whom to trust, who we are, and a
 /// login. Paths are read when the connection is set up.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BrokerAccess {
     /// PEM certificates of the CAs that may sign the broker's certificate
     /// (the system's roots when absent).

@@ -80,20 +80,45 @@ impl Installation {
         Store::open(&StoreConfig::new(self.device_dir.path().join("store"))).unwrap()
     }
 
-    /// The reference gateway, serving until the returned sender is dropped.
-    fn start_gateway(&self) -> tokio::sync::oneshot::Sender<()> {
-        let config = self_config(self.gateway_dir.path(), &self.prefix);
-        let key = gateway::load_key(&config).unwrap();
-        let gateway = Gateway::open(config, key).unwrap();
+    /// The reference gateway, serving until the handle is stopped or dropped.
+    fn start_gateway(&self) -> RunningGateway {
+        let gateway = self.open_gateway();
         let broker = self.broker.url().parse().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
             };
             gateway::run(gateway, &broker, shutdown).await.unwrap();
         });
-        stop
+        RunningGateway { _stop: stop, task }
+    }
+
+    fn open_gateway(&self) -> Gateway {
+        let config = self_config(self.gateway_dir.path(), &self.prefix);
+        let key = gateway::load_key(&config).unwrap();
+        Gateway::open(config, key).unwrap()
+    }
+
+    /// The gateway's books, once `gateway` has stopped and let go of them.
+    async fn ledger_after(&self, gateway: RunningGateway) -> Vec<gateway::LedgerEntry> {
+        gateway.stop().await;
+        self.open_gateway().ledger().unwrap()
+    }
+
+    fn device_id(&self) -> String {
+        let key = identity::load_device_key(self.device_dir.path()).unwrap();
+        protocol::device_id_for(&key.public_key())
+    }
+
+    /// A client of the test's broker that anyone could run: no key, and
+    /// packets up to 1 MiB.
+    fn attacker(&self) -> rumqttc::AsyncClient {
+        let mut options = rumqttc::MqttOptions::new("attacker", "127.0.0.1", self.broker.port);
+        options.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
+        tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+        client
     }
 
     /// Plays a gateway that says it is online and never answers.
@@ -156,6 +181,21 @@ impl Installation {
             shutdown.clone(),
         ));
         (intake, events, shutdown, task)
+    }
+}
+
+/// A gateway task; dropping the handle asks it to stop.
+struct RunningGateway {
+    _stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningGateway {
+    /// Asks it to stop and waits until it has (its books are free then).
+    async fn stop(self) {
+        let RunningGateway { _stop, task } = self;
+        drop(_stop);
+        task.await.unwrap();
     }
 }
 
@@ -374,14 +414,12 @@ async fn a_gateway_status_not_signed_by_the_gateway_is_not_believed_and_a_flood_
     // An attacker says "online" in plain text, then signed by another key
     // (retained), then floods the topic.
     let topic = topics::gateway_status(&setup.prefix);
-    let options = rumqttc::MqttOptions::new("attacker", "127.0.0.1", setup.broker.port);
-    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
+    let client = setup.attacker();
     let stranger = SigningKey::generate().unwrap();
     let forged = GatewayStatus::new(true, u64::MAX, 1)
         .seal(&stranger)
         .unwrap();
     let qos = rumqttc::QoS::AtLeastOnce;
-    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     client.publish(&topic, qos, true, "online").await.unwrap();
     client.publish(&topic, qos, true, forged).await.unwrap();
     let (intake, mut events, shutdown, daemon) =
@@ -413,15 +451,9 @@ async fn a_gateway_status_not_signed_by_the_gateway_is_not_believed_and_a_flood_
 async fn oversized_retained_messages_on_every_topic_we_read_break_no_connection() {
     let setup = Installation::new(protocol::DEFAULT_PREFIX);
     setup.set_limits(1_000);
-    let mut options = rumqttc::MqttOptions::new("attacker", "127.0.0.1", setup.broker.port);
-    options.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
-    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let client = setup.attacker();
     let huge = vec![b'{'; 300 * 1024];
-    let device_id = {
-        let key = identity::load_device_key(setup.device_dir.path()).unwrap();
-        protocol::device_id_for(&key.public_key())
-    };
+    let device_id = setup.device_id();
     for topic in [
         topics::gateway_status(&setup.prefix),
         topics::requests(&setup.prefix, &device_id),
@@ -461,10 +493,7 @@ async fn the_gateways_own_statuses_played_back_again_and_again_republish_nothing
         rumqttc::MqttOptions::new("observer", "127.0.0.1", setup.broker.port),
         100,
     );
-    let device_id = {
-        let key = identity::load_device_key(setup.device_dir.path()).unwrap();
-        protocol::device_id_for(&key.public_key())
-    };
+    let device_id = setup.device_id();
     observer
         .subscribe(
             topics::requests(&setup.prefix, &device_id),
@@ -703,8 +732,7 @@ async fn when_the_disk_fails_the_user_hears_the_truth_and_a_repeat_cannot_pay_tw
         setup.start_daemon(DeviceProfile::embedded().unwrap());
     drop(intake);
     daemon.await.unwrap().unwrap();
-    drop(gateway);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ledger = setup.ledger_after(gateway).await;
 
     let store = setup.store();
     let paid_on_device = store
@@ -714,9 +742,6 @@ async fn when_the_disk_fails_the_user_hears_the_truth_and_a_repeat_cannot_pay_tw
         .filter(|e| matches!(e.event, voicepay::store::HistoryEvent::Paid { .. }))
         .count();
     assert!(store.outbox().unwrap().is_empty(), "the outbox drained");
-    let config = self_config(setup.gateway_dir.path(), &setup.prefix);
-    let key = gateway::load_key(&config).unwrap();
-    let ledger = Gateway::open(config, key).unwrap().ledger().unwrap();
     // Each payment sent is charged once; the held one at most once more
     // (if the disk had taken it after all); the repeats never.
     let charged = ledger.len();
@@ -801,10 +826,7 @@ async fn every_kind_of_hostile_message_on_every_topic_is_dropped_and_payments_st
         ("replayed request", request),
         ("replayed answer", answer),
     ];
-    let mut options = rumqttc::MqttOptions::new("attacker", "127.0.0.1", setup.broker.port);
-    options.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
-    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let client = setup.attacker();
     let every_topic_read = [
         topics::requests(&setup.prefix, &device_id),
         topics::requests(&setup.prefix, "stranger-1"),
@@ -840,11 +862,7 @@ async fn every_kind_of_hostile_message_on_every_topic_is_dropped_and_payments_st
     assert_eq!(status, ResponseStatus::Approved);
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
-    drop(gateway);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let config = self_config(setup.gateway_dir.path(), &setup.prefix);
-    let key = gateway::load_key(&config).unwrap();
-    let ledger = Gateway::open(config, key).unwrap().ledger().unwrap();
+    let ledger = setup.ledger_after(gateway).await;
     let amounts: Vec<i64> = ledger.iter().map(|e| e.amount.minor).collect();
     assert_eq!(amounts, [100, 200], "nothing hostile was charged");
     assert!(setup.store().outbox().unwrap().is_empty());
