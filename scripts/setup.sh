@@ -11,6 +11,7 @@ packages=(
   libasound2-dev    # cpal (microphone)
   pkg-config
   espeak-ng sox     # speech for fixtures and feedback
+  flite             # a second speech engine for the evaluation corpus
   mosquitto         # the MQTT broker the tests start
 )
 missing=()

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::gateway::Gateway;
 use crate::keys::PublicKey;
 use crate::money::Money;
+use crate::payees::{self, PayeeBook, SharedPayees};
 use crate::store::Store;
 
 /// A request is one short line; anything longer is not ours.
@@ -43,6 +44,16 @@ pub enum Request {
         auto: Option<Money>,
         daily: Option<Option<Money>>,
         code: Option<Option<Money>>,
+    },
+    PayeesList {
+        json: bool,
+    },
+    PayeesAdd {
+        name: String,
+        aliases: Vec<String>,
+    },
+    PayeesRemove {
+        name: String,
     },
     Ledger,
     Enroll {
@@ -81,8 +92,16 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("control.sock")
 }
 
+/// The payee book as the device's handler sees it: the profile's entries,
+/// and the running dialog's book to update (none when no daemon runs).
+#[derive(Debug, Clone)]
+pub struct DeviceBook {
+    pub profile: PayeeBook,
+    pub live: Option<SharedPayees>,
+}
+
 /// Answers a device request from the store.
-pub fn device(store: &Store, request: &Request) -> Reply {
+pub fn device(store: &Store, book: &DeviceBook, request: &Request) -> Reply {
     let lines = |items: Vec<String>| items.iter().map(|l| format!("{l}\n")).collect::<String>();
     match request {
         Request::Outbox { json: as_json } => match store.outbox() {
@@ -144,6 +163,42 @@ pub fn device(store: &Store, request: &Request) -> Reply {
                 Err(error) => Reply::failed(error),
             }
         }
+        Request::PayeesList { json: as_json } => match payees::book_with_added(&book.profile, store) {
+            Ok(whole) => Reply::done(lines(
+                whole
+                    .entries()
+                    .map(|(payee, origin)| {
+                        if *as_json {
+                            serde_json::json!({"name": payee.name, "aliases": payee.aliases, "origin": origin})
+                                .to_string()
+                        } else {
+                            payees::list_line(payee, origin)
+                        }
+                    })
+                    .collect(),
+            )),
+            Err(error) => Reply::failed(error),
+        },
+        Request::PayeesAdd { name, aliases } => {
+            match payees::add(&book.profile, store, name, aliases) {
+                Ok((line, whole)) => {
+                    if let Some(live) = &book.live {
+                        live.replace(whole);
+                    }
+                    Reply::done(format!("{line}\n"))
+                }
+                Err(error) => Reply::failed(error),
+            }
+        }
+        Request::PayeesRemove { name } => match payees::remove(&book.profile, store, name) {
+            Ok(whole) => {
+                if let Some(live) = &book.live {
+                    live.replace(whole);
+                }
+                Reply::done(format!("removed {name}\n"))
+            }
+            Err(error) => Reply::failed(error),
+        },
         Request::Ledger | Request::Enroll { .. } => {
             Reply::failed("that is a gateway command: this is a device")
         }
@@ -280,7 +335,11 @@ mod tests {
 
         let store = Store::open(&StoreConfig::new(dir.path().join("store"))).unwrap();
         let served = store.clone();
-        let handler: Handler = Arc::new(move |request| device(&served, request));
+        let book = DeviceBook {
+            profile: PayeeBook::default(),
+            live: None,
+        };
+        let handler: Handler = Arc::new(move |request| device(&served, &book, request));
         let shutdown = CancellationToken::new();
         let server = tokio::spawn({
             let dir = dir.path().to_owned();

@@ -24,6 +24,7 @@ use crate::intent::{LimitScope, Period};
 use crate::money::Money;
 use crate::order::{Approval, PaymentOrder};
 use crate::outbox::{CommitError, Outbox, SettleError};
+use crate::payees::SharedPayees;
 use crate::phrasebook::{Phrasebook, Speech};
 use crate::policy::{self, Decision, Link, OfflineFloor, Refusal};
 use crate::profile::DeviceProfile;
@@ -62,6 +63,8 @@ pub enum DaemonError {
     Identity(#[from] crate::identity::IdentityError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("the payee book: {0}")]
+    Payees(#[from] crate::payees::BookError),
 }
 
 /// Runs the daemon until `source` ends (then waits up to `drain_wait` for the
@@ -77,9 +80,13 @@ pub async fn run(
     // The CLI's store commands, answered while we hold the store.
     let control_stop = shutdown.child_token();
     let store = daemon.store.clone();
+    let book = crate::control::DeviceBook {
+        profile: daemon.config.profile.payee_book(),
+        live: Some(daemon.payees.clone()),
+    };
     let control = tokio::spawn(crate::control::serve(
         daemon.config.data_dir.clone(),
-        std::sync::Arc::new(move |request| crate::control::device(&store, request)),
+        std::sync::Arc::new(move |request| crate::control::device(&store, &book, request)),
         control_stop.clone(),
     ));
     daemon.count_waiting();
@@ -117,6 +124,8 @@ struct Daemon {
     store: Store,
     outbox: Outbox,
     dialog: Dialog,
+    /// The payee book the dialog resolves names in; the control socket updates it.
+    payees: SharedPayees,
     phrasebook: Phrasebook,
     link: DeviceLink,
     feedback: Box<dyn Feedback>,
@@ -146,7 +155,12 @@ impl Daemon {
             wrong_codes_allowed: 3,
             lockout: profile.payments.code_lockout,
         };
-        let dialog = Dialog::new(settings, profile.parse_context(), Box::new(random_code));
+        let payees = SharedPayees::new(crate::payees::book_with_added(
+            &profile.payee_book(),
+            &store,
+        )?);
+        let dialog = Dialog::new(settings, profile.parse_context(), Box::new(random_code))
+            .with_payees(payees.clone());
         let outbox_store = store.clone();
         let link = DeviceLink::start(
             &config.broker,
@@ -180,6 +194,7 @@ impl Daemon {
             store,
             outbox,
             dialog,
+            payees,
             link,
             feedback,
             status: Status::default(),
@@ -328,9 +343,10 @@ impl Daemon {
                 floor: &self.config.profile.offline,
                 profile: &self.config.profile,
             };
-            self.dialog.hear(
+            self.dialog.hear_with(
                 &understanding.intent,
                 &understanding.evidence,
+                understanding.sure,
                 heard.arrived,
                 &assessor,
             )

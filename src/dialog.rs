@@ -8,9 +8,10 @@
 
 use tokio::time::{Duration, Instant};
 
-use crate::intent::{self, Intent, LimitScope, ParseContext, Period};
+use crate::intent::{self, AnswerKind, Intent, LimitScope, ParseContext, Period};
 use crate::money::Money;
 use crate::order::{Approval, DropReason, PaymentOrder, Purchase};
+use crate::payees::{Origin, Payee, PayeeBook, Resolution, SharedPayees, resolve_provider};
 use crate::phrasebook::Speech;
 use crate::policy::{Decision, Refusal};
 use crate::protocol::Evidence;
@@ -42,6 +43,94 @@ pub enum Action {
     },
 }
 
+/// What a pending question waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expecting {
+    /// A read-back: "confirm" or "cancel".
+    Confirmation,
+    /// A read-back above the code limit: "confirm" with the digits, or "cancel".
+    Code,
+    /// An agent's task: "approve" or "reject".
+    TaskDecision,
+}
+
+/// How an answer to a pending question was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerReading {
+    /// With the digits heard, when the question asked for a code.
+    Confirm {
+        digits: Option<String>,
+    },
+    Cancel,
+    Approve,
+    Reject,
+    /// Not clearly any expected answer: the question is asked again.
+    Unclear,
+}
+
+impl AnswerReading {
+    /// As intent JSON; a code answer carries its digits, and "confirm"
+    /// without the digits asked for is no answer.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            AnswerReading::Confirm { digits: None } => json!({"kind": "confirm"}),
+            AnswerReading::Confirm { digits: Some(d) } if !d.is_empty() => {
+                json!({"kind": "confirm", "digits": d})
+            }
+            AnswerReading::Confirm { .. } | AnswerReading::Unclear => json!({"kind": "none"}),
+            AnswerReading::Cancel => json!({"kind": "cancel"}),
+            AnswerReading::Approve => json!({"kind": "approve_task"}),
+            AnswerReading::Reject => json!({"kind": "reject_task"}),
+        }
+    }
+}
+
+/// Reads an answer the way a pending question does: unsure hearing is
+/// unclear, then the words as spelled, then the closest expected answer by
+/// sound (see [`intent::read_answer`]).
+pub fn read_answer(
+    expecting: Expecting,
+    transcript: &str,
+    confidence: f32,
+    ctx: &ParseContext,
+    min_confidence: f32,
+) -> AnswerReading {
+    if confidence < min_confidence {
+        return AnswerReading::Unclear;
+    }
+    let (words, digits) = match expecting {
+        Expecting::Code => {
+            let answer = intent::parse_code_answer(transcript, ctx);
+            (answer.words, Some(answer.digits))
+        }
+        _ => (transcript.to_owned(), None),
+    };
+    let expected: &[AnswerKind] = match expecting {
+        Expecting::Confirmation | Expecting::Code => &[AnswerKind::Confirm, AnswerKind::Cancel],
+        Expecting::TaskDecision => &[AnswerKind::Approve, AnswerKind::Reject],
+    };
+    match intent::read_answer(&words, ctx, expected) {
+        Some(AnswerKind::Confirm) => AnswerReading::Confirm { digits },
+        Some(AnswerKind::Cancel) => AnswerReading::Cancel,
+        Some(AnswerKind::Approve) => AnswerReading::Approve,
+        Some(AnswerKind::Reject) => AnswerReading::Reject,
+        None => AnswerReading::Unclear,
+    }
+}
+
+/// Whether a payment is read back even under the auto-pay limit: when the
+/// recognizer was not `sure` (an amount token Whisper barely believed, or a
+/// name its prompt holds), or the payee was not heard as a name or alias in
+/// the book (matched by sound or a near spelling).
+pub fn must_read_back(intent: &Intent, sure: bool, book: &PayeeBook) -> bool {
+    match intent {
+        Intent::Pay { payee, .. } => !sure || !book.is_spoken_form(payee),
+        Intent::TopUp { .. } => !sure,
+        _ => false,
+    }
+}
+
 /// The daemon's view of the user's money, asked when a request comes in.
 pub trait Assess {
     fn decide(&self, amount: Money) -> Decision;
@@ -54,7 +143,16 @@ pub trait Assess {
 #[derive(Debug, Clone, PartialEq)]
 enum Proposal {
     Payment(PaymentOrder),
-    RaiseLimit { scope: LimitScope, amount: Money },
+    RaiseLimit {
+        scope: LimitScope,
+        amount: Money,
+    },
+    /// A payment to a name the book does not hold (or holds twice): "Who should I pay?"
+    ChoosePayee {
+        order: PaymentOrder,
+        heard: String,
+        candidates: Option<(String, String)>,
+    },
 }
 
 #[derive(Debug)]
@@ -64,6 +162,8 @@ struct Pending {
     code: Option<String>,
     deadline: Instant,
     asked_again: bool,
+    /// Something was unsure: the read-back spells the amount digit by digit.
+    spell_amount: bool,
 }
 
 /// How the dialog waits, trusts and locks.
@@ -88,6 +188,7 @@ pub struct Dialog {
     wrong_codes: u32,
     locked_until: Option<Instant>,
     parse_context: ParseContext,
+    payees: SharedPayees,
     new_code: Box<dyn FnMut() -> String + Send>,
     pending: Option<Pending>,
 }
@@ -99,7 +200,16 @@ impl Dialog {
         parse_context: ParseContext,
         new_code: Box<dyn FnMut() -> String + Send>,
     ) -> Self {
+        // Until the daemon hands over the whole book: each known name its own entry.
+        let payees = PayeeBook::new(parse_context.known_payees.iter().map(|name| {
+            let payee = Payee {
+                name: name.clone(),
+                aliases: Vec::new(),
+            };
+            (payee, Origin::Profile)
+        }));
         Self {
+            payees: SharedPayees::new(payees),
             window: settings.window,
             min_confidence: settings.min_confidence,
             wrong_codes_allowed: settings.wrong_codes_allowed,
@@ -110,6 +220,13 @@ impl Dialog {
             new_code,
             pending: None,
         }
+    }
+
+    /// The payee book payments are resolved against (shared with the control
+    /// socket, so `voicepay payees add` reaches a running daemon).
+    pub fn with_payees(mut self, payees: SharedPayees) -> Self {
+        self.payees = payees;
+        self
     }
 
     /// Whether payments that need a code are locked (too many wrong codes).
@@ -142,14 +259,27 @@ impl Dialog {
         now: Instant,
         assess: &dyn Assess,
     ) -> Vec<Action> {
+        self.hear_with(intent, heard, true, now, assess)
+    }
+
+    /// [`Dialog::hear`], told whether Whisper was sure of the amount's
+    /// words: an unsure amount is read back even under the auto-pay limit.
+    pub fn hear_with(
+        &mut self,
+        intent: &Intent,
+        heard: &Evidence,
+        sure: bool,
+        now: Instant,
+        assess: &dyn Assess,
+    ) -> Vec<Action> {
         let mut actions = self.expire(now);
         match self.pending.take() {
             // Unsure what was said: asked again, never taken as an answer.
             Some(pending) if heard.asr_confidence < self.min_confidence => {
                 actions.extend(self.ask_again(pending, now))
             }
-            Some(pending) => actions.extend(self.answer(pending, intent, &heard.transcript, now)),
-            None => actions.extend(self.request(intent, heard, now, assess)),
+            Some(pending) => actions.extend(self.answer(pending, heard, now, assess)),
+            None => actions.extend(self.request(intent, heard, sure, now, assess)),
         }
         actions
     }
@@ -184,6 +314,7 @@ impl Dialog {
         &mut self,
         intent: &Intent,
         heard: &Evidence,
+        sure: bool,
         now: Instant,
         assess: &dyn Assess,
     ) -> Vec<Action> {
@@ -193,32 +324,46 @@ impl Dialog {
             evidence: heard.clone(),
         };
         match intent {
-            Intent::Pay { amount, payee } => self.propose_payment(
-                order(
-                    *amount,
-                    Purchase::Pay {
-                        payee: payee.clone(),
-                    },
-                ),
-                now,
-                assess,
-            ),
-            Intent::TopUp { tokens, provider } => match assess.price(*tokens, provider) {
-                Some(amount) => self.propose_payment(
-                    order(
-                        amount,
-                        Purchase::TopUp {
-                            tokens: *tokens,
-                            provider: provider.clone(),
-                        },
+            Intent::Pay { amount, payee } => {
+                let resolution = self.book().resolve(payee);
+                let read_back = must_read_back(intent, sure, &self.book());
+                let pay = |payee: String| order(*amount, Purchase::Pay { payee });
+                match resolution {
+                    // A name matched by sound or by a near spelling is read
+                    // back, so the user hears whom it took them to mean.
+                    Resolution::Known(name) => {
+                        self.propose_payment(pay(name), now, assess, read_back)
+                    }
+                    Resolution::Unknown(heard) => {
+                        self.ask_payee(pay(heard.clone()), heard, None, now)
+                    }
+                    Resolution::Ambiguous(a, b) => {
+                        self.ask_payee(pay(payee.clone()), payee.clone(), Some((a, b)), now)
+                    }
+                }
+            }
+            Intent::TopUp { tokens, provider } => {
+                let read_back = must_read_back(intent, sure, &self.book());
+                // Only the provider table names a provider: a shop never is one.
+                let known = resolve_provider(provider, &self.parse_context.known_providers);
+                match known.and_then(|p| Some((assess.price(*tokens, &p)?, p))) {
+                    Some((amount, provider)) => self.propose_payment(
+                        order(
+                            amount,
+                            Purchase::TopUp {
+                                tokens: *tokens,
+                                provider,
+                            },
+                        ),
+                        now,
+                        assess,
+                        read_back,
                     ),
-                    now,
-                    assess,
-                ),
-                None => vec![Action::Say(Speech::UnknownTokenPrice {
-                    provider: provider.clone(),
-                })],
-            },
+                    None => vec![Action::Say(Speech::UnknownTokenPrice {
+                        provider: provider.clone(),
+                    })],
+                }
+            }
             Intent::SetLimit { scope, amount } => {
                 let current = assess.limit(*scope);
                 let lowering = current.currency == amount.currency && amount.minor <= current.minor;
@@ -248,13 +393,20 @@ impl Dialog {
         }
     }
 
+    fn book(&self) -> std::sync::RwLockReadGuard<'_, PayeeBook> {
+        self.payees.read()
+    }
+
+    /// `read_back`: ask even under the auto-pay limit.
     fn propose_payment(
         &mut self,
         order: PaymentOrder,
         now: Instant,
         assess: &dyn Assess,
+        read_back: bool,
     ) -> Vec<Action> {
         match assess.decide(order.amount) {
+            Decision::Auto if read_back => self.ask_spelled(Proposal::Payment(order), None, now),
             Decision::Auto => vec![
                 Action::Say(Speech::PayingWithinAutoLimit {
                     purchase: order.purchase.clone(),
@@ -273,6 +425,7 @@ impl Dialog {
                 }),
                 Action::Declined { order, reason },
             ],
+            Decision::Confirm if read_back => self.ask_spelled(Proposal::Payment(order), None, now),
             Decision::Confirm => self.ask(Proposal::Payment(order), None, now),
             Decision::ConfirmWithCode if self.locked(now) => {
                 let reason = Refusal::CodeLockedOut;
@@ -287,19 +440,63 @@ impl Dialog {
             }
             Decision::ConfirmWithCode => {
                 let code = (self.new_code)();
-                self.ask(Proposal::Payment(order), Some(code), now)
+                let proposal = Proposal::Payment(order);
+                if read_back {
+                    self.ask_spelled(proposal, Some(code), now)
+                } else {
+                    self.ask(proposal, Some(code), now)
+                }
             }
         }
     }
 
+    /// "I don't know Shail. Who should I pay?": waits for a name in the book.
+    fn ask_payee(
+        &mut self,
+        order: PaymentOrder,
+        heard: String,
+        candidates: Option<(String, String)>,
+        now: Instant,
+    ) -> Vec<Action> {
+        let proposal = Proposal::ChoosePayee {
+            order,
+            heard,
+            candidates,
+        };
+        self.ask(proposal, None, now)
+    }
+
     fn ask(&mut self, proposal: Proposal, code: Option<String>, now: Instant) -> Vec<Action> {
-        let question = question(&proposal, code.as_deref());
-        self.pending = Some(Pending {
+        self.ask_with(proposal, code, false, now)
+    }
+
+    /// A read-back that spells the amount ("That is one five."): fifteen
+    /// and fifty are told apart by the user, not by the model.
+    fn ask_spelled(
+        &mut self,
+        proposal: Proposal,
+        code: Option<String>,
+        now: Instant,
+    ) -> Vec<Action> {
+        self.ask_with(proposal, code, true, now)
+    }
+
+    fn ask_with(
+        &mut self,
+        proposal: Proposal,
+        code: Option<String>,
+        spell_amount: bool,
+        now: Instant,
+    ) -> Vec<Action> {
+        let pending = Pending {
             proposal,
             code,
             deadline: now + self.window,
             asked_again: false,
-        });
+            spell_amount,
+        };
+        let question = question(&pending);
+        self.pending = Some(pending);
         vec![Action::Say(question)]
     }
 
@@ -310,7 +507,7 @@ impl Dialog {
         }
         pending.asked_again = true;
         pending.deadline = now + self.window;
-        let again = question(&pending.proposal, pending.code.as_deref());
+        let again = question(&pending);
         self.pending = Some(pending);
         vec![Action::Say(Speech::Again(Box::new(again)))]
     }
@@ -318,18 +515,59 @@ impl Dialog {
     fn answer(
         &mut self,
         pending: Pending,
-        intent: &Intent,
-        transcript: &str,
+        heard: &Evidence,
         now: Instant,
+        assess: &dyn Assess,
     ) -> Vec<Action> {
-        if let Some(code) = pending.code.clone() {
-            return self.answer_with_code(pending, &code, transcript, now);
+        if let Proposal::ChoosePayee { order, .. } = &pending.proposal {
+            let order = order.clone();
+            return self.answer_payee(pending, order, heard, now, assess);
         }
-        match intent {
-            Intent::Confirm => approve(pending.proposal, transcript, false),
-            Intent::Cancel => drop_pending(Some(pending), DropReason::Cancelled),
+        if let Some(code) = pending.code.clone() {
+            return self.answer_with_code(pending, &code, heard, now);
+        }
+        let reading = self.read(Expecting::Confirmation, heard);
+        match reading {
+            AnswerReading::Confirm { .. } => approve(pending.proposal, &heard.transcript, false),
+            AnswerReading::Cancel => drop_pending(Some(pending), DropReason::Cancelled),
             _ => self.ask_again(pending, now),
         }
+    }
+
+    /// The name the user gave when asked whom to pay: a book entry starts the
+    /// payment again (always read back), "cancel" drops it, anything else is
+    /// asked once more.
+    fn answer_payee(
+        &mut self,
+        pending: Pending,
+        mut order: PaymentOrder,
+        heard: &Evidence,
+        now: Instant,
+        assess: &dyn Assess,
+    ) -> Vec<Action> {
+        if self.read(Expecting::Confirmation, heard) == AnswerReading::Cancel {
+            return drop_pending(Some(pending), DropReason::Cancelled);
+        }
+        let name = intent::name_answer(&heard.transcript, &self.parse_context);
+        let resolution = self.book().resolve(&name);
+        match resolution {
+            Resolution::Known(payee) => {
+                order.purchase = Purchase::Pay { payee };
+                order.evidence = heard.clone();
+                self.propose_payment(order, now, assess, true)
+            }
+            _ => self.ask_again(pending, now),
+        }
+    }
+
+    fn read(&self, expecting: Expecting, heard: &Evidence) -> AnswerReading {
+        read_answer(
+            expecting,
+            &heard.transcript,
+            heard.asr_confidence,
+            &self.parse_context,
+            self.min_confidence,
+        )
     }
 
     /// Above the code limit "confirm" alone is not enough: the fresh digits
@@ -338,23 +576,26 @@ impl Dialog {
         &mut self,
         pending: Pending,
         code: &str,
-        transcript: &str,
+        heard: &Evidence,
         now: Instant,
     ) -> Vec<Action> {
-        let answer = intent::parse_code_answer(transcript, &self.parse_context);
-        match answer.intent {
-            Intent::Confirm if answer.digits == code => {
+        match self.read(Expecting::Code, heard) {
+            AnswerReading::Confirm {
+                digits: Some(digits),
+            } if digits == code => {
                 self.wrong_codes = 0;
-                approve(pending.proposal, transcript, true)
+                approve(pending.proposal, &heard.transcript, true)
             }
-            Intent::Confirm if !answer.digits.is_empty() => {
+            AnswerReading::Confirm {
+                digits: Some(digits),
+            } if !digits.is_empty() => {
                 self.wrong_codes += 1;
                 if self.wrong_codes >= self.wrong_codes_allowed {
                     self.locked_until = Some(now + self.lockout);
                 }
                 drop_pending(Some(pending), DropReason::WrongCode)
             }
-            Intent::Cancel => drop_pending(Some(pending), DropReason::Cancelled),
+            AnswerReading::Cancel => drop_pending(Some(pending), DropReason::Cancelled),
             _ => self.ask_again(pending, now),
         }
     }
@@ -375,13 +616,15 @@ fn approve(proposal: Proposal, transcript: &str, with_code: bool) -> Vec<Action>
             Action::SetLimit { scope, amount },
             Action::Say(Speech::LimitIsNow { scope, amount }),
         ],
+        // A name is not a yes: `answer_payee` answers this one.
+        Proposal::ChoosePayee { .. } => Vec::new(),
     }
 }
 
 fn drop_pending(pending: Option<Pending>, reason: DropReason) -> Vec<Action> {
     match pending.map(|p| p.proposal) {
         None => Vec::new(),
-        Some(Proposal::Payment(order)) => vec![
+        Some(Proposal::Payment(order)) | Some(Proposal::ChoosePayee { order, .. }) => vec![
             Action::Say(Speech::PaymentDropped(reason)),
             Action::Dropped { order, reason },
         ],
@@ -391,16 +634,23 @@ fn drop_pending(pending: Option<Pending>, reason: DropReason) -> Vec<Action> {
     }
 }
 
-fn question(proposal: &Proposal, code: Option<&str>) -> Speech {
-    match proposal {
+fn question(pending: &Pending) -> Speech {
+    match &pending.proposal {
         Proposal::Payment(order) => Speech::ReadBack {
             purchase: order.purchase.clone(),
             amount: order.amount,
-            code: code.map(str::to_owned),
+            code: pending.code.clone(),
+            spell_amount: pending.spell_amount,
         },
         Proposal::RaiseLimit { scope, amount } => Speech::RaiseLimit {
             scope: *scope,
             amount: *amount,
+        },
+        Proposal::ChoosePayee {
+            heard, candidates, ..
+        } => Speech::WhoToPay {
+            heard: heard.clone(),
+            candidates: candidates.clone(),
         },
     }
 }
@@ -479,11 +729,169 @@ mod tests {
     }
 
     fn dialog() -> Dialog {
-        Dialog::new(
-            settings(),
-            ParseContext::default(),
-            Box::new(|| "472".to_string()),
-        )
+        let context = ParseContext {
+            known_payees: ["Heytea", "Shell", "Amazon", "Bob"]
+                .map(String::from)
+                .to_vec(),
+            ..ParseContext::default()
+        };
+        Dialog::new(settings(), context, Box::new(|| "472".to_string()))
+    }
+
+    fn pay(amount: i64, payee: &str) -> Intent {
+        Intent::Pay {
+            amount: Money::new(amount, Currency::CNY),
+            payee: payee.into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_payee_outside_the_book_is_asked_about_and_never_paid() {
+        let mut d = dialog();
+        let policy = assess(Decision::Auto);
+        let t0 = Instant::now();
+        let a = d.hear(
+            &pay(2000, "Walmart"),
+            &ev("Pay 20 yuan to Walmart."),
+            t0,
+            &policy,
+        );
+        assert_eq!(
+            says(&a),
+            ["I don't know Walmart. Who should I pay? Say the name, or cancel."]
+        );
+        assert!(paid(&a).is_none());
+        // Not a name in the book: asked once more, then dropped.
+        let a = d.hear(&Intent::None, &ev("Target."), t0, &policy);
+        assert!(paid(&a).is_none());
+        let a = d.hear(&Intent::None, &ev("Costco."), t0, &policy);
+        assert!(matches!(a.last(), Some(Action::Dropped { .. })));
+        assert!(paid(&a).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_payee_named_after_the_question_is_read_back_even_under_the_auto_limit() {
+        let mut d = dialog();
+        let policy = assess(Decision::Auto);
+        let t0 = Instant::now();
+        d.hear(
+            &pay(2000, "Walmart"),
+            &ev("Pay 20 yuan to Walmart."),
+            t0,
+            &policy,
+        );
+        let a = d.hear(&Intent::None, &ev("To Shell, please."), t0, &policy);
+        assert_eq!(
+            says(&a),
+            ["Pay 20 yuan to Shell? That is two zero. Say confirm or cancel."]
+        );
+        assert!(paid(&a).is_none());
+        let a = d.hear(&Intent::Confirm, &ev("Confirm."), t0, &policy);
+        assert!(paid(&a).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_name_matched_by_sound_is_read_back_even_under_the_auto_limit() {
+        let mut d = dialog();
+        let policy = assess(Decision::Auto);
+        let t0 = Instant::now();
+        let a = d.hear(
+            &pay(2000, "Shail"),
+            &ev("Pay 20 yuan to Shail."),
+            t0,
+            &policy,
+        );
+        assert_eq!(
+            says(&a),
+            ["Pay 20 yuan to Shell? That is two zero. Say confirm or cancel."]
+        );
+        assert!(paid(&a).is_none());
+        // Said as spelled in the book, the same payment pays by itself.
+        let a = d.hear(
+            &pay(2000, "Shell"),
+            &ev("Pay 20 yuan to Shell."),
+            t0 + Duration::from_secs(20),
+            &policy,
+        );
+        assert!(paid(&a).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unsure_amount_is_read_back_even_under_the_auto_limit() {
+        let mut d = dialog();
+        let policy = assess(Decision::Auto);
+        let t0 = Instant::now();
+        let a = d.hear_with(
+            &pay(1500, "Shell"),
+            &ev("Pay 15 yuan to Shell."),
+            false,
+            t0,
+            &policy,
+        );
+        assert_eq!(
+            says(&a),
+            ["Pay 15 yuan to Shell? That is one five. Say confirm or cancel."]
+        );
+        assert!(paid(&a).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_entries_about_as_close_are_both_named_and_nothing_is_paid() {
+        let twins = PayeeBook::new(["Coffee Shop A", "Coffee Shop B"].map(|name| {
+            let payee = Payee {
+                name: name.into(),
+                aliases: Vec::new(),
+            };
+            (payee, Origin::Added)
+        }));
+        let mut d = dialog().with_payees(SharedPayees::new(twins));
+        let policy = assess(Decision::Auto);
+        let a = d.hear(
+            &pay(900, "Coffee Shop"),
+            &ev("Pay 9 yuan to Coffee Shop."),
+            Instant::now(),
+            &policy,
+        );
+        assert_eq!(
+            says(&a),
+            ["Did you mean Coffee Shop A or Coffee Shop B? Say the name, or cancel."]
+        );
+        assert!(paid(&a).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_heard_imperfectly_are_taken_only_when_clearly_closest() {
+        let policy = assess(Decision::Confirm);
+        let t0 = Instant::now();
+        // "Console." can only be "cancel" when the choice is confirm or cancel.
+        let mut d = dialog();
+        d.hear(&pay_36(), &ev("pay"), t0, &policy);
+        let a = d.hear(&Intent::None, &ev("Console."), t0, &policy);
+        assert!(
+            matches!(a.last(), Some(Action::Dropped { reason, .. }) if *reason == DropReason::Cancelled)
+        );
+        let mut d = dialog();
+        d.hear(&pay_36(), &ev("pay"), t0, &policy);
+        let a = d.hear(&Intent::None, &ev("Conferm."), t0, &policy);
+        assert!(paid(&a).is_some());
+        // Nothing like either answer: asked again.
+        let mut d = dialog();
+        d.hear(&pay_36(), &ev("pay"), t0, &policy);
+        let a = d.hear(&Intent::None, &ev("The last one."), t0, &policy);
+        assert!(paid(&a).is_none());
+        assert!(d.is_waiting());
+    }
+
+    #[test]
+    fn agent_decisions_heard_imperfectly_are_read_by_sound() {
+        let ctx = ParseContext::default();
+        let read = |text: &str| read_answer(Expecting::TaskDecision, text, 0.9, &ctx, 0.4);
+        assert_eq!(read("I prove the task."), AnswerReading::Approve);
+        assert_eq!(read("Denight that agent request."), AnswerReading::Reject);
+        assert_eq!(read("Yes."), AnswerReading::Approve);
+        assert_eq!(read("Turn left at the next exit."), AnswerReading::Unclear);
+        // A near miss is an answer only while a question waits: as a command it is nothing.
+        assert_eq!(intent::parse("Conferm.", &ctx), Intent::None);
     }
 
     fn pay_36() -> Intent {

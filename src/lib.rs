@@ -52,6 +52,7 @@ pub mod language;
 pub mod money;
 pub mod order;
 pub mod outbox;
+pub mod payees;
 pub mod phrasebook;
 pub mod policy;
 pub mod profile;

@@ -23,7 +23,7 @@ use voicepay::profile::DeviceProfile;
 use voicepay::protocol::topics;
 use voicepay::recognizer::{self, Recognizer};
 use voicepay::store::{Store, StoreConfig};
-use voicepay::tools::{bench, demo};
+use voicepay::tools::{bench, corpus, demo, eval};
 use voicepay::transport::BrokerUrl;
 use voicepay::{identity, intent};
 
@@ -100,6 +100,11 @@ enum Command {
         #[arg(long, default_value = "tests/fixtures")]
         fixtures: PathBuf,
     },
+    /// The payee book: only its entries can be paid.
+    Payees {
+        #[command(subcommand)]
+        command: PayeesCommand,
+    },
     /// The user's limits: show them, or set them (amounts in the profile's currency).
     Limits {
         #[command(subcommand)]
@@ -123,6 +128,30 @@ enum Command {
         #[command(subcommand)]
         command: GatewayCommand,
     },
+    /// Hear the evaluation corpus (rendered into a cache when missing) and
+    /// report exact intents per condition, false payments, latency and confusions.
+    Eval {
+        #[arg(long, default_value = "corpus/sentences.tsv")]
+        corpus: PathBuf,
+        /// Where rendered clips are kept between runs.
+        #[arg(long, default_value = "target/corpus")]
+        cache: PathBuf,
+        /// dev, test or all. Nothing is tuned on test.
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// Draws the panel's voices and rates (and the sample).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A seeded sample of this many clips instead of the whole panel.
+        #[arg(long)]
+        sample: Option<usize>,
+        /// One JSON object, every clip's result included.
+        #[arg(long)]
+        json: bool,
+        /// Print every clip that was not understood exactly.
+        #[arg(long)]
+        misses: bool,
+    },
     /// Measure model load, transcription latency, intent parsing and memory.
     Bench {
         /// Directory of WAV fixtures and their expected.jsonl.
@@ -131,6 +160,31 @@ enum Command {
         /// One JSON object instead of the text report.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PayeesCommand {
+    /// The profile's payees and those added, with their aliases.
+    List {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a payee, or other spoken forms of one ("Mickey D's" for McDonalds).
+    Add {
+        name: String,
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Remove a payee added with `payees add`.
+    Remove {
+        name: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -302,9 +356,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             data_dir,
             json,
             verify,
-        } => device_command(data_dir, control::Request::History { json, verify }),
+        } => device_command(
+            data_dir,
+            &profile,
+            control::Request::History { json, verify },
+        ),
         Command::Outbox { data_dir, json } => {
-            device_command(data_dir, control::Request::Outbox { json })
+            device_command(data_dir, &profile, control::Request::Outbox { json })
         }
         Command::Demo {
             broker,
@@ -320,6 +378,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Limits { command } => limits(command, &profile),
+        Command::Payees { command } => {
+            let (data_dir, request) = match command {
+                PayeesCommand::List { data_dir, json } => {
+                    (data_dir, control::Request::PayeesList { json })
+                }
+                PayeesCommand::Add {
+                    name,
+                    aliases,
+                    data_dir,
+                } => (data_dir, control::Request::PayeesAdd { name, aliases }),
+                PayeesCommand::Remove { name, data_dir } => {
+                    (data_dir, control::Request::PayeesRemove { name })
+                }
+            };
+            device_command(data_dir, &profile, request)
+        }
         Command::Keys { command } => keys(command),
         Command::TrustGateway {
             public_key,
@@ -333,6 +407,55 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Gateway { command } => gateway(command),
+        Command::Eval {
+            corpus,
+            cache,
+            split,
+            seed,
+            sample,
+            json,
+            misses,
+        } => {
+            let split = match split.as_str() {
+                "dev" => Some(corpus::Split::Dev),
+                "test" => Some(corpus::Split::Test),
+                "all" => None,
+                other => anyhow::bail!("--split {other:?}: dev, test or all"),
+            };
+            let options = eval::EvalOptions {
+                corpus,
+                cache,
+                split,
+                seed,
+                sample,
+            };
+            let bar = ProgressBar::hidden();
+            if !json {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.set_style(ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} clips {eta}",
+                )?);
+            }
+            let report = eval::run(&profile, &profile.payee_book(), &options, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{report}");
+                if misses {
+                    for r in report.results.iter().filter(|r| !r.exact) {
+                        println!(
+                            "MISS {} [{} {:?} {}] heard {:?} ({:.2}) -> {}",
+                            r.id, r.voice, r.rate, r.noise, r.transcript, r.confidence, r.got
+                        );
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench { fixtures, json } => {
             let report = bench::run(&profile, &fixtures)?;
             if json {
@@ -431,11 +554,16 @@ fn intent_of_files(profile: &DeviceProfile, files: &[PathBuf]) -> Result<ExitCod
         let understood = recognizer
             .understand(&utterance)
             .with_context(|| file.display().to_string())?;
-        Ok(recognizer::intent_line(
+        let mut line = recognizer::intent_line(
             json!({"file": file}),
             &understood.transcript.text,
             &understood.intent,
-        ))
+        );
+        if understood.intent.is_payment() {
+            // Why a payment is read back even under the auto-pay limit.
+            line["sure"] = json!(understood.sure);
+        }
+        Ok(line)
     }))
 }
 
@@ -460,13 +588,23 @@ fn open_store(data_dir: Option<PathBuf>) -> Result<Store> {
 
 /// Through the daemon running on the data directory if there is one (sled
 /// lets one process open the store), else on the store itself.
-fn device_command(data_dir: Option<PathBuf>, request: control::Request) -> Result<ExitCode> {
+fn device_command(
+    data_dir: Option<PathBuf>,
+    profile: &DeviceProfile,
+    request: control::Request,
+) -> Result<ExitCode> {
     let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
     let reply = match control::call(&data_dir, &request)
         .with_context(|| format!("the daemon on {}", data_dir.display()))?
     {
         Some(reply) => reply,
-        None => control::device(&open_store(Some(data_dir))?, &request),
+        None => {
+            let book = control::DeviceBook {
+                profile: profile.payee_book(),
+                live: None,
+            };
+            control::device(&open_store(Some(data_dir))?, &book, &request)
+        }
     };
     Ok(print_reply(reply))
 }
@@ -499,7 +637,7 @@ fn print_reply(reply: control::Reply) -> ExitCode {
 fn limits(command: LimitsCommand, profile: &DeviceProfile) -> Result<ExitCode> {
     match command {
         LimitsCommand::Show { data_dir, json } => {
-            device_command(data_dir, control::Request::LimitsShow { json })
+            device_command(data_dir, profile, control::Request::LimitsShow { json })
         }
         LimitsCommand::Set {
             auto,
@@ -523,7 +661,7 @@ fn limits(command: LimitsCommand, profile: &DeviceProfile) -> Result<ExitCode> {
                 daily: daily.as_deref().map(optional).transpose()?,
                 code: code.as_deref().map(optional).transpose()?,
             };
-            device_command(data_dir, request)
+            device_command(data_dir, profile, request)
         }
     }
 }

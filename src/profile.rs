@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::intent::ParseContext;
 use crate::language::Language;
 use crate::money::{Currency, Money};
+use crate::payees::{Origin, Payee, PayeeBook};
 use crate::policy::OfflineFloor;
 
 /// The profile compiled into the binary; `--device FILE` replaces it.
@@ -40,6 +41,8 @@ pub struct DeviceProfile {
     /// Taken when a spoken amount names no currency; limits are in it.
     pub default_currency: Currency,
     pub known_payees: Vec<String>,
+    /// Other spoken forms of known payees: name -> aliases.
+    pub payee_aliases: BTreeMap<String, Vec<String>>,
     pub known_providers: Vec<String>,
     pub asr: AsrSettings,
     pub payments: PaymentSettings,
@@ -125,8 +128,31 @@ pub struct AsrSettings {
     pub audio_ctx_floor: u16,
     pub max_tokens: u16,
     pub min_confidence: f32,
+    /// Below this probability of an amount's tokens, the payment is read back.
+    pub amount_certainty: f32,
+    /// What Whisper's initial prompt holds.
+    #[serde(default)]
+    pub prompt: PromptStyle,
     pub noise_confidence: f32,
     pub no_speech_threshold: f32,
+}
+
+/// Whisper's initial prompt: example commands prime the spelling of "yuan"
+/// and "top up", the payee names prime their spelling, and every name in it
+/// is a name Whisper may put where another was said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptStyle {
+    /// The example commands and every payee and provider name.
+    #[default]
+    Names,
+    /// Only the example commands (naming two payees and one provider).
+    Examples,
+    /// The example commands with stand-in names that no book holds: a name
+    /// Whisper copies from the prompt is then one the device cannot pay.
+    StandIns,
+    /// No prompt.
+    None,
 }
 
 /// The file as written: text where the typed profile has types.
@@ -138,6 +164,8 @@ struct ProfileFile {
     default_currency: String,
     #[serde(default)]
     known_payees: Vec<String>,
+    #[serde(default)]
+    payee_aliases: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     known_providers: Vec<String>,
     asr: AsrSettings,
@@ -244,15 +272,23 @@ impl DeviceProfile {
         let asr = &file.asr;
         let probabilities = [
             asr.min_confidence,
+            asr.amount_certainty,
             asr.noise_confidence,
             asr.no_speech_threshold,
         ];
         if !probabilities.iter().all(|p| (0.0..=1.0).contains(p)) {
             return Err(
-                "asr.min_confidence, asr.noise_confidence and asr.no_speech_threshold \
+                "asr.min_confidence, asr.amount_certainty, asr.noise_confidence and asr.no_speech_threshold \
                  are between 0 and 1"
                     .into(),
             );
+        }
+        if let Some(name) = file
+            .payee_aliases
+            .keys()
+            .find(|name| !file.known_payees.contains(name))
+        {
+            return Err(format!("payee_aliases.{name:?}: not one of known_payees"));
         }
         crate::protocol::topics::validate_prefix(&file.mqtt.prefix)
             .map_err(|e| format!("mqtt.prefix: {e}"))?;
@@ -261,6 +297,7 @@ impl DeviceProfile {
             language,
             default_currency: currency,
             known_payees: file.known_payees,
+            payee_aliases: file.payee_aliases,
             known_providers: file.known_providers,
             asr: file.asr,
             payments: PaymentSettings {
@@ -290,12 +327,23 @@ impl DeviceProfile {
         Some(Money::new(i64::try_from(minor).ok()?, per_million.currency))
     }
 
+    /// The profile's part of the payee book: its known payees and their aliases.
+    pub fn payee_book(&self) -> PayeeBook {
+        PayeeBook::new(self.known_payees.iter().map(|name| {
+            let payee = Payee {
+                name: name.clone(),
+                aliases: self.payee_aliases.get(name).cloned().unwrap_or_default(),
+            };
+            (payee, Origin::Profile)
+        }))
+    }
+
     /// What the intent parser needs to know about this device.
     pub fn parse_context(&self) -> ParseContext {
         ParseContext {
             language: self.language,
             default_currency: self.default_currency,
-            known_payees: self.known_payees.clone(),
+            known_payees: self.payee_book().spoken_forms(),
             known_providers: self.known_providers.clone(),
         }
     }

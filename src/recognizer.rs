@@ -11,7 +11,7 @@ use crate::asr::{AsrError, Transcriber, TranscriberSettings, Transcript};
 use crate::audio::Utterance;
 use crate::audio::source::Input;
 use crate::intent::{self, Intent, ParseContext};
-use crate::profile::DeviceProfile;
+use crate::profile::{DeviceProfile, PromptStyle};
 use crate::protocol::Evidence;
 
 /// What one utterance amounted to.
@@ -19,6 +19,8 @@ use crate::protocol::Evidence;
 pub struct Understood {
     pub transcript: Transcript,
     pub intent: Intent,
+    /// Nothing in it looks invented (see [`Recognizer::sure`]).
+    pub sure: bool,
     pub transcribe_ms: u64,
 }
 
@@ -26,6 +28,10 @@ pub struct Recognizer {
     transcriber: Transcriber,
     context: ParseContext,
     min_confidence: f32,
+    amount_certainty: f32,
+    /// The payee and provider names the prompt holds: Whisper may copy them
+    /// where another name was said.
+    prompt_names: Vec<String>,
 }
 
 impl Recognizer {
@@ -35,6 +41,7 @@ impl Recognizer {
     }
 
     pub fn with_model(profile: &DeviceProfile, model: &Path) -> Result<Self, AsrError> {
+        let (initial_prompt, prompt_names) = prompt(profile);
         let settings = TranscriberSettings {
             language: profile.language.code().to_owned(),
             threads: profile.asr.threads,
@@ -42,12 +49,14 @@ impl Recognizer {
             max_tokens: profile.asr.max_tokens,
             no_speech_threshold: profile.asr.no_speech_threshold,
             noise_confidence: profile.asr.noise_confidence,
-            initial_prompt: intent::whisper_prompt(&profile.parse_context()),
+            initial_prompt,
         };
         Ok(Self {
             transcriber: Transcriber::new(model, settings)?,
             context: profile.parse_context(),
             min_confidence: profile.asr.min_confidence,
+            amount_certainty: profile.asr.amount_certainty,
+            prompt_names,
         })
     }
 
@@ -60,9 +69,11 @@ impl Recognizer {
     pub fn understand(&mut self, utterance: &Utterance) -> Result<Understood, AsrError> {
         let (transcript, transcribe_ms) = self.transcribe(utterance)?;
         let intent = self.intent_of(&transcript);
+        let sure = self.sure(&transcript, &intent);
         Ok(Understood {
             transcript,
             intent,
+            sure,
             transcribe_ms,
         })
     }
@@ -79,6 +90,30 @@ impl Recognizer {
             return Intent::None;
         }
         intent
+    }
+
+    /// Whether a payment holds nothing Whisper may have made up, so that it
+    /// may pay under the auto-pay limit without a read-back. "fifteen" and
+    /// "fifty" differ by a token Whisper may barely believe: an amount token
+    /// under `asr.amount_certainty` is unsure. And a payee or provider the
+    /// prompt names may have been copied from it: unsure too.
+    pub fn sure(&self, transcript: &Transcript, intent: &Intent) -> bool {
+        let name = match intent {
+            Intent::Pay { payee, .. } => payee,
+            Intent::TopUp { provider, .. } => provider,
+            _ => return true,
+        };
+        let squash = |s: &str| -> String {
+            s.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect()
+        };
+        let from_prompt = self.prompt_names.iter().any(|p| squash(p) == squash(name));
+        let amount_sure = transcript
+            .amount_probability(|w| intent::is_number_word(w, &self.context))
+            .is_none_or(|p| p >= self.amount_certainty);
+        amount_sure && !from_prompt
     }
 
     pub fn parse_context(&self) -> &ParseContext {
@@ -109,6 +144,7 @@ impl Recognizer {
                         ),
                         transcript: understood.transcript.text,
                         intent: understood.intent,
+                        sure: understood.sure,
                     }),
                     Err(error) => Err(format!("{name}: {error}")),
                 };
@@ -120,6 +156,34 @@ impl Recognizer {
             }
         }
     }
+}
+
+/// The profile's prompt, and the names in it: its payees by name (aliases
+/// are for matching, not for Whisper), as many as its `asr.prompt` says.
+fn prompt(profile: &DeviceProfile) -> (String, Vec<String>) {
+    let mut context = ParseContext {
+        known_payees: profile.known_payees.clone(),
+        ..profile.parse_context()
+    };
+    match profile.asr.prompt {
+        PromptStyle::Names => {}
+        PromptStyle::Examples => {
+            // The examples' slots take the first names; nothing is listed after them.
+            context.known_payees.truncate(intent::PROMPT_PAYEE_SLOTS);
+            context
+                .known_providers
+                .truncate(intent::PROMPT_PROVIDER_SLOTS);
+        }
+        PromptStyle::StandIns => context = intent::with_stand_in_names(&context),
+        PromptStyle::None => return (String::new(), Vec::new()),
+    }
+    let names = context
+        .known_payees
+        .iter()
+        .chain(&context.known_providers)
+        .cloned()
+        .collect();
+    (intent::whisper_prompt(&context), names)
 }
 
 /// `voicepay transcribe`'s line: `{"file","text","confidence","ms"}`.
@@ -168,6 +232,8 @@ pub struct Heard {
 pub struct Understanding {
     pub transcript: String,
     pub intent: Intent,
+    /// Whisper was sure of the amount's words; when not, the payment is read back.
+    pub sure: bool,
     pub evidence: Evidence,
 }
 
@@ -180,6 +246,7 @@ impl Heard {
             outcome: Ok(Understanding {
                 transcript: text.to_owned(),
                 intent: intent::parse(text, context),
+                sure: true,
                 evidence: Evidence::new(text, b"", 1.0, context.language.code()),
             }),
         }

@@ -371,6 +371,8 @@ pub struct Store {
     spend: Tree,
     history: Tree,
     state: Tree,
+    /// Payees the user added (`voicepay payees add`), by name.
+    payees: Tree,
 }
 
 impl Store {
@@ -387,6 +389,7 @@ impl Store {
             spend: db.open_tree("spend")?,
             history: db.open_tree("history")?,
             state: db.open_tree("state")?,
+            payees: db.open_tree("payees")?,
             path: config.path.clone(),
             db,
         })
@@ -432,6 +435,29 @@ impl Store {
         }
         self.state.insert(LIMITS_KEY, serde_json::to_vec(limits)?)?;
         self.flush_durably()
+    }
+
+    /// The payees the user added, in name order.
+    pub fn payees(&self) -> Result<Vec<crate::payees::Payee>, StoreError> {
+        self.payees
+            .iter()
+            .values()
+            .map(|v| decode("payee", &v?))
+            .collect()
+    }
+
+    /// Adds a payee, or replaces the entry of the same name; durable on return.
+    pub fn put_payee(&self, payee: &crate::payees::Payee) -> Result<(), StoreError> {
+        self.payees
+            .insert(payee.name.as_bytes(), serde_json::to_vec(payee)?)?;
+        self.flush_durably()
+    }
+
+    /// Whether there was such a payee; durable on return.
+    pub fn remove_payee(&self, name: &str) -> Result<bool, StoreError> {
+        let removed = self.payees.remove(name.as_bytes())?.is_some();
+        self.flush_durably()?;
+        Ok(removed)
     }
 
     /// In one transaction: checks the daily limit and the offline floor,

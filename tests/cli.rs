@@ -253,3 +253,93 @@ fn a_public_key_starting_with_a_dash_is_accepted() {
     ]));
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn payees_are_added_with_aliases_listed_and_removed_and_the_profiles_own_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let added = ok(&[
+        "payees",
+        "add",
+        "Walmart",
+        "--alias",
+        "Wally World",
+        "--data-dir",
+        data,
+    ]);
+    assert_eq!(added.trim(), "added Walmart (also: Wally World) [added]");
+    // Another spoken form of an entry of the profile.
+    ok(&[
+        "payees",
+        "add",
+        "heytea",
+        "--alias",
+        "Hey Tea",
+        "--data-dir",
+        data,
+    ]);
+    let list = ok(&["payees", "list", "--data-dir", data]);
+    assert!(list.contains("Heytea (also: Hey Tea) [profile]"), "{list}");
+    assert!(
+        list.contains("McDonalds (also: McDonald's, Mickey D's) [profile]"),
+        "{list}"
+    );
+    assert!(
+        list.contains("Walmart (also: Wally World) [added]"),
+        "{list}"
+    );
+    let json: Vec<serde_json::Value> = ok(&["payees", "list", "--json", "--data-dir", data])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        json.iter()
+            .any(|p| p["name"] == "Walmart" && p["origin"] == "added")
+    );
+
+    // One spoken form, one payee: an alias that is another entry's is refused.
+    let taken = run(voicepay(&[
+        "payees",
+        "add",
+        "Target",
+        "--alias",
+        "Mickey D's",
+        "--data-dir",
+        data,
+    ]));
+    assert!(!taken.status.success());
+    assert!(
+        stderr(&taken).contains("\"Mickey D's\" already means McDonalds"),
+        "{}",
+        stderr(&taken)
+    );
+    let blank = run(voicepay(&["payees", "add", "  ", "--data-dir", data]));
+    assert!(
+        stderr(&blank).contains("a payee needs a name"),
+        "{}",
+        stderr(&blank)
+    );
+
+    ok(&["payees", "remove", "Walmart", "--data-dir", data]);
+    let list = ok(&["payees", "list", "--data-dir", data]);
+    assert!(!list.contains("Walmart"), "{list}");
+    let profile_own = run(voicepay(&["payees", "remove", "Shell", "--data-dir", data]));
+    assert!(!profile_own.status.success());
+    assert!(
+        stderr(&profile_own).contains("edit the profile"),
+        "{}",
+        stderr(&profile_own)
+    );
+    let unknown = run(voicepay(&[
+        "payees",
+        "remove",
+        "Nobody",
+        "--data-dir",
+        data,
+    ]));
+    assert!(
+        stderr(&unknown).contains("there is no payee Nobody"),
+        "{}",
+        stderr(&unknown)
+    );
+}

@@ -17,14 +17,14 @@ fn limits_outbox_and_history_work_while_the_daemon_runs_and_after_it_stops() {
     ok(&["limits", "set", "--auto", "20.00", "--data-dir", &dev]);
     // No gateway on the broker: the payment is made offline and waits.
     let broker = Broker::start();
-    let (mut daemon, lines) = keys.daemon(&broker.url(), "pay_heytea_9_noisy");
+    let (mut daemon, lines) = keys.daemon(&broker.url(), "pay_alice_20");
     let sent = lines.iter().find(|l| l.contains(r#""step":"sent""#));
     assert!(sent.is_some(), "the payment was made");
 
     // The daemon holds the store; every command still answers.
     let outbox = ok(&["outbox", "--json", "--data-dir", &dev]);
     assert_eq!(outbox.lines().count(), 1, "{outbox}");
-    assert!(outbox.contains("Heytea"), "{outbox}");
+    assert!(outbox.contains("Alice"), "{outbox}");
     ok(&["limits", "set", "--auto", "5.00", "--data-dir", &dev]);
     let limits: Value =
         serde_json::from_str(&ok(&["limits", "show", "--json", "--data-dir", &dev])).unwrap();
@@ -64,7 +64,7 @@ fn a_device_enrolled_while_the_gateway_runs_pays_at_once_and_the_ledger_shows_it
     // Enrolled through the running gateway: it holds its books.
     keys.pair_device(&dev);
     ok(&["limits", "set", "--auto", "20.00", "--data-dir", &dev]);
-    let steps = run_fixture(&broker.url(), &dev, "pay_heytea_9_noisy", None);
+    let steps = run_fixture(&broker.url(), &dev, "pay_alice_20", None);
     let answer = steps
         .iter()
         .find(|s| s["step"] == "answer")

@@ -232,7 +232,7 @@ fn child(spec: &str) {
         }
         loop {
             intake.arriving();
-            let heard = Heard::typed("crash", "Pay 1 yuan to Crash Test.", &context);
+            let heard = Heard::typed("crash", "Pay 1 yuan to Heytea.", &context);
             assert!(intake.send(heard).await, "the daemon stopped");
             let _ = tokio::time::timeout(Duration::from_secs(5), answers.recv()).await;
         }

@@ -119,7 +119,7 @@ fn payments_go_through_a_broker_that_speaks_only_tls_with_passwords_and_stranger
         &gw,
     ]));
 
-    let pay = |profile: &str| run_fixture(&url, &dev, "pay_heytea_9_noisy", Some(profile));
+    let pay = |profile: &str| run_fixture(&url, &dev, "pay_alice_20", Some(profile));
     let sent_offline = |steps: &[Value]| -> bool {
         let sent = steps.iter().find(|s| s["step"] == "sent").expect("sent");
         sent["offline"].as_bool().unwrap()

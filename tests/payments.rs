@@ -142,7 +142,12 @@ fn a_payment_confirmed_by_voice_is_approved_once() {
     assert_eq!(answers.len(), 1, "{}", said(&events));
     assert_eq!(answers[0]["status"], "approved");
     assert_eq!(answers[0]["request_id"], sent[0]["request_id"]);
-    assert!(said(&events).contains("Pay 36 yuan to Heytea? Say confirm or cancel."));
+    // Heytea is a name Whisper's prompt holds: read back with the amount spelled.
+    assert!(
+        said(&events).contains("Pay 36 yuan to Heytea? That is three six. Say confirm or cancel."),
+        "{}",
+        said(&events)
+    );
 
     let history = pair.history();
     assert_eq!(history[0]["event"]["kind"], "paid");
@@ -167,7 +172,7 @@ fn a_cancelled_payment_is_never_sent() {
 fn under_the_auto_limit_it_pays_without_asking_and_over_the_daily_limit_it_declines() {
     let pair = Pair::new();
     pair.device(&["limits", "set", "--auto", "20.00", "--daily", "100.00"]);
-    let events = pair.say(&["pay_heytea_9_noisy", "pay_alice_3000"]);
+    let events = pair.say(&["pay_alice_20", "pay_alice_3000"]);
     let sent = steps(&events, "sent");
     assert_eq!(sent.len(), 1, "{}", said(&events));
     let text = said(&events);
@@ -186,8 +191,8 @@ fn under_the_auto_limit_it_pays_without_asking_and_over_the_daily_limit_it_decli
 fn offline_a_small_payment_is_queued_and_paid_once_when_the_link_returns() {
     let mut pair = Pair::new();
     pair.stop_broker_and_gateway();
-    // 9 yuan is under the offline floor (50 per payment); 3000 is not.
-    let events = pair.say(&["pay_heytea_9_noisy", "confirm_plain", "pay_alice_3000"]);
+    // 20 yuan is under the offline floor (50 per payment); 3000 is not.
+    let events = pair.say(&["pay_alice_20", "confirm_plain", "pay_alice_3000"]);
     let sent = steps(&events, "sent");
     assert_eq!(sent.len(), 1, "{}", said(&events));
     assert_eq!(sent[0]["offline"], true);
@@ -404,14 +409,14 @@ fn sigterm_stops_the_daemon_while_it_waits_for_an_answer_and_the_outbox_keeps_th
         }
     }
     pair.device(&["limits", "set", "--auto", "20.00"]);
-    let (mut daemon, lines) = pair.keys.daemon(&pair.url(), "pay_heytea_9_noisy");
+    let (mut daemon, lines) = pair.keys.daemon(&pair.url(), "pay_alice_20");
     let sent = lines.iter().find(|line| line.contains(r#""step":"sent""#));
     assert!(sent.is_some(), "the payment was sent");
     let status = daemon.terminate_within(Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
     let outbox = pair.device(&["outbox", "--json"]);
     assert_eq!(outbox.lines().count(), 1, "{outbox}");
-    assert!(outbox.contains("Heytea"), "{outbox}");
+    assert!(outbox.contains("Alice"), "{outbox}");
 }
 
 /// Regression: the console's println! panicked on a closed stdout (a log
@@ -420,7 +425,7 @@ fn sigterm_stops_the_daemon_while_it_waits_for_an_answer_and_the_outbox_keeps_th
 fn a_daemon_whose_stdout_is_closed_still_pays() {
     let pair = Pair::new();
     pair.device(&["limits", "set", "--auto", "20.00"]);
-    let mut daemon = pair.spawn_daemon("pay_heytea_9_noisy", &[]);
+    let mut daemon = pair.spawn_daemon("pay_alice_20", &[]);
     drop(daemon.stdout());
     let status = daemon.wait_within(Duration::from_secs(60));
     assert!(status.success(), "{status:?}");

@@ -11,6 +11,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use util::*;
 use uuid::Uuid;
+use voicepay::control;
 use voicepay::daemon::{self, DaemonConfig, DaemonError};
 use voicepay::feedback::{Event, Feedback};
 use voicepay::gateway::{self, Gateway, GatewayConfig};
@@ -902,4 +903,67 @@ async fn a_commit_the_disk_does_not_take_is_held_unsent_and_no_new_payment_is_ta
         waiting == sent || waiting == sent + 1,
         "{waiting} waiting, {sent} sent"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payee_outside_the_book_is_asked_about_and_one_added_while_the_daemon_runs_is_paid() {
+    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    setup.set_limits(5_000); // auto-pay 50 yuan
+    let gateway = setup.start_gateway();
+    let (intake, mut events, shutdown, daemon) =
+        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    // Walmart is in no book: asked about, never paid, however small.
+    say(&intake, "Pay 20 yuan to Walmart.").await;
+    let question = next_where(&mut events, |e| match e {
+        Event::Sent { .. } => panic!("paid a payee outside the book"),
+        other => said(other),
+    })
+    .await;
+    assert_eq!(
+        question,
+        "I don't know Walmart. Who should I pay? Say the name, or cancel."
+    );
+    // Naming a book entry starts the payment again, read back under the
+    // auto-pay limit because the name came from an answer.
+    say(&intake, "To Shell, please.").await;
+    let read_back = next_where(&mut events, |e| match e {
+        Event::Sent { .. } => panic!("paid without a read-back"),
+        other => said(other),
+    })
+    .await;
+    assert_eq!(
+        read_back,
+        "Pay 20 yuan to Shell? That is two zero. Say confirm or cancel."
+    );
+    say(&intake, "Confirm.").await;
+    assert_eq!(answer_status(&mut events).await, ResponseStatus::Approved);
+
+    // Added through the control socket while the daemon runs: heard at once.
+    let data_dir = setup.device_dir.path().to_owned();
+    let add = control::Request::PayeesAdd {
+        name: "Walmart".into(),
+        aliases: vec!["Wally World".into()],
+    };
+    let reply = tokio::task::spawn_blocking(move || control::call(&data_dir, &add))
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the daemon answers on its control socket");
+    assert!(reply.ok, "{reply:?}");
+    say(&intake, "Pay 20 yuan to Wally World.").await;
+    let paying = next_where(&mut events, |e| said(e).filter(|s| s.starts_with("Paying"))).await;
+    assert_eq!(
+        paying,
+        "Paying 20 yuan to Walmart: it is within your auto-pay limit."
+    );
+    assert_eq!(answer_status(&mut events).await, ResponseStatus::Approved);
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+    let payees: Vec<String> = setup
+        .ledger_after(gateway)
+        .await
+        .iter()
+        .map(|e| e.payee.clone())
+        .collect();
+    assert_eq!(payees, ["Shell", "Walmart"]);
 }

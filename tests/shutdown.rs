@@ -58,14 +58,14 @@ fn sigterm_stops_the_daemon_within_five_seconds_in_every_state_and_loses_no_paym
     ]);
 
     // Still looking for a broker that is not there.
-    let (mut daemon, _) = keys.daemon(&nobody(), "pay_heytea_9_noisy");
+    let (mut daemon, _) = keys.daemon(&nobody(), "pay_alice_20");
     std::thread::sleep(Duration::from_millis(1_500));
     assert!(daemon.terminate_within(STOP_LIMIT).success());
 
     // Paid offline (no gateway on the broker) and draining, waiting for
     // answers that cannot come: the payment stays in the outbox.
     let broker = Broker::start();
-    let (mut daemon, lines) = keys.daemon(&broker.url(), "pay_heytea_9_noisy");
+    let (mut daemon, lines) = keys.daemon(&broker.url(), "pay_alice_20");
     let sent = lines
         .iter()
         .find(|line| line.contains(r#""step":"sent""#))
@@ -83,7 +83,7 @@ fn sigterm_stops_the_daemon_within_five_seconds_in_every_state_and_loses_no_paym
     std::thread::sleep(Duration::from_millis(500));
     assert!(daemon.terminate_within(STOP_LIMIT).success());
     let outbox = keys.outbox();
-    assert!(outbox.contains("Heytea"), "{outbox}");
+    assert!(outbox.contains("Alice"), "{outbox}");
 
     // The gateway comes back: what waited is paid, once.
     let broker = Broker::start();

@@ -45,6 +45,45 @@ pub struct Transcript {
     /// probability that there was speech at all.
     pub confidence: f32,
     pub no_speech_probability: f32,
+    /// The text's tokens as Whisper chose them, each with its probability:
+    /// how sure it was of each word (an amount's digits above all).
+    pub tokens: Vec<HeardToken>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HeardToken {
+    pub text: String,
+    pub probability: f32,
+}
+
+impl Transcript {
+    /// A transcript with no token detail (typed text, tests).
+    pub fn plain(text: &str, confidence: f32) -> Self {
+        Self {
+            text: text.to_owned(),
+            confidence,
+            no_speech_probability: 0.0,
+            tokens: Vec::new(),
+        }
+    }
+
+    /// The least probability among tokens that hold a digit or a number word: how sure Whisper was of the amount. `None` when no
+    /// such token was heard.
+    pub fn amount_probability(&self, is_number_word: impl Fn(&str) -> bool) -> Option<f32> {
+        self.tokens
+            .iter()
+            .filter(|t| {
+                let word: String = t
+                    .text
+                    .chars()
+                    .filter(|c| c.is_alphanumeric())
+                    .flat_map(char::to_lowercase)
+                    .collect();
+                word.chars().any(|c| c.is_ascii_digit()) || is_number_word(&word)
+            })
+            .map(|t| t.probability)
+            .reduce(f32::min)
+    }
 }
 
 impl Transcript {
@@ -53,6 +92,7 @@ impl Transcript {
             text: String::new(),
             confidence: 0.0,
             no_speech_probability: 1.0,
+            tokens: Vec::new(),
         }
     }
 }
@@ -148,6 +188,7 @@ impl Transcriber {
         let mut log_prob_sum = 0.0f64;
         let mut tokens = 0u32;
         let mut no_speech = 0.0f32;
+        let mut heard_tokens = Vec::new();
         for segment in self.state.as_iter() {
             no_speech = no_speech.max(segment.no_speech_probability());
             text.push_str(&segment.to_str_lossy()?);
@@ -161,6 +202,10 @@ impl Transcriber {
                 }
                 log_prob_sum += f64::from(token.token_probability().max(1e-6)).ln();
                 tokens += 1;
+                heard_tokens.push(HeardToken {
+                    text: token.to_str_lossy()?.into_owned(),
+                    probability: token.token_probability(),
+                });
             }
         }
         let text = clean_text(&text);
@@ -190,6 +235,7 @@ impl Transcriber {
             text,
             confidence,
             no_speech_probability: no_speech,
+            tokens: heard_tokens,
         })
     }
 }

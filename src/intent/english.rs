@@ -449,6 +449,7 @@ pub(crate) static ENGLISH: Lexicon = Lexicon {
         "Reject the task.",
     ],
     prompt_names: "Also:",
+    prompt_stand_ins: ["Pinewood", "Harbor Cafe", "Nimbus"],
 
     amounts: AmountReader {
         parse_number: numbers::parse_number,

@@ -90,6 +90,10 @@ pub(crate) struct Lexicon {
     pub prompt_examples: Words,
     /// Introduces the list of the user's other names.
     pub prompt_names: &'static str,
+    /// Names in no one's book, for the examples' slots when the prompt must
+    /// not hold a payable name (Whisper writes prompt names where others were
+    /// said): two payees, one provider.
+    pub prompt_stand_ins: [&'static str; 3],
 
     /// Reads numbers and currency words.
     pub amounts: AmountReader,

@@ -13,6 +13,7 @@
 //! `currency`, its readers). The rules below only read the [`Lexicon`] that
 //! [`ParseContext::language`] picks, so Mandarin can arrive as new tables.
 
+mod answers;
 mod currency;
 mod english;
 mod lexicon;
@@ -24,6 +25,8 @@ mod tests;
 mod text;
 
 use serde::{Deserialize, Serialize};
+
+pub use answers::AnswerKind;
 
 use crate::language::Language;
 use crate::money::{Currency, Money, MoneyError};
@@ -229,6 +232,21 @@ impl TryFrom<IntentJson> for Intent {
     }
 }
 
+/// A context whose payee and provider names are the lexicon's stand-ins,
+/// so that [`whisper_prompt`] holds no name the device could pay.
+pub fn with_stand_in_names(ctx: &ParseContext) -> ParseContext {
+    let [a, b, provider] = lexicon(ctx.language).prompt_stand_ins;
+    ParseContext {
+        known_payees: vec![a.to_owned(), b.to_owned()],
+        known_providers: vec![provider.to_owned()],
+        ..ctx.clone()
+    }
+}
+
+/// How many payee and provider names the example sentences of the prompt hold.
+pub const PROMPT_PAYEE_SLOTS: usize = 2;
+pub const PROMPT_PROVIDER_SLOTS: usize = 1;
+
 /// Whisper's initial prompt: example commands in the style the parser reads
 /// best, then the user's payees and providers, so that "Heytea" or "top up"
 /// come out spelled as the parser expects. Whole sentences, not a word list: a
@@ -283,6 +301,8 @@ pub struct CodeAnswer {
     pub digits: String,
     /// What the other words say: `Confirm`, `Cancel`, or anything else.
     pub intent: Intent,
+    /// The other words themselves.
+    pub words: String,
 }
 
 /// Reads "Confirm, 4 7 2." as the digits "472" and the intent of "Confirm,".
@@ -306,9 +326,75 @@ pub fn parse_code_answer(transcript: &str, ctx: &ParseContext) -> CodeAnswer {
             words.push(word);
         }
     }
+    let words = words.join(" ");
     CodeAnswer {
         digits,
-        intent: parse(&words.join(" "), ctx),
+        intent: parse(&words, ctx),
+        words,
+    }
+}
+
+/// Whether a single lowercase word is a number word ("fifteen", "hundred").
+pub fn is_number_word(word: &str, ctx: &ParseContext) -> bool {
+    (lexicon(ctx.language).amounts.parse_number)(&[word]).is_some()
+}
+
+/// The name in an answer to "who should I pay?": "To Shell, please." is
+/// "Shell". Leading verbs, prepositions, articles and filler go, and so does
+/// trailing politeness.
+pub fn name_answer(transcript: &str, ctx: &ParseContext) -> String {
+    let lex = lexicon(ctx.language);
+    let words: Vec<&str> = transcript
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '!' | '?'))
+        .filter(|w| !w.is_empty() && !lex.dropped.contains(&w.to_lowercase().as_str()))
+        .collect();
+    let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+    let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
+    let one_word = |table: &[Phrase], w: &str| table.iter().any(|p| p.len() == 1 && p[0] == w);
+    let is_frame = |w: &str| {
+        lex.payee_prepositions.contains(&w)
+            || lex.articles.contains(&w)
+            || one_word(lex.pay_verbs, w)
+            || one_word(lex.answer_fillers, w)
+            || lex
+                .leading_fillers
+                .iter()
+                .any(|(p, _)| p.len() == 1 && p[0] == w)
+    };
+    let start = lower
+        .iter()
+        .position(|w| !is_frame(w))
+        .unwrap_or(lower.len());
+    let mut end = lower.len();
+    while let Some(n) = ends_with_any(&lower[start..end], lex.trailing_fillers) {
+        end -= n;
+    }
+    words[start..end].join(" ")
+}
+
+/// A pending question's answer among `expected`: as spelled when the words
+/// are one, else the closest by sound and spelling when it is clearly closest
+/// (see `answers`). "yes" and "no" answer an agent's task too.
+pub fn read_answer(
+    transcript: &str,
+    ctx: &ParseContext,
+    expected: &[AnswerKind],
+) -> Option<AnswerKind> {
+    use AnswerKind::*;
+    let spelled = match parse(transcript, ctx) {
+        Intent::Confirm => Some(Confirm),
+        Intent::Cancel => Some(Cancel),
+        Intent::ApproveTask => Some(Approve),
+        Intent::RejectTask => Some(Reject),
+        _ => None,
+    };
+    match spelled {
+        Some(kind) if expected.contains(&kind) => Some(kind),
+        Some(Confirm) if expected.contains(&Approve) => Some(Approve),
+        Some(Cancel) if expected.contains(&Reject) => Some(Reject),
+        // An answer to another question ("approve" to a read-back): asked again.
+        Some(_) => None,
+        None => answers::closest(lexicon(ctx.language), transcript, expected),
     }
 }
 

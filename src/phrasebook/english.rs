@@ -15,25 +15,29 @@ pub(super) fn say(speech: &Speech) -> String {
             purchase,
             amount,
             code: None,
+            spell_amount,
         } => {
             let verb = match purchase {
                 Purchase::Pay { .. } => "Pay",
                 Purchase::TopUp { .. } => "Top up",
             };
             format!(
-                "{verb} {}? Say confirm or cancel.",
-                describe(purchase, *amount)
+                "{verb} {}?{} Say confirm or cancel.",
+                describe(purchase, *amount),
+                spelled_amount(*amount, *spell_amount)
             )
         }
         Speech::ReadBack {
             purchase,
             amount,
             code: Some(code),
+            spell_amount,
         } => {
             let spelled: Vec<String> = code.chars().map(String::from).collect();
             format!(
-                "Pay {}? Say confirm and the code {}, or cancel.",
+                "Pay {}?{} Say confirm and the code {}, or cancel.",
                 describe(purchase, *amount),
+                spelled_amount(*amount, *spell_amount),
                 spelled.join(" ")
             )
         }
@@ -68,6 +72,14 @@ pub(super) fn say(speech: &Speech) -> String {
         ),
         Speech::NothingToConfirm => "There is nothing to confirm.".to_owned(),
         Speech::NoTaskWaiting => "No agent task is waiting.".to_owned(),
+        Speech::WhoToPay {
+            heard,
+            candidates: None,
+        } => format!("I don't know {heard}. Who should I pay? Say the name, or cancel."),
+        Speech::WhoToPay {
+            candidates: Some((a, b)),
+            ..
+        } => format!("Did you mean {a} or {b}? Say the name, or cancel."),
         Speech::UnknownTokenPrice { provider } => {
             format!("I don't know the price of {provider} tokens, so I can't top up.")
         }
@@ -224,6 +236,29 @@ fn names(currency: Currency) -> Option<Names> {
 
 /// "36 yuan", "4 dollars 75", "1 dollar 1 cent", "75 cents": the way the
 /// English parser reads amounts, so a read-back parses to the same money.
+/// " That is one five." for 15, " That is four point seven five." for 4.75.
+fn spelled_amount(amount: Money, spell: bool) -> String {
+    if !spell {
+        return String::new();
+    }
+    const DIGITS: [&str; 10] = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    ];
+    let figures = amount.to_decimal_string();
+    let figures = figures
+        .strip_suffix(".00")
+        .unwrap_or(&figures)
+        .trim_start_matches('-');
+    let words: Vec<&str> = figures
+        .chars()
+        .filter_map(|c| match c {
+            '.' => Some("point"),
+            d => d.to_digit(10).map(|d| DIGITS[d as usize]),
+        })
+        .collect();
+    format!(" That is {}.", words.join(" "))
+}
+
 pub(super) fn money(amount: Money) -> String {
     let Some(names) = names(amount.currency) else {
         return amount.to_string();

@@ -20,6 +20,8 @@ pub enum Speech {
         purchase: Purchase,
         amount: Money,
         code: Option<String>,
+        /// Something was heard unsure: the amount is also spelled digit by digit.
+        spell_amount: bool,
     },
     /// "Raise your daily limit to 500 yuan? Say confirm or cancel."
     RaiseLimit {
@@ -45,6 +47,12 @@ pub enum Speech {
     LimitUnchanged {
         scope: LimitScope,
         reason: DropReason,
+    },
+    /// "I don't know Shail. Who should I pay?" or, with two candidates,
+    /// "Costa Coffee or Luckin Coffee? Who should I pay?"
+    WhoToPay {
+        heard: String,
+        candidates: Option<(String, String)>,
     },
     NothingToConfirm,
     NoTaskWaiting,

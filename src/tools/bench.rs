@@ -231,6 +231,10 @@ fn confirm_to_answer(
             rig.settled(wait).await;
         }
         rig.stop().await?;
+        if rounds.is_empty() {
+            // No round was answered: not a figure of 0 ms.
+            return Ok(None);
+        }
         rounds.sort_by(f64::total_cmp);
         Ok(Some(percentile(&rounds, 50)))
     })
@@ -245,7 +249,7 @@ fn sample_request() -> PaymentRequest {
 }
 
 /// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: usize) -> u64 {
+pub(crate) fn percentile(sorted: &[f64], p: usize) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -254,13 +258,13 @@ fn percentile(sorted: &[f64], p: usize) -> u64 {
 }
 
 /// The process's peak resident set (VmHWM), in KiB.
-fn peak_rss_kb() -> Option<u64> {
+pub(crate) fn peak_rss_kb() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn machine_description() -> String {
+pub(crate) fn machine_description() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {

@@ -22,7 +22,7 @@ const SCENES: &[(&str, &[&str])] = &[
     ),
     (
         "a small payment under the auto-pay limit",
-        &["pay_heytea_9_noisy"],
+        &["pay_alice_20"],
     ),
     (
         "a payment cancelled",
@@ -51,7 +51,7 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
     let recognizer = Recognizer::new(&profile).context("cannot start the transcriber")?;
     let feedback = Box::new(Console { json: options.json });
     let limits = Limits {
-        auto_pay: Money::new(1_000, currency),
+        auto_pay: Money::new(2_000, currency),
         daily: Some(Money::new(50_000, currency)),
         payment_code_above: None,
     };
@@ -79,7 +79,7 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
         println!("gateway public key {}", rig.gateway_public);
         println!("broker  {}", rig.broker);
     }
-    note("limits: auto-pay 10, daily 500 (in the profile's currency)");
+    note("limits: auto-pay 20, daily 500 (in the profile's currency)");
     if !rig.until(WAIT, |s| s.link.online()).await {
         anyhow::bail!("the gateway did not come online at {}", rig.broker);
     }

@@ -4,6 +4,8 @@
 
 pub mod bench;
 pub mod broker;
+pub mod corpus;
 pub mod demo;
+pub mod eval;
 pub mod fixtures;
 pub mod rig;

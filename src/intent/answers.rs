@@ -1,0 +1,100 @@
+//! Answers heard imperfectly: while a question is pending, a transcript that spells no answer is matched against the few answers expected, by sound as well as by spelling.
+//!
+//! Only a pending question reads this way: the candidates are few ("Console."
+//! can only be "cancel" when the choice is confirm or cancel), and the closest
+//! must lead the next one clearly, or the question is asked again. Outside a
+//! question a near miss is nothing.
+
+use super::lexicon::Lexicon;
+use super::text;
+use crate::payees::{Matching, Origin, Payee, PayeeBook, Resolution};
+
+/// An answer a pending question expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerKind {
+    Confirm,
+    Cancel,
+    Approve,
+    Reject,
+}
+
+impl AnswerKind {
+    fn key(self) -> &'static str {
+        match self {
+            AnswerKind::Confirm => "confirm",
+            AnswerKind::Cancel => "cancel",
+            AnswerKind::Approve => "approve",
+            AnswerKind::Reject => "reject",
+        }
+    }
+}
+
+/// Looser than a payee's (the choice is between two or three answers) but
+/// with a wider lead, so that a mumble between two answers is asked again.
+const ANSWERS: Matching = Matching {
+    spelling: 700,
+    sound: 750,
+    sound_needs_spelling: 350,
+    margin: 150,
+};
+
+/// Longer than this is a sentence, not an answer.
+const MAX_WORDS: usize = 6;
+
+/// What the task objects an approve or reject verb takes look like.
+const OBJECTS: &[&str] = &[
+    "",
+    " it",
+    " that",
+    " the task",
+    " the agent's task",
+    " the agent request",
+];
+
+/// The answer among `expected` that the transcript most plausibly is, if one
+/// is close and clearly the closest.
+pub(crate) fn closest(
+    lex: &Lexicon,
+    transcript: &str,
+    expected: &[AnswerKind],
+) -> Option<AnswerKind> {
+    let words: Vec<String> = text::sentences(transcript)?
+        .iter()
+        .flat_map(|s| &s.tokens)
+        .map(|t| t.norm.clone())
+        .collect();
+    if words.is_empty() || words.len() > MAX_WORDS {
+        return None;
+    }
+    let book = PayeeBook::new(expected.iter().map(|kind| {
+        (
+            Payee {
+                name: kind.key().to_owned(),
+                aliases: forms(lex, *kind),
+            },
+            Origin::Profile,
+        )
+    }));
+    match book.resolve_with(&words.join(" "), ANSWERS) {
+        Resolution::Known(key) => expected.iter().copied().find(|k| k.key() == key),
+        Resolution::Unknown(_) | Resolution::Ambiguous(..) => None,
+    }
+}
+
+/// Every way the lexicon says this answer.
+fn forms(lex: &Lexicon, kind: AnswerKind) -> Vec<String> {
+    let phrases =
+        |table: &[&[&str]]| -> Vec<String> { table.iter().map(|p| p.join(" ")).collect() };
+    let with_objects = |verbs: &[&str]| -> Vec<String> {
+        verbs
+            .iter()
+            .flat_map(|v| OBJECTS.iter().map(move |o| format!("{v}{o}")))
+            .collect()
+    };
+    match kind {
+        AnswerKind::Confirm => phrases(lex.confirm),
+        AnswerKind::Cancel => phrases(lex.cancel),
+        AnswerKind::Approve => with_objects(lex.approve_verbs),
+        AnswerKind::Reject => with_objects(lex.reject_verbs),
+    }
+}

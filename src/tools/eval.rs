@@ -1,0 +1,382 @@
+//! `voicepay eval`: the corpus through the real model and the product's own reading of it, reported as accuracy per condition, false payments, latency and confusions.
+//!
+//! Each clip is read as the device would read it in its context: a free
+//! command goes through the recognizer's safety gate and the payee book; an
+//! answer is read as the pending question reads it. The outcome is compared
+//! with what the sentence meant, as intent JSON, exactly.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::bench::{machine_description, peak_rss_kb, percentile};
+use super::corpus::{self, Clip, Context, Renderer, Sentence, Split};
+use crate::asr::Transcript;
+use crate::dialog::{self, Expecting};
+use crate::payees::{PayeeBook, Resolution, resolve_provider};
+use crate::profile::DeviceProfile;
+use crate::recognizer::Recognizer;
+
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub corpus: PathBuf,
+    pub cache: PathBuf,
+    /// `None` for both halves.
+    pub split: Option<Split>,
+    pub seed: u64,
+    /// A seeded sample of this many clips instead of the whole panel.
+    pub sample: Option<usize>,
+}
+
+/// One clip's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClipResult {
+    pub id: String,
+    pub split: Split,
+    pub engine: &'static str,
+    pub voice: &'static str,
+    pub rate: corpus::Rate,
+    pub noise: &'static str,
+    pub transcript: String,
+    pub confidence: f32,
+    pub expected: Value,
+    pub got: Value,
+    pub exact: bool,
+    /// Money would move, and not as the user said.
+    pub false_payment: bool,
+    /// The least probability of the amount's tokens, for payments.
+    pub amount_probability: Option<f32>,
+    /// Whether the device would read this payment back even under the auto-pay limit.
+    pub read_back: bool,
+    /// A wrong payment the device reads back (the user must cancel it).
+    pub wrong_read_back: bool,
+    pub ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Tally {
+    pub exact: usize,
+    pub clips: usize,
+}
+
+impl Tally {
+    pub fn percent(&self) -> f64 {
+        if self.clips == 0 {
+            return 0.0;
+        }
+        self.exact as f64 * 100.0 / self.clips as f64
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct EvalReport {
+    pub machine: String,
+    pub model: PathBuf,
+    pub threads: u16,
+    pub split: String,
+    pub sentences: usize,
+    pub overall: Tally,
+    pub by_engine: BTreeMap<String, Tally>,
+    pub by_voice: BTreeMap<String, Tally>,
+    pub by_rate: BTreeMap<String, Tally>,
+    pub by_noise: BTreeMap<String, Tally>,
+    pub by_kind: BTreeMap<String, Tally>,
+    /// Wrong payments (or confirmations, approvals) that would go through
+    /// unheard: under the auto-pay limit without a read-back, or as an answer.
+    pub false_payments: Vec<ClipResult>,
+    /// Wrong payments read back first: the user hears them and must cancel.
+    pub wrong_read_backs: Vec<ClipResult>,
+    pub transcribe_p50_ms: u64,
+    pub transcribe_p95_ms: u64,
+    pub peak_rss_mb: f64,
+    /// Expected kind -> what came out instead, with counts.
+    pub confusions: BTreeMap<String, usize>,
+    pub results: Vec<ClipResult>,
+}
+
+/// Renders what is missing, then hears every clip of the chosen panel.
+pub fn run(
+    profile: &DeviceProfile,
+    book: &PayeeBook,
+    options: &EvalOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<EvalReport> {
+    let sentences: Vec<Sentence> = corpus::load(&options.corpus)?
+        .into_iter()
+        .filter(|s| options.split.is_none_or(|split| s.split == split))
+        .collect();
+    let panel = corpus::panel(&sentences, options.seed);
+    let clips = match options.sample {
+        Some(count) => corpus::sample(&panel, &sentences, count, options.seed),
+        None => panel,
+    };
+    let mut renderer = Renderer::new(&options.cache)?;
+    let mut recognizer = Recognizer::new(profile)?;
+    let mut results = Vec::with_capacity(clips.len());
+    for (done, clip) in clips.iter().enumerate() {
+        progress(done, clips.len());
+        let sentence = &sentences[clip.sentence];
+        let utterance = renderer.utterance(clip, sentence)?;
+        let (transcript, ms) = recognizer.transcribe(&utterance)?;
+        let got = outcome(&recognizer, book, profile, sentence.context, &transcript);
+        let intent = recognizer.intent_of(&transcript);
+        let amount_probability = intent
+            .is_payment()
+            .then(|| {
+                transcript.amount_probability(|w| {
+                    crate::intent::is_number_word(w, recognizer.parse_context())
+                })
+            })
+            .flatten();
+        let read_back = sentence.context == Context::Free
+            && dialog::must_read_back(&intent, recognizer.sure(&transcript, &intent), book);
+        let mut r = result(clip, sentence, transcript, got, ms);
+        r.amount_probability = amount_probability;
+        r.read_back = read_back;
+        // Read back, a wrong payment is one the user hears and can cancel;
+        // otherwise (under the auto-pay limit, or an answer) it is paid.
+        r.false_payment = !r.exact && moves_money(sentence.context, &r.got) && !read_back;
+        r.wrong_read_back = !r.exact && moves_money(sentence.context, &r.got) && read_back;
+        results.push(r);
+    }
+    progress(clips.len(), clips.len());
+    Ok(report(profile, options, sentences.len(), results))
+}
+
+/// What the device makes of a transcript in a context, as intent JSON (a
+/// payee or provider outside the book or table is `null`; a code answer
+/// carries its digits).
+pub fn outcome(
+    recognizer: &Recognizer,
+    book: &PayeeBook,
+    profile: &DeviceProfile,
+    context: Context,
+    transcript: &Transcript,
+) -> Value {
+    let expecting = match context {
+        Context::Free => None,
+        Context::Confirm => Some(Expecting::Confirmation),
+        Context::Code => Some(Expecting::Code),
+        Context::Task => Some(Expecting::TaskDecision),
+    };
+    if let Some(expecting) = expecting {
+        let reading = dialog::read_answer(
+            expecting,
+            &transcript.text,
+            transcript.confidence,
+            recognizer.parse_context(),
+            profile.asr.min_confidence,
+        );
+        return reading.to_json();
+    }
+    let intent = recognizer.intent_of(transcript);
+    let mut value = serde_json::to_value(&intent).unwrap_or(Value::Null);
+    match &intent {
+        crate::intent::Intent::Pay { payee, .. } => {
+            value["payee"] = match book.resolve(payee) {
+                Resolution::Known(name) => json!(name),
+                Resolution::Unknown(_) | Resolution::Ambiguous(..) => Value::Null,
+            };
+        }
+        crate::intent::Intent::TopUp { provider, .. } => {
+            value["provider"] = resolve_provider(provider, &profile.known_providers)
+                .map_or(Value::Null, |p| json!(p));
+        }
+        _ => {}
+    }
+    value
+}
+
+/// Money moves on this outcome, in this context: a payment to a known payee
+/// or provider (as a free command), a confirmation (with the right code,
+/// where one was asked), or an approved task.
+fn moves_money(context: Context, outcome: &Value) -> bool {
+    match (context, outcome["kind"].as_str()) {
+        (Context::Free, Some("pay")) => !outcome["payee"].is_null(),
+        (Context::Free, Some("top_up")) => !outcome["provider"].is_null(),
+        (Context::Confirm, Some("confirm")) => true,
+        (Context::Code, Some("confirm")) => outcome["digits"] == corpus::CORPUS_CODE,
+        (Context::Task, Some("approve_task")) => true,
+        _ => false,
+    }
+}
+
+fn result(
+    clip: &Clip,
+    sentence: &Sentence,
+    transcript: Transcript,
+    got: Value,
+    ms: u64,
+) -> ClipResult {
+    let exact = got == sentence.expected;
+    ClipResult {
+        id: sentence.id.clone(),
+        split: sentence.split,
+        engine: clip.voice.engine.name(),
+        voice: clip.voice.name,
+        rate: clip.rate,
+        noise: clip.noise.name(),
+        transcript: transcript.text,
+        confidence: transcript.confidence,
+        false_payment: !exact && moves_money(sentence.context, &got),
+        amount_probability: None,
+        read_back: false,
+        wrong_read_back: false,
+        expected: sentence.expected.clone(),
+        got,
+        exact,
+        ms,
+    }
+}
+
+fn tally_by<'r>(
+    results: &'r [ClipResult],
+    key: impl Fn(&'r ClipResult) -> String,
+) -> BTreeMap<String, Tally> {
+    let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
+    for r in results {
+        let tally = tallies
+            .entry(key(r))
+            .or_insert(Tally { exact: 0, clips: 0 });
+        tally.clips += 1;
+        tally.exact += usize::from(r.exact);
+    }
+    tallies
+}
+
+fn kind(value: &Value) -> String {
+    value["kind"].as_str().unwrap_or("?").to_owned()
+}
+
+fn report(
+    profile: &DeviceProfile,
+    options: &EvalOptions,
+    sentences: usize,
+    results: Vec<ClipResult>,
+) -> EvalReport {
+    let mut latencies: Vec<f64> = results.iter().map(|r| r.ms as f64).collect();
+    latencies.sort_by(f64::total_cmp);
+    let mut confusions = BTreeMap::new();
+    for r in results.iter().filter(|r| !r.exact) {
+        let (want, got) = (kind(&r.expected), kind(&r.got));
+        let what = if want == got {
+            // Same kind, other details: say which.
+            let fields: Vec<&str> = [
+                "amount", "currency", "payee", "tokens", "provider", "digits", "scope", "period",
+            ]
+            .into_iter()
+            .filter(|f| r.expected.get(f) != r.got.get(f))
+            .collect();
+            format!("{want}: wrong {}", fields.join("+"))
+        } else {
+            format!("{want} -> {got}")
+        };
+        *confusions.entry(what).or_insert(0) += 1;
+    }
+    EvalReport {
+        machine: machine_description(),
+        model: profile.model_path(),
+        threads: profile.asr.threads,
+        split: match options.split {
+            Some(Split::Dev) => "dev".into(),
+            Some(Split::Test) => "test".into(),
+            None => "all".into(),
+        },
+        sentences,
+        overall: Tally {
+            exact: results.iter().filter(|r| r.exact).count(),
+            clips: results.len(),
+        },
+        by_engine: tally_by(&results, |r| r.engine.to_owned()),
+        by_voice: tally_by(&results, |r| format!("{} {}", r.engine, r.voice)),
+        by_rate: tally_by(&results, |r| format!("{:?}", r.rate).to_lowercase()),
+        by_noise: tally_by(&results, |r| r.noise.to_owned()),
+        by_kind: tally_by(&results, |r| kind(&r.expected)),
+        false_payments: results
+            .iter()
+            .filter(|r| r.false_payment)
+            .cloned()
+            .collect(),
+        wrong_read_backs: results
+            .iter()
+            .filter(|r| r.wrong_read_back)
+            .cloned()
+            .collect(),
+        transcribe_p50_ms: percentile(&latencies, 50),
+        transcribe_p95_ms: percentile(&latencies, 95),
+        peak_rss_mb: peak_rss_kb().unwrap_or(0) as f64 / 1024.0,
+        confusions,
+        results,
+    }
+}
+
+impl fmt::Display for EvalReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "machine      {} ({} threads)",
+            self.machine, self.threads
+        )?;
+        writeln!(f, "model        {}", self.model.display())?;
+        writeln!(
+            f,
+            "corpus       {} half: {} sentences, {} clips",
+            self.split, self.sentences, self.overall.clips
+        )?;
+        writeln!(
+            f,
+            "exact        {:.1}% ({}/{})",
+            self.overall.percent(),
+            self.overall.exact,
+            self.overall.clips
+        )?;
+        writeln!(
+            f,
+            "false pay    {} unheard; {} more read back first",
+            self.false_payments.len(),
+            self.wrong_read_backs.len()
+        )?;
+        writeln!(
+            f,
+            "transcribe   p50 {} ms, p95 {} ms; peak RSS {:.0} MB",
+            self.transcribe_p50_ms, self.transcribe_p95_ms, self.peak_rss_mb
+        )?;
+        for (title, tallies) in [
+            ("noise", &self.by_noise),
+            ("rate", &self.by_rate),
+            ("engine", &self.by_engine),
+            ("voice", &self.by_voice),
+            ("kind", &self.by_kind),
+        ] {
+            writeln!(f, "\n| {title} | exact | clips |\n| --- | --- | --- |")?;
+            for (name, t) in tallies {
+                writeln!(f, "| {name} | {:.1}% | {} |", t.percent(), t.clips)?;
+            }
+        }
+        writeln!(f, "\nconfusions")?;
+        let mut confusions: Vec<_> = self.confusions.iter().collect();
+        confusions.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
+        for (what, n) in confusions {
+            writeln!(f, "  {n:4}  {what}")?;
+        }
+        for r in &self.wrong_read_backs {
+            writeln!(
+                f,
+                "READ BACK WRONG {} ({} {:?}, {}): heard {:?} -> {}",
+                r.id, r.voice, r.rate, r.noise, r.transcript, r.got
+            )?;
+        }
+        for r in &self.false_payments {
+            writeln!(
+                f,
+                "FALSE PAYMENT {} ({} {:?}, {}): heard {:?} -> {}",
+                r.id, r.voice, r.rate, r.noise, r.transcript, r.got
+            )?;
+        }
+        Ok(())
+    }
+}
