@@ -259,7 +259,9 @@ impl Form {
     }
 }
 
-fn squash(s: &str) -> String {
+/// A name as compared: lowercase letters and digits only, so "Peet's
+/// Coffee", "peets coffee" and "PeetsCoffee" are one name.
+pub fn squash(s: &str) -> String {
     s.chars()
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)

@@ -103,12 +103,7 @@ impl Recognizer {
             Intent::TopUp { provider, .. } => provider,
             _ => return true,
         };
-        let squash = |s: &str| -> String {
-            s.chars()
-                .filter(|c| c.is_alphanumeric())
-                .flat_map(char::to_lowercase)
-                .collect()
-        };
+        let squash = crate::payees::squash;
         let from_prompt = self.prompt_names.iter().any(|p| squash(p) == squash(name));
         let amount_sure = transcript
             .amount_probability(|w| intent::is_number_word(w, &self.context))

@@ -73,12 +73,7 @@ impl Transcript {
         self.tokens
             .iter()
             .filter(|t| {
-                let word: String = t
-                    .text
-                    .chars()
-                    .filter(|c| c.is_alphanumeric())
-                    .flat_map(char::to_lowercase)
-                    .collect();
+                let word = crate::payees::squash(&t.text);
                 word.chars().any(|c| c.is_ascii_digit()) || is_number_word(&word)
             })
             .map(|t| t.probability)

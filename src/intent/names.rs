@@ -15,12 +15,7 @@ const MARGIN: usize = 100;
 /// Shorter names must match exactly: "Bob" and "Rob" are different people.
 const MIN_FUZZY_CHARS: usize = 5;
 
-fn squash(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_alphanumeric())
-        .flat_map(char::to_lowercase)
-        .collect()
-}
+use crate::payees::squash;
 
 /// 1000 for equal squashed names, down to 0.
 fn similarity(a: &str, b: &str) -> usize {

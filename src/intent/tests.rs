@@ -675,3 +675,15 @@ fn spoken_code_digits_are_read_apart_from_the_answer() {
     // "oh" before any digit is a filler, not a zero.
     assert_eq!(code("oh, confirm 1 2 3"), ("123".into(), Intent::Confirm));
 }
+
+#[test]
+fn the_name_in_an_answer_to_who_should_i_pay_is_the_name_alone() {
+    let ctx = ctx();
+    assert_eq!(name_answer("To Shell, please.", &ctx), "Shell");
+    assert_eq!(
+        name_answer("Um, pay Peet's Coffee now, thanks.", &ctx),
+        "Peet's Coffee"
+    );
+    assert_eq!(name_answer("Shell", &ctx), "Shell");
+    assert_eq!(name_answer("to the", &ctx), "");
+}

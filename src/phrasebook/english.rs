@@ -282,6 +282,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_unsure_amount_is_spelled_digit_by_digit() {
+        let spell = |minor, currency| spelled_amount(Money::new(minor, currency), true);
+        assert_eq!(spell(1500, Currency::CNY), " That is one five.");
+        assert_eq!(spell(5000, Currency::CNY), " That is five zero.");
+        assert_eq!(spell(475, Currency::USD), " That is four point seven five.");
+        assert_eq!(spelled_amount(Money::new(1500, Currency::CNY), false), "");
+    }
+
+    #[test]
     fn spoken_read_backs() {
         let cases = [
             (3600, Currency::CNY, "36 yuan"),
