@@ -12,6 +12,7 @@ packages=(
   pkg-config
   espeak-ng sox     # speech for fixtures and feedback
   flite             # a second speech engine for the evaluation corpus
+  asterisk-core-sounds-en asterisk-core-sounds-en-wav  # a real voice (and its transcripts) for the corpus
   mosquitto         # the MQTT broker the tests start
 )
 missing=()

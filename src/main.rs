@@ -151,6 +151,14 @@ enum Command {
         /// Print every clip that was not understood exactly.
         #[arg(long)]
         misses: bool,
+        /// Read each sentence's own words instead of its clips: the parser's
+        /// share of the misses, without the model.
+        #[arg(long)]
+        text: bool,
+        /// Hear a real person instead of the sentence list: Asterisk's
+        /// recorded prompts (Debian packages), none of them a payment.
+        #[arg(long)]
+        recorded: bool,
     },
     /// Measure model load, transcription latency, intent parsing and memory.
     Bench {
@@ -415,6 +423,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             sample,
             json,
             misses,
+            text,
+            recorded,
         } => {
             let split = match split.as_str() {
                 "dev" => Some(corpus::Split::Dev),
@@ -428,6 +438,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 split,
                 seed,
                 sample,
+                text,
+                recorded,
             };
             let bar = ProgressBar::hidden();
             if !json {

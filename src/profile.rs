@@ -127,6 +127,9 @@ pub struct AsrSettings {
     pub threads: u16,
     pub audio_ctx_floor: u16,
     pub max_tokens: u16,
+    /// 1 decodes greedily; more keeps that many hypotheses (beam search).
+    #[serde(default = "greedy")]
+    pub beam_size: u8,
     pub min_confidence: f32,
     /// Below this probability of an amount's tokens, the payment is read back.
     pub amount_certainty: f32,
@@ -135,6 +138,10 @@ pub struct AsrSettings {
     pub prompt: PromptStyle,
     pub noise_confidence: f32,
     pub no_speech_threshold: f32,
+}
+
+fn greedy() -> u8 {
+    1
 }
 
 /// Whisper's initial prompt: example commands prime the spelling of "yuan"
@@ -268,6 +275,9 @@ impl DeviceProfile {
             .map_err(|e| format!("payments.time_zone: {e}"))?;
         if file.asr.threads == 0 {
             return Err("asr.threads must be at least 1".into());
+        }
+        if !(1..=8).contains(&file.asr.beam_size) {
+            return Err("asr.beam_size is between 1 (greedy) and 8".into());
         }
         let asr = &file.asr;
         let probabilities = [

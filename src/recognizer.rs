@@ -47,6 +47,7 @@ impl Recognizer {
             threads: profile.asr.threads,
             audio_ctx_floor: profile.asr.audio_ctx_floor,
             max_tokens: profile.asr.max_tokens,
+            beam_size: profile.asr.beam_size,
             no_speech_threshold: profile.asr.no_speech_threshold,
             noise_confidence: profile.asr.noise_confidence,
             initial_prompt,
@@ -92,23 +93,21 @@ impl Recognizer {
         intent
     }
 
-    /// Whether a payment holds nothing Whisper may have made up, so that it
-    /// may pay under the auto-pay limit without a read-back. "fifteen" and
-    /// "fifty" differ by a token Whisper may barely believe: an amount token
-    /// under `asr.amount_certainty` is unsure. And a payee or provider the
-    /// prompt names may have been copied from it: unsure too.
+    /// Whether a payment holds nothing Whisper may have made up (see [`sure`]).
     pub fn sure(&self, transcript: &Transcript, intent: &Intent) -> bool {
-        let name = match intent {
-            Intent::Pay { payee, .. } => payee,
-            Intent::TopUp { provider, .. } => provider,
-            _ => return true,
-        };
-        let squash = crate::payees::squash;
-        let from_prompt = self.prompt_names.iter().any(|p| squash(p) == squash(name));
-        let amount_sure = transcript
-            .amount_probability(|w| intent::is_number_word(w, &self.context))
-            .is_none_or(|p| p >= self.amount_certainty);
-        amount_sure && !from_prompt
+        sure(
+            transcript,
+            intent,
+            &self.context,
+            &self.prompt_names,
+            self.amount_certainty,
+        )
+    }
+
+    /// The payee and provider names Whisper's prompt holds: names it may
+    /// copy where another was said.
+    pub fn prompt_names(&self) -> &[String] {
+        &self.prompt_names
     }
 
     pub fn parse_context(&self) -> &ParseContext {
@@ -330,4 +329,89 @@ pub fn spawn(mut recognizer: Recognizer, mut inputs: mpsc::Receiver<Input>) -> S
         tracing::error!(%error, "cannot start the transcriber thread");
     }
     source
+}
+
+/// Whether a payment holds nothing Whisper may have made up, so that it may
+/// pay under the auto-pay limit without a read-back. "fifteen" and "fifty"
+/// differ by a token Whisper may barely believe: an amount token under
+/// `amount_certainty` is unsure. An amount spoken as two numbers ("twelve
+/// fifty") has another reading. And a payee or provider the prompt names may
+/// have been copied from it. Any of these: unsure.
+pub fn sure(
+    transcript: &Transcript,
+    intent: &Intent,
+    ctx: &ParseContext,
+    prompt_names: &[String],
+    amount_certainty: f32,
+) -> bool {
+    let name = match intent {
+        Intent::Pay { payee, .. } => payee,
+        Intent::TopUp { provider, .. } => provider,
+        _ => return true,
+    };
+    let squash = crate::payees::squash;
+    let from_prompt = prompt_names.iter().any(|p| squash(p) == squash(name));
+    let amount_sure = transcript
+        .amount_probability(|w| intent::is_number_word(w, ctx))
+        .is_none_or(|p| p >= amount_certainty);
+    let one_reading = !intent::amount_spoken_as_pair(&transcript.text, ctx);
+    amount_sure && one_reading && !from_prompt
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asr::HeardToken;
+    use crate::money::{Currency, Money};
+
+    fn pay(minor: i64, currency: Currency, payee: &str) -> Intent {
+        Intent::Pay {
+            amount: Money::new(minor, currency),
+            payee: payee.into(),
+        }
+    }
+
+    fn heard(text: &str, amount_probability: f32) -> Transcript {
+        let mut transcript = Transcript::plain(text, 0.9);
+        transcript.tokens = text
+            .split_whitespace()
+            .map(|word| HeardToken {
+                text: format!(" {word}"),
+                probability: if word.starts_with(|c: char| c.is_ascii_digit()) {
+                    amount_probability
+                } else {
+                    0.99
+                },
+            })
+            .collect();
+        transcript
+    }
+
+    fn is_sure(transcript: &Transcript, intent: &Intent) -> bool {
+        sure(
+            transcript,
+            intent,
+            &ParseContext::default(),
+            &["Heytea".to_owned()],
+            0.80,
+        )
+    }
+
+    #[test]
+    fn a_payment_is_sure_only_when_nothing_in_it_may_be_made_up() {
+        let bob = pay(1550, Currency::CNY, "Bob");
+        assert!(is_sure(&heard("Pay 15.50 yuan to Bob.", 0.95), &bob));
+        // An amount Whisper barely believed.
+        assert!(!is_sure(&heard("Pay 15.50 yuan to Bob.", 0.60), &bob));
+        // A name from the prompt.
+        let heytea = pay(1550, Currency::CNY, "Heytea");
+        assert!(!is_sure(&heard("Pay 15.50 yuan to Heytea.", 0.95), &heytea));
+    }
+
+    #[test]
+    fn an_amount_spoken_as_two_numbers_is_never_sure() {
+        let usd = pay(1250, Currency::USD, "Bob");
+        assert!(!is_sure(&heard("Pay 12 50 dollars to Bob.", 0.95), &usd));
+        assert!(is_sure(&heard("Pay 12 dollars 50 to Bob.", 0.95), &usd));
+    }
 }

@@ -9,17 +9,17 @@ use util::*;
 
 /// The README line this test holds the product to, e.g.
 /// "CI sample (300 clips of the test half, seed 1): 41.3% exact".
-fn readme_figure() -> (usize, u64, f64) {
+fn readme_figure(opening: &str) -> (usize, u64, f64) {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let line = readme
         .lines()
-        .find(|l| l.starts_with("CI sample ("))
-        .expect("README.md states the CI sample's figure");
+        .find(|l| l.starts_with(opening))
+        .unwrap_or_else(|| panic!("README.md states the figure of {opening:?}"));
     let number = |after: &str, until: char| -> String {
         let start = line.find(after).unwrap() + after.len();
         line[start..].chars().take_while(|c| *c != until).collect()
     };
-    let clips = number("CI sample (", ' ').parse().unwrap();
+    let clips = number(opening, ' ').parse().unwrap();
     let seed = number("seed ", ')').parse().unwrap();
     let percent = number("): ", '%').parse().unwrap();
     (clips, seed, percent)
@@ -27,18 +27,50 @@ fn readme_figure() -> (usize, u64, f64) {
 
 #[test]
 fn a_sample_of_the_test_half_holds_the_readme_figure_and_pays_no_one_unheard() {
+    let report = held_to_the_readme("CI sample (", &[]);
+    // Whisper writes names from its prompt where others were said: every
+    // payment that went to a prompt name unsaid is read back first.
+    assert!(!report["prompt_names"].as_array().unwrap().is_empty());
+    for leak in report["prompt_leaks"].as_array().unwrap() {
+        assert_eq!(
+            leak["read_back"], true,
+            "a prompt name paid unheard: {leak}"
+        );
+    }
+    // Every noise condition and both engines are in the sample.
+    for key in ["by_noise", "by_engine"] {
+        let groups = report[key].as_object().unwrap();
+        assert!(groups.len() >= 2, "{key}: {groups:?}");
+    }
+    assert_eq!(report["by_noise"].as_object().unwrap().len(), 4);
+}
+
+#[test]
+fn a_real_voice_saying_hundreds_of_other_things_pays_no_one() {
+    let report = held_to_the_readme("CI recorded sample (", &["--recorded"]);
+    assert_eq!(report["by_engine"].as_object().unwrap().len(), 1);
+    assert_eq!(report["by_noise"].as_object().unwrap().len(), 4);
+    let paid = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| ["pay", "top_up"].contains(&r["got"]["kind"].as_str().unwrap_or("")))
+        .count();
+    assert_eq!(paid, 0, "a prompt came out as a payment");
+}
+
+/// Runs the sample a README line states and holds it to the figure: no more
+/// than 2 points under it, and no money moving unheard.
+fn held_to_the_readme(opening: &str, source: &[&str]) -> Value {
     model();
-    let (clips, seed, figure) = readme_figure();
-    let out = run(voicepay(&[
-        "eval",
-        "--split",
-        "test",
-        "--sample",
-        &clips.to_string(),
-        "--seed",
-        &seed.to_string(),
-        "--json",
-    ]));
+    let (clips, seed, figure) = readme_figure(opening);
+    let clips_arg = clips.to_string();
+    let seed_arg = seed.to_string();
+    let mut args = vec![
+        "eval", "--split", "test", "--sample", &clips_arg, "--seed", &seed_arg, "--json",
+    ];
+    args.extend(source);
+    let out = run(voicepay(&args));
     assert!(out.status.success(), "{}", stderr(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["split"], "test");
@@ -48,7 +80,7 @@ fn a_sample_of_the_test_half_holds_the_readme_figure_and_pays_no_one_unheard() {
     let percent = exact * 100.0 / total;
     assert!(
         percent >= figure - 2.0,
-        "{percent:.1}% exact on the CI sample, more than 2 points under the README's {figure}%"
+        "{percent:.1}% exact on {opening}..., more than 2 points under the README's {figure}%"
     );
     let unheard = report["false_payments"].as_array().unwrap();
     assert!(
@@ -56,12 +88,7 @@ fn a_sample_of_the_test_half_holds_the_readme_figure_and_pays_no_one_unheard() {
         "money would move unheard: {}",
         serde_json::to_string_pretty(unheard).unwrap()
     );
-    // Every noise condition and both engines are in the sample.
-    for key in ["by_noise", "by_engine"] {
-        let groups = report[key].as_object().unwrap();
-        assert!(groups.len() >= 2, "{key}: {groups:?}");
-    }
-    assert_eq!(report["by_noise"].as_object().unwrap().len(), 4);
+    report
 }
 
 #[test]

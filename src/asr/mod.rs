@@ -13,4 +13,4 @@ mod model;
 mod transcriber;
 
 pub use model::{ModelName, UnknownModel};
-pub use transcriber::{AsrError, Transcriber, TranscriberSettings, Transcript};
+pub use transcriber::{AsrError, HeardToken, Transcriber, TranscriberSettings, Transcript};

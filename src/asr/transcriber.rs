@@ -29,6 +29,8 @@ pub struct TranscriberSettings {
     pub threads: u16,
     pub audio_ctx_floor: u16,
     pub max_tokens: u16,
+    /// 1: greedy; more: beam search with that many beams.
+    pub beam_size: u8,
     pub no_speech_threshold: f32,
     /// Below this confidence the text is Whisper's invention on noise.
     pub noise_confidence: f32,
@@ -123,7 +125,15 @@ impl Transcriber {
                 language: settings.language.clone(),
             });
         }
-        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        let strategy = if settings.beam_size > 1 {
+            SamplingStrategy::BeamSearch {
+                beam_size: i32::from(settings.beam_size),
+                patience: -1.0,
+            }
+        } else {
+            SamplingStrategy::Greedy { best_of: 1 }
+        };
+        let mut params = FullParams::new(strategy);
         params.set_language(Some(language));
         params.set_n_threads(i32::from(settings.threads));
         params.set_translate(false);

@@ -5,6 +5,7 @@
 use super::currency;
 use super::lexicon::{AmountReader, Lexicon};
 use super::numbers;
+use crate::money::Currency;
 
 pub(crate) static ENGLISH: Lexicon = Lexicon {
     leading_fillers: &[
@@ -113,7 +114,23 @@ pub(crate) static ENGLISH: Lexicon = Lexicon {
         &["don't", "pay", "it"],
         &["abort"],
         &["forget", "it"],
+        &["forget", "about", "it"],
+        &["i", "changed", "my", "mind"],
+        &["i've", "changed", "my", "mind"],
+        &["changed", "my", "mind"],
+        &["don't", "send", "it"],
+        &["dont", "send", "it"],
+        &["do", "not", "send", "it"],
+        &["don't", "send"],
+        &["don't", "pay", "that"],
         &["no", "way"],
+        // To an agent's task.
+        &["don't", "let", "it"],
+        &["do", "not", "let", "it"],
+        &["i", "don't", "approve"],
+        &["i", "do", "not", "approve"],
+        &["don't", "approve"],
+        &["stop", "the", "agent"],
         &["not", "now"],
     ],
     answer_fillers: &[
@@ -130,12 +147,17 @@ pub(crate) static ENGLISH: Lexicon = Lexicon {
         &["hey"],
         &["voicepay"],
         &["hey", "voicepay"],
+        // Around a spoken code: "yes, confirm, the code is 472".
+        &["the", "code", "is"],
+        &["my", "code", "is"],
+        &["code"],
     ],
 
     pay_verbs: &[
         &["pay"],
         &["send"],
         &["transfer"],
+        &["give"],
         &["wire"],
         &["make", "a", "payment", "of"],
     ],
@@ -307,6 +329,18 @@ pub(crate) static ENGLISH: Lexicon = Lexicon {
         "and", "now", "today",
     ],
     minor_joiners: &["and"],
+    // Where English speakers say cents or pence: a yuan or rupee price is
+    // spoken in whole units ("one fifty yuan").
+    pairs_in_minor_units: &[
+        Currency::USD,
+        Currency::EUR,
+        Currency::GBP,
+        Currency::AUD,
+        Currency::CAD,
+        Currency::SGD,
+        Currency::HKD,
+        Currency::CHF,
+    ],
 
     limit_words: &["limit", "limits", "cap"],
     auto_scope: &[

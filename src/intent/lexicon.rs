@@ -65,6 +65,10 @@ pub(crate) struct Lexicon {
     pub provider_noise: Words,
     /// Joins a minor part to the major one ("four dollars and seventy five cents").
     pub minor_joiners: Words,
+    /// Currencies in which two numbers spoken as one price are units and
+    /// hundredths ("twelve fifty dollars" is 12.50); in the others they are
+    /// hundreds and units ("one fifty yuan" is 150).
+    pub pairs_in_minor_units: &'static [crate::money::Currency],
 
     pub limit_words: Words,
     pub auto_scope: &'static [Phrase],

@@ -287,6 +287,22 @@ pub fn parse(transcript: &str, ctx: &ParseContext) -> Intent {
     parser.parse(transcript).unwrap_or(Intent::None)
 }
 
+/// Whether the transcript speaks an amount as two numbers ("twelve fifty
+/// dollars"): it is read by the currency's habit, but the other reading
+/// (1250) exists, so such a payment is always read back with its amount.
+pub fn amount_spoken_as_pair(transcript: &str, ctx: &ParseContext) -> bool {
+    let lex = lexicon(ctx.language);
+    let Some(sentences) = text::sentences(transcript) else {
+        return false;
+    };
+    sentences.iter().any(|s| {
+        let words: Vec<&str> = s.tokens.iter().map(|t| t.norm.as_str()).collect();
+        quantity::scan(&words, ctx.default_currency, lex)
+            .iter()
+            .any(|q| q.pair)
+    })
+}
+
 fn lexicon(language: Language) -> &'static Lexicon {
     match language {
         Language::English => &english::ENGLISH,
@@ -703,7 +719,11 @@ impl Parser<'_> {
                 .filter(|_| payee_slot)
                 .find(|&len| {
                     tokens.get(start..start + len).is_some_and(|span| {
-                        names::exact_match(&names::joined(span), &self.ctx.known_payees)
+                        // A sign spells nothing: "Heytea $" is not the name
+                        // Heytea, and its "$" belongs to the amount.
+                        span.iter()
+                            .all(|t| t.norm.chars().any(char::is_alphanumeric))
+                            && names::exact_match(&names::joined(span), &self.ctx.known_payees)
                     })
                 });
             if let Some(len) = known_len {

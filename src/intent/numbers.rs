@@ -341,6 +341,28 @@ pub fn parse_number(words: &[&str]) -> Option<NumberPhrase> {
             {
                 last = Last::Article;
             }
+            // "two and a half thousand", "one and a half million": a half
+            // only before a scale word, where it is exact.
+            Word::And
+                if matches!(
+                    last,
+                    Last::Unit
+                        | Last::Teen
+                        | Last::Tens
+                        | Last::Digits {
+                            small_integer: true
+                        }
+                ) && last_scale.is_none()
+                    && matches!(next, Some(Word::Article))
+                    && words.get(i + 2) == Some(&"half")
+                    && matches!(words.get(i + 3).map(|w| classify(w)), Some(Word::Scale(_))) =>
+            {
+                let half = Decimal::parse_digits("0.5");
+                group = group.zip(half).and_then(|(g, h)| g.checked_add(h));
+                last = Last::Fraction;
+                i += 3;
+                continue;
+            }
             // "two hundred and forty", "one thousand and five".
             Word::And
                 if matches!(last, Last::Hundred | Last::Scale)
@@ -415,6 +437,16 @@ mod tests {
         assert_eq!(read("1.5 million"), Some((Some(150_000_000), 2)));
         assert_eq!(read("50 thousand"), Some((Some(5_000_000), 2)));
         assert_eq!(read("5 hundred"), Some((Some(50_000), 2)));
+    }
+
+    #[test]
+    fn a_half_is_read_only_before_a_scale_word() {
+        assert_eq!(read("two and a half thousand"), Some((Some(250_000), 5)));
+        assert_eq!(read("2 and a half thousand"), Some((Some(250_000), 5)));
+        assert_eq!(read("one and a half million"), Some((Some(150_000_000), 5)));
+        // Without a scale the half is not part of this number.
+        assert_eq!(read("two and a half"), Some((Some(200), 1)));
+        assert_eq!(read("two thousand and a half"), Some((Some(200_000), 2)));
     }
 
     #[test]

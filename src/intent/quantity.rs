@@ -25,6 +25,9 @@ pub(crate) struct Quantity {
     /// Just the number's words.
     pub number: Range<usize>,
     pub value: Value,
+    /// Two numbers spoken as one price ("twelve fifty dollars"): read by the
+    /// currency's habit, but another reading exists, so it is read back.
+    pub pair: bool,
 }
 
 /// Every quantity in `words`, in order.
@@ -53,6 +56,7 @@ fn read_at(words: &[&str], i: usize, default: Currency, lex: &Lexicon) -> Option
             span: i..i + len,
             number: i..i,
             value: Value::Unreadable,
+            pair: false,
         });
     };
     let number = start..start + phrase.len;
@@ -61,6 +65,7 @@ fn read_at(words: &[&str], i: usize, default: Currency, lex: &Lexicon) -> Option
             span: i..end,
             number: number.clone(),
             value: Value::Unreadable,
+            pair: false,
         })
     };
     let Some(major) = phrase.value else {
@@ -70,6 +75,17 @@ fn read_at(words: &[&str], i: usize, default: Currency, lex: &Lexicon) -> Option
     let next = |at: usize| words.get(at).copied();
     if next(end).is_some_and(lex.amounts.is_unsupported_magnitude) {
         return unreadable(end + 1);
+    }
+    if let Some((second, after)) = pair_second(words, end, major, lex) {
+        return Some(price_pair(
+            words,
+            i..after,
+            number,
+            prefix,
+            (major, second),
+            default,
+            lex,
+        ));
     }
 
     let value = if let Some((named, n)) = words.get(end..).and_then(lex.amounts.currency_suffix) {
@@ -103,7 +119,69 @@ fn read_at(words: &[&str], i: usize, default: Currency, lex: &Lexicon) -> Option
         span: i..end,
         number,
         value,
+        pair: false,
     })
+}
+
+/// The second number of a price spoken as two ("twelve fifty", "nine
+/// ninety-nine", "12 50"): a whole 1..=99 followed at once by a whole 10..=99
+/// of at most two words. Returns it and where it ends.
+fn pair_second(words: &[&str], at: usize, first: Decimal, lex: &Lexicon) -> Option<(u64, usize)> {
+    first.to_u64().filter(|v| (1..=99).contains(v))?;
+    let phrase = words.get(at..).and_then(lex.amounts.parse_number)?;
+    let second = phrase.value?.to_u64().filter(|v| (10..=99).contains(v))?;
+    (phrase.len <= 2).then_some((second, at + phrase.len))
+}
+
+/// A price spoken as two numbers, with its currency word if one follows.
+fn price_pair(
+    words: &[&str],
+    span: Range<usize>,
+    number: Range<usize>,
+    prefix: Option<(super::currency::Denomination, usize)>,
+    (first, second): (Decimal, u64),
+    default: Currency,
+    lex: &Lexicon,
+) -> Quantity {
+    let mut end = span.end;
+    let prefixed = prefix.map(|(p, _)| p.resolve(default));
+    let named = words
+        .get(end..)
+        .and_then(lex.amounts.currency_suffix)
+        .map(|(named, n)| {
+            end += n;
+            named.resolve(default)
+        });
+    let unreadable = |end: usize| Quantity {
+        span: span.start..end,
+        number: number.clone(),
+        value: Value::Unreadable,
+        pair: true,
+    };
+    let currency = match (prefixed, named) {
+        (Some(p), Some(n)) if p != n => return unreadable(end),
+        (p, n) => n.or(p).unwrap_or(default),
+    };
+    let after = words.get(end).copied();
+    // "twelve fifty tokens", "twelve fifty cents": not a price.
+    if after.is_some_and(|w| lex.token_words.contains(&w) || (lex.amounts.is_minor_unit)(w)) {
+        return unreadable(end + 1);
+    }
+    let value = if lex.pairs_in_minor_units.contains(&currency) && currency.minor_digits() == 2 {
+        i64::try_from(second).map_or(Value::Unreadable, |minor| money(first, minor, currency))
+    } else {
+        first
+            .checked_mul_int(100)
+            .zip(Some(Decimal::integer(u128::from(second))))
+            .and_then(|(hundreds, units)| hundreds.checked_add(units))
+            .map_or(Value::Unreadable, |whole| money(whole, 0, currency))
+    };
+    Quantity {
+        span: span.start..end,
+        number: number.start..span.end,
+        value,
+        pair: true,
+    }
 }
 
 fn money(major: Decimal, minor: i64, currency: Currency) -> Value {

@@ -141,7 +141,34 @@ fn phrase_table() {
         ("pay 20 yuan", NONE),
         ("pay 20 yuan or 30 yuan to Bob", NONE),
         ("pay 20 yuan to Bob and 30 yuan to Alice", NONE),
-        ("pay twelve fifty to Bob", NONE),
+        // A price spoken as two numbers, by the currency's habit.
+        ("pay twelve fifty to Bob", cny(125_000, "Bob")),
+        ("pay one fifty yuan at Heytea", cny(15_000, "Heytea")),
+        (
+            "pay twelve fifty dollars at Starbucks",
+            pay(1250, USD, "Starbucks"),
+        ),
+        (
+            "Pay 12 50 dollars at Starbucks.",
+            pay(1250, USD, "Starbucks"),
+        ),
+        ("pay nine ninety-nine dollars to Bob", pay(999, USD, "Bob")),
+        ("pay $9 99 to Bob", pay(999, USD, "Bob")),
+        ("pay twelve five dollars to Bob", NONE),
+        ("pay $9 99 yuan to Bob", NONE),
+        ("pay twelve fifty cents to Bob", NONE),
+        ("top up twelve fifty tokens on Kimi", NONE),
+        ("pay twelve fifty sixty dollars to Bob", NONE),
+        (
+            "transfer two and a half thousand yuan to Bob",
+            cny(250_000, "Bob"),
+        ),
+        ("give Bob seventeen yuan", cny(1700, "Bob")),
+        // Regression: a currency sign after a payee-first name was dropped.
+        ("Pay Bob $14.", pay(1400, USD, "Bob")),
+        ("Pay Heytea $129.00.", pay(12_900, USD, "Heytea")),
+        ("pay Heytea ¥36", cny(3600, "Heytea")),
+        ("give me twenty yuan", NONE),
         ("pay four dollars five to Bob", NONE),
         ("pay 50 cents to Bob", NONE),
         ("pay 0 yuan to Bob", NONE),
@@ -253,6 +280,10 @@ fn phrase_table() {
         ("ok, cancel", Intent::Cancel),
         ("nope", Intent::Cancel),
         ("no?", Intent::Cancel),
+        ("Forget it. I changed my mind.", Intent::Cancel),
+        ("Stop. Don't send it.", Intent::Cancel),
+        ("No, I don't approve.", Intent::Cancel),
+        ("yes, don't send it", NONE),
         // Limits.
         ("set my auto-pay limit to 50 yuan", limit(Auto, 5000, CNY)),
         ("set the auto pay limit to fifty", limit(Auto, 5000, CNY)),
@@ -660,6 +691,17 @@ proptest! {
             prop_assert!(!words.contains(&"or") && !words.contains(&"no"), "{}", text);
         }
     }
+}
+
+#[test]
+fn an_amount_spoken_as_two_numbers_is_known_to_have_another_reading() {
+    let two = |t: &str| amount_spoken_as_pair(t, &ctx());
+    assert!(two("pay twelve fifty dollars at Starbucks"));
+    assert!(two("Pay 12 50 dollars at Starbucks."));
+    assert!(two("pay one fifty yuan at Heytea"));
+    assert!(!two("pay twelve dollars fifty at Starbucks"));
+    assert!(!two("pay one hundred and fifty yuan at Heytea"));
+    assert!(!two("pay $12.50 at Starbucks"));
 }
 
 #[test]

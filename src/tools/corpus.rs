@@ -1,4 +1,4 @@
-//! The evaluation corpus: sentences said the way people talk, rendered by two speech engines in a fixed, seeded panel of voices, rates and noise.
+//! The evaluation corpus: sentences said the way people talk, rendered by two speech engines in a fixed, seeded panel of voices, rates and noise, and a real person's recordings.
 //!
 //! Nothing here is picked by what the model gets right. A sentence's half
 //! (development or test) comes from a hash of its id; its clips from a hash
@@ -6,6 +6,11 @@
 //! noise condition, each time in two voices drawn from all twelve, at a drawn
 //! rate. Clips are cached by what they are made of, so a second run renders
 //! nothing.
+//!
+//! The recorded source is every prompt of Debian's Asterisk core sounds
+//! (`asterisk-core-sounds-en-wav`, Allison Smith, CC-BY-SA 3.0, 8 kHz): a
+//! real voice saying hundreds of things that are not payments, numbers,
+//! "dollars" and "transfer" among them, each heard in every noise condition.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -83,6 +88,9 @@ pub struct Sentence {
     /// book or table is `null`).
     pub expected: serde_json::Value,
     pub split: Split,
+    /// A real recording of the sentence, for the recorded source; `None`
+    /// for sentences the speech engines render.
+    pub recording: Option<PathBuf>,
 }
 
 /// Reads the sentence list: `id<TAB>context<TAB>text<TAB>expected JSON`.
@@ -112,7 +120,77 @@ pub fn load(path: &Path) -> Result<Vec<Sentence>> {
             text: said.to_owned(),
             expected,
             split: Split::of(id),
+            recording: None,
         });
+    }
+    Ok(sentences)
+}
+
+/// Where Debian's `asterisk-core-sounds-en-wav` puts the recordings, and
+/// `asterisk-core-sounds-en` their transcripts.
+pub const ASTERISK_SOUNDS: &str = "/usr/share/asterisk/sounds/en_US_f_Allison";
+pub const ASTERISK_TRANSCRIPTS: &str =
+    "/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz";
+
+/// Longer prompts are announcements, not what a device hears in one breath,
+/// and each costs seconds to decode: 529 of the 568 are this short or shorter.
+const RECORDED_MAX_SECONDS: f32 = 6.0;
+
+/// Prompts that are answers: "no" cancels. Every other prompt is not a command.
+const RECORDED_ANSWERS: &[(&str, &str)] = &[("vm-no", r#"{"kind":"cancel"}"#)];
+
+/// Every Asterisk prompt that has a recording of at most
+/// [`RECORDED_MAX_SECONDS`] and words (not "[beep]"), as a free utterance
+/// that must not be a command.
+pub fn recorded(sounds: &Path, transcripts: &Path) -> Result<Vec<Sentence>> {
+    let missing = || {
+        format!(
+            "{}: the recorded source needs asterisk-core-sounds-en and asterisk-core-sounds-en-wav \
+             (scripts/setup.sh installs them)",
+            transcripts.display()
+        )
+    };
+    let listing = Command::new("gzip")
+        .arg("-dc")
+        .arg(transcripts)
+        .output()
+        .with_context(missing)?;
+    if !listing.status.success() {
+        bail!("{}", missing());
+    }
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let mut sentences = Vec::new();
+    for line in listing.lines().filter(|l| !l.starts_with(';')) {
+        let Some((name, text)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, text) = (name.trim(), text.trim());
+        let recording = sounds.join(format!("{name}.wav"));
+        if text.is_empty() || text.starts_with('[') || !recording.is_file() {
+            continue;
+        }
+        let seconds = hound::WavReader::open(&recording)
+            .map(|r| r.duration() as f32 / r.spec().sample_rate as f32)
+            .with_context(|| recording.display().to_string())?;
+        if seconds > RECORDED_MAX_SECONDS {
+            continue;
+        }
+        let id = format!("recorded_{}", name.replace('/', "_"));
+        let expected = RECORDED_ANSWERS
+            .iter()
+            .find(|(answer, _)| *answer == name)
+            .map_or(r#"{"kind":"none"}"#, |(_, json)| json);
+        sentences.push(Sentence {
+            split: Split::of(&id),
+            id,
+            context: Context::Free,
+            text: text.to_owned(),
+            expected: serde_json::from_str(expected)?,
+            recording: Some(recording),
+        });
+    }
+    if sentences.is_empty() {
+        bail!("{}: no prompts with recordings", missing());
     }
     Ok(sentences)
 }
@@ -122,6 +200,8 @@ pub fn load(path: &Path) -> Result<Vec<Sentence>> {
 pub enum Engine {
     EspeakNg,
     Flite,
+    /// A person, recorded.
+    Recorded,
 }
 
 impl Engine {
@@ -129,6 +209,7 @@ impl Engine {
         match self {
             Engine::EspeakNg => "espeak-ng",
             Engine::Flite => "flite",
+            Engine::Recorded => "recorded",
         }
     }
 }
@@ -194,6 +275,12 @@ pub const VOICES: [Voice; 12] = [
         name: "kal16",
     },
 ];
+
+/// The speaker of the recorded source.
+pub const ALLISON: Voice = Voice {
+    engine: Engine::Recorded,
+    name: "allison",
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -275,6 +362,16 @@ pub fn panel(sentences: &[Sentence], seed: u64) -> Vec<Clip> {
     let seed = seed.to_string();
     let mut clips = Vec::new();
     for (index, sentence) in sentences.iter().enumerate() {
+        if sentence.recording.is_some() {
+            // One speaker, at the pace she spoke: once in each condition.
+            clips.extend(NOISES.map(|noise| Clip {
+                sentence: index,
+                voice: ALLISON,
+                rate: Rate::Normal,
+                noise,
+            }));
+            continue;
+        }
         for noise in NOISES {
             let draw = hash(&["voices", &seed, &sentence.id, noise.name()]);
             let first = usize::from(draw[0]) % VOICES.len();
@@ -363,7 +460,7 @@ impl Renderer {
         {
             return Ok(utterance);
         }
-        let speech = speak(clip.voice, clip.rate, &sentence.text)
+        let speech = speak(clip.voice, clip.rate, sentence)
             .with_context(|| format!("rendering {} in {}", sentence.id, clip.voice.name))?;
         let samples = match clip.noise.snr_db() {
             None => speech,
@@ -391,16 +488,24 @@ impl Renderer {
     }
 }
 
-/// The words in a voice at a rate: 16 kHz mono, padded, peak at -3 dBFS.
-fn speak(voice: Voice, rate: Rate, text: &str) -> Result<Vec<f32>> {
+/// The words in a voice at a rate, or the sentence's recording resampled:
+/// 16 kHz mono, padded, peak at -3 dBFS.
+fn speak(voice: Voice, rate: Rate, sentence: &Sentence) -> Result<Vec<f32>> {
+    let text = &sentence.text;
     let out = tempfile::Builder::new().suffix(".wav").tempfile()?;
-    let status = match voice.engine {
-        Engine::EspeakNg => Command::new("espeak-ng")
+    let status = match (voice.engine, &sentence.recording) {
+        (_, Some(recording)) => Command::new("sox")
+            .arg(recording)
+            .args(["-r", "16000", "-c", "1", "-b", "16"])
+            .arg(out.path())
+            .status(),
+        (Engine::Recorded, None) => bail!("{}: no recording", sentence.id),
+        (Engine::EspeakNg, None) => Command::new("espeak-ng")
             .args(["-v", voice.name, "-s", &rate.wpm().to_string(), "-w"])
             .arg(out.path())
             .arg(text)
             .status(),
-        Engine::Flite => Command::new("flite")
+        (Engine::Flite, None) => Command::new("flite")
             .args(["-voice", voice.name, "--setf"])
             .arg(format!("duration_stretch={}", rate.stretch()))
             .arg("-t")
@@ -517,6 +622,18 @@ const CHATTER: [&str; 6] = [
     "The meeting ran long because nobody could agree about the schedule for spring.",
 ];
 
+/// A line of café chatter, as a sentence to render.
+fn chatter(text: &str) -> Sentence {
+    Sentence {
+        id: "babble".to_owned(),
+        context: Context::Free,
+        text: text.to_owned(),
+        expected: serde_json::Value::Null,
+        split: Split::Dev,
+        recording: None,
+    }
+}
+
 /// Six voices reading at once, each starting at a different moment: babble.
 fn babble() -> Result<Vec<f32>> {
     let voices = [
@@ -529,14 +646,11 @@ fn babble() -> Result<Vec<f32>> {
     ];
     let mut track = vec![0.0f32; 12 * SAMPLE_RATE as usize];
     for (i, (voice, text)) in voices.iter().zip(CHATTER).enumerate() {
-        let talk = speak(
-            Voice {
-                engine: Engine::EspeakNg,
-                name: voice,
-            },
-            Rate::Normal,
-            text,
-        )?;
+        let talker = Voice {
+            engine: Engine::EspeakNg,
+            name: voice,
+        };
+        let talk = speak(talker, Rate::Normal, &chatter(text))?;
         let start = i * track.len() / voices.len();
         // Each talker loops over the track from its own start.
         let len = track.len();
@@ -595,6 +709,7 @@ mod tests {
             text: "Pay ten yuan to Bob.".to_owned(),
             expected: serde_json::json!({"kind": "none"}),
             split: Split::of(id),
+            recording: None,
         }
     }
 

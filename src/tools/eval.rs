@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde::Serialize;
@@ -30,6 +30,13 @@ pub struct EvalOptions {
     pub seed: u64,
     /// A seeded sample of this many clips instead of the whole panel.
     pub sample: Option<usize>,
+    /// Read each sentence's own words instead of its clips: what the parser
+    /// and the answer readers make of perfect hearing (the model's share of
+    /// the misses is the difference).
+    pub text: bool,
+    /// Hear the recorded source (a real person's prompts, none of them a
+    /// payment) instead of the sentence list.
+    pub recorded: bool,
 }
 
 /// One clip's result.
@@ -90,6 +97,10 @@ pub struct EvalReport {
     pub false_payments: Vec<ClipResult>,
     /// Wrong payments read back first: the user hears them and must cancel.
     pub wrong_read_backs: Vec<ClipResult>,
+    /// The names in Whisper's prompt, and the clips whose payment went to
+    /// one of them when another (or none) was said: the prompt leaking.
+    pub prompt_names: Vec<String>,
+    pub prompt_leaks: Vec<ClipResult>,
     pub transcribe_p50_ms: u64,
     pub transcribe_p95_ms: u64,
     pub peak_rss_mb: f64,
@@ -105,14 +116,31 @@ pub fn run(
     options: &EvalOptions,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<EvalReport> {
-    let sentences: Vec<Sentence> = corpus::load(&options.corpus)?
+    let sentences = if options.recorded {
+        corpus::recorded(
+            Path::new(corpus::ASTERISK_SOUNDS),
+            Path::new(corpus::ASTERISK_TRANSCRIPTS),
+        )?
+    } else {
+        corpus::load(&options.corpus)?
+    };
+    let sentences: Vec<Sentence> = sentences
         .into_iter()
         .filter(|s| options.split.is_none_or(|split| s.split == split))
         .collect();
     let panel = corpus::panel(&sentences, options.seed);
-    let clips = match options.sample {
-        Some(count) => corpus::sample(&panel, &sentences, count, options.seed),
-        None => panel,
+    let clips = if options.text {
+        // One reading per sentence; the clip only names it.
+        let mut seen = std::collections::HashSet::new();
+        panel
+            .into_iter()
+            .filter(|clip| seen.insert(clip.sentence))
+            .collect()
+    } else {
+        match options.sample {
+            Some(count) => corpus::sample(&panel, &sentences, count, options.seed),
+            None => panel,
+        }
     };
     let mut renderer = Renderer::new(&options.cache)?;
     let mut recognizer = Recognizer::new(profile)?;
@@ -120,8 +148,12 @@ pub fn run(
     for (done, clip) in clips.iter().enumerate() {
         progress(done, clips.len());
         let sentence = &sentences[clip.sentence];
-        let utterance = renderer.utterance(clip, sentence)?;
-        let (transcript, ms) = recognizer.transcribe(&utterance)?;
+        let (transcript, ms) = if options.text {
+            (Transcript::plain(&sentence.text, 1.0), 0)
+        } else {
+            let utterance = renderer.utterance(clip, sentence)?;
+            recognizer.transcribe(&utterance)?
+        };
         let got = outcome(&recognizer, book, profile, sentence.context, &transcript);
         let intent = recognizer.intent_of(&transcript);
         let amount_probability = intent
@@ -135,6 +167,9 @@ pub fn run(
         let read_back = sentence.context == Context::Free
             && dialog::must_read_back(&intent, recognizer.sure(&transcript, &intent), book);
         let mut r = result(clip, sentence, transcript, got, ms);
+        if options.text {
+            (r.engine, r.voice, r.noise) = ("text", "text", "text");
+        }
         r.amount_probability = amount_probability;
         r.read_back = read_back;
         // Read back, a wrong payment is one the user hears and can cancel;
@@ -144,7 +179,15 @@ pub fn run(
         results.push(r);
     }
     progress(clips.len(), clips.len());
-    Ok(report(profile, options, sentences.len(), results))
+    let mut report = report(profile, options, sentences.len(), results);
+    report.prompt_names = recognizer.prompt_names().to_vec();
+    report.prompt_leaks = report
+        .results
+        .iter()
+        .filter(|r| leaked(&r.got, &r.expected, &report.prompt_names))
+        .cloned()
+        .collect();
+    Ok(report)
 }
 
 /// What the device makes of a transcript in a context, as intent JSON (a
@@ -189,6 +232,23 @@ pub fn outcome(
         _ => {}
     }
     value
+}
+
+/// The payee or provider that came out is a prompt name, and not the one said.
+fn leaked(got: &Value, expected: &Value, prompt_names: &[String]) -> bool {
+    let name = |v: &Value| {
+        v.get("payee")
+            .or_else(|| v.get("provider"))
+            .and_then(Value::as_str)
+            .map(crate::payees::squash)
+    };
+    match (name(got), name(expected)) {
+        (Some(got), said) => {
+            said.as_ref() != Some(&got)
+                && prompt_names.iter().any(|p| crate::payees::squash(p) == got)
+        }
+        (None, _) => false,
+    }
 }
 
 /// Money moves on this outcome, in this context: a payment to a known payee
@@ -306,6 +366,8 @@ fn report(
             .filter(|r| r.wrong_read_back)
             .cloned()
             .collect(),
+        prompt_names: Vec::new(),
+        prompt_leaks: Vec::new(),
         transcribe_p50_ms: percentile(&latencies, 50),
         transcribe_p95_ms: percentile(&latencies, 95),
         peak_rss_mb: peak_rss_kb().unwrap_or(0) as f64 / 1024.0,
@@ -370,6 +432,25 @@ impl fmt::Display for EvalReport {
                 r.id, r.voice, r.rate, r.noise, r.transcript, r.got
             )?;
         }
+        writeln!(
+            f,
+            "prompt       names {}; {} payments went to one of them unsaid",
+            self.prompt_names.join(", "),
+            self.prompt_leaks.len()
+        )?;
+        for r in &self.prompt_leaks {
+            writeln!(
+                f,
+                "PROMPT LEAK {} ({} {:?}, {}): heard {:?} -> {}{}",
+                r.id,
+                r.voice,
+                r.rate,
+                r.noise,
+                r.transcript,
+                r.got,
+                if r.read_back { ", read back" } else { "" }
+            )?;
+        }
         for r in &self.false_payments {
             writeln!(
                 f,
@@ -378,5 +459,32 @@ impl fmt::Display for EvalReport {
             )?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prompt_name_that_was_not_said_is_a_leak() {
+        let names = ["Heytea".to_owned(), "Kimi".to_owned()];
+        let pay = |payee: Value| json!({"kind": "pay", "amount": "18.00", "currency": "CNY", "payee": payee});
+        let top_up =
+            |provider: &str| json!({"kind": "top_up", "tokens": 1000, "provider": provider});
+        assert!(leaked(&pay(json!("Heytea")), &pay(json!("Didi")), &names));
+        assert!(leaked(&pay(json!("Heytea")), &pay(Value::Null), &names));
+        assert!(leaked(&top_up("Kimi"), &top_up("Claude"), &names));
+        assert!(!leaked(
+            &pay(json!("Heytea")),
+            &pay(json!("Heytea")),
+            &names
+        ));
+        assert!(!leaked(&pay(json!("Didi")), &pay(json!("Shell")), &names));
+        assert!(!leaked(
+            &json!({"kind": "none"}),
+            &pay(json!("Didi")),
+            &names
+        ));
     }
 }
