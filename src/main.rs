@@ -355,7 +355,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             runtime.block_on(async {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(cancel_on_signal(shutdown.clone()));
-                let source = recognizer::spawn(recognizer, audio::source::files(input));
+                let source =
+                    recognizer::spawn(recognizer, audio::source::files(input, config.profile.vad));
                 daemon::run(config, source, Box::new(Console { json }), shutdown).await
             })?;
             Ok(ExitCode::SUCCESS)

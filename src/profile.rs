@@ -45,6 +45,8 @@ pub struct DeviceProfile {
     pub payee_aliases: BTreeMap<String, Vec<String>>,
     pub known_providers: Vec<String>,
     pub asr: AsrSettings,
+    /// How the audio stream is cut into utterances.
+    pub vad: crate::audio::segmenter::SegmenterSettings,
     pub payments: PaymentSettings,
     /// Paying while the gateway is unreachable.
     pub offline: OfflineFloor,
@@ -176,6 +178,8 @@ struct ProfileFile {
     #[serde(default)]
     known_providers: Vec<String>,
     asr: AsrSettings,
+    #[serde(default)]
+    vad: crate::audio::segmenter::SegmenterSettings,
     payments: PaymentFile,
     offline: OfflineFile,
     #[serde(default)]
@@ -276,6 +280,7 @@ impl DeviceProfile {
         if file.asr.threads == 0 {
             return Err("asr.threads must be at least 1".into());
         }
+        file.vad.validate()?;
         if !(1..=8).contains(&file.asr.beam_size) {
             return Err("asr.beam_size is between 1 (greedy) and 8".into());
         }
@@ -310,6 +315,7 @@ impl DeviceProfile {
             payee_aliases: file.payee_aliases,
             known_providers: file.known_providers,
             asr: file.asr,
+            vad: file.vad,
             payments: PaymentSettings {
                 confirm_window: Duration::from_secs(file.payments.confirm_window_s),
                 code_lockout: Duration::from_secs(file.payments.code_lockout_s),
@@ -427,6 +433,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("pasword_file"), "{err}");
+    }
+
+    #[test]
+    fn the_vad_table_is_optional_checked_and_refuses_unknown_keys() {
+        let p = DeviceProfile::parse(DEFAULT_PROFILE, "embedded").unwrap();
+        assert_eq!(p.vad.end_silence_ms, 600);
+        // No [vad] table at all: the defaults.
+        let start = DEFAULT_PROFILE.find("[vad]").unwrap();
+        let end = DEFAULT_PROFILE.find("[payments]").unwrap();
+        let without = format!("{}{}", &DEFAULT_PROFILE[..start], &DEFAULT_PROFILE[end..]);
+        let p = DeviceProfile::parse(&without, "x.toml").unwrap();
+        assert_eq!(p.vad, crate::audio::segmenter::SegmenterSettings::default());
+        let short = DEFAULT_PROFILE.replace("end_silence_ms = 600", "end_silence_ms = 20");
+        let err = DeviceProfile::parse(&short, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("vad.end_silence_ms"), "{err}");
+        let typo = DEFAULT_PROFILE.replace("end_silence_ms = 600", "end_silence = 600");
+        let err = DeviceProfile::parse(&typo, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("end_silence"), "{err}");
     }
 
     #[test]

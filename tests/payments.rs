@@ -67,12 +67,17 @@ impl Pair {
 
     /// The steps, and what the daemon logged.
     fn say_logged(&self, fixtures: &[&str]) -> (Vec<Value>, String) {
-        let dev = self.keys.dev();
-        let url = self.url();
         let files: Vec<String> = fixtures
             .iter()
             .map(|f| fixture(&format!("{f}.wav")).display().to_string())
             .collect();
+        self.play(&files)
+    }
+
+    /// `run --input` on these WAV files: the steps, and what the daemon logged.
+    fn play(&self, files: &[String]) -> (Vec<Value>, String) {
+        let dev = self.keys.dev();
+        let url = self.url();
         let mut args = vec!["run", "--json", "--broker", &url, "--data-dir", &dev];
         args.extend(["--answer-wait", "10", "--input"]);
         args.extend(files.iter().map(String::as_str));
@@ -184,6 +189,38 @@ fn under_the_auto_limit_it_pays_without_asking_and_over_the_daily_limit_it_decli
         .map(|h| h["event"]["kind"].clone())
         .collect();
     assert_eq!(kinds, ["paid", "refused"]);
+    assert_eq!(pair.final_ledger().len(), 1);
+}
+
+#[test]
+fn a_long_recording_with_chatter_and_one_command_in_it_pays_once() {
+    let pair = Pair::new();
+    pair.device(&["limits", "set", "--auto", "20.00", "--daily", "100.00"]);
+    // Silence and talk around the command, in one file, as a microphone hears it.
+    let mut recording = vec![0.0f32; 16_000];
+    for name in ["none_coffee_was", "pay_alice_20", "none_turn_left"] {
+        let clip = voicepay::audio::read_wav(&fixture(&format!("{name}.wav"))).unwrap();
+        recording.extend(clip.samples);
+        recording.extend(vec![0.0f32; 24_000]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(&path, spec).unwrap();
+    for s in &recording {
+        writer.write_sample((s * 32_767.0) as i16).unwrap();
+    }
+    writer.finalize().unwrap();
+
+    let (events, _) = pair.play(&[path.display().to_string()]);
+    let heard = steps(&events, "heard");
+    assert_eq!(heard.len(), 3, "{events:?}");
+    assert_eq!(steps(&events, "sent").len(), 1, "{}", said(&events));
     assert_eq!(pair.final_ledger().len(), 1);
 }
 

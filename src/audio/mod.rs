@@ -1,8 +1,10 @@
 //! Audio sources and their conversion to what the transcriber eats: 16 kHz mono f32.
 //!
-//! Today the source is WAV files ([`source::files`]); the microphone (cpal) and
-//! the voice-activity segmenter arrive later and hand out the same [`Utterance`].
+//! Today the source is WAV files ([`source::files`]), cut into utterances by
+//! the voice-activity [`segmenter`]; the microphone (cpal) arrives later and
+//! hands out the same [`Utterance`].
 
+pub mod segmenter;
 pub mod source;
 pub mod wav;
 

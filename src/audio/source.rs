@@ -1,10 +1,11 @@
-//! Where utterances come from: WAV files in order now (the microphone and the voice-activity segmenter later), handed down a channel one at a time.
+//! Where utterances come from: WAV files in order, cut into utterances by the voice-activity segmenter (the microphone later), handed down a channel one at a time.
 
 use std::path::PathBuf;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::segmenter::{self, SegmenterSettings};
 use super::{Utterance, read_wav};
 
 /// What an audio source hands the transcriber.
@@ -21,28 +22,50 @@ pub enum Input {
     Unreadable { name: String, error: String },
 }
 
-/// Each file in order as one utterance; the channel closes after the last.
-pub fn files(paths: Vec<PathBuf>) -> mpsc::Receiver<Input> {
-    // One ahead: the next file is read while the current one is transcribed.
+/// Each file in order, cut into its utterances (a recording with chatter
+/// and one command in it gives each apart; silence and noise give none);
+/// the channel closes after the last. An utterance is named after its file,
+/// and after where its speech starts when the file holds several
+/// ("long.wav@12.3s").
+pub fn files(paths: Vec<PathBuf>, vad: SegmenterSettings) -> mpsc::Receiver<Input> {
+    // One ahead: the next utterance is cut while the current one is transcribed.
     let (tx, rx) = mpsc::channel(1);
     tokio::task::spawn_blocking(move || {
         for path in paths {
             let name = path.display().to_string();
-            let input = match read_wav(&path) {
-                Ok(utterance) => Input::Utterance {
-                    name,
-                    utterance,
-                    arrived: Instant::now(),
-                },
-                Err(error) => Input::Unreadable {
+            let inputs = match read_wav(&path) {
+                Ok(recording) => utterances(&name, &recording, vad),
+                Err(error) => vec![Input::Unreadable {
                     name,
                     error: error.to_string(),
-                },
+                }],
             };
-            if tx.blocking_send(input).is_err() {
-                break;
+            for input in inputs {
+                if tx.blocking_send(input).is_err() {
+                    return;
+                }
             }
         }
     });
     rx
+}
+
+fn utterances(name: &str, recording: &Utterance, vad: SegmenterSettings) -> Vec<Input> {
+    let segments = segmenter::segments(&recording.samples, vad);
+    if segments.is_empty() {
+        tracing::info!(file = name, "no speech heard");
+    }
+    let several = segments.len() > 1;
+    segments
+        .into_iter()
+        .map(|segment| Input::Utterance {
+            name: if several {
+                format!("{name}@{:.1}s", segment.speech_start_ms as f64 / 1000.0)
+            } else {
+                name.to_owned()
+            },
+            utterance: segment.utterance,
+            arrived: Instant::now(),
+        })
+        .collect()
 }
