@@ -205,17 +205,7 @@ fn a_long_recording_with_chatter_and_one_command_in_it_pays_once() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("long.wav");
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: 16_000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut writer = hound::WavWriter::create(&path, spec).unwrap();
-    for s in &recording {
-        writer.write_sample((s * 32_767.0) as i16).unwrap();
-    }
-    writer.finalize().unwrap();
+    voicepay::audio::wav::write_wav(&path, &recording).unwrap();
 
     let (events, _) = pair.play(&[path.display().to_string()]);
     let heard = steps(&events, "heard");

@@ -1,4 +1,4 @@
-//! Reads a WAV file of any rate, channel count and sample format into a 16 kHz mono utterance.
+//! Reads a WAV file of any rate, channel count and sample format into a 16 kHz mono utterance, and writes one back.
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +32,26 @@ pub enum WavError {
         rate: u32,
         detail: String,
     },
+}
+
+/// Writes 16 kHz mono samples as 16-bit PCM, clipped to [-1, 1]. Written
+/// aside and renamed, so a file half-written by an interrupted run is never
+/// read as whole.
+pub fn write_wav(path: &Path, samples: &[f32]) -> Result<(), hound::Error> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: SAMPLE_RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let partial = path.with_extension("partial");
+    let mut writer = hound::WavWriter::create(&partial, spec)?;
+    for s in samples {
+        writer.write_sample((s.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16)?;
+    }
+    writer.finalize()?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
 }
 
 /// Reads `path` and returns it as 16 kHz mono, channels averaged.
@@ -138,7 +158,7 @@ pub fn resample(mono: &[f32], rate: u32) -> Result<Vec<f32>, String> {
 mod tests {
     use super::*;
 
-    fn write_wav(path: &Path, spec: hound::WavSpec, frames: usize, f: impl Fn(usize) -> f32) {
+    fn write_spec(path: &Path, spec: hound::WavSpec, frames: usize, f: impl Fn(usize) -> f32) {
         let mut w = hound::WavWriter::create(path, spec).unwrap();
         for i in 0..frames {
             for _ in 0..spec.channels {
@@ -160,6 +180,18 @@ mod tests {
     }
 
     #[test]
+    fn what_is_written_reads_back_as_the_same_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.wav");
+        let samples: Vec<f32> = (0..16_000).map(sine(16_000, 220.0)).collect();
+        write_wav(&path, &samples).unwrap();
+        let back = read_wav(&path).unwrap().samples;
+        assert_eq!(back.len(), samples.len());
+        assert!(back.iter().zip(&samples).all(|(a, b)| (a - b).abs() < 1e-3));
+        assert!(!path.with_extension("partial").exists());
+    }
+
+    #[test]
     fn stereo_44k_float_becomes_16k_mono_of_the_same_length() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.wav");
@@ -169,7 +201,7 @@ mod tests {
             bits_per_sample: 32,
             sample_format: hound::SampleFormat::Float,
         };
-        write_wav(&path, spec, 44_100, sine(44_100, 440.0));
+        write_spec(&path, spec, 44_100, sine(44_100, 440.0));
         let u = read_wav(&path).unwrap();
         assert!(
             (u.samples.len() as i64 - 16_000).abs() <= 2,
@@ -191,7 +223,7 @@ mod tests {
                 bits_per_sample: bits,
                 sample_format: hound::SampleFormat::Int,
             };
-            write_wav(&path, spec, rate as usize / 2, sine(rate, 300.0));
+            write_spec(&path, spec, rate as usize / 2, sine(rate, 300.0));
             let u = read_wav(&path).unwrap();
             assert!(
                 (u.samples.len() as i64 - 8_000).abs() <= 2,
@@ -227,7 +259,7 @@ mod tests {
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
-        write_wav(&empty, spec, 0, |_| 0.0);
+        write_spec(&empty, spec, 0, |_| 0.0);
         let err = read_wav(&empty).unwrap_err().to_string();
         assert!(
             err.contains("empty.wav") && err.contains("no audio"),
@@ -235,7 +267,7 @@ mod tests {
         );
 
         let truncated = dir.path().join("truncated.wav");
-        write_wav(&truncated, spec, 16_000, |_| 0.1);
+        write_spec(&truncated, spec, 16_000, |_| 0.1);
         let bytes = std::fs::read(&truncated).unwrap();
         std::fs::write(&truncated, &bytes[..bytes.len() / 2 + 1]).unwrap();
         let err = read_wav(&truncated).unwrap_err().to_string();

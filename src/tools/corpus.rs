@@ -472,7 +472,7 @@ impl Renderer {
                 mix(&speech, &noise, snr)
             }
         };
-        write_wav(&path, &samples)?;
+        wav::write_wav(&path, &samples)?;
         Ok(Utterance { samples })
     }
 
@@ -659,24 +659,6 @@ fn babble() -> Result<Vec<f32>> {
         }
     }
     Ok(normalised(&track, -3.0))
-}
-
-fn write_wav(path: &Path, samples: &[f32]) -> Result<()> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: SAMPLE_RATE,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    // Written aside and renamed: a clip half-written by an interrupted run is never read.
-    let partial = path.with_extension("partial");
-    let mut writer = hound::WavWriter::create(&partial, spec)?;
-    for s in samples {
-        writer.write_sample((s.clamp(-1.0, 1.0) * f32::from(i16::MAX)) as i16)?;
-    }
-    writer.finalize()?;
-    std::fs::rename(&partial, path)?;
-    Ok(())
 }
 
 fn hash(parts: &[&str]) -> [u8; 32] {
