@@ -34,13 +34,23 @@ pub fn files(paths: Vec<PathBuf>, vad: SegmenterSettings) -> mpsc::Receiver<Inpu
         for path in paths {
             let name = path.display().to_string();
             let inputs = match read_wav(&path) {
-                Ok(recording) => utterances(&name, &recording, vad),
-                Err(error) => vec![Input::Unreadable {
-                    name,
-                    error: error.to_string(),
-                }],
+                Err(error) => vec![(name, Err(error.to_string()))],
+                Ok(recording) => utterances(&name, &recording, vad)
+                    .into_iter()
+                    .map(|(name, utterance)| (name, Ok(utterance)))
+                    .collect(),
             };
-            for input in inputs {
+            for (name, heard) in inputs {
+                let input = match heard {
+                    // Stamped when it is ready to hand on, not when the file
+                    // was read: files play as fast as they are heard.
+                    Ok(utterance) => Input::Utterance {
+                        name,
+                        utterance,
+                        arrived: Instant::now(),
+                    },
+                    Err(error) => Input::Unreadable { name, error },
+                };
                 if tx.blocking_send(input).is_err() {
                     return;
                 }
@@ -50,7 +60,12 @@ pub fn files(paths: Vec<PathBuf>, vad: SegmenterSettings) -> mpsc::Receiver<Inpu
     rx
 }
 
-fn utterances(name: &str, recording: &Utterance, vad: SegmenterSettings) -> Vec<Input> {
+/// The utterances of one recording, each with its name.
+fn utterances(
+    name: &str,
+    recording: &Utterance,
+    vad: SegmenterSettings,
+) -> Vec<(String, Utterance)> {
     let segments = segmenter::segments(&recording.samples, vad);
     if segments.is_empty() {
         tracing::info!(file = name, "no speech heard");
@@ -58,14 +73,13 @@ fn utterances(name: &str, recording: &Utterance, vad: SegmenterSettings) -> Vec<
     let several = segments.len() > 1;
     segments
         .into_iter()
-        .map(|segment| Input::Utterance {
-            name: if several {
+        .map(|segment| {
+            let name = if several {
                 format!("{name}@{:.1}s", segment.speech_start_ms as f64 / 1000.0)
             } else {
                 name.to_owned()
-            },
-            utterance: segment.utterance,
-            arrived: Instant::now(),
+            };
+            (name, segment.utterance)
         })
         .collect()
 }
