@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::gate::{Gate, Listen};
-use super::segmenter::{Segmenter, SegmenterSettings};
+use super::segmenter::{Segment, Segmenter, SegmenterSettings};
 use super::source::Input;
 use super::{SAMPLE_RATE, Utterance};
 
@@ -291,8 +291,7 @@ impl Capture {
             Ok(resampler) => resampler,
             Err(error) => return Ended::DeviceLost(error),
         };
-        let mut segmenter = Segmenter::new(vad);
-        let mut was = Listen::Open;
+        let mut listener = Listener::new(vad);
         let (mut resampled, mut segments) = (Vec::new(), Vec::new());
         let mut dropped_said = 0;
         let mut drop_log = crate::transport::LogLimiter::new(1);
@@ -320,16 +319,7 @@ impl Capture {
                 }
                 chunk.commit_all();
             }
-            let listen = gate.listen();
-            match (was, listen) {
-                (_, Listen::Open) => segmenter.push(&resampled, &mut segments),
-                // The user let go of the button: what they said is complete.
-                (Listen::Open, Listen::Released) => segments.extend(segmenter.finish()),
-                // The device's own voice must not be heard.
-                (Listen::Open, Listen::Muted) => segmenter = Segmenter::new(vad),
-                _ => {}
-            }
-            was = listen;
+            listener.hear(&resampled, gate.listen(), &mut segments);
             for segment in segments.drain(..) {
                 let input = Input::Utterance {
                     name: "mic".to_owned(),
@@ -353,6 +343,36 @@ impl Capture {
                 dropped_said = dropped;
             }
         }
+    }
+}
+
+/// The segmenter behind the gate: hears only while it is open.
+struct Listener {
+    segmenter: Segmenter,
+    vad: SegmenterSettings,
+    was: Listen,
+}
+
+impl Listener {
+    fn new(vad: SegmenterSettings) -> Listener {
+        Listener {
+            segmenter: Segmenter::new(vad),
+            vad,
+            was: Listen::Open,
+        }
+    }
+
+    /// 16 kHz audio as the gate stands now; finished utterances go to `out`.
+    fn hear(&mut self, samples: &[f32], listen: Listen, out: &mut Vec<Segment>) {
+        match (self.was, listen) {
+            (_, Listen::Open) => self.segmenter.push(samples, out),
+            // The user let go of the button: what they said is complete.
+            (Listen::Open, Listen::Released) => out.extend(self.segmenter.finish()),
+            // The device's own voice must not be heard.
+            (Listen::Open, Listen::Muted) => self.segmenter = Segmenter::new(self.vad),
+            _ => {}
+        }
+        self.was = listen;
     }
 }
 
@@ -547,6 +567,62 @@ mod tests {
         mono.take(&[i16::MAX, 0]);
         let mixed = consumer.pop().unwrap();
         assert!((mixed - 0.5).abs() < 0.01, "{mixed}");
+    }
+
+    fn spoken(name: &str) -> Vec<f32> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        crate::audio::wav::read_wav(&path).unwrap().samples
+    }
+
+    /// What `listen` makes of the fixture said in chunks of 20 ms, the gate
+    /// as `gate` says for each chunk's index, then a second of silence.
+    fn heard(gate: impl Fn(usize, usize) -> Listen) -> Vec<Segment> {
+        let speech = spoken("pay_alice_20.wav");
+        let silence = vec![0.0; 16_000];
+        let chunks: Vec<&[f32]> = speech.chunks(320).chain(silence.chunks(320)).collect();
+        let mut listener = Listener::new(SegmenterSettings::default());
+        let mut out = Vec::new();
+        let speech_chunks = speech.len().div_ceil(320);
+        for (i, chunk) in chunks.iter().enumerate() {
+            listener.hear(chunk, gate(i, speech_chunks), &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn push_to_talk_hears_only_while_held_and_letting_go_ends_the_utterance() {
+        assert_eq!(heard(|_, _| Listen::Open).len(), 1, "always listening");
+        assert!(heard(|_, _| Listen::Released).is_empty(), "never pressed");
+        // Let go two thirds into the command, before any end-of-speech silence.
+        let cut = heard(|i, n| {
+            if i < n * 2 / 3 {
+                Listen::Open
+            } else {
+                Listen::Released
+            }
+        });
+        assert_eq!(cut.len(), 1);
+        let full = heard(|_, _| Listen::Open);
+        assert!(
+            cut[0].utterance.samples.len() < full[0].utterance.samples.len(),
+            "the utterance ends where the button came up"
+        );
+    }
+
+    #[test]
+    fn what_is_heard_while_the_device_speaks_is_dropped_not_finished() {
+        // The device starts to speak halfway through: neither half is heard
+        // (the second is the device's own voice).
+        let muted = heard(|i, n| {
+            if i < n / 2 {
+                Listen::Open
+            } else {
+                Listen::Muted
+            }
+        });
+        assert!(muted.is_empty(), "{} utterances", muted.len());
     }
 
     #[test]
