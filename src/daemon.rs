@@ -340,6 +340,7 @@ impl Daemon {
             let assessor = Assessor {
                 store: &self.store,
                 link: self.link_state(),
+                driving: *self.link.driving.borrow(),
                 floor: &self.config.profile.offline,
                 profile: &self.config.profile,
             };
@@ -606,6 +607,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 struct Assessor<'a> {
     store: &'a Store,
     link: LinkState,
+    /// What the vehicle last said (a car's driving mode).
+    driving: Option<bool>,
     floor: &'a OfflineFloor,
     profile: &'a DeviceProfile,
 }
@@ -646,5 +649,9 @@ impl Assess for Assessor<'_> {
 
     fn price(&self, tokens: u64, provider: &str) -> Option<Money> {
         self.profile.token_price(tokens, provider)
+    }
+
+    fn motion(&self, purchase: &crate::order::Purchase) -> policy::Motion {
+        self.profile.motion(self.driving, purchase)
     }
 }

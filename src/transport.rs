@@ -465,6 +465,9 @@ pub struct DeviceLink {
     /// Agent tasks (signed envelopes) for the daemon; nothing feeds it until
     /// the tasks topic is subscribed (the agent tasks issue).
     pub tasks: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    /// What the vehicle last said on the driving topic: `None` before it
+    /// has, after it cleared its state, and while the broker is away.
+    pub driving: tokio::sync::watch::Receiver<Option<bool>>,
     task: tokio::task::JoinHandle<()>,
     publisher_task: tokio::task::JoinHandle<()>,
 }
@@ -489,6 +492,7 @@ impl DeviceLink {
         let status = topics::status(prefix, device_id);
         let responses = topics::responses(prefix, device_id);
         let gateway_status = topics::gateway_status(prefix);
+        let driving_topic = topics::driving(prefix, device_id);
         let mut options = broker.options(&format!("voicepay-{device_id}"));
         options.set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
         // The session is ours across reconnects: answers sent while we were
@@ -499,6 +503,7 @@ impl DeviceLink {
         let (state_tx, state) = tokio::sync::watch::channel(LinkState::default());
         let (answers_tx, answers) = tokio::sync::mpsc::channel(64);
         let (tasks_tx, tasks) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        let (driving_tx, driving) = tokio::sync::watch::channel(None::<bool>);
         let requests_topic = topics::requests(prefix, device_id);
         let requests = requests_topic.clone();
         let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -511,12 +516,16 @@ impl DeviceLink {
             // What the signed statuses seen so far make us believe.
             let mut belief = crate::protocol::StatusBelief::default();
             let mut rejected_statuses = LogLimiter::new(10);
+            let mut unreadable_driving = LogLimiter::new(10);
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         backoff = Duration::from_millis(200);
                         state_tx.send_modify(|s| s.broker = true);
                         queue.subscribe(&responses);
+                        // Before the gateway's: the vehicle's retained state
+                        // is known by the time the device counts as online.
+                        queue.subscribe(&driving_topic);
                         queue.subscribe(&gateway_status);
                         queue.publish(&status, true, "online");
                     }
@@ -553,6 +562,22 @@ impl DeviceLink {
                             }
                         }
                     }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == driving_topic => {
+                        match crate::protocol::driving::read_driving(&p.payload) {
+                            Ok(state) => {
+                                if driving_tx
+                                    .send_if_modified(|s| std::mem::replace(s, state) != state)
+                                {
+                                    tracing::info!(driving = ?state, "the vehicle's driving state");
+                                }
+                            }
+                            Err(error) => {
+                                if let Some(held_back) = unreadable_driving.allow() {
+                                    tracing::warn!(%error, held_back, "ignored a driving state");
+                                }
+                            }
+                        }
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == responses => {
                         if answers_tx.send(p.payload.to_vec()).await.is_err() {
                             break;
@@ -569,6 +594,9 @@ impl DeviceLink {
                             *s = LinkState::default();
                             changed
                         });
+                        // The vehicle may start or stop unheard: unknown
+                        // until its retained state comes again.
+                        driving_tx.send_if_modified(|s| s.take().is_some());
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
@@ -582,6 +610,7 @@ impl DeviceLink {
             state,
             answers,
             tasks,
+            driving,
             task,
             publisher_task,
         }

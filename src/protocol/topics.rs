@@ -43,6 +43,12 @@ pub fn tasks(prefix: &str, device_id: &str) -> String {
     device_topic(prefix, device_id, "tasks")
 }
 
+/// Vehicle -> device: retained `true` / `false`, whether the car moves
+/// (see [`super::driving`]).
+pub fn driving(prefix: &str, device_id: &str) -> String {
+    device_topic(prefix, device_id, "driving")
+}
+
 /// Device -> apps: plain JSON events.
 pub fn events(prefix: &str, device_id: &str) -> String {
     device_topic(prefix, device_id, "events")
@@ -99,6 +105,10 @@ mod tests {
         assert_eq!(
             topics::events(p, id),
             "voicepay/v1/devices/dev-0123456789abcdef/events"
+        );
+        assert_eq!(
+            topics::driving(p, id),
+            "voicepay/v1/devices/dev-0123456789abcdef/driving"
         );
         assert_eq!(
             topics::status(p, id),
