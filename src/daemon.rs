@@ -147,7 +147,10 @@ impl Daemon {
     /// Opens the identity and the store and starts connecting.
     fn start(config: DaemonConfig, feedback: Box<dyn Feedback>) -> Result<Daemon, DaemonError> {
         let identity = DeviceIdentity::load(&config.data_dir)?;
-        let store = Store::open(&StoreConfig::new(config.data_dir.join("store")))?;
+        let store = Store::open(
+            &StoreConfig::new(config.data_dir.join("store"))
+                .with_initial_limits(config.profile.limits.clone()),
+        )?;
         let profile = &config.profile;
         let settings = DialogSettings {
             window: profile.payments.confirm_window,

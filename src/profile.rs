@@ -11,7 +11,7 @@ use crate::language::Language;
 use crate::money::{Currency, Money};
 use crate::order::Purchase;
 use crate::payees::{Origin, Payee, PayeeBook};
-use crate::policy::{Motion, OfflineFloor};
+use crate::policy::{Limits, Motion, OfflineFloor};
 
 /// The profile compiled into the binary; `--device FILE` replaces it.
 pub const DEFAULT_PROFILE: &str = include_str!("../devices/default.toml");
@@ -53,6 +53,9 @@ pub struct DeviceProfile {
     pub payments: PaymentSettings,
     /// Paying while the gateway is unreachable.
     pub offline: OfflineFloor,
+    /// The limits a new store starts with, in the default currency; `voicepay
+    /// limits set` and spoken limit changes replace them.
+    pub limits: Limits,
     pub mqtt: MqttSettings,
     /// The car's driving mode.
     pub driving: DrivingSettings,
@@ -214,6 +217,8 @@ struct ProfileFile {
     payments: PaymentFile,
     offline: OfflineFile,
     #[serde(default)]
+    limits: LimitsFile,
+    #[serde(default)]
     mqtt: MqttSettings,
     #[serde(default)]
     driving: DrivingSettings,
@@ -230,6 +235,16 @@ struct PaymentFile {
     time_zone: String,
     #[serde(default)]
     token_prices: BTreeMap<String, String>,
+}
+
+/// The `[limits]` table: amounts as decimal text; an absent one is no limit
+/// (an absent `auto_pay` is zero: always ask).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    auto_pay: Option<String>,
+    daily: Option<String>,
+    code_above: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -307,6 +322,20 @@ impl DeviceProfile {
             cumulative: money("offline.cumulative", &file.offline.cumulative)?,
             max_consecutive: file.offline.max_consecutive,
             max_age_ms: file.offline.max_age_s.saturating_mul(1000),
+        };
+        let limit = |key: &str, text: &Option<String>| -> Result<Option<Money>, String> {
+            let Some(text) = text else { return Ok(None) };
+            let amount = money(key, text)?;
+            if amount.minor < 0 {
+                return Err(format!("{key}: a limit cannot be negative"));
+            }
+            Ok(Some(amount))
+        };
+        let limits = Limits {
+            auto_pay: limit("limits.auto_pay", &file.limits.auto_pay)?
+                .unwrap_or(Money::zero(currency)),
+            daily: limit("limits.daily", &file.limits.daily)?,
+            payment_code_above: limit("limits.code_above", &file.limits.code_above)?,
         };
         let token_prices = file
             .payments
@@ -395,6 +424,7 @@ impl DeviceProfile {
                 token_prices,
             },
             offline,
+            limits,
             mqtt: file.mqtt,
             driving: file.driving,
         })
@@ -664,6 +694,26 @@ mod tests {
         assert_eq!(p.token_price(1, "Kimi").unwrap().minor, 1);
         assert!(p.token_price(1, "Nobody").is_none());
         assert_eq!(p.offline.per_payment.minor, 5_000);
+        assert_eq!(p.limits, Limits::default(), "the default always asks");
+    }
+
+    #[test]
+    fn the_limits_table_gives_a_new_stores_limits_in_the_default_currency() {
+        let p = with_env(&[
+            ("VOICEPAY__LIMITS__AUTO_PAY", "20.00"),
+            ("VOICEPAY__LIMITS__DAILY", "300"),
+        ])
+        .unwrap();
+        assert_eq!(p.limits.auto_pay, Money::new(2_000, Currency::CNY));
+        assert_eq!(p.limits.daily, Some(Money::new(30_000, Currency::CNY)));
+        assert_eq!(p.limits.payment_code_above, None);
+        let err = with_env(&[("VOICEPAY__LIMITS__CODE_ABOVE", "-5.00")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("x.toml: limits.code_above: a limit cannot be negative"),
+            "{err}"
+        );
     }
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

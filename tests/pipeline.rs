@@ -978,8 +978,8 @@ async fn say_with(intake: &Intake, context: &voicepay::intent::ParseContext, tex
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_driving_car_refuses_a_coffee_and_reads_back_a_toll_under_the_auto_limit() {
     let setup = Installation::new(protocol::DEFAULT_PREFIX);
-    // 50 yuan auto-pay: parked, both payments would go through unasked.
-    setup.set_limits(5_000);
+    // The car profile's [limits] give a new store 50 yuan auto-pay: parked,
+    // both payments would go through unasked.
     let gateway = setup.start_gateway();
     let mut car = DeviceProfile::load(Some(&root().join("devices/car-cockpit.toml"))).unwrap();
     // Driving because the vehicle says so, not because nothing was said.
