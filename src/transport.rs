@@ -461,13 +461,13 @@ pub struct DeviceLink {
     closing: std::sync::Arc<std::sync::atomic::AtomicBool>,
     requests_topic: String,
     pub state: tokio::sync::watch::Receiver<LinkState>,
+    /// What the vehicle last said on the driving topic: `None` before it
+    /// has, after it cleared its state, and while the broker is away.
+    pub driving: tokio::sync::watch::Receiver<Option<bool>>,
     pub answers: tokio::sync::mpsc::Receiver<Vec<u8>>,
     /// Agent tasks (signed envelopes) for the daemon; nothing feeds it until
     /// the tasks topic is subscribed (the agent tasks issue).
     pub tasks: tokio::sync::mpsc::Receiver<Vec<u8>>,
-    /// What the vehicle last said on the driving topic: `None` before it
-    /// has, after it cleared its state, and while the broker is away.
-    pub driving: tokio::sync::watch::Receiver<Option<bool>>,
     task: tokio::task::JoinHandle<()>,
     publisher_task: tokio::task::JoinHandle<()>,
 }
@@ -501,9 +501,9 @@ impl DeviceLink {
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 256);
         let (publisher, publisher_task) = Publisher::start(client, DEVICE_SEND_QUEUE);
         let (state_tx, state) = tokio::sync::watch::channel(LinkState::default());
+        let (driving_tx, driving) = tokio::sync::watch::channel(None::<bool>);
         let (answers_tx, answers) = tokio::sync::mpsc::channel(64);
         let (tasks_tx, tasks) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
-        let (driving_tx, driving) = tokio::sync::watch::channel(None::<bool>);
         let requests_topic = topics::requests(prefix, device_id);
         let requests = requests_topic.clone();
         let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -513,10 +513,10 @@ impl DeviceLink {
             // Held open: an empty input, not a closed one.
             let _tasks = tasks_tx;
             let mut backoff = Duration::from_millis(200);
+            let mut unreadable_driving = LogLimiter::new(10);
             // What the signed statuses seen so far make us believe.
             let mut belief = crate::protocol::StatusBelief::default();
             let mut rejected_statuses = LogLimiter::new(10);
-            let mut unreadable_driving = LogLimiter::new(10);
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -562,6 +562,11 @@ impl DeviceLink {
                             }
                         }
                     }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == responses => {
+                        if answers_tx.send(p.payload.to_vec()).await.is_err() {
+                            break;
+                        }
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == driving_topic => {
                         match crate::protocol::driving::read_driving(&p.payload) {
                             Ok(state) => {
@@ -576,11 +581,6 @@ impl DeviceLink {
                                     tracing::warn!(%error, held_back, "ignored a driving state");
                                 }
                             }
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == responses => {
-                        if answers_tx.send(p.payload.to_vec()).await.is_err() {
-                            break;
                         }
                     }
                     Ok(_) => {}
@@ -608,9 +608,9 @@ impl DeviceLink {
             closing,
             requests_topic,
             state,
+            driving,
             answers,
             tasks,
-            driving,
             task,
             publisher_task,
         }

@@ -43,12 +43,6 @@ pub fn tasks(prefix: &str, device_id: &str) -> String {
     device_topic(prefix, device_id, "tasks")
 }
 
-/// Vehicle -> device: retained `true` / `false`, whether the car moves
-/// (see [`super::driving`]).
-pub fn driving(prefix: &str, device_id: &str) -> String {
-    device_topic(prefix, device_id, "driving")
-}
-
 /// Device -> apps: plain JSON events.
 pub fn events(prefix: &str, device_id: &str) -> String {
     device_topic(prefix, device_id, "events")
@@ -63,6 +57,12 @@ pub fn gateway_status(prefix: &str) -> String {
 /// Retained `online` / `offline`, also the last will.
 pub fn status(prefix: &str, device_id: &str) -> String {
     device_topic(prefix, device_id, "status")
+}
+
+/// Vehicle -> device: retained `true` / `false`, whether the car moves
+/// (see [`super::driving`]).
+pub fn driving(prefix: &str, device_id: &str) -> String {
+    device_topic(prefix, device_id, "driving")
 }
 
 /// The gateway's subscription to every device's requests.
