@@ -10,12 +10,14 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::audio::gate::Gate;
 use crate::clock::now_ms;
 use crate::dialog::{Action, Assess, Dialog, DialogSettings, random_code};
 use crate::feedback::{Event, Feedback, Status};
@@ -32,6 +34,7 @@ use crate::protocol::ResponseStatus;
 use crate::recognizer::{Heard, Source};
 use crate::store::{HistoryEvent, Store, StoreConfig};
 use crate::transport::{BrokerUrl, DeviceLink, LinkState, LogLimiter};
+use crate::wake::Addressed;
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -43,6 +46,9 @@ pub struct DaemonConfig {
     pub connect_wait: Duration,
     /// When the input ends, how long to wait for the answers still due.
     pub drain_wait: Duration,
+    /// The microphone's gate: push-to-talk holds it open (the speaker shuts
+    /// it while the device talks).
+    pub gate: Arc<Gate>,
 }
 
 impl DaemonConfig {
@@ -53,6 +59,7 @@ impl DaemonConfig {
             broker,
             connect_wait: Duration::from_secs(5),
             drain_wait: Duration::from_secs(10),
+            gate: Arc::new(Gate::open()),
         }
     }
 }
@@ -106,12 +113,14 @@ enum Ending {
 
 /// What woke the loop.
 enum Step {
-    Heard(Heard),
+    Heard(Box<Heard>),
     InputEnded,
     Answer(Vec<u8>),
     AnswersClosed,
     Task(Vec<u8>),
     TasksClosed,
+    PushToTalk(bool),
+    PushToTalkClosed,
     Deadline,
     LinkChanged,
     LinkClosed,
@@ -141,6 +150,8 @@ struct Daemon {
     waiting: usize,
     /// Committed while the disk failed: not sent until the store is durable.
     held: Vec<(Uuid, Vec<u8>)>,
+    /// After the wake phrase alone, the next utterance needs none until then.
+    awake_until: Option<Instant>,
 }
 
 impl Daemon {
@@ -206,6 +217,7 @@ impl Daemon {
             rejections: LogLimiter::new(10),
             waiting: 0,
             held: Vec::new(),
+            awake_until: None,
         })
     }
 
@@ -226,6 +238,7 @@ impl Daemon {
 
     async fn serve(&mut self, source: &mut Source, shutdown: &CancellationToken) -> Ending {
         let (mut answers_open, mut tasks_open, mut link_open) = (true, true, true);
+        let mut push_to_talk_open = true;
         loop {
             self.publish_status();
             let deadline = self.dialog.deadline();
@@ -237,12 +250,16 @@ impl Daemon {
                     None => Step::AnswersClosed,
                 },
                 heard = source.next() => match heard {
-                    Some(heard) => Step::Heard(heard),
+                    Some(heard) => Step::Heard(Box::new(heard)),
                     None => Step::InputEnded,
                 },
                 task = self.link.tasks.recv(), if tasks_open => match task {
                     Some(message) => Step::Task(message),
                     None => Step::TasksClosed,
+                },
+                held = self.link.push_to_talk.recv(), if push_to_talk_open => match held {
+                    Some(held) => Step::PushToTalk(held),
+                    None => Step::PushToTalkClosed,
                 },
                 changed = self.link.state.changed(), if link_open => match changed {
                     Ok(()) => Step::LinkChanged,
@@ -254,7 +271,7 @@ impl Daemon {
             match step {
                 Step::Shutdown => return Ending::Shutdown,
                 Step::InputEnded => return Ending::InputEnded,
-                Step::Heard(heard) => self.hear(heard).await,
+                Step::Heard(heard) => self.hear(*heard).await,
                 Step::Answer(message) => self.settle(&message),
                 Step::AnswersClosed => answers_open = false,
                 Step::Task(message) => {
@@ -264,6 +281,8 @@ impl Daemon {
                     )
                 }
                 Step::TasksClosed => tasks_open = false,
+                Step::PushToTalk(held) => self.config.gate.hold(held),
+                Step::PushToTalkClosed => push_to_talk_open = false,
                 Step::LinkChanged => self.link_changed(),
                 Step::LinkClosed => link_open = false,
                 Step::Deadline if source.in_flight() => {}
@@ -332,8 +351,31 @@ impl Daemon {
         self.status.heard += 1;
         let understanding = match heard.outcome {
             Ok(understanding) => understanding,
-            Err(message) => return self.fail(message),
+            Err(message) => {
+                self.fail(message);
+                return self.say(&Speech::NotHeard);
+            }
         };
+        match understanding.addressed {
+            Addressed::Command(_) => self.awake_until = None,
+            Addressed::PhraseAlone => {
+                self.awake_until = Some(heard.arrived + self.config.profile.wake.follow());
+                return self.say(&Speech::Listening);
+            }
+            // An answer to the question the device asked needs no phrase;
+            // nor does the command just after the phrase alone.
+            Addressed::Not
+                if self.dialog.is_waiting()
+                    || self.awake_until.is_some_and(|until| heard.arrived <= until) =>
+            {
+                self.awake_until = None;
+            }
+            Addressed::Not => {
+                // Not for us: how much, never what.
+                let words = understanding.transcript.split_whitespace().count();
+                return tracing::debug!(words, "not said to the device: ignored");
+            }
+        }
         self.emit(Event::Heard {
             file: heard.name,
             transcript: understanding.transcript.clone(),
@@ -596,6 +638,11 @@ impl Daemon {
 
     fn emit(&mut self, event: Event) {
         self.feedback.event(&event);
+        if self.config.profile.feedback.events
+            && let Ok(json) = serde_json::to_vec(&event)
+        {
+            self.link.publish_event(json);
+        }
     }
 }
 

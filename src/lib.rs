@@ -61,3 +61,4 @@ pub mod recognizer;
 pub mod store;
 pub mod tools;
 pub mod transport;
+pub mod wake;

@@ -57,10 +57,10 @@ enum Command {
         #[arg(required_unless_present = "text")]
         files: Vec<PathBuf>,
     },
-    /// The daemon: each --input WAV file in order as the next utterance.
+    /// The daemon: listens on the profile's microphone, or hears each --input WAV file in order.
     Run {
-        /// WAV files, heard in order (the microphone comes in a later step).
-        #[arg(long, num_args = 1.., required = true)]
+        /// WAV files, heard in order instead of the microphone.
+        #[arg(long, num_args = 1..)]
         input: Vec<PathBuf>,
         #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
         broker: BrokerUrl,
@@ -72,6 +72,10 @@ enum Command {
         /// After the last file, how long to wait for the answers still due, in seconds.
         #[arg(long, default_value_t = 10)]
         answer_wait: u64,
+        /// Speak with the profile's [feedback] command while hearing files
+        /// too (the microphone always does).
+        #[arg(long)]
+        speak: bool,
     },
     /// The payment history (hash-chained).
     History {
@@ -159,6 +163,11 @@ enum Command {
         /// recorded prompts (Debian packages), none of them a payment.
         #[arg(long)]
         recorded: bool,
+    },
+    /// The input devices the microphone can open (for the profile's `audio.input`).
+    Devices {
+        #[arg(long)]
+        json: bool,
     },
     /// Measure model load, transcription latency, intent parsing and memory.
     Bench {
@@ -343,6 +352,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             data_dir,
             json,
             answer_wait,
+            speak,
         } => {
             let broker = broker
                 .with_access(&profile.mqtt.access())
@@ -355,9 +365,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             runtime.block_on(async {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(cancel_on_signal(shutdown.clone()));
-                let source =
-                    recognizer::spawn(recognizer, audio::source::files(input, config.profile.vad));
-                daemon::run(config, source, Box::new(Console { json }), shutdown).await
+                let (inputs, feedback) = device_side(&mut config, input, speak, json, &shutdown);
+                let source = recognizer::spawn(recognizer, inputs);
+                daemon::run(config, source, feedback, shutdown).await
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -469,6 +479,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Devices { json } => {
+            let devices = audio::mic::devices()?;
+            for device in &devices {
+                if json {
+                    println!("{}", serde_json::to_string(device)?);
+                } else {
+                    println!(
+                        "{}{}  {}  ({})",
+                        if device.default { "* " } else { "  " },
+                        device.id,
+                        device.name,
+                        device.native.as_deref().unwrap_or("format unknown")
+                    );
+                }
+            }
+            if devices.is_empty() && !json {
+                eprintln!("voicepay: no input devices");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench { fixtures, json } => {
             let report = bench::run(&profile, &fixtures)?;
             if json {
@@ -575,6 +605,13 @@ fn intent_of_files(profile: &DeviceProfile, files: &[PathBuf]) -> Result<ExitCod
         if understood.intent.is_payment() {
             // Why a payment is read back even under the auto-pay limit.
             line["sure"] = json!(understood.sure);
+        }
+        if profile.wake.mode == voicepay::wake::WakeMode::Phrase {
+            line["addressed"] = json!(match understood.addressed {
+                voicepay::wake::Addressed::Command(_) => "command",
+                voicepay::wake::Addressed::PhraseAlone => "phrase_alone",
+                voicepay::wake::Addressed::Not => "not",
+            });
         }
         Ok(line)
     }))
@@ -750,6 +787,83 @@ fn gateway(command: GatewayCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The device side of `run`: the microphone (its gate as the wake mode
+/// says, push-to-talk on Enter at a terminal) or the files, and the
+/// feedback: the console, and the voice where the profile has one.
+fn device_side(
+    config: &mut DaemonConfig,
+    files: Vec<PathBuf>,
+    speak: bool,
+    json: bool,
+    shutdown: &CancellationToken,
+) -> (
+    tokio::sync::mpsc::Receiver<audio::source::Input>,
+    Box<dyn voicepay::feedback::Feedback>,
+) {
+    use std::io::IsTerminal;
+    use voicepay::audio::gate::Gate;
+    use voicepay::feedback::speech::{Speaker, Spoken};
+    let profile = &config.profile;
+    let microphone = files.is_empty();
+    let push_to_talk = profile.wake.mode == voicepay::wake::WakeMode::PushToTalk;
+    let gate = std::sync::Arc::new(if push_to_talk && microphone {
+        Gate::push_to_talk()
+    } else {
+        Gate::open()
+    });
+    config.gate = gate.clone();
+    let inputs = if microphone {
+        if push_to_talk && std::io::stdin().is_terminal() {
+            push_to_talk_on_enter(gate.clone());
+        }
+        audio::mic::listen(
+            profile.audio.clone(),
+            profile.vad,
+            gate.clone(),
+            shutdown.clone(),
+        )
+    } else {
+        audio::source::files(files, profile.vad)
+    };
+    let console = Box::new(Console { json });
+    let command = profile.feedback.speak.clone();
+    if !(microphone || speak) || command.is_empty() {
+        return (inputs, console);
+    }
+    let echo = Duration::from_millis(profile.feedback.echo_ms);
+    match Speaker::start(command, echo, gate) {
+        Ok(speaker) => (
+            inputs,
+            Box::new(Spoken {
+                inner: console,
+                speaker,
+            }),
+        ),
+        Err(error) => {
+            tracing::error!(%error, "cannot start the speaker: the device will not speak");
+            (inputs, console)
+        }
+    }
+}
+
+/// Development push-to-talk: Enter starts talking, Enter again stops.
+fn push_to_talk_on_enter(gate: std::sync::Arc<voicepay::audio::gate::Gate>) {
+    eprintln!("push-to-talk: press Enter to talk, Enter again to stop");
+    let spawned = std::thread::Builder::new()
+        .name("push-to-talk".into())
+        .spawn(move || {
+            let mut held = false;
+            for _line in std::io::stdin().lines().map_while(Result::ok) {
+                held = !held;
+                gate.hold(held);
+                eprintln!("{}", if held { "talking..." } else { "stopped" });
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot read the console for push-to-talk");
+    }
 }
 
 /// `gateway run`'s way to a deployed broker (a device's is in its profile).

@@ -48,8 +48,14 @@ pub struct DeviceProfile {
     /// Payee -> category ("tolls", "fuel"): what `[driving]` allows.
     pub payee_categories: BTreeMap<String, String>,
     pub asr: AsrSettings,
+    /// The microphone: which device and channel.
+    pub audio: crate::audio::mic::MicSettings,
     /// How the audio stream is cut into utterances.
     pub vad: crate::audio::segmenter::SegmenterSettings,
+    /// How the device knows it is spoken to.
+    pub wake: crate::wake::WakeSettings,
+    /// How it answers: the speech command, the MQTT events.
+    pub feedback: crate::feedback::speech::FeedbackSettings,
     pub payments: PaymentSettings,
     /// Paying while the gateway is unreachable.
     pub offline: OfflineFloor,
@@ -213,7 +219,13 @@ struct ProfileFile {
     payee_categories: BTreeMap<String, String>,
     asr: AsrSettings,
     #[serde(default)]
+    audio: crate::audio::mic::MicSettings,
+    #[serde(default)]
     vad: crate::audio::segmenter::SegmenterSettings,
+    #[serde(default)]
+    wake: crate::wake::WakeSettings,
+    #[serde(default)]
+    feedback: crate::feedback::speech::FeedbackSettings,
     payments: PaymentFile,
     offline: OfflineFile,
     #[serde(default)]
@@ -363,6 +375,9 @@ impl DeviceProfile {
             return Err("asr.threads must be at least 1".into());
         }
         file.vad.validate()?;
+        file.audio.validate()?;
+        file.wake.validate()?;
+        file.feedback.validate()?;
         if !(1..=8).contains(&file.asr.beam_size) {
             return Err("asr.beam_size is between 1 (greedy) and 8".into());
         }
@@ -415,6 +430,9 @@ impl DeviceProfile {
             known_providers: file.known_providers,
             payee_categories: file.payee_categories,
             asr: file.asr,
+            audio: file.audio,
+            wake: file.wake,
+            feedback: file.feedback,
             vad: file.vad,
             payments: PaymentSettings {
                 confirm_window: Duration::from_secs(file.payments.confirm_window_s),

@@ -13,11 +13,14 @@ use crate::audio::source::Input;
 use crate::intent::{self, Intent, ParseContext};
 use crate::profile::{DeviceProfile, PromptStyle};
 use crate::protocol::Evidence;
+use crate::wake::{Addressed, Wake};
 
 /// What one utterance amounted to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Understood {
     pub transcript: Transcript,
+    /// Whether it was said to the device; the intent is the command's.
+    pub addressed: Addressed,
     pub intent: Intent,
     /// Nothing in it looks invented (see [`Recognizer::sure`]).
     pub sure: bool,
@@ -32,6 +35,7 @@ pub struct Recognizer {
     /// The payee and provider names the prompt holds: Whisper may copy them
     /// where another name was said.
     prompt_names: Vec<String>,
+    wake: Wake,
 }
 
 impl Recognizer {
@@ -58,6 +62,7 @@ impl Recognizer {
             min_confidence: profile.asr.min_confidence,
             amount_certainty: profile.asr.amount_certainty,
             prompt_names,
+            wake: Wake::new(&profile.wake),
         })
     }
 
@@ -69,10 +74,17 @@ impl Recognizer {
 
     pub fn understand(&mut self, utterance: &Utterance) -> Result<Understood, AsrError> {
         let (transcript, transcribe_ms) = self.transcribe(utterance)?;
-        let intent = self.intent_of(&transcript);
+        let addressed = self.wake.address(&transcript.text);
+        let intent = match &addressed {
+            Addressed::Command(command) => self.intent_of_text(command, transcript.confidence),
+            Addressed::PhraseAlone => Intent::None,
+            // Not for the device unless it answers a question: read as it came.
+            Addressed::Not => self.intent_of(&transcript),
+        };
         let sure = self.sure(&transcript, &intent);
         Ok(Understood {
             transcript,
+            addressed,
             intent,
             sure,
             transcribe_ms,
@@ -82,12 +94,14 @@ impl Recognizer {
     /// A transcript Whisper is unsure of may still be a harmless command, but
     /// it never moves money: a payment heard with low confidence is dropped.
     pub fn intent_of(&self, transcript: &Transcript) -> Intent {
-        let intent = intent::parse(&transcript.text, &self.context);
-        if intent.is_payment() && transcript.confidence < self.min_confidence {
-            tracing::info!(
-                confidence = transcript.confidence,
-                "payment heard with low confidence: ignored"
-            );
+        self.intent_of_text(&transcript.text, transcript.confidence)
+    }
+
+    /// [`Self::intent_of`] for the command part of a transcript.
+    fn intent_of_text(&self, text: &str, confidence: f32) -> Intent {
+        let intent = intent::parse(text, &self.context);
+        if intent.is_payment() && confidence < self.min_confidence {
+            tracing::info!(confidence, "payment heard with low confidence: ignored");
             return Intent::None;
         }
         intent
@@ -137,6 +151,7 @@ impl Recognizer {
                             self.context.language.code(),
                         ),
                         transcript: understood.transcript.text,
+                        addressed: understood.addressed,
                         intent: understood.intent,
                         sure: understood.sure,
                     }),
@@ -177,7 +192,16 @@ fn prompt(profile: &DeviceProfile) -> (String, Vec<String>) {
         .chain(&context.known_providers)
         .cloned()
         .collect();
-    (intent::whisper_prompt(&context), names)
+    let mut prompt = intent::whisper_prompt(&context);
+    if profile.wake.mode == crate::wake::WakeMode::Phrase {
+        // Whisper writes what its prompt leads it to expect: without the
+        // phrase there, "hey wallet" comes out as "Hate wallet" or "Hang while it".
+        prompt = format!(
+            "{} {prompt}",
+            crate::wake::as_sentence(&profile.wake.phrase)
+        );
+    }
+    (prompt, names)
 }
 
 /// `voicepay transcribe`'s line: `{"file","text","confidence","ms"}`.
@@ -224,7 +248,11 @@ pub struct Heard {
 /// What was said, what it means, and the evidence that travels with a payment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Understanding {
+    /// All of it, the wake phrase too (the evidence is what was heard).
     pub transcript: String,
+    /// Said to the device, or not: the daemon ignores what was not (unless
+    /// it answers a pending question), and never logs it in full.
+    pub addressed: Addressed,
     pub intent: Intent,
     /// Whisper was sure of the amount's words; when not, the payment is read back.
     pub sure: bool,
@@ -239,6 +267,7 @@ impl Heard {
             arrived: Instant::now(),
             outcome: Ok(Understanding {
                 transcript: text.to_owned(),
+                addressed: Addressed::Command(text.to_owned()),
                 intent: intent::parse(text, context),
                 sure: true,
                 evidence: Evidence::new(text, b"", 1.0, context.language.code()),

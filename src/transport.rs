@@ -283,6 +283,15 @@ mod tests {
     }
 
     #[test]
+    fn push_to_talk_is_start_or_stop_and_anything_else_is_nothing() {
+        assert_eq!(parse_push_to_talk(b"start"), Some(true));
+        assert_eq!(parse_push_to_talk(b" STOP\n"), Some(false));
+        for garbage in [&b""[..], b"held", b"\xff\xfe", b"start now", b"{\"ptt\":1}"] {
+            assert_eq!(parse_push_to_talk(garbage), None, "{garbage:?}");
+        }
+    }
+
+    #[test]
     fn broker_urls() {
         let url: BrokerUrl = "mqtt://127.0.0.1:18830".parse().unwrap();
         assert_eq!((url.host.as_str(), url.port), ("127.0.0.1", 18830));
@@ -454,6 +463,18 @@ impl Publisher {
     }
 }
 
+/// `start` / `stop` (any case, spaces around), or nothing.
+pub fn parse_push_to_talk(payload: &[u8]) -> Option<bool> {
+    let text = std::str::from_utf8(payload).ok()?.trim();
+    if text.eq_ignore_ascii_case("start") {
+        Some(true)
+    } else if text.eq_ignore_ascii_case("stop") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// The device's MQTT connection: publishes requests, hands over answers, and
 /// republishes the whole outbox from disk whenever the gateway (re)appears.
 pub struct DeviceLink {
@@ -468,6 +489,9 @@ pub struct DeviceLink {
     /// Agent tasks (signed envelopes) for the daemon; nothing feeds it until
     /// the tasks topic is subscribed (the agent tasks issue).
     pub tasks: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    /// Push-to-talk pressed (`true`) or let go, from `{prefix}/devices/{id}/ptt`.
+    pub push_to_talk: tokio::sync::mpsc::Receiver<bool>,
+    events_topic: String,
     task: tokio::task::JoinHandle<()>,
     publisher_task: tokio::task::JoinHandle<()>,
 }
@@ -504,6 +528,8 @@ impl DeviceLink {
         let (driving_tx, driving) = tokio::sync::watch::channel(None::<bool>);
         let (answers_tx, answers) = tokio::sync::mpsc::channel(64);
         let (tasks_tx, tasks) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        let (ptt_tx, push_to_talk) = tokio::sync::mpsc::channel::<bool>(16);
+        let ptt = topics::push_to_talk(prefix, device_id);
         let requests_topic = topics::requests(prefix, device_id);
         let requests = requests_topic.clone();
         let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -517,6 +543,7 @@ impl DeviceLink {
             // What the signed statuses seen so far make us believe.
             let mut belief = crate::protocol::StatusBelief::default();
             let mut rejected_statuses = LogLimiter::new(10);
+            let mut rejected_ptt = LogLimiter::new(2);
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -527,6 +554,7 @@ impl DeviceLink {
                         // is known by the time the device counts as online.
                         queue.subscribe(&driving_topic);
                         queue.subscribe(&gateway_status);
+                        queue.subscribe(&ptt);
                         queue.publish(&status, true, "online");
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == gateway_status => {
@@ -558,6 +586,23 @@ impl DeviceLink {
                             for envelope in outbox() {
                                 if !queue.publish(&requests, false, envelope) {
                                     break;
+                                }
+                            }
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ptt => {
+                        match parse_push_to_talk(&p.payload) {
+                            // Full: the daemon is behind; a press is said again.
+                            Some(held) => {
+                                let _ = ptt_tx.try_send(held);
+                            }
+                            None => {
+                                if let Some(held_back) = rejected_ptt.allow() {
+                                    tracing::warn!(
+                                        bytes = p.payload.len(),
+                                        held_back,
+                                        "ignored a push-to-talk message that is not start or stop"
+                                    );
                                 }
                             }
                         }
@@ -611,9 +656,18 @@ impl DeviceLink {
             driving,
             answers,
             tasks,
+            push_to_talk,
+            events_topic: topics::events(prefix, device_id),
             task,
             publisher_task,
         }
+    }
+
+    /// Publishes an event for the device's apps, only while the broker is
+    /// there: events are said live or not at all, and must never crowd the
+    /// outbox out of the send queue.
+    pub fn publish_event(&self, event: Vec<u8>) -> bool {
+        self.state.borrow().broker && self.publisher.publish(&self.events_topic, false, event)
     }
 
     /// Queues a signed request for MQTT (QoS 1) without waiting. Delivery is

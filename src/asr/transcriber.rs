@@ -230,7 +230,8 @@ impl Transcriber {
         // comes out as "The last one." with no_speech near 0), but the words
         // it invents there are ones it barely believes.
         if confidence < self.settings.noise_confidence {
-            tracing::debug!(%text, confidence, "dropped as noise");
+            // Its length only: what was not said to the device is never logged.
+            tracing::debug!(chars = text.chars().count(), confidence, "dropped as noise");
             return Ok(Transcript {
                 no_speech_probability: no_speech,
                 ..Transcript::silence()

@@ -1,9 +1,12 @@
 //! Audio sources and their conversion to what the transcriber eats: 16 kHz mono f32.
 //!
-//! Today the source is WAV files ([`source::files`]), cut into utterances by
-//! the voice-activity [`segmenter`]; the microphone (cpal) arrives later and
-//! hands out the same [`Utterance`].
+//! The sources are the microphone ([`mic::listen`], cpal) and WAV files
+//! ([`source::files`]); both are cut into utterances by the voice-activity
+//! [`segmenter`] and hand out the same [`Utterance`]. The microphone hears
+//! only while its [`gate`] is open.
 
+pub mod gate;
+pub mod mic;
 pub mod segmenter;
 pub mod source;
 pub mod wav;

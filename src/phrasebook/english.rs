@@ -71,6 +71,8 @@ pub(super) fn say(speech: &Speech) -> String {
             drop_reason(*reason)
         ),
         Speech::NothingToConfirm => "There is nothing to confirm.".to_owned(),
+        Speech::Listening => "Yes?".to_owned(),
+        Speech::NotHeard => "Sorry, I could not hear that. Please say it again.".to_owned(),
         Speech::NoTaskWaiting => "No agent task is waiting.".to_owned(),
         Speech::WhoToPay {
             heard,

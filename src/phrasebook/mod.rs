@@ -56,6 +56,10 @@ pub enum Speech {
     },
     NothingToConfirm,
     NoTaskWaiting,
+    /// The wake phrase alone: "Yes?" (the command comes next).
+    Listening,
+    /// The audio could not be read or transcribed: say it again.
+    NotHeard,
     UnknownTokenPrice {
         provider: String,
     },

@@ -43,6 +43,11 @@ pub fn tasks(prefix: &str, device_id: &str) -> String {
     device_topic(prefix, device_id, "tasks")
 }
 
+/// Button -> device: `start` / `stop` of push-to-talk (plain text).
+pub fn push_to_talk(prefix: &str, device_id: &str) -> String {
+    device_topic(prefix, device_id, "ptt")
+}
+
 /// Device -> apps: plain JSON events.
 pub fn events(prefix: &str, device_id: &str) -> String {
     device_topic(prefix, device_id, "events")

@@ -164,6 +164,11 @@ impl Child {
         self.0.as_mut()?.stdout.take()
     }
 
+    /// The child's piped standard error.
+    pub fn stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.0.as_mut()?.stderr.take()
+    }
+
     /// SIGTERM, then waits at most `limit` (a hang fails the test; it is
     /// a bound on a stop, not a measurement).
     pub fn terminate_within(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {

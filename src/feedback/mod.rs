@@ -1,4 +1,6 @@
-//! How the user hears back: the events the daemon emits and where they go (console lines or JSON lines now; speech and MQTT events later).
+//! How the user hears back: the events the daemon emits and where they go: console lines or JSON lines, [`speech`], and the MQTT events topic (published by the daemon).
+
+pub mod speech;
 
 use std::io::Write;
 

@@ -1,0 +1,184 @@
+//! The microphone path for real, without hardware: ALSA's `file` plugin plays a fixture into cpal's capture as a 48 kHz stereo device, and the daemon pays it through mosquitto and the gateway.
+
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
+mod util;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use util::*;
+
+/// A home whose `.asoundrc` makes ALSA's default capture device read `raw`
+/// through the `file` plugin, as 48 kHz two-channel signed 16-bit (not
+/// what Whisper eats), with `plug` in front offering whatever cpal asks
+/// for. The `null` slave is not paced: the whole file arrives in one burst,
+/// then silence, so the profile's ring must hold the burst.
+fn alsa_home(dir: &Path, raw: &Path) -> std::path::PathBuf {
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join(".asoundrc"),
+        format!(
+            "pcm.fixture {{\n  type file\n  slave.pcm \"null\"\n  file \"/dev/null\"\n  infile \"{}\"\n  format \"raw\"\n}}\n\
+             pcm.!default {{\n  type plug\n  slave {{ pcm \"fixture\"; format S16_LE; rate 48000; channels 2 }}\n}}\n",
+            raw.display()
+        ),
+    )
+    .unwrap();
+    home
+}
+
+/// The fixture with a second of silence either side, as the raw stream the
+/// device gives: 48 kHz stereo s16, the command on the left channel only
+/// and the right one silent (a cockpit's driver microphone beside a quiet
+/// one: the profile picks channel 0).
+fn raw_stream(dir: &Path, fixture_name: &str) -> std::path::PathBuf {
+    let raw = dir.join("mic.raw");
+    let wav = fixture(&format!("{fixture_name}.wav"));
+    let status = std::process::Command::new("sox")
+        .arg(&wav)
+        .args([
+            "-t", "raw", "-r", "48000", "-c", "2", "-e", "signed", "-b", "16",
+        ])
+        .arg(&raw)
+        .args(["remix", "1", "0", "pad", "1", "1"])
+        .status()
+        .expect("sox runs (scripts/setup.sh installs it)");
+    assert!(status.success());
+    raw
+}
+
+#[test]
+fn a_command_spoken_into_the_microphone_is_paid_and_sigterm_stops_the_listening_daemon() {
+    model();
+    let scratch = tempfile::tempdir().unwrap();
+    let raw = raw_stream(scratch.path(), "pay_alice_20");
+    let home = alsa_home(scratch.path(), &raw);
+    let profile = scratch.path().join("mic.toml");
+    let default = std::fs::read_to_string(root().join("devices/default.toml")).unwrap();
+    let profile_text = default.replace(
+        "ring_ms = 2000",
+        // The unpaced burst: all of it must fit. Channel 0 is the command's.
+        "ring_ms = 30000\nchannel = 0",
+    );
+    assert_ne!(profile_text, default, "the profile's [audio] table moved");
+    std::fs::write(&profile, profile_text).unwrap();
+
+    let keys = Keys::new();
+    ok(&[
+        "limits",
+        "set",
+        "--auto",
+        "20.00",
+        "--data-dir",
+        &keys.dev(),
+    ]);
+    let broker = Broker::start();
+    let mut gateway = keys.gateway(&broker.url());
+
+    let devices = run(voicepay(&["devices", "--json"]).env("HOME", &home));
+    assert!(devices.status.success(), "{}", stderr(&devices));
+    assert!(
+        stdout_lines(&devices).iter().any(|d| d["default"] == true),
+        "voicepay devices lists the default input: {}",
+        String::from_utf8_lossy(&devices.stdout)
+    );
+
+    let mut daemon = voicepay(&[
+        "--device",
+        profile.to_str().unwrap(),
+        "run",
+        "--json",
+        "--broker",
+        &broker.url(),
+        "--data-dir",
+        &keys.dev(),
+    ]);
+    daemon.env("HOME", &home).stdout(Stdio::piped());
+    let mut daemon = Child::spawn(daemon);
+    let lines = lines_of(&mut daemon);
+    let mut seen = Vec::new();
+    let answer = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("no answer from the microphone's payment; saw {seen:#?}"));
+        let step: serde_json::Value = serde_json::from_str(&line).unwrap();
+        seen.push(step.clone());
+        if step["step"] == "answer" {
+            break step;
+        }
+    };
+    let heard = seen.iter().find(|s| s["step"] == "heard").unwrap();
+    assert_eq!(heard["file"], "mic", "{heard}");
+    assert_eq!(heard["intent"]["kind"], "pay", "{heard}");
+    assert_eq!(answer["status"], "approved", "{answer}");
+
+    // Still listening (to the silence after the burst): a service manager's stop.
+    assert!(daemon.terminate_within(Duration::from_secs(5)).success());
+    assert!(gateway.terminate_within(Duration::from_secs(5)).success());
+    let ledger = ok(&["gateway", "ledger", "--data-dir", &keys.gw()]);
+    assert_eq!(ledger.lines().count(), 1, "paid once: {ledger}");
+    assert!(ledger.contains("Alice"), "{ledger}");
+    assert_eq!(keys.outbox().lines().count(), 0, "{}", keys.outbox());
+}
+
+#[test]
+fn a_profile_naming_a_microphone_that_is_not_there_is_retried_not_a_crash() {
+    let scratch = tempfile::tempdir().unwrap();
+    let profile = scratch.path().join("nomic.toml");
+    let default = std::fs::read_to_string(root().join("devices/default.toml")).unwrap();
+    std::fs::write(
+        &profile,
+        default
+            .replace("input = \"default\"", "input = \"no such microphone\"")
+            .replace("retry_ms = 2000", "retry_ms = 200"),
+    )
+    .unwrap();
+    let keys = Keys::new();
+    let broker = Broker::start();
+    let mut daemon = voicepay(&[
+        "--device",
+        profile.to_str().unwrap(),
+        "run",
+        "--json",
+        "--broker",
+        &broker.url(),
+        "--data-dir",
+        &keys.dev(),
+    ]);
+    daemon.stderr(Stdio::piped());
+    let mut daemon = Child::spawn(daemon);
+    let mut stderr_pipe = daemon.stderr().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // Still running after several retries, then a clean stop.
+    assert!(daemon.terminate_within(Duration::from_secs(5)).success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stderr_pipe, &mut err).unwrap();
+    assert!(
+        err.contains("no input device matches \"no such microphone\""),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("cannot open the microphone").count(),
+        1,
+        "the same error is said once, not every retry: {err}"
+    );
+}
+
+/// The child's stdout lines as they come.
+fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
