@@ -933,6 +933,9 @@ mod tests {
         let text = std::fs::read_to_string(path).unwrap();
         let car = DeviceProfile::parse_with_env(&text, "car", Vec::new()).unwrap();
         assert!(car.driving.enabled);
+        // The driver's microphone, on the steering-wheel button.
+        assert_eq!(car.audio.channel, Some(0));
+        assert_eq!(car.wake.mode, crate::wake::WakeMode::PushToTalk);
         assert_eq!(
             car.driving.allowed,
             ["tolls", "parking", "fuel", "charging"]
