@@ -158,7 +158,10 @@ impl Daemon {
     /// Opens the identity and the store and starts connecting.
     fn start(config: DaemonConfig, feedback: Box<dyn Feedback>) -> Result<Daemon, DaemonError> {
         let identity = DeviceIdentity::load(&config.data_dir)?;
-        let store = Store::open(&StoreConfig::new(config.data_dir.join("store")))?;
+        let store = Store::open(
+            &StoreConfig::new(config.data_dir.join("store"))
+                .with_initial_limits(config.profile.limits.clone()),
+        )?;
         let profile = &config.profile;
         let settings = DialogSettings {
             window: profile.payments.confirm_window,
@@ -382,6 +385,7 @@ impl Daemon {
             let assessor = Assessor {
                 store: &self.store,
                 link: self.link_state(),
+                driving: *self.link.driving.borrow(),
                 floor: &self.config.profile.offline,
                 profile: &self.config.profile,
             };
@@ -653,6 +657,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 struct Assessor<'a> {
     store: &'a Store,
     link: LinkState,
+    /// What the vehicle last said (a car's driving mode).
+    driving: Option<bool>,
     floor: &'a OfflineFloor,
     profile: &'a DeviceProfile,
 }
@@ -693,5 +699,9 @@ impl Assess for Assessor<'_> {
 
     fn price(&self, tokens: u64, provider: &str) -> Option<Money> {
         self.profile.token_price(tokens, provider)
+    }
+
+    fn motion(&self, purchase: &crate::order::Purchase) -> policy::Motion {
+        self.profile.motion(self.driving, purchase)
     }
 }

@@ -13,7 +13,7 @@ use crate::money::Money;
 use crate::order::{Approval, DropReason, PaymentOrder, Purchase};
 use crate::payees::{Origin, Payee, PayeeBook, Resolution, SharedPayees, resolve_provider};
 use crate::phrasebook::Speech;
-use crate::policy::{Decision, Refusal};
+use crate::policy::{Decision, Motion, Refusal, while_driving};
 use crate::protocol::Evidence;
 
 /// What the daemon must do.
@@ -138,6 +138,8 @@ pub trait Assess {
     fn limit(&self, scope: LimitScope) -> Money;
     /// What `tokens` of `provider` cost, if the device knows a price.
     fn price(&self, tokens: u64, provider: &str) -> Option<Money>;
+    /// Whether the vehicle moves, and if so whether `purchase` may be paid.
+    fn motion(&self, purchase: &Purchase) -> Motion;
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -405,7 +407,8 @@ impl Dialog {
         assess: &dyn Assess,
         read_back: bool,
     ) -> Vec<Action> {
-        match assess.decide(order.amount) {
+        let decision = while_driving(assess.decide(order.amount), &assess.motion(&order.purchase));
+        match decision {
             Decision::Auto if read_back => self.ask_spelled(Proposal::Payment(order), None, now),
             Decision::Auto => vec![
                 Action::Say(Speech::PayingWithinAutoLimit {
@@ -417,27 +420,10 @@ impl Dialog {
                     approval: Approval::AutoLimit,
                 },
             ],
-            Decision::Decline(reason) => vec![
-                Action::Say(Speech::CannotPay {
-                    purchase: order.purchase.clone(),
-                    amount: order.amount,
-                    refusal: reason.clone(),
-                }),
-                Action::Declined { order, reason },
-            ],
+            Decision::Decline(reason) => decline(order, reason),
             Decision::Confirm if read_back => self.ask_spelled(Proposal::Payment(order), None, now),
             Decision::Confirm => self.ask(Proposal::Payment(order), None, now),
-            Decision::ConfirmWithCode if self.locked(now) => {
-                let reason = Refusal::CodeLockedOut;
-                vec![
-                    Action::Say(Speech::CannotPay {
-                        purchase: order.purchase.clone(),
-                        amount: order.amount,
-                        refusal: reason.clone(),
-                    }),
-                    Action::Declined { order, reason },
-                ]
-            }
+            Decision::ConfirmWithCode if self.locked(now) => decline(order, Refusal::CodeLockedOut),
             Decision::ConfirmWithCode => {
                 let code = (self.new_code)();
                 let proposal = Proposal::Payment(order);
@@ -523,6 +509,18 @@ impl Dialog {
             let order = order.clone();
             return self.answer_payee(pending, order, heard, now, assess);
         }
+        // The car may have started moving since the read-back.
+        if let Proposal::Payment(order) = &pending.proposal
+            && let Motion::Driving {
+                allowed: false,
+                categories,
+            } = assess.motion(&order.purchase)
+        {
+            let reason = Refusal::WhileDriving {
+                allowed: categories,
+            };
+            return decline(order.clone(), reason);
+        }
         if let Some(code) = pending.code.clone() {
             return self.answer_with_code(pending, &code, heard, now);
         }
@@ -599,6 +597,18 @@ impl Dialog {
             _ => self.ask_again(pending, now),
         }
     }
+}
+
+/// "I can't pay ...", and the refusal recorded.
+fn decline(order: PaymentOrder, reason: Refusal) -> Vec<Action> {
+    vec![
+        Action::Say(Speech::CannotPay {
+            purchase: order.purchase.clone(),
+            amount: order.amount,
+            refusal: reason.clone(),
+        }),
+        Action::Declined { order, reason },
+    ]
 }
 
 fn approve(proposal: Proposal, transcript: &str, with_code: bool) -> Vec<Action> {
@@ -690,6 +700,8 @@ mod tests {
     struct Fixed {
         decision: Decision,
         limit: Money,
+        /// The car moves: only Shell (fuel) may be paid.
+        driving: std::cell::Cell<bool>,
     }
 
     impl Assess for Fixed {
@@ -706,13 +718,86 @@ mod tests {
                 Currency::CNY,
             ))
         }
+        fn motion(&self, purchase: &Purchase) -> Motion {
+            if !self.driving.get() {
+                return Motion::Still;
+            }
+            Motion::Driving {
+                allowed: purchase.payee() == "Shell",
+                categories: vec!["fuel".into()],
+            }
+        }
     }
 
     fn assess(decision: Decision) -> Fixed {
         Fixed {
             decision,
             limit: Money::new(10_000, Currency::CNY),
+            driving: std::cell::Cell::new(false),
         }
+    }
+
+    fn driving(decision: Decision) -> Fixed {
+        let fixed = assess(decision);
+        fixed.driving.set(true);
+        fixed
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_driving_a_coffee_under_the_auto_limit_is_refused_with_the_reason() {
+        let mut d = dialog();
+        let policy = driving(Decision::Auto);
+        let a = d.hear(
+            &pay_36(),
+            &ev("Pay 36 yuan to Heytea."),
+            Instant::now(),
+            &policy,
+        );
+        assert_eq!(
+            says(&a),
+            ["I can't pay 36 yuan to Heytea. While you drive, I can only pay for fuel."]
+        );
+        assert!(paid(&a).is_none());
+        assert!(matches!(
+            a.last(),
+            Some(Action::Declined {
+                reason: Refusal::WhileDriving { .. },
+                ..
+            })
+        ));
+        assert!(!d.is_waiting());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_driving_fuel_under_the_auto_limit_is_read_back_and_paid_only_on_confirm() {
+        let mut d = dialog();
+        let policy = driving(Decision::Auto);
+        let t0 = Instant::now();
+        let a = d.hear(
+            &pay(2000, "Shell"),
+            &ev("Pay 20 yuan to Shell."),
+            t0,
+            &policy,
+        );
+        assert_eq!(says(&a), ["Pay 20 yuan to Shell? Say confirm or cancel."]);
+        assert!(paid(&a).is_none());
+        let a = d.hear(&Intent::Confirm, &ev("Confirm."), t0, &policy);
+        assert!(matches!(paid(&a), Some(Approval::VoiceConfirm { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_coffee_read_back_while_parked_is_refused_when_confirmed_after_the_car_moved() {
+        let mut d = dialog();
+        let policy = assess(Decision::Confirm);
+        let t0 = Instant::now();
+        d.hear(&pay_36(), &ev("Pay 36 yuan to Heytea."), t0, &policy);
+        policy.driving.set(true);
+        let a = d.hear(&Intent::Confirm, &ev("Confirm."), t0, &policy);
+        assert!(paid(&a).is_none());
+        assert_eq!(
+            says(&a),
+            ["I can't pay 36 yuan to Heytea. While you drive, I can only pay for fuel."]
+        );
     }
 
     fn ev(transcript: &str) -> Evidence {

@@ -629,11 +629,12 @@ fn intent_of_texts(profile: &DeviceProfile, texts: &[String]) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-fn open_store(data_dir: Option<PathBuf>) -> Result<Store> {
+fn open_store(data_dir: Option<PathBuf>, profile: &DeviceProfile) -> Result<Store> {
     let dir = data_dir
         .unwrap_or_else(identity::default_data_dir)
         .join("store");
-    Ok(Store::open(&StoreConfig::new(dir))?)
+    let config = StoreConfig::new(dir).with_initial_limits(profile.limits.clone());
+    Ok(Store::open(&config)?)
 }
 
 /// Through the daemon running on the data directory if there is one (sled
@@ -653,7 +654,7 @@ fn device_command(
                 profile: profile.payee_book(),
                 live: None,
             };
-            control::device(&open_store(Some(data_dir))?, &book, &request)
+            control::device(&open_store(Some(data_dir), profile)?, &book, &request)
         }
     };
     Ok(print_reply(reply))

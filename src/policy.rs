@@ -81,6 +81,9 @@ pub enum Refusal {
     RecordsUnreadable,
     #[error("too many wrong codes in a row: payments that need a code are locked")]
     CodeLockedOut,
+    /// The car moves and the payee is in none of these categories.
+    #[error("while driving, only payments for {} are made", .allowed.join(", "))]
+    WhileDriving { allowed: Vec<String> },
 }
 
 /// The policy's verdict on one payment.
@@ -93,6 +96,40 @@ pub enum Decision {
     /// Read back with a fresh code the user must repeat.
     ConfirmWithCode,
     Decline(Refusal),
+}
+
+/// Whether the vehicle moves, and if so whether this payment's payee may be
+/// paid while it does (the car's `[driving]` mode; other devices are always
+/// `Still`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Motion {
+    Still,
+    Driving {
+        /// The payee is in one of `categories`.
+        allowed: bool,
+        /// What may be paid while driving, for the spoken reason.
+        categories: Vec<String>,
+    },
+}
+
+/// The verdict while driving: a payee outside the allowed categories is
+/// refused, and an allowed one is never paid by itself: the driver hears it
+/// read back and confirms by voice (a code, if one is due, still is).
+pub fn while_driving(decision: Decision, motion: &Motion) -> Decision {
+    match (motion, decision) {
+        (Motion::Still, decision) => decision,
+        (
+            Motion::Driving {
+                allowed: false,
+                categories,
+            },
+            _,
+        ) => Decision::Decline(Refusal::WhileDriving {
+            allowed: categories.clone(),
+        }),
+        (Motion::Driving { .. }, Decision::Auto) => Decision::Confirm,
+        (Motion::Driving { .. }, decision) => decision,
+    }
 }
 
 /// Whether the gateway can answer now.
@@ -319,6 +356,40 @@ mod tests {
             decide(cny(5_001), &limits(), cny(0), offline),
             Decision::Decline(Refusal::OfflinePerPayment(cny(5_000)))
         );
+    }
+
+    #[test]
+    fn while_driving_a_payee_outside_the_allowed_categories_is_refused_and_an_allowed_one_is_never_auto_paid()
+     {
+        let categories = vec!["tolls".to_owned(), "fuel".to_owned()];
+        let allowed = Motion::Driving {
+            allowed: true,
+            categories: categories.clone(),
+        };
+        let refused = Motion::Driving {
+            allowed: false,
+            categories: categories.clone(),
+        };
+        let l = limits();
+        let d = |minor| decide(cny(minor), &l, cny(0), Link::Online);
+        assert_eq!(while_driving(d(1_000), &allowed), Decision::Confirm);
+        assert_eq!(while_driving(d(5_000), &allowed), Decision::Confirm);
+        assert_eq!(
+            while_driving(d(20_001), &allowed),
+            Decision::ConfirmWithCode,
+            "a code still due is still asked"
+        );
+        assert_eq!(
+            while_driving(d(1_000), &refused),
+            Decision::Decline(Refusal::WhileDriving {
+                allowed: categories
+            })
+        );
+        assert!(matches!(
+            while_driving(d(60_000), &allowed),
+            Decision::Decline(Refusal::OverDailyLimit { .. })
+        ));
+        assert_eq!(while_driving(d(1_000), &Motion::Still), Decision::Auto);
     }
 
     #[test]

@@ -9,8 +9,9 @@ use serde::Deserialize;
 use crate::intent::ParseContext;
 use crate::language::Language;
 use crate::money::{Currency, Money};
+use crate::order::Purchase;
 use crate::payees::{Origin, Payee, PayeeBook};
-use crate::policy::OfflineFloor;
+use crate::policy::{Limits, Motion, OfflineFloor};
 
 /// The profile compiled into the binary; `--device FILE` replaces it.
 pub const DEFAULT_PROFILE: &str = include_str!("../devices/default.toml");
@@ -44,6 +45,8 @@ pub struct DeviceProfile {
     /// Other spoken forms of known payees: name -> aliases.
     pub payee_aliases: BTreeMap<String, Vec<String>>,
     pub known_providers: Vec<String>,
+    /// Payee -> category ("tolls", "fuel"): what `[driving]` allows.
+    pub payee_categories: BTreeMap<String, String>,
     pub asr: AsrSettings,
     /// The microphone: which device and channel.
     pub audio: crate::audio::mic::MicSettings,
@@ -56,7 +59,36 @@ pub struct DeviceProfile {
     pub payments: PaymentSettings,
     /// Paying while the gateway is unreachable.
     pub offline: OfflineFloor,
+    /// The limits a new store starts with, in the default currency; `voicepay
+    /// limits set` and spoken limit changes replace them.
+    pub limits: Limits,
     pub mqtt: MqttSettings,
+    /// The car's driving mode.
+    pub driving: DrivingSettings,
+}
+
+/// The `[driving]` table: while the vehicle says it moves, only payees of
+/// the allowed categories are paid, and only after a spoken confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrivingSettings {
+    /// Whether the device heeds the vehicle's driving state at all.
+    pub enabled: bool,
+    /// The categories of `payee_categories` that may be paid while driving.
+    pub allowed: Vec<String>,
+    /// Until the vehicle has said whether it moves (or while the broker is
+    /// away), behave as if it does: the safe side.
+    pub assume_driving: bool,
+}
+
+impl Default for DrivingSettings {
+    fn default() -> Self {
+        DrivingSettings {
+            enabled: false,
+            allowed: Vec::new(),
+            assume_driving: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -183,6 +215,8 @@ struct ProfileFile {
     payee_aliases: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     known_providers: Vec<String>,
+    #[serde(default)]
+    payee_categories: BTreeMap<String, String>,
     asr: AsrSettings,
     #[serde(default)]
     audio: crate::audio::mic::MicSettings,
@@ -195,7 +229,11 @@ struct ProfileFile {
     payments: PaymentFile,
     offline: OfflineFile,
     #[serde(default)]
+    limits: LimitsFile,
+    #[serde(default)]
     mqtt: MqttSettings,
+    #[serde(default)]
+    driving: DrivingSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,6 +247,16 @@ struct PaymentFile {
     time_zone: String,
     #[serde(default)]
     token_prices: BTreeMap<String, String>,
+}
+
+/// The `[limits]` table: amounts as decimal text; an absent one is no limit
+/// (an absent `auto_pay` is zero: always ask).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    auto_pay: Option<String>,
+    daily: Option<String>,
+    code_above: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,15 +289,35 @@ impl DeviceProfile {
     }
 
     fn parse(text: &str, origin: &str) -> Result<Self, ProfileError> {
-        let mut file: ProfileFile = toml::from_str(text).map_err(|source| ProfileError::Parse {
+        Self::parse_with_env(text, origin, std::env::vars())
+    }
+
+    /// The profile in `text` with the overrides among `vars` (name, value)
+    /// applied: `VOICEPAY__TABLE__KEY` (see [`ENV_PREFIX`]), and the older
+    /// `VOICEPAY_MODEL`, `VOICEPAY_MODELS_DIR` and `VOICEPAY_THREADS`.
+    pub fn parse_with_env(
+        text: &str,
+        origin: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ProfileError> {
+        let parse_error = |source| ProfileError::Parse {
             origin: origin.to_owned(),
             source: Box::new(source),
-        })?;
-        apply_env(&mut file, |name| std::env::var(name).ok());
-        Self::from_file(file).map_err(|detail| ProfileError::Invalid {
+        };
+        let invalid = |detail| ProfileError::Invalid {
             origin: origin.to_owned(),
             detail,
-        })
+        };
+        // The file alone first, so its errors point at its lines.
+        let mut file: ProfileFile = toml::from_str(text).map_err(parse_error)?;
+        let overrides = env_overrides(vars);
+        if !overrides.is_empty() {
+            let mut table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+            for (name, value) in &overrides {
+                file = apply_override(&mut table, name, value).map_err(invalid)?;
+            }
+        }
+        Self::from_file(file).map_err(invalid)
     }
 
     /// Checks every value and gives it its type; the error names the key.
@@ -266,6 +334,20 @@ impl DeviceProfile {
             cumulative: money("offline.cumulative", &file.offline.cumulative)?,
             max_consecutive: file.offline.max_consecutive,
             max_age_ms: file.offline.max_age_s.saturating_mul(1000),
+        };
+        let limit = |key: &str, text: &Option<String>| -> Result<Option<Money>, String> {
+            let Some(text) = text else { return Ok(None) };
+            let amount = money(key, text)?;
+            if amount.minor < 0 {
+                return Err(format!("{key}: a limit cannot be negative"));
+            }
+            Ok(Some(amount))
+        };
+        let limits = Limits {
+            auto_pay: limit("limits.auto_pay", &file.limits.auto_pay)?
+                .unwrap_or(Money::zero(currency)),
+            daily: limit("limits.daily", &file.limits.daily)?,
+            payment_code_above: limit("limits.code_above", &file.limits.code_above)?,
         };
         let token_prices = file
             .payments
@@ -320,6 +402,23 @@ impl DeviceProfile {
         {
             return Err(format!("payee_aliases.{name:?}: not one of known_payees"));
         }
+        if let Some(provider) = file
+            .payments
+            .token_prices
+            .keys()
+            // Prices are looked up regardless of case (`token_price`).
+            .find(|provider| {
+                !file
+                    .known_providers
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(provider))
+            })
+        {
+            return Err(format!(
+                "payments.token_prices.{provider}: not one of known_providers"
+            ));
+        }
+        check_driving(&file)?;
         crate::protocol::topics::validate_prefix(&file.mqtt.prefix)
             .map_err(|e| format!("mqtt.prefix: {e}"))?;
         Ok(DeviceProfile {
@@ -329,6 +428,7 @@ impl DeviceProfile {
             known_payees: file.known_payees,
             payee_aliases: file.payee_aliases,
             known_providers: file.known_providers,
+            payee_categories: file.payee_categories,
             asr: file.asr,
             audio: file.audio,
             wake: file.wake,
@@ -342,8 +442,28 @@ impl DeviceProfile {
                 token_prices,
             },
             offline,
+            limits,
             mqtt: file.mqtt,
+            driving: file.driving,
         })
+    }
+
+    /// Whether `purchase` may be paid now, given what the vehicle last said
+    /// (`None`: nothing yet, or the broker is away).
+    pub fn motion(&self, driving: Option<bool>, purchase: &Purchase) -> Motion {
+        let rule = &self.driving;
+        if !rule.enabled || !driving.unwrap_or(rule.assume_driving) {
+            return Motion::Still;
+        }
+        // A top-up, or a payee added at run time, has no category.
+        let category = match purchase {
+            Purchase::Pay { payee } => self.payee_categories.get(payee),
+            Purchase::TopUp { .. } => None,
+        };
+        Motion::Driving {
+            allowed: category.is_some_and(|c| rule.allowed.contains(c)),
+            categories: rule.allowed.clone(),
+        }
     }
 
     /// The price of `tokens` from `provider`, rounded up to the minor unit.
@@ -390,18 +510,127 @@ impl DeviceProfile {
     }
 }
 
-/// Service managers configure through the environment; these few settings
-/// differ between machines of one device class.
-fn apply_env(file: &mut ProfileFile, var: impl Fn(&str) -> Option<String>) {
-    if let Some(model) = var("VOICEPAY_MODEL") {
-        file.asr.model = model;
+/// Environment variables that override one key of a profile each:
+/// `VOICEPAY__ASR__THREADS=2` sets `threads` in `[asr]`,
+/// `VOICEPAY__DEFAULT_CURRENCY=USD` a top-level key. Service managers
+/// configure through the environment, and machines of one device class differ
+/// in a few settings.
+pub const ENV_PREFIX: &str = "VOICEPAY__";
+
+/// The older single-key variables, as the paths they set.
+const LEGACY_VARS: [(&str, &str); 3] = [
+    ("VOICEPAY_MODEL", "VOICEPAY__ASR__MODEL"),
+    ("VOICEPAY_MODELS_DIR", "VOICEPAY__ASR__MODELS_DIR"),
+    ("VOICEPAY_THREADS", "VOICEPAY__ASR__THREADS"),
+];
+
+/// The overrides among `vars`, by name (so their order never depends on
+/// the environment's); a legacy name comes as the variable it is.
+fn env_overrides(vars: impl IntoIterator<Item = (String, String)>) -> BTreeMap<String, String> {
+    vars.into_iter()
+        .filter(|(name, _)| {
+            name.starts_with(ENV_PREFIX) || LEGACY_VARS.iter().any(|(legacy, _)| legacy == name)
+        })
+        .collect()
+}
+
+/// Sets the key `name` names in `table` to `value`, and reads the profile
+/// again: an unknown key or a value of the wrong type is an error naming
+/// the variable. `value` is a TOML value when it parses as one (`2`,
+/// `true`, `["a", "b"]`, `"quoted"`), else a string; when the key wants a
+/// string, unparsed text is taken as one (`50.00` for an amount).
+fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<ProfileFile, String> {
+    let path = LEGACY_VARS
+        .iter()
+        .find(|(legacy, _)| *legacy == name)
+        .map_or(name, |(_, path)| path);
+    let keys: Vec<&str> = path
+        .strip_prefix(ENV_PREFIX)
+        .unwrap_or_default()
+        .split("__")
+        .collect();
+    if keys.iter().any(|key| key.is_empty()) {
+        return Err(format!(
+            "{name}: expected VOICEPAY__KEY or VOICEPAY__TABLE__KEY"
+        ));
     }
-    if let Some(dir) = var("VOICEPAY_MODELS_DIR") {
-        file.asr.models_dir = PathBuf::from(dir);
+    let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"));
+    let as_text = toml::Value::String(value.to_owned());
+    let mut first_error = None;
+    for candidate in parsed.into_iter().chain([as_text]) {
+        let mut changed = table.clone();
+        set(&mut changed, &keys, candidate).map_err(|detail| format!("{name}: {detail}"))?;
+        match toml::Value::Table(changed.clone()).try_into::<ProfileFile>() {
+            Ok(file) => {
+                *table = changed;
+                return Ok(file);
+            }
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
     }
-    if let Some(threads) = var("VOICEPAY_THREADS").and_then(|t| t.parse().ok()) {
-        file.asr.threads = threads;
+    let error = first_error.map_or_else(String::new, |e| e.message().to_owned());
+    Err(format!("{name}={value}: {error}"))
+}
+
+/// Puts `value` at the key path `keys`, making the tables on the way.
+fn set(table: &mut toml::Table, keys: &[&str], value: toml::Value) -> Result<(), String> {
+    let Some((last, tables)) = keys.split_last() else {
+        return Err("names no key".into());
+    };
+    let mut at = table;
+    let mut walked = Vec::new();
+    for key in tables {
+        let key = key_in(at, key);
+        walked.push(key.clone());
+        let entry = at
+            .entry(key)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        at = match entry {
+            toml::Value::Table(inner) => inner,
+            _ => return Err(format!("{} is not a table", walked.join("."))),
+        };
     }
+    let last = key_in(at, last);
+    at.insert(last, value);
+    Ok(())
+}
+
+/// A variable's name is upper case; the key is the one in `table` that
+/// matches it without regard to case (`KIMI` is `Kimi` of the token prices),
+/// else its lower case.
+fn key_in(table: &toml::Table, key: &str) -> String {
+    table
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case(key))
+        .cloned()
+        .unwrap_or_else(|| key.to_ascii_lowercase())
+}
+
+/// Categories name known payees, and each allowed category is some payee's
+/// (a misspelt "toll" would refuse every toll while driving).
+fn check_driving(file: &ProfileFile) -> Result<(), String> {
+    for (payee, category) in &file.payee_categories {
+        if !file.known_payees.contains(payee) {
+            return Err(format!(
+                "payee_categories.{payee:?}: not one of known_payees"
+            ));
+        }
+        if category.trim().is_empty() {
+            return Err(format!("payee_categories.{payee:?}: an empty category"));
+        }
+    }
+    for category in &file.driving.allowed {
+        if !file.payee_categories.values().any(|c| c == category) {
+            return Err(format!(
+                "driving.allowed: {category:?} is no payee's category in payee_categories"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -483,16 +712,282 @@ mod tests {
         assert_eq!(p.token_price(1, "Kimi").unwrap().minor, 1);
         assert!(p.token_price(1, "Nobody").is_none());
         assert_eq!(p.offline.per_payment.minor, 5_000);
+        assert_eq!(p.limits, Limits::default(), "the default always asks");
     }
 
     #[test]
-    fn environment_overrides_the_model() {
-        let mut file: ProfileFile = toml::from_str(DEFAULT_PROFILE).unwrap();
-        apply_env(&mut file, |name| {
-            (name == "VOICEPAY_MODEL").then(|| "base".to_string())
-        });
-        let p = DeviceProfile::from_file(file).unwrap();
+    fn the_limits_table_gives_a_new_stores_limits_in_the_default_currency() {
+        let p = with_env(&[
+            ("VOICEPAY__LIMITS__AUTO_PAY", "20.00"),
+            ("VOICEPAY__LIMITS__DAILY", "300"),
+        ])
+        .unwrap();
+        assert_eq!(p.limits.auto_pay, Money::new(2_000, Currency::CNY));
+        assert_eq!(p.limits.daily, Some(Money::new(30_000, Currency::CNY)));
+        assert_eq!(p.limits.payment_code_above, None);
+        let err = with_env(&[("VOICEPAY__LIMITS__CODE_ABOVE", "-5.00")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("x.toml: limits.code_above: a limit cannot be negative"),
+            "{err}"
+        );
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    fn with_env(pairs: &[(&str, &str)]) -> Result<DeviceProfile, ProfileError> {
+        DeviceProfile::parse_with_env(DEFAULT_PROFILE, "x.toml", vars(pairs))
+    }
+
+    #[test]
+    fn environment_variables_override_single_keys_of_any_table_with_typed_values() {
+        let p = with_env(&[
+            ("VOICEPAY__ASR__THREADS", "3"),
+            ("VOICEPAY__DEFAULT_CURRENCY", "USD"),
+            ("VOICEPAY__OFFLINE__PER_PAYMENT", "20.00"),
+            ("VOICEPAY__OFFLINE__CUMULATIVE", "60.00"),
+            ("VOICEPAY__VAD__END_SILENCE_MS", "400"),
+            ("VOICEPAY__MQTT__USERNAME", "car-7"),
+            (
+                "VOICEPAY__KNOWN_PROVIDERS",
+                r#"["Kimi", "Qwen", "Claude", "DeepSeek", "OpenAI", "Mistral"]"#,
+            ),
+            ("VOICEPAY__PAYMENTS__TOKEN_PRICES__KIMI", "11.50"),
+            ("VOICEPAY__PAYMENTS__TOKEN_PRICES__MISTRAL", "5.00"),
+            ("VOICEPAY__DRIVING__ENABLED", "false"),
+            ("VOICEPAY_DATA_DIR", "/elsewhere"),
+        ])
+        .unwrap();
+        assert_eq!(p.asr.threads, 3);
+        assert_eq!(p.default_currency, Currency::USD);
+        assert_eq!(p.offline.per_payment, Money::new(2_000, Currency::USD));
+        assert_eq!(p.vad.end_silence_ms, 400);
+        assert_eq!(p.mqtt.username.as_deref(), Some("car-7"));
+        // The upper-case name finds the provider's own spelling.
+        assert_eq!(p.payments.token_prices["Kimi"].minor, 1_150);
+        assert_eq!(p.payments.token_prices["mistral"].minor, 500);
+        assert!(!p.payments.token_prices.contains_key("kimi"));
+    }
+
+    #[test]
+    fn an_override_naming_an_unknown_key_or_giving_a_bad_value_is_an_error_naming_the_variable() {
+        let cases = [
+            (
+                "VOICEPAY__ASR__THREDS",
+                "2",
+                "VOICEPAY__ASR__THREDS=2: unknown field `threds`",
+            ),
+            (
+                "VOICEPAY__COLOUR",
+                "red",
+                "VOICEPAY__COLOUR=red: unknown field `colour`",
+            ),
+            (
+                "VOICEPAY__WHATEVER__KEY",
+                "1",
+                "VOICEPAY__WHATEVER__KEY=1: unknown field `whatever`",
+            ),
+            (
+                "VOICEPAY__ASR__THREADS",
+                "many",
+                "VOICEPAY__ASR__THREADS=many: invalid type",
+            ),
+            (
+                "VOICEPAY__NAME__X",
+                "1",
+                "VOICEPAY__NAME__X: name is not a table",
+            ),
+            (
+                "VOICEPAY__ASR__",
+                "1",
+                "VOICEPAY__ASR__: expected VOICEPAY__KEY",
+            ),
+            ("VOICEPAY__", "1", "VOICEPAY__: expected VOICEPAY__KEY"),
+        ];
+        for (name, value, start) in cases {
+            let err = with_env(&[(name, value)]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("x.toml: {start}")),
+                "{name}: {err}"
+            );
+        }
+        // Parsed but checked like the file: zero threads are refused.
+        let err = with_env(&[("VOICEPAY__ASR__THREADS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("asr.threads must be at least 1"), "{err}");
+    }
+
+    #[test]
+    fn the_older_model_and_threads_variables_still_override_and_the_new_names_win() {
+        let p = with_env(&[("VOICEPAY_MODEL", "base"), ("VOICEPAY_THREADS", "4")]).unwrap();
         assert_eq!(p.model_path(), PathBuf::from("models/ggml-base.bin"));
+        assert_eq!(p.asr.threads, 4);
+        let p = with_env(&[
+            ("VOICEPAY__ASR__MODEL", "tiny.en"),
+            ("VOICEPAY_MODEL", "base"),
+        ])
+        .unwrap();
+        assert_eq!(p.asr.model, "tiny.en");
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_in_every_table_of_the_profile() {
+        let file: toml::Table = toml::from_str(DEFAULT_PROFILE).unwrap();
+        // These tables map names to values: a new key is a new entry, checked
+        // against the payee book or the providers instead.
+        let maps = ["payee_aliases", "payee_categories"];
+        let mut tables = vec![None];
+        tables.extend(
+            file.iter()
+                .filter(|(key, value)| value.is_table() && !maps.contains(&key.as_str()))
+                .map(|(key, _)| Some(key.clone())),
+        );
+        // Tables the default profile leaves out are refused too.
+        for absent in ["driving"] {
+            if !file.contains_key(absent) {
+                tables.push(Some(absent.to_owned()));
+            }
+        }
+        assert!(tables.len() >= 7, "{tables:?}");
+        for table in tables {
+            let mut bad = file.clone();
+            let at = match &table {
+                None => &mut bad,
+                Some(name) => bad
+                    .entry(name.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()
+                    .unwrap(),
+            };
+            at.insert("bogus_key".into(), toml::Value::Integer(1));
+            let text = toml::to_string(&bad).unwrap();
+            let err = DeviceProfile::parse_with_env(&text, "x.toml", Vec::new())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("unknown field `bogus_key`"),
+                "{table:?}: {err}"
+            );
+        }
+        let entries = [
+            (
+                "[payee_aliases]\n",
+                "[payee_aliases]\nNobody = [\"N\"]\n",
+                "payee_aliases.\"Nobody\"",
+            ),
+            (
+                "[payee_categories]\n",
+                "[payee_categories]\nNobody = \"fuel\"\n",
+                "payee_categories.\"Nobody\"",
+            ),
+            (
+                "Kimi = \"12.00\"",
+                "Kimmi = \"12.00\"",
+                "payments.token_prices.Kimmi",
+            ),
+        ];
+        for (at, entry, named) in entries {
+            let text = DEFAULT_PROFILE.replace(at, entry);
+            assert_ne!(text, DEFAULT_PROFILE, "{at}");
+            let err = DeviceProfile::parse_with_env(&text, "x.toml", Vec::new())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("x.toml: {named}: not one of")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_device_profile_in_devices_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("devices");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let origin = path.display().to_string();
+                let p = DeviceProfile::parse_with_env(&text, &origin, Vec::new())
+                    .unwrap_or_else(|e| panic!("{e}"));
+                names.push(p.name);
+            }
+        }
+        names.sort();
+        assert_eq!(
+            names,
+            ["car-cockpit", "default", "desktop", "glasses", "headphones"]
+        );
+    }
+
+    #[test]
+    fn the_car_allows_tolls_parking_fuel_and_charging_while_driving_and_only_when_driving() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("devices/car-cockpit.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let car = DeviceProfile::parse_with_env(&text, "car", Vec::new()).unwrap();
+        assert!(car.driving.enabled);
+        // The driver's microphone, on the steering-wheel button.
+        assert_eq!(car.audio.channel, Some(0));
+        assert_eq!(car.wake.mode, crate::wake::WakeMode::PushToTalk);
+        assert_eq!(
+            car.driving.allowed,
+            ["tolls", "parking", "fuel", "charging"]
+        );
+        let pay = |payee: &str| Purchase::Pay {
+            payee: payee.into(),
+        };
+        let categories = car.driving.allowed.clone();
+        for (payee, allowed) in [
+            ("Shell", true),
+            ("Expressway Toll", true),
+            ("Luckin Coffee", false),
+        ] {
+            assert_eq!(
+                car.motion(Some(true), &pay(payee)),
+                Motion::Driving {
+                    allowed,
+                    categories: categories.clone()
+                },
+                "{payee}"
+            );
+            assert_eq!(car.motion(Some(false), &pay(payee)), Motion::Still);
+        }
+        // Not told yet: driving, the safe side.
+        assert!(matches!(
+            car.motion(None, &pay("Luckin Coffee")),
+            Motion::Driving { allowed: false, .. }
+        ));
+        let top_up = Purchase::TopUp {
+            tokens: 1,
+            provider: "Kimi".into(),
+        };
+        assert!(matches!(
+            car.motion(Some(true), &top_up),
+            Motion::Driving { allowed: false, .. }
+        ));
+        // Devices without the mode never restrict.
+        let glasses = DeviceProfile::parse_with_env(DEFAULT_PROFILE, "x", Vec::new()).unwrap();
+        assert_eq!(glasses.motion(Some(true), &pay("Heytea")), Motion::Still);
+    }
+
+    #[test]
+    fn a_misspelt_allowed_category_is_an_error() {
+        let text = DEFAULT_PROFILE.replace("allowed = [\"fuel\"]", "allowed = [\"fuels\"]");
+        assert_ne!(text, DEFAULT_PROFILE);
+        let err = DeviceProfile::parse_with_env(&text, "x.toml", Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("x.toml: driving.allowed: \"fuels\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct StoreConfig {
     pub path: PathBuf,
     #[serde(default = "default_cache_bytes")]
     pub cache_bytes: u64,
+    /// The limits until the user sets some (the profile's `[limits]`).
+    #[serde(default)]
+    pub initial_limits: Limits,
 }
 
 fn default_cache_bytes() -> u64 {
@@ -79,7 +82,14 @@ impl StoreConfig {
         StoreConfig {
             path: path.into(),
             cache_bytes: DEFAULT_CACHE_BYTES,
+            initial_limits: Limits::default(),
         }
+    }
+
+    /// With the limits a store answers until the user sets its own.
+    pub fn with_initial_limits(mut self, limits: Limits) -> StoreConfig {
+        self.initial_limits = limits;
+        self
     }
 }
 
@@ -373,6 +383,8 @@ pub struct Store {
     state: Tree,
     /// Payees the user added (`voicepay payees add`), by name.
     payees: Tree,
+    /// Answered by [`Store::limits`] while none are stored.
+    initial_limits: Limits,
 }
 
 impl Store {
@@ -390,6 +402,7 @@ impl Store {
             history: db.open_tree("history")?,
             state: db.open_tree("state")?,
             payees: db.open_tree("payees")?,
+            initial_limits: config.initial_limits.clone(),
             path: config.path.clone(),
             db,
         })
@@ -417,10 +430,11 @@ impl Store {
         }
     }
 
+    /// The user's limits; the profile's until the user sets any.
     pub fn limits(&self) -> Result<Limits, StoreError> {
         match self.state.get(LIMITS_KEY)? {
             Some(bytes) => decode("limits", &bytes),
-            None => Ok(Limits::default()),
+            None => Ok(self.initial_limits.clone()),
         }
     }
 
@@ -1208,6 +1222,33 @@ mod tests {
             open(dir.path()).set_limits(&negative),
             Err(StoreError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_new_store_answers_the_profiles_limits_until_the_user_sets_some() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let initial = Limits {
+            auto_pay: cny(2_000),
+            daily: Some(cny(30_000)),
+            payment_code_above: None,
+        };
+        let config = StoreConfig::new(dir.path()).with_initial_limits(initial.clone());
+        let store = Store::open(&config).expect("open");
+        assert_eq!(store.limits().expect("limits"), initial);
+        let mine = Limits {
+            auto_pay: cny(0),
+            ..initial
+        };
+        store.set_limits(&mine).expect("set");
+        drop(store);
+        assert_eq!(
+            Store::open(&config)
+                .expect("open")
+                .limits()
+                .expect("limits"),
+            mine,
+            "the user's choice outlives the profile's"
+        );
     }
 
     #[test]

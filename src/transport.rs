@@ -482,6 +482,9 @@ pub struct DeviceLink {
     closing: std::sync::Arc<std::sync::atomic::AtomicBool>,
     requests_topic: String,
     pub state: tokio::sync::watch::Receiver<LinkState>,
+    /// What the vehicle last said on the driving topic: `None` before it
+    /// has, after it cleared its state, and while the broker is away.
+    pub driving: tokio::sync::watch::Receiver<Option<bool>>,
     pub answers: tokio::sync::mpsc::Receiver<Vec<u8>>,
     /// Agent tasks (signed envelopes) for the daemon; nothing feeds it until
     /// the tasks topic is subscribed (the agent tasks issue).
@@ -513,6 +516,7 @@ impl DeviceLink {
         let status = topics::status(prefix, device_id);
         let responses = topics::responses(prefix, device_id);
         let gateway_status = topics::gateway_status(prefix);
+        let driving_topic = topics::driving(prefix, device_id);
         let mut options = broker.options(&format!("voicepay-{device_id}"));
         options.set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
         // The session is ours across reconnects: answers sent while we were
@@ -521,6 +525,7 @@ impl DeviceLink {
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 256);
         let (publisher, publisher_task) = Publisher::start(client, DEVICE_SEND_QUEUE);
         let (state_tx, state) = tokio::sync::watch::channel(LinkState::default());
+        let (driving_tx, driving) = tokio::sync::watch::channel(None::<bool>);
         let (answers_tx, answers) = tokio::sync::mpsc::channel(64);
         let (tasks_tx, tasks) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
         let (ptt_tx, push_to_talk) = tokio::sync::mpsc::channel::<bool>(16);
@@ -534,6 +539,7 @@ impl DeviceLink {
             // Held open: an empty input, not a closed one.
             let _tasks = tasks_tx;
             let mut backoff = Duration::from_millis(200);
+            let mut unreadable_driving = LogLimiter::new(10);
             // What the signed statuses seen so far make us believe.
             let mut belief = crate::protocol::StatusBelief::default();
             let mut rejected_statuses = LogLimiter::new(10);
@@ -544,6 +550,9 @@ impl DeviceLink {
                         backoff = Duration::from_millis(200);
                         state_tx.send_modify(|s| s.broker = true);
                         queue.subscribe(&responses);
+                        // Before the gateway's: the vehicle's retained state
+                        // is known by the time the device counts as online.
+                        queue.subscribe(&driving_topic);
                         queue.subscribe(&gateway_status);
                         queue.subscribe(&ptt);
                         queue.publish(&status, true, "online");
@@ -603,6 +612,22 @@ impl DeviceLink {
                             break;
                         }
                     }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == driving_topic => {
+                        match crate::protocol::driving::read_driving(&p.payload) {
+                            Ok(state) => {
+                                if driving_tx
+                                    .send_if_modified(|s| std::mem::replace(s, state) != state)
+                                {
+                                    tracing::info!(driving = ?state, "the vehicle's driving state");
+                                }
+                            }
+                            Err(error) => {
+                                if let Some(held_back) = unreadable_driving.allow() {
+                                    tracing::warn!(%error, held_back, "ignored a driving state");
+                                }
+                            }
+                        }
+                    }
                     Ok(_) => {}
                     Err(error) => {
                         let expected = closed.load(std::sync::atomic::Ordering::Relaxed);
@@ -614,6 +639,9 @@ impl DeviceLink {
                             *s = LinkState::default();
                             changed
                         });
+                        // The vehicle may start or stop unheard: unknown
+                        // until its retained state comes again.
+                        driving_tx.send_if_modified(|s| s.take().is_some());
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
@@ -625,6 +653,7 @@ impl DeviceLink {
             closing,
             requests_topic,
             state,
+            driving,
             answers,
             tasks,
             push_to_talk,

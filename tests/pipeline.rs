@@ -460,6 +460,7 @@ async fn oversized_retained_messages_on_every_topic_we_read_break_no_connection(
         topics::requests(&setup.prefix, &device_id),
         topics::requests(&setup.prefix, "stranger"),
         topics::responses(&setup.prefix, &device_id),
+        topics::driving(&setup.prefix, &device_id),
     ] {
         client
             .publish(topic, rumqttc::QoS::AtLeastOnce, true, huge.clone())
@@ -966,4 +967,71 @@ async fn a_payee_outside_the_book_is_asked_about_and_one_added_while_the_daemon_
         .map(|e| e.payee.clone())
         .collect();
     assert_eq!(payees, ["Shell", "Walmart"]);
+}
+
+/// `text` as heard by a device with this parse context.
+async fn say_with(intake: &Intake, context: &voicepay::intent::ParseContext, text: &str) {
+    intake.arriving();
+    assert!(intake.send(Heard::typed("typed", text, context)).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driving_car_refuses_a_coffee_and_reads_back_a_toll_under_the_auto_limit() {
+    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    // The car profile's [limits] give a new store 50 yuan auto-pay: parked,
+    // both payments would go through unasked.
+    let gateway = setup.start_gateway();
+    let mut car = DeviceProfile::load(Some(&root().join("devices/car-cockpit.toml"))).unwrap();
+    // Driving because the vehicle says so, not because nothing was said.
+    car.driving.assume_driving = false;
+    let context = car.parse_context();
+    // The vehicle's retained state, there before the device connects.
+    let vehicle = setup.attacker();
+    let driving = topics::driving(&setup.prefix, &setup.device_id());
+    vehicle
+        .publish(&driving, rumqttc::QoS::AtLeastOnce, true, "true")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (intake, mut events, shutdown, daemon) = setup.start_daemon(car);
+
+    say_with(&intake, &context, "Pay 12 yuan to Luckin Coffee.").await;
+    let refused = next_where(&mut events, said).await;
+    assert_eq!(
+        refused,
+        "I can't pay 12 yuan to Luckin Coffee. \
+         While you drive, I can only pay for tolls, parking, fuel and charging."
+    );
+    // Garbage on the driving topic is ignored: the car still drives.
+    vehicle
+        .publish(&driving, rumqttc::QoS::AtLeastOnce, false, "vroom")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    say_with(&intake, &context, "Pay 15 yuan to Expressway Toll.").await;
+    let question = next_where(&mut events, |e| match e {
+        Event::Sent { .. } => panic!("a toll was paid without a confirmation while driving"),
+        other => said(other),
+    })
+    .await;
+    assert_eq!(
+        question,
+        "Pay 15 yuan to Expressway Toll? Say confirm or cancel."
+    );
+    say_with(&intake, &context, "Confirm.").await;
+    assert_eq!(answer_status(&mut events).await, ResponseStatus::Approved);
+
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+    let ledger = setup.ledger_after(gateway).await;
+    let paid: Vec<(&str, i64)> = ledger
+        .iter()
+        .map(|e| (e.payee.as_str(), e.amount.minor))
+        .collect();
+    assert_eq!(
+        paid,
+        [("Expressway Toll", 1_500)],
+        "the coffee was never sent"
+    );
 }

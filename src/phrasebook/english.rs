@@ -197,6 +197,14 @@ pub(super) fn refusal(refusal: &Refusal) -> String {
             "I have been offline too long to pay; please reconnect first.".to_owned()
         }
         Refusal::RecordsUnreadable => "I can't read my records right now.".to_owned(),
+        Refusal::WhileDriving { allowed } => match allowed.split_last() {
+            None => "While you drive, I can't pay anything.".to_owned(),
+            Some((last, [])) => format!("While you drive, I can only pay for {last}."),
+            Some((last, rest)) => format!(
+                "While you drive, I can only pay for {} and {last}.",
+                rest.join(", ")
+            ),
+        },
         Refusal::CodeLockedOut => {
             "After three wrong codes, payments that need a code are locked for a few minutes."
                 .to_owned()
@@ -334,6 +342,19 @@ mod tests {
         assert_eq!(
             refusal(&Refusal::OfflinePerPayment(cny(5_000))),
             "Offline, I can only pay up to 50 yuan at a time."
+        );
+        let allowed = ["tolls", "parking", "fuel", "charging"].map(String::from);
+        assert_eq!(
+            refusal(&Refusal::WhileDriving {
+                allowed: allowed.to_vec()
+            }),
+            "While you drive, I can only pay for tolls, parking, fuel and charging."
+        );
+        assert_eq!(
+            refusal(&Refusal::WhileDriving {
+                allowed: allowed[..1].to_vec()
+            }),
+            "While you drive, I can only pay for tolls."
         );
         assert_eq!(
             say(&Speech::Spent {

@@ -11,7 +11,9 @@
 //! - [`status`]: the gateway's signed, retained `online`/`offline`
 //! - [`task`]: an agent's `AgentTask` (AP2: an open mandate)
 //! - [`topics`]: topic names under the configurable prefix
+//! - [`driving`]: the vehicle's (unsigned) driving state, for a car's driving mode
 
+pub mod driving;
 mod envelope;
 mod request;
 mod response;

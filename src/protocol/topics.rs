@@ -64,6 +64,12 @@ pub fn status(prefix: &str, device_id: &str) -> String {
     device_topic(prefix, device_id, "status")
 }
 
+/// Vehicle -> device: retained `true` / `false`, whether the car moves
+/// (see [`super::driving`]).
+pub fn driving(prefix: &str, device_id: &str) -> String {
+    device_topic(prefix, device_id, "driving")
+}
+
 /// The gateway's subscription to every device's requests.
 pub fn all_requests_filter(prefix: &str) -> String {
     device_topic(prefix, "+", "requests")
@@ -104,6 +110,10 @@ mod tests {
         assert_eq!(
             topics::events(p, id),
             "voicepay/v1/devices/dev-0123456789abcdef/events"
+        );
+        assert_eq!(
+            topics::driving(p, id),
+            "voicepay/v1/devices/dev-0123456789abcdef/driving"
         );
         assert_eq!(
             topics::status(p, id),
