@@ -32,6 +32,7 @@
 //! - [`feedback`]: events and status, and where they go (the console)
 //! - [`daemon`]: the loop that wires the stages, with its shutdown
 //! - [`control`]: the CLI's store and ledger commands, through a running process's socket
+//! - [`service`]: under systemd: sd-notify readiness, status and watchdog, SIGHUP's profile reload
 //! - [`gateway`]: the reference gateway (verify, deduplicate, re-check, answer)
 //! - [`money`], [`profile`], [`clock`], [`durable`]: amounts, device profiles, time, fsync
 //! - [`tools`]: the demo, the bench, the embedded broker, the test rig and fixtures
@@ -58,6 +59,7 @@ pub mod policy;
 pub mod profile;
 pub mod protocol;
 pub mod recognizer;
+pub mod service;
 pub mod store;
 pub mod tools;
 pub mod transport;
