@@ -14,6 +14,7 @@ packages=(
   flite             # a second speech engine for the evaluation corpus
   asterisk-core-sounds-en asterisk-core-sounds-en-wav  # a real voice (and its transcripts) for the corpus
   mosquitto         # the MQTT broker the tests start
+  systemd           # systemd-analyze, which checks devices/voicepay.service
 )
 missing=()
 for p in "${packages[@]}"; do

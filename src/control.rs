@@ -55,6 +55,10 @@ pub enum Request {
     PayeesRemove {
         name: String,
     },
+    /// `voicepay status`: the daemon's view, or the store's when none runs.
+    Status {
+        json: bool,
+    },
     Ledger,
     Enroll {
         device_id: String,
@@ -199,9 +203,95 @@ pub fn device(store: &Store, book: &DeviceBook, request: &Request) -> Reply {
             }
             Err(error) => Reply::failed(error),
         },
+        Request::Status { json } => status(store, None, None, *json),
         Request::Ledger | Request::Enroll { .. } => {
             Reply::failed("that is a gateway command: this is a device")
         }
+    }
+}
+
+/// What only a running daemon knows, for `voicepay status`.
+#[derive(Debug, Clone, Copy)]
+pub struct Running {
+    pub live: crate::service::Live,
+    pub uptime: Duration,
+}
+
+/// `voicepay status`: the connection, the outbox, the limits, the last
+/// utterance, the device and the uptime. Without `running` (no daemon),
+/// what the store says, and plainly that nothing runs.
+pub fn status(
+    store: &Store,
+    device_id: Option<&str>,
+    running: Option<&Running>,
+    as_json: bool,
+) -> Reply {
+    let limits = match store.limits() {
+        Ok(limits) => limits,
+        Err(error) => return Reply::failed(error),
+    };
+    let outbox = match store.outbox_len() {
+        Ok(n) => n,
+        Err(error) => return Reply::failed(error),
+    };
+    let connection = running.map(|r| crate::service::connection(r.live.status.link));
+    let last_heard_ms = running.and_then(|r| r.live.last_heard_ms);
+    if as_json {
+        let report = serde_json::json!({
+            "daemon": if running.is_some() { "running" } else { "not running" },
+            "device_id": device_id,
+            "connection": connection,
+            "outbox": outbox,
+            "limits": limits,
+            "last_utterance_ms": last_heard_ms,
+            "heard": running.map(|r| r.live.status.heard),
+            "uptime_s": running.map(|r| r.uptime.as_secs()),
+        });
+        return Reply::done(format!("{report}\n"));
+    }
+    let unknown = "unknown (the daemon is not running)";
+    let mut lines = vec![match running {
+        Some(r) => format!("daemon:         running, up {}", uptime(r.uptime)),
+        None => "daemon:         not running".to_owned(),
+    }];
+    lines.push(format!(
+        "device:         {}",
+        device_id.unwrap_or("no key yet (voicepay keys init)")
+    ));
+    lines.push(format!("connection:     {}", connection.unwrap_or(unknown)));
+    lines.push(format!("outbox:         {outbox} waiting for the gateway"));
+    for (i, line) in limits.to_string().lines().enumerate() {
+        let label = if i == 0 { "limits:" } else { "" };
+        lines.push(format!("{label:<16}{line}"));
+    }
+    lines.push(format!(
+        "last utterance: {}",
+        match (running, last_heard_ms) {
+            (None, _) => unknown.to_owned(),
+            (Some(_), None) => "none yet".to_owned(),
+            (Some(_), Some(ms)) => wall_clock(ms),
+        }
+    ));
+    Reply::done(lines.iter().map(|l| format!("{l}\n")).collect())
+}
+
+fn uptime(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {} s", s / 60, s % 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// RFC 3339 in UTC, with the Unix milliseconds behind it.
+fn wall_clock(ms: u64) -> String {
+    match i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+    {
+        Some(at) => format!("{at:.3} ({ms} ms)"),
+        None => format!("{ms} ms"),
     }
 }
 

@@ -49,6 +49,9 @@ pub struct DaemonConfig {
     /// The microphone's gate: push-to-talk holds it open (the speaker shuts
     /// it while the device talks).
     pub gate: Arc<Gate>,
+    /// The profile file SIGHUP rereads (see [`crate::service::reread`]);
+    /// `None`: SIGHUP is left alone.
+    pub profile_file: Option<PathBuf>,
 }
 
 impl DaemonConfig {
@@ -60,6 +63,7 @@ impl DaemonConfig {
             connect_wait: Duration::from_secs(5),
             drain_wait: Duration::from_secs(10),
             gate: Arc::new(Gate::open()),
+            profile_file: None,
         }
     }
 }
@@ -83,22 +87,40 @@ pub async fn run(
     feedback: Box<dyn Feedback>,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
-    let mut daemon = Daemon::start(config, feedback)?;
+    let started = Instant::now();
+    let (feedback, live) = crate::service::Observed::new(feedback);
+    let mut daemon = Daemon::start(config, Box::new(feedback))?;
     // The CLI's store commands, answered while we hold the store.
     let control_stop = shutdown.child_token();
     let store = daemon.store.clone();
-    let book = crate::control::DeviceBook {
-        profile: daemon.config.profile.payee_book(),
-        live: Some(daemon.payees.clone()),
+    let (profile_book, payees) = (daemon.profile_book.clone(), daemon.payees.clone());
+    let device_id = daemon.device_id.clone();
+    let handler = move |request: &crate::control::Request| match request {
+        crate::control::Request::Status { json } => {
+            let running = crate::control::Running {
+                live: *live.borrow(),
+                uptime: started.elapsed(),
+            };
+            crate::control::status(&store, Some(&device_id), Some(&running), *json)
+        }
+        _ => {
+            let book = crate::control::DeviceBook {
+                profile: profile_book.read().clone(),
+                live: Some(payees.clone()),
+            };
+            crate::control::device(&store, &book, request)
+        }
     };
     let control = tokio::spawn(crate::control::serve(
         daemon.config.data_dir.clone(),
-        std::sync::Arc::new(move |request| crate::control::device(&store, &book, request)),
+        std::sync::Arc::new(handler),
         control_stop.clone(),
     ));
     daemon.count_waiting();
     daemon.wait_online(&shutdown).await;
+    daemon.notifier.ready();
     let ending = daemon.serve(&mut source, &shutdown).await;
+    daemon.notifier.stopping();
     daemon.finish(ending, &shutdown).await;
     control_stop.cancel();
     let _ = control.await;
@@ -124,6 +146,8 @@ enum Step {
     Deadline,
     LinkChanged,
     LinkClosed,
+    Watchdog,
+    Reload,
     Shutdown,
 }
 
@@ -135,10 +159,18 @@ struct Daemon {
     dialog: Dialog,
     /// The payee book the dialog resolves names in; the control socket updates it.
     payees: SharedPayees,
+    /// The profile's part of it, which a reload replaces.
+    profile_book: SharedPayees,
+    notifier: crate::service::Notifier,
+    hangups: crate::service::Hangups,
     phrasebook: Phrasebook,
     link: DeviceLink,
     feedback: Box<dyn Feedback>,
+    /// The last status published.
     status: Status,
+    /// Utterances handled (counted apart from `status`, so that a new one
+    /// is a change to publish).
+    heard: u64,
     /// Published online in this run and not answered yet.
     unanswered: HashSet<Uuid>,
     /// The gateway was reachable at the last look.
@@ -193,6 +225,8 @@ impl Daemon {
                     })
             },
         );
+        let hangups = crate::service::Hangups::new(config.profile_file.is_some());
+        let profile_book = SharedPayees::new(profile.payee_book());
         let outbox = Outbox::new(
             store.clone(),
             identity.key,
@@ -209,9 +243,13 @@ impl Daemon {
             outbox,
             dialog,
             payees,
+            profile_book,
+            notifier: crate::service::Notifier::from_env(),
+            hangups,
             link,
             feedback,
             status: Status::default(),
+            heard: 0,
             unanswered: HashSet::new(),
             was_online: false,
             rejections: LogLimiter::new(10),
@@ -245,6 +283,7 @@ impl Daemon {
             let step = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => Step::Shutdown,
+                _ = self.notifier.watchdog_due() => Step::Watchdog,
                 answer = self.link.answers.recv(), if answers_open => match answer {
                     Some(message) => Step::Answer(message),
                     None => Step::AnswersClosed,
@@ -265,6 +304,7 @@ impl Daemon {
                     Ok(()) => Step::LinkChanged,
                     Err(_) => Step::LinkClosed,
                 },
+                _ = self.hangups.next() => Step::Reload,
                 // An utterance being transcribed is an answer already given.
                 _ = sleep_until(deadline), if deadline.is_some() && !source.in_flight() => Step::Deadline,
             };
@@ -285,6 +325,8 @@ impl Daemon {
                 Step::PushToTalkClosed => push_to_talk_open = false,
                 Step::LinkChanged => self.link_changed(),
                 Step::LinkClosed => link_open = false,
+                Step::Watchdog => self.notifier.watchdog(),
+                Step::Reload => self.reload(),
                 Step::Deadline if source.in_flight() => {}
                 Step::Deadline => {
                     let actions = self.dialog.expire(Instant::now());
@@ -318,12 +360,56 @@ impl Daemon {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep_until(deadline) => return,
+                _ = self.notifier.watchdog_due() => self.notifier.watchdog(),
                 answer = self.link.answers.recv() => match answer {
                     Some(message) => self.settle(&message),
                     None => return,
                 },
             }
         }
+    }
+
+    /// SIGHUP: the profile file read again; what can change live is applied
+    /// (see [`crate::service::reread`]), a bad file changes nothing.
+    fn reload(&mut self) {
+        let Some(path) = self.config.profile_file.clone() else {
+            return;
+        };
+        self.notifier.reloading();
+        let reloaded = crate::service::reread(&path, &self.config.profile)
+            .map_err(|e| e.to_string())
+            .and_then(|reloaded| {
+                let profile_book = reloaded.profile.payee_book();
+                let whole = crate::payees::book_with_added(&profile_book, &self.store)
+                    .map_err(|e| e.to_string())?;
+                Ok((reloaded, profile_book, whole))
+            });
+        match reloaded {
+            Err(error) => {
+                tracing::error!(%error, "profile not reloaded: the running one stays")
+            }
+            Ok((reloaded, profile_book, whole)) => {
+                self.profile_book.replace(profile_book);
+                self.payees.replace(whole);
+                let payments = &reloaded.profile.payments;
+                self.dialog.reconfigure(
+                    payments.confirm_window,
+                    payments.code_lockout,
+                    reloaded.profile.parse_context(),
+                );
+                self.config.profile = reloaded.profile;
+                tracing::info!(
+                    path = %path.display(),
+                    applied = ?reloaded.applied,
+                    need_restart = ?reloaded.need_restart,
+                    "profile reloaded"
+                );
+                if !reloaded.need_restart.is_empty() {
+                    tracing::warn!(keys = ?reloaded.need_restart, "these profile keys changed and take effect at the next restart");
+                }
+            }
+        }
+        self.notifier.ready();
     }
 
     fn count_waiting(&mut self) {
@@ -337,7 +423,7 @@ impl Daemon {
         let status = Status {
             link: self.link_state(),
             outbox: self.waiting,
-            heard: self.status.heard,
+            heard: self.heard,
             asking: self.dialog.is_waiting(),
         };
         if status != self.status {
@@ -348,7 +434,7 @@ impl Daemon {
 
     /// One utterance: understood, answered, acted on.
     async fn hear(&mut self, heard: Heard) {
-        self.status.heard += 1;
+        self.heard += 1;
         let understanding = match heard.outcome {
             Ok(understanding) => understanding,
             Err(message) => {

@@ -231,6 +231,14 @@ impl Dialog {
         self
     }
 
+    /// A reloaded profile's window, lockout and names (a question already
+    /// asked keeps its deadline; a lockout running keeps its end).
+    pub fn reconfigure(&mut self, window: Duration, lockout: Duration, context: ParseContext) {
+        self.window = window;
+        self.lockout = lockout;
+        self.parse_context = context;
+    }
+
     /// Whether payments that need a code are locked (too many wrong codes).
     fn locked(&mut self, now: Instant) -> bool {
         match self.locked_until {

@@ -16,7 +16,8 @@
 //! units. A [`profile::DeviceProfile`] says what a device class speaks, pays
 //! in and runs; the shutdown is a `CancellationToken` passed to every stage.
 //!
-//! - [`audio`]: sources (WAV files now) and resampling to 16 kHz mono
+//! - [`audio`]: the microphone (cpal, a wait-free ring, its gate), WAV files, the voice-activity segmenter, 16 kHz mono
+//! - [`wake`]: whether an utterance was said to the device: the wake phrase, push-to-talk, always
 //! - [`asr`]: model install and conversion (CTranslate2 to ggml), the transcriber
 //! - [`intent`]: transcript to intent, by the language's word tables
 //! - [`recognizer`]: utterance to transcript to intent; the transcriber stage and the daemon's `Source`
@@ -29,9 +30,10 @@
 //! - [`keys`], [`identity`]: Ed25519 keys and the device's identity on disk
 //! - [`transport`]: the MQTT link: broker URLs, publishing, answers, the gateway's status
 //! - [`phrasebook`]: everything the device says, by [`language`]
-//! - [`feedback`]: events and status, and where they go (the console)
+//! - [`feedback`]: events and status, and where they go: the console, the voice (a TTS command), MQTT events
 //! - [`daemon`]: the loop that wires the stages, with its shutdown
 //! - [`control`]: the CLI's store and ledger commands, through a running process's socket
+//! - [`service`]: under systemd: sd-notify readiness, status and watchdog, SIGHUP's profile reload
 //! - [`gateway`]: the reference gateway (verify, deduplicate, re-check, answer)
 //! - [`money`], [`profile`], [`clock`], [`durable`]: amounts, device profiles, time, fsync
 //! - [`tools`]: the demo, the bench, the embedded broker, the test rig and fixtures
@@ -58,6 +60,7 @@ pub mod policy;
 pub mod profile;
 pub mod protocol;
 pub mod recognizer;
+pub mod service;
 pub mod store;
 pub mod tools;
 pub mod transport;

@@ -33,8 +33,18 @@ struct Cli {
     /// Device profile (TOML); the embedded default when absent.
     #[arg(long, global = true, value_name = "FILE")]
     device: Option<PathBuf>,
+    /// Log lines on standard error: text for people, json (one object a
+    /// line) for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +96,14 @@ enum Command {
         /// Check the hash chain; a non-zero exit if it is broken.
         #[arg(long)]
         verify: bool,
+    },
+    /// The daemon at a glance: connection, outbox, limits, last utterance,
+    /// device and uptime (the store's part when no daemon runs).
+    Status {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
     },
     /// Payments waiting for the gateway's answer.
     Outbox {
@@ -316,15 +334,20 @@ fn main() -> ExitCode {
     // Keys, payments, the ledger and the broker password are the owner's
     // alone: whatever voicepay creates is 0600 (directories 0700).
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VOICEPAY_LOG").unwrap_or_else(|_| {
                 tracing_subscriber::EnvFilter::new("warn,whisper_rs=off,rumqttd=off")
             }),
         )
         .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        // Colours for a terminal only, not for journald or a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -361,6 +384,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
             let mut config = DaemonConfig::new(profile, data_dir, broker);
             config.drain_wait = Duration::from_secs(answer_wait);
+            // SIGHUP rereads it (the embedded default has nothing to reread).
+            config.profile_file = cli.device.clone();
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let shutdown = CancellationToken::new();
@@ -380,6 +405,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             &profile,
             control::Request::History { json, verify },
         ),
+        Command::Status { data_dir, json } => status(data_dir, &profile, json),
         Command::Outbox { data_dir, json } => {
             device_command(data_dir, &profile, control::Request::Outbox { json })
         }
@@ -658,6 +684,38 @@ fn device_command(
         }
     };
     Ok(print_reply(reply))
+}
+
+/// Through the running daemon, else what the store says, plainly marked
+/// "not running".
+fn status(data_dir: Option<PathBuf>, profile: &DeviceProfile, json: bool) -> Result<ExitCode> {
+    let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
+    let request = control::Request::Status { json };
+    let ask = || {
+        control::call(&data_dir, &request)
+            .with_context(|| format!("the daemon on {}", data_dir.display()))
+    };
+    let from_store = |store: Store| {
+        let device_id = identity::load_device_key(&data_dir)
+            .ok()
+            .map(|key| voicepay::protocol::device_id_for(&key.public_key()));
+        print_reply(control::status(&store, device_id.as_deref(), None, json))
+    };
+    // A daemon that is starting holds the store a moment before its
+    // socket answers: ask it again rather than fail on the store's lock.
+    for _ in 0..10 {
+        if let Some(reply) = ask()? {
+            return Ok(print_reply(reply));
+        }
+        if let Ok(store) = open_store(Some(data_dir.clone()), profile) {
+            return Ok(from_store(store));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    match ask()? {
+        Some(reply) => Ok(print_reply(reply)),
+        None => Ok(from_store(open_store(Some(data_dir.clone()), profile)?)),
+    }
 }
 
 /// Through the running gateway if there is one, else on its books.

@@ -169,6 +169,15 @@ impl Child {
         self.0.as_mut()?.stderr.take()
     }
 
+    /// Sends a signal by name ("HUP", "TERM").
+    pub fn signal(&self, name: &str) {
+        let child = self.0.as_ref().expect("running");
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &child.id().to_string()])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{name}");
+    }
+
     /// SIGTERM, then waits at most `limit` (a hang fails the test; it is
     /// a bound on a stop, not a measurement).
     pub fn terminate_within(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {

@@ -1,0 +1,437 @@
+//! Under a service manager: a real `voicepay run` tells a real notify socket it is ready, pings the watchdog from its loop and says it is stopping; SIGHUP reloads the profile; `voicepay status` with and without a daemon; the unit file.
+
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
+mod util;
+
+use std::io::{BufRead, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+use util::*;
+
+const STOP_LIMIT: Duration = Duration::from_secs(5);
+/// Loading the model and the first connect, on a loaded machine.
+const START_LIMIT: Duration = Duration::from_secs(60);
+
+/// A named pipe as `--input`: the daemon waits on it as it would on a
+/// microphone, and hears a fixture when the test writes one into it.
+struct Fifo(PathBuf);
+
+impl Fifo {
+    fn new(dir: &Path, name: &str) -> Fifo {
+        let path = dir.join(name);
+        assert!(
+            Command::new("mkfifo")
+                .arg(&path)
+                .status()
+                .unwrap()
+                .success()
+        );
+        Fifo(path)
+    }
+
+    fn arg(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+
+    /// Writes these bytes once the daemon opens the pipe (in a thread: a
+    /// daemon that never opens it fails the test instead of hanging it).
+    fn write(&self, bytes: Vec<u8>) {
+        let path = self.0.clone();
+        let (done, written) = channel();
+        std::thread::spawn(move || {
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            pipe.write_all(&bytes).unwrap();
+            let _ = done.send(());
+        });
+        written
+            .recv_timeout(START_LIMIT)
+            .expect("the daemon opened its input");
+    }
+
+    fn feed(&self, fixture_name: &str) {
+        self.write(std::fs::read(fixture(&format!("{fixture_name}.wav"))).unwrap());
+    }
+
+    /// An empty input: the daemon's reader gets an unreadable file and goes on.
+    fn close(&self) {
+        self.write(Vec::new());
+    }
+}
+
+/// Each line of `reader`, as it comes.
+fn lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// The first line that `wanted` accepts, within `limit`; every line seen
+/// goes into `seen`.
+fn wait_line(
+    rx: &Receiver<String>,
+    seen: &mut Vec<String>,
+    limit: Duration,
+    wanted: impl Fn(&str) -> bool,
+) -> String {
+    let started = voicepay::clock::Stopwatch::start();
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if wanted(&line) {
+                    return line;
+                }
+            }
+            Err(_) => panic!("no such line within {limit:?}; seen: {seen:#?}"),
+        }
+    }
+}
+
+/// A notify socket, as systemd makes one for a Type=notify service.
+struct NotifySocket {
+    socket: UnixDatagram,
+    path: PathBuf,
+    got: Vec<String>,
+}
+
+impl NotifySocket {
+    fn bind(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        NotifySocket {
+            socket,
+            path,
+            got: Vec::new(),
+        }
+    }
+
+    /// Waits for a datagram holding the line `wanted`; how long it took.
+    fn expect(&mut self, wanted: &str, limit: Duration) -> Duration {
+        let started = voicepay::clock::Stopwatch::start();
+        let mut buf = [0u8; 4096];
+        while started.elapsed() < limit {
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let found = message.lines().any(|l| l == wanted);
+                self.got.push(message);
+                if found {
+                    return started.elapsed();
+                }
+            }
+        }
+        panic!("no {wanted} within {limit:?}; got {:?}", self.got);
+    }
+}
+
+fn status_json(dev: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(&["status", "--json", "--data-dir", dev])).unwrap()
+}
+
+fn device_id(dev: &str) -> String {
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", dev])).unwrap();
+    shown["device_id"].as_str().unwrap().to_owned()
+}
+
+/// Polls `check` every 100 ms until it holds, for at most `limit`.
+fn eventually(limit: Duration, what: &str, check: impl Fn() -> bool) {
+    let started = voicepay::clock::Stopwatch::start();
+    while !check() {
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_daemon_says_ready_pings_the_watchdog_from_its_loop_shows_its_status_and_says_stopping() {
+    model();
+    let keys = Keys::new();
+    let dev = keys.dev();
+    let broker = Broker::start();
+    let _gateway = keys.gateway(&broker.url());
+    let dir = tempfile::tempdir().unwrap();
+    let mut notify = NotifySocket::bind(dir.path());
+    let (first, second) = (
+        Fifo::new(dir.path(), "a.wav"),
+        Fifo::new(dir.path(), "b.wav"),
+    );
+
+    let url = broker.url();
+    let mut cmd = voicepay(&[
+        "--log-format",
+        "json",
+        "run",
+        "--json",
+        "--broker",
+        &url,
+        "--data-dir",
+        &dev,
+        "--input",
+        first.arg(),
+        second.arg(),
+    ]);
+    cmd.env("NOTIFY_SOCKET", &notify.path)
+        // Pings every half second.
+        .env("WATCHDOG_USEC", "1000000")
+        .env("VOICEPAY_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut daemon = Child::spawn(cmd);
+    let out = lines(daemon.stdout().unwrap());
+    let logs = lines(daemon.stderr().unwrap());
+
+    notify.expect("READY=1", START_LIMIT);
+    notify.expect("STATUS=online; 0 in the outbox", Duration::from_secs(10));
+    for _ in 0..3 {
+        let waited = notify.expect("WATCHDOG=1", Duration::from_secs(2));
+        assert!(waited < Duration::from_millis(900), "{waited:?}");
+    }
+
+    // Running: through the control socket.
+    let status = status_json(&dev);
+    assert_eq!(status["daemon"], "running", "{status}");
+    assert_eq!(status["connection"], "online", "{status}");
+    assert_eq!(status["outbox"], 0, "{status}");
+    assert_eq!(status["device_id"], device_id(&dev).as_str(), "{status}");
+    assert_eq!(status["limits"]["auto_pay"]["minor"], 0, "{status}");
+    assert!(status["uptime_s"].is_u64(), "{status}");
+    assert!(status["last_utterance_ms"].is_null(), "{status}");
+    let text = ok(&["status", "--data-dir", &dev]);
+    assert!(text.contains("daemon:         running, up "), "{text}");
+    assert!(text.contains("last utterance: none yet"), "{text}");
+
+    let before = voicepay::clock::now_ms();
+    first.feed("none_hello");
+    let heard = out.recv_timeout(START_LIMIT).unwrap_or_else(|_| {
+        let logged: Vec<String> = logs.try_iter().filter(|l| !l.contains("whisper")).collect();
+        panic!(
+            "nothing heard; status {}; logs:\n{}",
+            status_json(&dev),
+            logged.join("\n")
+        )
+    });
+    assert!(heard.contains(r#""step":"heard""#), "{heard}");
+    // The count is published when the loop comes round again.
+    eventually(Duration::from_secs(5), "one utterance counted", || {
+        status_json(&dev)["heard"] == 1
+    });
+    let status = status_json(&dev);
+    let heard_at = status["last_utterance_ms"].as_u64().unwrap();
+    assert!(
+        (before..=voicepay::clock::now_ms()).contains(&heard_at),
+        "{status}"
+    );
+    let text = ok(&["status", "--data-dir", &dev]);
+    assert!(text.contains(&format!("({heard_at} ms)")), "{text}");
+
+    // Still pinging while it waits on its input.
+    notify.expect("WATCHDOG=1", Duration::from_secs(2));
+
+    daemon.signal("TERM");
+    second.close();
+    assert!(daemon.wait_within(STOP_LIMIT).success());
+    notify.expect("STOPPING=1", Duration::from_secs(1));
+
+    // Not running: the store's part, and plainly so.
+    let status = status_json(&dev);
+    assert_eq!(status["daemon"], "not running", "{status}");
+    assert!(status["connection"].is_null(), "{status}");
+    assert_eq!(status["outbox"], 0, "{status}");
+    assert_eq!(status["device_id"], device_id(&dev).as_str(), "{status}");
+    let text = ok(&["status", "--data-dir", &dev]);
+    assert!(text.starts_with("daemon:         not running\n"), "{text}");
+    assert!(text.contains("outbox:         0 waiting"), "{text}");
+
+    // --log-format json: every log line is one JSON object.
+    let logged: Vec<String> = logs.try_iter().collect();
+    assert!(!logged.is_empty());
+    for line in &logged {
+        let object: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+        assert!(object["level"].is_string(), "{line}");
+    }
+}
+
+#[test]
+fn sighup_applies_a_new_payee_at_once_and_a_broken_profile_changes_nothing() {
+    model();
+    let keys = Keys::new();
+    let dev = keys.dev();
+    ok(&["limits", "set", "--auto", "50.00", "--data-dir", &dev]);
+    let broker = Broker::start();
+    let mut gateway = keys.gateway(&broker.url());
+    let dir = tempfile::tempdir().unwrap();
+    let default = std::fs::read_to_string(root().join("devices/default.toml")).unwrap();
+    let profile = dir.path().join("device.toml");
+    // No Alice in the book; a short window, so that asking who to pay ends soon.
+    let without_alice = default
+        .replace("\"Alice\", ", "")
+        .replace("confirm_window_s = 8", "confirm_window_s = 2");
+    std::fs::write(&profile, &without_alice).unwrap();
+    let fifos: Vec<Fifo> = ["a.wav", "b.wav", "c.wav"]
+        .iter()
+        .map(|name| Fifo::new(dir.path(), name))
+        .collect();
+
+    let url = broker.url();
+    let mut args = vec![
+        "--device",
+        profile.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "run",
+        "--json",
+        "--broker",
+        &url,
+        "--data-dir",
+        &dev,
+        "--input",
+    ];
+    args.extend(fifos.iter().map(Fifo::arg));
+    let mut cmd = voicepay(&args);
+    cmd.env("VOICEPAY_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut daemon = Child::spawn(cmd);
+    let out = lines(daemon.stdout().unwrap());
+    let logs = lines(daemon.stderr().unwrap());
+    let (mut said, mut logged) = (Vec::new(), Vec::new());
+    eventually(START_LIMIT, "the daemon is online", || {
+        status_json(&dev)["connection"] == "online"
+    });
+
+    fifos[0].feed("pay_alice_20");
+    wait_line(&out, &mut said, START_LIMIT, |l| {
+        l.contains("I don't know Alice")
+    });
+    // The question's two seconds run out.
+    std::thread::sleep(Duration::from_millis(2_500));
+
+    // Alice joins the book, the window changes, and so does the MQTT
+    // prefix, which needs a restart.
+    let with_alice = default
+        .replace("confirm_window_s = 8", "confirm_window_s = 5")
+        .replace("prefix = \"voicepay/v1\"", "prefix = \"elsewhere/v1\"");
+    std::fs::write(&profile, &with_alice).unwrap();
+    daemon.signal("HUP");
+    let reloaded = wait_line(&logs, &mut logged, Duration::from_secs(10), |l| {
+        l.contains("profile reloaded")
+    });
+    let reloaded: serde_json::Value = serde_json::from_str(&reloaded).unwrap();
+    let applied = reloaded["fields"]["applied"].as_str().unwrap();
+    assert!(
+        applied.contains("known_payees") && applied.contains("payments.confirm_window_s"),
+        "{reloaded}"
+    );
+    assert_eq!(
+        reloaded["fields"]["need_restart"], r#"["mqtt"]"#,
+        "{reloaded}"
+    );
+    let book = ok(&["payees", "list", "--json", "--data-dir", &dev]);
+    assert!(book.contains(r#""name":"Alice""#), "{book}");
+
+    // Heard at once: Alice is paid, on the prefix the daemon started with.
+    fifos[1].feed("pay_alice_20");
+    let answer = wait_line(&out, &mut said, START_LIMIT, |l| {
+        l.contains(r#""step":"answer""#)
+    });
+    assert!(answer.contains(r#""status":"approved""#), "{answer}");
+
+    // A broken profile: logged, and the daemon goes on as it was.
+    std::fs::write(&profile, "name = \"half a profile\"\n[asr\n").unwrap();
+    daemon.signal("HUP");
+    let refused = wait_line(&logs, &mut logged, Duration::from_secs(10), |l| {
+        l.contains("profile not reloaded")
+    });
+    assert!(refused.contains("device.toml"), "{refused}");
+    assert_eq!(status_json(&dev)["daemon"], "running");
+    let book = ok(&["payees", "list", "--json", "--data-dir", &dev]);
+    assert!(book.contains(r#""name":"Alice""#), "{book}");
+
+    daemon.signal("TERM");
+    fifos[2].close();
+    assert!(daemon.wait_within(STOP_LIMIT).success());
+    assert!(gateway.terminate_within(STOP_LIMIT).success());
+    let ledger = ok(&["gateway", "ledger", "--data-dir", &keys.gw()]);
+    assert_eq!(ledger.lines().count(), 1, "{ledger}");
+    assert!(ledger.contains("Alice"), "{ledger}");
+}
+
+fn unit_file() -> String {
+    std::fs::read_to_string(root().join("devices/voicepay.service")).unwrap()
+}
+
+#[test]
+fn the_unit_file_has_the_settings_asked_for_each_with_its_comment() {
+    let unit = unit_file();
+    for setting in [
+        "Type=notify",
+        "ExecStart=/usr/local/bin/voicepay --device /etc/voicepay/device.toml run --data-dir /var/lib/voicepay",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "Restart=on-failure",
+        "WatchdogSec=30",
+        "TimeoutStopSec=10",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "StateDirectory=voicepay",
+        "SupplementaryGroups=audio",
+        "User=voicepay",
+    ] {
+        assert!(
+            unit.lines().any(|l| l.starts_with(setting)),
+            "{setting} missing"
+        );
+    }
+    let lines: Vec<&str> = unit.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let setting = !line.is_empty() && !line.starts_with('#') && !line.starts_with('[');
+        if setting {
+            assert!(
+                i > 0 && lines[i - 1].starts_with('#'),
+                "no comment line above {line:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn systemd_analyze_verifies_the_unit_file() {
+    let analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("systemd-analyze (Debian's systemd package; scripts/setup.sh installs it)");
+    // The unit as installed, with the binary where this build put it.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("voicepay.service");
+    let binary = env!("CARGO_BIN_EXE_voicepay");
+    std::fs::write(
+        &unit,
+        unit_file().replace("/usr/local/bin/voicepay", binary),
+    )
+    .unwrap();
+    let out = run(Command::new(analyze).arg("verify").arg(&unit));
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+}
