@@ -67,14 +67,7 @@ fn a_command_spoken_into_the_microphone_is_paid_and_sigterm_stops_the_listening_
     std::fs::write(&profile, profile_text).unwrap();
 
     let keys = Keys::new();
-    ok(&[
-        "limits",
-        "set",
-        "--auto",
-        "20.00",
-        "--data-dir",
-        &keys.dev(),
-    ]);
+    keys.set_limits(&["--auto", "20.00"]);
     let broker = Broker::start();
     let mut gateway = keys.gateway(&broker.url());
 
@@ -86,16 +79,7 @@ fn a_command_spoken_into_the_microphone_is_paid_and_sigterm_stops_the_listening_
         String::from_utf8_lossy(&devices.stdout)
     );
 
-    let mut daemon = voicepay(&[
-        "--device",
-        profile.to_str().unwrap(),
-        "run",
-        "--json",
-        "--broker",
-        &broker.url(),
-        "--data-dir",
-        &keys.dev(),
-    ]);
+    let mut daemon = listening(&profile, &broker, &keys);
     daemon.env("HOME", &home).stdout(Stdio::piped());
     let mut daemon = Child::spawn(daemon);
     let lines = lines_of(&mut daemon);
@@ -138,16 +122,7 @@ fn a_profile_naming_a_microphone_that_is_not_there_is_retried_not_a_crash() {
     .unwrap();
     let keys = Keys::new();
     let broker = Broker::start();
-    let mut daemon = voicepay(&[
-        "--device",
-        profile.to_str().unwrap(),
-        "run",
-        "--json",
-        "--broker",
-        &broker.url(),
-        "--data-dir",
-        &keys.dev(),
-    ]);
+    let mut daemon = listening(&profile, &broker, &keys);
     daemon.stderr(Stdio::piped());
     let mut daemon = Child::spawn(daemon);
     let mut stderr_pipe = daemon.stderr().unwrap();
@@ -165,6 +140,20 @@ fn a_profile_naming_a_microphone_that_is_not_there_is_retried_not_a_crash() {
         1,
         "the same error is said once, not every retry: {err}"
     );
+}
+
+/// `voicepay --device PROFILE run --json` without `--input`: on the microphone.
+fn listening(profile: &Path, broker: &Broker, keys: &Keys) -> std::process::Command {
+    voicepay(&[
+        "--device",
+        profile.to_str().unwrap(),
+        "run",
+        "--json",
+        "--broker",
+        &broker.url(),
+        "--data-dir",
+        &keys.dev(),
+    ])
 }
 
 /// The child's stdout lines as they come.

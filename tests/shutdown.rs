@@ -48,14 +48,7 @@ fn sigterm_stops_the_gateway_within_five_seconds_in_every_state() {
 fn sigterm_stops_the_daemon_within_five_seconds_in_every_state_and_loses_no_payment() {
     model();
     let keys = Keys::new();
-    ok(&[
-        "limits",
-        "set",
-        "--auto",
-        "20.00",
-        "--data-dir",
-        &keys.dev(),
-    ]);
+    keys.set_limits(&["--auto", "20.00"]);
 
     // Still looking for a broker that is not there.
     let (mut daemon, _) = keys.daemon(&nobody(), "pay_alice_20");

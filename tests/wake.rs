@@ -77,14 +77,7 @@ fn only_what_starts_with_the_wake_phrase_pays_and_the_answer_to_a_question_needs
     let scratch = tempfile::tempdir().unwrap();
     let profile = phrase_profile(scratch.path());
     let keys = Keys::new();
-    ok(&[
-        "limits",
-        "set",
-        "--auto",
-        "20.00",
-        "--data-dir",
-        &keys.dev(),
-    ]);
+    keys.set_limits(&["--auto", "20.00"]);
     let broker = Broker::start();
     let mut gateway = keys.gateway(&broker.url());
 
@@ -121,7 +114,7 @@ fn only_what_starts_with_the_wake_phrase_pays_and_the_answer_to_a_question_needs
 
     // Above the auto-pay limit: read back, and "Confirm." without the
     // phrase answers the question.
-    ok(&["limits", "set", "--auto", "0", "--data-dir", &keys.dev()]);
+    keys.set_limits(&["--auto", "0"]);
     let confirmed = play(
         &keys,
         &profile,

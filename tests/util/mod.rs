@@ -324,6 +324,15 @@ impl Keys {
         (daemon, lines)
     }
 
+    /// `voicepay limits set ARGS` on the device, before any daemon runs.
+    pub fn set_limits(&self, args: &[&str]) {
+        let dev = self.dev();
+        let mut all = vec!["limits", "set"];
+        all.extend(args);
+        all.extend(["--data-dir", &dev]);
+        ok(&all);
+    }
+
     pub fn outbox(&self) -> String {
         ok(&["outbox", "--json", "--data-dir", &self.dev()])
     }
