@@ -328,11 +328,26 @@ impl Daemon {
                 Step::Watchdog => self.notifier.watchdog(),
                 Step::Reload => self.reload(),
                 Step::Deadline if source.in_flight() => {}
+                Step::Deadline if self.still_asking() => {}
                 Step::Deadline => {
                     let actions = self.dialog.expire(Instant::now());
                     self.act(actions).await;
                 }
             }
+        }
+    }
+
+    /// The device is still saying its question, or said it less than a
+    /// window ago: the window counts from the end of its voice (a spoken
+    /// read-back takes seconds of an 8 s window), so it starts again there.
+    fn still_asking(&mut self) -> bool {
+        let window = self.config.profile.payments.confirm_window;
+        match self.config.gate.last_voice() {
+            Some(voice) if voice + window > Instant::now() => {
+                self.dialog.question_spoken(voice);
+                true
+            }
+            _ => false,
         }
     }
 

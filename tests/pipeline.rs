@@ -167,11 +167,27 @@ impl Installation {
         CancellationToken,
         tokio::task::JoinHandle<Result<(), DaemonError>>,
     ) {
+        self.start_daemon_with(profile, connect_wait, |_| {})
+    }
+
+    /// The daemon, its config adjusted by `adjust` (the microphone's gate, say).
+    fn start_daemon_with(
+        &self,
+        profile: DeviceProfile,
+        connect_wait: Duration,
+        adjust: impl FnOnce(&mut DaemonConfig),
+    ) -> (
+        Intake,
+        mpsc::UnboundedReceiver<Event>,
+        CancellationToken,
+        tokio::task::JoinHandle<Result<(), DaemonError>>,
+    ) {
         let mut profile = profile;
         profile.mqtt.prefix = self.prefix.clone();
         let broker = self.broker.url().parse().unwrap();
         let mut config = DaemonConfig::new(profile, self.device_dir.path().to_owned(), broker);
         config.connect_wait = connect_wait;
+        adjust(&mut config);
         let (events_tx, events) = mpsc::unbounded_channel();
         let (intake, source) = Source::channel(4);
         let shutdown = CancellationToken::new();
@@ -328,6 +344,42 @@ async fn the_window_waits_for_an_answer_still_being_transcribed_and_closes_on_si
     })
     .await;
     assert_eq!(late, "There is nothing to confirm.");
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_counts_from_the_end_of_the_spoken_question_not_from_when_it_was_worded() {
+    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    let _gateway = setup.start_gateway();
+    let mut profile = DeviceProfile::embedded().unwrap();
+    profile.payments.confirm_window = Duration::from_millis(800);
+    let gate = std::sync::Arc::new(voicepay::audio::gate::Gate::open());
+    let shared = gate.clone();
+    let (intake, mut events, shutdown, daemon) =
+        setup.start_daemon_with(profile, Duration::from_secs(10), move |config| {
+            config.gate = shared
+        });
+
+    say(&intake, "Pay 50 yuan to Heytea.").await;
+    let question = next_where(&mut events, said).await;
+    assert_eq!(question, "Pay 50 yuan to Heytea? Say confirm or cancel.");
+    // The voice takes twice the window to say it (as the speaker would,
+    // the gate shut meanwhile); the user answers just after it ends.
+    let speaking = gate.speak();
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    drop(speaking);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    say(&intake, "Confirm.").await;
+    let status = next_where(&mut events, |e| match e {
+        Event::Answer { status, .. } => Some(*status),
+        Event::Say { text } if text.starts_with("Payment cancelled") => {
+            panic!("the window closed while the question was still being said: {text}")
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(status, ResponseStatus::Approved);
     shutdown.cancel();
     daemon.await.unwrap().unwrap();
 }

@@ -1,6 +1,9 @@
 //! Whether the microphone's audio may be heard now: never while the device speaks (it would hear and answer itself), and with push-to-talk only while the button is held.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use tokio::time::Instant;
 
 /// Shared by the microphone (which reads it for every chunk), the speaker
 /// (which closes it while speaking) and the daemon (which holds it open for
@@ -11,6 +14,8 @@ pub struct Gate {
     speaking: AtomicU32,
     push_to_talk: bool,
     held: AtomicBool,
+    /// When the device last stopped speaking.
+    voice_ended: Mutex<Option<Instant>>,
 }
 
 /// What the microphone does with the audio it has.
@@ -57,6 +62,16 @@ impl Gate {
         self.held.store(held, Ordering::SeqCst);
     }
 
+    /// When the device's voice was last heard: now while it speaks, else
+    /// when it stopped; `None` if it never spoke. A question's window
+    /// counts from here: the user cannot answer before the question is said.
+    pub fn last_voice(&self) -> Option<Instant> {
+        if self.speaking.load(Ordering::SeqCst) > 0 {
+            return Some(Instant::now());
+        }
+        self.voice_ended.lock().ok().and_then(|ended| *ended)
+    }
+
     /// The device starts to speak; the returned guard reopens the gate when dropped.
     pub fn speak(&self) -> Speaking<'_> {
         self.speaking.fetch_add(1, Ordering::SeqCst);
@@ -69,6 +84,9 @@ pub struct Speaking<'a>(&'a Gate);
 
 impl Drop for Speaking<'_> {
     fn drop(&mut self) {
+        if let Ok(mut ended) = self.0.voice_ended.lock() {
+            *ended = Some(Instant::now());
+        }
         self.0.speaking.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -81,12 +99,14 @@ mod tests {
     fn the_gate_is_shut_while_the_device_speaks_and_push_to_talk_is_up() {
         let gate = Gate::open();
         assert_eq!(gate.listen(), Listen::Open);
+        assert_eq!(gate.last_voice(), None);
         {
             let _one = gate.speak();
             let _two = gate.speak();
             assert_eq!(gate.listen(), Listen::Muted);
         }
         assert_eq!(gate.listen(), Listen::Open);
+        assert!(gate.last_voice().is_some(), "it spoke");
         let ptt = Gate::push_to_talk();
         assert_eq!(ptt.listen(), Listen::Released);
         ptt.hold(true);

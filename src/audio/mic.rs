@@ -512,6 +512,89 @@ impl StreamResampler {
     }
 }
 
+/// What listening to silence costs: the microphone thread's CPU time.
+#[derive(Debug, Clone, Copy)]
+pub struct ListeningCost {
+    pub cpu: Duration,
+    pub wall: Duration,
+    /// The process's resident set at the end, in KiB.
+    pub rss_kb: Option<u64>,
+}
+
+/// For the bench: a stand-in device thread pushes silence at `rate` into
+/// the ring in real time, 10 ms at a time, as an audio callback would; this
+/// thread drains it exactly as [`Capture::run`] does (the nap, the
+/// resampler, the gate, the segmenter) for `duration`.
+pub fn listening_cost(duration: Duration, rate: u32) -> Result<ListeningCost, String> {
+    let (mut producer, mut ring) = rtrb::RingBuffer::new(rate as usize * 2);
+    let stop = Arc::new(AtomicBool::new(false));
+    let device = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let period = vec![0.0f32; rate as usize / 100];
+            let started = crate::clock::Stopwatch::start();
+            let mut sent = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(chunk) = producer.write_chunk_uninit(period.len()) {
+                    chunk.fill_from_iter(period.iter().copied());
+                }
+                sent += 1;
+                // Paced by the wall clock, as a sound card is.
+                let due = Duration::from_millis(10) * sent;
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        })
+    };
+    let mut resampler = StreamResampler::new(rate)?;
+    let mut listener = Listener::new(SegmenterSettings::default());
+    let (mut resampled, mut segments) = (Vec::new(), Vec::new());
+    let cpu_before = thread_cpu_time();
+    let started = crate::clock::Stopwatch::start();
+    while started.elapsed() < duration {
+        let available = ring.slots();
+        if available == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        resampled.clear();
+        if let Ok(chunk) = ring.read_chunk(available) {
+            let (first, second) = chunk.as_slices();
+            resampler.push(first, &mut resampled)?;
+            resampler.push(second, &mut resampled)?;
+            chunk.commit_all();
+        }
+        listener.hear(&resampled, Listen::Open, &mut segments);
+        segments.clear();
+    }
+    let wall = started.elapsed();
+    let cpu = thread_cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before))
+        .ok_or("this system does not say a thread's CPU time (/proc/thread-self/schedstat)")?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = device.join();
+    Ok(ListeningCost {
+        cpu,
+        wall,
+        rss_kb: resident_kb(),
+    })
+}
+
+/// The calling thread's time on a CPU so far (Linux).
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+fn resident_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// An utterance's worth of 16 kHz audio from a stream at `rate`, for tests
 /// and the bench: the same resampling the microphone does.
 pub fn resample_stream(samples: &[f32], rate: u32, chunk: usize) -> Result<Utterance, String> {

@@ -1,4 +1,4 @@
-//! `voicepay bench`: model load, transcription latency, real-time factor, intent parse time and peak memory over the fixtures.
+//! `voicepay bench`: model load, transcription latency, real-time factor, intent parse time and peak memory over the fixtures; end-of-speech to read-back latency; the cost of listening to silence.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,23 @@ pub struct Report {
     pub exact_intents: usize,
     pub peak_rss_mb: f64,
     pub payments: PaymentFigures,
+    pub listening: ListeningFigures,
+}
+
+/// Living on the device (issue: live on the device).
+#[derive(Debug, Serialize)]
+pub struct ListeningFigures {
+    /// From the segmenter's end-of-speech decision (the utterance handed
+    /// over) to the first sentence said back, over the payment fixtures.
+    pub speech_to_read_back_p50_ms: Option<u64>,
+    pub speech_to_read_back_p95_ms: Option<u64>,
+    pub read_backs: usize,
+    /// The microphone's thread (ring, resampling 48 kHz to 16, the
+    /// voice-activity detector) fed silence in real time: its CPU time over
+    /// the wall time, in percent of one core.
+    pub silence_cpu_percent_of_a_core: f64,
+    /// The process's resident set while it listens, the model loaded.
+    pub listening_rss_mb: f64,
 }
 
 /// The payment path's figures (issue: pay for real).
@@ -105,7 +122,17 @@ pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
         .sum();
     let total_ms: f64 = latencies.iter().sum();
     latencies.sort_by(f64::total_cmp);
-    let payments = payment_figures(profile, fixtures_dir, recognizer)?;
+    let (payments, read_back) = payment_figures(profile, fixtures_dir, &fixtures, recognizer)?;
+    let listening_cpu = crate::audio::mic::listening_cost(Duration::from_secs(10), 48_000)
+        .map_err(anyhow::Error::msg)?;
+    let listening = ListeningFigures {
+        speech_to_read_back_p50_ms: read_back.as_ref().map(|r| percentile(r, 50)),
+        speech_to_read_back_p95_ms: read_back.as_ref().map(|r| percentile(r, 95)),
+        read_backs: read_back.as_ref().map_or(0, Vec::len),
+        silence_cpu_percent_of_a_core: listening_cpu.cpu.as_secs_f64() * 100.0
+            / listening_cpu.wall.as_secs_f64().max(1e-9),
+        listening_rss_mb: listening_cpu.rss_kb.unwrap_or(0) as f64 / 1024.0,
+    };
     Ok(Report {
         machine: machine_description(),
         threads: profile.asr.threads,
@@ -125,14 +152,16 @@ pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
         exact_intents,
         peak_rss_mb: peak_rss_kb().unwrap_or(0) as f64 / 1024.0,
         payments,
+        listening,
     })
 }
 
 fn payment_figures(
     profile: &DeviceProfile,
     fixtures_dir: &Path,
+    fixtures: &[super::fixtures::Fixture],
     recognizer: Recognizer,
-) -> Result<PaymentFigures> {
+) -> Result<(PaymentFigures, Option<Vec<f64>>)> {
     let work = tempfile::tempdir()?;
     let device = SigningKey::generate()?;
     let gateway = Gateway::open(
@@ -179,64 +208,120 @@ fn payment_figures(
     }
     persist.sort_by(f64::total_cmp);
 
-    Ok(PaymentFigures {
+    let dialog = dialog_figures(profile, fixtures_dir, fixtures, recognizer)?;
+    let figures = PaymentFigures {
         gateway_verify_per_sec,
         gateway_handle_per_sec,
         sign_persist_p50_us: percentile(&persist, 50),
         sign_persist_p99_us: percentile(&persist, 99),
-        confirm_to_answer_p50_ms: confirm_to_answer(profile, fixtures_dir, recognizer)?,
-    })
+        confirm_to_answer_p50_ms: dialog.as_ref().and_then(|d| d.confirm_to_answer_p50_ms),
+    };
+    Ok((figures, dialog.map(|d| d.read_back_ms)))
 }
 
-/// Pays 36 yuan and confirms, a few times, over the embedded broker: from
-/// handing over the "confirm" utterance (its transcription included) to the
-/// verified answer. `None` when the rig cannot be started.
-fn confirm_to_answer(
+/// What the dialog rounds over the embedded broker measured.
+struct DialogFigures {
+    confirm_to_answer_p50_ms: Option<u64>,
+    /// Sorted.
+    read_back_ms: Vec<f64>,
+}
+
+/// Over the embedded broker, with nothing paid by itself: every payment
+/// fixture handed over as the segmenter hands an utterance on, timed to the
+/// first sentence said back (then cancelled); then 36 yuan paid and
+/// confirmed a few times, from handing over "confirm" (its transcription
+/// included) to the verified answer. `None` when the rig cannot start.
+fn dialog_figures(
     profile: &DeviceProfile,
     fixtures_dir: &Path,
+    fixtures: &[super::fixtures::Fixture],
     recognizer: Recognizer,
-) -> Result<Option<u64>> {
-    /// Tells the bench when each answer arrives.
-    struct Answers(tokio::sync::mpsc::UnboundedSender<()>);
-    impl Feedback for Answers {
+) -> Result<Option<DialogFigures>> {
+    /// Tells the bench when the device speaks and when answers arrive.
+    struct Heard(tokio::sync::mpsc::UnboundedSender<bool>);
+    impl Feedback for Heard {
         fn event(&mut self, event: &Event) {
-            if matches!(event, Event::Answer { .. }) {
-                let _ = self.0.send(());
+            match event {
+                Event::Say { .. } => drop(self.0.send(false)),
+                Event::Answer { .. } => drop(self.0.send(true)),
+                _ => {}
             }
         }
     }
     let pay = fixtures_dir.join("pay_heytea_36.wav");
     let confirm = fixtures_dir.join("confirm_plain.wav");
+    let cancel = fixtures_dir.join("cancel_plain.wav");
+    let payments: Vec<PathBuf> = fixtures
+        .iter()
+        .filter(|f| f.intent.is_payment())
+        .map(|f| fixtures_dir.join(&f.file))
+        .collect();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let (answered, mut answers) = tokio::sync::mpsc::unbounded_channel();
-        let feedback = Box::new(Answers(answered));
+        let (heard, mut events) = tokio::sync::mpsc::unbounded_channel();
         let limits = Limits::default();
-        let Ok(mut rig) = Rig::start(profile.clone(), None, &limits, recognizer, feedback) else {
+        let Ok(mut rig) = Rig::start(
+            profile.clone(),
+            None,
+            &limits,
+            recognizer,
+            Box::new(Heard(heard)),
+        ) else {
             return Ok(None);
         };
         let wait = Duration::from_secs(10);
         if !rig.until(wait, |s| s.link.online()).await {
             return Ok(None);
         }
+        let mut read_back = Vec::new();
+        for file in &payments {
+            while events.try_recv().is_ok() {}
+            let utterance = read_wav(file)?;
+            let started = Stopwatch::start();
+            rig.hear_utterance(file, utterance).await?;
+            let said = tokio::time::timeout(wait, async {
+                while let Some(answer) = events.recv().await {
+                    if !answer {
+                        return true;
+                    }
+                }
+                false
+            });
+            if said.await.unwrap_or(false) {
+                read_back.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            rig.heard_all(wait).await;
+            rig.hear(&cancel).await?;
+            rig.settled(wait).await;
+        }
         let mut rounds = Vec::new();
         for _ in 0..7 {
             rig.hear(&pay).await?;
             rig.until(wait, |s| s.asking).await;
+            while events.try_recv().is_ok() {}
             let started = Stopwatch::start();
             rig.hear(&confirm).await?;
-            if tokio::time::timeout(wait, answers.recv()).await.is_ok() {
+            let answered = tokio::time::timeout(wait, async {
+                while let Some(answer) = events.recv().await {
+                    if answer {
+                        return true;
+                    }
+                }
+                false
+            });
+            if answered.await.unwrap_or(false) {
                 rounds.push(started.elapsed().as_secs_f64() * 1000.0);
             }
             rig.settled(wait).await;
         }
         rig.stop().await?;
-        if rounds.is_empty() {
-            // No round was answered: not a figure of 0 ms.
-            return Ok(None);
-        }
         rounds.sort_by(f64::total_cmp);
-        Ok(Some(percentile(&rounds, 50)))
+        read_back.sort_by(f64::total_cmp);
+        Ok(Some(DialogFigures {
+            // No round answered: not a figure of 0 ms.
+            confirm_to_answer_p50_ms: (!rounds.is_empty()).then(|| percentile(&rounds, 50)),
+            read_back_ms: read_back,
+        }))
     })
 }
 
@@ -326,9 +411,23 @@ impl fmt::Display for Report {
             p.sign_persist_p50_us, p.sign_persist_p99_us
         )?;
         match p.confirm_to_answer_p50_ms {
-            Some(ms) => writeln!(f, "confirm -> answer  p50 {ms} ms (transcription included)"),
-            None => writeln!(f, "confirm -> answer  not measured: no broker"),
+            Some(ms) => writeln!(f, "confirm -> answer  p50 {ms} ms (transcription included)")?,
+            None => writeln!(f, "confirm -> answer  not measured: no broker")?,
         }
+        let l = &self.listening;
+        match (l.speech_to_read_back_p50_ms, l.speech_to_read_back_p95_ms) {
+            (Some(p50), Some(p95)) if l.read_backs > 0 => writeln!(
+                f,
+                "speech -> read-back p50 {p50} ms, p95 {p95} ms ({} payments, from the end-of-speech decision)",
+                l.read_backs
+            )?,
+            _ => writeln!(f, "speech -> read-back not measured: no broker")?,
+        }
+        writeln!(
+            f,
+            "listening, silence {:.2}% of a core (ring, resampling, VAD), RSS {:.0} MB",
+            l.silence_cpu_percent_of_a_core, l.listening_rss_mb
+        )
     }
 }
 

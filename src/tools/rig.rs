@@ -120,6 +120,15 @@ impl Rig {
     /// Hands the WAV file to the daemon as the next utterance.
     pub async fn hear(&mut self, file: &Path) -> Result<()> {
         let utterance = read_wav(file)?;
+        self.hear_utterance(file, utterance).await
+    }
+
+    /// An utterance already read (the bench times from the hand-over).
+    pub async fn hear_utterance(
+        &mut self,
+        file: &Path,
+        utterance: crate::audio::Utterance,
+    ) -> Result<()> {
         let input = Input::Utterance {
             name: file.display().to_string(),
             utterance,
