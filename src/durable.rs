@@ -62,10 +62,11 @@ fn private_files(dir: &Path) -> io::Result<()> {
 }
 
 /// Opens the sled database in `dir`, private to its owner (0700, files
-/// 0600), waiting up to two seconds for its file lock: sled releases the
+/// 0600), waiting up to ten seconds for its file lock: sled releases the
 /// lock when the last handle drops, and a handle held by a task or thread
-/// that is just ending (a daemon stopping, a link being aborted) may take a
-/// moment to go.
+/// that is just ending (a daemon stopping, a link being aborted, sled's own
+/// background work) may take a moment to go; on a loaded two-core machine
+/// two seconds were once not enough (a gateway reopened in a unit test).
 pub fn open_db(config: &sled::Config, dir: &Path) -> sled::Result<sled::Db> {
     private_dir(dir)?;
     let mut waited = std::time::Duration::ZERO;
@@ -78,7 +79,7 @@ pub fn open_db(config: &sled::Config, dir: &Path) -> sled::Result<sled::Db> {
         match opened {
             Err(sled::Error::Io(e))
                 if e.kind() == io::ErrorKind::WouldBlock
-                    && waited < std::time::Duration::from_secs(2) =>
+                    && waited < std::time::Duration::from_secs(10) =>
             {
                 std::thread::sleep(step);
                 waited += step;
