@@ -197,7 +197,8 @@ struct Form {
     sound: Vec<String>,
 }
 
-static METAPHONE: LazyLock<DoubleMetaphone> = LazyLock::new(|| DoubleMetaphone::new(None));
+pub(crate) static METAPHONE: LazyLock<DoubleMetaphone> =
+    LazyLock::new(|| DoubleMetaphone::new(None));
 
 impl Form {
     fn new(name: &str) -> Form {
@@ -269,7 +270,7 @@ pub fn squash(s: &str) -> String {
 }
 
 /// 1000 for equal strings, down to 0, by optimal-string-alignment distance.
-fn per_mille(a: &str, b: &str) -> usize {
+pub(crate) fn per_mille(a: &str, b: &str) -> usize {
     let longest = a.chars().count().max(b.chars().count());
     if longest == 0 {
         return 0;

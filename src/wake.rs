@@ -7,13 +7,11 @@
 //! utterance that was not addressed is worth (an answer to a pending
 //! question needs no phrase); this module only tells them apart.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use rphonetic::DoubleMetaphone;
 use serde::Deserialize;
 
-use crate::payees::squash;
+use crate::payees::{METAPHONE, per_mille, squash};
 
 /// How the device knows it is spoken to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -101,8 +99,6 @@ pub struct Wake {
     phrase_words: usize,
 }
 
-static METAPHONE: LazyLock<DoubleMetaphone> = LazyLock::new(|| DoubleMetaphone::new(None));
-
 /// Letters and sound of a run of words.
 #[derive(Debug, Clone)]
 struct Form {
@@ -127,14 +123,6 @@ impl Form {
         let spelling = per_mille(&self.letters, &phrase.letters);
         (spelling >= 750 || (self.sound == phrase.sound && spelling >= 500)).then_some(spelling)
     }
-}
-
-fn per_mille(a: &str, b: &str) -> usize {
-    let longest = a.chars().count().max(b.chars().count());
-    if longest == 0 {
-        return 0;
-    }
-    longest.saturating_sub(strsim::osa_distance(a, b)) * 1000 / longest
 }
 
 /// The words of `text` with where each ends, in bytes.
