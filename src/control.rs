@@ -35,6 +35,9 @@ pub enum Request {
     History {
         json: bool,
         verify: bool,
+        /// Only the entries of this agent's tasks.
+        #[serde(default)]
+        agent: Option<String>,
     },
     LimitsShow {
         json: bool,
@@ -53,6 +56,20 @@ pub enum Request {
         aliases: Vec<String>,
     },
     PayeesRemove {
+        name: String,
+    },
+    AgentsList {
+        json: bool,
+    },
+    /// Registers an agent, or registers it afresh (lifting a stop).
+    AgentsAdd {
+        agent: crate::agents::Agent,
+    },
+    AgentsRemove {
+        name: String,
+    },
+    /// What an agent spent today and in all, with its budgets (`voicepay mcp`'s `spending_summary`).
+    AgentSpending {
         name: String,
     },
     /// `voicepay status`: the daemon's view, or the store's when none runs.
@@ -97,11 +114,13 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 }
 
 /// The payee book as the device's handler sees it: the profile's entries,
-/// and the running dialog's book to update (none when no daemon runs).
+/// and the running dialog's book to update (none when no daemon runs); and
+/// the profile's calendar, which says what "today" is.
 #[derive(Debug, Clone)]
 pub struct DeviceBook {
     pub profile: PayeeBook,
     pub live: Option<SharedPayees>,
+    pub calendar: crate::clock::Calendar,
 }
 
 /// Answers a device request from the store.
@@ -120,11 +139,15 @@ pub fn device(store: &Store, book: &DeviceBook, request: &Request) -> Reply {
         Request::History {
             json: as_json,
             verify,
+            agent,
         } => {
-            let entries = match store.history() {
+            let mut entries = match store.history() {
                 Ok(entries) => entries,
                 Err(error) => return Reply::failed(error),
             };
+            if let Some(name) = agent {
+                entries.retain(|e| e.event.agent().is_some_and(|a| &a.agent_id == name));
+            }
             let mut reply = Reply::done(lines(
                 entries
                     .iter()
@@ -203,11 +226,59 @@ pub fn device(store: &Store, book: &DeviceBook, request: &Request) -> Reply {
             }
             Err(error) => Reply::failed(error),
         },
+        Request::AgentsList { json: as_json } => match store.agents() {
+            Ok(agents) => Reply::done(lines(
+                agents
+                    .iter()
+                    .map(|a| if *as_json { json(a) } else { a.line() })
+                    .collect(),
+            )),
+            Err(error) => Reply::failed(error),
+        },
+        Request::AgentsAdd { agent } => match crate::agents::add(store, agent.clone()) {
+            Ok(line) => Reply::done(format!("{line}\n")),
+            Err(error) => Reply::failed(error),
+        },
+        Request::AgentsRemove { name } => match store.remove_agent(name) {
+            Ok(true) => Reply::done(format!("removed {name}\n")),
+            Ok(false) => Reply::failed(crate::agents::AgentError::Unknown(name.clone())),
+            Err(error) => Reply::failed(error),
+        },
+        Request::AgentSpending { name } => {
+            match agent_spending(store, name, book.calendar.day_of(crate::clock::now_ms())) {
+                Ok(summary) => Reply::done(format!("{}\n", json(&summary))),
+                Err(error) => Reply::failed(error),
+            }
+        }
         Request::Status { json } => status(store, None, None, *json),
         Request::Ledger | Request::Enroll { .. } => {
             Reply::failed("that is a gateway command: this is a device")
         }
     }
+}
+
+fn agent_spending(
+    store: &Store,
+    name: &str,
+    today: u32,
+) -> Result<crate::mcp::SpendingSummary, crate::agents::AgentError> {
+    let agent = store
+        .agent(name)?
+        .ok_or_else(|| crate::agents::AgentError::Unknown(name.to_owned()))?;
+    let (spent_today, spent_total) = store.agent_spent(name, today)?;
+    let mandate = &agent.mandate;
+    let text = |m: Option<Money>| m.map(|m| m.to_decimal_string());
+    Ok(crate::mcp::SpendingSummary {
+        agent: agent.name.clone(),
+        currency: mandate.currency.to_string(),
+        spent_today: Money::new(spent_today, mandate.currency).to_decimal_string(),
+        spent_total: Money::new(spent_total, mandate.currency).to_decimal_string(),
+        per_task: text(mandate.per_task),
+        daily_budget: text(mandate.daily),
+        total_budget: text(mandate.total),
+        paid_unasked_up_to: text(mandate.auto_under),
+        stopped: agent.revoked_at.is_some(),
+    })
 }
 
 /// What only a running daemon knows, for `voicepay status`.
@@ -428,6 +499,7 @@ mod tests {
         let book = DeviceBook {
             profile: PayeeBook::default(),
             live: None,
+            calendar: crate::clock::Calendar::utc(),
         };
         let handler: Handler = Arc::new(move |request| device(&served, &book, request));
         let shutdown = CancellationToken::new();

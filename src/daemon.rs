@@ -8,7 +8,7 @@
 //! it only when the gateway's signed answer arrives; waiting for that answer
 //! never holds up hearing the next utterance.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::agents::{Agent, TaskRejection};
 use crate::audio::gate::Gate;
 use crate::clock::now_ms;
 use crate::dialog::{Action, Assess, Dialog, DialogSettings, random_code};
@@ -24,13 +25,15 @@ use crate::feedback::{Event, Feedback, Status};
 use crate::identity::DeviceIdentity;
 use crate::intent::{LimitScope, Period};
 use crate::money::Money;
-use crate::order::{Approval, PaymentOrder};
+use crate::order::{AgentOrder, Approval, DropReason, PaymentOrder, Purchase};
 use crate::outbox::{CommitError, Outbox, SettleError};
 use crate::payees::SharedPayees;
 use crate::phrasebook::{Phrasebook, Speech};
 use crate::policy::{self, Decision, Link, OfflineFloor, Refusal};
 use crate::profile::DeviceProfile;
-use crate::protocol::ResponseStatus;
+use crate::protocol::{
+    AgentRef, AgentTask, Evidence, ResponseStatus, TaskKind, TaskState, TaskStatus,
+};
 use crate::recognizer::{Heard, Source};
 use crate::store::{HistoryEvent, Store, StoreConfig};
 use crate::transport::{BrokerUrl, DeviceLink, LinkState, LogLimiter};
@@ -95,6 +98,7 @@ pub async fn run(
     let store = daemon.store.clone();
     let (profile_book, payees) = (daemon.profile_book.clone(), daemon.payees.clone());
     let device_id = daemon.device_id.clone();
+    let calendar = daemon.config.profile.payments.calendar.clone();
     let handler = move |request: &crate::control::Request| match request {
         crate::control::Request::Status { json } => {
             let running = crate::control::Running {
@@ -107,6 +111,7 @@ pub async fn run(
             let book = crate::control::DeviceBook {
                 profile: profile_book.read().clone(),
                 live: Some(payees.clone()),
+                calendar: calendar.clone(),
             };
             crate::control::device(&store, &book, request)
         }
@@ -184,7 +189,22 @@ struct Daemon {
     held: Vec<(Uuid, Vec<u8>)>,
     /// After the wake phrase alone, the next utterance needs none until then.
     awake_until: Option<Instant>,
+    /// Agents' tasks let in, waiting for the user to be free.
+    tasks_waiting: VecDeque<WaitingTask>,
+    /// Tasks that are not a registered agent's are logged a few a second.
+    task_rejections: LogLimiter,
 }
+
+/// An agent's task let in, and the signed bytes it came in (their hash is
+/// the evidence of the request made for it).
+struct WaitingTask {
+    agent: Agent,
+    task: AgentTask,
+    message: Vec<u8>,
+}
+
+/// More tasks than this waiting for the user are refused as "busy".
+const MAX_WAITING_TASKS: usize = 16;
 
 impl Daemon {
     /// Opens the identity and the store and starts connecting.
@@ -256,6 +276,8 @@ impl Daemon {
             waiting: 0,
             held: Vec::new(),
             awake_until: None,
+            tasks_waiting: VecDeque::new(),
+            task_rejections: LogLimiter::new(10),
         })
     }
 
@@ -278,6 +300,7 @@ impl Daemon {
         let (mut answers_open, mut tasks_open, mut link_open) = (true, true, true);
         let mut push_to_talk_open = true;
         loop {
+            self.offer_waiting_tasks().await;
             self.publish_status();
             let deadline = self.dialog.deadline();
             let step = tokio::select! {
@@ -314,12 +337,7 @@ impl Daemon {
                 Step::Heard(heard) => self.hear(*heard).await,
                 Step::Answer(message) => self.settle(&message),
                 Step::AnswersClosed => answers_open = false,
-                Step::Task(message) => {
-                    tracing::info!(
-                        bytes = message.len(),
-                        "agent task ignored: tasks are not handled yet"
-                    )
-                }
+                Step::Task(message) => self.take_task(message),
                 Step::TasksClosed => tasks_open = false,
                 Step::PushToTalk(held) => self.config.gate.hold(held),
                 Step::PushToTalkClosed => push_to_talk_open = false,
@@ -511,12 +529,24 @@ impl Daemon {
                     let reason = self.phrasebook.refusal(&reason);
                     self.refused(&order, reason);
                 }
-                Action::Dropped { order, reason } => self.remember(HistoryEvent::Cancelled {
-                    amount: order.amount,
-                    payee: order.purchase.payee().to_owned(),
-                    at: now_ms(),
-                    reason: self.phrasebook.drop_reason(reason),
-                }),
+                Action::Dropped { order, reason } => {
+                    let said = self.phrasebook.drop_reason(reason);
+                    if let Some(task) = order.agent_ref() {
+                        let state = match reason {
+                            DropReason::Revoked => TaskState::Revoked,
+                            _ => TaskState::Rejected,
+                        };
+                        self.tell_agent(&task, state, Some(said.clone()), None);
+                    }
+                    self.remember(HistoryEvent::Cancelled {
+                        amount: order.amount,
+                        payee: order.purchase.payee().to_owned(),
+                        at: now_ms(),
+                        reason: said,
+                        agent: order.agent_ref(),
+                    })
+                }
+                Action::RevokeAgents => self.revoke_agents(),
                 Action::SetLimit { scope, amount } => self.set_limit(scope, amount),
                 Action::ReportSpending { period } => self.report_spending(period),
             }
@@ -546,6 +576,18 @@ impl Daemon {
                 });
                 return self.refused(&order, reason);
             }
+            // Stopped or spent since it was put to the user: the user hears
+            // it was not paid, the agent why.
+            Err(CommitError::AgentRefused(refusal)) => {
+                let reason = refusal.to_string();
+                if let Some(agent) = &order.agent {
+                    self.say(&Speech::AgentTaskDropped {
+                        agent: agent.spoken_name.clone(),
+                        reason: DropReason::Revoked,
+                    });
+                }
+                return self.refused(&order, reason);
+            }
             Err(CommitError::Failed(error)) => {
                 tracing::error!(%error, "payment not recorded");
                 return self.say(&Speech::NotRecorded { error });
@@ -564,6 +606,9 @@ impl Daemon {
         };
         let request_id = committed.request.request_id;
         self.count_waiting();
+        if let Some(task) = order.agent_ref() {
+            self.tell_agent(&task, TaskState::Approved, None, Some(request_id));
+        }
         self.emit(Event::Sent {
             request_id,
             offline,
@@ -596,12 +641,203 @@ impl Daemon {
     }
 
     fn refused(&mut self, order: &PaymentOrder, reason: String) {
+        if let Some(task) = order.agent_ref() {
+            self.tell_agent(&task, TaskState::Refused, Some(reason.clone()), None);
+        }
         self.remember(HistoryEvent::Refused {
             amount: order.amount,
             payee: order.purchase.payee().to_owned(),
             at: now_ms(),
             reason,
+            agent: order.agent_ref(),
         });
+    }
+
+    /// An agent's task as it arrives: let in (registered key, good
+    /// signature, its own, well formed, new) and queued for the user, or
+    /// logged and dropped without a word to anyone.
+    fn take_task(&mut self, message: Vec<u8>) {
+        match crate::agents::open_task(&self.store, &message, now_ms()) {
+            Ok((agent, task)) => {
+                tracing::info!(agent = %agent.name, task_id = %task.task_id, amount = %task.amount, "agent task let in");
+                if self.tasks_waiting.len() >= MAX_WAITING_TASKS {
+                    let busy = "the device has too many tasks waiting: ask again later";
+                    return self.tell_agent(
+                        &task_ref(&task),
+                        TaskState::Refused,
+                        Some(busy.into()),
+                        None,
+                    );
+                }
+                self.tasks_waiting.push_back(WaitingTask {
+                    agent,
+                    task,
+                    message,
+                });
+            }
+            Err(TaskRejection::Store(error)) => {
+                self.fail(format!("cannot check an agent task: {error}"))
+            }
+            Err(rejection) => {
+                if let Some(held_back) = self.task_rejections.allow() {
+                    tracing::warn!(%rejection, held_back, "agent task rejected");
+                }
+            }
+        }
+    }
+
+    /// While no question waits, the next task goes to the user: checked
+    /// again first (its time, the agent stopped or spent meanwhile).
+    async fn offer_waiting_tasks(&mut self) {
+        while !self.dialog.is_waiting() {
+            let Some(waiting) = self.tasks_waiting.pop_front() else {
+                return;
+            };
+            let task = &waiting.task;
+            let now = now_ms();
+            if task.expires_at <= now {
+                let why = "it expired before the user could be asked";
+                self.tell_agent(&task_ref(task), TaskState::Expired, Some(why.into()), None);
+                continue;
+            }
+            let agent = match self.store.agent(&waiting.agent.name) {
+                Ok(Some(agent)) => agent,
+                Ok(None) => {
+                    let why = "the agent was removed";
+                    self.tell_agent(&task_ref(task), TaskState::Refused, Some(why.into()), None);
+                    continue;
+                }
+                Err(error) => {
+                    self.fail(format!("cannot read the agents: {error}"));
+                    continue;
+                }
+            };
+            let order = task_order(&agent, task, &waiting.message, self.phrasebook.language());
+            if agent.revoked_at.is_some() {
+                self.refused(&order, crate::agents::OutsideMandate::Revoked.to_string());
+                continue;
+            }
+            // Tokens come only from a provider the profile's table knows
+            // (spelled as the agent typed it: nothing is guessed).
+            let providers = &self.config.profile.known_providers;
+            if task.kind == TaskKind::TokenTopUp
+                && !providers
+                    .iter()
+                    .any(|p| p.eq_ignore_ascii_case(&task.payee))
+            {
+                let why = format!("{} is not a token provider this device knows", task.payee);
+                self.refused(&order, why);
+                continue;
+            }
+            let today = self.config.profile.payments.calendar.day_of(now);
+            let inside = self
+                .store
+                .agent_spent(&agent.name, today)
+                .map_err(|e| e.to_string())
+                .and_then(|(today, total)| {
+                    agent
+                        .mandate
+                        .check(task.amount, &task.payee, today, total, now)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(reason) = inside {
+                // Outside what the user allowed it: refused, the user undisturbed.
+                tracing::info!(agent = %agent.name, task_id = %task.task_id, %reason, "agent task refused");
+                self.refused(&order, reason);
+                continue;
+            }
+            let unasked = agent.mandate.pays_unasked(task.amount);
+            let actions = {
+                let assessor = Assessor {
+                    store: &self.store,
+                    link: self.link_state(),
+                    driving: *self.link.driving.borrow(),
+                    floor: &self.config.profile.offline,
+                    profile: &self.config.profile,
+                };
+                self.dialog
+                    .offer_task(order, unasked, Instant::now(), &assessor)
+            };
+            if self.dialog.is_waiting() {
+                self.tell_agent(&task_ref(task), TaskState::Pending, None, None);
+            }
+            self.act(actions).await;
+            self.dialog.question_spoken(Instant::now());
+        }
+    }
+
+    /// "Stop the agents": every agent stopped in the store (so nothing of
+    /// theirs is committed after this, also offline and after a restart),
+    /// and every task waiting for its turn dropped.
+    fn revoke_agents(&mut self) {
+        let stopped = match self.store.revoke_agents(None, now_ms()) {
+            Ok(stopped) => stopped,
+            Err(error) => {
+                let error = error.to_string();
+                self.fail(format!("cannot stop the agents: {error}"));
+                return self.say(&Speech::NotRecorded { error });
+            }
+        };
+        for waiting in std::mem::take(&mut self.tasks_waiting) {
+            let order = task_order(
+                &waiting.agent,
+                &waiting.task,
+                &waiting.message,
+                self.phrasebook.language(),
+            );
+            let reason = self.phrasebook.drop_reason(DropReason::Revoked);
+            self.tell_agent(
+                &task_ref(&waiting.task),
+                TaskState::Revoked,
+                Some(reason.clone()),
+                None,
+            );
+            self.remember(HistoryEvent::Cancelled {
+                amount: order.amount,
+                payee: order.purchase.payee().to_owned(),
+                at: now_ms(),
+                reason,
+                agent: order.agent_ref(),
+            });
+        }
+        let names = stopped
+            .iter()
+            .map(|name| name.replace(['-', '_'], " "))
+            .collect();
+        self.say(&Speech::AgentsStopped { names });
+    }
+
+    /// Tells an agent where its task stands: signed by the device, retained
+    /// on the task's topic, and remembered in the store.
+    fn tell_agent(
+        &mut self,
+        task: &AgentRef,
+        state: TaskState,
+        reason: Option<String>,
+        request_id: Option<Uuid>,
+    ) {
+        if let Err(error) = self
+            .store
+            .set_task_state(&task.agent_id, &task.task_id, state)
+        {
+            tracing::warn!(%error, task_id = %task.task_id, "cannot record the task's state");
+        }
+        let status = TaskStatus {
+            task_id: task.task_id.clone(),
+            agent_id: task.agent_id.clone(),
+            device_id: self.device_id.clone(),
+            status: state,
+            reason,
+            request_id,
+            at: now_ms(),
+        };
+        match self.outbox.seal(&status) {
+            Ok(envelope) => {
+                tracing::info!(agent = %task.agent_id, task_id = %task.task_id, ?state, "told the agent");
+                self.link.publish_task_status(&task.task_id, envelope);
+            }
+            Err(error) => tracing::error!(%error, "cannot sign a task status"),
+        }
     }
 
     /// Verifies and applies one answer from the gateway.
@@ -642,6 +878,13 @@ impl Daemon {
         };
         let response = settled.response;
         self.count_waiting();
+        if let Some(task) = settled.entry.event.agent().cloned() {
+            let (state, reason) = match response.status {
+                ResponseStatus::Approved => (TaskState::Paid, None),
+                ResponseStatus::Declined => (TaskState::Declined, response.reason.clone()),
+            };
+            self.tell_agent(&task, state, reason, Some(response.request_id));
+        }
         self.unanswered.remove(&response.request_id);
         self.emit(Event::Answer {
             request_id: response.request_id,
@@ -744,6 +987,44 @@ impl Daemon {
         {
             self.link.publish_event(json);
         }
+    }
+}
+
+fn task_ref(task: &AgentTask) -> AgentRef {
+    AgentRef {
+        agent_id: task.agent_id.clone(),
+        task_id: task.task_id.clone(),
+    }
+}
+
+/// The payment an agent's task asks for. Its evidence is the task itself:
+/// the description as the transcript, the hash of the agent's signed bytes
+/// as the "audio".
+fn task_order(
+    agent: &Agent,
+    task: &AgentTask,
+    message: &[u8],
+    language: crate::language::Language,
+) -> PaymentOrder {
+    let purchase = match (task.kind, task.tokens) {
+        (TaskKind::TokenTopUp, Some(tokens)) => Purchase::TopUp {
+            tokens,
+            provider: task.payee.clone(),
+        },
+        _ => Purchase::Pay {
+            payee: task.payee.clone(),
+        },
+    };
+    PaymentOrder {
+        amount: task.amount,
+        purchase,
+        evidence: Evidence::new(&task.description, message, 1.0, language.code()),
+        agent: Some(AgentOrder {
+            task: task_ref(task),
+            description: task.description.clone(),
+            spoken_name: agent.spoken_name(),
+            period: task.period,
+        }),
     }
 }
 

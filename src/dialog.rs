@@ -41,6 +41,8 @@ pub enum Action {
     ReportSpending {
         period: Period,
     },
+    /// "Stop the agents": every agent is stopped, its budget frozen.
+    RevokeAgents,
 }
 
 /// What a pending question waits for.
@@ -283,6 +285,10 @@ impl Dialog {
         assess: &dyn Assess,
     ) -> Vec<Action> {
         let mut actions = self.expire(now);
+        if *intent == Intent::RevokeAgents {
+            actions.extend(self.revoke_agents());
+            return actions;
+        }
         match self.pending.take() {
             // Unsure what was said: asked again, never taken as an answer.
             Some(pending) if heard.asr_confidence < self.min_confidence => {
@@ -292,6 +298,78 @@ impl Dialog {
             None => actions.extend(self.request(intent, heard, sure, now, assess)),
         }
         actions
+    }
+
+    /// "Stop the agents", heard at any time: the agents are stopped, and an
+    /// agent's task waiting for an answer goes with them (a question of the
+    /// user's own stays).
+    fn revoke_agents(&mut self) -> Vec<Action> {
+        let mut actions = vec![Action::RevokeAgents];
+        if self.pending_task().is_some() {
+            actions.extend(drop_pending(self.pending.take(), DropReason::Revoked));
+        }
+        actions
+    }
+
+    /// The agent's task the pending question asks about, if it is one.
+    pub fn pending_task(&self) -> Option<&crate::order::AgentOrder> {
+        match &self.pending.as_ref()?.proposal {
+            Proposal::Payment(order) => order.agent.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Drops the pending question if it asks about a task of `agent` (the
+    /// agent was stopped from elsewhere).
+    pub fn withdraw_task_of(&mut self, agent: &str) -> Vec<Action> {
+        if self
+            .pending_task()
+            .is_some_and(|a| a.task.agent_id == agent)
+        {
+            drop_pending(self.pending.take(), DropReason::Revoked)
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// An agent's task, let in and within its mandate: paid unasked when
+    /// `unasked` (the agent's auto amount) and the user's limits allow it,
+    /// declined by the user's limits, or read to the user, who approves or
+    /// rejects it (with the code above the code limit). The user's own
+    /// auto-pay limit never pays an agent's task. Call it only while no
+    /// question is pending: the daemon holds tasks until then.
+    pub fn offer_task(
+        &mut self,
+        order: PaymentOrder,
+        unasked: bool,
+        now: Instant,
+        assess: &dyn Assess,
+    ) -> Vec<Action> {
+        let motion = assess.motion(&order.purchase);
+        let still = matches!(motion, Motion::Still);
+        match while_driving(assess.decide(order.amount), &motion) {
+            Decision::Decline(reason) => decline(order, reason),
+            Decision::Auto | Decision::Confirm if unasked && still => {
+                let agent = order.agent.as_ref().map(|a| a.spoken_name.clone());
+                vec![
+                    Action::Say(Speech::AgentPaidUnasked {
+                        agent: agent.unwrap_or_default(),
+                        purchase: order.purchase.clone(),
+                        amount: order.amount,
+                    }),
+                    Action::Pay {
+                        order,
+                        approval: Approval::AutoLimit,
+                    },
+                ]
+            }
+            Decision::ConfirmWithCode if self.locked(now) => decline(order, Refusal::CodeLockedOut),
+            Decision::ConfirmWithCode => {
+                let code = (self.new_code)();
+                self.ask(Proposal::Payment(order), Some(code), now)
+            }
+            Decision::Auto | Decision::Confirm => self.ask(Proposal::Payment(order), None, now),
+        }
     }
 
     /// The question has just been spoken: its window starts now (reading it
@@ -328,10 +406,8 @@ impl Dialog {
         now: Instant,
         assess: &dyn Assess,
     ) -> Vec<Action> {
-        let order = |amount: Money, purchase: Purchase| PaymentOrder {
-            amount,
-            purchase,
-            evidence: heard.clone(),
+        let order = |amount: Money, purchase: Purchase| {
+            PaymentOrder::spoken(amount, purchase, heard.clone())
         };
         match intent {
             Intent::Pay { amount, payee } => {
@@ -399,6 +475,7 @@ impl Dialog {
             Intent::QuerySpending { period } => vec![Action::ReportSpending { period: *period }],
             Intent::Confirm | Intent::Cancel => vec![Action::Say(Speech::NothingToConfirm)],
             Intent::ApproveTask | Intent::RejectTask => vec![Action::Say(Speech::NoTaskWaiting)],
+            Intent::RevokeAgents => vec![Action::RevokeAgents],
             Intent::None => Vec::new(),
         }
     }
@@ -532,6 +609,13 @@ impl Dialog {
         if let Some(code) = pending.code.clone() {
             return self.answer_with_code(pending, &code, heard, now);
         }
+        if let Proposal::Payment(PaymentOrder { agent: Some(_), .. }) = &pending.proposal {
+            return match self.read(Expecting::TaskDecision, heard) {
+                AnswerReading::Approve => approve(pending.proposal, &heard.transcript, false),
+                AnswerReading::Reject => drop_pending(Some(pending), DropReason::Rejected),
+                _ => self.ask_again(pending, now),
+            };
+        }
         let reading = self.read(Expecting::Confirmation, heard);
         match reading {
             AnswerReading::Confirm { .. } => approve(pending.proposal, &heard.transcript, false),
@@ -642,10 +726,16 @@ fn approve(proposal: Proposal, transcript: &str, with_code: bool) -> Vec<Action>
 fn drop_pending(pending: Option<Pending>, reason: DropReason) -> Vec<Action> {
     match pending.map(|p| p.proposal) {
         None => Vec::new(),
-        Some(Proposal::Payment(order)) | Some(Proposal::ChoosePayee { order, .. }) => vec![
-            Action::Say(Speech::PaymentDropped(reason)),
-            Action::Dropped { order, reason },
-        ],
+        Some(Proposal::Payment(order)) | Some(Proposal::ChoosePayee { order, .. }) => {
+            let said = match &order.agent {
+                Some(agent) => Speech::AgentTaskDropped {
+                    agent: agent.spoken_name.clone(),
+                    reason,
+                },
+                None => Speech::PaymentDropped(reason),
+            };
+            vec![Action::Say(said), Action::Dropped { order, reason }]
+        }
         Some(Proposal::RaiseLimit { scope, .. }) => {
             vec![Action::Say(Speech::LimitUnchanged { scope, reason })]
         }
@@ -654,6 +744,19 @@ fn drop_pending(pending: Option<Pending>, reason: DropReason) -> Vec<Action> {
 
 fn question(pending: &Pending) -> Speech {
     match &pending.proposal {
+        Proposal::Payment(PaymentOrder {
+            agent: Some(agent),
+            purchase,
+            amount,
+            ..
+        }) => Speech::AgentAsks {
+            agent: agent.spoken_name.clone(),
+            purchase: purchase.clone(),
+            amount: *amount,
+            description: agent.description.clone(),
+            period: agent.period,
+            code: pending.code.clone(),
+        },
         Proposal::Payment(order) => Speech::ReadBack {
             purchase: order.purchase.clone(),
             amount: order.amount,
@@ -1247,6 +1350,210 @@ mod tests {
         );
         let a = d.hear(&Intent::Confirm, &ev("Confirm."), t0, &policy);
         assert!(paid(&a).is_some(), "a clear confirm still pays");
+    }
+
+    /// claude-code's task: 30 yuan to Anthropic.
+    fn agent_task() -> PaymentOrder {
+        PaymentOrder {
+            amount: Money::new(3_000, Currency::CNY),
+            purchase: Purchase::Pay {
+                payee: "Anthropic".into(),
+            },
+            evidence: Evidence::new("one million tokens", b"envelope", 1.0, "en"),
+            agent: Some(crate::order::AgentOrder {
+                task: crate::protocol::AgentRef {
+                    agent_id: "claude-code".into(),
+                    task_id: "t-1".into(),
+                },
+                description: "one million tokens".into(),
+                spoken_name: "claude code".into(),
+                period: None,
+            }),
+        }
+    }
+
+    fn dropped(actions: &[Action]) -> Option<DropReason> {
+        actions.iter().find_map(|a| match a {
+            Action::Dropped { reason, .. } => Some(*reason),
+            _ => None,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agents_task_is_asked_about_and_paid_when_approved() {
+        let mut d = dialog();
+        let policy = assess(Decision::Confirm);
+        let t0 = Instant::now();
+        let a = d.offer_task(agent_task(), false, t0, &policy);
+        assert!(matches!(
+            a.as_slice(),
+            [Action::Say(Speech::AgentAsks { code: None, .. })]
+        ));
+        assert_eq!(
+            says(&a),
+            [
+                "claude code asks to pay 30 yuan to Anthropic: one million tokens. Say approve or reject."
+            ]
+        );
+        assert!(d.is_waiting());
+        assert_eq!(
+            d.pending_task().map(|t| t.task.task_id.as_str()),
+            Some("t-1")
+        );
+        let a = d.hear(
+            &Intent::ApproveTask,
+            &ev("Approve the task."),
+            t0 + Duration::from_secs(2),
+            &policy,
+        );
+        assert_eq!(
+            paid(&a),
+            Some(&Approval::VoiceConfirm {
+                transcript: "Approve the task.".into()
+            })
+        );
+        assert!(matches!(
+            a.as_slice(),
+            [Action::Pay { order, .. }] if order.agent_ref().is_some_and(|r| r.task_id == "t-1")
+        ));
+        assert!(!d.is_waiting());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agents_task_the_user_rejects_is_dropped_and_said_so() {
+        let mut d = dialog();
+        let policy = assess(Decision::Confirm);
+        let t0 = Instant::now();
+        d.offer_task(agent_task(), false, t0, &policy);
+        let a = d.hear(&Intent::RejectTask, &ev("Reject it."), t0, &policy);
+        assert!(paid(&a).is_none());
+        assert_eq!(dropped(&a), Some(DropReason::Rejected));
+        assert!(matches!(
+            a.first(),
+            Some(Action::Say(Speech::AgentTaskDropped {
+                reason: DropReason::Rejected,
+                ..
+            }))
+        ));
+        assert_eq!(says(&a), ["Rejected. claude code's task is not paid."]);
+        assert!(!d.is_waiting());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agents_task_without_an_answer_in_time_is_dropped() {
+        let mut d = dialog();
+        let policy = assess(Decision::Confirm);
+        let t0 = Instant::now();
+        d.offer_task(agent_task(), false, t0, &policy);
+        assert!(d.expire(t0 + Duration::from_secs(7)).is_empty());
+        let a = d.expire(t0 + Duration::from_secs(8));
+        assert_eq!(dropped(&a), Some(DropReason::NoAnswerInTime));
+        assert!(matches!(
+            a.first(),
+            Some(Action::Say(Speech::AgentTaskDropped {
+                reason: DropReason::NoAnswerInTime,
+                ..
+            }))
+        ));
+        assert!(!d.is_waiting());
+        // A late approval finds no task.
+        let a = d.hear(
+            &Intent::ApproveTask,
+            &ev("Approve."),
+            t0 + Duration::from_secs(9),
+            &policy,
+        );
+        assert!(paid(&a).is_none());
+        assert!(matches!(a.as_slice(), [Action::Say(Speech::NoTaskWaiting)]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agents_task_it_may_pay_unasked_is_paid_at_once_and_told() {
+        for decision in [Decision::Auto, Decision::Confirm] {
+            let mut d = dialog();
+            let a = d.offer_task(
+                agent_task(),
+                true,
+                Instant::now(),
+                &assess(decision.clone()),
+            );
+            assert_eq!(paid(&a), Some(&Approval::AutoLimit), "{decision:?}");
+            assert!(matches!(
+                a.first(),
+                Some(Action::Say(Speech::AgentPaidUnasked { .. }))
+            ));
+            assert_eq!(
+                says(&a),
+                ["Paying 30 yuan to Anthropic for claude code: \
+                  it is within what you let claude code pay alone."]
+            );
+            assert!(!d.is_waiting(), "{decision:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_users_own_auto_limit_never_pays_an_agents_task() {
+        let mut d = dialog();
+        let a = d.offer_task(agent_task(), false, Instant::now(), &assess(Decision::Auto));
+        assert!(paid(&a).is_none());
+        assert!(matches!(
+            a.as_slice(),
+            [Action::Say(Speech::AgentAsks { .. })]
+        ));
+        assert!(d.is_waiting());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agents_task_the_users_limits_decline_is_declined_even_unasked() {
+        let decision = Decision::Decline(Refusal::OverDailyLimit {
+            limit: Money::new(50_000, Currency::CNY),
+            left: Money::new(1_000, Currency::CNY),
+        });
+        for unasked in [false, true] {
+            let mut d = dialog();
+            let a = d.offer_task(
+                agent_task(),
+                unasked,
+                Instant::now(),
+                &assess(decision.clone()),
+            );
+            assert!(paid(&a).is_none());
+            assert!(matches!(
+                a.last(),
+                Some(Action::Declined {
+                    reason: Refusal::OverDailyLimit { .. },
+                    order,
+                }) if order.agent.is_some()
+            ));
+            assert!(!d.is_waiting());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stopping_the_agents_drops_their_task_but_keeps_the_users_own_question() {
+        let policy = assess(Decision::Confirm);
+        let t0 = Instant::now();
+        let mut d = dialog();
+        d.offer_task(agent_task(), false, t0, &policy);
+        let a = d.hear(&Intent::RevokeAgents, &ev("Stop the agents."), t0, &policy);
+        assert_eq!(a.first(), Some(&Action::RevokeAgents));
+        assert_eq!(dropped(&a), Some(DropReason::Revoked));
+        assert!(paid(&a).is_none());
+        assert!(!d.is_waiting());
+        assert!(d.pending_task().is_none());
+
+        let mut d = dialog();
+        d.hear(&pay_36(), &ev("Pay 36 yuan to Heytea."), t0, &policy);
+        let a = d.hear(&Intent::RevokeAgents, &ev("Stop the agents."), t0, &policy);
+        assert_eq!(a, [Action::RevokeAgents]);
+        assert!(d.is_waiting(), "the read-back still waits");
+        // And it is still answered.
+        let a = d.hear(&Intent::Confirm, &ev("Confirm."), t0, &policy);
+        assert!(matches!(paid(&a), Some(Approval::VoiceConfirm { .. })));
+
+        // With nothing pending, the agents are stopped all the same.
+        let a = d.hear(&Intent::RevokeAgents, &ev("Stop the agents."), t0, &policy);
+        assert_eq!(a, [Action::RevokeAgents]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -21,7 +21,8 @@
 //! - [`asr`]: model install and conversion (CTranslate2 to ggml), the transcriber
 //! - [`intent`]: transcript to intent, by the language's word tables
 //! - [`recognizer`]: utterance to transcript to intent; the transcriber stage and the daemon's `Source`
-//! - [`dialog`]: the conversation: read-backs, confirmations, codes, windows
+//! - [`agents`]: AI agents: their keys and mandates, and their signed tasks let in
+//! - [`dialog`]: the conversation: read-backs, confirmations, codes, windows, agents' tasks
 //! - [`policy`]: the money rules: limits, offline floor, the decision and typed refusals
 //! - [`order`]: what the user asked to pay, how it was approved, why it was dropped
 //! - [`outbox`]: signs approved orders durably into the outbox; settles answers
@@ -33,11 +34,13 @@
 //! - [`feedback`]: events and status, and where they go: the console, the voice (a TTS command), MQTT events
 //! - [`daemon`]: the loop that wires the stages, with its shutdown
 //! - [`control`]: the CLI's store and ledger commands, through a running process's socket
+//! - [`mcp`]: `voicepay mcp`, the MCP server through which an agent asks the device to pay
 //! - [`service`]: under systemd: sd-notify readiness, status and watchdog, SIGHUP's profile reload
 //! - [`gateway`]: the reference gateway (verify, deduplicate, re-check, answer)
 //! - [`money`], [`profile`], [`clock`], [`durable`]: amounts, device profiles, time, fsync
 //! - [`tools`]: the demo, the bench, the embedded broker, the test rig and fixtures
 
+pub mod agents;
 pub mod asr;
 pub mod audio;
 pub mod clock;
@@ -51,6 +54,7 @@ pub mod identity;
 pub mod intent;
 pub mod keys;
 pub mod language;
+pub mod mcp;
 pub mod money;
 pub mod order;
 pub mod outbox;

@@ -96,6 +96,9 @@ enum Command {
         /// Check the hash chain; a non-zero exit if it is broken.
         #[arg(long)]
         verify: bool,
+        /// Only the payments asked for by this agent.
+        #[arg(long)]
+        agent: Option<String>,
     },
     /// The daemon at a glance: connection, outbox, limits, last utterance,
     /// device and uptime (the store's part when no daemon runs).
@@ -126,6 +129,26 @@ enum Command {
     Payees {
         #[command(subcommand)]
         command: PayeesCommand,
+    },
+    /// AI agents that may ask the device to pay: their keys and budgets.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
+    /// A Model Context Protocol server on stdio for one agent: its tools ask
+    /// the device to pay (signed with the agent's key) and say what the user decided.
+    Mcp {
+        /// The registered agent it speaks for.
+        #[arg(long)]
+        agent: String,
+        /// The agent's private key; `DATA_DIR/agents/AGENT.key` (from `agents keygen`) by default.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+        broker: BrokerUrl,
+        /// The device's data directory: its id and public key, and the agent's spending.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// The user's limits: show them, or set them (amounts in the profile's currency).
     Limits {
@@ -221,6 +244,89 @@ enum PayeesCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// Register an agent by its Ed25519 public key, with its mandate (amounts
+    /// in the profile's currency); an agent of that name is replaced, and a
+    /// stopped one may ask again.
+    Add {
+        /// Its `agent_id` on the wire: letters, digits, '-' and '_'.
+        name: String,
+        /// base64url of the raw key; may start with "-".
+        #[arg(long, allow_hyphen_values = true)]
+        public_key: String,
+        #[command(flatten)]
+        mandate: MandateArgs,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Make a key for an agent framework that wants voicepay to keep it
+    /// (`DATA_DIR/agents/NAME.key`, 0600), and register the agent with it.
+    Keygen {
+        name: String,
+        #[command(flatten)]
+        mandate: MandateArgs,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    List {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unregister an agent: its tasks are no longer let in (what it spent stays counted).
+    Remove {
+        name: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// An agent's mandate on the command line.
+#[derive(clap::Args)]
+struct MandateArgs {
+    /// At most this much a day.
+    #[arg(long)]
+    daily_budget: Option<String>,
+    /// At most this much in one task.
+    #[arg(long)]
+    per_task: Option<String>,
+    /// At most this much in all.
+    #[arg(long)]
+    total_budget: Option<String>,
+    /// Tasks of at most this much are paid without asking (the user is told).
+    #[arg(long)]
+    auto_under: Option<String>,
+    /// Only these payees (repeat it); none: any payee.
+    #[arg(long = "payee")]
+    payees: Vec<String>,
+    /// How long the mandate lasts, in hours.
+    #[arg(long)]
+    expires_in_hours: Option<u64>,
+}
+
+impl MandateArgs {
+    fn mandate(&self, currency: voicepay::money::Currency) -> Result<voicepay::agents::Mandate> {
+        let amount = |text: &Option<String>| -> Result<Option<Money>> {
+            text.as_deref()
+                .map(|t| Money::parse_decimal(t, currency).with_context(|| format!("amount {t:?}")))
+                .transpose()
+        };
+        Ok(voicepay::agents::Mandate {
+            currency,
+            per_task: amount(&self.per_task)?,
+            daily: amount(&self.daily_budget)?,
+            total: amount(&self.total_budget)?,
+            auto_under: amount(&self.auto_under)?,
+            payees: self.payees.clone(),
+            expires_at: self
+                .expires_in_hours
+                .map(|h| voicepay::clock::now_ms().saturating_add(h.saturating_mul(3_600_000))),
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -400,10 +506,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             data_dir,
             json,
             verify,
+            agent,
         } => device_command(
             data_dir,
             &profile,
-            control::Request::History { json, verify },
+            control::Request::History {
+                json,
+                verify,
+                agent,
+            },
         ),
         Command::Status { data_dir, json } => status(data_dir, &profile, json),
         Command::Outbox { data_dir, json } => {
@@ -438,6 +549,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             };
             device_command(data_dir, &profile, request)
+        }
+        Command::Agents { command } => agents(command, &profile),
+        Command::Mcp {
+            agent,
+            key_file,
+            broker,
+            data_dir,
+        } => {
+            voicepay::agents::validate_name(&agent)?;
+            let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
+            let key_file =
+                key_file.unwrap_or_else(|| data_dir.join("agents").join(format!("{agent}.key")));
+            let key = voicepay::keys::SigningKey::load_file(&key_file)
+                .with_context(|| format!("the agent's key {}", key_file.display()))?;
+            let device_key = identity::load_device_key(&data_dir)
+                .context("the device's key (voicepay keys init)")?
+                .public_key();
+            let config = voicepay::mcp::McpConfig {
+                agent,
+                key,
+                device_id: voicepay::protocol::device_id_for(&device_key),
+                device_key,
+                broker: broker
+                    .with_access(&profile.mqtt.access())
+                    .context("the profile's [mqtt] settings")?,
+                prefix: profile.mqtt.prefix.clone(),
+                data_dir,
+                currency: profile.default_currency,
+                calendar: profile.payments.calendar.clone(),
+            };
+            tokio::runtime::Runtime::new()?.block_on(voicepay::mcp::serve_stdio(config))?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command } => keys(command),
         Command::TrustGateway {
@@ -679,6 +822,7 @@ fn device_command(
             let book = control::DeviceBook {
                 profile: profile.payee_book(),
                 live: None,
+                calendar: profile.payments.calendar.clone(),
             };
             control::device(&open_store(Some(data_dir), profile)?, &book, &request)
         }
@@ -741,6 +885,53 @@ fn print_reply(reply: control::Reply) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn agents(command: AgentsCommand, profile: &DeviceProfile) -> Result<ExitCode> {
+    let agent = |name: String, public_key: &PublicKey, mandate: &MandateArgs| -> Result<_> {
+        voicepay::agents::validate_name(&name)?;
+        Ok(voicepay::agents::Agent {
+            name,
+            public_key: public_key.to_base64url(),
+            mandate: mandate.mandate(profile.default_currency)?,
+            added_at: voicepay::clock::now_ms(),
+            revoked_at: None,
+        })
+    };
+    let (data_dir, request) = match command {
+        AgentsCommand::Add {
+            name,
+            public_key,
+            mandate,
+            data_dir,
+        } => {
+            let key = PublicKey::from_base64url(public_key.trim())
+                .context("--public-key is not a base64url Ed25519 public key")?;
+            let agent = agent(name, &key, &mandate)?;
+            (data_dir, control::Request::AgentsAdd { agent })
+        }
+        AgentsCommand::Keygen {
+            name,
+            mandate,
+            data_dir,
+        } => {
+            voicepay::agents::validate_name(&name)?;
+            let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
+            let dir = data_dir.join("agents");
+            std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
+            let path = dir.join(format!("{name}.key"));
+            let key = voicepay::keys::SigningKey::create_file(&path)
+                .with_context(|| format!("{}", path.display()))?;
+            println!("agent key {} in {}", key.public_key(), path.display());
+            let agent = agent(name, &key.public_key(), &mandate)?;
+            (Some(data_dir), control::Request::AgentsAdd { agent })
+        }
+        AgentsCommand::List { data_dir, json } => (data_dir, control::Request::AgentsList { json }),
+        AgentsCommand::Remove { name, data_dir } => {
+            (data_dir, control::Request::AgentsRemove { name })
+        }
+    };
+    device_command(data_dir, profile, request)
 }
 
 fn limits(command: LimitsCommand, profile: &DeviceProfile) -> Result<ExitCode> {

@@ -15,7 +15,9 @@ use crate::protocol::{
     self, AnswerTo, ApprovalMethod, Envelope, PaymentRequest, PaymentResponse, RequestBuilder,
     ResponseStatus,
 };
-use crate::store::{HistoryEntry, PendingPayment, Settlement, SpendChecks, Store, StoreError};
+use crate::store::{
+    AgentRefusal, HistoryEntry, PendingPayment, Settlement, SpendChecks, Store, StoreError,
+};
 
 /// A request signed and durable in the outbox.
 #[derive(Debug, Clone)]
@@ -32,6 +34,10 @@ pub enum CommitError {
     /// A money rule refused it inside the commit: a decision.
     #[error("refused: {0}")]
     Refused(Refusal),
+    /// The agent's mandate refused it inside the commit (the agent was
+    /// stopped, or its budget spent, since the task was put to the user).
+    #[error("refused: {0}")]
+    AgentRefused(AgentRefusal),
     /// It could not be signed or recorded: nothing was paid.
     #[error("{0}")]
     Failed(String),
@@ -143,6 +149,7 @@ impl Outbox {
                 message,
             }),
             Err(StoreError::Refused(refusal)) => Err(CommitError::Refused(refusal)),
+            Err(StoreError::AgentRefused(refusal)) => Err(CommitError::AgentRefused(refusal)),
             Err(StoreError::NotDurable(error)) => Err(CommitError::NotDurable {
                 committed: Box::new(Committed {
                     request,
@@ -185,8 +192,20 @@ impl Outbox {
             Purchase::Pay { .. } => builder,
             Purchase::TopUp { tokens, .. } => builder.token_top_up(*tokens),
         };
+        let builder = match &order.agent {
+            None => builder,
+            Some(agent) => builder
+                .for_agent(agent.task.clone())
+                .memo(&agent.description),
+        };
         // Offline, the device itself approves under its floor limits.
         if offline { builder.offline() } else { builder }.build()
+    }
+
+    /// Signs a message of the device's other than a request (a task's
+    /// status for its agent) with the device key the outbox holds.
+    pub fn seal<T: serde::Serialize>(&self, value: &T) -> Result<Vec<u8>, protocol::ProtocolError> {
+        Envelope::seal_json(value, &self.key).map(|(envelope, _)| envelope.to_bytes())
     }
 
     /// Verifies one incoming answer and, if it answers a waiting payment,
@@ -264,13 +283,13 @@ mod tests {
             60_000,
             Calendar::utc(),
         );
-        let order = PaymentOrder {
-            amount: Money::new(3600, Currency::CNY),
-            purchase: Purchase::Pay {
+        let order = PaymentOrder::spoken(
+            Money::new(3600, Currency::CNY),
+            Purchase::Pay {
                 payee: "Heytea".into(),
             },
-            evidence: Evidence::new("Pay 36 yuan to Heytea.", b"pcm", 0.9, "en"),
-        };
+            Evidence::new("Pay 36 yuan to Heytea.", b"pcm", 0.9, "en"),
+        );
         let committed = outbox.commit(&order, &Approval::AutoLimit, None).unwrap();
         Setup {
             _dir: dir,

@@ -12,6 +12,10 @@
 //! - `spend`: day since the epoch (u32) + currency code (3 bytes) -> reserved minor units (i64)
 //! - `history`: index (u64) -> [`HistoryEntry`]
 //! - `state`: `seq`, `limits`, `offline`, `history_head`
+//! - `payees`: name -> a payee the user added
+//! - `agents`: name -> [`crate::agents::Agent`] (its key and mandate)
+//! - `agent_spend`: agent name, 0, then a day (u32) or `total` -> reserved minor units (i64)
+//! - `agent_tasks`: agent name, 0, task id -> `{expires_at, state}`; every task ever let in, so none is taken twice
 
 use std::io;
 use std::path::PathBuf;
@@ -23,8 +27,10 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 use uuid::Uuid;
 
+use crate::agents::{Agent, OutsideMandate};
 use crate::money::{Currency, Money, MoneyError};
 use crate::policy::{self, Limits, OfflineCounters, OfflineFloor, Refusal};
+use crate::protocol::{AgentRef, TaskState};
 
 /// A small cache: the store holds kilobytes, and the devices are small.
 pub const DEFAULT_CACHE_BYTES: u64 = 4 * 1024 * 1024;
@@ -59,6 +65,9 @@ pub enum StoreError {
     /// A money rule refused the payment: a decision, not a fault.
     #[error("refused: {0}")]
     Refused(Refusal),
+    /// The agent's mandate refused its task: a decision, not a fault.
+    #[error("refused: {0}")]
+    AgentRefused(AgentRefusal),
     #[error("history chain broken at entry {index}: {detail}")]
     ChainBroken { index: u64, detail: String },
 }
@@ -100,6 +109,16 @@ pub struct SpendChecks {
     pub offline: Option<OfflineFloor>,
 }
 
+/// Why an agent's task was not committed: the agent's mandate, read and
+/// reserved in the same transaction as the user's limits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgentRefusal {
+    #[error("no agent named {0:?}")]
+    Unknown(String),
+    #[error(transparent)]
+    Outside(#[from] crate::agents::OutsideMandate),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingPayment {
     pub request_id: Uuid,
@@ -108,6 +127,9 @@ pub struct PendingPayment {
     pub payee: String,
     pub created_at: u64,
     pub offline: bool,
+    /// The agent and task it pays for, if an agent asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentRef>,
     /// The exact signed bytes to (re)publish.
     #[serde(with = "hex_bytes")]
     pub envelope: Vec<u8>,
@@ -135,6 +157,7 @@ impl PendingPayment {
             payee: request.payee.clone(),
             created_at: request.created_at,
             offline: request.offline,
+            agent: request.agent.clone(),
             envelope,
         }
     }
@@ -176,6 +199,9 @@ pub enum HistoryEvent {
         request: Vec<u8>,
         #[serde(with = "hex_bytes")]
         response: Vec<u8>,
+        /// Left out when none, so older entries keep their hashes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<AgentRef>,
     },
     Declined {
         request_id: Uuid,
@@ -191,6 +217,8 @@ pub enum HistoryEvent {
         request: Vec<u8>,
         #[serde(with = "hex_bytes")]
         response: Vec<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<AgentRef>,
     },
     /// Declined on the device (policy, limits) before anything was signed.
     Refused {
@@ -198,12 +226,16 @@ pub enum HistoryEvent {
         payee: String,
         at: u64,
         reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<AgentRef>,
     },
     Cancelled {
         amount: Money,
         payee: String,
         at: u64,
         reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<AgentRef>,
     },
 }
 
@@ -241,6 +273,16 @@ impl HistoryEvent {
         }
     }
 
+    /// The agent and task it was for, if an agent asked.
+    pub fn agent(&self) -> Option<&AgentRef> {
+        match self {
+            HistoryEvent::Paid { agent, .. }
+            | HistoryEvent::Declined { agent, .. }
+            | HistoryEvent::Refused { agent, .. }
+            | HistoryEvent::Cancelled { agent, .. } => agent.as_ref(),
+        }
+    }
+
     /// When it happened (unix ms): the gateway's time for answers.
     pub fn at(&self) -> u64 {
         match self {
@@ -263,7 +305,16 @@ pub struct HistoryEntry {
 impl HistoryEntry {
     /// `voicepay history`'s line: "   3 paid      36.00 CNY to Heytea".
     pub fn line(&self) -> String {
-        format!("{:>4} {}", self.index, self.event.summary())
+        match self.event.agent() {
+            Some(a) => format!(
+                "{:>4} {}  [agent {}, task {}]",
+                self.index,
+                self.event.summary(),
+                a.agent_id,
+                a.task_id
+            ),
+            None => format!("{:>4} {}", self.index, self.event.summary()),
+        }
     }
 
     pub fn at(&self) -> u64 {
@@ -311,6 +362,13 @@ fn entry_hash(index: u64, prev_hash: &str, event: &HistoryEvent) -> Result<Strin
 struct OutboxRecord {
     day: u32,
     payment: PendingPayment,
+}
+
+/// `agent_tasks`' value: a task let in, and what its agent was last told.
+#[derive(Serialize, Deserialize)]
+struct TaskRecord {
+    expires_at: u64,
+    state: TaskState,
 }
 
 /// Where the chain ends; kept so an append inside a transaction needs no scan.
@@ -383,6 +441,9 @@ pub struct Store {
     state: Tree,
     /// Payees the user added (`voicepay payees add`), by name.
     payees: Tree,
+    agents: Tree,
+    agent_spend: Tree,
+    agent_tasks: Tree,
     /// Answered by [`Store::limits`] while none are stored.
     initial_limits: Limits,
 }
@@ -402,6 +463,9 @@ impl Store {
             history: db.open_tree("history")?,
             state: db.open_tree("state")?,
             payees: db.open_tree("payees")?,
+            agents: db.open_tree("agents")?,
+            agent_spend: db.open_tree("agent_spend")?,
+            agent_tasks: db.open_tree("agent_tasks")?,
             initial_limits: config.initial_limits.clone(),
             path: config.path.clone(),
             db,
@@ -474,9 +538,122 @@ impl Store {
         Ok(removed)
     }
 
+    /// The registered agents, in name order.
+    pub fn agents(&self) -> Result<Vec<Agent>, StoreError> {
+        self.agents
+            .iter()
+            .values()
+            .map(|v| decode("agent", &v?))
+            .collect()
+    }
+
+    pub fn agent(&self, name: &str) -> Result<Option<Agent>, StoreError> {
+        self.agents
+            .get(name.as_bytes())?
+            .map(|v| decode("agent", &v))
+            .transpose()
+    }
+
+    /// Registers an agent, or replaces the one of the same name; durable on return.
+    pub fn put_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+        self.agents
+            .insert(agent.name.as_bytes(), serde_json::to_vec(agent)?)?;
+        self.flush_durably()
+    }
+
+    /// Whether there was such an agent; durable on return. What it spent
+    /// stays counted, should it be added again.
+    pub fn remove_agent(&self, name: &str) -> Result<bool, StoreError> {
+        let removed = self.agents.remove(name.as_bytes())?.is_some();
+        self.flush_durably()?;
+        Ok(removed)
+    }
+
+    /// Stops one agent, or every agent when `name` is `None`: none of its
+    /// tasks is committed after this returns (the commit reads the mark in
+    /// its transaction). The names stopped; durable on return.
+    pub fn revoke_agents(&self, name: Option<&str>, at_ms: u64) -> Result<Vec<String>, StoreError> {
+        let mut stopped = Vec::new();
+        for agent in self.agents()? {
+            if name.is_some_and(|n| n != agent.name) || agent.revoked_at.is_some() {
+                continue;
+            }
+            let revoked = Agent {
+                revoked_at: Some(at_ms),
+                ..agent
+            };
+            self.agents
+                .insert(revoked.name.as_bytes(), serde_json::to_vec(&revoked)?)?;
+            stopped.push(revoked.name);
+        }
+        self.flush_durably()?;
+        Ok(stopped)
+    }
+
+    /// What `agent` has reserved on `day` and over its life (minor units of
+    /// its mandate's currency), payments waiting for an answer included.
+    pub fn agent_spent(&self, agent: &str, day: u32) -> Result<(i64, i64), StoreError> {
+        let read = |key: Vec<u8>| -> Result<i64, StoreError> {
+            match self.agent_spend.get(key)? {
+                Some(bytes) => Ok(i64::from_be_bytes(fixed("agent spend", &bytes)?)),
+                None => Ok(0),
+            }
+        };
+        Ok((
+            read(agent_spend_key(agent, Some(day)))?,
+            read(agent_spend_key(agent, None))?,
+        ))
+    }
+
+    /// Claims a task id for `agent`: `false` if it was ever claimed before
+    /// (a replay). Durable on return, so a replay after a restart is caught.
+    pub fn claim_task(
+        &self,
+        agent: &str,
+        task_id: &str,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let record = serde_json::to_vec(&TaskRecord {
+            expires_at,
+            state: TaskState::Pending,
+        })?;
+        let claimed = self
+            .agent_tasks
+            .compare_and_swap(agent_task_key(agent, task_id), None::<&[u8]>, Some(record))?
+            .is_ok();
+        self.flush_durably()?;
+        Ok(claimed)
+    }
+
+    /// Where a task stands, as last told to its agent.
+    pub fn set_task_state(
+        &self,
+        agent: &str,
+        task_id: &str,
+        state: TaskState,
+    ) -> Result<(), StoreError> {
+        let key = agent_task_key(agent, task_id);
+        let expires_at = match self.agent_tasks.get(&key)? {
+            Some(bytes) => decode::<TaskRecord>("agent task", &bytes)?.expires_at,
+            None => 0,
+        };
+        self.agent_tasks
+            .insert(key, serde_json::to_vec(&TaskRecord { expires_at, state })?)?;
+        self.flush_durably()
+    }
+
+    pub fn task_state(&self, agent: &str, task_id: &str) -> Result<Option<TaskState>, StoreError> {
+        self.agent_tasks
+            .get(agent_task_key(agent, task_id))?
+            .map(|bytes| decode::<TaskRecord>("agent task", &bytes).map(|r| r.state))
+            .transpose()
+    }
+
     /// In one transaction: checks the daily limit and the offline floor,
-    /// reserves the amount on `day`, bumps the offline counters and writes
-    /// the outbox entry; then makes it durable. Nothing is written on refusal.
+    /// and for an agent's task its mandate (it may have been stopped or
+    /// spent meanwhile); reserves the amount on `day` for the user and the
+    /// agent, bumps the offline counters and writes the outbox entry; then
+    /// makes it durable. Nothing is written on refusal.
     pub fn commit_payment(
         &self,
         pending: &PendingPayment,
@@ -493,8 +670,15 @@ impl Store {
         })?;
         let seq_key = pending.seq.to_be_bytes();
         let counter_key = spend_key(day, amount.currency);
-        (&self.outbox, &self.requests, &self.spend, &self.state)
-            .transaction(|(outbox, requests, spend, state)| {
+        (
+            &self.outbox,
+            &self.requests,
+            &self.spend,
+            &self.state,
+            &self.agents,
+            &self.agent_spend,
+        )
+            .transaction(|(outbox, requests, spend, state, agents, agent_spend)| {
                 if requests.get(pending.request_id.as_bytes())?.is_some() {
                     return abort(StoreError::DuplicateRequest(pending.request_id));
                 }
@@ -516,6 +700,9 @@ impl Store {
                     let counted =
                         policy::count_offline(counters, amount, pending.created_at).or_abort()?;
                     state.insert(OFFLINE_KEY, encode(&counted)?)?;
+                }
+                if let Some(agent) = &pending.agent {
+                    reserve_for_agent(agents, agent_spend, agent, pending, day)?;
                 }
                 spend.insert(&counter_key, &after.minor.to_be_bytes())?;
                 outbox.insert(&seq_key, record.as_slice())?;
@@ -573,8 +760,9 @@ impl Store {
             &self.spend,
             &self.history,
             &self.state,
+            &self.agent_spend,
         )
-            .transaction(|(outbox, requests, spend, history, state)| {
+            .transaction(|(outbox, requests, spend, history, state, agent_spend)| {
                 let Some(seq) = requests.get(request_id.as_bytes())? else {
                     return Ok(None);
                 };
@@ -600,6 +788,7 @@ impl Store {
                         processed_at,
                         request: p.envelope,
                         response,
+                        agent: p.agent,
                     },
                     Settlement::Declined {
                         reason,
@@ -612,6 +801,9 @@ impl Store {
                         // block the settlement and leave the payment queued.
                         let left = spent.minor.saturating_sub(p.amount.minor).max(0);
                         spend.insert(&key, &left.to_be_bytes())?;
+                        if let Some(agent) = &p.agent {
+                            release_for_agent(agent_spend, &agent.agent_id, day, p.amount.minor)?;
+                        }
                         HistoryEvent::Declined {
                             request_id,
                             seq: p.seq,
@@ -624,6 +816,7 @@ impl Store {
                             processed_at,
                             request: p.envelope,
                             response,
+                            agent: p.agent,
                         }
                     }
                 };
@@ -794,6 +987,93 @@ fn read_offline(state: &TransactionalTree) -> TxResult<OfflineCounters> {
     }
 }
 
+/// `agent_spend`'s keys: the name, a 0 byte, then the day or `total`.
+fn agent_spend_key(agent: &str, day: Option<u32>) -> Vec<u8> {
+    let mut key = agent.as_bytes().to_vec();
+    key.push(0);
+    match day {
+        Some(day) => key.extend_from_slice(&day.to_be_bytes()),
+        None => key.extend_from_slice(b"total"),
+    }
+    key
+}
+
+fn agent_task_key(agent: &str, task_id: &str) -> Vec<u8> {
+    let mut key = agent.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(task_id.as_bytes());
+    key
+}
+
+fn read_minor(tree: &TransactionalTree, key: &[u8]) -> TxResult<i64> {
+    match tree.get(key)? {
+        Some(bytes) => Ok(i64::from_be_bytes(fixed("agent spend", &bytes).or_abort()?)),
+        None => Ok(0),
+    }
+}
+
+/// Inside the commit: the agent as it is now (stopped? removed?), its
+/// mandate checked against what it has reserved, and the amount reserved.
+fn reserve_for_agent(
+    agents: &TransactionalTree,
+    agent_spend: &TransactionalTree,
+    agent: &AgentRef,
+    pending: &PendingPayment,
+    day: u32,
+) -> TxResult<()> {
+    let refuse = |r: AgentRefusal| ConflictableTransactionError::Abort(StoreError::AgentRefused(r));
+    let Some(bytes) = agents.get(agent.agent_id.as_bytes())? else {
+        return Err(refuse(AgentRefusal::Unknown(agent.agent_id.clone())));
+    };
+    let record: Agent = decode("agent", &bytes).or_abort()?;
+    if record.revoked_at.is_some() {
+        return Err(refuse(OutsideMandate::Revoked.into()));
+    }
+    let (day_key, total_key) = (
+        agent_spend_key(&agent.agent_id, Some(day)),
+        agent_spend_key(&agent.agent_id, None),
+    );
+    let (today, total) = (
+        read_minor(agent_spend, &day_key)?,
+        read_minor(agent_spend, &total_key)?,
+    );
+    record
+        .mandate
+        .check(
+            pending.amount,
+            &pending.payee,
+            today,
+            total,
+            pending.created_at,
+        )
+        .map_err(|outside| refuse(outside.into()))?;
+    let add = |spent: i64| {
+        spent.checked_add(pending.amount.minor).ok_or_else(|| {
+            ConflictableTransactionError::Abort(StoreError::Invalid("agent spend overflows".into()))
+        })
+    };
+    agent_spend.insert(day_key, &add(today)?.to_be_bytes())?;
+    agent_spend.insert(total_key, &add(total)?.to_be_bytes())?;
+    Ok(())
+}
+
+/// A declined agent payment gives its reservation back.
+fn release_for_agent(
+    agent_spend: &TransactionalTree,
+    agent: &str,
+    day: u32,
+    minor: i64,
+) -> TxResult<()> {
+    for key in [
+        agent_spend_key(agent, Some(day)),
+        agent_spend_key(agent, None),
+    ] {
+        let left = read_minor(agent_spend, &key)?.saturating_sub(minor).max(0);
+        agent_spend.insert(key, &left.to_be_bytes())?;
+    }
+    Ok(())
+}
+
 fn head_of(bytes: Option<&[u8]>) -> Result<HistoryHead, StoreError> {
     match bytes {
         Some(bytes) => decode("history head", bytes),
@@ -856,6 +1136,7 @@ mod tests {
             payee: "Heytea".into(),
             created_at,
             offline,
+            agent: None,
             envelope: b"{\"v\":1}".to_vec(),
         }
     }
@@ -1098,6 +1379,7 @@ mod tests {
                 payee: "Heytea".into(),
                 at: 1_000,
                 reason: "user said cancel".into(),
+                agent: None,
             };
             store.record(event).expect("record");
         }
@@ -1106,6 +1388,7 @@ mod tests {
             payee: "x".into(),
             at: 1,
             reason: "policy".into(),
+            agent: None,
         };
         store.record(refused).expect("record");
         drop(store);
@@ -1192,6 +1475,7 @@ mod tests {
                 payee: "x".into(),
                 at: 1,
                 reason: "cancel".into(),
+                agent: None,
             })
             .expect("record");
         let week = store.spending(DAY, DAY + 6).expect("spending");
@@ -1284,5 +1568,411 @@ mod tests {
         assert!(store.next_seq().is_err());
         store.state.insert(LIMITS_KEY, &b"{"[..]).expect("garble");
         assert!(store.limits().is_err());
+    }
+
+    /// Registers `name` with a fresh key, a daily and a total budget.
+    fn put_agent(store: &Store, name: &str, daily: Option<i64>, total: Option<i64>) {
+        let key = crate::keys::SigningKey::generate().expect("key");
+        let agent = Agent {
+            name: name.into(),
+            public_key: key.public_key().to_base64url(),
+            mandate: crate::agents::Mandate {
+                daily: daily.map(cny),
+                total: total.map(cny),
+                ..crate::agents::Mandate::new(Currency::CNY)
+            },
+            added_at: 0,
+            revoked_at: None,
+        };
+        store.put_agent(&agent).expect("put agent");
+    }
+
+    fn agent_pending(store: &Store, agent: &str, amount: Money) -> PendingPayment {
+        PendingPayment {
+            agent: Some(AgentRef {
+                agent_id: agent.into(),
+                task_id: Uuid::now_v7().to_string(),
+            }),
+            ..pending(store, amount, false, 1)
+        }
+    }
+
+    fn agent_refusal(result: Result<(), StoreError>) -> AgentRefusal {
+        match result {
+            Err(StoreError::AgentRefused(refusal)) => refusal,
+            other => panic!("expected the agent's mandate to refuse, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_agent_payment_over_its_budget_is_refused_in_the_commit_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        put_agent(&store, "kimi", Some(5_000), Some(8_000));
+        let checks = daily(cny(100_000));
+        let first = agent_pending(&store, "kimi", cny(3_000));
+        store
+            .commit_payment(&first, DAY, &checks)
+            .expect("within budget");
+        // Reserved on the day and over the agent's life.
+        assert_eq!(
+            store.agent_spent("kimi", DAY).expect("spent"),
+            (3_000, 3_000)
+        );
+        assert_eq!(
+            store.agent_spent("kimi", DAY + 1).expect("spent"),
+            (0, 3_000)
+        );
+
+        let over_day = agent_pending(&store, "kimi", cny(2_001));
+        assert_eq!(
+            agent_refusal(store.commit_payment(&over_day, DAY, &checks)),
+            AgentRefusal::Outside(OutsideMandate::Daily { left: cny(2_000) })
+        );
+        // The next day has a fresh daily budget, but not a fresh total.
+        let second = agent_pending(&store, "kimi", cny(4_000));
+        store
+            .commit_payment(&second, DAY + 1, &checks)
+            .expect("next day");
+        assert_eq!(
+            store.agent_spent("kimi", DAY + 1).expect("spent"),
+            (4_000, 7_000)
+        );
+        // A third day: its daily budget is whole, the total nearly spent.
+        let over_total = agent_pending(&store, "kimi", cny(1_001));
+        assert_eq!(
+            agent_refusal(store.commit_payment(&over_total, DAY + 2, &checks)),
+            AgentRefusal::Outside(OutsideMandate::Total { left: cny(1_000) })
+        );
+
+        // Nothing of the refused ones was written anywhere.
+        assert_eq!(store.outbox_len().expect("outbox"), 2);
+        for refused in [&over_day, &over_total] {
+            assert_eq!(store.outbox_get(refused.request_id).expect("get"), None);
+        }
+        assert_eq!(
+            store.agent_spent("kimi", DAY).expect("spent"),
+            (3_000, 7_000)
+        );
+        assert_eq!(
+            store.agent_spent("kimi", DAY + 1).expect("spent"),
+            (4_000, 7_000)
+        );
+        assert_eq!(
+            store.spent_on_day(DAY, Currency::CNY).expect("spent"),
+            cny(3_000)
+        );
+        assert_eq!(
+            store.spent_on_day(DAY + 1, Currency::CNY).expect("spent"),
+            cny(4_000)
+        );
+        assert_eq!(
+            store.spent_on_day(DAY + 2, Currency::CNY).expect("spent"),
+            cny(0)
+        );
+        assert_eq!(
+            store.agent_spent("kimi", DAY + 2).expect("spent"),
+            (0, 7_000)
+        );
+        // A refused request id was never taken: it may still be committed.
+        let fits = PendingPayment {
+            amount: cny(1_000),
+            ..over_total
+        };
+        store.commit_payment(&fits, DAY + 2, &checks).expect("fits");
+        assert_eq!(
+            store.agent_spent("kimi", DAY + 2).expect("spent"),
+            (1_000, 8_000)
+        );
+    }
+
+    #[test]
+    fn a_declined_agent_payment_gives_its_reservation_back_and_an_approved_one_keeps_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        put_agent(&store, "kimi", Some(5_000), Some(8_000));
+        let checks = SpendChecks::default();
+        let declined = agent_pending(&store, "kimi", cny(1_500));
+        let paid = agent_pending(&store, "kimi", cny(2_500));
+        for p in [&declined, &paid] {
+            store.commit_payment(p, DAY, &checks).expect("commit");
+        }
+        assert_eq!(
+            store.agent_spent("kimi", DAY).expect("spent"),
+            (4_000, 4_000)
+        );
+
+        let no = Settlement::Declined {
+            reason: "insufficient funds".into(),
+            processed_at: 2_000,
+            response: b"signed no".to_vec(),
+        };
+        let entry = store
+            .settle(declined.request_id, &no)
+            .expect("settle")
+            .expect("entry");
+        assert!(matches!(entry.event, HistoryEvent::Declined { .. }));
+        assert_eq!(entry.event.agent(), declined.agent.as_ref());
+        assert_eq!(
+            store.agent_spent("kimi", DAY).expect("spent"),
+            (2_500, 2_500)
+        );
+
+        let entry = store
+            .settle(paid.request_id, &approved())
+            .expect("settle")
+            .expect("entry");
+        assert!(matches!(entry.event, HistoryEvent::Paid { .. }));
+        assert_eq!(entry.event.agent(), paid.agent.as_ref());
+        assert_eq!(
+            store.agent_spent("kimi", DAY).expect("spent"),
+            (2_500, 2_500)
+        );
+        assert!(
+            entry.line().contains("[agent kimi, task "),
+            "{}",
+            entry.line()
+        );
+
+        // A repeated decline gives nothing back twice.
+        assert_eq!(
+            store.settle(declined.request_id, &no).expect("repeat"),
+            None
+        );
+        assert_eq!(
+            store.agent_spent("kimi", DAY).expect("spent"),
+            (2_500, 2_500)
+        );
+
+        // A later decline gives back its own amount, not the approved one's.
+        let last = agent_pending(&store, "kimi", cny(700));
+        store.commit_payment(&last, DAY, &checks).expect("commit");
+        store.settle(last.request_id, &no).expect("settle");
+        assert_eq!(
+            store.agent_spent("kimi", DAY).expect("spent"),
+            (2_500, 2_500)
+        );
+        assert_eq!(store.verify_history().expect("intact"), 3);
+        assert_eq!(
+            store.spending(DAY, DAY).expect("spending"),
+            vec![cny(2_500)]
+        );
+    }
+
+    #[test]
+    fn a_declined_agent_payment_brings_its_spend_back_to_zero() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        put_agent(&store, "kimi", Some(5_000), Some(5_000));
+        let p = agent_pending(&store, "kimi", cny(5_000));
+        store
+            .commit_payment(&p, DAY, &SpendChecks::default())
+            .expect("commit");
+        let no = Settlement::Declined {
+            reason: "no".into(),
+            processed_at: 1,
+            response: vec![],
+        };
+        let entry = store
+            .settle(p.request_id, &no)
+            .expect("settle")
+            .expect("entry");
+        assert_eq!(entry.event.agent(), p.agent.as_ref());
+        assert_eq!(store.agent_spent("kimi", DAY).expect("spent"), (0, 0));
+        // The whole budget is there again.
+        let again = agent_pending(&store, "kimi", cny(5_000));
+        store
+            .commit_payment(&again, DAY, &SpendChecks::default())
+            .expect("the budget was given back");
+    }
+
+    #[test]
+    fn a_stopped_agent_has_nothing_committed_and_an_unknown_agent_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        put_agent(&store, "kimi", None, None);
+        put_agent(&store, "claude-code", None, None);
+        let checks = SpendChecks::default();
+        let before = agent_pending(&store, "kimi", cny(100));
+        store
+            .commit_payment(&before, DAY, &checks)
+            .expect("before the stop");
+
+        assert_eq!(
+            store.revoke_agents(Some("kimi"), 5_000).expect("revoke"),
+            vec!["kimi".to_owned()]
+        );
+        let after = agent_pending(&store, "kimi", cny(100));
+        assert_eq!(
+            agent_refusal(store.commit_payment(&after, DAY, &checks)),
+            AgentRefusal::Outside(OutsideMandate::Revoked)
+        );
+        // Still stopped after a restart.
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(
+            store
+                .agent("kimi")
+                .expect("agent")
+                .and_then(|a| a.revoked_at),
+            Some(5_000)
+        );
+        assert_eq!(
+            agent_refusal(store.commit_payment(&after, DAY, &checks)),
+            AgentRefusal::Outside(OutsideMandate::Revoked)
+        );
+        // Only the one named was stopped.
+        let other = agent_pending(&store, "claude-code", cny(100));
+        store
+            .commit_payment(&other, DAY, &checks)
+            .expect("not stopped");
+
+        let stranger = agent_pending(&store, "nobody", cny(100));
+        assert_eq!(
+            agent_refusal(store.commit_payment(&stranger, DAY, &checks)),
+            AgentRefusal::Unknown("nobody".into())
+        );
+        // What it spent before the stop stays counted; nothing after it.
+        assert_eq!(store.agent_spent("kimi", DAY).expect("spent"), (100, 100));
+        assert_eq!(store.outbox_len().expect("outbox"), 2);
+        // Stopping every agent stops the rest, and names only those newly stopped.
+        assert_eq!(
+            store.revoke_agents(None, 6_000).expect("revoke all"),
+            vec!["claude-code".to_owned()]
+        );
+        let late = agent_pending(&store, "claude-code", cny(100));
+        assert_eq!(
+            agent_refusal(store.commit_payment(&late, DAY, &checks)),
+            AgentRefusal::Outside(OutsideMandate::Revoked)
+        );
+    }
+
+    #[test]
+    fn a_task_id_is_claimed_once_even_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = open(dir.path());
+            assert!(store.claim_task("kimi", "t-1", 9_000).expect("claim"));
+            assert!(!store.claim_task("kimi", "t-1", 9_000).expect("replay"));
+            // Another agent's task of the same id is its own.
+            assert!(
+                store
+                    .claim_task("claude-code", "t-1", 9_000)
+                    .expect("claim")
+            );
+            assert_eq!(
+                store.task_state("kimi", "t-1").expect("state"),
+                Some(TaskState::Pending)
+            );
+        }
+        let store = open(dir.path());
+        assert!(!store.claim_task("kimi", "t-1", 9_000).expect("replay"));
+        assert!(
+            !store
+                .claim_task("claude-code", "t-1", 9_000)
+                .expect("replay")
+        );
+        assert!(store.claim_task("kimi", "t-2", 9_000).expect("claim"));
+        assert_eq!(store.task_state("kimi", "t-3").expect("state"), None);
+    }
+
+    mod concurrent_agents {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One payer's payments: (amount, on the second day?).
+        type Payments = Vec<(i64, bool)>;
+
+        fn payments() -> impl Strategy<Value = Payments> {
+            proptest::collection::vec((1i64..4_000, any::<bool>()), 1..8)
+        }
+
+        /// What was committed: the agent (`None`: the user's own), the day, the amount.
+        type Committed = Vec<(Option<String>, u32, i64)>;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(24))]
+
+            /// Agents paying at once never overspend their budgets or the
+            /// user's daily limit, and what they reserved is what was committed.
+            #[test]
+            fn agents_paying_at_once_never_overspend_their_budgets_or_the_users_limit(
+                agents in proptest::collection::vec((1_000i64..12_000, 1_000i64..18_000, payments()), 2..=4),
+                own in payments(),
+                user_daily in 5_000i64..40_000,
+            ) {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let store = open(dir.path());
+                let names: Vec<String> = (0..agents.len()).map(|i| format!("agent-{i}")).collect();
+                for (name, (daily, total, _)) in names.iter().zip(&agents) {
+                    put_agent(&store, name, Some(*daily), Some(*total));
+                }
+                let checks = daily(cny(user_daily));
+                let mut payers: Vec<(Option<&str>, &Payments)> = names
+                    .iter()
+                    .zip(&agents)
+                    .map(|(name, (_, _, payments))| (Some(name.as_str()), payments))
+                    .collect();
+                payers.push((None, &own));
+                let committed: Committed = std::thread::scope(|scope| {
+                    let handles: Vec<_> = payers
+                        .iter()
+                        .map(|&(name, payments)| {
+                            let store = store.clone();
+                            let checks = checks.clone();
+                            scope.spawn(move || {
+                                let mut ok = Vec::new();
+                                for &(minor, second_day) in payments {
+                                    let day = if second_day { DAY + 1 } else { DAY };
+                                    let p = match name {
+                                        Some(name) => agent_pending(&store, name, cny(minor)),
+                                        None => pending(&store, cny(minor), false, 1),
+                                    };
+                                    match store.commit_payment(&p, day, &checks) {
+                                        Ok(()) => ok.push((name.map(String::from), day, minor)),
+                                        Err(StoreError::Refused(Refusal::OverDailyLimit { .. })) => {}
+                                        Err(StoreError::AgentRefused(AgentRefusal::Outside(
+                                            OutsideMandate::Daily { .. } | OutsideMandate::Total { .. },
+                                        ))) if name.is_some() => {}
+                                        Err(e) => panic!("unexpected {e}"),
+                                    }
+                                }
+                                ok
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .flat_map(|h| h.join().expect("thread"))
+                        .collect()
+                });
+
+                let sum = |payer: Option<&str>, day: Option<u32>| -> i64 {
+                    committed
+                        .iter()
+                        .filter(|(n, d, _)| {
+                            (payer.is_none() || n.as_deref() == payer)
+                                && day.is_none_or(|day| *d == day)
+                        })
+                        .map(|(_, _, minor)| minor)
+                        .sum()
+                };
+                for day in [DAY, DAY + 1] {
+                    let all = sum(None, Some(day));
+                    prop_assert!(all <= user_daily, "{all} on day {day} over the user's {user_daily}");
+                    prop_assert_eq!(store.spent_on_day(day, Currency::CNY).expect("spent"), cny(all));
+                }
+                for (name, (daily_budget, total_budget, _)) in names.iter().zip(&agents) {
+                    let total = sum(Some(name), None);
+                    prop_assert!(total <= *total_budget, "{name}: {total} over its total {total_budget}");
+                    for day in [DAY, DAY + 1] {
+                        let today = sum(Some(name), Some(day));
+                        prop_assert!(today <= *daily_budget, "{name}: {today} over its daily {daily_budget}");
+                        prop_assert_eq!(store.agent_spent(name, day).expect("spent"), (today, total));
+                    }
+                }
+                prop_assert_eq!(store.outbox_len().expect("outbox"), committed.len());
+            }
+        }
     }
 }

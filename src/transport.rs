@@ -486,12 +486,13 @@ pub struct DeviceLink {
     /// has, after it cleared its state, and while the broker is away.
     pub driving: tokio::sync::watch::Receiver<Option<bool>>,
     pub answers: tokio::sync::mpsc::Receiver<Vec<u8>>,
-    /// Agent tasks (signed envelopes) for the daemon; nothing feeds it until
-    /// the tasks topic is subscribed (the agent tasks issue).
+    /// Agent tasks, as they came (signed envelopes, not yet checked).
     pub tasks: tokio::sync::mpsc::Receiver<Vec<u8>>,
     /// Push-to-talk pressed (`true`) or let go, from `{prefix}/devices/{id}/ptt`.
     pub push_to_talk: tokio::sync::mpsc::Receiver<bool>,
     events_topic: String,
+    prefix: String,
+    device_id: String,
     task: tokio::task::JoinHandle<()>,
     publisher_task: tokio::task::JoinHandle<()>,
 }
@@ -499,6 +500,8 @@ pub struct DeviceLink {
 /// How many messages a device may have queued for MQTT: an outbox far larger
 /// than a device ever holds, plus statuses.
 const DEVICE_SEND_QUEUE: usize = 20_000;
+/// Agent tasks not yet taken by the daemon; more are dropped (and logged).
+const TASKS_QUEUE: usize = 64;
 
 impl DeviceLink {
     /// Connects in the background; `outbox` gives the signed requests still
@@ -527,7 +530,8 @@ impl DeviceLink {
         let (state_tx, state) = tokio::sync::watch::channel(LinkState::default());
         let (driving_tx, driving) = tokio::sync::watch::channel(None::<bool>);
         let (answers_tx, answers) = tokio::sync::mpsc::channel(64);
-        let (tasks_tx, tasks) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        let (tasks_tx, tasks) = tokio::sync::mpsc::channel::<Vec<u8>>(TASKS_QUEUE);
+        let tasks_topic = topics::tasks(prefix, device_id);
         let (ptt_tx, push_to_talk) = tokio::sync::mpsc::channel::<bool>(16);
         let ptt = topics::push_to_talk(prefix, device_id);
         let requests_topic = topics::requests(prefix, device_id);
@@ -536,14 +540,13 @@ impl DeviceLink {
         let closed = closing.clone();
         let queue = publisher.clone();
         let task = tokio::spawn(async move {
-            // Held open: an empty input, not a closed one.
-            let _tasks = tasks_tx;
             let mut backoff = Duration::from_millis(200);
             let mut unreadable_driving = LogLimiter::new(10);
             // What the signed statuses seen so far make us believe.
             let mut belief = crate::protocol::StatusBelief::default();
             let mut rejected_statuses = LogLimiter::new(10);
             let mut rejected_ptt = LogLimiter::new(2);
+            let mut dropped_tasks = LogLimiter::new(2);
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -555,6 +558,7 @@ impl DeviceLink {
                         queue.subscribe(&driving_topic);
                         queue.subscribe(&gateway_status);
                         queue.subscribe(&ptt);
+                        queue.subscribe(&tasks_topic);
                         queue.publish(&status, true, "online");
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == gateway_status => {
@@ -605,6 +609,16 @@ impl DeviceLink {
                                     );
                                 }
                             }
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == tasks_topic => {
+                        // Never waited for: a flood of tasks must not hold up
+                        // the gateway's answers. The agent asks again, or asks
+                        // for the task's status and hears nothing.
+                        if tasks_tx.try_send(p.payload.to_vec()).is_err()
+                            && let Some(held_back) = dropped_tasks.allow()
+                        {
+                            tracing::warn!(held_back, "agent task dropped: the device is behind");
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == responses => {
@@ -658,6 +672,8 @@ impl DeviceLink {
             tasks,
             push_to_talk,
             events_topic: topics::events(prefix, device_id),
+            prefix: prefix.to_owned(),
+            device_id: device_id.to_owned(),
             task,
             publisher_task,
         }
@@ -668,6 +684,13 @@ impl DeviceLink {
     /// outbox out of the send queue.
     pub fn publish_event(&self, event: Vec<u8>) -> bool {
         self.state.borrow().broker && self.publisher.publish(&self.events_topic, false, event)
+    }
+
+    /// Tells an agent where its task stands: a signed status, retained on
+    /// the task's own topic, so an agent that looks later still learns it.
+    pub fn publish_task_status(&self, task_id: &str, envelope: Vec<u8>) -> bool {
+        let topic = crate::protocol::topics::task_status(&self.prefix, &self.device_id, task_id);
+        self.publisher.publish(&topic, true, envelope)
     }
 
     /// Queues a signed request for MQTT (QoS 1) without waiting. Delivery is

@@ -347,13 +347,13 @@ fn an_outbox_of_a_thousand_payments_drains_when_the_gateway_returns() {
             voicepay::clock::Calendar::utc(),
         );
         for i in 0..PAYMENTS {
-            let order = PaymentOrder {
-                amount: Money::new(100 + (i % 5) as i64, Currency::CNY),
-                purchase: Purchase::Pay {
+            let order = PaymentOrder::spoken(
+                Money::new(100 + (i % 5) as i64, Currency::CNY),
+                Purchase::Pay {
                     payee: "Backlog".into(),
                 },
-                evidence: Evidence::new("Pay 1 yuan to Backlog.", b"", 1.0, "en"),
-            };
+                Evidence::new("Pay 1 yuan to Backlog.", b"", 1.0, "en"),
+            );
             outbox.commit(&order, &Approval::AutoLimit, None).unwrap();
         }
     }

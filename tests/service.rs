@@ -4,11 +4,9 @@
 
 mod util;
 
-use std::io::{BufRead, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
 
 use util::*;
@@ -16,89 +14,6 @@ use util::*;
 const STOP_LIMIT: Duration = Duration::from_secs(5);
 /// Loading the model and the first connect, on a loaded machine.
 const START_LIMIT: Duration = Duration::from_secs(60);
-
-/// A named pipe as `--input`: the daemon waits on it as it would on a
-/// microphone, and hears a fixture when the test writes one into it.
-struct Fifo(PathBuf);
-
-impl Fifo {
-    fn new(dir: &Path, name: &str) -> Fifo {
-        let path = dir.join(name);
-        assert!(
-            Command::new("mkfifo")
-                .arg(&path)
-                .status()
-                .unwrap()
-                .success()
-        );
-        Fifo(path)
-    }
-
-    fn arg(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-
-    /// Writes these bytes once the daemon opens the pipe (in a thread: a
-    /// daemon that never opens it fails the test instead of hanging it).
-    fn write(&self, bytes: Vec<u8>) {
-        let path = self.0.clone();
-        let (done, written) = channel();
-        std::thread::spawn(move || {
-            let mut pipe = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-            pipe.write_all(&bytes).unwrap();
-            let _ = done.send(());
-        });
-        written
-            .recv_timeout(START_LIMIT)
-            .expect("the daemon opened its input");
-    }
-
-    fn feed(&self, fixture_name: &str) {
-        self.write(std::fs::read(fixture(&format!("{fixture_name}.wav"))).unwrap());
-    }
-
-    /// An empty input: the daemon's reader gets an unreadable file and goes on.
-    fn close(&self) {
-        self.write(Vec::new());
-    }
-}
-
-/// Each line of `reader`, as it comes.
-fn lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(reader)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    rx
-}
-
-/// The first line that `wanted` accepts, within `limit`; every line seen
-/// goes into `seen`.
-fn wait_line(
-    rx: &Receiver<String>,
-    seen: &mut Vec<String>,
-    limit: Duration,
-    wanted: impl Fn(&str) -> bool,
-) -> String {
-    let started = voicepay::clock::Stopwatch::start();
-    loop {
-        let left = limit.saturating_sub(started.elapsed());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                seen.push(line.clone());
-                if wanted(&line) {
-                    return line;
-                }
-            }
-            Err(_) => panic!("no such line within {limit:?}; seen: {seen:#?}"),
-        }
-    }
-}
 
 /// A notify socket, as systemd makes one for a Type=notify service.
 struct NotifySocket {
@@ -136,25 +51,6 @@ impl NotifySocket {
             }
         }
         panic!("no {wanted} within {limit:?}; got {:?}", self.got);
-    }
-}
-
-fn status_json(dev: &str) -> serde_json::Value {
-    serde_json::from_str(&ok(&["status", "--json", "--data-dir", dev])).unwrap()
-}
-
-fn device_id(dev: &str) -> String {
-    let shown: serde_json::Value =
-        serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", dev])).unwrap();
-    shown["device_id"].as_str().unwrap().to_owned()
-}
-
-/// Polls `check` every 100 ms until it holds, for at most `limit`.
-fn eventually(limit: Duration, what: &str, check: impl Fn() -> bool) {
-    let started = voicepay::clock::Stopwatch::start();
-    while !check() {
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -312,9 +208,14 @@ fn sighup_applies_a_new_payee_at_once_and_a_broken_profile_changes_nothing() {
     let out = lines(daemon.stdout().unwrap());
     let logs = lines(daemon.stderr().unwrap());
     let (mut said, mut logged) = (Vec::new(), Vec::new());
-    eventually(START_LIMIT, "the daemon is online", || {
-        status_json(&dev)["connection"] == "online"
-    });
+    let started = voicepay::clock::Stopwatch::start();
+    while status_json(&dev)["connection"] != "online" {
+        if started.elapsed() > START_LIMIT {
+            let logged: Vec<String> = logs.try_iter().filter(|l| !l.contains("whisper")).collect();
+            panic!("not online: {}\n{}", status_json(&dev), logged.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     fifos[0].feed("pay_alice_20");
     wait_line(&out, &mut said, START_LIMIT, |l| {

@@ -189,6 +189,14 @@ pub(crate) static ENGLISH: Lexicon = Lexicon {
     task_objects: &[
         "it", "that", "this", "the", "task", "agent", "agent's", "agents", "pending", "request",
     ],
+    stop_agent_verbs: &[
+        "stop", "revoke", "cancel", "block", "halt", "freeze", "pause", "disable", "end",
+    ],
+    agent_words: &["agent", "agents", "agent's", "agents'", "ai"],
+    agent_objects: &[
+        "the", "all", "my", "every", "payments", "payment", "tasks", "task", "spending", "budget",
+        "budgets", "requests",
+    ],
 
     pay_idioms: &[
         "attention",

@@ -34,6 +34,12 @@ pub(crate) struct Lexicon {
     pub reject_verbs: Words,
     /// All that may follow "approve"/"reject" ("the agent's task").
     pub task_objects: Words,
+    /// "stop", "revoke": with `agent_words`, every agent is stopped.
+    pub stop_agent_verbs: Words,
+    /// "agent", "agents": what a stop verb must name.
+    pub agent_words: Words,
+    /// What else may follow a stop verb ("all", "payments").
+    pub agent_objects: Words,
 
     /// "pay attention", "pay back", "pay respects": not payments.
     pub pay_idioms: Words,

@@ -101,6 +101,8 @@ pub enum Intent {
     },
     ApproveTask,
     RejectTask,
+    /// "Stop the agents", "cancel all agent payments": every agent stopped.
+    RevokeAgents,
     /// Not a command; never a payment.
     None,
 }
@@ -137,6 +139,7 @@ enum IntentJson {
     },
     ApproveTask,
     RejectTask,
+    RevokeAgents,
     None,
 }
 
@@ -159,6 +162,7 @@ impl From<Intent> for IntentJson {
             Intent::QuerySpending { period } => IntentJson::QuerySpending { period },
             Intent::ApproveTask => IntentJson::ApproveTask,
             Intent::RejectTask => IntentJson::RejectTask,
+            Intent::RevokeAgents => IntentJson::RevokeAgents,
             Intent::None => IntentJson::None,
         }
     }
@@ -227,6 +231,7 @@ impl TryFrom<IntentJson> for Intent {
             IntentJson::QuerySpending { period } => Intent::QuerySpending { period },
             IntentJson::ApproveTask => Intent::ApproveTask,
             IntentJson::RejectTask => Intent::RejectTask,
+            IntentJson::RevokeAgents => Intent::RevokeAgents,
             IntentJson::None => Intent::None,
         })
     }
@@ -402,6 +407,8 @@ pub fn read_answer(
         Intent::Cancel => Some(Cancel),
         Intent::ApproveTask => Some(Approve),
         Intent::RejectTask => Some(Reject),
+        // "Stop the agent" to a question is no to it (the dialog stops the agents too).
+        Intent::RevokeAgents => Some(Cancel),
         _ => None,
     };
     match spelled {
@@ -501,6 +508,12 @@ struct Parser<'a> {
 impl Parser<'_> {
     fn parse(&self, transcript: &str) -> Option<Intent> {
         let sentences = text::sentences(transcript)?;
+        if let [sentence] = sentences.as_slice()
+            && let Some(command) = self.command(sentence)
+            && self.stops_agents(&norms(command.core()))
+        {
+            return Some(Intent::RevokeAgents);
+        }
         let all: Vec<&str> = sentences
             .iter()
             .flat_map(|s| &s.tokens)
@@ -620,6 +633,22 @@ impl Parser<'_> {
             return self.set_limit(&core[n..]);
         }
         None
+    }
+
+    /// "stop the agents", "cancel all agent payments", "revoke the agent":
+    /// a stop verb, then only words about agents and their payments, at
+    /// least one of them naming agents.
+    fn stops_agents(&self, words: &[&str]) -> bool {
+        let lex = self.lex;
+        let Some((verb, rest)) = words.split_first() else {
+            return false;
+        };
+        lex.stop_agent_verbs.contains(verb)
+            && rest.len() <= MAX_TASK_OBJECT_WORDS
+            && rest.iter().any(|w| lex.agent_words.contains(w))
+            && rest
+                .iter()
+                .all(|w| lex.agent_words.contains(w) || lex.agent_objects.contains(w))
     }
 
     /// "approve", "approve the task", "reject it", "deny the agent's request".

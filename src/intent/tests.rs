@@ -455,6 +455,57 @@ fn json_is_held_to_the_parser_rules() {
 }
 
 #[test]
+fn stopping_the_agents_is_heard_only_when_agents_are_named() {
+    let ctx = ctx();
+    let stops = [
+        "stop the agents",
+        "Stop all agents.",
+        "cancel all agent payments",
+        "revoke the agent",
+        "Please stop the AI agents.",
+    ];
+    for text in stops {
+        assert_eq!(parse(text, &ctx), Intent::RevokeAgents, "{text:?}");
+    }
+    let others = [
+        "stop",
+        "cancel",
+        "stop the car",
+        "stop paying the agent 30 yuan",
+    ];
+    for text in others {
+        assert_ne!(parse(text, &ctx), Intent::RevokeAgents, "{text:?}");
+    }
+    // A bare "stop" or "cancel" is still an answer, not a stop of the agents.
+    assert_eq!(parse("stop", &ctx), Intent::Cancel);
+    assert_eq!(parse("cancel", &ctx), Intent::Cancel);
+    assert!(!Intent::RevokeAgents.is_payment());
+}
+
+#[test]
+fn stopping_the_agents_round_trips_as_json() {
+    let json = r#"{"kind":"revoke_agents"}"#;
+    assert_eq!(
+        serde_json::to_string(&Intent::RevokeAgents).ok().as_deref(),
+        Some(json)
+    );
+    assert_eq!(
+        serde_json::from_str::<Intent>(json).ok(),
+        Some(Intent::RevokeAgents)
+    );
+}
+
+#[test]
+fn stopping_the_agent_answers_its_task_with_no() {
+    let ctx = ctx();
+    let task = [AnswerKind::Approve, AnswerKind::Reject];
+    assert_eq!(
+        read_answer("stop the agent", &ctx, &task),
+        Some(AnswerKind::Reject)
+    );
+}
+
+#[test]
 fn payments_are_pay_and_top_up() {
     assert!(cny(1, "Bob").is_payment());
     assert!(top_up(1, "Kimi").is_payment());

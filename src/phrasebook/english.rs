@@ -8,6 +8,7 @@ use crate::intent::{LimitScope, Period};
 use crate::money::{Currency, Money};
 use crate::order::{DropReason, Purchase};
 use crate::policy::Refusal;
+use crate::protocol::SubscriptionPeriod;
 
 pub(super) fn say(speech: &Speech) -> String {
     match speech {
@@ -140,6 +141,61 @@ pub(super) fn say(speech: &Speech) -> String {
         Speech::HistoryUnreadable { error } => {
             format!("I can't read the history right now ({error}).")
         }
+        Speech::AgentAsks {
+            agent,
+            purchase,
+            amount,
+            description,
+            period,
+            code,
+        } => {
+            let every = match period {
+                None => "",
+                Some(SubscriptionPeriod::Week) => " every week",
+                Some(SubscriptionPeriod::Month) => " every month",
+                Some(SubscriptionPeriod::Year) => " every year",
+            };
+            let answer = match code {
+                None => "Say approve or reject.".to_owned(),
+                Some(code) => {
+                    let spelled: Vec<String> = code.chars().map(String::from).collect();
+                    format!("Say confirm and the code {}, or cancel.", spelled.join(" "))
+                }
+            };
+            let verb = match purchase {
+                Purchase::Pay { .. } => "pay",
+                Purchase::TopUp { .. } => "buy",
+            };
+            format!(
+                "{agent} asks to {verb} {}{every}: {description}. {answer}",
+                describe(purchase, *amount)
+            )
+        }
+        Speech::AgentPaidUnasked {
+            agent,
+            purchase,
+            amount,
+        } => format!(
+            "Paying {} for {agent}: it is within what you let {agent} pay alone.",
+            describe(purchase, *amount)
+        ),
+        Speech::AgentTaskDropped {
+            agent,
+            reason: DropReason::Rejected,
+        } => format!("Rejected. {agent}'s task is not paid."),
+        Speech::AgentTaskDropped { agent, reason } => {
+            format!("{agent}'s task is not paid: {}.", drop_reason(*reason))
+        }
+        Speech::AgentsStopped { names } if names.is_empty() => {
+            "There is no agent to stop.".to_owned()
+        }
+        Speech::AgentsStopped { names } => format!(
+            "Stopped {}: nothing waiting from {} will be paid, and {} can pay nothing more until you add {} again.",
+            names.join(" and "),
+            if names.len() == 1 { "it" } else { "them" },
+            if names.len() == 1 { "it" } else { "they" },
+            if names.len() == 1 { "it" } else { "them" },
+        ),
     }
 }
 
@@ -167,6 +223,8 @@ pub(super) fn drop_reason(reason: DropReason) -> &'static str {
         DropReason::WrongCode => "the code was wrong",
         DropReason::NoClearAnswer => "no clear answer",
         DropReason::InputEnded => "the conversation ended before an answer",
+        DropReason::Rejected => "the user rejected the agent's task",
+        DropReason::Revoked => "the user stopped the agent",
     }
 }
 

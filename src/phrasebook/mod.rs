@@ -11,6 +11,7 @@ use crate::language::Language;
 use crate::money::Money;
 use crate::order::{DropReason, Purchase};
 use crate::policy::Refusal;
+use crate::protocol::SubscriptionPeriod;
 
 /// Something to tell the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +106,30 @@ pub enum Speech {
     },
     HistoryUnreadable {
         error: String,
+    },
+    /// "claude code asks to pay 30 yuan to Anthropic: one million tokens. Say approve or reject."
+    AgentAsks {
+        agent: String,
+        purchase: Purchase,
+        amount: Money,
+        description: String,
+        period: Option<SubscriptionPeriod>,
+        /// Above the code limit: the digits to say with "confirm".
+        code: Option<String>,
+    },
+    /// Paid without asking, under what the user lets that agent pay alone.
+    AgentPaidUnasked {
+        agent: String,
+        purchase: Purchase,
+        amount: Money,
+    },
+    AgentTaskDropped {
+        agent: String,
+        reason: DropReason,
+    },
+    /// "Stop the agents": the agents stopped (none: there was none to stop).
+    AgentsStopped {
+        names: Vec<String>,
     },
 }
 

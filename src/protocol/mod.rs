@@ -9,7 +9,7 @@
 //! - [`request`]: `PaymentRequest` (AP2: a closed payment mandate), its evidence and approval, and the one [`RequestBuilder`]
 //! - [`response`]: the gateway's `PaymentResponse`
 //! - [`status`]: the gateway's signed, retained `online`/`offline`
-//! - [`task`]: an agent's `AgentTask` (AP2: an open mandate)
+//! - [`task`]: an agent's `AgentTask` (AP2: an open mandate) and the device's signed `TaskStatus`
 //! - [`topics`]: topic names under the configurable prefix
 //! - [`driving`]: the vehicle's (unsigned) driving state, for a car's driving mode
 
@@ -27,7 +27,7 @@ pub use request::{
 };
 pub use response::{AnswerTo, PaymentResponse, ResponseStatus};
 pub use status::{Availability, GatewayStatus, StatusBelief};
-pub use task::AgentTask;
+pub use task::{AgentTask, SubscriptionPeriod, TaskKind, TaskState, TaskStatus};
 
 use sha2::{Digest, Sha256};
 
@@ -71,6 +71,8 @@ pub enum ProtocolError {
     Encode(#[source] serde_json::Error),
     #[error("invalid payment request: {0}")]
     InvalidRequest(String),
+    #[error("the message has expired")]
+    Expired,
 }
 
 /// Attacker-controlled text going into an error (and so a log line) is cut

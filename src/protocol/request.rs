@@ -145,12 +145,11 @@ impl PaymentRequest {
             (RequestKind::TokenTopUp, None) => {
                 return invalid("token_top_up without tokens".into());
             }
-            (RequestKind::TokenTopUp, Some(0)) => {
-                return invalid("token_top_up of 0 tokens".into());
-            }
-            (RequestKind::TokenTopUp, Some(_)) | (_, None) => {}
-            (_, Some(_)) => {
-                return invalid("tokens given for a request that is not token_top_up".into());
+            (_, Some(0)) => return invalid("a top-up of 0 tokens".into()),
+            // An agent's task may be a top-up too.
+            (RequestKind::TokenTopUp | RequestKind::AgentTask, Some(_)) | (_, None) => {}
+            (RequestKind::Purchase, Some(_)) => {
+                return invalid("tokens given for a purchase".into());
             }
         }
         if self.kind == RequestKind::AgentTask {
@@ -231,6 +230,14 @@ impl RequestBuilder {
     pub fn token_top_up(mut self, tokens: u64) -> Self {
         self.request.kind = RequestKind::TokenTopUp;
         self.request.tokens = Some(tokens);
+        self
+    }
+
+    /// Paid for an agent's task: kind `agent_task`, naming the agent and
+    /// task (a top-up's tokens stay).
+    pub fn for_agent(mut self, agent: AgentRef) -> Self {
+        self.request.kind = RequestKind::AgentTask;
+        self.request.agent = Some(agent);
         self
     }
 
@@ -418,7 +425,7 @@ mod tests {
                 r.kind = RequestKind::TokenTopUp;
                 r.tokens = Some(0)
             }),
-            ("not token_top_up", |r| r.tokens = Some(5)),
+            ("for a purchase", |r| r.tokens = Some(5)),
             ("agent_task", |r| r.kind = RequestKind::AgentTask),
             ("agent_task", |r| {
                 r.kind = RequestKind::AgentTask;

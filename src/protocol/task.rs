@@ -1,32 +1,163 @@
-//! `AgentTask`: what an AI agent asks the device to pay, signed by the agent's own key (the type only, for now).
+//! `AgentTask`: what an AI agent asks the device to pay, signed by the agent's own key; and `TaskStatus`, the device's signed word back.
 //!
-//! In AP2's terms a task with a budget is an open mandate: the agent proposes,
-//! the user approves by voice (or the agent's auto-approve budget does), and
+//! In AP2's terms an agent's budget is an open mandate: the agent proposes,
+//! the user approves by voice (or the agent's auto-approve amount does), and
 //! only then does the device sign a closed `PaymentRequest` of kind `agent_task`.
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
-use super::RequestKind;
+use super::{MAX_EXPIRY_WINDOW_MS, ProtocolError, clip, is_valid_device_id};
 use crate::money::Money;
+
+/// The device reads the description aloud: one sentence, not a letter.
+pub const MAX_DESCRIPTION_CHARS: usize = 160;
+/// A payee or provider name, as the agent spells it.
+pub const MAX_PAYEE_CHARS: usize = 64;
+/// A task stamped this far ahead of the device's clock is refused.
+const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// What an agent's task buys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Purchase,
+    /// Tokens from an AI provider; `tokens` says how many.
+    TokenTopUp,
+    /// The first payment of a subscription; `period` says how often it renews.
+    Subscription,
+}
+
+/// How often a subscription renews.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionPeriod {
+    Week,
+    Month,
+    Year,
+}
 
 /// An agent's request, as it arrives on `{prefix}/devices/{device_id}/tasks`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentTask {
+    /// The agent's own id for the task, unique per agent; a topic segment.
     pub task_id: String,
+    /// The name the agent was registered under (`voicepay agents add NAME`).
     pub agent_id: String,
     /// One sentence the device reads to the user.
     pub description: String,
     pub payee: String,
     pub amount: Money,
-    /// `purchase` or `token_top_up`; subscriptions come with their period later.
-    pub kind: RequestKind,
+    pub kind: TaskKind,
     /// Tokens bought, for `token_top_up` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<u64>,
+    /// For `subscription` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<SubscriptionPeriod>,
     /// Unix milliseconds.
     pub created_at: u64,
     /// Unix milliseconds; no answer by then rejects the task.
     pub expires_at: u64,
+}
+
+impl AgentTask {
+    /// Checks the task's own shape at `now_ms`: ids that are topic segments,
+    /// a short description and payee, a positive amount, the fields its kind
+    /// needs, and a life that has not ended and is at most a day long.
+    pub fn validate(&self, now_ms: u64) -> Result<(), ProtocolError> {
+        let invalid = |what: String| Err(ProtocolError::InvalidRequest(what));
+        if !is_valid_device_id(&self.task_id) {
+            return invalid(format!("task_id {:?}", clip(&self.task_id)));
+        }
+        if !is_valid_device_id(&self.agent_id) {
+            return invalid(format!("agent_id {:?}", clip(&self.agent_id)));
+        }
+        let text_ok = |s: &str, max: usize| {
+            !s.trim().is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control)
+        };
+        if !text_ok(&self.description, MAX_DESCRIPTION_CHARS) {
+            return invalid(format!("description {:?}", clip(&self.description)));
+        }
+        if !text_ok(&self.payee, MAX_PAYEE_CHARS) {
+            return invalid(format!("payee {:?}", clip(&self.payee)));
+        }
+        if !self.amount.is_positive() {
+            return invalid(format!("amount {}", self.amount));
+        }
+        match (self.kind, self.tokens, self.period) {
+            (TaskKind::Purchase, None, None) => {}
+            (TaskKind::TokenTopUp, Some(tokens), None) if tokens > 0 => {}
+            (TaskKind::Subscription, None, Some(_)) => {}
+            _ => {
+                return invalid(format!(
+                    "{:?} with tokens and period that do not fit it",
+                    self.kind
+                ));
+            }
+        }
+        if self.expires_at <= self.created_at
+            || self.expires_at - self.created_at > MAX_EXPIRY_WINDOW_MS
+        {
+            return invalid("expires_at must be after created_at, within a day".into());
+        }
+        if self.created_at > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+            return invalid("created_at is in the future".into());
+        }
+        if self.expires_at <= now_ms {
+            return Err(ProtocolError::Expired);
+        }
+        Ok(())
+    }
+}
+
+/// Where a task stands, as the device tells its agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Read to the user, waiting for "approve" or "reject".
+    Pending,
+    /// Approved (by voice or under the agent's auto amount), signed and in
+    /// the outbox; the gateway's answer follows.
+    Approved,
+    /// The user said no, or did not answer in time.
+    Rejected,
+    /// Outside the agent's mandate or the user's limits: the user was not asked.
+    Refused,
+    /// The user revoked the agent.
+    Revoked,
+    /// Its time ran out before it could be put to the user.
+    Expired,
+    /// The gateway paid it.
+    Paid,
+    /// The gateway declined it.
+    Declined,
+}
+
+impl TaskState {
+    /// Nothing more will be said about a task in this state.
+    pub fn is_final(self) -> bool {
+        !matches!(self, TaskState::Pending | TaskState::Approved)
+    }
+}
+
+/// The device's answer to an agent, signed by the device key and retained on
+/// `{prefix}/devices/{device_id}/tasks/{task_id}/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskStatus {
+    pub task_id: String,
+    pub agent_id: String,
+    pub device_id: String,
+    pub status: TaskState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The payment request made for it, once approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Uuid>,
+    /// Unix milliseconds.
+    pub at: u64,
 }
 
 #[cfg(test)]
@@ -34,19 +165,24 @@ mod tests {
     use super::*;
     use crate::money::Currency;
 
-    #[test]
-    fn an_agent_task_has_designs_json_names_and_refuses_unknown_fields() {
-        let task = AgentTask {
+    fn task() -> AgentTask {
+        AgentTask {
             task_id: "t-1".into(),
             agent_id: "claude-code".into(),
             description: "one million tokens".into(),
             payee: "Anthropic".into(),
             amount: Money::new(3000, Currency::CNY),
-            kind: RequestKind::TokenTopUp,
+            kind: TaskKind::TokenTopUp,
             tokens: Some(1_000_000),
-            created_at: 1,
-            expires_at: 2,
-        };
+            period: None,
+            created_at: 1_000,
+            expires_at: 61_000,
+        }
+    }
+
+    #[test]
+    fn an_agent_task_has_designs_json_names_and_refuses_unknown_fields() {
+        let task = task();
         let json = serde_json::to_value(&task).unwrap();
         assert_eq!(json["kind"], "token_top_up");
         assert_eq!(json["amount"]["minor"], 3000);
@@ -57,5 +193,61 @@ mod tests {
         let mut extra = json;
         extra["approve"] = true.into();
         assert!(serde_json::from_value::<AgentTask>(extra).is_err());
+    }
+
+    #[test]
+    fn a_task_is_refused_when_any_field_is_out_of_shape() {
+        assert!(task().validate(2_000).is_ok());
+        type Spoil = fn(&mut AgentTask);
+        let cases: Vec<(&str, Spoil)> = vec![
+            ("a topic wildcard in the task id", |t| {
+                t.task_id = "a/#".into()
+            }),
+            ("an empty agent id", |t| t.agent_id = String::new()),
+            ("a blank description", |t| t.description = "  ".into()),
+            ("a description read for a minute", |t| {
+                t.description = "word ".repeat(40)
+            }),
+            ("a control character in the payee", |t| {
+                t.payee = "Anthro\u{7}pic".into()
+            }),
+            ("a zero amount", |t| t.amount.minor = 0),
+            ("a negative amount", |t| t.amount.minor = -5),
+            ("a top-up without tokens", |t| t.tokens = None),
+            ("a purchase with tokens", |t| t.kind = TaskKind::Purchase),
+            ("a subscription without a period", |t| {
+                t.kind = TaskKind::Subscription;
+                t.tokens = None;
+            }),
+            ("a life of two days", |t| {
+                t.expires_at = t.created_at + 2 * MAX_EXPIRY_WINDOW_MS
+            }),
+            ("an expiry before creation", |t| t.expires_at = t.created_at),
+            ("a creation an hour ahead", |t| {
+                t.created_at = 3_600_000;
+                t.expires_at = 3_700_000;
+            }),
+        ];
+        for (what, spoil) in cases {
+            let mut t = task();
+            spoil(&mut t);
+            assert!(t.validate(2_000).is_err(), "{what} was accepted");
+        }
+        assert!(matches!(
+            task().validate(61_000),
+            Err(ProtocolError::Expired)
+        ));
+    }
+
+    #[test]
+    fn a_subscription_names_its_period() {
+        let mut t = task();
+        t.kind = TaskKind::Subscription;
+        t.tokens = None;
+        t.period = Some(SubscriptionPeriod::Month);
+        assert!(t.validate(2_000).is_ok());
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(json["period"], "month");
+        assert!(json.get("tokens").is_none());
     }
 }

@@ -43,6 +43,12 @@ pub fn tasks(prefix: &str, device_id: &str) -> String {
     device_topic(prefix, device_id, "tasks")
 }
 
+/// Device -> agent: the signed, retained status of one task. `task_id` is a
+/// valid topic segment ([`crate::protocol::AgentTask::validate`]).
+pub fn task_status(prefix: &str, device_id: &str, task_id: &str) -> String {
+    device_topic(prefix, device_id, &format!("tasks/{task_id}/status"))
+}
+
 /// Button -> device: `start` / `stop` of push-to-talk (plain text).
 pub fn push_to_talk(prefix: &str, device_id: &str) -> String {
     device_topic(prefix, device_id, "ptt")

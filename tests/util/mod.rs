@@ -4,8 +4,11 @@
 #![allow(dead_code)]
 
 use std::borrow::BorrowMut;
-use std::path::PathBuf;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -160,6 +163,10 @@ impl Child {
     }
 
     /// The child's piped standard output.
+    pub fn stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.0.as_mut()?.stdin.take()
+    }
+
     pub fn stdout(&mut self) -> Option<std::process::ChildStdout> {
         self.0.as_mut()?.stdout.take()
     }
@@ -367,4 +374,110 @@ pub fn run_fixture(
     let out = run(voicepay(&args));
     assert!(out.status.success(), "{}", stderr(&out));
     stdout_lines(&out)
+}
+
+/// How long a daemon may take to load the model and open its input, on a
+/// loaded machine.
+pub const FIFO_OPEN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A named pipe as `--input`: the daemon waits on it as it would on a
+/// microphone, and hears a fixture when the test writes one into it.
+pub struct Fifo(PathBuf);
+
+impl Fifo {
+    pub fn new(dir: &Path, name: &str) -> Fifo {
+        let path = dir.join(name);
+        assert!(
+            Command::new("mkfifo")
+                .arg(&path)
+                .status()
+                .unwrap()
+                .success()
+        );
+        Fifo(path)
+    }
+
+    pub fn arg(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+
+    /// Writes these bytes once the daemon opens the pipe (in a thread: a
+    /// daemon that never opens it fails the test instead of hanging it).
+    pub fn write(&self, bytes: Vec<u8>) {
+        let path = self.0.clone();
+        let (done, written) = channel();
+        std::thread::spawn(move || {
+            let mut pipe = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+            pipe.write_all(&bytes).unwrap();
+            let _ = done.send(());
+        });
+        written
+            .recv_timeout(FIFO_OPEN_LIMIT)
+            .expect("the daemon opened its input");
+    }
+
+    pub fn feed(&self, fixture_name: &str) {
+        self.write(std::fs::read(fixture(&format!("{fixture_name}.wav"))).unwrap());
+    }
+
+    /// An empty input: the daemon's reader gets an unreadable file and goes on.
+    pub fn close(&self) {
+        self.write(Vec::new());
+    }
+}
+
+/// Each line of `reader`, as it comes.
+pub fn lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// The first line that `wanted` accepts, within `limit`; every line seen
+/// goes into `seen`.
+pub fn wait_line(
+    rx: &Receiver<String>,
+    seen: &mut Vec<String>,
+    limit: Duration,
+    wanted: impl Fn(&str) -> bool,
+) -> String {
+    let started = voicepay::clock::Stopwatch::start();
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if wanted(&line) {
+                    return line;
+                }
+            }
+            Err(_) => panic!("no such line within {limit:?}; seen: {seen:#?}"),
+        }
+    }
+}
+
+pub fn status_json(dev: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(&["status", "--json", "--data-dir", dev])).unwrap()
+}
+
+pub fn device_id(dev: &str) -> String {
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", dev])).unwrap();
+    shown["device_id"].as_str().unwrap().to_owned()
+}
+
+/// Polls `check` every 100 ms until it holds, for at most `limit`.
+pub fn eventually(limit: Duration, what: &str, check: impl Fn() -> bool) {
+    let started = voicepay::clock::Stopwatch::start();
+    while !check() {
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

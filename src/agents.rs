@@ -1,0 +1,371 @@
+//! AI agents: who may ask the device to pay (their public keys), within what mandate (budgets, payees, expiry), and how their signed tasks are let in.
+//!
+//! An agent is registered by name with its Ed25519 public key
+//! (`voicepay agents add`); its tasks arrive as envelopes signed by that key.
+//! A task is let in only if the key is registered, the signature verifies,
+//! the signer is the agent the task names, the task is well formed, not
+//! expired and not seen before; then the mandate decides whether it may be
+//! put to the user at all. The budgets themselves are reserved in the store's
+//! commit transaction ([`crate::store::Store::commit_payment`]), so agents
+//! running at once can never overspend together.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::PublicKey;
+use crate::money::{Currency, Money};
+use crate::protocol::{self, AgentTask, ProtocolError};
+use crate::store::{Store, StoreError};
+
+/// An agent the user registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    /// Its id on the wire (`agent_id`) and on the command line.
+    pub name: String,
+    /// base64url of the raw Ed25519 key.
+    pub public_key: String,
+    pub mandate: Mandate,
+    pub added_at: u64,
+    /// Set when the user stopped it ("stop the agents"); `agents add`
+    /// registers it afresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<u64>,
+}
+
+impl Agent {
+    pub fn key(&self) -> Result<PublicKey, crate::keys::KeyError> {
+        PublicKey::from_base64url(&self.public_key)
+    }
+
+    /// How the device says its name: "claude-code" is "claude code".
+    pub fn spoken_name(&self) -> String {
+        self.name.replace(['-', '_'], " ")
+    }
+
+    /// `voicepay agents list`'s line.
+    pub fn line(&self) -> String {
+        let key_id = self.key().map(|k| k.key_id()).unwrap_or_default();
+        let state = match self.revoked_at {
+            Some(_) => "  (stopped: add it again to allow it)",
+            None => "",
+        };
+        format!("{}  key {key_id}  {}{state}", self.name, self.mandate)
+    }
+}
+
+/// What an agent may spend without the user's say, and at all: AP2's open
+/// mandate. Amounts are in `currency`, the device's when it was added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mandate {
+    pub currency: Currency,
+    /// At most this much in one task.
+    #[serde(default)]
+    pub per_task: Option<Money>,
+    /// At most this much a day (the profile's calendar day).
+    #[serde(default)]
+    pub daily: Option<Money>,
+    /// At most this much over the agent's whole life.
+    #[serde(default)]
+    pub total: Option<Money>,
+    /// Tasks of at most this much are paid without asking (the user is told).
+    #[serde(default)]
+    pub auto_under: Option<Money>,
+    /// Only these payees (compared without case); empty: any payee.
+    #[serde(default)]
+    pub payees: Vec<String>,
+    /// Unix milliseconds after which the agent may ask nothing.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+}
+
+impl Mandate {
+    /// An open mandate in `currency`: no budget, nothing paid unasked.
+    pub fn new(currency: Currency) -> Mandate {
+        Mandate {
+            currency,
+            per_task: None,
+            daily: None,
+            total: None,
+            auto_under: None,
+            payees: Vec::new(),
+            expires_at: None,
+        }
+    }
+
+    /// Whether a task of `amount` to `payee` fits, with `spent_today` and
+    /// `spent_total` already reserved by this agent (in the mandate's currency).
+    pub fn check(
+        &self,
+        amount: Money,
+        payee: &str,
+        spent_today: i64,
+        spent_total: i64,
+        now_ms: u64,
+    ) -> Result<(), OutsideMandate> {
+        if self.expires_at.is_some_and(|end| now_ms >= end) {
+            return Err(OutsideMandate::Expired);
+        }
+        if amount.currency != self.currency {
+            return Err(OutsideMandate::Currency(self.currency));
+        }
+        if !self.payees.is_empty() && !self.payees.iter().any(|p| p.eq_ignore_ascii_case(payee)) {
+            return Err(OutsideMandate::Payee);
+        }
+        if let Some(limit) = self.per_task
+            && amount.minor > limit.minor
+        {
+            return Err(OutsideMandate::PerTask(limit));
+        }
+        let over = |limit: Option<Money>, spent: i64| {
+            limit.and_then(|limit| {
+                let left = limit.minor.saturating_sub(spent).max(0);
+                (amount.minor > left).then(|| Money::new(left, self.currency))
+            })
+        };
+        if let Some(left) = over(self.daily, spent_today) {
+            return Err(OutsideMandate::Daily { left });
+        }
+        if let Some(left) = over(self.total, spent_total) {
+            return Err(OutsideMandate::Total { left });
+        }
+        Ok(())
+    }
+
+    /// Whether a task of `amount` is paid without asking the user.
+    pub fn pays_unasked(&self, amount: Money) -> bool {
+        self.auto_under
+            .is_some_and(|limit| amount.currency == limit.currency && amount.minor <= limit.minor)
+    }
+}
+
+impl fmt::Display for Mandate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let amount = |m: Option<Money>| m.map_or("-".to_owned(), |m| m.to_string());
+        write!(
+            f,
+            "per task {}, daily {}, total {}, unasked up to {}",
+            amount(self.per_task),
+            amount(self.daily),
+            amount(self.total),
+            amount(self.auto_under),
+        )?;
+        if !self.payees.is_empty() {
+            write!(f, ", only to {}", self.payees.join(", "))?;
+        }
+        if let Some(end) = self.expires_at {
+            write!(f, ", until {end} ms")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a task falls outside its agent's mandate: refused without asking.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutsideMandate {
+    #[error("the user stopped this agent")]
+    Revoked,
+    #[error("the agent's mandate has expired")]
+    Expired,
+    #[error("the agent's budget is in {0}")]
+    Currency(Currency),
+    #[error("the payee is not one the agent may pay")]
+    Payee,
+    #[error("over the agent's limit of {0} a task")]
+    PerTask(Money),
+    #[error("over the agent's daily budget ({left} left today)")]
+    Daily { left: Money },
+    #[error("over the agent's total budget ({left} left)")]
+    Total { left: Money },
+}
+
+/// An agent name: 1-64 of `[A-Za-z0-9_-]`, as it is a topic-safe `agent_id`.
+pub fn validate_name(name: &str) -> Result<(), AgentError> {
+    if protocol::is_valid_device_id(name) {
+        Ok(())
+    } else {
+        Err(AgentError::BadName(name.chars().take(64).collect()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("agent name {0:?}: use 1-64 letters, digits, '-' or '_'")]
+    BadName(String),
+    #[error("no agent named {0:?} (voicepay agents list)")]
+    Unknown(String),
+    #[error("the key is already registered to agent {0:?}")]
+    KeyTaken(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+}
+
+/// Why an incoming task was not let in. Logged (a few a second); the user
+/// is not disturbed, and nothing is answered to a sender we cannot trust.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskRejection {
+    /// Garbage, an unknown key or a bad signature.
+    #[error("not a task from a registered agent: {0}")]
+    Unverified(ProtocolError),
+    #[error("task signed by agent {signer:?} names agent {named:?}")]
+    WrongAgent { signer: String, named: String },
+    #[error("task {task_id:?} of agent {agent:?}: {error}")]
+    Invalid {
+        agent: String,
+        task_id: String,
+        error: ProtocolError,
+    },
+    #[error("task {task_id:?} of agent {agent:?} was seen before: a replay")]
+    Replayed { agent: String, task_id: String },
+    #[error("cannot read the agents: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Opens a task envelope: the key must be a registered agent's, the
+/// signature good, the task its own, well formed and new. The task id is
+/// claimed in the store here, so a replay is refused even after a restart.
+pub fn open_task(
+    store: &Store,
+    message: &[u8],
+    now_ms: u64,
+) -> Result<(Agent, AgentTask), TaskRejection> {
+    let agents = store.agents()?;
+    let opened = protocol::open(message, |kid| {
+        agents
+            .iter()
+            .filter_map(|a| a.key().ok())
+            .find(|k| k.key_id() == kid)
+    })
+    .map_err(TaskRejection::Unverified)?;
+    let Some(agent) = agents
+        .into_iter()
+        .find(|a| a.key().is_ok_and(|k| k.key_id() == opened.kid))
+    else {
+        return Err(TaskRejection::Unverified(ProtocolError::UnknownKey(
+            opened.kid,
+        )));
+    };
+    let task: AgentTask = opened.parse().map_err(TaskRejection::Unverified)?;
+    if task.agent_id != agent.name {
+        return Err(TaskRejection::WrongAgent {
+            signer: agent.name,
+            named: task.agent_id.chars().take(64).collect(),
+        });
+    }
+    if let Err(error) = task.validate(now_ms) {
+        return Err(TaskRejection::Invalid {
+            agent: agent.name,
+            task_id: task.task_id.chars().take(64).collect(),
+            error,
+        });
+    }
+    if !store.claim_task(&agent.name, &task.task_id, task.expires_at)? {
+        return Err(TaskRejection::Replayed {
+            agent: agent.name,
+            task_id: task.task_id,
+        });
+    }
+    Ok((agent, task))
+}
+
+/// Registers (or registers afresh, lifting a stop) an agent; its line.
+pub fn add(store: &Store, agent: Agent) -> Result<String, AgentError> {
+    validate_name(&agent.name)?;
+    let key = agent.key()?;
+    if let Some(other) = store
+        .agents()?
+        .into_iter()
+        .find(|a| a.name != agent.name && a.public_key == key.to_base64url())
+    {
+        return Err(AgentError::KeyTaken(other.name));
+    }
+    let mandate = &agent.mandate;
+    let amounts = [
+        mandate.per_task,
+        mandate.daily,
+        mandate.total,
+        mandate.auto_under,
+    ];
+    if amounts.iter().flatten().any(|m| m.minor < 0) {
+        return Err(AgentError::Invalid("a budget cannot be negative".into()));
+    }
+    if amounts
+        .iter()
+        .flatten()
+        .any(|m| m.currency != mandate.currency)
+    {
+        return Err(AgentError::Invalid(format!(
+            "an agent's budgets are all in {}",
+            mandate.currency
+        )));
+    }
+    store.put_agent(&agent)?;
+    Ok(format!("added {}", agent.line()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cny(minor: i64) -> Money {
+        Money::new(minor, Currency::CNY)
+    }
+
+    #[test]
+    fn a_mandate_refuses_what_lies_outside_it_and_says_what_is_left() {
+        let mandate = Mandate {
+            per_task: Some(cny(5_000)),
+            daily: Some(cny(8_000)),
+            total: Some(cny(20_000)),
+            auto_under: Some(cny(1_000)),
+            payees: vec!["Anthropic".into()],
+            expires_at: Some(10_000),
+            ..Mandate::new(Currency::CNY)
+        };
+        let check =
+            |amount, payee, today, total, now| mandate.check(amount, payee, today, total, now);
+        assert_eq!(check(cny(3_000), "anthropic", 0, 0, 1), Ok(()));
+        assert_eq!(
+            check(cny(3_000), "Anthropic", 0, 0, 10_000),
+            Err(OutsideMandate::Expired)
+        );
+        assert_eq!(
+            check(Money::new(300, Currency::USD), "Anthropic", 0, 0, 1),
+            Err(OutsideMandate::Currency(Currency::CNY))
+        );
+        assert_eq!(
+            check(cny(300), "Amazon", 0, 0, 1),
+            Err(OutsideMandate::Payee)
+        );
+        assert_eq!(
+            check(cny(5_001), "Anthropic", 0, 0, 1),
+            Err(OutsideMandate::PerTask(cny(5_000)))
+        );
+        assert_eq!(
+            check(cny(3_000), "Anthropic", 6_000, 6_000, 1),
+            Err(OutsideMandate::Daily { left: cny(2_000) })
+        );
+        assert_eq!(
+            check(cny(3_000), "Anthropic", 0, 18_000, 1),
+            Err(OutsideMandate::Total { left: cny(2_000) })
+        );
+        assert_eq!(check(cny(2_000), "Anthropic", 6_000, 18_000, 1), Ok(()));
+        assert!(mandate.pays_unasked(cny(1_000)));
+        assert!(!mandate.pays_unasked(cny(1_001)));
+        assert!(!Mandate::new(Currency::CNY).pays_unasked(cny(1)));
+    }
+
+    #[test]
+    fn agent_names_are_topic_safe() {
+        assert!(validate_name("claude-code").is_ok());
+        for bad in ["", "a/b", "kimi#", "two words", &"x".repeat(65)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,639 @@
+//! AI agents pay through the user's voice: a real `voicepay run` (the model hearing spoken fixtures), mosquitto and the gateway; tasks signed by agent keys, statuses signed by the device.
+
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
+mod util;
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+use util::*;
+use voicepay::clock::now_ms;
+use voicepay::keys::{PublicKey, SigningKey};
+use voicepay::money::{Currency, Money};
+use voicepay::protocol::{self, AgentTask, Envelope, TaskKind, TaskState, TaskStatus, topics};
+
+const STOP_LIMIT: Duration = Duration::from_secs(5);
+/// A spoken answer, transcribed and paid, on a loaded machine.
+const ANSWER_LIMIT: Duration = Duration::from_secs(60);
+
+/// A paired device with its daemon listening on named pipes, the gateway,
+/// and an MQTT client that hears every task status the device signs.
+struct Rig {
+    keys: Keys,
+    _broker: Broker,
+    gateway: Child,
+    daemon: Child,
+    device_id: String,
+    said: Receiver<String>,
+    seen: Vec<String>,
+    statuses: Receiver<TaskStatus>,
+    client: rumqttc::Client,
+    pipes: Vec<Fifo>,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// `pipes` named inputs; the profile's confirmation window is `window_s`.
+    fn start(pipes: usize, window_s: u32, agents: &[&[&str]]) -> Rig {
+        model();
+        let keys = Keys::new();
+        let dev = keys.dev();
+        keys.set_limits(&["--auto", "0", "--daily", "none", "--code", "none"]);
+        for args in agents {
+            let mut all = vec!["agents"];
+            all.extend_from_slice(args);
+            all.extend(["--data-dir", &dev]);
+            ok(&all);
+        }
+        let broker = Broker::start();
+        let gateway = keys.gateway(&broker.url());
+        let dir = tempfile::tempdir().unwrap();
+        let default = std::fs::read_to_string(root().join("devices/default.toml")).unwrap();
+        let profile = dir.path().join("device.toml");
+        std::fs::write(
+            &profile,
+            default.replace(
+                "confirm_window_s = 8",
+                &format!("confirm_window_s = {window_s}"),
+            ),
+        )
+        .unwrap();
+        let pipes: Vec<Fifo> = (0..pipes)
+            .map(|i| Fifo::new(dir.path(), &format!("{i}.wav")))
+            .collect();
+        let url = broker.url();
+        let mut args = vec![
+            "--device",
+            profile.to_str().unwrap(),
+            "run",
+            "--json",
+            "--broker",
+            &url,
+            "--data-dir",
+            &dev,
+            "--input",
+        ];
+        args.extend(pipes.iter().map(Fifo::arg));
+        let mut cmd = voicepay(&args);
+        cmd.env("VOICEPAY_LOG", "info").stdout(Stdio::piped());
+        let mut daemon = Child::spawn(cmd);
+        let said = lines(daemon.stdout().unwrap());
+        let device_id = device_id(&dev);
+        let device_key = device_key(&dev);
+        let (client, statuses) = status_listener(broker.port, &device_id, device_key);
+        eventually(FIFO_OPEN_LIMIT, "the daemon is online", || {
+            status_json(&dev)["connection"] == "online"
+        });
+        Rig {
+            keys,
+            _broker: broker,
+            gateway,
+            daemon,
+            device_id,
+            said,
+            seen: Vec::new(),
+            statuses,
+            client,
+            pipes,
+            _dir: dir,
+        }
+    }
+
+    /// Publishes a task as its agent would, QoS 1.
+    fn send(&self, message: Vec<u8>) {
+        let topic = topics::tasks(protocol::DEFAULT_PREFIX, &self.device_id);
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, message)
+            .unwrap();
+    }
+
+    /// Waits for the first line the daemon prints that contains `wanted`.
+    fn wait_said(&mut self, wanted: &str) -> String {
+        wait_line(&self.said, &mut self.seen, ANSWER_LIMIT, |l| {
+            l.contains(wanted)
+        })
+    }
+
+    /// Waits for the device to tell `task_id`'s agent `state`; every
+    /// status heard on the way is returned, in order.
+    fn wait_status(&self, task_id: &str, state: TaskState) -> Vec<TaskStatus> {
+        let started = voicepay::clock::Stopwatch::start();
+        let mut heard = Vec::new();
+        while started.elapsed() < ANSWER_LIMIT {
+            if let Ok(status) = self.statuses.recv_timeout(Duration::from_millis(200)) {
+                let done = status.task_id == task_id && status.status == state;
+                heard.push(status);
+                if done {
+                    return heard;
+                }
+            }
+        }
+        panic!("no {state:?} for {task_id} within {ANSWER_LIMIT:?}; heard {heard:#?}");
+    }
+
+    /// Stops the daemon and the gateway; the gateway's ledger lines.
+    fn stop(mut self) -> (Keys, Vec<serde_json::Value>) {
+        self.daemon.signal("TERM");
+        for pipe in &self.pipes {
+            // A pipe the daemon never reached: opened and closed, so it ends.
+            let path = pipe.arg().to_owned();
+            std::thread::spawn(move || {
+                let _ = std::fs::OpenOptions::new().write(true).open(path);
+            });
+        }
+        assert!(self.daemon.wait_within(STOP_LIMIT).success());
+        assert!(self.gateway.terminate_within(STOP_LIMIT).success());
+        let ledger = ok(&["gateway", "ledger", "--data-dir", &self.keys.gw()]);
+        let ledger = ledger
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (self.keys, ledger)
+    }
+}
+
+fn device_key(dev: &str) -> PublicKey {
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", dev])).unwrap();
+    PublicKey::from_base64url(shown["public_key"].as_str().unwrap()).unwrap()
+}
+
+/// Subscribes to every task status of the device and hands over those the
+/// device's key signed (anything else on those topics fails the test).
+fn status_listener(
+    port: u16,
+    device_id: &str,
+    device_key: PublicKey,
+) -> (rumqttc::Client, Receiver<TaskStatus>) {
+    let options = rumqttc::MqttOptions::new("agent-side", "127.0.0.1", port);
+    let (client, mut connection) = rumqttc::Client::new(options, 64);
+    let filter = format!(
+        "{}/devices/{device_id}/tasks/+/status",
+        protocol::DEFAULT_PREFIX
+    );
+    client.subscribe(filter, rumqttc::QoS::AtLeastOnce).unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            let Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) = event else {
+                continue;
+            };
+            let opened = protocol::open(&p.payload, |kid| {
+                (kid == device_key.key_id()).then_some(device_key)
+            })
+            .expect("a task status signed by the device");
+            let status: TaskStatus = opened.parse().unwrap();
+            assert!(
+                p.topic
+                    .ends_with(&format!("/tasks/{}/status", status.task_id))
+            );
+            if tx.send(status).is_err() {
+                break;
+            }
+        }
+    });
+    (client, rx)
+}
+
+/// A task of `agent` for `amount` (minor units of yuan) to `payee`, signed by `key`.
+fn task(key: &SigningKey, agent: &str, task_id: &str, amount: i64, payee: &str) -> Vec<u8> {
+    task_of(
+        key,
+        AgentTask {
+            task_id: task_id.into(),
+            agent_id: agent.into(),
+            description: format!("task {task_id}"),
+            payee: payee.into(),
+            amount: Money::new(amount, Currency::CNY),
+            kind: TaskKind::Purchase,
+            tokens: None,
+            period: None,
+            created_at: now_ms(),
+            expires_at: now_ms() + 120_000,
+        },
+    )
+}
+
+fn task_of(key: &SigningKey, task: AgentTask) -> Vec<u8> {
+    Envelope::seal_json(&task, key).unwrap().0.to_bytes()
+}
+
+fn states(statuses: &[TaskStatus], task_id: &str) -> Vec<TaskState> {
+    statuses
+        .iter()
+        .filter(|s| s.task_id == task_id)
+        .map(|s| s.status)
+        .collect()
+}
+
+#[test]
+fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount_and_refused_past_their_budget()
+ {
+    let shopper = SigningKey::generate().unwrap();
+    let shopper_key = shopper.public_key().to_base64url();
+    let mut rig = Rig::start(
+        3,
+        8,
+        &[
+            &[
+                "keygen",
+                "claude-code",
+                "--daily-budget",
+                "100.00",
+                "--auto-under",
+                "5.00",
+            ],
+            &[
+                "add",
+                "shopper",
+                "--public-key",
+                &shopper_key,
+                "--per-task",
+                "50.00",
+            ],
+        ],
+    );
+    let coder = SigningKey::load_file(&rig.keys.device_dir.join("agents/claude-code.key")).unwrap();
+
+    // Read to the user, approved by voice, paid by the gateway.
+    let mut top_up = AgentTask {
+        task_id: "t-approve".into(),
+        agent_id: "claude-code".into(),
+        description: "one million tokens".into(),
+        payee: "Claude".into(),
+        amount: Money::new(3_000, Currency::CNY),
+        kind: TaskKind::TokenTopUp,
+        tokens: Some(1_000_000),
+        period: None,
+        created_at: now_ms(),
+        expires_at: now_ms() + 120_000,
+    };
+    rig.send(task_of(&coder, top_up.clone()));
+    let asked = rig.wait_said("asks to");
+    assert!(
+        asked.contains("claude code asks to buy 1000000 Claude tokens for 30 yuan"),
+        "{asked}"
+    );
+    rig.pipes[0].feed("approve_task");
+    let heard = rig.wait_status("t-approve", TaskState::Paid);
+    assert_eq!(
+        states(&heard, "t-approve"),
+        [TaskState::Pending, TaskState::Approved, TaskState::Paid]
+    );
+    let paid = heard.last().unwrap();
+    assert!(paid.request_id.is_some() && paid.device_id == rig.device_id);
+
+    // Tokens only from a provider the device's table knows.
+    let mut unknown_provider = top_up.clone();
+    unknown_provider.task_id = "t-provider".into();
+    unknown_provider.payee = "Anthropic".into();
+    rig.send(task_of(&coder, unknown_provider));
+    let heard = rig.wait_status("t-provider", TaskState::Refused);
+    assert_eq!(
+        heard.last().unwrap().reason.as_deref(),
+        Some("Anthropic is not a token provider this device knows")
+    );
+
+    // Said no to.
+    rig.send(task(&coder, "claude-code", "t-reject", 2_000, "Anthropic"));
+    rig.wait_said("t-reject");
+    rig.pipes[1].feed("reject_task");
+    let heard = rig.wait_status("t-reject", TaskState::Rejected);
+    assert_eq!(
+        states(&heard, "t-reject"),
+        [TaskState::Pending, TaskState::Rejected]
+    );
+
+    // Under its auto amount: paid without a question, and the user is told.
+    rig.send(task(&coder, "claude-code", "t-auto", 400, "Anthropic"));
+    let heard = rig.wait_status("t-auto", TaskState::Paid);
+    assert_eq!(
+        states(&heard, "t-auto"),
+        [TaskState::Approved, TaskState::Paid]
+    );
+    rig.wait_said("within what you let claude code pay alone");
+
+    // 34 of its 100 spent today: 80 more is refused, and nobody is asked.
+    rig.send(task(&coder, "claude-code", "t-over", 8_000, "Anthropic"));
+    let heard = rig.wait_status("t-over", TaskState::Refused);
+    let refused = heard.last().unwrap();
+    assert!(
+        refused
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("66.00 CNY left today"),
+        "{refused:?}"
+    );
+
+    // Not let in, and not answered: an unknown key, a task signed by one
+    // agent in another's name, a broken signature, a replay, an expired one.
+    let stranger = SigningKey::generate().unwrap();
+    rig.send(task(
+        &stranger,
+        "claude-code",
+        "t-stranger",
+        100,
+        "Anthropic",
+    ));
+    rig.send(task(
+        &shopper,
+        "claude-code",
+        "t-impostor",
+        100,
+        "Anthropic",
+    ));
+    let mut forged: serde_json::Value =
+        serde_json::from_slice(&task(&coder, "claude-code", "t-forged", 100, "Anthropic")).unwrap();
+    forged["sig"] = serde_json::Value::String("A".repeat(86));
+    rig.send(serde_json::to_vec(&forged).unwrap());
+    top_up.created_at = now_ms() - 200_000;
+    top_up.expires_at = now_ms() - 100_000;
+    top_up.task_id = "t-expired".into();
+    rig.send(task_of(&coder, top_up));
+    rig.send(b"not even json".to_vec());
+    let replayed = task(&coder, "claude-code", "t-auto-2", 300, "Anthropic");
+    rig.send(replayed.clone());
+    rig.send(replayed);
+    // Over the shopper's per-task amount: refused without asking.
+    rig.send(task(&shopper, "shopper", "t-shop-big", 6_000, "Amazon"));
+    let heard = rig.wait_status("t-shop-big", TaskState::Refused);
+    let mut all = heard;
+    // The replay's first copy paid; let its answer come.
+    all.extend(rig.wait_status("t-auto-2", TaskState::Paid));
+    let told: HashMap<&str, usize> = all.iter().fold(HashMap::new(), |mut m, s| {
+        *m.entry(s.task_id.as_str()).or_default() += 1;
+        m
+    });
+    for never in ["t-stranger", "t-impostor", "t-forged", "t-expired"] {
+        assert!(!told.contains_key(never), "{never} was answered: {all:#?}");
+    }
+    assert_eq!(
+        states(&all, "t-auto-2"),
+        [TaskState::Approved, TaskState::Paid],
+        "a replay is not paid twice"
+    );
+
+    let (keys, ledger) = rig.stop();
+    assert_eq!(ledger.len(), 3, "{ledger:#?}");
+    assert!(
+        ledger.iter().all(|e| e["kind"] == "agent_task"),
+        "{ledger:#?}"
+    );
+    let history = ok(&[
+        "history",
+        "--json",
+        "--agent",
+        "claude-code",
+        "--data-dir",
+        &keys.dev(),
+    ]);
+    let entries: Vec<serde_json::Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["event"]["kind"].as_str().unwrap(),
+                e["event"]["agent"]["task_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("paid", "t-approve"),
+            ("refused", "t-provider"),
+            ("cancelled", "t-reject"),
+            ("paid", "t-auto"),
+            ("refused", "t-over"),
+            ("paid", "t-auto-2"),
+        ]
+    );
+    let shopper_history = ok(&["history", "--agent", "shopper", "--data-dir", &keys.dev()]);
+    assert_eq!(shopper_history.lines().count(), 1, "{shopper_history}");
+}
+
+#[test]
+fn an_unanswered_task_is_rejected_and_stop_all_agents_revokes_pending_tasks_and_budgets_at_once() {
+    let coder = SigningKey::generate().unwrap();
+    let key = coder.public_key().to_base64url();
+    let mut rig = Rig::start(
+        2,
+        2,
+        &[&[
+            "add",
+            "coder",
+            "--public-key",
+            &key,
+            "--daily-budget",
+            "500.00",
+        ]],
+    );
+
+    // No answer within the window: rejected, the agent told why.
+    rig.send(task(&coder, "coder", "t-silence", 1_000, "Anthropic"));
+    let heard = rig.wait_status("t-silence", TaskState::Rejected);
+    assert_eq!(
+        heard.last().unwrap().reason.as_deref(),
+        Some("no answer in time")
+    );
+
+    // Asked about a task, the user stops the agents instead.
+    rig.send(task(&coder, "coder", "t-pending", 1_000, "Anthropic"));
+    rig.wait_status("t-pending", TaskState::Pending);
+    rig.pipes[0].feed("stop_agents");
+    rig.wait_status("t-pending", TaskState::Revoked);
+    rig.wait_said("Stopped coder");
+
+    // From now on nothing of it is let near the user or the money.
+    rig.send(task(&coder, "coder", "t-after", 100, "Anthropic"));
+    let heard = rig.wait_status("t-after", TaskState::Refused);
+    assert_eq!(
+        heard.last().unwrap().reason.as_deref(),
+        Some("the user stopped this agent")
+    );
+    let listed = ok(&["agents", "list", "--data-dir", &rig.keys.dev()]);
+    assert!(listed.contains("stopped"), "{listed}");
+
+    let (_keys, ledger) = rig.stop();
+    assert!(ledger.is_empty(), "{ledger:#?}");
+}
+
+/// `voicepay mcp` as an agent client runs it: JSON-RPC lines on its stdin
+/// and stdout.
+struct McpClient {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    lines: Receiver<String>,
+    next_id: u64,
+}
+
+impl McpClient {
+    fn spawn(args: &[&str]) -> McpClient {
+        let mut cmd = voicepay(args);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = Child::spawn(cmd);
+        let stdin = child.stdin().unwrap();
+        let lines = lines(child.stdout().unwrap());
+        McpClient {
+            child,
+            stdin,
+            lines,
+            next_id: 1,
+        }
+    }
+
+    fn send(&mut self, message: serde_json::Value) {
+        use std::io::Write;
+        writeln!(self.stdin, "{message}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// A request that must succeed, and its result.
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let message = self.exchange(method, params);
+        assert!(message.get("error").is_none(), "{method}: {message}");
+        message["result"].clone()
+    }
+
+    /// A request, and the whole answer (whatever else comes first is skipped).
+    fn exchange(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        );
+        let started = voicepay::clock::Stopwatch::start();
+        while started.elapsed() < ANSWER_LIMIT {
+            let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) else {
+                continue;
+            };
+            let message: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if message["id"] == id {
+                return message;
+            }
+        }
+        panic!("no answer to {method} within {ANSWER_LIMIT:?}");
+    }
+
+    /// A tool's structured answer.
+    fn tool(&mut self, name: &str, arguments: serde_json::Value) -> serde_json::Value {
+        let result = self.call(
+            "tools/call",
+            serde_json::json!({"name": name, "arguments": arguments}),
+        );
+        assert_ne!(result["isError"], true, "{name}: {result}");
+        result["structuredContent"].clone()
+    }
+}
+
+#[test]
+fn an_mcp_client_asks_for_a_payment_and_gets_the_decision_a_spoken_approval_made() {
+    let mut rig = Rig::start(
+        2,
+        8,
+        &[&["keygen", "claude-code", "--daily-budget", "100.00"]],
+    );
+    let dev = rig.keys.dev();
+    let url = rig._broker.url();
+    let mut mcp = McpClient::spawn(&[
+        "mcp",
+        "--agent",
+        "claude-code",
+        "--broker",
+        &url,
+        "--data-dir",
+        &dev,
+    ]);
+    let init = mcp.call(
+        "initialize",
+        serde_json::json!({
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "voicepay-test", "version": "1"}
+        }),
+    );
+    assert!(init["capabilities"]["tools"].is_object(), "{init}");
+    mcp.send(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+
+    let listed = mcp.call("tools/list", serde_json::json!({}));
+    let tools: HashMap<&str, &serde_json::Value> = listed["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t))
+        .collect();
+    let mut names: Vec<&str> = tools.keys().copied().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["get_task_status", "request_payment", "spending_summary"]
+    );
+    let schema = &tools["request_payment"]["inputSchema"];
+    assert_eq!(schema["type"], "object");
+    for required in ["payee", "amount", "description"] {
+        assert!(
+            schema["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r == required),
+            "{schema}"
+        );
+    }
+
+    // The user hears the request and approves it while the tool waits.
+    let answer = std::thread::scope(|scope| {
+        let asked = scope.spawn(|| {
+            mcp.tool(
+                "request_payment",
+                serde_json::json!({
+                    "payee": "Claude",
+                    "amount": "30.00",
+                    "description": "one million tokens",
+                    "kind": "token_top_up",
+                    "tokens": 1_000_000,
+                    "wait_seconds": 120
+                }),
+            )
+        });
+        let said = rig.wait_said("claude code asks to");
+        assert!(said.contains("one million tokens"), "{said}");
+        rig.pipes[0].feed("approve_task");
+        asked.join().unwrap()
+    });
+    assert_eq!(answer["status"], "paid", "{answer}");
+    assert_eq!(answer["final"], true);
+    let task_id = answer["task_id"].as_str().unwrap().to_owned();
+
+    let status = mcp.tool("get_task_status", serde_json::json!({"task_id": task_id}));
+    assert_eq!(status["status"], "paid", "{status}");
+    assert_eq!(status["request_id"], answer["request_id"]);
+
+    let spent = mcp.tool("spending_summary", serde_json::json!({}));
+    assert_eq!(spent["spent_today"], "30.00", "{spent}");
+    assert_eq!(spent["daily_budget"], "100.00", "{spent}");
+
+    // Bad arguments are the caller's error, not a payment.
+    let bad = mcp.exchange(
+        "tools/call",
+        serde_json::json!({"name": "request_payment", "arguments": {
+            "payee": "Anthropic", "amount": "thirty", "description": "x"
+        }}),
+    );
+    assert!(
+        bad["error"]["message"].as_str().unwrap().contains("thirty"),
+        "{bad}"
+    );
+
+    drop(mcp.stdin);
+    assert!(mcp.child.wait_within(STOP_LIMIT).success());
+    let (_keys, ledger) = rig.stop();
+    assert_eq!(ledger.len(), 1, "{ledger:#?}");
+}
