@@ -955,8 +955,17 @@ impl Daemon {
             Period::Week => 6,
             Period::Month => 29,
         };
-        let speech = match self.store.spending(today.saturating_sub(days), today) {
-            Ok(totals) => Speech::Spent { period, totals },
+        let from = today.saturating_sub(days);
+        let spent = self
+            .store
+            .spending(from, today)
+            .and_then(|totals| Ok((totals, self.store.agents_spending(from, today)?)));
+        let speech = match spent {
+            Ok((totals, by_agents)) => Speech::Spent {
+                period,
+                totals,
+                by_agents,
+            },
             Err(error) => Speech::HistoryUnreadable {
                 error: error.to_string(),
             },

@@ -893,12 +893,32 @@ impl Store {
 
     /// Approved spend per currency over the days `from_day..=to_day`, from the history.
     pub fn spending(&self, from_day: u32, to_day: u32) -> Result<Vec<Money>, StoreError> {
+        self.paid_totals(from_day, to_day, |_| true)
+    }
+
+    /// The part of [`Store::spending`] that agents' tasks paid.
+    pub fn agents_spending(&self, from_day: u32, to_day: u32) -> Result<Vec<Money>, StoreError> {
+        self.paid_totals(from_day, to_day, |agent| agent.is_some())
+    }
+
+    fn paid_totals(
+        &self,
+        from_day: u32,
+        to_day: u32,
+        counted: impl Fn(Option<&AgentRef>) -> bool,
+    ) -> Result<Vec<Money>, StoreError> {
         let mut totals: Vec<Money> = Vec::new();
         for entry in self.history()? {
-            let HistoryEvent::Paid { amount, day, .. } = entry.event else {
+            let HistoryEvent::Paid {
+                amount,
+                day,
+                ref agent,
+                ..
+            } = entry.event
+            else {
                 continue;
             };
-            if !(from_day..=to_day).contains(&day) {
+            if !(from_day..=to_day).contains(&day) || !counted(agent.as_ref()) {
                 continue;
             }
             match totals.iter_mut().find(|t| t.currency == amount.currency) {
@@ -1755,6 +1775,19 @@ mod tests {
         assert_eq!(store.verify_history().expect("intact"), 3);
         assert_eq!(
             store.spending(DAY, DAY).expect("spending"),
+            vec![cny(2_500)]
+        );
+
+        // The user's own payment counts in the spending, not the agents' share.
+        let own = pending(&store, cny(900), false, 1_000);
+        store.commit_payment(&own, DAY, &checks).expect("commit");
+        store.settle(own.request_id, &approved()).expect("settle");
+        assert_eq!(
+            store.spending(DAY, DAY).expect("spending"),
+            vec![cny(3_400)]
+        );
+        assert_eq!(
+            store.agents_spending(DAY, DAY).expect("agents"),
             vec![cny(2_500)]
         );
     }

@@ -235,7 +235,7 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
     let shopper = SigningKey::generate().unwrap();
     let shopper_key = shopper.public_key().to_base64url();
     let mut rig = Rig::start(
-        3,
+        4,
         8,
         &[
             &[
@@ -375,6 +375,14 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
         states(&all, "t-auto-2"),
         [TaskState::Approved, TaskState::Paid],
         "a replay is not paid twice"
+    );
+
+    // Asked what was spent, the device says the agents' share.
+    rig.pipes[2].feed("query_today");
+    let spent = rig.wait_said("You spent");
+    assert!(
+        spent.contains("You spent 37 yuan today, 37 yuan of it through agents."),
+        "{spent}"
     );
 
     let (keys, ledger) = rig.stop();

@@ -125,17 +125,28 @@ pub(super) fn say(speech: &Speech) -> String {
             payee,
             reason,
         } => format!("The bank declined {} to {payee}: {reason}.", money(*amount)),
-        Speech::Spent { period, totals } => {
+        Speech::Spent {
+            period,
+            totals,
+            by_agents,
+        } => {
             let words = match period {
                 Period::Today => "today",
                 Period::Week => "in the last 7 days",
                 Period::Month => "in the last 30 days",
             };
-            if totals.is_empty() {
-                format!("You have spent nothing {words}.")
-            } else {
-                let spoken: Vec<String> = totals.iter().map(|m| money(*m)).collect();
-                format!("You spent {} {words}.", spoken.join(" and "))
+            let spoken = |amounts: &[Money]| -> String {
+                let each: Vec<String> = amounts.iter().map(|m| money(*m)).collect();
+                each.join(" and ")
+            };
+            match (totals.is_empty(), by_agents.is_empty()) {
+                (true, _) => format!("You have spent nothing {words}."),
+                (false, true) => format!("You spent {} {words}.", spoken(totals)),
+                (false, false) => format!(
+                    "You spent {} {words}, {} of it through agents.",
+                    spoken(totals),
+                    spoken(by_agents)
+                ),
             }
         }
         Speech::HistoryUnreadable { error } => {
@@ -417,9 +428,18 @@ mod tests {
         assert_eq!(
             say(&Speech::Spent {
                 period: Period::Week,
-                totals: vec![cny(3_600), Money::new(475, Currency::USD)]
+                totals: vec![cny(3_600), Money::new(475, Currency::USD)],
+                by_agents: Vec::new(),
             }),
             "You spent 36 yuan and 4 dollars 75 in the last 7 days."
+        );
+        assert_eq!(
+            say(&Speech::Spent {
+                period: Period::Today,
+                totals: vec![cny(3_400)],
+                by_agents: vec![cny(3_000)],
+            }),
+            "You spent 34 yuan today, 30 yuan of it through agents."
         );
     }
 }

@@ -103,6 +103,8 @@ pub enum Speech {
     Spent {
         period: Period,
         totals: Vec<Money>,
+        /// The part of it agents' tasks paid (none: nothing).
+        by_agents: Vec<Money>,
     },
     HistoryUnreadable {
         error: String,
