@@ -41,7 +41,7 @@ impl Agent {
 
     /// How the device says its name: "claude-code" is "claude code".
     pub fn spoken_name(&self) -> String {
-        self.name.replace(['-', '_'], " ")
+        spoken_name(&self.name)
     }
 
     /// `voicepay agents list`'s line.
@@ -181,6 +181,11 @@ pub enum OutsideMandate {
     Total { left: Money },
 }
 
+/// How the device says an agent's name: "claude-code" is "claude code".
+pub fn spoken_name(name: &str) -> String {
+    name.replace(['-', '_'], " ")
+}
+
 /// An agent name: 1-64 of `[A-Za-z0-9_-]`, as it is a topic-safe `agent_id`.
 pub fn validate_name(name: &str) -> Result<(), AgentError> {
     if protocol::is_valid_device_id(name) {
@@ -236,21 +241,19 @@ pub fn open_task(
     now_ms: u64,
 ) -> Result<(Agent, AgentTask), TaskRejection> {
     let agents = store.agents()?;
-    let opened = protocol::open(message, |kid| {
+    let signer = |kid: &str| {
         agents
             .iter()
-            .filter_map(|a| a.key().ok())
-            .find(|k| k.key_id() == kid)
-    })
-    .map_err(TaskRejection::Unverified)?;
-    let Some(agent) = agents
-        .into_iter()
-        .find(|a| a.key().is_ok_and(|k| k.key_id() == opened.kid))
-    else {
+            .find_map(|a| a.key().ok().filter(|k| k.key_id() == kid).map(|k| (a, k)))
+    };
+    let opened = protocol::open(message, |kid| signer(kid).map(|(_, key)| key))
+        .map_err(TaskRejection::Unverified)?;
+    let Some((agent, _)) = signer(&opened.kid) else {
         return Err(TaskRejection::Unverified(ProtocolError::UnknownKey(
             opened.kid,
         )));
     };
+    let agent = agent.clone();
     let task: AgentTask = opened.parse().map_err(TaskRejection::Unverified)?;
     if task.agent_id != agent.name {
         return Err(TaskRejection::WrongAgent {

@@ -775,7 +775,7 @@ impl Daemon {
             Err(error) => {
                 let error = error.to_string();
                 self.fail(format!("cannot stop the agents: {error}"));
-                return self.say(&Speech::NotRecorded { error });
+                return self.say(&Speech::AgentsNotStopped { error });
             }
         };
         for waiting in std::mem::take(&mut self.tasks_waiting) {
@@ -802,7 +802,7 @@ impl Daemon {
         }
         let names = stopped
             .iter()
-            .map(|name| name.replace(['-', '_'], " "))
+            .map(|name| crate::agents::spoken_name(name))
             .collect();
         self.say(&Speech::AgentsStopped { names });
     }

@@ -23,7 +23,7 @@ const ANSWER_LIMIT: Duration = Duration::from_secs(60);
 /// and an MQTT client that hears every task status the device signs.
 struct Rig {
     keys: Keys,
-    _broker: Broker,
+    broker: Broker,
     gateway: Child,
     daemon: Child,
     device_id: String,
@@ -89,7 +89,7 @@ impl Rig {
         });
         Rig {
             keys,
-            _broker: broker,
+            broker,
             gateway,
             daemon,
             device_id,
@@ -549,7 +549,7 @@ fn an_mcp_client_asks_for_a_payment_and_gets_the_decision_a_spoken_approval_made
         &[&["keygen", "claude-code", "--daily-budget", "100.00"]],
     );
     let dev = rig.keys.dev();
-    let url = rig._broker.url();
+    let url = rig.broker.url();
     let mut mcp = McpClient::spawn(&[
         "mcp",
         "--agent",

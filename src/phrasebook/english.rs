@@ -200,6 +200,9 @@ pub(super) fn say(speech: &Speech) -> String {
         Speech::AgentsStopped { names } if names.is_empty() => {
             "There is no agent to stop.".to_owned()
         }
+        Speech::AgentsNotStopped { error } => {
+            format!("I couldn't stop the agents ({error}). Please try again.")
+        }
         Speech::AgentsStopped { names } => format!(
             "Stopped {}: nothing waiting from {} will be paid, and {} can pay nothing more until you add {} again.",
             names.join(" and "),

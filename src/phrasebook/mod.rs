@@ -133,6 +133,10 @@ pub enum Speech {
     AgentsStopped {
         names: Vec<String>,
     },
+    /// The stop could not be written: the agents may still ask.
+    AgentsNotStopped {
+        error: String,
+    },
 }
 
 /// The words of one language.
