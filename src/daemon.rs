@@ -233,11 +233,12 @@ impl Daemon {
             &profile.mqtt.prefix,
             &identity.device_id,
             identity.gateway,
-            // Nothing is sent that the disk has not taken.
+            // Nothing is sent that the disk has not taken, nor what a
+            // stopped agent asked for.
             move || {
                 outbox_store
                     .flush_durably()
-                    .and_then(|()| outbox_store.outbox())
+                    .and_then(|()| outbox_store.sendable_outbox())
                     .map(|o| o.into_iter().map(|p| p.envelope).collect())
                     .unwrap_or_else(|error| {
                         tracing::error!(%error, "not republishing the outbox");

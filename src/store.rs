@@ -724,6 +724,27 @@ impl Store {
             .collect()
     }
 
+    /// The waiting payments that may be sent: all but those of agents the
+    /// user stopped (or removed) since they were approved. Those stay in the
+    /// outbox unsent (nothing is lost) until the agent is added again; one
+    /// already sent before the stop is answered and settled as any other.
+    pub fn sendable_outbox(&self) -> Result<Vec<PendingPayment>, StoreError> {
+        let mut sendable = Vec::new();
+        for payment in self.outbox()? {
+            if let Some(task) = &payment.agent {
+                let stopped = self
+                    .agent(&task.agent_id)?
+                    .is_none_or(|agent| agent.revoked_at.is_some());
+                if stopped {
+                    tracing::info!(request_id = %payment.request_id, agent = %task.agent_id, "withheld: the agent was stopped");
+                    continue;
+                }
+            }
+            sendable.push(payment);
+        }
+        Ok(sendable)
+    }
+
     /// How many payments wait for an answer (no record is decoded).
     pub fn outbox_len(&self) -> Result<usize, StoreError> {
         // Not `Tree::len`: it counts errors as entries, and after an I/O
@@ -1877,6 +1898,48 @@ mod tests {
         assert_eq!(
             agent_refusal(store.commit_payment(&late, DAY, &checks)),
             AgentRefusal::Outside(OutsideMandate::Revoked)
+        );
+    }
+
+    #[test]
+    fn a_stopped_agents_unsent_payment_stays_in_the_outbox_unsent_until_the_agent_is_added_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        put_agent(&store, "kimi", None, None);
+        let checks = SpendChecks::default();
+        let own = pending(&store, cny(300), true, 1_000);
+        let asked = agent_pending(&store, "kimi", cny(100));
+        for p in [&own, &asked] {
+            store.commit_payment(p, DAY, &checks).expect("commit");
+        }
+        let ids = |payments: Vec<PendingPayment>| -> Vec<Uuid> {
+            payments.iter().map(|p| p.request_id).collect()
+        };
+        assert_eq!(
+            ids(store.sendable_outbox().expect("sendable")),
+            [own.request_id, asked.request_id]
+        );
+
+        store.revoke_agents(None, 5_000).expect("revoke");
+        assert_eq!(
+            ids(store.sendable_outbox().expect("sendable")),
+            [own.request_id]
+        );
+        assert_eq!(store.outbox_len().expect("kept"), 2);
+
+        // Added again: it goes out with the rest.
+        let mut kimi = store.agent("kimi").expect("agent").expect("kimi");
+        kimi.revoked_at = None;
+        store.put_agent(&kimi).expect("add again");
+        assert_eq!(
+            ids(store.sendable_outbox().expect("sendable")),
+            [own.request_id, asked.request_id]
+        );
+        // Removed: withheld as well.
+        store.remove_agent("kimi").expect("remove");
+        assert_eq!(
+            ids(store.sendable_outbox().expect("sendable")),
+            [own.request_id]
         );
     }
 

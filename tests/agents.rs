@@ -24,7 +24,7 @@ const ANSWER_LIMIT: Duration = Duration::from_secs(60);
 struct Rig {
     keys: Keys,
     broker: Broker,
-    gateway: Child,
+    gateway: Option<Child>,
     daemon: Child,
     device_id: String,
     said: Receiver<String>,
@@ -38,6 +38,12 @@ struct Rig {
 impl Rig {
     /// `pipes` named inputs; the profile's confirmation window is `window_s`.
     fn start(pipes: usize, window_s: u32, agents: &[&[&str]]) -> Rig {
+        Rig::start_with(pipes, window_s, agents, true)
+    }
+
+    /// As `start`, the gateway left out when `with_gateway` is false (the
+    /// device pays offline until [`Rig::start_gateway`]).
+    fn start_with(pipes: usize, window_s: u32, agents: &[&[&str]], with_gateway: bool) -> Rig {
         model();
         let keys = Keys::new();
         let dev = keys.dev();
@@ -49,7 +55,7 @@ impl Rig {
             ok(&all);
         }
         let broker = Broker::start();
-        let gateway = keys.gateway(&broker.url());
+        let gateway = with_gateway.then(|| keys.gateway(&broker.url()));
         let dir = tempfile::tempdir().unwrap();
         let default = std::fs::read_to_string(root().join("devices/default.toml")).unwrap();
         let profile = dir.path().join("device.toml");
@@ -84,8 +90,13 @@ impl Rig {
         let device_id = device_id(&dev);
         let device_key = device_key(&dev);
         let (client, statuses) = status_listener(broker.port, &device_id, device_key);
-        eventually(FIFO_OPEN_LIMIT, "the daemon is online", || {
-            status_json(&dev)["connection"] == "online"
+        let connected = if with_gateway {
+            "online"
+        } else {
+            "gateway away"
+        };
+        eventually(FIFO_OPEN_LIMIT, "the daemon is connected", || {
+            status_json(&dev)["connection"] == connected
         });
         Rig {
             keys,
@@ -100,6 +111,14 @@ impl Rig {
             pipes,
             _dir: dir,
         }
+    }
+
+    fn start_gateway(&mut self) {
+        self.gateway = Some(self.keys.gateway(&self.broker.url()));
+        let dev = self.keys.dev();
+        eventually(FIFO_OPEN_LIMIT, "the gateway is seen", || {
+            status_json(&dev)["connection"] == "online"
+        });
     }
 
     /// Publishes a task as its agent would, QoS 1.
@@ -145,7 +164,9 @@ impl Rig {
             });
         }
         assert!(self.daemon.wait_within(STOP_LIMIT).success());
-        assert!(self.gateway.terminate_within(STOP_LIMIT).success());
+        if let Some(gateway) = &mut self.gateway {
+            assert!(gateway.terminate_within(STOP_LIMIT).success());
+        }
         let ledger = ok(&["gateway", "ledger", "--data-dir", &self.keys.gw()]);
         let ledger = ledger
             .lines()
@@ -644,4 +665,43 @@ fn an_mcp_client_asks_for_a_payment_and_gets_the_decision_a_spoken_approval_made
     assert!(mcp.child.wait_within(STOP_LIMIT).success());
     let (_keys, ledger) = rig.stop();
     assert_eq!(ledger.len(), 1, "{ledger:#?}");
+}
+
+#[test]
+fn agents_stopped_while_offline_never_have_their_unsent_payments_sent() {
+    let coder = SigningKey::generate().unwrap();
+    let key = coder.public_key().to_base64url();
+    let mut rig = Rig::start_with(
+        2,
+        8,
+        &[&["add", "coder", "--public-key", &key, "--auto-under", "5.00"]],
+        false,
+    );
+    let dev = rig.keys.dev();
+    ok(&["limits", "set", "--auto", "50.00", "--data-dir", &dev]);
+
+    // Offline: the agent's small task and the user's own payment are both
+    // approved under the floor limits and kept in the outbox.
+    rig.send(task(&coder, "coder", "t-offline", 400, "Anthropic"));
+    rig.wait_status("t-offline", TaskState::Approved);
+    rig.pipes[0].feed("pay_alice_20");
+    rig.wait_said("offline");
+    rig.pipes[1].feed("stop_agents");
+    rig.wait_said("Stopped coder");
+
+    // The gateway appears: the outbox goes out, less what the stopped agent asked for.
+    rig.start_gateway();
+    let answer = rig.wait_said(r#""step":"answer""#);
+    assert!(answer.contains(r#""status":"approved""#), "{answer}");
+
+    let (keys, ledger) = rig.stop();
+    assert_eq!(ledger.len(), 1, "{ledger:#?}");
+    assert_eq!(ledger[0]["payee"], "Alice", "{ledger:#?}");
+    let outbox = ok(&["outbox", "--json", "--data-dir", &keys.dev()]);
+    let waiting: Vec<serde_json::Value> = outbox
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(waiting.len(), 1, "{outbox}");
+    assert_eq!(waiting[0]["agent"]["task_id"], "t-offline", "{outbox}");
 }
