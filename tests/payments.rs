@@ -268,8 +268,20 @@ fn the_demo_tells_the_whole_story_and_its_signatures_verify_independently() {
     };
     let sent = steps(&lines, "sent");
     let answers = steps(&lines, "answer");
-    assert_eq!(sent.len(), 3, "{}", said(&lines));
-    assert_eq!(answers.len(), 3, "{}", said(&lines));
+    assert_eq!(sent.len(), 4, "{}", said(&lines));
+    assert_eq!(answers.len(), 4, "{}", said(&lines));
+    let agent_task: Vec<&&Value> = sent
+        .iter()
+        .filter(|s| {
+            let payload = voicepay::protocol::Envelope::unverified_payload_of(
+                &serde_json::to_vec(&s["envelope"]).unwrap(),
+            )
+            .unwrap();
+            let request: Value = serde_json::from_slice(&payload).unwrap();
+            request["kind"] == "agent_task" && request["agent"]["agent_id"] == "claude-code"
+        })
+        .collect();
+    assert_eq!(agent_task.len(), 1, "{}", said(&lines));
     for s in &sent {
         verify(&s["envelope"], device);
     }
@@ -282,7 +294,10 @@ fn the_demo_tells_the_whole_story_and_its_signatures_verify_independently() {
         .iter()
         .map(|h| h["entry"]["event"]["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(history, ["paid", "paid", "cancelled", "refused", "paid"]);
+    assert_eq!(
+        history,
+        ["paid", "paid", "cancelled", "refused", "paid", "paid"]
+    );
 }
 
 #[test]
@@ -384,8 +399,8 @@ fn the_demo_runs_on_its_embedded_broker() {
     let out = run(voicepay(&["demo", "--json"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let lines = stdout_lines(&out);
-    assert_eq!(steps(&lines, "answer").len(), 3, "{}", said(&lines));
-    assert_eq!(steps(&lines, "history").len(), 5);
+    assert_eq!(steps(&lines, "answer").len(), 4, "{}", said(&lines));
+    assert_eq!(steps(&lines, "history").len(), 6);
     assert!(!stderr(&out).contains("ERROR"), "{}", stderr(&out));
 }
 

@@ -266,6 +266,7 @@ fn dialog_figures(
             profile.clone(),
             None,
             &limits,
+            &[],
             recognizer,
             Box::new(Heard(heard)),
         ) else {

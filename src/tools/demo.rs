@@ -7,10 +7,14 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::rig::Rig;
+use crate::agents::{Agent, Mandate};
+use crate::clock::now_ms;
 use crate::feedback::Console;
+use crate::keys::SigningKey;
 use crate::money::Money;
 use crate::policy::Limits;
 use crate::profile::DeviceProfile;
+use crate::protocol::{AgentTask, Envelope, TaskKind};
 use crate::recognizer::Recognizer;
 use crate::transport::BrokerUrl;
 
@@ -30,6 +34,7 @@ const SCENES: &[(&str, &[&str])] = &[
     ),
     ("a payment over the daily limit", &["pay_alice_3000"]),
 ];
+const AGENT_ANSWER: &[&str] = &["approve_task"];
 const OFFLINE_SCENE: &[&str] = &["pay_luckin_12", "confirm_yes"];
 const CLOSING: &[&str] = &["query_today"];
 
@@ -55,10 +60,23 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
         daily: Some(Money::new(50_000, currency)),
         payment_code_above: None,
     };
+    // An AI agent the user trusts with a budget, its key held by the agent.
+    let agent_key = SigningKey::generate()?;
+    let agent = Agent {
+        name: "claude-code".into(),
+        public_key: agent_key.public_key().to_base64url(),
+        mandate: Mandate {
+            daily: Some(Money::new(10_000, currency)),
+            ..Mandate::new(currency)
+        },
+        added_at: now_ms(),
+        revoked_at: None,
+    };
     let mut rig = Rig::start(
         profile,
         options.broker.clone(),
         &limits,
+        &[agent],
         recognizer,
         feedback,
     )?;
@@ -91,6 +109,27 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
         rig.settled(WAIT).await;
     }
 
+    note("an AI agent asks to buy tokens: the user approves by voice");
+    let task = AgentTask {
+        task_id: "demo-1".into(),
+        agent_id: "claude-code".into(),
+        description: "one million tokens for the coding session".into(),
+        payee: "Claude".into(),
+        amount: Money::new(3_000, currency),
+        kind: TaskKind::TokenTopUp,
+        tokens: Some(1_000_000),
+        period: None,
+        created_at: now_ms(),
+        expires_at: now_ms() + 600_000,
+    };
+    rig.send_task(Envelope::seal_json(&task, &agent_key)?.0.to_bytes())
+        .await?;
+    if !rig.until(WAIT, |s| s.asking).await {
+        anyhow::bail!("the agent's task was not put to the user");
+    }
+    hear_all(&mut rig, &options.fixtures, AGENT_ANSWER).await?;
+    rig.settled(WAIT).await;
+
     note("the gateway goes away: a small payment is paid offline");
     rig.stop_gateway().await;
     rig.until(WAIT, |s| !s.link.online()).await;
@@ -114,7 +153,7 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
     } else {
         println!("\n== history ({chain} entries, hash chain intact)");
         for entry in &history {
-            println!("{:>3} {}", entry.index, entry.event.summary());
+            println!("{}", entry.line());
         }
     }
     Ok(())

@@ -26,6 +26,7 @@ pub struct Rig {
     pub device_public: PublicKey,
     pub gateway_public: PublicKey,
     pub broker: BrokerUrl,
+    prefix: String,
     /// The daemon's status, updated as it changes.
     pub status: watch::Receiver<Status>,
     device_dir: PathBuf,
@@ -58,11 +59,12 @@ impl Feedback for Watched {
 
 impl Rig {
     /// `broker`: a running one, or `None` to start the embedded one. The
-    /// device starts with `limits`.
+    /// device starts with `limits` and `agents` registered.
     pub fn start(
         profile: DeviceProfile,
         broker: Option<BrokerUrl>,
         limits: &Limits,
+        agents: &[crate::agents::Agent],
         recognizer: Recognizer,
         feedback: Box<dyn Feedback>,
     ) -> Result<Rig> {
@@ -85,9 +87,13 @@ impl Rig {
         gateway_config.prefix = profile.mqtt.prefix.clone();
         Gateway::open(gateway_config.clone(), gateway_key)?.enroll(&device_id, &device_public)?;
         // Set before the daemon opens the store (sled locks it).
-        Store::open(&StoreConfig::new(device_dir.join("store")))
-            .context("opening the device store to set its limits")?
-            .set_limits(limits)?;
+        let store = Store::open(&StoreConfig::new(device_dir.join("store")))
+            .context("opening the device store to set its limits")?;
+        store.set_limits(limits)?;
+        for agent in agents {
+            crate::agents::add(&store, agent.clone())?;
+        }
+        drop(store);
         let gateway = GatewayTask::start(&gateway_config, &broker)?;
 
         let (inputs, audio) = mpsc::channel(8);
@@ -97,6 +103,7 @@ impl Rig {
             inner: feedback,
             status: status_tx,
         });
+        let prefix = profile.mqtt.prefix.clone();
         let config = DaemonConfig::new(profile, device_dir.clone(), broker.clone());
         let shutdown = CancellationToken::new();
         let daemon = tokio::spawn(daemon::run(config, source, feedback, shutdown.clone()));
@@ -105,6 +112,7 @@ impl Rig {
             device_public,
             gateway_public,
             broker,
+            prefix,
             status,
             device_dir,
             inputs: Some(inputs),
@@ -141,6 +149,34 @@ impl Rig {
             .map_err(|_| anyhow::anyhow!("the daemon stopped"))?;
         self.sent += 1;
         Ok(())
+    }
+
+    /// Publishes a signed agent task to the device, as its agent would.
+    pub async fn send_task(&self, message: Vec<u8>) -> Result<()> {
+        use rumqttc::{Event, Packet, QoS};
+        let topic = protocol::topics::tasks(&self.prefix, &self.device_id);
+        let client_id = format!("rig-agent-{}", uuid::Uuid::now_v7().simple());
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(self.broker.options(&client_id), 8);
+        client
+            .publish(topic, QoS::AtLeastOnce, false, message)
+            .await?;
+        // Until the broker has taken it.
+        let delivered = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => return Ok(()),
+                    Ok(_) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        })
+        .await;
+        let _ = client.disconnect().await;
+        match delivered {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(error.into()),
+            Err(_) => anyhow::bail!("the broker did not take the task in 10 s"),
+        }
     }
 
     /// Waits until `done` holds for the daemon's status, at most `limit`.
