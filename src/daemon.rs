@@ -502,13 +502,7 @@ impl Daemon {
             intent: understanding.intent.clone(),
         });
         let actions = {
-            let assessor = Assessor {
-                store: &self.store,
-                link: self.link_state(),
-                driving: *self.link.driving.borrow(),
-                floor: &self.config.profile.offline,
-                profile: &self.config.profile,
-            };
+            let assessor = Assessor::of(&self.store, &self.link, &self.config.profile);
             self.dialog.hear_with(
                 &understanding.intent,
                 &understanding.evidence,
@@ -749,13 +743,7 @@ impl Daemon {
             }
             let unasked = agent.mandate.pays_unasked(task.amount);
             let actions = {
-                let assessor = Assessor {
-                    store: &self.store,
-                    link: self.link_state(),
-                    driving: *self.link.driving.borrow(),
-                    floor: &self.config.profile.offline,
-                    profile: &self.config.profile,
-                };
+                let assessor = Assessor::of(&self.store, &self.link, &self.config.profile);
                 self.dialog
                     .offer_task(order, unasked, Instant::now(), &assessor)
             };
@@ -1053,6 +1041,19 @@ struct Assessor<'a> {
     driving: Option<bool>,
     floor: &'a OfflineFloor,
     profile: &'a DeviceProfile,
+}
+
+impl<'a> Assessor<'a> {
+    /// The money as it stands now: the store, the link and the vehicle.
+    fn of(store: &'a Store, link: &DeviceLink, profile: &'a DeviceProfile) -> Assessor<'a> {
+        Assessor {
+            store,
+            link: *link.state.borrow(),
+            driving: *link.driving.borrow(),
+            floor: &profile.offline,
+            profile,
+        }
+    }
 }
 
 impl Assess for Assessor<'_> {
