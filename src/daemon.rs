@@ -524,23 +524,7 @@ impl Daemon {
                     let reason = self.phrasebook.refusal(&reason);
                     self.refused(&order, reason);
                 }
-                Action::Dropped { order, reason } => {
-                    let said = self.phrasebook.drop_reason(reason);
-                    if let Some(task) = order.agent_ref() {
-                        let state = match reason {
-                            DropReason::Revoked => TaskState::Revoked,
-                            _ => TaskState::Rejected,
-                        };
-                        self.tell_agent(&task, state, Some(said.clone()), None);
-                    }
-                    self.remember(HistoryEvent::Cancelled {
-                        amount: order.amount,
-                        payee: order.purchase.payee().to_owned(),
-                        at: now_ms(),
-                        reason: said,
-                        agent: order.agent_ref(),
-                    })
-                }
+                Action::Dropped { order, reason } => self.dropped(&order, reason),
                 Action::RevokeAgents => self.revoke_agents(),
                 Action::SetLimit { scope, amount } => self.set_limit(scope, amount),
                 Action::ReportSpending { period } => self.report_spending(period),
@@ -633,6 +617,26 @@ impl Daemon {
                 self.link.publish(message);
             }
         }
+    }
+
+    /// Cancelled, not answered, or the agent stopped: remembered, and an
+    /// agent told.
+    fn dropped(&mut self, order: &PaymentOrder, reason: DropReason) {
+        let said = self.phrasebook.drop_reason(reason);
+        if let Some(task) = order.agent_ref() {
+            let state = match reason {
+                DropReason::Revoked => TaskState::Revoked,
+                _ => TaskState::Rejected,
+            };
+            self.tell_agent(&task, state, Some(said.clone()), None);
+        }
+        self.remember(HistoryEvent::Cancelled {
+            amount: order.amount,
+            payee: order.purchase.payee().to_owned(),
+            at: now_ms(),
+            reason: said,
+            agent: order.agent_ref(),
+        });
     }
 
     fn refused(&mut self, order: &PaymentOrder, reason: String) {
@@ -774,20 +778,7 @@ impl Daemon {
                 &waiting.message,
                 self.phrasebook.language(),
             );
-            let reason = self.phrasebook.drop_reason(DropReason::Revoked);
-            self.tell_agent(
-                &task_ref(&waiting.task),
-                TaskState::Revoked,
-                Some(reason.clone()),
-                None,
-            );
-            self.remember(HistoryEvent::Cancelled {
-                amount: order.amount,
-                payee: order.purchase.payee().to_owned(),
-                at: now_ms(),
-                reason,
-                agent: order.agent_ref(),
-            });
+            self.dropped(&order, DropReason::Revoked);
         }
         let names = stopped
             .iter()

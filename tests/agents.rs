@@ -16,8 +16,9 @@ use voicepay::money::{Currency, Money};
 use voicepay::protocol::{self, AgentTask, Envelope, TaskKind, TaskState, TaskStatus, topics};
 
 const STOP_LIMIT: Duration = Duration::from_secs(5);
-/// A spoken answer, transcribed and paid, on a loaded machine.
-const ANSWER_LIMIT: Duration = Duration::from_secs(60);
+/// A spoken answer, transcribed and paid, on a loaded machine (a bound on
+/// a hang, not a measurement).
+const ANSWER_LIMIT: Duration = Duration::from_secs(90);
 
 /// A paired device with its daemon listening on named pipes, the gateway,
 /// and an MQTT client that hears every task status the device signs.
@@ -33,7 +34,13 @@ struct Rig {
     client: rumqttc::Client,
     pipes: Vec<Fifo>,
     _dir: tempfile::TempDir,
+    _alone: std::sync::MutexGuard<'static, ()>,
 }
+
+/// One installation at a time: four daemons transcribing at once on two
+/// cores were seen to leave one of them without its control socket for a
+/// minute (not understood yet; see the closing note).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Rig {
     /// `pipes` named inputs; the profile's confirmation window is `window_s`.
@@ -44,6 +51,9 @@ impl Rig {
     /// As `start`, the gateway left out when `with_gateway` is false (the
     /// device pays offline until [`Rig::start_gateway`]).
     fn start_with(pipes: usize, window_s: u32, agents: &[&[&str]], with_gateway: bool) -> Rig {
+        let alone = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         model();
         let keys = Keys::new();
         let dev = keys.dev();
@@ -95,9 +105,26 @@ impl Rig {
         } else {
             "gateway away"
         };
-        eventually(FIFO_OPEN_LIMIT, "the daemon is connected", || {
-            status_json(&dev)["connection"] == connected
+        // Asked only once the daemon answers on its socket: before that,
+        // `voicepay status` opens the store itself, in the daemon's way.
+        let socket = voicepay::control::socket_path(std::path::Path::new(&dev));
+        eventually(FIFO_OPEN_LIMIT, "the daemon's control socket", || {
+            std::os::unix::net::UnixStream::connect(&socket).is_ok()
         });
+        let started = voicepay::clock::Stopwatch::start();
+        loop {
+            let status = status_json(&dev);
+            if status["connection"] == connected {
+                break;
+            }
+            assert!(
+                started.elapsed() < FIFO_OPEN_LIMIT,
+                "not {connected} within {FIFO_OPEN_LIMIT:?}: {status}; broker on {} answers: {}",
+                broker.port,
+                std::net::TcpStream::connect(("127.0.0.1", broker.port)).is_ok()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         Rig {
             keys,
             broker,
@@ -110,6 +137,7 @@ impl Rig {
             client,
             pipes,
             _dir: dir,
+            _alone: alone,
         }
     }
 
@@ -452,9 +480,11 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
 fn an_unanswered_task_is_rejected_and_stop_all_agents_revokes_pending_tasks_and_budgets_at_once() {
     let coder = SigningKey::generate().unwrap();
     let key = coder.public_key().to_base64url();
+    // A window short enough to wait out, long enough for the answer to
+    // reach the transcriber on a loaded machine (then it no longer expires).
     let mut rig = Rig::start(
         2,
-        2,
+        4,
         &[&[
             "add",
             "coder",
