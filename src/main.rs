@@ -493,13 +493,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // SIGHUP rereads it (the embedded default has nothing to reread).
             config.profile_file = cli.device.clone();
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(async {
+            let ran = runtime.block_on(async {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(cancel_on_signal(shutdown.clone()));
                 let (inputs, feedback) = device_side(&mut config, input, speak, json, &shutdown);
                 let source = recognizer::spawn(recognizer, inputs);
                 daemon::run(config, source, feedback, shutdown).await
-            })?;
+            });
+            // Not a plain drop: it would wait for ever for an input reader
+            // blocked on a named pipe nobody writes, and a daemon that failed
+            // to start would hang instead of saying why.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            ran?;
             Ok(ExitCode::SUCCESS)
         }
         Command::History {

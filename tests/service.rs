@@ -336,3 +336,35 @@ fn systemd_analyze_verifies_the_unit_file() {
         stderr(&out)
     );
 }
+
+/// Regression: a daemon that failed to start waited for ever for its input
+/// reader, blocked opening a named pipe nobody wrote, and never said why.
+#[test]
+fn a_daemon_that_cannot_start_says_why_and_exits_even_on_a_named_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dir.path().join("device");
+    let dev = dev.to_str().unwrap();
+    ok(&["keys", "init", "--data-dir", dev]);
+    // No gateway trusted: the daemon cannot start.
+    let pipe = Fifo::new(dir.path(), "in.wav");
+    let mut cmd = voicepay(&[
+        "run",
+        "--broker",
+        "mqtt://127.0.0.1:9",
+        "--data-dir",
+        dev,
+        "--input",
+        pipe.arg(),
+    ]);
+    cmd.stderr(Stdio::piped());
+    let mut daemon = Child::spawn(cmd);
+    let errors = lines(daemon.stderr().unwrap());
+    let status = daemon.wait_within(Duration::from_secs(30));
+    assert!(!status.success());
+    let said: Vec<String> = errors.try_iter().collect();
+    assert!(
+        said.iter().any(|l| l.contains("gateway")),
+        "{}",
+        said.join("\n")
+    );
+}
