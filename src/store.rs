@@ -526,16 +526,12 @@ impl Store {
 
     /// Adds a payee, or replaces the entry of the same name; durable on return.
     pub fn put_payee(&self, payee: &crate::payees::Payee) -> Result<(), StoreError> {
-        self.payees
-            .insert(payee.name.as_bytes(), serde_json::to_vec(payee)?)?;
-        self.flush_durably()
+        self.put_named(&self.payees, &payee.name, payee)
     }
 
     /// Whether there was such a payee; durable on return.
     pub fn remove_payee(&self, name: &str) -> Result<bool, StoreError> {
-        let removed = self.payees.remove(name.as_bytes())?.is_some();
-        self.flush_durably()?;
-        Ok(removed)
+        self.remove_named(&self.payees, name)
     }
 
     /// The registered agents, in name order.
@@ -556,15 +552,29 @@ impl Store {
 
     /// Registers an agent, or replaces the one of the same name; durable on return.
     pub fn put_agent(&self, agent: &Agent) -> Result<(), StoreError> {
-        self.agents
-            .insert(agent.name.as_bytes(), serde_json::to_vec(agent)?)?;
-        self.flush_durably()
+        self.put_named(&self.agents, &agent.name, agent)
     }
 
     /// Whether there was such an agent; durable on return. What it spent
     /// stays counted, should it be added again.
     pub fn remove_agent(&self, name: &str) -> Result<bool, StoreError> {
-        let removed = self.agents.remove(name.as_bytes())?.is_some();
+        self.remove_named(&self.agents, name)
+    }
+
+    /// A JSON record under its name in `tree`; durable on return.
+    fn put_named<T: Serialize>(
+        &self,
+        tree: &Tree,
+        name: &str,
+        record: &T,
+    ) -> Result<(), StoreError> {
+        tree.insert(name.as_bytes(), serde_json::to_vec(record)?)?;
+        self.flush_durably()
+    }
+
+    /// Whether `tree` held a record of that name; durable on return.
+    fn remove_named(&self, tree: &Tree, name: &str) -> Result<bool, StoreError> {
+        let removed = tree.remove(name.as_bytes())?.is_some();
         self.flush_durably()?;
         Ok(removed)
     }
