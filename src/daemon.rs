@@ -55,10 +55,15 @@ pub struct DaemonConfig {
     /// The profile file SIGHUP rereads (see [`crate::service::reread`]);
     /// `None`: SIGHUP is left alone.
     pub profile_file: Option<PathBuf>,
+    /// The payee book, shared with the transcriber stage (see
+    /// [`crate::recognizer::Recognizer::with_payees`]): the daemon fills it
+    /// at start, a reload and `voicepay payees add` change it.
+    pub payees: SharedPayees,
 }
 
 impl DaemonConfig {
     pub fn new(profile: DeviceProfile, data_dir: PathBuf, broker: BrokerUrl) -> DaemonConfig {
+        let payees = SharedPayees::new(profile.payee_book());
         DaemonConfig {
             profile,
             data_dir,
@@ -67,6 +72,7 @@ impl DaemonConfig {
             drain_wait: Duration::from_secs(10),
             gate: Arc::new(Gate::open()),
             profile_file: None,
+            payees,
         }
     }
 }
@@ -221,7 +227,8 @@ impl Daemon {
             wrong_codes_allowed: 3,
             lockout: profile.payments.code_lockout,
         };
-        let payees = SharedPayees::new(crate::payees::book_with_added(
+        let payees = config.payees.clone();
+        payees.replace(crate::payees::book_with_added(
             &profile.payee_book(),
             &store,
         )?);

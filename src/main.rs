@@ -489,6 +489,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let recognizer = recognizer(&profile)?;
             let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
             let mut config = DaemonConfig::new(profile, data_dir, broker);
+            let recognizer = recognizer.with_payees(config.payees.clone());
             config.drain_wait = Duration::from_secs(answer_wait);
             // SIGHUP rereads it (the embedded default has nothing to reread).
             config.profile_file = cli.device.clone();

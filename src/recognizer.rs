@@ -11,6 +11,7 @@ use crate::asr::{AsrError, Transcriber, TranscriberSettings, Transcript};
 use crate::audio::Utterance;
 use crate::audio::source::Input;
 use crate::intent::{self, Intent, ParseContext};
+use crate::payees::SharedPayees;
 use crate::profile::{DeviceProfile, PromptStyle};
 use crate::protocol::Evidence;
 use crate::wake::{Addressed, Wake};
@@ -36,6 +37,9 @@ pub struct Recognizer {
     /// where another name was said.
     prompt_names: Vec<String>,
     wake: Wake,
+    /// The daemon's payee book: names added while it runs are read as
+    /// payees at once (masked from the amount, found without "to").
+    payees: Option<SharedPayees>,
 }
 
 impl Recognizer {
@@ -63,7 +67,27 @@ impl Recognizer {
             amount_certainty: profile.asr.amount_certainty,
             prompt_names,
             wake: Wake::new(&profile.wake),
+            payees: None,
         })
+    }
+
+    /// Reads payee names from `payees` as it is at each utterance, instead
+    /// of from the profile alone.
+    pub fn with_payees(mut self, payees: SharedPayees) -> Self {
+        self.payees = Some(payees);
+        self
+    }
+
+    /// The parse context with the book's spoken forms as they are now (a
+    /// few dozen short strings: nothing beside a transcription).
+    fn context_now(&self) -> std::borrow::Cow<'_, ParseContext> {
+        match &self.payees {
+            None => std::borrow::Cow::Borrowed(&self.context),
+            Some(book) => std::borrow::Cow::Owned(ParseContext {
+                known_payees: book.read().spoken_forms(),
+                ..self.context.clone()
+            }),
+        }
     }
 
     pub fn transcribe(&mut self, utterance: &Utterance) -> Result<(Transcript, u64), AsrError> {
@@ -79,7 +103,7 @@ impl Recognizer {
             Addressed::Command(command) => self.intent_of_text(command, transcript.confidence),
             Addressed::PhraseAlone => Intent::None,
             // Not for the device unless it answers a question: read as it came.
-            Addressed::Not => self.intent_of(&transcript),
+            Addressed::Not => self.intent_of_text(&transcript.text, transcript.confidence),
         };
         let sure = self.sure(&transcript, &intent);
         Ok(Understood {
@@ -99,7 +123,7 @@ impl Recognizer {
 
     /// [`Self::intent_of`] for the command part of a transcript.
     fn intent_of_text(&self, text: &str, confidence: f32) -> Intent {
-        let intent = intent::parse(text, &self.context);
+        let intent = intent::parse(text, &self.context_now());
         if intent.is_payment() && confidence < self.min_confidence {
             tracing::info!(confidence, "payment heard with low confidence: ignored");
             return Intent::None;
@@ -112,7 +136,7 @@ impl Recognizer {
         sure(
             transcript,
             intent,
-            &self.context,
+            &self.context_now(),
             &self.prompt_names,
             self.amount_certainty,
         )

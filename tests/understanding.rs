@@ -4,9 +4,11 @@
 
 mod util;
 
+use voicepay::asr::Transcript;
 use voicepay::audio::{Utterance, read_wav};
 use voicepay::intent::Intent;
-use voicepay::payees::Resolution;
+use voicepay::money::{Currency, Money};
+use voicepay::payees::{Origin, Payee, Resolution, SharedPayees};
 use voicepay::profile::DeviceProfile;
 use voicepay::recognizer::Recognizer;
 use voicepay::tools::fixtures::load_fixtures;
@@ -90,4 +92,45 @@ fn fixtures_are_understood_and_nothing_else_ever_pays() {
     );
     let none = Intent::None;
     assert!(fixtures.iter().any(|f| f.intent == none));
+}
+
+/// Regression: the transcriber stage read payee names from the profile
+/// alone, so a payee added while the daemon ran was found only after "to",
+/// and a name holding digits was read as the amount.
+#[test]
+fn a_payee_added_to_the_shared_book_is_read_as_a_payee_at_the_next_utterance() {
+    let profile = DeviceProfile::embedded().unwrap();
+    let book = SharedPayees::new(profile.payee_book());
+    let recognizer = recognizer().with_payees(book.clone());
+    let heard = |text: &str| Transcript::plain(text, 0.9);
+    let pay = |minor: i64, payee: &str| Intent::Pay {
+        amount: Money::new(minor, Currency::CNY),
+        payee: payee.into(),
+    };
+    let before = [
+        recognizer.intent_of(&heard("Pay 36 yuan Walmart.")),
+        recognizer.intent_of(&heard("Pay 30 yuan to 7-Eleven.")),
+    ];
+    assert_ne!(before[0], pay(3_600, "Walmart"), "{before:?}");
+    assert_ne!(before[1], pay(3_000, "7-Eleven"), "{before:?}");
+
+    let mut added = book.read().clone();
+    for name in ["Walmart", "7-Eleven"] {
+        added.insert(
+            Payee {
+                name: name.into(),
+                aliases: Vec::new(),
+            },
+            Origin::Added,
+        );
+    }
+    book.replace(added);
+    assert_eq!(
+        recognizer.intent_of(&heard("Pay 36 yuan Walmart.")),
+        pay(3_600, "Walmart")
+    );
+    assert_eq!(
+        recognizer.intent_of(&heard("Pay 30 yuan to 7-Eleven.")),
+        pay(3_000, "7-Eleven")
+    );
 }

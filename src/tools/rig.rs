@@ -96,8 +96,6 @@ impl Rig {
         drop(store);
         let gateway = GatewayTask::start(&gateway_config, &broker)?;
 
-        let (inputs, audio) = mpsc::channel(8);
-        let source = recognizer::spawn(recognizer, audio);
         let (status_tx, status) = watch::channel(Status::default());
         let feedback = Box::new(Watched {
             inner: feedback,
@@ -105,6 +103,8 @@ impl Rig {
         });
         let prefix = profile.mqtt.prefix.clone();
         let config = DaemonConfig::new(profile, device_dir.clone(), broker.clone());
+        let (inputs, audio) = mpsc::channel(8);
+        let source = recognizer::spawn(recognizer.with_payees(config.payees.clone()), audio);
         let shutdown = CancellationToken::new();
         let daemon = tokio::spawn(daemon::run(config, source, feedback, shutdown.clone()));
         Ok(Rig {
