@@ -188,7 +188,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// A seeded sample of this many clips instead of the whole panel.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "text")]
         sample: Option<usize>,
         /// One JSON object, every clip's result included.
         #[arg(long)]

@@ -339,6 +339,10 @@ fn phrase_table() {
         ("deny the task", Intent::RejectTask),
         ("reject", Intent::RejectTask),
         ("decline it", Intent::RejectTask),
+        // Digits glued after letters are a word, not an amount (dev half:
+        // "Send Alice for TU1." was read back as 1 yuan).
+        ("Send Alice for TU1.", NONE),
+        ("pay 30 yuan to A1 Taxi", cny(3000, "A1 Taxi")),
         ("approve the task?", NONE),
         ("approve the payment to Bob", NONE),
         ("reject and approve", NONE),

@@ -113,10 +113,11 @@ pub(crate) fn sentences(text: &str) -> Option<Vec<Sentence>> {
 
     for (i, &c) in chars.iter().enumerate() {
         let next = at(i + 1);
-        if c.is_ascii_digit() {
-            if s.kind == Kind::Word {
-                s.flush();
-            }
+        if c.is_ascii_digit() && s.kind == Kind::Word {
+            // Digits right after letters are part of a word ("A1 Taxi"),
+            // never an amount: Whisper writes "TU1" for a misheard "two".
+            s.word.push(c);
+        } else if c.is_ascii_digit() {
             s.kind = Kind::Number;
             s.word.push(c);
         } else if s.kind == Kind::Number
@@ -204,6 +205,8 @@ mod tests {
         assert_eq!(norms("36yuan"), [["36", "yuan"]]);
         assert_eq!(norms("200K tokens"), [["200", "thousand", "tokens"]]);
         assert_eq!(norms("5km"), [["5", "km"]]);
+        assert_eq!(norms("for TU1"), [["for", "tu1"]]);
+        assert_eq!(norms("A1 Taxi"), [["a1", "taxi"]]);
         assert_eq!(norms("20-30"), [["20", "30"]]);
         assert_eq!(norms("1,2"), [["1", "2"]]);
         assert_eq!(norms("1,234,567"), [["1234567"]]);

@@ -423,18 +423,9 @@ pub struct Renderer {
 }
 
 impl Renderer {
-    /// Checks that both engines and the cache directory are there.
+    /// Makes the cache directory. The engines are looked for when a clip
+    /// must be rendered (`--text` renders nothing; recordings need sox).
     pub fn new(cache: &Path) -> Result<Self> {
-        // (flite's --version exits 1; -lv lists its voices and exits 0.)
-        for (tool, probe) in [("espeak-ng", "--version"), ("flite", "-lv")] {
-            let found = Command::new(tool)
-                .arg(probe)
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if !found {
-                bail!("{tool} not found: apt-get install {tool} (scripts/setup.sh does)");
-            }
-        }
         std::fs::create_dir_all(cache).with_context(|| cache.display().to_string())?;
         Ok(Self {
             cache: cache.to_owned(),
@@ -493,30 +484,44 @@ impl Renderer {
 fn speak(voice: Voice, rate: Rate, sentence: &Sentence) -> Result<Vec<f32>> {
     let text = &sentence.text;
     let out = tempfile::Builder::new().suffix(".wav").tempfile()?;
-    let status = match (voice.engine, &sentence.recording) {
-        (_, Some(recording)) => Command::new("sox")
-            .arg(recording)
-            .args(["-r", "16000", "-c", "1", "-b", "16"])
-            .arg(out.path())
-            .status(),
+    let mut command = match (voice.engine, &sentence.recording) {
+        (_, Some(recording)) => {
+            let mut sox = Command::new("sox");
+            sox.arg(recording)
+                .args(["-r", "16000", "-c", "1", "-b", "16"])
+                .arg(out.path());
+            sox
+        }
         (Engine::Recorded, None) => bail!("{}: no recording", sentence.id),
-        (Engine::EspeakNg, None) => Command::new("espeak-ng")
-            .args(["-v", voice.name, "-s", &rate.wpm().to_string(), "-w"])
-            .arg(out.path())
-            .arg(text)
-            .status(),
-        (Engine::Flite, None) => Command::new("flite")
-            .args(["-voice", voice.name, "--setf"])
-            .arg(format!("duration_stretch={}", rate.stretch()))
-            .arg("-t")
-            .arg(text)
-            .arg("-o")
-            .arg(out.path())
-            .status(),
-    }
-    .with_context(|| voice.engine.name().to_owned())?;
+        (Engine::EspeakNg, None) => {
+            let mut espeak = Command::new("espeak-ng");
+            espeak
+                .args(["-v", voice.name, "-s", &rate.wpm().to_string(), "-w"])
+                .arg(out.path())
+                .arg(text);
+            espeak
+        }
+        (Engine::Flite, None) => {
+            let mut flite = Command::new("flite");
+            flite
+                .args(["-voice", voice.name, "--setf"])
+                .arg(format!("duration_stretch={}", rate.stretch()))
+                .arg("-t")
+                .arg(text)
+                .arg("-o")
+                .arg(out.path());
+            flite
+        }
+    };
+    let tool = command.get_program().to_string_lossy().into_owned();
+    let status = command.status().map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => {
+            anyhow::anyhow!("{tool} not found: apt-get install {tool} (scripts/setup.sh does)")
+        }
+        _ => anyhow::Error::new(error).context(tool.clone()),
+    })?;
     if !status.success() {
-        bail!("{} failed ({status})", voice.engine.name());
+        bail!("{tool} failed ({status})");
     }
     let spoken = wav::read_wav(out.path())?.samples;
     let pad = vec![0.0; (PAD_SECONDS * SAMPLE_RATE as f32) as usize];
