@@ -1090,6 +1090,28 @@ mod tests {
         assert_eq!(intent::parse("Conferm.", &ctx), Intent::None);
     }
 
+    /// Dev half: "No, don't let it." heard as "No, don't plant it." was
+    /// asked again; a no of its own before the rest is a no.
+    #[test]
+    fn an_answer_that_opens_with_a_no_of_its_own_is_a_no() {
+        let ctx = ParseContext::default();
+        let task = |text: &str| read_answer(Expecting::TaskDecision, text, 0.9, &ctx, 0.4);
+        let payment = |text: &str| read_answer(Expecting::Confirmation, text, 0.9, &ctx, 0.4);
+        assert_eq!(task("No, don't plant it."), AnswerReading::Reject);
+        assert_eq!(task("No. Stop me agent."), AnswerReading::Reject);
+        assert_eq!(payment("No. Console for payment."), AnswerReading::Cancel);
+        assert_eq!(
+            task("Go ahead with the agent's task."),
+            AnswerReading::Approve
+        );
+        // A yes among the words makes it no answer at all: asked again.
+        assert_eq!(payment("No, go ahead."), AnswerReading::Unclear);
+        assert_eq!(task("No, I approve it."), AnswerReading::Unclear);
+        // No pause after it: "no" is not the answer.
+        assert_ne!(payment("No problem, send it."), AnswerReading::Cancel);
+        assert_eq!(payment("No way to know."), AnswerReading::Unclear);
+    }
+
     fn pay_36() -> Intent {
         Intent::Pay {
             amount: Money::new(3600, Currency::CNY),

@@ -85,9 +85,10 @@ pub(crate) fn closest(
 fn forms(lex: &Lexicon, kind: AnswerKind) -> Vec<String> {
     let phrases =
         |table: &[&[&str]]| -> Vec<String> { table.iter().map(|p| p.join(" ")).collect() };
-    let with_objects = |verbs: &[&str]| -> Vec<String> {
+    let with_objects = |verbs: &[&[&str]]| -> Vec<String> {
         verbs
             .iter()
+            .map(|v| v.join(" "))
             .flat_map(|v| OBJECTS.iter().map(move |o| format!("{v}{o}")))
             .collect()
     };

@@ -88,6 +88,7 @@ pub(crate) static ENGLISH: Lexicon = Lexicon {
         &["sounds", "good"],
     ],
     weak_confirm: &[&["ok"], &["okay"], &["alright"], &["all", "right"]],
+    lone_no: &["no", "nope", "nah"],
     cancel: &[
         &["no"],
         &["nope"],
@@ -184,8 +185,13 @@ pub(crate) static ENGLISH: Lexicon = Lexicon {
         &["adjust"],
         &["put"],
     ],
-    approve_verbs: &["approve", "accept", "allow"],
-    reject_verbs: &["reject", "deny", "decline", "refuse"],
+    approve_verbs: &[
+        &["approve"],
+        &["accept"],
+        &["allow"],
+        &["go", "ahead", "with"],
+    ],
+    reject_verbs: &[&["reject"], &["deny"], &["decline"], &["refuse"]],
     task_objects: &[
         "it", "that", "this", "the", "task", "agent", "agent's", "agents", "pending", "request",
     ],

@@ -25,13 +25,16 @@ pub(crate) struct Lexicon {
     /// "ok": confirms on its own, but yields to a cancel word ("ok, cancel").
     pub weak_confirm: &'static [Phrase],
     pub cancel: &'static [Phrase],
+    /// A no that stands alone before the rest of an answer ("No, ...").
+    pub lone_no: Words,
     pub answer_fillers: &'static [Phrase],
 
     pub pay_verbs: &'static [Phrase],
     pub top_up_verbs: &'static [Phrase],
     pub limit_verbs: &'static [Phrase],
-    pub approve_verbs: Words,
-    pub reject_verbs: Words,
+    /// What opens an approval of an agent's task ("approve", "go ahead with").
+    pub approve_verbs: &'static [Phrase],
+    pub reject_verbs: &'static [Phrase],
     /// All that may follow "approve"/"reject" ("the agent's task").
     pub task_objects: Words,
     /// "stop", "revoke": with `agent_words`, every agent is stopped.

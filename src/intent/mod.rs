@@ -411,6 +411,12 @@ pub fn read_answer(
         Intent::RevokeAgents => Some(Cancel),
         _ => None,
     };
+    let (yes, no) = spelled_yes_and_no(transcript, ctx);
+    if spelled.is_none() && yes && no {
+        // "No, go ahead.": both, spelled. Asked again, never matched by sound.
+        return None;
+    }
+    let spelled = spelled.or_else(|| (!yes && opens_with_no(transcript, ctx)).then_some(Cancel));
     match spelled {
         Some(kind) if expected.contains(&kind) => Some(kind),
         Some(Confirm) if expected.contains(&Approve) => Some(Approve),
@@ -418,6 +424,44 @@ pub fn read_answer(
         // An answer to another question ("approve" to a read-back): asked again.
         Some(_) => None,
         None => answers::closest(lexicon(ctx.language), transcript, expected),
+    }
+}
+
+/// Whether the words spell a yes (confirm, approve) and a no (cancel, reject) somewhere.
+fn spelled_yes_and_no(transcript: &str, ctx: &ParseContext) -> (bool, bool) {
+    let lex = lexicon(ctx.language);
+    let sentences = text::sentences(transcript).unwrap_or_default();
+    let words: Vec<&str> = sentences
+        .iter()
+        .flat_map(|s| &s.tokens)
+        .map(|t| t.norm.as_str())
+        .collect();
+    let yes = [lex.confirm, lex.weak_confirm, lex.approve_verbs]
+        .iter()
+        .any(|table| contains_phrase(&words, table));
+    let no = [lex.cancel, lex.reject_verbs]
+        .iter()
+        .any(|table| contains_phrase(&words, table));
+    (yes, no)
+}
+
+/// "No, don't let it happen.": an answer that opens with a no of its own
+/// (followed by a comma or a full stop) is a no, whatever the rest was heard
+/// as (the caller makes sure no yes is spelled in it). Only ever toward not
+/// paying; "no problem" (no pause after "no") is not one.
+fn opens_with_no(transcript: &str, ctx: &ParseContext) -> bool {
+    let lex = lexicon(ctx.language);
+    let Some(sentences) = text::sentences(transcript) else {
+        return false;
+    };
+    let Some(first) = sentences.first() else {
+        return false;
+    };
+    let is_no = |token: &Token| lex.lone_no.contains(&token.norm.as_str());
+    match first.tokens.as_slice() {
+        [no] => !first.question && sentences.len() > 1 && is_no(no),
+        [no, ..] => no.comma_after && is_no(no),
+        [] => false,
     }
 }
 
@@ -653,14 +697,14 @@ impl Parser<'_> {
 
     /// "approve", "approve the task", "reject it", "deny the agent's request".
     fn task_answer(&self, words: &[&str]) -> Option<Intent> {
-        let (verb, rest) = words.split_first()?;
-        let intent = if self.lex.approve_verbs.contains(verb) {
-            Intent::ApproveTask
-        } else if self.lex.reject_verbs.contains(verb) {
-            Intent::RejectTask
+        let (intent, verb_len) = if let Some(n) = starts_with_any(words, self.lex.approve_verbs) {
+            (Intent::ApproveTask, n)
+        } else if let Some(n) = starts_with_any(words, self.lex.reject_verbs) {
+            (Intent::RejectTask, n)
         } else {
             return None;
         };
+        let rest = &words[verb_len..];
         let object_only = rest.len() <= MAX_TASK_OBJECT_WORDS
             && rest.iter().all(|w| self.lex.task_objects.contains(w));
         object_only.then_some(intent)
