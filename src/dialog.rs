@@ -1112,6 +1112,22 @@ mod tests {
         assert_eq!(payment("No way to know."), AnswerReading::Unclear);
     }
 
+    /// Test half: "Yes, go to the task." was matched by sound to "reject the
+    /// task". The sound match must not say the opposite of a spelled word,
+    /// least of all a yes where a no was spelled.
+    #[test]
+    fn a_sound_match_never_overrules_a_spelled_yes_or_no() {
+        let ctx = ParseContext::default();
+        let task = |text: &str| read_answer(Expecting::TaskDecision, text, 0.9, &ctx, 0.4);
+        let payment = |text: &str| read_answer(Expecting::Confirmation, text, 0.9, &ctx, 0.4);
+        assert_ne!(task("Yes, go to the task."), AnswerReading::Reject);
+        assert_eq!(payment("Don't conferm."), AnswerReading::Unclear);
+        assert_eq!(task("Don't a prove it."), AnswerReading::Unclear);
+        // Without a spelled word the sound match still answers.
+        assert_eq!(payment("Console."), AnswerReading::Cancel);
+        assert_eq!(task("I prove the task."), AnswerReading::Approve);
+    }
+
     fn pay_36() -> Intent {
         Intent::Pay {
             amount: Money::new(3600, Currency::CNY),

@@ -411,26 +411,31 @@ pub fn read_answer(
         Intent::RevokeAgents => Some(Cancel),
         _ => None,
     };
-    let (yes, no) = spelled_yes_and_no(transcript, ctx);
+    let lex = lexicon(ctx.language);
+    let sentences = text::sentences(transcript).unwrap_or_default();
+    let (yes, no) = spelled_yes_and_no(&sentences, lex);
     if spelled.is_none() && yes && no {
         // "No, go ahead.": both, spelled. Asked again, never matched by sound.
         return None;
     }
-    let spelled = spelled.or_else(|| (!yes && opens_with_no(transcript, ctx)).then_some(Cancel));
+    let spelled = spelled.or_else(|| (!yes && opens_with_no(&sentences, lex)).then_some(Cancel));
     match spelled {
         Some(kind) if expected.contains(&kind) => Some(kind),
         Some(Confirm) if expected.contains(&Approve) => Some(Approve),
         Some(Cancel) if expected.contains(&Reject) => Some(Reject),
         // An answer to another question ("approve" to a read-back): asked again.
         Some(_) => None,
-        None => answers::closest(lexicon(ctx.language), transcript, expected),
+        // Sound never overrules a spelled word: "Don't conferm." is no
+        // confirm, and "Yes, go to the task." (test half) no reject.
+        None => answers::closest(lex, transcript, expected).filter(|kind| match kind {
+            Confirm | Approve => !no,
+            Cancel | Reject => !yes,
+        }),
     }
 }
 
 /// Whether the words spell a yes (confirm, approve) and a no (cancel, reject) somewhere.
-fn spelled_yes_and_no(transcript: &str, ctx: &ParseContext) -> (bool, bool) {
-    let lex = lexicon(ctx.language);
-    let sentences = text::sentences(transcript).unwrap_or_default();
+fn spelled_yes_and_no(sentences: &[Sentence], lex: &Lexicon) -> (bool, bool) {
     let words: Vec<&str> = sentences
         .iter()
         .flat_map(|s| &s.tokens)
@@ -449,11 +454,7 @@ fn spelled_yes_and_no(transcript: &str, ctx: &ParseContext) -> (bool, bool) {
 /// (followed by a comma or a full stop) is a no, whatever the rest was heard
 /// as (the caller makes sure no yes is spelled in it). Only ever toward not
 /// paying; "no problem" (no pause after "no") is not one.
-fn opens_with_no(transcript: &str, ctx: &ParseContext) -> bool {
-    let lex = lexicon(ctx.language);
-    let Some(sentences) = text::sentences(transcript) else {
-        return false;
-    };
+fn opens_with_no(sentences: &[Sentence], lex: &Lexicon) -> bool {
     let Some(first) = sentences.first() else {
         return false;
     };
