@@ -8,7 +8,7 @@ use voicepay::asr::Transcript;
 use voicepay::audio::{Utterance, read_wav};
 use voicepay::intent::Intent;
 use voicepay::money::{Currency, Money};
-use voicepay::payees::{Origin, Payee, Resolution, SharedPayees};
+use voicepay::payees::{Origin, Payee, Resolution, SharedPayees, resolve_provider};
 use voicepay::profile::DeviceProfile;
 use voicepay::recognizer::Recognizer;
 use voicepay::tools::fixtures::load_fixtures;
@@ -50,7 +50,8 @@ fn silence_and_cabin_noise_give_an_empty_transcript() {
 #[test]
 fn fixtures_are_understood_and_nothing_else_ever_pays() {
     let mut recognizer = recognizer();
-    let book = DeviceProfile::embedded().unwrap().payee_book();
+    let profile = DeviceProfile::embedded().unwrap();
+    let book = profile.payee_book();
     let fixtures = load_fixtures(&util::fixtures()).unwrap();
     assert!(fixtures.len() >= 40);
     let mut exact = 0;
@@ -59,9 +60,13 @@ fn fixtures_are_understood_and_nothing_else_ever_pays() {
     for fixture in &fixtures {
         let clip = read_wav(&util::fixture(&fixture.file)).unwrap();
         let understood = recognizer.understand(&clip).unwrap();
-        // As the dialog takes it: a payee outside the book is asked about, never paid.
+        // As the dialog takes it: a payee outside the book is asked about,
+        // a provider outside the table refused; neither is ever paid.
         let pays = match &understood.intent {
             Intent::Pay { payee, .. } => matches!(book.resolve(payee), Resolution::Known(_)),
+            Intent::TopUp { provider, .. } => {
+                resolve_provider(provider, &profile.known_providers).is_some()
+            }
             other => other.is_payment(),
         };
         if understood.intent == fixture.intent {
