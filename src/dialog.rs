@@ -1090,13 +1090,32 @@ mod tests {
         assert_eq!(intent::parse("Conferm.", &ctx), Intent::None);
     }
 
+    /// How a clear transcript is read as the answer to an agent's task.
+    fn task(text: &str) -> AnswerReading {
+        read_answer(
+            Expecting::TaskDecision,
+            text,
+            0.9,
+            &ParseContext::default(),
+            0.4,
+        )
+    }
+
+    /// How a clear transcript is read as the answer to a payment's read-back.
+    fn payment(text: &str) -> AnswerReading {
+        read_answer(
+            Expecting::Confirmation,
+            text,
+            0.9,
+            &ParseContext::default(),
+            0.4,
+        )
+    }
+
     /// Dev half: "No, don't let it." heard as "No, don't plant it." was
     /// asked again; a no of its own before the rest is a no.
     #[test]
     fn an_answer_that_opens_with_a_no_of_its_own_is_a_no() {
-        let ctx = ParseContext::default();
-        let task = |text: &str| read_answer(Expecting::TaskDecision, text, 0.9, &ctx, 0.4);
-        let payment = |text: &str| read_answer(Expecting::Confirmation, text, 0.9, &ctx, 0.4);
         assert_eq!(task("No, don't plant it."), AnswerReading::Reject);
         assert_eq!(task("No. Stop me agent."), AnswerReading::Reject);
         assert_eq!(payment("No. Console for payment."), AnswerReading::Cancel);
@@ -1117,9 +1136,6 @@ mod tests {
     /// least of all a yes where a no was spelled.
     #[test]
     fn a_sound_match_never_overrules_a_spelled_yes_or_no() {
-        let ctx = ParseContext::default();
-        let task = |text: &str| read_answer(Expecting::TaskDecision, text, 0.9, &ctx, 0.4);
-        let payment = |text: &str| read_answer(Expecting::Confirmation, text, 0.9, &ctx, 0.4);
         assert_ne!(task("Yes, go to the task."), AnswerReading::Reject);
         assert_eq!(payment("Don't conferm."), AnswerReading::Unclear);
         assert_eq!(task("Don't a prove it."), AnswerReading::Unclear);
