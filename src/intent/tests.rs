@@ -343,6 +343,7 @@ fn phrase_table() {
         // "Send Alice for TU1." was read back as 1 yuan).
         ("Send Alice for TU1.", NONE),
         ("pay 30 yuan to A1 Taxi", cny(3000, "A1 Taxi")),
+        ("pay RMB50 to Bob", cny(5000, "Bob")),
         ("approve the task?", NONE),
         ("approve the payment to Bob", NONE),
         ("reject and approve", NONE),

@@ -90,6 +90,12 @@ fn is_hyphen(c: char) -> bool {
     matches!(c, '-' | '‐' | '‑' | '–')
 }
 
+/// "RMB50", "USD20": a currency code may stand glued before its amount.
+fn is_currency_code(word: &str) -> bool {
+    const CODES: &[&str] = &["rmb", "cny", "usd", "eur", "gbp", "jpy", "hkd"];
+    CODES.contains(&word.to_lowercase().as_str())
+}
+
 fn is_currency_sign(c: char) -> bool {
     matches!(c, '$' | '¥' | '￥' | '€' | '£' | '₩' | '₹')
 }
@@ -113,11 +119,14 @@ pub(crate) fn sentences(text: &str) -> Option<Vec<Sentence>> {
 
     for (i, &c) in chars.iter().enumerate() {
         let next = at(i + 1);
-        if c.is_ascii_digit() && s.kind == Kind::Word {
+        if c.is_ascii_digit() && s.kind == Kind::Word && !is_currency_code(&s.word) {
             // Digits right after letters are part of a word ("A1 Taxi"),
             // never an amount: Whisper writes "TU1" for a misheard "two".
             s.word.push(c);
         } else if c.is_ascii_digit() {
+            if s.kind == Kind::Word {
+                s.flush(); // "RMB50"
+            }
             s.kind = Kind::Number;
             s.word.push(c);
         } else if s.kind == Kind::Number
@@ -207,6 +216,7 @@ mod tests {
         assert_eq!(norms("5km"), [["5", "km"]]);
         assert_eq!(norms("for TU1"), [["for", "tu1"]]);
         assert_eq!(norms("A1 Taxi"), [["a1", "taxi"]]);
+        assert_eq!(norms("RMB50"), [["rmb", "50"]]);
         assert_eq!(norms("20-30"), [["20", "30"]]);
         assert_eq!(norms("1,2"), [["1", "2"]]);
         assert_eq!(norms("1,234,567"), [["1234567"]]);
