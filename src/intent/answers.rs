@@ -6,7 +6,6 @@
 //! question a near miss is nothing.
 
 use super::lexicon::Lexicon;
-use super::text;
 use crate::payees::{Matching, Origin, Payee, PayeeBook, Resolution};
 
 /// An answer a pending question expects.
@@ -51,18 +50,13 @@ const OBJECTS: &[&str] = &[
     " the agent request",
 ];
 
-/// The answer among `expected` that the transcript most plausibly is, if one
-/// is close and clearly the closest.
+/// The answer among `expected` that the transcript's words (normalised, see
+/// [`super::text`]) most plausibly are, if one is close and clearly the closest.
 pub(crate) fn closest(
     lex: &Lexicon,
-    transcript: &str,
+    words: &[&str],
     expected: &[AnswerKind],
 ) -> Option<AnswerKind> {
-    let words: Vec<String> = text::sentences(transcript)?
-        .iter()
-        .flat_map(|s| &s.tokens)
-        .map(|t| t.norm.clone())
-        .collect();
     if words.is_empty() || words.len() > MAX_WORDS {
         return None;
     }

@@ -412,8 +412,14 @@ pub fn read_answer(
         _ => None,
     };
     let lex = lexicon(ctx.language);
+    // Too long to be a command: no sentences, no words, no answer.
     let sentences = text::sentences(transcript).unwrap_or_default();
-    let (yes, no) = spelled_yes_and_no(&sentences, lex);
+    let words: Vec<&str> = sentences
+        .iter()
+        .flat_map(|s| &s.tokens)
+        .map(|t| t.norm.as_str())
+        .collect();
+    let (yes, no) = spelled_yes_and_no(&words, lex);
     if spelled.is_none() && yes && no {
         // "No, go ahead.": both, spelled. Asked again, never matched by sound.
         return None;
@@ -427,7 +433,7 @@ pub fn read_answer(
         Some(_) => None,
         // Sound never overrules a spelled word: "Don't conferm." is no
         // confirm, and "Yes, go to the task." (test half) no reject.
-        None => answers::closest(lex, transcript, expected).filter(|kind| match kind {
+        None => answers::closest(lex, &words, expected).filter(|kind| match kind {
             Confirm | Approve => !no,
             Cancel | Reject => !yes,
         }),
@@ -435,18 +441,13 @@ pub fn read_answer(
 }
 
 /// Whether the words spell a yes (confirm, approve) and a no (cancel, reject) somewhere.
-fn spelled_yes_and_no(sentences: &[Sentence], lex: &Lexicon) -> (bool, bool) {
-    let words: Vec<&str> = sentences
-        .iter()
-        .flat_map(|s| &s.tokens)
-        .map(|t| t.norm.as_str())
-        .collect();
+fn spelled_yes_and_no(words: &[&str], lex: &Lexicon) -> (bool, bool) {
     let yes = [lex.confirm, lex.weak_confirm, lex.approve_verbs]
         .iter()
-        .any(|table| contains_phrase(&words, table));
+        .any(|table| contains_phrase(words, table));
     let no = [lex.cancel, lex.reject_verbs]
         .iter()
-        .any(|table| contains_phrase(&words, table));
+        .any(|table| contains_phrase(words, table));
     (yes, no)
 }
 
