@@ -178,10 +178,35 @@ pub struct AsrSettings {
     pub prompt: PromptStyle,
     pub noise_confidence: f32,
     pub no_speech_threshold: f32,
+    /// Read an utterance the free decode could not make into a command
+    /// again, held to what can be said now (see `intent::language`).
+    #[serde(default = "yes")]
+    pub closed_domain: bool,
+    /// A constrained reading is taken only when the model, unconstrained,
+    /// believed it: the geometric mean of its tokens' probabilities times
+    /// the probability of speech at least this.
+    #[serde(default = "reread_belief")]
+    pub reread_belief: f32,
+    /// ... and its mean log probability per token at most this many nats
+    /// below the free decode's.
+    #[serde(default = "reread_margin")]
+    pub reread_margin: f32,
 }
 
 fn greedy() -> u8 {
     1
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn reread_belief() -> f32 {
+    0.20
+}
+
+fn reread_margin() -> f32 {
+    1.0
 }
 
 /// Whisper's initial prompt: example commands prime the spelling of "yuan"
@@ -387,11 +412,15 @@ impl DeviceProfile {
             asr.amount_certainty,
             asr.noise_confidence,
             asr.no_speech_threshold,
+            asr.reread_belief,
         ];
+        if !(asr.reread_margin >= 0.0 && asr.reread_margin.is_finite()) {
+            return Err("asr.reread_margin is a number of nats, 0 or more".into());
+        }
         if !probabilities.iter().all(|p| (0.0..=1.0).contains(p)) {
             return Err(
-                "asr.min_confidence, asr.amount_certainty, asr.noise_confidence and asr.no_speech_threshold \
-                 are between 0 and 1"
+                "asr.min_confidence, asr.amount_certainty, asr.noise_confidence, asr.no_speech_threshold \
+                 and asr.reread_belief are between 0 and 1"
                     .into(),
             );
         }

@@ -7,11 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use std::collections::HashMap;
+
+use crate::asr::automaton::{Language, Slot};
 use crate::asr::{AsrError, Transcriber, TranscriberSettings, Transcript};
 use crate::audio::Utterance;
 use crate::audio::source::Input;
-use crate::intent::{self, Intent, ParseContext};
-use crate::payees::SharedPayees;
+use crate::intent::language::{self, Listening};
+use crate::intent::{self, AnswerKind, Intent, ParseContext};
+use crate::payees::{Resolution, SharedPayees};
 use crate::profile::{DeviceProfile, PromptStyle};
 use crate::protocol::Evidence;
 use crate::wake::{Addressed, Wake};
@@ -19,7 +23,12 @@ use crate::wake::{Addressed, Wake};
 /// What one utterance amounted to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Understood {
+    /// What the free decode wrote; when a closed-domain reading was taken,
+    /// its text replaces this one's (see [`Understood::closed`]).
     pub transcript: Transcript,
+    /// The closed-domain reading the words come from, when the free decode
+    /// made no command (or no answer) of them and the model believed it.
+    pub closed: Option<ClosedReading>,
     /// Whether it was said to the device; the intent is the command's.
     pub addressed: Addressed,
     pub intent: Intent,
@@ -28,8 +37,29 @@ pub struct Understood {
     pub transcribe_ms: u64,
 }
 
+/// A reading held to what could be said, and how much the model believed it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ClosedReading {
+    /// What the free decode had written instead.
+    pub free_text: String,
+    /// Geometric mean of the reading's unconstrained token probabilities
+    /// times the probability of speech.
+    pub belief: f32,
+    /// Nats per token the reading is less likely than the free decode.
+    pub margin: f32,
+    /// The least unconstrained probability of the payee's tokens.
+    pub payee_probability: Option<f32>,
+}
+
 pub struct Recognizer {
     transcriber: Transcriber,
+    /// The closed-domain languages compiled so far, with the book they hold.
+    languages: HashMap<Listening, (Vec<String>, Language)>,
+    closed_domain: bool,
+    reread_belief: f32,
+    reread_margin: f32,
+    /// What the dialog waits for, as the daemon last said.
+    listening: SharedListening,
     context: ParseContext,
     min_confidence: f32,
     amount_certainty: f32,
@@ -62,13 +92,29 @@ impl Recognizer {
         };
         Ok(Self {
             transcriber: Transcriber::new(model, settings)?,
+            languages: HashMap::new(),
+            closed_domain: profile.asr.closed_domain,
+            reread_belief: profile.asr.reread_belief,
+            reread_margin: profile.asr.reread_margin,
+            listening: SharedListening::default(),
             context: profile.parse_context(),
             min_confidence: profile.asr.min_confidence,
             amount_certainty: profile.asr.amount_certainty,
             prompt_names,
             wake: Wake::new(&profile.wake),
             payees: None,
-        })
+        }
+        .prepared())
+    }
+
+    /// The free command's language compiled before the first utterance, so
+    /// that the first one is not the one that waits for it.
+    fn prepared(mut self) -> Self {
+        if self.closed_domain {
+            let ctx = self.context.clone();
+            self.prepare(Listening::Command, &ctx);
+        }
+        self
     }
 
     /// Reads payee names from `payees` as it is at each utterance, instead
@@ -96,23 +142,184 @@ impl Recognizer {
         Ok((transcript, started.elapsed_ms()))
     }
 
+    /// Hears with the daemon's dialog: what it waits for decides the
+    /// closed-domain language (see [`Recognizer::with_listening`]).
+    pub fn with_listening(mut self, listening: SharedListening) -> Self {
+        self.listening = listening;
+        self
+    }
+
     pub fn understand(&mut self, utterance: &Utterance) -> Result<Understood, AsrError> {
-        let (transcript, transcribe_ms) = self.transcribe(utterance)?;
+        let listening = self.listening.get();
+        self.understand_while(utterance, listening)
+    }
+
+    /// One utterance, heard while the dialog waits for `listening`: the free
+    /// decode first; when it makes no command (or no answer) of the words,
+    /// the same encoder output is read again held to what can be said now,
+    /// and that reading is taken only when the model believed it.
+    pub fn understand_while(
+        &mut self,
+        utterance: &Utterance,
+        listening: Listening,
+    ) -> Result<Understood, AsrError> {
+        let started = crate::clock::Stopwatch::start();
+        let transcript = self.transcriber.transcribe(utterance)?;
         let addressed = self.wake.address(&transcript.text);
-        let intent = match &addressed {
-            Addressed::Command(command) => self.intent_of_text(command, transcript.confidence),
-            Addressed::PhraseAlone => Intent::None,
+        let command = match &addressed {
+            Addressed::Command(command) => Some(command.as_str()),
+            Addressed::PhraseAlone => None,
             // Not for the device unless it answers a question: read as it came.
-            Addressed::Not => self.intent_of_text(&transcript.text, transcript.confidence),
+            Addressed::Not => Some(transcript.text.as_str()),
         };
+        let intent = command.map_or(Intent::None, |text| {
+            self.intent_of_text(text, transcript.confidence)
+        });
         let sure = self.sure(&transcript, &intent);
-        Ok(Understood {
+        let mut understood = Understood {
             transcript,
+            closed: None,
             addressed,
             intent,
             sure,
-            transcribe_ms,
-        })
+            transcribe_ms: 0,
+        };
+        let for_us = match understood.addressed {
+            Addressed::Command(_) => true,
+            Addressed::PhraseAlone => false,
+            // A question's answer needs no wake phrase; a command does.
+            Addressed::Not => listening != Listening::Command,
+        };
+        if self.closed_domain && for_us && self.needs_rereading(&understood, listening) {
+            self.reread(&mut understood, listening)?;
+        }
+        understood.transcribe_ms = started.elapsed_ms();
+        Ok(understood)
+    }
+
+    /// Whether the free decode's words fall short of what the dialog waits
+    /// for: no command, a payee outside the book, a provider we do not know,
+    /// no answer to the question asked.
+    fn needs_rereading(&self, understood: &Understood, listening: Listening) -> bool {
+        let text = match &understood.addressed {
+            Addressed::Command(command) => command.as_str(),
+            _ => understood.transcript.text.as_str(),
+        };
+        if text.is_empty() {
+            return false;
+        }
+        let ctx = self.context_now();
+        match listening {
+            Listening::Command => match &understood.intent {
+                Intent::None => true,
+                Intent::Pay { payee, .. } => !self.in_book(payee),
+                Intent::TopUp { provider, .. } => {
+                    crate::payees::resolve_provider(provider, &ctx.known_providers).is_none()
+                }
+                _ => false,
+            },
+            Listening::Confirmation => {
+                intent::read_answer(text, &ctx, &[AnswerKind::Confirm, AnswerKind::Cancel])
+                    .is_none()
+            }
+            Listening::TaskDecision => {
+                intent::read_answer(text, &ctx, &[AnswerKind::Approve, AnswerKind::Reject])
+                    .is_none()
+            }
+            Listening::Code => {
+                let answer = intent::parse_code_answer(text, &ctx);
+                answer.digits.is_empty()
+                    && intent::read_answer(&answer.words, &ctx, &[AnswerKind::Cancel]).is_none()
+            }
+            Listening::Amount | Listening::Payee => true,
+        }
+    }
+
+    fn in_book(&self, payee: &str) -> bool {
+        match &self.payees {
+            Some(book) => matches!(book.read().resolve(payee), Resolution::Known(_)),
+            None => {
+                let heard = crate::payees::squash(payee);
+                self.context
+                    .known_payees
+                    .iter()
+                    .any(|name| crate::payees::squash(name) == heard)
+            }
+        }
+    }
+
+    /// Compiles `listening`'s language unless it is compiled with the book
+    /// as it is now (the numbers' words are tokenized once, the first time).
+    fn prepare(&mut self, listening: Listening, ctx: &ParseContext) {
+        let stale = self
+            .languages
+            .get(&listening)
+            .is_none_or(|(held, _)| *held != ctx.known_payees);
+        if stale {
+            let started = crate::clock::Stopwatch::start();
+            let grammar = language::grammar(listening, ctx);
+            let compiled = self.transcriber.language(&grammar);
+            tracing::debug!(?listening, ms = started.elapsed_ms(), "closed-domain language compiled");
+            self.languages
+                .insert(listening, (ctx.known_payees.clone(), compiled));
+        }
+    }
+
+    /// Reads the last utterance again in `listening`'s language, and takes
+    /// that reading in place of the free one when the model believed it.
+    fn reread(&mut self, understood: &mut Understood, listening: Listening) -> Result<(), AsrError> {
+        let ctx = self.context_now().into_owned();
+        self.prepare(listening, &ctx);
+        let Some((_, language)) = self.languages.get(&listening) else {
+            return Ok(());
+        };
+        let started = crate::clock::Stopwatch::start();
+        let reading = self.transcriber.reread(language)?;
+        tracing::debug!(ms = started.elapsed_ms(), "closed-domain reread");
+        let Some(reading) = reading else {
+            return Ok(());
+        };
+        let transcript = &understood.transcript;
+        let belief = reading.mean_log_prob().exp() * (1.0 - transcript.no_speech_probability);
+        let margin = transcript.mean_log_prob() - reading.mean_log_prob();
+        let taken = belief >= self.reread_belief && margin <= self.reread_margin;
+        tracing::debug!(
+            ?listening,
+            belief,
+            margin,
+            taken,
+            tokens = reading.tokens.len(),
+            "closed-domain reading"
+        );
+        tracing::trace!(free = %understood.transcript.text, closed = %reading.text, "closed-domain reading");
+        if !taken {
+            return Ok(());
+        }
+        let intent = match listening {
+            Listening::Command => {
+                let intent = intent::parse(&reading.text, &ctx);
+                if intent == Intent::None {
+                    return Ok(());
+                }
+                intent
+            }
+            _ => Intent::None,
+        };
+        understood.closed = Some(ClosedReading {
+            free_text: std::mem::replace(&mut understood.transcript.text, reading.text.clone()),
+            belief,
+            margin,
+            payee_probability: reading.least_probability(Slot::Payee),
+        });
+        understood.transcript.confidence = belief;
+        if listening == Listening::Command {
+            understood.addressed = Addressed::Command(reading.text);
+            understood.intent = intent;
+        }
+        // A reading held to the book may name its nearest entry where
+        // someone else was said: never paid without a read-back.
+        understood.sure = false;
+        Ok(())
     }
 
     /// A transcript Whisper is unsure of may still be a harmless command, but
@@ -296,6 +503,30 @@ impl Heard {
                 sure: true,
                 evidence: Evidence::new(text, b"", 1.0, context.language.code()),
             }),
+        }
+    }
+}
+
+/// What the dialog waits for, shared by the daemon (which sets it as
+/// questions are asked and answered) and the transcriber stage (which hears
+/// the next utterance in that language).
+#[derive(Debug, Clone, Default)]
+pub struct SharedListening(Arc<std::sync::Mutex<Option<Listening>>>);
+
+impl SharedListening {
+    pub fn get(&self) -> Listening {
+        // A poisoned lock only means a panic elsewhere; the value is still a value.
+        let held = match self.0.lock() {
+            Ok(guard) => *guard,
+            Err(poisoned) => *poisoned.into_inner(),
+        };
+        held.unwrap_or(Listening::Command)
+    }
+
+    pub fn set(&self, listening: Listening) {
+        match self.0.lock() {
+            Ok(mut guard) => *guard = Some(listening),
+            Err(poisoned) => *poisoned.into_inner() = Some(listening),
         }
     }
 }

@@ -4,8 +4,10 @@
 //! `install` fetches one, `convert` turns it into the ggml file whisper.cpp
 //! reads, and `Transcriber` runs it on one utterance at a time.
 
+pub mod automaton;
 pub mod convert;
 pub mod ct2;
+pub mod decoder;
 pub mod ggml;
 pub mod install;
 pub mod mel;

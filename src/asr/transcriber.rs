@@ -6,6 +6,8 @@ use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
 
+use super::automaton::{Grammar, Language, TokenId, TrieCache};
+use super::decoder::{Reading, Session};
 use crate::audio::Utterance;
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,16 @@ impl Transcript {
         }
     }
 
+    /// The mean natural log probability of the text's tokens (how much the
+    /// model believed what it wrote), or minus infinity without tokens.
+    pub fn mean_log_prob(&self) -> f32 {
+        if self.tokens.is_empty() {
+            return f32::NEG_INFINITY;
+        }
+        let sum: f32 = self.tokens.iter().map(|t| t.probability.max(1e-6).ln()).sum();
+        sum / self.tokens.len() as f32
+    }
+
     /// The least probability among tokens that hold a digit or a number word: how sure Whisper was of the amount. `None` when no
     /// such token was heard.
     pub fn amount_probability(&self, is_number_word: impl Fn(&str) -> bool) -> Option<f32> {
@@ -94,6 +106,10 @@ impl Transcript {
     }
 }
 
+/// Hypotheses a closed-domain reading keeps: on the development half a
+/// greedy reading named the wrong payee where its first token was shared.
+const READING_BEAM: usize = 3;
+
 /// Below this RMS level (about -50 dBFS) a clip holds nothing to transcribe;
 /// Whisper would invent words for it.
 const SILENCE_RMS: f32 = 0.003;
@@ -110,6 +126,13 @@ pub struct Transcriber {
     state: WhisperState,
     params: FullParams<'static, 'static>,
     settings: TranscriberSettings,
+    /// The tokens whisper.cpp puts before the text (see [`decoder_prefix`]):
+    /// a second reading of the utterance starts from the same place.
+    prefix: Vec<TokenId>,
+    /// Word sets tokenized for the constrained decoder, kept across utterances.
+    tries: TrieCache,
+    /// The state holds the encoder output of the last utterance transcribed.
+    encoded: bool,
 }
 
 impl Transcriber {
@@ -155,11 +178,15 @@ impl Transcriber {
             params.set_initial_prompt(&settings.initial_prompt);
         }
         let state = context.create_state()?;
+        let prefix = decoder_prefix(&context, &settings.initial_prompt, language)?;
         Ok(Self {
             context,
             state,
             params,
             settings,
+            prefix,
+            tries: TrieCache::default(),
+            encoded: false,
         })
     }
 
@@ -168,7 +195,54 @@ impl Transcriber {
         load(model).map(drop)
     }
 
+    /// Tokenizes a grammar's word sets (once per set: the numbers the first
+    /// time, the payee book when it changes) into a language to decode.
+    pub fn language(&mut self, grammar: &Grammar) -> Language {
+        let context = &self.context;
+        Language::compile(grammar, &mut self.tries, |word| {
+            context.tokenize(word, 64).ok()
+        })
+    }
+
+    /// The last utterance read again, held to `language`: `None` when
+    /// nothing was encoded (silence) or the language admits no reading.
+    pub fn reread(&mut self, language: &Language) -> Result<Option<Reading>, AsrError> {
+        if !self.encoded {
+            return Ok(None);
+        }
+        let max_tokens = usize::from(self.settings.max_tokens);
+        let mut session = self.session();
+        session.constrained(language, max_tokens, READING_BEAM)
+    }
+
+    /// The model's log-likelihood of each candidate text for the last
+    /// utterance (teacher-forced; see [`Session::score`]).
+    pub fn score(&mut self, candidates: &[String]) -> Result<Vec<Reading>, AsrError> {
+        if !self.encoded {
+            return Ok(Vec::new());
+        }
+        let tokenized: Vec<Vec<TokenId>> = candidates
+            .iter()
+            .map(|c| self.context.tokenize(c, 64))
+            .collect::<Result<_, _>>()?;
+        let mut session = self.session();
+        tokenized.iter().map(|t| session.score(t)).collect()
+    }
+
+    fn session(&mut self) -> Session<'_> {
+        Session::new(
+            &self.context,
+            &mut self.state,
+            self.prefix.clone(),
+            // Measured: a greedy full() leaves the prompt in its decoder's
+            // cache, and a reading from there equals one from scratch. A
+            // beam's decoders are not known to, so they start afresh.
+            self.settings.beam_size <= 1,
+        )
+    }
+
     pub fn transcribe(&mut self, utterance: &Utterance) -> Result<Transcript, AsrError> {
+        self.encoded = false;
         if utterance.samples.is_empty() || utterance.rms() < SILENCE_RMS {
             return Ok(Transcript::silence());
         }
@@ -186,7 +260,9 @@ impl Transcriber {
             token_cap_for(utterance.samples.len(), self.settings.max_tokens) as i32,
         );
 
+        self.encoded = false;
         self.state.full(params, &samples)?;
+        self.encoded = true;
 
         let eot = self.context.token_eot();
         let mut text = String::new();
@@ -244,6 +320,33 @@ impl Transcriber {
             tokens: heard_tokens,
         })
     }
+}
+
+/// What whisper.cpp's `full()` decodes before the text (greedy, no context
+/// carried, no timestamps): the previous-text marker and the prompt's
+/// tokens (at most the last 223, as it keeps), then start-of-transcript, the
+/// language and task for a multilingual model, and no-timestamps.
+fn decoder_prefix(
+    context: &WhisperContext,
+    prompt: &str,
+    language: &str,
+) -> Result<Vec<TokenId>, AsrError> {
+    let mut prefix = Vec::new();
+    if !prompt.is_empty() {
+        let tokens = context.tokenize(prompt, 1024)?;
+        let max_prompt = (context.n_text_ctx() / 2 - 1).max(1) as usize;
+        prefix.push(context.token_prev());
+        prefix.extend_from_slice(&tokens[tokens.len().saturating_sub(max_prompt)..]);
+    }
+    prefix.push(context.token_sot());
+    if context.is_multilingual() {
+        let id = whisper_rs::get_lang_id(language)
+            .ok_or_else(|| AsrError::UnknownLanguage(language.to_owned()))?;
+        prefix.push(context.token_lang(id));
+        prefix.push(context.token_transcribe());
+    }
+    prefix.push(context.token_not());
+    Ok(prefix)
 }
 
 fn load(model: &Path) -> Result<WhisperContext, AsrError> {

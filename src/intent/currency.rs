@@ -162,6 +162,20 @@ pub(crate) fn is_minor_unit(word: &str) -> bool {
     MINOR_UNITS.contains(&word)
 }
 
+/// The words that may follow a number, for the decoder's language.
+pub(crate) fn suffix_phrases() -> impl Iterator<Item = &'static [&'static str]> {
+    SUFFIXES.iter().map(|(phrase, _)| *phrase)
+}
+
+/// The signs and codes that may come before a number.
+pub(crate) fn prefix_phrases() -> impl Iterator<Item = &'static [&'static str]> {
+    PREFIXES.iter().map(|(phrase, _)| *phrase)
+}
+
+pub(crate) fn minor_unit_words() -> &'static [&'static str] {
+    MINOR_UNITS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@
 mod answers;
 mod currency;
 mod english;
+pub mod language;
 mod lexicon;
 mod names;
 mod numbers;

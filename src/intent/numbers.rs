@@ -172,6 +172,14 @@ const UNSUPPORTED_MAGNITUDES: &[&str] = &[
     "fold",
 ];
 
+/// Every word a spoken number is made of that we read ("one" ... "ninety",
+/// "hundred", "thousand", "million", "and"), for the decoder's language.
+pub(crate) fn number_words() -> Vec<&'static str> {
+    let mut words: Vec<&'static str> = UNITS.iter().chain(&TEENS).chain(&TENS).copied().collect();
+    words.extend(["zero", "hundred", "thousand", "million", "a", "and", "point"]);
+    words
+}
+
 pub fn is_unsupported_magnitude(word: &str) -> bool {
     UNSUPPORTED_MAGNITUDES.contains(&word)
 }

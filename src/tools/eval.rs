@@ -17,7 +17,8 @@ use super::bench::{machine_description, peak_rss_kb, percentile};
 use super::corpus::{self, Clip, Context, Renderer, Sentence, Split};
 use crate::asr::Transcript;
 use crate::dialog::{self, Expecting};
-use crate::payees::{PayeeBook, Resolution, resolve_provider};
+use crate::intent::language::Listening;
+use crate::payees::{PayeeBook, Resolution, SharedPayees, resolve_provider};
 use crate::profile::DeviceProfile;
 use crate::recognizer::Recognizer;
 
@@ -143,16 +144,21 @@ pub fn run(
         }
     };
     let mut renderer = Renderer::new(&options.cache)?;
-    let mut recognizer = Recognizer::new(profile)?;
+    let mut recognizer = Recognizer::new(profile)?.with_payees(SharedPayees::new(book.clone()));
     let mut results = Vec::with_capacity(clips.len());
     for (done, clip) in clips.iter().enumerate() {
         progress(done, clips.len());
         let sentence = &sentences[clip.sentence];
-        let (transcript, ms) = if options.text {
-            (Transcript::plain(&sentence.text, 1.0), 0)
+        let listening = listening_in(sentence.context);
+        let (transcript, ms, sure) = if options.text {
+            let transcript = Transcript::plain(&sentence.text, 1.0);
+            let intent = recognizer.intent_of(&transcript);
+            let sure = recognizer.sure(&transcript, &intent);
+            (transcript, 0, sure)
         } else {
             let utterance = renderer.utterance(clip, sentence)?;
-            recognizer.transcribe(&utterance)?
+            let understood = recognizer.understand_while(&utterance, listening)?;
+            (understood.transcript, understood.transcribe_ms, understood.sure)
         };
         let got = outcome(&recognizer, book, profile, sentence.context, &transcript);
         let intent = recognizer.intent_of(&transcript);
@@ -165,7 +171,7 @@ pub fn run(
             })
             .flatten();
         let read_back = sentence.context == Context::Free
-            && dialog::must_read_back(&intent, recognizer.sure(&transcript, &intent), book);
+            && dialog::must_read_back(&intent, sure, book);
         let mut r = result(clip, sentence, transcript, got, ms);
         if options.text {
             (r.engine, r.voice, r.noise) = ("text", "text", "text");
@@ -188,6 +194,16 @@ pub fn run(
         .cloned()
         .collect();
     Ok(report)
+}
+
+/// What the dialog waits for when a sentence of `context` is said.
+fn listening_in(context: Context) -> Listening {
+    match context {
+        Context::Free => Listening::Command,
+        Context::Confirm => Listening::Confirmation,
+        Context::Code => Listening::Code,
+        Context::Task => Listening::TaskDecision,
+    }
 }
 
 /// What the device makes of a transcript in a context, as intent JSON (a

@@ -1,0 +1,287 @@
+//! A decoder loop of our own over whisper.cpp's state, after the free decode: the same encoder output read again, token by token, held to a [`Language`] or teacher-forced on candidates.
+//!
+//! whisper.cpp keeps the encoder's output in the state after `full()`, so a
+//! second reading costs decoder steps only. Every probability here is the
+//! model's own, before any constraint: a constrained decode picks among the
+//! allowed tokens but reports how much the model believed each one, so a
+//! forced reading of chatter shows up as the unlikely text it is.
+
+use whisper_rs::{WhisperContext, WhisperState};
+
+use super::AsrError;
+use super::automaton::{Language, Slot, TokenId, Walk};
+
+/// One reading of the utterance: its tokens and the model's belief in each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub tokens: Vec<TokenId>,
+    /// Natural log of the unconstrained probability of each token, and of
+    /// the end-of-text that closes the reading.
+    pub log_probs: Vec<f32>,
+    /// What each token writes (the payee's tokens are `Slot::Payee`).
+    pub slots: Vec<Slot>,
+    pub text: String,
+}
+
+impl Reading {
+    /// Mean log probability per token (end-of-text included).
+    pub fn mean_log_prob(&self) -> f32 {
+        if self.log_probs.is_empty() {
+            return f32::NEG_INFINITY;
+        }
+        self.log_probs.iter().sum::<f32>() / self.log_probs.len() as f32
+    }
+
+    /// The least probability among the tokens of `slot` (`None` without such tokens).
+    pub fn least_probability(&self, slot: Slot) -> Option<f32> {
+        self.slots
+            .iter()
+            .zip(&self.log_probs)
+            .filter(|(s, _)| **s == slot)
+            .map(|(_, lp)| lp.exp())
+            .reduce(f32::min)
+    }
+}
+
+/// The decoder over one utterance's encoder output.
+pub struct Session<'a> {
+    context: &'a WhisperContext,
+    state: &'a mut WhisperState,
+    /// What whisper.cpp put before the text: the previous-text marker and
+    /// the prompt, start-of-transcript, language and task, no-timestamps.
+    prefix: Vec<TokenId>,
+    /// The tokens whose keys and values the state's cache holds, in order.
+    cached: Vec<TokenId>,
+    /// The state's logits belong to `cached` (the last decode was its last token).
+    logits_fresh: bool,
+    eot: TokenId,
+    /// Decoder calls made: the cost of a reading.
+    pub calls: u32,
+}
+
+impl<'a> Session<'a> {
+    /// `prefix_in_cache`: the state's cache already holds `prefix` at
+    /// positions 0.. (a greedy `full()` leaves it there, as its first
+    /// decoder's sequence): the reading starts without decoding it again.
+    pub fn new(
+        context: &'a WhisperContext,
+        state: &'a mut WhisperState,
+        prefix: Vec<TokenId>,
+        prefix_in_cache: bool,
+    ) -> Self {
+        let eot = context.token_eot();
+        let cached = if prefix_in_cache {
+            prefix.clone()
+        } else {
+            Vec::new()
+        };
+        Session {
+            context,
+            state,
+            prefix,
+            cached,
+            logits_fresh: false,
+            eot,
+            calls: 0,
+        }
+    }
+
+    /// The log-softmax of the next token after `text` (the prefix is added),
+    /// as (logits, log of the partition sum): log p(t) = logits[t] - lse.
+    fn next_after(&mut self, text: &[TokenId]) -> Result<(&[f32], f32), AsrError> {
+        let mut wanted = Vec::with_capacity(self.prefix.len() + text.len());
+        wanted.extend_from_slice(&self.prefix);
+        wanted.extend_from_slice(text);
+        let common = self
+            .cached
+            .iter()
+            .zip(&wanted)
+            .take_while(|(a, b)| a == b)
+            .count();
+        if !(self.logits_fresh && common == wanted.len() && self.cached.len() == wanted.len()) {
+            // Keep what the cache shares with the wanted sequence, decode the
+            // rest but its last token in one call, then the last token alone:
+            // whisper.cpp's logits are those of a call's first row, so the
+            // last token must be decoded by itself to be read.
+            // One thread: a few tokens are too little work to share, and a
+            // second thread only waits on the first (on a busy machine, for
+            // its turn on a core: measured 850 ms a token instead of 2.4).
+            let keep = common.min(wanted.len() - 1);
+            let last = wanted.len() - 1;
+            if last > keep {
+                self.state.decode(&wanted[keep..last], keep, 1)?;
+                self.calls += 1;
+            }
+            self.state.decode(&wanted[last..], last, 1)?;
+            self.calls += 1;
+            self.cached = wanted;
+            self.logits_fresh = true;
+        }
+        let logits = self.state.get_logits()?;
+        Ok((logits, log_sum_exp(logits, self.eot)))
+    }
+
+    /// The reading held to `language` the model believes most, by a beam of
+    /// `beam` hypotheses: at each step every hypothesis is extended by its
+    /// `beam` likeliest allowed tokens (end-of-text only where the language
+    /// ends) and the `beam` likeliest extensions go on. A beam, not greedy
+    /// choice, because a name's first token decides little: " Me" and
+    /// " China" both begin book names, and only the next tokens tell.
+    /// `None` when no hypothesis ends within `max_tokens`.
+    pub fn constrained(
+        &mut self,
+        language: &Language,
+        max_tokens: usize,
+        beam: usize,
+    ) -> Result<Option<Reading>, AsrError> {
+        struct Hypothesis {
+            reading: Reading,
+            walk: Walk,
+            sum: f32,
+        }
+        let beam = beam.max(1);
+        let mut alive = vec![Hypothesis {
+            reading: Reading {
+                tokens: Vec::new(),
+                log_probs: Vec::new(),
+                slots: Vec::new(),
+                text: String::new(),
+            },
+            walk: language.start(),
+            sum: 0.0,
+        }];
+        let mut finished: Vec<Reading> = Vec::new();
+        let eot = self.eot;
+        for _ in 0..=max_tokens {
+            let mut grown: Vec<Hypothesis> = Vec::new();
+            for hypothesis in &alive {
+                let allowed = language.allowed(&hypothesis.walk);
+                let (logits, lse) = self.next_after(&hypothesis.reading.tokens)?;
+                let mut options: Vec<(Option<(TokenId, Slot)>, f32)> = allowed
+                    .iter()
+                    .filter_map(|&(token, slot)| {
+                        let logit = *logits.get(token as usize)?;
+                        Some((Some((token, slot)), logit - lse))
+                    })
+                    .collect();
+                // The text must say something before it may end.
+                if hypothesis.walk.accepting && !hypothesis.reading.tokens.is_empty() {
+                    let logit = logits.get(eot as usize).copied().unwrap_or(f32::NEG_INFINITY);
+                    options.push((None, logit - lse));
+                }
+                options.sort_by(|a, b| b.1.total_cmp(&a.1));
+                for (choice, log_prob) in options.into_iter().take(beam) {
+                    let mut reading = hypothesis.reading.clone();
+                    reading.log_probs.push(log_prob);
+                    match choice {
+                        None => finished.push(reading),
+                        Some((token, slot)) => {
+                            reading.tokens.push(token);
+                            reading.slots.push(slot);
+                            let walk = language.advance(&hypothesis.walk, token);
+                            grown.push(Hypothesis {
+                                reading,
+                                walk,
+                                sum: hypothesis.sum + log_prob,
+                            });
+                        }
+                    }
+                }
+            }
+            grown.sort_by(|a, b| b.sum.total_cmp(&a.sum));
+            grown.truncate(beam);
+            // The best finished reading cannot be beaten by one already less
+            // likely in sum than it (each further token only lowers a sum).
+            let best_finished = finished
+                .iter()
+                .map(|r| r.log_probs.iter().sum::<f32>())
+                .fold(f32::NEG_INFINITY, f32::max);
+            grown.retain(|h| h.sum > best_finished);
+            // Hypotheses sharing their beginning share the decoder's cache.
+            grown.sort_by(|a, b| a.reading.tokens.cmp(&b.reading.tokens));
+            alive = grown;
+            if alive.is_empty() {
+                break;
+            }
+        }
+        let best = finished
+            .into_iter()
+            .max_by(|a, b| a.log_probs.iter().sum::<f32>().total_cmp(&b.log_probs.iter().sum::<f32>()));
+        Ok(best.map(|mut reading| {
+            reading.text = self.text_of(&reading.tokens);
+            reading
+        }))
+    }
+
+    /// The model's log-likelihood of `tokens` then end-of-text, each token
+    /// teacher-forced on the one before: one decoder call per token not yet
+    /// in the cache (candidates sharing a beginning share its calls).
+    pub fn score(&mut self, tokens: &[TokenId]) -> Result<Reading, AsrError> {
+        let mut log_probs = Vec::with_capacity(tokens.len() + 1);
+        for i in 0..=tokens.len() {
+            let next = tokens.get(i).copied().unwrap_or(self.eot);
+            let (logits, lse) = self.next_after(&tokens[..i])?;
+            let logit = logits
+                .get(next as usize)
+                .copied()
+                .unwrap_or(f32::NEG_INFINITY);
+            log_probs.push(logit - lse);
+        }
+        Ok(Reading {
+            tokens: tokens.to_vec(),
+            log_probs,
+            slots: vec![Slot::Words; tokens.len()],
+            text: self.text_of(tokens),
+        })
+    }
+
+    /// The text of tokens, as Whisper writes them.
+    pub fn text_of(&self, tokens: &[TokenId]) -> String {
+        let mut bytes = Vec::new();
+        for &token in tokens {
+            if let Ok(piece) = self.context.token_to_bytes(token) {
+                bytes.extend_from_slice(piece);
+            }
+        }
+        String::from_utf8_lossy(&bytes).trim().to_owned()
+    }
+}
+
+/// Log of the softmax's partition sum over what can be written: the text
+/// tokens and end-of-text (the special tokens above it are never written,
+/// as whisper.cpp's own sampling suppresses them).
+fn log_sum_exp(logits: &[f32], eot: TokenId) -> f32 {
+    let writable = &logits[..logits.len().min(eot as usize + 1)];
+    let max = writable.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return max;
+    }
+    let sum: f32 = writable.iter().map(|l| (l - max).exp()).sum();
+    max + sum.ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_partition_sum_leaves_out_the_special_tokens() {
+        let logits = [0.0f32, 0.0, 0.0, 100.0];
+        // eot is token 2: the 100 after it is a special token, never written.
+        let lse = log_sum_exp(&logits, 2);
+        assert!((lse - 3f32.ln()).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_readings_belief_is_its_mean_log_probability() {
+        let reading = Reading {
+            tokens: vec![1, 2],
+            log_probs: vec![-0.5, -1.5, -1.0],
+            slots: vec![Slot::Words, Slot::Payee],
+            text: "x".into(),
+        };
+        assert!((reading.mean_log_prob() + 1.0).abs() < 1e-6);
+        assert!((reading.least_probability(Slot::Payee).unwrap_or(0.0) - (-1.5f32).exp()).abs() < 1e-6);
+        assert_eq!(reading.least_probability(Slot::Number), None);
+    }
+}
