@@ -19,6 +19,7 @@ mod english;
 mod lexicon;
 mod names;
 mod numbers;
+mod partial;
 mod quantity;
 #[cfg(test)]
 mod tests;
@@ -29,6 +30,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use answers::AnswerKind;
+pub use partial::{Doubt, Partial, amount_alone, attempted_command, partial_payment, payee_alone};
 
 use crate::language::Language;
 use crate::money::{Currency, Money, MoneyError};
