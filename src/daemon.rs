@@ -20,10 +20,10 @@ use uuid::Uuid;
 use crate::agents::{Agent, TaskRejection};
 use crate::audio::gate::Gate;
 use crate::clock::now_ms;
-use crate::dialog::{Action, Assess, Dialog, DialogSettings, random_code};
+use crate::dialog::{Action, Assess, Dialog, DialogSettings, Said, random_code};
 use crate::feedback::{Event, Feedback, Status};
 use crate::identity::DeviceIdentity;
-use crate::intent::{LimitScope, Period};
+use crate::intent::{Doubt, LimitScope, Period};
 use crate::money::Money;
 use crate::order::{AgentOrder, Approval, DropReason, PaymentOrder, Purchase};
 use crate::outbox::{CommitError, Outbox, SettleError};
@@ -508,15 +508,20 @@ impl Daemon {
             transcript: understanding.transcript.clone(),
             intent: understanding.intent.clone(),
         });
+        let command = match &understanding.addressed {
+            Addressed::Command(command) => command.as_str(),
+            _ => understanding.transcript.as_str(),
+        };
+        let said = Said {
+            intent: &understanding.intent,
+            command,
+            evidence: &understanding.evidence,
+            // Until the recognizer says which part it doubts: both.
+            doubt: Doubt::from_sure(understanding.sure),
+        };
         let actions = {
             let assessor = Assessor::of(&self.store, &self.link, &self.config.profile);
-            self.dialog.hear_with(
-                &understanding.intent,
-                &understanding.evidence,
-                understanding.sure,
-                heard.arrived,
-                &assessor,
-            )
+            self.dialog.hear_said(&said, heard.arrived, &assessor)
         };
         self.act(actions).await;
         self.dialog.question_spoken(Instant::now());
