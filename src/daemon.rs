@@ -20,9 +20,10 @@ use uuid::Uuid;
 use crate::agents::{Agent, TaskRejection};
 use crate::audio::gate::Gate;
 use crate::clock::now_ms;
-use crate::dialog::{Action, Assess, Dialog, DialogSettings, random_code};
+use crate::dialog::{Action, Assess, Dialog, DialogSettings, Said, random_code};
 use crate::feedback::{Event, Feedback, Status};
 use crate::identity::DeviceIdentity;
+use crate::intent::language::Listening;
 use crate::intent::{LimitScope, Period};
 use crate::money::Money;
 use crate::order::{AgentOrder, Approval, DropReason, PaymentOrder, Purchase};
@@ -34,6 +35,7 @@ use crate::profile::DeviceProfile;
 use crate::protocol::{
     AgentRef, AgentTask, Evidence, ResponseStatus, TaskKind, TaskState, TaskStatus,
 };
+use crate::recognizer::SharedListening;
 use crate::recognizer::{Heard, Source};
 use crate::store::{HistoryEvent, Store, StoreConfig};
 use crate::transport::{BrokerUrl, DeviceLink, LinkState, LogLimiter};
@@ -59,6 +61,10 @@ pub struct DaemonConfig {
     /// [`crate::recognizer::Recognizer::with_payees`]): the daemon fills it
     /// at start, a reload and `voicepay payees add` change it.
     pub payees: SharedPayees,
+    /// What the dialog waits for, shared with the transcriber stage (see
+    /// [`crate::recognizer::Recognizer::with_listening`]): the next
+    /// utterance is heard in that state's closed-domain language.
+    pub listening: SharedListening,
 }
 
 impl DaemonConfig {
@@ -73,6 +79,7 @@ impl DaemonConfig {
             gate: Arc::new(Gate::open()),
             profile_file: None,
             payees,
+            listening: SharedListening::default(),
         }
     }
 }
@@ -310,6 +317,9 @@ impl Daemon {
         loop {
             self.offer_waiting_tasks().await;
             self.publish_status();
+            self.config
+                .listening
+                .set(listening_for(self.dialog.expecting().as_ref()));
             let deadline = self.dialog.deadline();
             let step = tokio::select! {
                 biased;
@@ -508,15 +518,19 @@ impl Daemon {
             transcript: understanding.transcript.clone(),
             intent: understanding.intent.clone(),
         });
+        let command = match &understanding.addressed {
+            Addressed::Command(command) => command.as_str(),
+            _ => understanding.transcript.as_str(),
+        };
+        let said = Said {
+            intent: &understanding.intent,
+            command,
+            evidence: &understanding.evidence,
+            doubt: understanding.doubt,
+        };
         let actions = {
             let assessor = Assessor::of(&self.store, &self.link, &self.config.profile);
-            self.dialog.hear_with(
-                &understanding.intent,
-                &understanding.evidence,
-                understanding.sure,
-                heard.arrived,
-                &assessor,
-            )
+            self.dialog.hear_said(&said, heard.arrived, &assessor)
         };
         self.act(actions).await;
         self.dialog.question_spoken(Instant::now());
@@ -1094,5 +1108,18 @@ impl Assess for Assessor<'_> {
 
     fn motion(&self, purchase: &crate::order::Purchase) -> policy::Motion {
         self.profile.motion(self.driving, purchase)
+    }
+}
+
+/// The closed-domain language for what the dialog waits for.
+fn listening_for(expecting: Option<&crate::dialog::Expecting>) -> Listening {
+    use crate::dialog::Expecting;
+    match expecting {
+        None => Listening::Command,
+        Some(Expecting::Confirmation) => Listening::Confirmation,
+        Some(Expecting::Code) => Listening::Code,
+        Some(Expecting::TaskDecision) => Listening::TaskDecision,
+        Some(Expecting::Amount { .. }) => Listening::Amount,
+        Some(Expecting::Payee { .. }) => Listening::Payee,
     }
 }

@@ -8,7 +8,7 @@
 
 use tokio::time::{Duration, Instant};
 
-use crate::intent::{self, AnswerKind, Intent, LimitScope, ParseContext, Period};
+use crate::intent::{self, AnswerKind, Doubt, Intent, LimitScope, ParseContext, Partial, Period};
 use crate::money::Money;
 use crate::order::{Approval, DropReason, PaymentOrder, Purchase};
 use crate::payees::{Origin, Payee, PayeeBook, Resolution, SharedPayees, resolve_provider};
@@ -45,8 +45,9 @@ pub enum Action {
     RevokeAgents,
 }
 
-/// What a pending question waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a pending question waits for (see [`Dialog::expecting`]), so the
+/// recognizer can listen for just that.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expecting {
     /// A read-back: "confirm" or "cancel".
     Confirmation,
@@ -54,6 +55,24 @@ pub enum Expecting {
     Code,
     /// An agent's task: "approve" or "reject".
     TaskDecision,
+    /// "How much to Heytea?": an amount alone (or "cancel"); `payee` as the book spells it.
+    Amount { payee: String },
+    /// "Who should I pay 36 yuan to?": a payee of the book alone (or "cancel").
+    Payee { amount: Money },
+}
+
+/// One utterance as the dialog takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Said<'a> {
+    /// What the parser made of the command.
+    pub intent: &'a Intent,
+    /// The words said to the device, the wake phrase taken off: what a
+    /// command missing a part, or a reply, is read from.
+    pub command: &'a str,
+    /// All that was heard (the wake phrase too), which a payment carries.
+    pub evidence: &'a Evidence,
+    /// What of a payment the recognizer may have misheard.
+    pub doubt: Doubt,
 }
 
 /// How an answer to a pending question was read.
@@ -109,10 +128,17 @@ pub fn read_answer(
         _ => (transcript.to_owned(), None),
     };
     let expected: &[AnswerKind] = match expecting {
-        Expecting::Confirmation | Expecting::Code => &[AnswerKind::Confirm, AnswerKind::Cancel],
         Expecting::TaskDecision => &[AnswerKind::Approve, AnswerKind::Reject],
+        // A missing part is no yes: confirm is listed so that the sound
+        // match has a rival and takes only a clear "cancel".
+        _ => &[AnswerKind::Confirm, AnswerKind::Cancel],
     };
+    let slot = matches!(
+        expecting,
+        Expecting::Amount { .. } | Expecting::Payee { .. }
+    );
     match intent::read_answer(&words, ctx, expected) {
+        Some(AnswerKind::Confirm) if slot => AnswerReading::Unclear,
         Some(AnswerKind::Confirm) => AnswerReading::Confirm { digits },
         Some(AnswerKind::Cancel) => AnswerReading::Cancel,
         Some(AnswerKind::Approve) => AnswerReading::Approve,
@@ -126,10 +152,19 @@ pub fn read_answer(
 /// name its prompt holds), or the payee was not heard as a name or alias in
 /// the book (matched by sound or a near spelling).
 pub fn must_read_back(intent: &Intent, sure: bool, book: &PayeeBook) -> bool {
+    !doubt_of(intent, Doubt::from_sure(sure), book).is_sure()
+}
+
+/// What of a heard payment may be misheard: the recognizer's `doubt`, and
+/// the payee too when it was not heard as a name or alias in the book.
+pub fn doubt_of(intent: &Intent, doubt: Doubt, book: &PayeeBook) -> Doubt {
     match intent {
-        Intent::Pay { payee, .. } => !sure || !book.is_spoken_form(payee),
-        Intent::TopUp { .. } => !sure,
-        _ => false,
+        Intent::Pay { payee, .. } => Doubt {
+            payee: doubt.payee || !book.is_spoken_form(payee),
+            ..doubt
+        },
+        Intent::TopUp { .. } => doubt,
+        _ => Doubt::NONE,
     }
 }
 
@@ -157,6 +192,19 @@ enum Proposal {
         heard: String,
         candidates: Option<(String, String)>,
     },
+    /// "Pay Heytea.": the payee known, the amount asked for.
+    AskAmount {
+        payee: String,
+        /// The command, kept for the payment's evidence.
+        first: Evidence,
+        doubt: Doubt,
+    },
+    /// "Pay thirty six yuan.": the amount known, the payee asked for.
+    AskPayee {
+        amount: Money,
+        first: Evidence,
+        doubt: Doubt,
+    },
 }
 
 #[derive(Debug)]
@@ -166,8 +214,9 @@ struct Pending {
     code: Option<String>,
     deadline: Instant,
     asked_again: bool,
-    /// Something was unsure: the read-back spells the amount digit by digit.
-    spell_amount: bool,
+    /// What may have been misheard: the read-back says so (and spells an
+    /// amount in doubt).
+    doubt: Doubt,
 }
 
 /// How the dialog waits, trusts and locks.
@@ -263,6 +312,25 @@ impl Dialog {
         self.pending.is_some()
     }
 
+    /// What the pending question waits for, if one is pending.
+    pub fn expecting(&self) -> Option<Expecting> {
+        let pending = self.pending.as_ref()?;
+        Some(match &pending.proposal {
+            Proposal::Payment(PaymentOrder { agent: Some(_), .. }) if pending.code.is_none() => {
+                Expecting::TaskDecision
+            }
+            _ if pending.code.is_some() => Expecting::Code,
+            Proposal::Payment(_) | Proposal::RaiseLimit { .. } => Expecting::Confirmation,
+            Proposal::ChoosePayee { order, .. } => Expecting::Payee {
+                amount: order.amount,
+            },
+            Proposal::AskPayee { amount, .. } => Expecting::Payee { amount: *amount },
+            Proposal::AskAmount { payee, .. } => Expecting::Amount {
+                payee: payee.clone(),
+            },
+        })
+    }
+
     /// One utterance, understood as `intent`; `heard` holds its transcript.
     pub fn hear(
         &mut self,
@@ -284,6 +352,18 @@ impl Dialog {
         now: Instant,
         assess: &dyn Assess,
     ) -> Vec<Action> {
+        let said = Said {
+            intent,
+            command: &heard.transcript,
+            evidence: heard,
+            doubt: Doubt::from_sure(sure),
+        };
+        self.hear_said(&said, now, assess)
+    }
+
+    /// One utterance said to the device (or answering its question).
+    pub fn hear_said(&mut self, said: &Said, now: Instant, assess: &dyn Assess) -> Vec<Action> {
+        let (intent, heard) = (said.intent, said.evidence);
         let mut actions = self.expire(now);
         if *intent == Intent::RevokeAgents {
             actions.extend(self.revoke_agents());
@@ -294,8 +374,8 @@ impl Dialog {
             Some(pending) if heard.asr_confidence < self.min_confidence => {
                 actions.extend(self.ask_again(pending, now))
             }
-            Some(pending) => actions.extend(self.answer(pending, heard, now, assess)),
-            None => actions.extend(self.request(intent, heard, sure, now, assess)),
+            Some(pending) => actions.extend(self.answer(pending, said, now, assess)),
+            None => actions.extend(self.request(said, now, assess)),
         }
         actions
     }
@@ -398,28 +478,20 @@ impl Dialog {
         drop_pending(pending, DropReason::InputEnded)
     }
 
-    fn request(
-        &mut self,
-        intent: &Intent,
-        heard: &Evidence,
-        sure: bool,
-        now: Instant,
-        assess: &dyn Assess,
-    ) -> Vec<Action> {
+    fn request(&mut self, said: &Said, now: Instant, assess: &dyn Assess) -> Vec<Action> {
+        let (intent, heard) = (said.intent, said.evidence);
         let order = |amount: Money, purchase: Purchase| {
             PaymentOrder::spoken(amount, purchase, heard.clone())
         };
+        let doubt = doubt_of(intent, said.doubt, &self.book());
         match intent {
             Intent::Pay { amount, payee } => {
                 let resolution = self.book().resolve(payee);
-                let read_back = must_read_back(intent, sure, &self.book());
                 let pay = |payee: String| order(*amount, Purchase::Pay { payee });
                 match resolution {
                     // A name matched by sound or by a near spelling is read
                     // back, so the user hears whom it took them to mean.
-                    Resolution::Known(name) => {
-                        self.propose_payment(pay(name), now, assess, read_back)
-                    }
+                    Resolution::Known(name) => self.propose_payment(pay(name), now, assess, doubt),
                     Resolution::Unknown(heard) => {
                         self.ask_payee(pay(heard.clone()), heard, None, now)
                     }
@@ -429,7 +501,6 @@ impl Dialog {
                 }
             }
             Intent::TopUp { tokens, provider } => {
-                let read_back = must_read_back(intent, sure, &self.book());
                 // Only the provider table names a provider: a shop never is one.
                 let known = resolve_provider(provider, &self.parse_context.known_providers);
                 match known.and_then(|p| Some((assess.price(*tokens, &p)?, p))) {
@@ -443,7 +514,7 @@ impl Dialog {
                         ),
                         now,
                         assess,
-                        read_back,
+                        doubt,
                     ),
                     None => vec![Action::Say(Speech::UnknownTokenPrice {
                         provider: provider.clone(),
@@ -476,7 +547,54 @@ impl Dialog {
             Intent::Confirm | Intent::Cancel => vec![Action::Say(Speech::NothingToConfirm)],
             Intent::ApproveTask | Intent::RejectTask => vec![Action::Say(Speech::NoTaskWaiting)],
             Intent::RevokeAgents => vec![Action::RevokeAgents],
-            Intent::None => Vec::new(),
+            Intent::None => self.incomplete(said, now),
+        }
+    }
+
+    /// Not a command as heard: a payment missing one part asks for it ("How
+    /// much to Heytea?"), a command tried but not made out is told so, and
+    /// anything else (chatter) gets no answer. Never built on words Whisper
+    /// was unsure of.
+    fn incomplete(&mut self, said: &Said, now: Instant) -> Vec<Action> {
+        let context = self.context_with_book();
+        let heard = said.evidence;
+        let partial = (heard.asr_confidence >= self.min_confidence)
+            .then(|| intent::partial_payment(said.command, &context))
+            .flatten();
+        let proposal = match partial {
+            Some(Partial::Payee(spoken)) => {
+                let resolution = self.book().resolve(&spoken);
+                match resolution {
+                    Resolution::Known(payee) => Some(Proposal::AskAmount {
+                        payee,
+                        first: heard.clone(),
+                        doubt: said.doubt,
+                    }),
+                    _ => None,
+                }
+            }
+            Some(Partial::Amount(amount)) => Some(Proposal::AskPayee {
+                amount,
+                first: heard.clone(),
+                doubt: said.doubt,
+            }),
+            None => None,
+        };
+        match proposal {
+            Some(proposal) => self.ask(proposal, None, now),
+            None if intent::attempted_command(said.command, &context) => {
+                vec![Action::Say(Speech::NotUnderstood)]
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// The parse context with the book's names and aliases as they are now
+    /// (the profile's list lacks the names added while the daemon runs).
+    fn context_with_book(&self) -> ParseContext {
+        ParseContext {
+            known_payees: self.book().spoken_forms(),
+            ..self.parse_context.clone()
         }
     }
 
@@ -484,17 +602,32 @@ impl Dialog {
         self.payees.read()
     }
 
-    /// `read_back`: ask even under the auto-pay limit.
+    /// Anything in `doubt` is read back even under the auto-pay limit.
     fn propose_payment(
         &mut self,
         order: PaymentOrder,
         now: Instant,
         assess: &dyn Assess,
+        doubt: Doubt,
+    ) -> Vec<Action> {
+        self.propose(order, now, assess, !doubt.is_sure(), doubt)
+    }
+
+    /// `read_back`: ask even under the auto-pay limit; `doubt` is what the
+    /// read-back says it is unsure of.
+    fn propose(
+        &mut self,
+        order: PaymentOrder,
+        now: Instant,
+        assess: &dyn Assess,
         read_back: bool,
+        doubt: Doubt,
     ) -> Vec<Action> {
         let decision = while_driving(assess.decide(order.amount), &assess.motion(&order.purchase));
         match decision {
-            Decision::Auto if read_back => self.ask_spelled(Proposal::Payment(order), None, now),
+            Decision::Auto if read_back => {
+                self.ask_doubting(Proposal::Payment(order), None, doubt, now)
+            }
             Decision::Auto => vec![
                 Action::Say(Speech::PayingWithinAutoLimit {
                     purchase: order.purchase.clone(),
@@ -506,17 +639,11 @@ impl Dialog {
                 },
             ],
             Decision::Decline(reason) => decline(order, reason),
-            Decision::Confirm if read_back => self.ask_spelled(Proposal::Payment(order), None, now),
-            Decision::Confirm => self.ask(Proposal::Payment(order), None, now),
+            Decision::Confirm => self.ask_doubting(Proposal::Payment(order), None, doubt, now),
             Decision::ConfirmWithCode if self.locked(now) => decline(order, Refusal::CodeLockedOut),
             Decision::ConfirmWithCode => {
                 let code = (self.new_code)();
-                let proposal = Proposal::Payment(order);
-                if read_back {
-                    self.ask_spelled(proposal, Some(code), now)
-                } else {
-                    self.ask(proposal, Some(code), now)
-                }
+                self.ask_doubting(Proposal::Payment(order), Some(code), doubt, now)
             }
         }
     }
@@ -538,25 +665,17 @@ impl Dialog {
     }
 
     fn ask(&mut self, proposal: Proposal, code: Option<String>, now: Instant) -> Vec<Action> {
-        self.ask_with(proposal, code, false, now)
+        self.ask_doubting(proposal, code, Doubt::NONE, now)
     }
 
-    /// A read-back that spells the amount ("That is one five."): fifteen
-    /// and fifty are told apart by the user, not by the model.
-    fn ask_spelled(
+    /// A question that says what may have been misheard ("Unsure of the
+    /// amount."), spelling an amount in doubt: fifteen and fifty are told
+    /// apart by the user, not by the model.
+    fn ask_doubting(
         &mut self,
         proposal: Proposal,
         code: Option<String>,
-        now: Instant,
-    ) -> Vec<Action> {
-        self.ask_with(proposal, code, true, now)
-    }
-
-    fn ask_with(
-        &mut self,
-        proposal: Proposal,
-        code: Option<String>,
-        spell_amount: bool,
+        doubt: Doubt,
         now: Instant,
     ) -> Vec<Action> {
         let pending = Pending {
@@ -564,7 +683,7 @@ impl Dialog {
             code,
             deadline: now + self.window,
             asked_again: false,
-            spell_amount,
+            doubt,
         };
         let question = question(&pending);
         self.pending = Some(pending);
@@ -586,13 +705,20 @@ impl Dialog {
     fn answer(
         &mut self,
         pending: Pending,
-        heard: &Evidence,
+        said: &Said,
         now: Instant,
         assess: &dyn Assess,
     ) -> Vec<Action> {
+        let heard = said.evidence;
         if let Proposal::ChoosePayee { order, .. } = &pending.proposal {
             let order = order.clone();
-            return self.answer_payee(pending, order, heard, now, assess);
+            return self.answer_payee(pending, order, said, now, assess);
+        }
+        if matches!(
+            pending.proposal,
+            Proposal::AskAmount { .. } | Proposal::AskPayee { .. }
+        ) {
+            return self.answer_missing(pending, said, now, assess);
         }
         // The car may have started moving since the read-back.
         if let Proposal::Payment(order) = &pending.proposal
@@ -631,23 +757,114 @@ impl Dialog {
         &mut self,
         pending: Pending,
         mut order: PaymentOrder,
-        heard: &Evidence,
+        said: &Said,
         now: Instant,
         assess: &dyn Assess,
     ) -> Vec<Action> {
+        let heard = said.evidence;
         if self.read(Expecting::Confirmation, heard) == AnswerReading::Cancel {
             return drop_pending(Some(pending), DropReason::Cancelled);
         }
-        let name = intent::name_answer(&heard.transcript, &self.parse_context);
+        let name = intent::name_answer(said.command, &self.parse_context);
         let resolution = self.book().resolve(&name);
         match resolution {
             Resolution::Known(payee) => {
+                // The user named it: in doubt only if heard as a near miss.
+                let doubt = Doubt {
+                    payee: !self.book().is_spoken_form(&name),
+                    ..pending.doubt
+                };
                 order.purchase = Purchase::Pay { payee };
                 order.evidence = heard.clone();
-                self.propose_payment(order, now, assess, true)
+                self.propose(order, now, assess, true, doubt)
             }
             _ => self.ask_again(pending, now),
         }
+    }
+
+    /// The reply to "How much to Heytea?" or "Who should I pay 36 yuan
+    /// to?": the missing part completes the payment, which then goes on as
+    /// any heard payment but is always read back (two utterances joined are
+    /// one more chance to have misheard). "Cancel" cancels; a whole new
+    /// payment command replaces it; anything else drops it, never guessed.
+    fn answer_missing(
+        &mut self,
+        pending: Pending,
+        said: &Said,
+        now: Instant,
+        assess: &dyn Assess,
+    ) -> Vec<Action> {
+        let heard = said.evidence;
+        let completed = match &pending.proposal {
+            Proposal::AskAmount {
+                payee,
+                first,
+                doubt,
+            } => {
+                // "36 yuan to Heytea" answers too, but only with that payee's names.
+                let context = ParseContext {
+                    known_payees: self.forms_of(payee),
+                    ..self.parse_context.clone()
+                };
+                intent::amount_alone(said.command, &context).map(|amount| {
+                    let purchase = Purchase::Pay {
+                        payee: payee.clone(),
+                    };
+                    let doubt = Doubt {
+                        amount: said.doubt.amount,
+                        ..*doubt
+                    };
+                    (amount, purchase, joined(first, heard), doubt)
+                })
+            }
+            Proposal::AskPayee {
+                amount,
+                first,
+                doubt,
+            } => {
+                let context = self.context_with_book();
+                let spoken = intent::payee_alone(said.command, &context);
+                let resolution = spoken.as_deref().map(|name| self.book().resolve(name));
+                match resolution {
+                    Some(Resolution::Known(payee)) => {
+                        let doubt = Doubt {
+                            payee: said.doubt.payee,
+                            ..*doubt
+                        };
+                        Some((
+                            *amount,
+                            Purchase::Pay { payee },
+                            joined(first, heard),
+                            doubt,
+                        ))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        if let Some((amount, purchase, evidence, doubt)) = completed {
+            let order = PaymentOrder::spoken(amount, purchase, evidence);
+            return self.propose(order, now, assess, true, doubt);
+        }
+        if self.read(Expecting::Confirmation, heard) == AnswerReading::Cancel {
+            return drop_pending(Some(pending), DropReason::Cancelled);
+        }
+        if said.intent.is_payment() {
+            // Said again in full: the new command stands instead.
+            return self.request(said, now, assess);
+        }
+        drop_pending(Some(pending), DropReason::NoClearAnswer)
+    }
+
+    /// The names and aliases the book holds for `payee`.
+    fn forms_of(&self, payee: &str) -> Vec<String> {
+        let book = self.book();
+        book.entries()
+            .filter(|(entry, _)| entry.name == payee)
+            .flat_map(|(entry, _)| std::iter::once(&entry.name).chain(&entry.aliases))
+            .cloned()
+            .collect()
     }
 
     fn read(&self, expecting: Expecting, heard: &Evidence) -> AnswerReading {
@@ -718,8 +935,11 @@ fn approve(proposal: Proposal, transcript: &str, with_code: bool) -> Vec<Action>
             Action::SetLimit { scope, amount },
             Action::Say(Speech::LimitIsNow { scope, amount }),
         ],
-        // A name is not a yes: `answer_payee` answers this one.
-        Proposal::ChoosePayee { .. } => Vec::new(),
+        // A name or an amount is not a yes: `answer_payee` and
+        // `answer_missing` answer these.
+        Proposal::ChoosePayee { .. } | Proposal::AskAmount { .. } | Proposal::AskPayee { .. } => {
+            Vec::new()
+        }
     }
 }
 
@@ -739,7 +959,29 @@ fn drop_pending(pending: Option<Pending>, reason: DropReason) -> Vec<Action> {
         Some(Proposal::RaiseLimit { scope, .. }) => {
             vec![Action::Say(Speech::LimitUnchanged { scope, reason })]
         }
+        // No payment was formed, so none is recorded: only told.
+        Some(Proposal::AskAmount { .. } | Proposal::AskPayee { .. }) => {
+            let said = match reason {
+                DropReason::NoClearAnswer => Speech::MissingPartNotHeard,
+                reason => Speech::PaymentDropped(reason),
+            };
+            vec![Action::Say(said)]
+        }
     }
+}
+
+/// The evidence of a payment said in two utterances: both transcripts, in
+/// order, and a hash over both recordings' hashes (the audio itself is gone
+/// by then), with the lower confidence.
+fn joined(first: &Evidence, reply: &Evidence) -> Evidence {
+    let transcript = format!("{} {}", first.transcript.trim(), reply.transcript.trim());
+    let audio = format!("{}{}", first.audio_sha256, reply.audio_sha256);
+    Evidence::new(
+        &transcript,
+        audio.as_bytes(),
+        first.asr_confidence.min(reply.asr_confidence),
+        &reply.language,
+    )
 }
 
 fn question(pending: &Pending) -> Speech {
@@ -761,7 +1003,7 @@ fn question(pending: &Pending) -> Speech {
             purchase: order.purchase.clone(),
             amount: order.amount,
             code: pending.code.clone(),
-            spell_amount: pending.spell_amount,
+            doubt: pending.doubt,
         },
         Proposal::RaiseLimit { scope, amount } => Speech::RaiseLimit {
             scope: *scope,
@@ -773,6 +1015,10 @@ fn question(pending: &Pending) -> Speech {
             heard: heard.clone(),
             candidates: candidates.clone(),
         },
+        Proposal::AskAmount { payee, .. } => Speech::AskAmount {
+            payee: payee.clone(),
+        },
+        Proposal::AskPayee { amount, .. } => Speech::AskPayee { amount: *amount },
     }
 }
 
@@ -854,6 +1100,333 @@ mod tests {
         fixed
     }
 
+    const AMOUNT: Doubt = Doubt {
+        amount: true,
+        payee: false,
+    };
+
+    /// The test book as the dialog sees it: "Heytea", "Shell", "Amazon", "Bob".
+    fn context() -> ParseContext {
+        ParseContext {
+            known_payees: ["Heytea", "Shell", "Amazon", "Bob"]
+                .map(String::from)
+                .to_vec(),
+            ..ParseContext::default()
+        }
+    }
+
+    /// `text` typed to the device: parsed as the recognizer would, nothing in doubt.
+    fn type_in(d: &mut Dialog, text: &str, now: Instant, policy: &Fixed) -> Vec<Action> {
+        let intent = intent::parse(text, &context());
+        let evidence = ev(text);
+        let said = Said {
+            intent: &intent,
+            command: text,
+            evidence: &evidence,
+            doubt: Doubt::NONE,
+        };
+        d.hear_said(&said, now, policy)
+    }
+
+    fn paid_order(actions: &[Action]) -> Option<&PaymentOrder> {
+        actions.iter().find_map(|a| match a {
+            Action::Pay { order, .. } => Some(order),
+            _ => None,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_payment_without_an_amount_asks_how_much_and_an_amount_alone_completes_it() {
+        let policy = assess(Decision::Auto);
+        let t0 = Instant::now();
+        for reply in [
+            "thirty six yuan",
+            "36",
+            "Thirty-six yuan, please.",
+            "36 yuan to Heytea.",
+        ] {
+            let mut d = dialog();
+            let a = type_in(&mut d, "Pay Heytea.", t0, &policy);
+            assert_eq!(says(&a), ["How much to Heytea?"]);
+            assert_eq!(
+                d.expecting(),
+                Some(Expecting::Amount {
+                    payee: "Heytea".into()
+                })
+            );
+            // Under the auto-pay limit, and still read back: it took two utterances.
+            let a = type_in(&mut d, reply, t0 + Duration::from_secs(3), &policy);
+            assert_eq!(
+                says(&a),
+                ["Pay 36 yuan to Heytea? Say confirm or cancel."],
+                "{reply}"
+            );
+            assert!(paid(&a).is_none());
+            let a = type_in(&mut d, "Confirm.", t0 + Duration::from_secs(5), &policy);
+            let order = paid_order(&a).expect("paid on confirm");
+            assert_eq!(order.amount, Money::new(3_600, Currency::CNY));
+            assert_eq!(order.purchase.payee(), "Heytea");
+            // Both utterances are the payment's evidence.
+            assert_eq!(order.evidence.transcript, format!("Pay Heytea. {reply}"));
+        }
+        // "Send money to" a book entry asks the same; dollars answer in dollars.
+        let mut d = dialog();
+        let a = type_in(&mut d, "Send money to Bob", t0, &policy);
+        assert_eq!(says(&a), ["How much to Bob?"]);
+        let a = type_in(&mut d, "fifteen dollars fifty", t0, &policy);
+        assert_eq!(
+            says(&a),
+            ["Pay 15 dollars 50 to Bob? Say confirm or cancel."]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_payment_without_a_payee_asks_who_and_a_name_in_the_book_completes_it() {
+        let policy = assess(Decision::Auto);
+        let t0 = Instant::now();
+        let mut d = dialog();
+        let a = type_in(&mut d, "Pay thirty six yuan.", t0, &policy);
+        assert_eq!(says(&a), ["Who should I pay 36 yuan to?"]);
+        assert_eq!(
+            d.expecting(),
+            Some(Expecting::Payee {
+                amount: Money::new(3_600, Currency::CNY)
+            })
+        );
+        let a = type_in(&mut d, "To Heytea, please.", t0, &policy);
+        assert_eq!(says(&a), ["Pay 36 yuan to Heytea? Say confirm or cancel."]);
+        let a = type_in(&mut d, "Confirm.", t0, &policy);
+        let order = paid_order(&a).expect("paid on confirm");
+        assert_eq!(order.purchase.payee(), "Heytea");
+        assert_eq!(
+            order.evidence.transcript,
+            "Pay thirty six yuan. To Heytea, please."
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_that_does_not_give_the_missing_part_drops_it_politely_and_guesses_nothing() {
+        let policy = assess(Decision::Auto);
+        let t0 = Instant::now();
+        for (command, reply) in [
+            ("Pay Heytea.", "I'm not sure."),
+            ("Pay Heytea.", "Bob."),
+            ("Pay Heytea.", "36 yuan to Bob."),
+            ("Pay Heytea.", "20 or 30 yuan"),
+            ("Pay thirty six yuan.", "Walmart."),
+            ("Pay thirty six yuan.", "Forty yuan."),
+        ] {
+            let mut d = dialog();
+            type_in(&mut d, command, t0, &policy);
+            let a = type_in(&mut d, reply, t0, &policy);
+            assert_eq!(
+                says(&a),
+                ["Sorry, I did not catch that; nothing was paid."],
+                "{command} {reply}"
+            );
+            assert!(paid(&a).is_none() && !d.is_waiting(), "{reply}");
+            // Nothing was formed, so nothing is recorded as dropped.
+            assert_eq!(dropped(&a), None);
+        }
+        let mut d = dialog();
+        type_in(&mut d, "Pay Heytea.", t0, &policy);
+        let a = type_in(&mut d, "Cancel.", t0, &policy);
+        assert_eq!(says(&a), ["Payment cancelled."]);
+        assert!(!d.is_waiting());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_question_for_a_missing_part_waits_as_long_as_any_other() {
+        let policy = assess(Decision::Auto);
+        let t0 = Instant::now();
+        let mut d = dialog();
+        type_in(&mut d, "Pay Heytea.", t0, &policy);
+        assert_eq!(d.deadline(), Some(t0 + settings().window));
+        assert!(d.expire(t0 + Duration::from_secs(7)).is_empty());
+        let a = d.expire(t0 + Duration::from_secs(8));
+        assert_eq!(says(&a), ["Payment cancelled: no answer in time."]);
+        assert!(!d.is_waiting());
+        // A late amount is no command.
+        let a = type_in(&mut d, "36 yuan", t0 + Duration::from_secs(9), &policy);
+        assert!(a.is_empty(), "{a:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_payment_completed_by_a_reply_meets_the_same_limits_as_any_other() {
+        let t0 = Instant::now();
+        let decision = Decision::Decline(Refusal::OverDailyLimit {
+            limit: Money::new(50_000, Currency::CNY),
+            left: Money::new(1_000, Currency::CNY),
+        });
+        let mut d = dialog();
+        type_in(&mut d, "Pay Heytea.", t0, &assess(decision.clone()));
+        let a = type_in(&mut d, "36 yuan", t0, &assess(decision));
+        assert!(matches!(a.last(), Some(Action::Declined { .. })), "{a:?}");
+        assert!(!d.is_waiting());
+
+        let policy = assess(Decision::ConfirmWithCode);
+        let mut d = dialog();
+        type_in(&mut d, "Pay 36 yuan.", t0, &policy);
+        let a = type_in(&mut d, "Heytea.", t0, &policy);
+        assert_eq!(
+            says(&a),
+            ["Pay 36 yuan to Heytea? Say confirm and the code 4 7 2, or cancel."]
+        );
+        let a = type_in(&mut d, "Confirm, four seven two.", t0, &policy);
+        assert!(matches!(paid(&a), Some(Approval::PaymentCode { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_whole_payment_said_instead_of_the_missing_part_stands_in_its_place() {
+        let policy = assess(Decision::Auto);
+        let t0 = Instant::now();
+        let mut d = dialog();
+        type_in(&mut d, "Pay Heytea.", t0, &policy);
+        let a = type_in(&mut d, "Pay 20 yuan to Bob.", t0, &policy);
+        assert_eq!(paid(&a), Some(&Approval::AutoLimit));
+        assert_eq!(paid_order(&a).map(|o| o.purchase.payee()), Some("Bob"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sentences_that_are_no_payment_commands_never_ask_anything() {
+        let policy = assess(Decision::Auto);
+        for text in [
+            "I want to pay less than fifty yuan for dinner",
+            "She owes me fifty yuan",
+            "Pay attention to the road",
+            "Pay Bob back.",
+            "Give me five.",
+            "Send me the file.",
+            "Pay Walmart.",
+            "The weather is nice today.",
+        ] {
+            let mut d = dialog();
+            let a = type_in(&mut d, text, Instant::now(), &policy);
+            assert!(a.is_empty(), "{text}: {a:?}");
+            assert!(!d.is_waiting(), "{text}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_missing_a_part_heard_with_low_confidence_asks_nothing() {
+        let mut d = dialog();
+        let unsure = Evidence::new("Pay Heytea.", b"pcm", 0.2, "en");
+        let said = Said {
+            intent: &Intent::None,
+            command: "Pay Heytea.",
+            evidence: &unsure,
+            doubt: Doubt::NONE,
+        };
+        let a = d.hear_said(&said, Instant::now(), &assess(Decision::Auto));
+        assert!(!d.is_waiting());
+        assert_eq!(says(&a), ["Sorry, I didn't catch that."]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unsure_read_back_says_which_part_it_is_unsure_of() {
+        let policy = assess(Decision::Auto);
+        let t0 = Instant::now();
+        let read_back = |intent: Intent, doubt: Doubt| {
+            let mut d = dialog();
+            let evidence = ev("heard");
+            let said = Said {
+                intent: &intent,
+                command: "heard",
+                evidence: &evidence,
+                doubt,
+            };
+            let a = d.hear_said(&said, t0, &policy);
+            assert!(paid(&a).is_none(), "{a:?}");
+            says(&a)
+        };
+        assert_eq!(
+            read_back(pay(3600, "Heytea"), AMOUNT),
+            ["Pay three six yuan to Heytea? Unsure of the amount. Say confirm or cancel."]
+        );
+        let payee = Doubt {
+            amount: false,
+            payee: true,
+        };
+        assert_eq!(
+            read_back(pay(3600, "Heytea"), payee),
+            ["Pay 36 yuan to Heytea? Unsure of the payee. Say confirm or cancel."]
+        );
+        // A name the book holds only by sound doubts the payee by itself.
+        assert_eq!(
+            read_back(pay(3600, "Shail"), AMOUNT),
+            ["Pay three six yuan to Shell? Unsure of the payee and amount. Say confirm or cancel."]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_command_tried_but_not_made_out_is_answered_and_chatter_is_not() {
+        let policy = assess(Decision::Auto);
+        for text in [
+            "Pay 20 yuan to Bob and Heytea.",
+            "Pay 4 dollars 5 to Bob.",
+            "Send Heytea 20 or 30 yuan.",
+            "Can you top up tokens?",
+        ] {
+            let mut d = dialog();
+            let a = type_in(&mut d, text, Instant::now(), &policy);
+            assert_eq!(says(&a), ["Sorry, I didn't catch that."], "{text}");
+            assert!(paid(&a).is_none() && !d.is_waiting());
+        }
+        for text in [
+            "I want to pay less than fifty yuan for dinner",
+            "Did you pay Bob 20 yuan?",
+            "Put five dollars in the jar.",
+            "Hmm.",
+        ] {
+            let mut d = dialog();
+            let a = type_in(&mut d, text, Instant::now(), &policy);
+            assert!(a.is_empty(), "{text}: {a:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_agent_task_is_asked_in_few_enough_words_to_answer_in_the_window() {
+        let mut d = dialog();
+        let mut task = agent_task();
+        if let Some(agent) = task.agent.as_mut() {
+            agent.description =
+                "one million tokens for the refactoring of the billing service".into();
+        }
+        let a = d.offer_task(task, false, Instant::now(), &assess(Decision::Confirm));
+        assert_eq!(
+            says(&a),
+            ["claude code asks to pay 30 yuan to Anthropic. Say approve or reject."]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn amounts_are_said_as_people_say_them_unless_the_amount_is_in_doubt() {
+        let t0 = Instant::now();
+        let policy = assess(Decision::Confirm);
+        let mut d = dialog();
+        let a = d.hear(&pay(3650, "Heytea"), &ev("heard"), t0, &policy);
+        assert_eq!(
+            says(&a),
+            ["Pay 36 yuan 50 to Heytea? Say confirm or cancel."]
+        );
+        let mut d = dialog();
+        let intent = pay(3650, "Heytea");
+        let evidence = ev("heard");
+        let said = Said {
+            intent: &intent,
+            command: "heard",
+            evidence: &evidence,
+            doubt: AMOUNT,
+        };
+        let a = d.hear_said(&said, t0, &policy);
+        assert_eq!(
+            says(&a),
+            [
+                "Pay three six point five zero yuan to Heytea? Unsure of the amount. Say confirm or cancel."
+            ]
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn while_driving_a_coffee_under_the_auto_limit_is_refused_with_the_reason() {
         let mut d = dialog();
@@ -925,13 +1498,7 @@ mod tests {
     }
 
     fn dialog() -> Dialog {
-        let context = ParseContext {
-            known_payees: ["Heytea", "Shell", "Amazon", "Bob"]
-                .map(String::from)
-                .to_vec(),
-            ..ParseContext::default()
-        };
-        Dialog::new(settings(), context, Box::new(|| "472".to_string()))
+        Dialog::new(settings(), context(), Box::new(|| "472".to_string()))
     }
 
     fn pay(amount: i64, payee: &str) -> Intent {
@@ -977,10 +1544,8 @@ mod tests {
             &policy,
         );
         let a = d.hear(&Intent::None, &ev("To Shell, please."), t0, &policy);
-        assert_eq!(
-            says(&a),
-            ["Pay 20 yuan to Shell? That is two zero. Say confirm or cancel."]
-        );
+        // Named by the user, as spelled in the book: nothing to doubt.
+        assert_eq!(says(&a), ["Pay 20 yuan to Shell? Say confirm or cancel."]);
         assert!(paid(&a).is_none());
         let a = d.hear(&Intent::Confirm, &ev("Confirm."), t0, &policy);
         assert!(paid(&a).is_some());
@@ -999,7 +1564,7 @@ mod tests {
         );
         assert_eq!(
             says(&a),
-            ["Pay 20 yuan to Shell? That is two zero. Say confirm or cancel."]
+            ["Pay 20 yuan to Shell? Unsure of the payee. Say confirm or cancel."]
         );
         assert!(paid(&a).is_none());
         // Said as spelled in the book, the same payment pays by itself.
@@ -1017,6 +1582,20 @@ mod tests {
         let mut d = dialog();
         let policy = assess(Decision::Auto);
         let t0 = Instant::now();
+        let said = Said {
+            intent: &pay(1500, "Shell"),
+            command: "Pay 15 yuan to Shell.",
+            evidence: &ev("Pay 15 yuan to Shell."),
+            doubt: AMOUNT,
+        };
+        let a = d.hear_said(&said, t0, &policy);
+        assert_eq!(
+            says(&a),
+            ["Pay one five yuan to Shell? Unsure of the amount. Say confirm or cancel."]
+        );
+        assert!(paid(&a).is_none());
+        // The older `sure: bool` does not say which part: both are doubted.
+        let mut d = dialog();
         let a = d.hear_with(
             &pay(1500, "Shell"),
             &ev("Pay 15 yuan to Shell."),
@@ -1026,9 +1605,8 @@ mod tests {
         );
         assert_eq!(
             says(&a),
-            ["Pay 15 yuan to Shell? That is one five. Say confirm or cancel."]
+            ["Pay one five yuan to Shell? Unsure of the payee and amount. Say confirm or cancel."]
         );
-        assert!(paid(&a).is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -204,6 +204,14 @@ enum Command {
         /// recorded prompts (Debian packages), none of them a payment.
         #[arg(long)]
         recorded: bool,
+        /// robotic (the seeded espeak-ng and flite panel), natural (Piper,
+        /// Kokoro and Festival HTS, every voice in every noise; installed by
+        /// scripts/voices.sh) or all.
+        #[arg(long, default_value = "robotic")]
+        engines: String,
+        /// Render what the cache lacks and hear nothing.
+        #[arg(long, conflicts_with_all = ["text", "json", "misses"])]
+        render_only: bool,
     },
     /// The input devices the microphone can open (for the profile's `audio.input`).
     Devices {
@@ -489,7 +497,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let recognizer = recognizer(&profile)?;
             let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
             let mut config = DaemonConfig::new(profile, data_dir, broker);
-            let recognizer = recognizer.with_payees(config.payees.clone());
+            let recognizer = recognizer
+                .with_payees(config.payees.clone())
+                .with_listening(config.listening.clone());
             config.drain_wait = Duration::from_secs(answer_wait);
             // SIGHUP rereads it (the embedded default has nothing to reread).
             config.profile_file = cli.device.clone();
@@ -611,7 +621,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             misses,
             text,
             recorded,
+            engines,
+            render_only,
         } => {
+            let engines = corpus::Engines::parse(&engines)
+                .with_context(|| format!("--engines {engines:?}: robotic, natural or all"))?;
             let split = match split.as_str() {
                 "dev" => Some(corpus::Split::Dev),
                 "test" => Some(corpus::Split::Test),
@@ -626,18 +640,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 sample,
                 text,
                 recorded,
+                engines,
             };
             let bar = ProgressBar::hidden();
             if !json {
                 bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
                 bar.set_style(ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} clips {eta}",
+                    "{bar:40} {pos}/{len} {msg} {eta}",
                 )?);
             }
-            let report = eval::run(&profile, &profile.payee_book(), &options, |done, total| {
+            let progress = |stage: &str, done: usize, total: usize| {
+                bar.set_message(stage.to_owned());
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
-            })?;
+            };
+            if render_only {
+                let done = eval::render(&options, progress)?;
+                bar.finish_and_clear();
+                println!(
+                    "{} clips in {} in {:.0} s; {} natural sentences rendered in {:.0} s ({:.2} s each)",
+                    done.clips,
+                    options.cache.display(),
+                    done.seconds,
+                    done.speech,
+                    done.speech_seconds,
+                    done.speech_seconds / done.speech.max(1) as f64
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let report = eval::run(&profile, &profile.payee_book(), &options, progress)?;
             bar.finish_and_clear();
             if json {
                 println!("{}", serde_json::to_string(&report)?);
@@ -779,7 +810,11 @@ fn intent_of_files(profile: &DeviceProfile, files: &[PathBuf]) -> Result<ExitCod
         );
         if understood.intent.is_payment() {
             // Why a payment is read back even under the auto-pay limit.
-            line["sure"] = json!(understood.sure);
+            line["sure"] = json!(understood.doubt.is_sure());
+        }
+        if let Some(closed) = &understood.closed {
+            // Heard as a closed-domain reading: what the free decode wrote, and the belief.
+            line["closed_domain"] = json!(closed);
         }
         if profile.wake.mode == voicepay::wake::WakeMode::Phrase {
             line["addressed"] = json!(match understood.addressed {

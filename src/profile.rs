@@ -528,6 +528,7 @@ impl DeviceProfile {
             default_currency: self.default_currency,
             known_payees: self.payee_book().spoken_forms(),
             known_providers: self.known_providers.clone(),
+            token_prices: self.payments.token_prices.clone(),
         }
     }
 

@@ -10,11 +10,12 @@ use tokio::time::Instant;
 use std::collections::HashMap;
 
 use crate::asr::automaton::{Language, Slot};
+use crate::asr::decoder::Reading;
 use crate::asr::{AsrError, Transcriber, TranscriberSettings, Transcript};
 use crate::audio::Utterance;
 use crate::audio::source::Input;
 use crate::intent::language::{self, Listening};
-use crate::intent::{self, AnswerKind, Intent, ParseContext};
+use crate::intent::{self, AnswerKind, Doubt, Intent, ParseContext};
 use crate::payees::{Resolution, SharedPayees};
 use crate::profile::{DeviceProfile, PromptStyle};
 use crate::protocol::Evidence;
@@ -32,8 +33,9 @@ pub struct Understood {
     /// Whether it was said to the device; the intent is the command's.
     pub addressed: Addressed,
     pub intent: Intent,
-    /// Nothing in it looks invented (see [`Recognizer::sure`]).
-    pub sure: bool,
+    /// What in it may be invented (see [`doubt`]); nothing: it may pay
+    /// under the auto-pay limit without a read-back.
+    pub doubt: Doubt,
     pub transcribe_ms: u64,
 }
 
@@ -175,13 +177,13 @@ impl Recognizer {
         let intent = command.map_or(Intent::None, |text| {
             self.intent_of_text(text, transcript.confidence)
         });
-        let sure = self.sure(&transcript, &intent);
+        let doubt = self.doubt(&transcript, &intent, listening);
         let mut understood = Understood {
             transcript,
             closed: None,
             addressed,
             intent,
-            sure,
+            doubt,
             transcribe_ms: 0,
         };
         let for_us = match understood.addressed {
@@ -248,6 +250,24 @@ impl Recognizer {
         }
     }
 
+    /// Whether a reading's payee or provider is a name of the prompt that
+    /// the free decode's words do not hold.
+    fn names_unheard_prompt_name(&self, reading: &Reading, free_text: &str) -> bool {
+        let squash = crate::payees::squash;
+        let heard = squash(free_text);
+        let name_tokens: Vec<_> = reading
+            .tokens
+            .iter()
+            .zip(&reading.slots)
+            .filter(|(_, slot)| matches!(slot, Slot::Payee | Slot::Provider))
+            .map(|(token, _)| *token)
+            .collect();
+        let named = squash(&self.transcriber.text_of(&name_tokens));
+        !named.is_empty()
+            && self.prompt_names.iter().any(|p| squash(p) == named)
+            && !heard.contains(&named)
+    }
+
     /// Compiles `listening`'s language unless it is compiled with the book
     /// as it is now (the numbers' words are tokenized once, the first time).
     fn prepare(&mut self, listening: Listening, ctx: &ParseContext) {
@@ -259,7 +279,11 @@ impl Recognizer {
             let started = crate::clock::Stopwatch::start();
             let grammar = language::grammar(listening, ctx);
             let compiled = self.transcriber.language(&grammar);
-            tracing::debug!(?listening, ms = started.elapsed_ms(), "closed-domain language compiled");
+            tracing::debug!(
+                ?listening,
+                ms = started.elapsed_ms(),
+                "closed-domain language compiled"
+            );
             self.languages
                 .insert(listening, (ctx.known_payees.clone(), compiled));
         }
@@ -267,7 +291,11 @@ impl Recognizer {
 
     /// Reads the last utterance again in `listening`'s language, and takes
     /// that reading in place of the free one when the model believed it.
-    fn reread(&mut self, understood: &mut Understood, listening: Listening) -> Result<(), AsrError> {
+    fn reread(
+        &mut self,
+        understood: &mut Understood,
+        listening: Listening,
+    ) -> Result<(), AsrError> {
         let ctx = self.context_now().into_owned();
         self.prepare(listening, &ctx);
         let Some((_, language)) = self.languages.get(&listening) else {
@@ -276,9 +304,20 @@ impl Recognizer {
         let started = crate::clock::Stopwatch::start();
         let reading = self.transcriber.reread(language)?;
         tracing::debug!(ms = started.elapsed_ms(), "closed-domain reread");
-        let Some(reading) = reading else {
+        let Some(mut reading) = reading else {
             return Ok(());
         };
+        if self.names_unheard_prompt_name(&reading, &understood.transcript.text) {
+            // The prompt's own name, which the free decode did not write:
+            // read again without the prompt, and take only that reading.
+            let Some((_, language)) = self.languages.get(&listening) else {
+                return Ok(());
+            };
+            match self.transcriber.reread_unprompted(language)? {
+                Some(unprompted) => reading = unprompted,
+                None => return Ok(()),
+            }
+        }
         let transcript = &understood.transcript;
         let belief = reading.mean_log_prob().exp() * (1.0 - transcript.no_speech_probability);
         let margin = transcript.mean_log_prob() - reading.mean_log_prob();
@@ -313,12 +352,24 @@ impl Recognizer {
         });
         understood.transcript.confidence = belief;
         if listening == Listening::Command {
-            understood.addressed = Addressed::Command(reading.text);
+            understood.addressed = Addressed::Command(reading.text.clone());
             understood.intent = intent;
         }
         // A reading held to the book may name its nearest entry where
-        // someone else was said: never paid without a read-back.
-        understood.sure = false;
+        // someone else was said: never paid without a read-back, which says
+        // what the model believed least (the payee, unless the amount).
+        let certainty = self.amount_certainty;
+        let amount = reading
+            .least_probability(Slot::Number)
+            .is_some_and(|p| p < certainty);
+        let payee = reading
+            .least_probability(Slot::Payee)
+            .or(reading.least_probability(Slot::Provider))
+            .is_some_and(|p| p < certainty);
+        understood.doubt = Doubt {
+            amount,
+            payee: payee || !amount,
+        };
         Ok(())
     }
 
@@ -338,9 +389,26 @@ impl Recognizer {
         intent
     }
 
-    /// Whether a payment holds nothing Whisper may have made up (see [`sure`]).
+    /// Whether a payment holds nothing Whisper may have made up (see [`doubt`]).
     pub fn sure(&self, transcript: &Transcript, intent: &Intent) -> bool {
-        sure(
+        self.doubt(transcript, intent, Listening::Command).is_sure()
+    }
+
+    /// What in a payment (or, replying to "How much?", in an amount alone)
+    /// Whisper may have made up (see [`doubt`]).
+    pub fn doubt(&self, transcript: &Transcript, intent: &Intent, listening: Listening) -> Doubt {
+        if listening == Listening::Amount && !intent.is_payment() {
+            let ctx = self.context_now();
+            let amount = transcript
+                .amount_probability(|w| intent::is_number_word(w, &ctx))
+                .is_some_and(|p| p < self.amount_certainty)
+                || intent::amount_spoken_as_pair(&transcript.text, &ctx);
+            return Doubt {
+                amount,
+                payee: false,
+            };
+        }
+        doubt(
             transcript,
             intent,
             &self.context_now(),
@@ -384,7 +452,8 @@ impl Recognizer {
                         transcript: understood.transcript.text,
                         addressed: understood.addressed,
                         intent: understood.intent,
-                        sure: understood.sure,
+                        sure: understood.doubt.is_sure(),
+                        doubt: understood.doubt,
                     }),
                     Err(error) => Err(format!("{name}: {error}")),
                 };
@@ -487,6 +556,8 @@ pub struct Understanding {
     pub intent: Intent,
     /// Whisper was sure of the amount's words; when not, the payment is read back.
     pub sure: bool,
+    /// Which part it was unsure of, to say so in the read-back.
+    pub doubt: Doubt,
     pub evidence: Evidence,
 }
 
@@ -501,6 +572,7 @@ impl Heard {
                 addressed: Addressed::Command(text.to_owned()),
                 intent: intent::parse(text, context),
                 sure: true,
+                doubt: Doubt::NONE,
                 evidence: Evidence::new(text, b"", 1.0, context.language.code()),
             }),
         }
@@ -615,23 +687,23 @@ pub fn spawn(mut recognizer: Recognizer, mut inputs: mpsc::Receiver<Input>) -> S
     source
 }
 
-/// Whether a payment holds nothing Whisper may have made up, so that it may
-/// pay under the auto-pay limit without a read-back. "fifteen" and "fifty"
+/// What in a payment Whisper may have made up; with nothing, it may pay
+/// under the auto-pay limit without a read-back. "fifteen" and "fifty"
 /// differ by a token Whisper may barely believe: an amount token under
-/// `amount_certainty` is unsure. An amount spoken as two numbers ("twelve
+/// `amount_certainty` is in doubt. An amount spoken as two numbers ("twelve
 /// fifty") has another reading. And a payee or provider the prompt names may
-/// have been copied from it. Any of these: unsure.
-pub fn sure(
+/// have been copied from it.
+pub fn doubt(
     transcript: &Transcript,
     intent: &Intent,
     ctx: &ParseContext,
     prompt_names: &[String],
     amount_certainty: f32,
-) -> bool {
+) -> Doubt {
     let name = match intent {
         Intent::Pay { payee, .. } => payee,
         Intent::TopUp { provider, .. } => provider,
-        _ => return true,
+        _ => return Doubt::NONE,
     };
     let squash = crate::payees::squash;
     let from_prompt = prompt_names.iter().any(|p| squash(p) == squash(name));
@@ -639,7 +711,21 @@ pub fn sure(
         .amount_probability(|w| intent::is_number_word(w, ctx))
         .is_none_or(|p| p >= amount_certainty);
     let one_reading = !intent::amount_spoken_as_pair(&transcript.text, ctx);
-    amount_sure && one_reading && !from_prompt
+    Doubt {
+        amount: !(amount_sure && one_reading),
+        payee: from_prompt,
+    }
+}
+
+/// [`doubt`] with nothing in doubt.
+pub fn sure(
+    transcript: &Transcript,
+    intent: &Intent,
+    ctx: &ParseContext,
+    prompt_names: &[String],
+    amount_certainty: f32,
+) -> bool {
+    doubt(transcript, intent, ctx, prompt_names, amount_certainty).is_sure()
 }
 
 #[cfg(test)]

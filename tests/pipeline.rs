@@ -984,10 +984,7 @@ async fn a_payee_outside_the_book_is_asked_about_and_one_added_while_the_daemon_
         other => said(other),
     })
     .await;
-    assert_eq!(
-        read_back,
-        "Pay 20 yuan to Shell? That is two zero. Say confirm or cancel."
-    );
+    assert_eq!(read_back, "Pay 20 yuan to Shell? Say confirm or cancel.");
     say(&intake, "Confirm.").await;
     assert_eq!(answer_status(&mut events).await, ResponseStatus::Approved);
 
@@ -1019,6 +1016,56 @@ async fn a_payee_outside_the_book_is_asked_about_and_one_added_while_the_daemon_
         .map(|e| e.payee.clone())
         .collect();
     assert_eq!(payees, ["Shell", "Walmart"]);
+}
+
+/// What the device says next; nothing may be sent before it.
+async fn next_said(events: &mut mpsc::UnboundedReceiver<Event>) -> String {
+    next_where(events, |e| match e {
+        Event::Sent { .. } => panic!("paid before a read-back"),
+        other => said(other),
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_said_without_its_amount_is_asked_for_it_read_back_and_paid() {
+    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    setup.set_limits(5_000); // auto-pay 50 yuan: still read back, it took two utterances
+    let gateway = setup.start_gateway();
+    let (intake, mut events, shutdown, daemon) =
+        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    say(&intake, "Pay Heytea.").await;
+    assert_eq!(next_said(&mut events).await, "How much to Heytea?");
+    say(&intake, "Thirty six yuan.").await;
+    assert_eq!(
+        next_said(&mut events).await,
+        "Pay 36 yuan to Heytea? Say confirm or cancel."
+    );
+    say(&intake, "Confirm.").await;
+    assert_eq!(answer_status(&mut events).await, ResponseStatus::Approved);
+    assert_eq!(next_said(&mut events).await, "Paid 36 yuan to Heytea.");
+
+    // Chatter gets no answer; a command tried but not made out gets a short one.
+    say(&intake, "Pay attention to the road.").await;
+    say(&intake, "Pay 20 yuan to Bob and Alice.").await;
+    assert_eq!(next_said(&mut events).await, "Sorry, I didn't catch that.");
+    // A payee never guessed: a name outside the book drops the payment.
+    say(&intake, "Pay thirty six yuan.").await;
+    assert_eq!(next_said(&mut events).await, "Who should I pay 36 yuan to?");
+    say(&intake, "Walmart.").await;
+    assert_eq!(
+        next_said(&mut events).await,
+        "Sorry, I did not catch that; nothing was paid."
+    );
+
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+    let ledger = setup.ledger_after(gateway).await;
+    let paid: Vec<(&str, i64)> = ledger
+        .iter()
+        .map(|e| (e.payee.as_str(), e.amount.minor))
+        .collect();
+    assert_eq!(paid, [("Heytea", 3_600)]);
 }
 
 /// `text` as heard by a device with this parse context.

@@ -122,7 +122,11 @@ impl Grammar {
     /// accepting node, each word its set's `pick`-th alternative (modulo the
     /// set's size): a walk for tests that the language says only what the
     /// parser reads.
-    pub fn sample(&self, choices: &mut impl FnMut(usize) -> usize, max_words: usize) -> Option<Vec<(String, Slot)>> {
+    pub fn sample(
+        &self,
+        choices: &mut impl FnMut(usize) -> usize,
+        max_words: usize,
+    ) -> Option<Vec<(String, Slot)>> {
         let mut at = Self::START;
         let mut out = Vec::new();
         while out.len() <= max_words {
@@ -162,7 +166,10 @@ struct TrieNode {
 }
 
 impl TokenTrie {
-    fn build(words: &[String], tokenize: &mut impl FnMut(&str) -> Option<Vec<TokenId>>) -> TokenTrie {
+    fn build(
+        words: &[String],
+        tokenize: &mut impl FnMut(&str) -> Option<Vec<TokenId>>,
+    ) -> TokenTrie {
         let mut trie = TokenTrie {
             nodes: vec![TrieNode::default()],
         };
@@ -327,7 +334,10 @@ impl Language {
             else {
                 continue;
             };
-            let moved = Cursor { at: child, ..*cursor };
+            let moved = Cursor {
+                at: child,
+                ..*cursor
+            };
             if !trie.nodes[child as usize].edges.is_empty() && !next.cursors.contains(&moved) {
                 next.cursors.push(moved);
             }
@@ -387,7 +397,11 @@ mod tests {
     }
 
     fn words(key: &str, words: &[&str]) -> Arc<WordSet> {
-        WordSet::new(key, Slot::Words, words.iter().map(|w| w.to_string()).collect())
+        WordSet::new(
+            key,
+            Slot::Words,
+            words.iter().map(|w| w.to_string()).collect(),
+        )
     }
 
     fn pay_language() -> Language {
@@ -412,7 +426,10 @@ mod tests {
         assert!(lang.accepts(&ids(" Pay Bob 5.")));
         assert!(lang.accepts(&ids(" Pay Bobby 50.")));
         assert!(lang.accepts(&ids(" Pay 50 to Bob.")));
-        assert!(!lang.accepts(&ids(" Pay Bob 5")), "end-of-text only where the language ends");
+        assert!(
+            !lang.accepts(&ids(" Pay Bob 5")),
+            "end-of-text only where the language ends"
+        );
         assert!(!lang.accepts(&ids(" Pay Alice 5.")));
         assert!(!lang.accepts(&ids(" Pay 5 Bob.")));
     }

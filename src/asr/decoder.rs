@@ -166,7 +166,10 @@ impl<'a> Session<'a> {
                     .collect();
                 // The text must say something before it may end.
                 if hypothesis.walk.accepting && !hypothesis.reading.tokens.is_empty() {
-                    let logit = logits.get(eot as usize).copied().unwrap_or(f32::NEG_INFINITY);
+                    let logit = logits
+                        .get(eot as usize)
+                        .copied()
+                        .unwrap_or(f32::NEG_INFINITY);
                     options.push((None, logit - lse));
                 }
                 options.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -204,9 +207,12 @@ impl<'a> Session<'a> {
                 break;
             }
         }
-        let best = finished
-            .into_iter()
-            .max_by(|a, b| a.log_probs.iter().sum::<f32>().total_cmp(&b.log_probs.iter().sum::<f32>()));
+        let best = finished.into_iter().max_by(|a, b| {
+            a.log_probs
+                .iter()
+                .sum::<f32>()
+                .total_cmp(&b.log_probs.iter().sum::<f32>())
+        });
         Ok(best.map(|mut reading| {
             reading.text = self.text_of(&reading.tokens);
             reading
@@ -281,7 +287,9 @@ mod tests {
             text: "x".into(),
         };
         assert!((reading.mean_log_prob() + 1.0).abs() < 1e-6);
-        assert!((reading.least_probability(Slot::Payee).unwrap_or(0.0) - (-1.5f32).exp()).abs() < 1e-6);
+        assert!(
+            (reading.least_probability(Slot::Payee).unwrap_or(0.0) - (-1.5f32).exp()).abs() < 1e-6
+        );
         assert_eq!(reading.least_probability(Slot::Number), None);
     }
 }

@@ -77,7 +77,11 @@ impl Transcript {
         if self.tokens.is_empty() {
             return f32::NEG_INFINITY;
         }
-        let sum: f32 = self.tokens.iter().map(|t| t.probability.max(1e-6).ln()).sum();
+        let sum: f32 = self
+            .tokens
+            .iter()
+            .map(|t| t.probability.max(1e-6).ln())
+            .sum();
         sum / self.tokens.len() as f32
     }
 
@@ -215,6 +219,21 @@ impl Transcriber {
         session.constrained(language, max_tokens, READING_BEAM)
     }
 
+    /// [`Transcriber::reread`] without the initial prompt: the prompt's
+    /// example sentences make their own names likelier than the audio
+    /// warrants ("for Q1" read as the prompt's "Kimi", not "Qwen").
+    pub fn reread_unprompted(&mut self, language: &Language) -> Result<Option<Reading>, AsrError> {
+        if !self.encoded {
+            return Ok(None);
+        }
+        let max_tokens = usize::from(self.settings.max_tokens);
+        let sot = self.context.token_sot();
+        let start = self.prefix.iter().position(|t| *t == sot).unwrap_or(0);
+        let prefix = self.prefix[start..].to_vec();
+        let mut session = Session::new(&self.context, &mut self.state, prefix, false);
+        session.constrained(language, max_tokens, READING_BEAM)
+    }
+
     /// The model's log-likelihood of each candidate text for the last
     /// utterance (teacher-forced; see [`Session::score`]).
     pub fn score(&mut self, candidates: &[String]) -> Result<Vec<Reading>, AsrError> {
@@ -227,6 +246,17 @@ impl Transcriber {
             .collect::<Result<_, _>>()?;
         let mut session = self.session();
         tokenized.iter().map(|t| session.score(t)).collect()
+    }
+
+    /// The text of tokens, as Whisper writes them.
+    pub fn text_of(&self, tokens: &[TokenId]) -> String {
+        let mut bytes = Vec::new();
+        for &token in tokens {
+            if let Ok(piece) = self.context.token_to_bytes(token) {
+                bytes.extend_from_slice(piece);
+            }
+        }
+        String::from_utf8_lossy(&bytes).trim().to_owned()
     }
 
     fn session(&mut self) -> Session<'_> {

@@ -245,7 +245,12 @@ impl Builder<'_> {
             .map(std::slice::from_ref)
             .collect();
         let minor_unit = self.words("minor-unit", &minor_units);
-        let joiners: Vec<&[&str]> = self.lex.minor_joiners.iter().map(std::slice::from_ref).collect();
+        let joiners: Vec<&[&str]> = self
+            .lex
+            .minor_joiners
+            .iter()
+            .map(std::slice::from_ref)
+            .collect();
         let joiner = self.words("minor-joiner", &joiners);
         let joined = self.g.chain(named, &[&joiner]);
         self.g.skip(named, joined);
@@ -299,16 +304,16 @@ impl Builder<'_> {
         opened
     }
 
-    /// Payments, top-ups and spending questions. A limit change or a stop
-    /// of the agents is taken from the free decode alone: a reading forced
-    /// there would change what the user set without a read-back (on the
-    /// development half one turned "Affirm the task of 18 million." into
-    /// the prompt's own "Set my auto pay limit to 50 kuai.").
+    /// Payments and top-ups, which are always read back when read this way.
+    /// A limit change, a stop of the agents or a spending question is taken
+    /// from the free decode alone: none is read back, and on the development
+    /// half readings forced there turned "Affirm the task of 18 million."
+    /// into the prompt's own "Set my auto pay limit to 50 kuai." and "Good
+    /// morning." into "So what did I spend this week?".
     fn commands(&mut self, start: usize) {
         let at = self.opening(start);
         self.payments(at);
         self.top_ups(at);
-        self.queries(at);
     }
 
     fn payments(&mut self, at: usize) {
@@ -339,7 +344,12 @@ impl Builder<'_> {
 
     fn top_ups(&mut self, at: usize) {
         let verbs = self.words("top-up-verbs", self.lex.top_up_verbs);
-        let token_words: Vec<&[&str]> = self.lex.token_words.iter().map(std::slice::from_ref).collect();
+        let token_words: Vec<&[&str]> = self
+            .lex
+            .token_words
+            .iter()
+            .map(std::slice::from_ref)
+            .collect();
         let tokens = self.words("token-words", &token_words);
         let prepositions: Vec<&[&str]> = self
             .lex
@@ -365,25 +375,6 @@ impl Builder<'_> {
         self.end(counted);
     }
 
-    fn queries(&mut self, at: usize) {
-        let openers = self.words(
-            "query-openers",
-            &[
-                &["how", "much", "did", "i", "spend"],
-                &["how", "much", "have", "i", "spent"],
-                &["how", "much", "did", "i", "pay"],
-                &["what", "did", "i", "spend"],
-                &["what", "have", "i", "spent"],
-            ],
-        );
-        let periods = self.words(
-            "query-periods",
-            &[&["today"], &["this", "week"], &["this", "month"]],
-        );
-        let asked = self.g.chain(at, &[&openers, &periods]);
-        self.end(asked);
-    }
-
     /// Confirm or cancel, alone or in two parts ("No, cancel that."), with
     /// the spoken code when it is asked for.
     fn answers(&mut self, start: usize, code: bool) {
@@ -406,7 +397,10 @@ impl Builder<'_> {
         }
         let (yes_once, yes_twice) = (ends[0], ends[1]);
         if code {
-            let lead = self.words("code-lead", &[&["the", "code", "is"], &["code"], &["my", "code", "is"]]);
+            let lead = self.words(
+                "code-lead",
+                &[&["the", "code", "is"], &["code"], &["my", "code", "is"]],
+            );
             let digit_words: Vec<&[&str]> = self
                 .lex
                 .digit_words
@@ -467,13 +461,20 @@ impl Builder<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::intent::{Intent, parse, read_answer, AnswerKind};
+    use crate::intent::{AnswerKind, Intent, parse, read_answer};
 
     fn context() -> ParseContext {
         ParseContext {
-            known_payees: ["Heytea", "Luckin Coffee", "Luckin", "Alice", "Uber", "Netflix"]
-                .map(String::from)
-                .to_vec(),
+            known_payees: [
+                "Heytea",
+                "Luckin Coffee",
+                "Luckin",
+                "Alice",
+                "Uber",
+                "Netflix",
+            ]
+            .map(String::from)
+            .to_vec(),
             ..ParseContext::default()
         }
     }
@@ -496,7 +497,10 @@ mod tests {
         while out.len() < count {
             if let Some(words) = g.sample(&mut choose, 40) {
                 let text: String = words.iter().map(|(w, _)| w.as_str()).collect();
-                out.push((text.trim().to_owned(), words.iter().map(|(_, s)| *s).collect()));
+                out.push((
+                    text.trim().to_owned(),
+                    words.iter().map(|(_, s)| *s).collect(),
+                ));
             }
         }
         out
@@ -533,12 +537,15 @@ mod tests {
             " Pay Netflix, $15 and 49 cents.",
             " Send 5 dollars 75 to Alice.",
             " Top up 200,000 tokens on Kimi.",
-            " How much did I spend this week?",
         ] {
             let tokens: Vec<i32> = text.chars().map(|c| c as i32).collect();
             assert!(lang.accepts(&tokens), "{text:?}");
         }
-        for text in [" Pay 36 yuan to Bob.", " Set my auto pay limit to 50 kuai."] {
+        for text in [
+            " Pay 36 yuan to Bob.",
+            " Set my auto pay limit to 50 kuai.",
+            " How much did I spend this week?",
+        ] {
             let tokens: Vec<i32> = text.chars().map(|c| c as i32).collect();
             assert!(!lang.accepts(&tokens), "{text:?}");
         }

@@ -30,7 +30,14 @@ pub(crate) struct Lexicon {
     pub answer_fillers: &'static [Phrase],
 
     pub pay_verbs: &'static [Phrase],
+    /// Pay verbs Whisper glues to a short name ("Payuber"): split off only
+    /// before a known payee's spelling.
+    pub glued_pay_verbs: Words,
     pub top_up_verbs: &'static [Phrase],
+    /// Top-up verbs that take a sum of money without naming tokens ("top up
+    /// Kimi with 50 yuan"); after the others ("buy 50 yuan") only "... of
+    /// Kimi tokens" makes the money a top-up.
+    pub balance_verbs: &'static [Phrase],
     pub limit_verbs: &'static [Phrase],
     /// What opens an approval of an agent's task ("approve", "go ahead with").
     pub approve_verbs: &'static [Phrase],
@@ -50,6 +57,8 @@ pub(crate) struct Lexicon {
     pub hesitations: Words,
     /// Any time other than now: we do not schedule payments.
     pub schedule_words: Words,
+    /// Bound an amount instead of naming it ("less than 50 yuan", "about 20").
+    pub comparisons: &'static [Phrase],
 
     /// Introduce a payee ("to Heytea", "at Heytea").
     pub payee_prepositions: Words,
@@ -66,6 +75,9 @@ pub(crate) struct Lexicon {
     pub articles: Words,
     /// Kept lowercase inside a name ("Bank of China").
     pub lowercase_in_names: Words,
+    /// Common nouns said after a known payee's name ("the Didi ride"): not
+    /// part of the name when the words before them are a known payee.
+    pub trailing_nouns: Words,
 
     pub token_words: Words,
     /// Words between a count and "tokens" that cannot be a provider ("to", "for").

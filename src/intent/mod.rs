@@ -20,14 +20,18 @@ pub mod language;
 mod lexicon;
 mod names;
 mod numbers;
+mod partial;
 mod quantity;
 #[cfg(test)]
 mod tests;
 mod text;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub use answers::AnswerKind;
+pub use partial::{Doubt, Partial, amount_alone, attempted_command, partial_payment, payee_alone};
 
 use crate::language::Language;
 use crate::money::{Currency, Money, MoneyError};
@@ -46,6 +50,10 @@ pub struct ParseContext {
     pub known_payees: Vec<String>,
     /// Token top-up providers ("Kimi", "DeepSeek").
     pub known_providers: Vec<String>,
+    /// Provider -> price of a million tokens (the profile's
+    /// `[payments] token_prices`): turns "top up Kimi with 50 yuan" into a
+    /// token count. A provider without a price takes no money top-up.
+    pub token_prices: BTreeMap<String, Money>,
 }
 
 impl Default for ParseContext {
@@ -57,6 +65,7 @@ impl Default for ParseContext {
             known_providers: ["Kimi", "Qwen", "Claude", "DeepSeek", "OpenAI"]
                 .map(String::from)
                 .to_vec(),
+            token_prices: BTreeMap::new(),
         }
     }
 }
@@ -554,7 +563,10 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn parse(&self, transcript: &str) -> Option<Intent> {
-        let sentences = text::sentences(transcript)?;
+        let mut sentences = text::sentences(transcript)?;
+        for sentence in &mut sentences {
+            self.split_glued_pay(sentence);
+        }
         if let [sentence] = sentences.as_slice()
             && let Some(command) = self.command(sentence)
             && self.stops_agents(&norms(command.core()))
@@ -584,6 +596,54 @@ impl Parser<'_> {
             return None;
         }
         self.interpret(&command)
+    }
+
+    /// "Payuber 43 yuan.": Whisper glues a short name to "pay". The verb is
+    /// split off only when the rest (with the words after it) spells a known
+    /// payee and the glued word itself does not ("PayPal" stays whole); any
+    /// other glued word stays one word and reads as nothing.
+    fn split_glued_pay(&self, sentence: &mut Sentence) {
+        let known = &self.ctx.known_payees;
+        let spells_known = |first: &str, after: &[Token]| {
+            (0..=after.len().min(MAX_NAME_WORDS - 1)).any(|k| {
+                let mut name = first.to_owned();
+                for t in &after[..k] {
+                    name.push(' ');
+                    name.push_str(&t.raw);
+                }
+                names::exact_match(&name, known)
+            })
+        };
+        let mut i = 0;
+        while let Some(token) = sentence.tokens.get(i) {
+            let after = sentence.tokens.get(i + 1..).unwrap_or_default();
+            let split = self.lex.glued_pay_verbs.iter().find_map(|verb| {
+                let rest = token.raw.get(verb.len()..).filter(|r| !r.is_empty())?;
+                let head = token.raw.get(..verb.len())?;
+                (head.eq_ignore_ascii_case(verb)
+                    && spells_known(rest, after)
+                    && !spells_known(&token.raw, after))
+                .then(|| (head.to_owned(), rest.to_owned()))
+            });
+            if let Some((head, rest)) = split {
+                let glued = sentence.tokens.remove(i);
+                let verb = Token {
+                    norm: head.to_lowercase(),
+                    raw: head,
+                    hyphen_before: glued.hyphen_before,
+                    comma_after: false,
+                };
+                let name = Token {
+                    norm: rest.to_lowercase(),
+                    raw: rest,
+                    hyphen_before: false,
+                    comma_after: glued.comma_after,
+                };
+                sentence.tokens.splice(i..i, [verb, name]);
+                i += 1;
+            }
+            i += 1;
+        }
     }
 
     /// Confirm or cancel, when the whole utterance is made of answer phrases.
@@ -674,7 +734,8 @@ impl Parser<'_> {
             return self.pay(&core[n..]);
         }
         if let Some(n) = starts_with_any(&words, lex.top_up_verbs) {
-            return self.top_up(&core[n..]);
+            let balance = starts_with_any(&words, lex.balance_verbs).is_some();
+            return self.top_up(&core[n..], balance);
         }
         if let Some(n) = starts_with_any(&words, lex.limit_verbs) {
             return self.set_limit(&core[n..]);
@@ -698,8 +759,33 @@ impl Parser<'_> {
                 .all(|w| lex.agent_words.contains(w) || lex.agent_objects.contains(w))
     }
 
-    /// "approve", "approve the task", "reject it", "deny the agent's request".
+    /// "approve", "approve the task", "reject it", "deny the agent's request";
+    /// also after a yes or no that says the same ("Yes, approve it", "No,
+    /// deny it"). A yes before "deny" or a no before "approve" is neither.
     fn task_answer(&self, words: &[&str]) -> Option<Intent> {
+        let lex = self.lex;
+        if let Some(intent) = self.task_verb_answer(words) {
+            return Some(intent);
+        }
+        let yes = starts_with_any(words, lex.confirm).or(starts_with_any(words, lex.weak_confirm));
+        if let Some(n) = yes {
+            let rest = words.get(n..)?;
+            return self
+                .task_verb_answer(rest)
+                .filter(|i| *i == Intent::ApproveTask);
+        }
+        if let Some((first, rest)) = words.split_first()
+            && lex.lone_no.contains(first)
+        {
+            return self
+                .task_verb_answer(rest)
+                .filter(|i| *i == Intent::RejectTask);
+        }
+        None
+    }
+
+    /// An approve or reject verb and nothing but its object.
+    fn task_verb_answer(&self, words: &[&str]) -> Option<Intent> {
         let (intent, verb_len) = if let Some(n) = starts_with_any(words, self.lex.approve_verbs) {
             (Intent::ApproveTask, n)
         } else if let Some(n) = starts_with_any(words, self.lex.reject_verbs) {
@@ -766,7 +852,11 @@ impl Parser<'_> {
         if any_of(&words, lex.pay_idioms) || any_of(&words, lex.schedule_words) {
             return None;
         }
-        let quantity = self.single_quantity(&self.mask_known_payees(tokens, words))?;
+        let masked = self.mask_known_payees(tokens, words);
+        let quantity = self.single_quantity(&masked)?;
+        if self.bounded(&masked, &quantity) {
+            return None;
+        }
         let Value::Money(amount) = quantity.value else {
             return None;
         };
@@ -810,6 +900,14 @@ impl Parser<'_> {
             start += known_len.unwrap_or(1);
         }
         words
+    }
+
+    /// "less than 50 yuan", "about 20 yuan": a bound or a guess, not an amount
+    /// to pay ("I want to pay less than fifty yuan for dinner" is a wish).
+    fn bounded(&self, words: &[&str], quantity: &Quantity) -> bool {
+        words
+            .get(..quantity.span.start)
+            .is_some_and(|before| ends_with_any(before, self.lex.comparisons).is_some())
     }
 
     /// The only quantity in the words; two ("20 yuan or 30 yuan") is none.
@@ -901,6 +999,15 @@ impl Parser<'_> {
         if let Some(known) = names::best_match(&names::joined(tokens), known) {
             return Some(known.to_string());
         }
+        // "the Didi ride": a known payee and a common noun; the noun is no
+        // part of the name. An unknown name keeps its noun ("Sunset Tours").
+        if let Some((last, name)) = tokens.split_last()
+            && !name.is_empty()
+            && self.is_word(last, lex.trailing_nouns)
+            && let Some(known) = names::best_match(&names::joined(name), known)
+        {
+            return Some(known.to_string());
+        }
         let refused = tokens.iter().any(|t| {
             self.is_word(t, lex.not_names)
                 || self.is_word(t, lex.conjunctions)
@@ -912,25 +1019,60 @@ impl Parser<'_> {
         (!refused && has_letter).then(|| names::title_case(tokens, lex.lowercase_in_names))
     }
 
-    /// The words after the top-up verb: "200000 tokens on Kimi", "Kimi with 1 million tokens".
-    fn top_up(&self, tokens: &[&Token]) -> Option<Intent> {
+    /// The words after the top-up verb: "200000 tokens on Kimi", "Kimi with 1
+    /// million tokens", or a sum of money: "Kimi with 50 yuan", "50 yuan of
+    /// Kimi tokens". `balance` says the verb takes money without "tokens".
+    fn top_up(&self, tokens: &[&Token], balance: bool) -> Option<Intent> {
         let words = norms(tokens);
         if any_of(&words, self.lex.schedule_words) {
             return None;
         }
         let quantity = self.single_quantity(&words)?;
-        let Value::Tokens(count) = quantity.value else {
-            // A price ("buy tokens for 20 yuan") is the gateway's to set, not ours to pay.
+        if self.bounded(&words, &quantity) {
             return None;
+        }
+        let provider = self.provider(tokens, &quantity)?;
+        let count = match quantity.value {
+            Value::Tokens(count) => count,
+            // A bare number ("top up Kimi with 50") may be tokens or money: none.
+            Value::Money(amount)
+                if quantity.span.len() > quantity.number.len()
+                    && (balance || any_of(&words, self.lex.token_words)) =>
+            {
+                self.tokens_for(amount, &provider)?
+            }
+            _ => return None,
         };
         if count == 0 {
             return None;
         }
-        let provider = self.provider(tokens, &quantity)?;
         Some(Intent::TopUp {
             tokens: count,
             provider,
         })
+    }
+
+    /// How many of `provider`'s tokens `amount` buys at the price the device
+    /// knows, rounded down: the dialog prices them again, rounding up, so the
+    /// read-back never asks for more than was said (50 yuan of Kimi at 12.00 a
+    /// million is 4,166,666 tokens for 50.00). No price, or a price in
+    /// another currency, is no top-up: the parser does not guess a rate.
+    fn tokens_for(&self, amount: Money, provider: &str) -> Option<u64> {
+        let per_million = self
+            .ctx
+            .token_prices
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(provider))
+            .map(|(_, price)| *price)?;
+        if !amount.is_positive()
+            || !per_million.is_positive()
+            || per_million.currency != amount.currency
+        {
+            return None;
+        }
+        let count =
+            i128::from(amount.minor).checked_mul(1_000_000)? / i128::from(per_million.minor);
+        u64::try_from(count).ok()
     }
 
     /// A known provider named anywhere, or else a name after "on"/"for"/...

@@ -176,7 +176,9 @@ const UNSUPPORTED_MAGNITUDES: &[&str] = &[
 /// "hundred", "thousand", "million", "and"), for the decoder's language.
 pub(crate) fn number_words() -> Vec<&'static str> {
     let mut words: Vec<&'static str> = UNITS.iter().chain(&TEENS).chain(&TENS).copied().collect();
-    words.extend(["zero", "hundred", "thousand", "million", "a", "and", "point"]);
+    words.extend([
+        "zero", "hundred", "thousand", "million", "a", "and", "point",
+    ]);
     words
 }
 

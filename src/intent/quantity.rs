@@ -111,6 +111,18 @@ fn read_at(words: &[&str], i: usize, default: Currency, lex: &Lexicon) -> Option
     } else if next(end).is_some_and(lex.amounts.is_minor_unit) {
         // "50 cents" alone: cents of which currency? Not worth guessing.
         return unreadable(end + 1);
+    } else if let Some((p, _)) = prefix
+        && names_minor_unit(words, end, lex)
+    {
+        // "$15 and 49 cents": the sign's currency, its cents named after it.
+        let currency = p.resolve(default);
+        match minor_part(words, end, currency, major, lex) {
+            Ok((minor, after)) => {
+                end = after;
+                money(major, minor, currency)
+            }
+            Err(after) => return unreadable(after),
+        }
     } else {
         let currency = prefix.map_or(default, |(p, _)| p.resolve(default));
         money(major, 0, currency)
@@ -236,6 +248,21 @@ fn minor_part(
     }
 }
 
+/// Whether a minor part with its unit named follows: "and 49 cents", "49
+/// cents". Without the unit ("$15 and 49") it is a second number.
+fn names_minor_unit(words: &[&str], at: usize, lex: &Lexicon) -> bool {
+    let joined = words.get(at).is_some_and(|w| lex.minor_joiners.contains(w));
+    let start = at + usize::from(joined);
+    words
+        .get(start..)
+        .and_then(lex.amounts.parse_number)
+        .is_some_and(|phrase| {
+            words
+                .get(start + phrase.len)
+                .is_some_and(|w| (lex.amounts.is_minor_unit)(w))
+        })
+}
+
 /// Where a token count ends: "200000 tokens", "two hundred thousand Kimi tokens".
 fn tokens_end(words: &[&str], at: usize, lex: &Lexicon) -> Option<usize> {
     for k in at..at + 3 {
@@ -304,6 +331,7 @@ mod tests {
         assert_eq!(values("4 dollars 05"), [money(405, Currency::USD)]);
         assert_eq!(values("4 dollars and 5 cents"), [money(405, Currency::USD)]);
         assert_eq!(values("six euros thirty"), [money(630, Currency::EUR)]);
+        assert_eq!(values("$ 15 and 49 cents"), [money(1549, Currency::USD)]);
         assert_eq!(values("1500 yen"), [money(1500, Currency::JPY)]);
         assert_eq!(values("25"), [money(2500, Currency::CNY)]);
         assert_eq!(values("200000 tokens"), [Value::Tokens(200_000)]);
@@ -322,6 +350,9 @@ mod tests {
         assert_eq!(values("5 grand"), [u]);
         assert_eq!(values("12.505 yuan"), [u]);
         assert_eq!(values("12.50 dollars 30"), [u]);
+        assert_eq!(values("$ 12.50 and 30 cents"), [u]);
+        // Without "cents" the second number is not taken for cents.
+        assert_eq!(values("$ 15 and 49").len(), 2);
         assert_eq!(values("4 dollars 150"), [u]);
         assert_eq!(values("1.5 tokens"), [u]);
         assert_eq!(values("$ 5 tokens"), [u]);

@@ -785,3 +785,195 @@ fn the_name_in_an_answer_to_who_should_i_pay_is_the_name_alone() {
     assert_eq!(name_answer("Shell", &ctx), "Shell");
     assert_eq!(name_answer("to the", &ctx), "");
 }
+
+/// A device that knows Kimi's price and a few merchants, as issue 21's cases need.
+fn priced_ctx() -> ParseContext {
+    ParseContext {
+        known_payees: ["Uber", "KFC", "Didi", "Netflix", "Heytea"]
+            .map(String::from)
+            .to_vec(),
+        token_prices: [("Kimi".to_string(), Money::new(1200, CNY))].into(),
+        ..ParseContext::default()
+    }
+}
+
+#[test]
+fn a_top_up_by_money_buys_the_tokens_the_providers_price_allows() {
+    let ctx = priced_ctx();
+    // 50.00 at 12.00 a million: 4,166,666 tokens, which cost 50.00 again.
+    let fifty_yuan_of_kimi = top_up(4_166_666, "Kimi");
+    for text in [
+        "Top up fifty yuan of Kimi tokens",
+        "Top up Kimi with fifty yuan",
+        "Buy fifty yuan of Kimi tokens",
+        "top up 50 yuan on Kimi",
+        "Recharge Kimi with ¥50.",
+    ] {
+        assert_eq!(parse(text, &ctx), fifty_yuan_of_kimi, "{text}");
+    }
+    assert_eq!(
+        parse("buy 12 yuan of Kimi tokens", &ctx),
+        top_up(1_000_000, "Kimi")
+    );
+}
+
+#[test]
+fn a_top_up_by_money_needs_a_price_a_named_currency_and_the_word_tokens_after_buy() {
+    let ctx = priced_ctx();
+    for text in [
+        // No price for Claude, Moonshot is unknown, the price is in yuan.
+        "Top up Claude with fifty yuan",
+        "Top up Moonshot with fifty yuan",
+        "Top up Kimi with fifty dollars",
+        // Fifty what?
+        "Top up Kimi with fifty",
+        // Buying money's worth of something that is not tokens.
+        "Buy fifty yuan of Kimi",
+        "Get fifty yuan from Kimi",
+        "buy 200000 Kimi tokens for 20 yuan",
+        "Top up Kimi with fifty yuan tomorrow",
+        "Top up Kimi with less than fifty yuan",
+        "I topped up Kimi with fifty yuan",
+    ] {
+        assert_eq!(parse(text, &ctx), NONE, "{text}");
+    }
+    // Without prices in the context (the phrase table's), none of it is a top-up.
+    assert_eq!(
+        parse("Top up Kimi with fifty yuan", &ctx_without_prices()),
+        NONE
+    );
+}
+
+fn ctx_without_prices() -> ParseContext {
+    ParseContext {
+        token_prices: BTreeMap::new(),
+        ..priced_ctx()
+    }
+}
+
+#[test]
+fn a_wish_bounded_by_a_comparison_is_not_a_payment() {
+    let ctx = priced_ctx();
+    for text in [
+        "I want to pay less than fifty yuan for dinner",
+        "pay more than 20 yuan to Uber",
+        "pay about 20 yuan to Uber",
+        "pay Uber up to 20 yuan",
+        "pay at most 20 yuan to Uber",
+        "top up under 200000 tokens on Kimi",
+    ] {
+        assert_eq!(parse(text, &ctx), NONE, "{text}");
+    }
+    assert_eq!(
+        parse("I want to pay fifty yuan for dinner to Uber", &ctx),
+        cny(5000, "Uber")
+    );
+}
+
+#[test]
+fn a_yes_or_no_before_the_task_verb_answers_the_task() {
+    use AnswerKind::{Approve, Reject};
+    let ctx = priced_ctx();
+    let task = [Approve, Reject];
+    assert_eq!(read_answer("Yes, approve it", &ctx, &task), Some(Approve));
+    assert_eq!(read_answer("No, deny it", &ctx, &task), Some(Reject));
+    assert_eq!(
+        read_answer("Yeah, approve the task.", &ctx, &task),
+        Some(Approve)
+    );
+    assert_eq!(read_answer("No, reject it.", &ctx, &task), Some(Reject));
+    assert_eq!(parse("Yes, approve it", &ctx), Intent::ApproveTask);
+    assert_eq!(parse("No, deny it", &ctx), Intent::RejectTask);
+    // A yes and a no at once is asked again.
+    assert_eq!(read_answer("Yes, deny it", &ctx, &task), None);
+    assert_eq!(read_answer("No, approve it", &ctx, &task), None);
+    assert_eq!(parse("Yes, deny it", &ctx), NONE);
+    assert_eq!(parse("No, approve it", &ctx), NONE);
+    assert_eq!(parse("Yes, approve it?", &ctx), NONE);
+}
+
+#[test]
+fn cents_named_after_a_currency_sign_belong_to_its_amount() {
+    let ctx = priced_ctx();
+    assert_eq!(
+        parse("Pay Netflix, $15 and 49 cents.", &ctx),
+        pay(1549, USD, "Netflix")
+    );
+    assert_eq!(
+        parse("Pay $15 and 49 cents to Netflix.", &ctx),
+        pay(1549, USD, "Netflix")
+    );
+    // Without "cents" the 49 is a second number.
+    assert_eq!(parse("Pay Netflix, $15 and 49.", &ctx), NONE);
+}
+
+#[test]
+fn pay_glued_to_a_known_payee_splits_off_and_nothing_else_does() {
+    let ctx = priced_ctx();
+    assert_eq!(parse("Payuber 43 yuan.", &ctx), cny(4300, "Uber"));
+    assert_eq!(parse("PayKFC 52, RMB.", &ctx), cny(5200, "KFC"));
+    assert_eq!(parse("Payheytea 20 yuan", &ctx), cny(2000, "Heytea"));
+    // Not a known payee after the verb: one word, and nothing is paid.
+    for text in [
+        "Payment 43 yuan.",
+        "Paybob 43 yuan.",
+        "Payuber 43 yuan.",
+        "Paypal 20 yuan",
+    ] {
+        let without = ParseContext {
+            known_payees: vec!["Bob".into(), "PayPal".into(), "Pal".into()],
+            ..ParseContext::default()
+        };
+        let expected = match text {
+            "Paybob 43 yuan." => cny(4300, "Bob"),
+            _ => NONE,
+        };
+        assert_eq!(parse(text, &without), expected, "{text}");
+    }
+    // Glued to anything else it stays a word.
+    assert_eq!(parse("I said payuber 43 yuan", &ctx), NONE);
+}
+
+#[test]
+fn a_common_noun_after_a_known_payee_is_no_part_of_its_name() {
+    let ctx = priced_ctx();
+    assert_eq!(
+        parse("Pay twenty three yuan for the Didi ride.", &ctx),
+        cny(2300, "Didi")
+    );
+    assert_eq!(parse("pay 30 yuan to KFC order", &ctx), cny(3000, "KFC"));
+    assert_eq!(
+        parse("pay 30 yuan for the Uber trip", &ctx),
+        cny(3000, "Uber")
+    );
+    // An unknown name keeps its noun.
+    assert_eq!(
+        parse("pay 30 yuan for the Metro ride", &ctx),
+        cny(3000, "Metro Ride")
+    );
+}
+
+#[test]
+fn a_top_up_on_a_merchant_names_a_provider_the_dialog_refuses() {
+    let ctx = priced_ctx();
+    // As any provider outside the table ("on Moonshot", the corpus's "on
+    // Starbucks"): the heard name is kept, and only the provider table makes
+    // it one, so the dialog answers that it knows no price and pays nothing.
+    for (text, name) in [
+        ("Top up 500,000 tokens on KFC.", "KFC"),
+        ("Top up 500,000 tokens on Moonshot.", "Moonshot"),
+    ] {
+        assert_eq!(parse(text, &ctx), top_up(500_000, name), "{text}");
+        assert_eq!(
+            crate::payees::resolve_provider(name, &ctx.known_providers),
+            None
+        );
+    }
+    // And money buys no merchant's tokens: it has no price.
+    assert_eq!(parse("Top up KFC with fifty yuan", &ctx), NONE);
+    assert_eq!(parse("Buy fifty yuan of KFC tokens", &ctx), NONE);
+    assert_eq!(
+        parse("Top up 500,000 tokens on Kimi.", &ctx),
+        top_up(500_000, "Kimi")
+    );
+}

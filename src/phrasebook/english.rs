@@ -15,33 +15,27 @@ pub(super) fn say(speech: &Speech) -> String {
         Speech::ReadBack {
             purchase,
             amount,
-            code: None,
-            spell_amount,
+            code,
+            doubt,
         } => {
             let verb = match purchase {
                 Purchase::Pay { .. } => "Pay",
                 Purchase::TopUp { .. } => "Top up",
             };
+            let answer = match code {
+                None => "Say confirm or cancel.".to_owned(),
+                Some(code) => format!("Say confirm and the code {}, or cancel.", spelled(code)),
+            };
             format!(
-                "{verb} {}?{} Say confirm or cancel.",
-                describe(purchase, *amount),
-                spelled_amount(*amount, *spell_amount)
+                "{verb} {}?{} {answer}",
+                read_back(purchase, *amount, doubt.amount),
+                unsure(purchase, *doubt)
             )
         }
-        Speech::ReadBack {
-            purchase,
-            amount,
-            code: Some(code),
-            spell_amount,
-        } => {
-            let spelled: Vec<String> = code.chars().map(String::from).collect();
-            format!(
-                "Pay {}?{} Say confirm and the code {}, or cancel.",
-                describe(purchase, *amount),
-                spelled_amount(*amount, *spell_amount),
-                spelled.join(" ")
-            )
-        }
+        Speech::AskAmount { payee } => format!("How much to {payee}?"),
+        Speech::AskPayee { amount } => format!("Who should I pay {} to?", money(*amount)),
+        Speech::MissingPartNotHeard => "Sorry, I did not catch that; nothing was paid.".to_owned(),
+        Speech::NotUnderstood => "Sorry, I didn't catch that.".to_owned(),
         Speech::RaiseLimit { scope, amount } => format!(
             "Raise your {} to {}? Say confirm or cancel.",
             scope_name(*scope),
@@ -168,17 +162,21 @@ pub(super) fn say(speech: &Speech) -> String {
             };
             let answer = match code {
                 None => "Say approve or reject.".to_owned(),
-                Some(code) => {
-                    let spelled: Vec<String> = code.chars().map(String::from).collect();
-                    format!("Say confirm and the code {}, or cancel.", spelled.join(" "))
-                }
+                Some(code) => format!("Say confirm and the code {}, or cancel.", spelled(code)),
             };
             let verb = match purchase {
                 Purchase::Pay { .. } => "pay",
                 Purchase::TopUp { .. } => "buy",
             };
+            // A long description would outlast the answer window (one took
+            // 8 s of an 8 s window): the history and the agent keep it.
+            let about = if description.split_whitespace().count() <= MAX_DESCRIPTION_WORDS {
+                format!(": {description}")
+            } else {
+                String::new()
+            };
             format!(
-                "{agent} asks to {verb} {}{every}: {description}. {answer}",
+                "{agent} asks to {verb} {}{every}{about}. {answer}",
                 describe(purchase, *amount)
             )
         }
@@ -318,27 +316,73 @@ fn names(currency: Currency) -> Option<Names> {
 
 /// "36 yuan", "4 dollars 75", "1 dollar 1 cent", "75 cents": the way the
 /// English parser reads amounts, so a read-back parses to the same money.
-/// " That is one five." for 15, " That is four point seven five." for 4.75.
-fn spelled_amount(amount: Money, spell: bool) -> String {
+/// The digits one by one: "4 7 2".
+fn spelled(code: &str) -> String {
+    let digits: Vec<String> = code.chars().map(String::from).collect();
+    digits.join(" ")
+}
+
+/// An agent's description longer than this is not read out.
+const MAX_DESCRIPTION_WORDS: usize = 6;
+
+/// The purchase as a read-back says it: "36 yuan to Heytea", or with the
+/// amount (a top-up's token count) spelled when it may have been misheard,
+/// "three six yuan to Heytea": fifteen and fifty are told apart by the
+/// user, not by the model.
+fn read_back(purchase: &Purchase, amount: Money, spell: bool) -> String {
     if !spell {
-        return String::new();
+        return describe(purchase, amount);
     }
+    match purchase {
+        Purchase::Pay { payee } => format!("{} to {payee}", spelled_money(amount)),
+        Purchase::TopUp { tokens, provider } => format!(
+            "{} {provider} tokens for {}",
+            digit_words(&tokens.to_string()),
+            money(amount)
+        ),
+    }
+}
+
+/// " Unsure of the amount.", " Unsure of the payee.", " Unsure of the payee
+/// and amount.", or nothing: the part the user should listen to.
+fn unsure(purchase: &Purchase, doubt: crate::intent::Doubt) -> String {
+    let (name, count) = match purchase {
+        Purchase::Pay { .. } => ("payee", "amount"),
+        Purchase::TopUp { .. } => ("provider", "token count"),
+    };
+    match (doubt.payee, doubt.amount) {
+        (false, false) => String::new(),
+        (true, false) => format!(" Unsure of the {name}."),
+        (false, true) => format!(" Unsure of the {count}."),
+        (true, true) => format!(" Unsure of the {name} and {count}."),
+    }
+}
+
+/// "three six yuan", "four point seven five dollars": the figures one by one,
+/// then the currency.
+fn spelled_money(amount: Money) -> String {
+    let figures = amount.to_decimal_string();
+    let figures = figures.strip_suffix(".00").unwrap_or(&figures);
+    let unit = names(amount.currency).map_or(amount.currency.code(), |n| {
+        n.major[usize::from(figures != "1")]
+    });
+    format!("{} {unit}", digit_words(figures))
+}
+
+/// "1500" as "one five zero zero", "4.75" as "four point seven five", "-3" as "minus three".
+fn digit_words(figures: &str) -> String {
     const DIGITS: [&str; 10] = [
         "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
     ];
-    let figures = amount.to_decimal_string();
-    let figures = figures
-        .strip_suffix(".00")
-        .unwrap_or(&figures)
-        .trim_start_matches('-');
     let words: Vec<&str> = figures
         .chars()
         .filter_map(|c| match c {
             '.' => Some("point"),
+            '-' => Some("minus"),
             d => d.to_digit(10).map(|d| DIGITS[d as usize]),
         })
         .collect();
-    format!(" That is {}.", words.join(" "))
+    words.join(" ")
 }
 
 pub(super) fn money(amount: Money) -> String {
@@ -362,14 +406,148 @@ pub(super) fn money(amount: Money) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::intent::Doubt;
+
+    fn read(minor: i64, currency: Currency, doubt: Doubt) -> String {
+        say(&Speech::ReadBack {
+            purchase: Purchase::Pay {
+                payee: "Heytea".into(),
+            },
+            amount: Money::new(minor, currency),
+            code: None,
+            doubt,
+        })
+    }
 
     #[test]
-    fn an_unsure_amount_is_spelled_digit_by_digit() {
-        let spell = |minor, currency| spelled_amount(Money::new(minor, currency), true);
-        assert_eq!(spell(1500, Currency::CNY), " That is one five.");
-        assert_eq!(spell(5000, Currency::CNY), " That is five zero.");
-        assert_eq!(spell(475, Currency::USD), " That is four point seven five.");
-        assert_eq!(spelled_amount(Money::new(1500, Currency::CNY), false), "");
+    fn an_amount_in_doubt_is_spelled_digit_by_digit_and_only_then() {
+        let amount = Doubt {
+            amount: true,
+            payee: false,
+        };
+        assert_eq!(
+            read(1500, Currency::CNY, amount),
+            "Pay one five yuan to Heytea? Unsure of the amount. Say confirm or cancel."
+        );
+        assert_eq!(
+            read(475, Currency::USD, amount),
+            "Pay four point seven five dollars to Heytea? Unsure of the amount. Say confirm or cancel."
+        );
+        assert_eq!(
+            read(100, Currency::USD, amount),
+            "Pay one dollar to Heytea? Unsure of the amount. Say confirm or cancel."
+        );
+        let payee = Doubt {
+            amount: false,
+            payee: true,
+        };
+        assert_eq!(
+            read(3650, Currency::CNY, payee),
+            "Pay 36 yuan 50 to Heytea? Unsure of the payee. Say confirm or cancel."
+        );
+        assert_eq!(
+            read(3650, Currency::CNY, Doubt::NONE),
+            "Pay 36 yuan 50 to Heytea? Say confirm or cancel."
+        );
+        assert_eq!(
+            read(3600, Currency::CNY, Doubt::BOTH),
+            "Pay three six yuan to Heytea? Unsure of the payee and amount. Say confirm or cancel."
+        );
+    }
+
+    /// What espeak-ng says for a read-back, in words: "36" is two ("thirty
+    /// six"), "1000000" two ("one million").
+    fn spoken_words(text: &str) -> usize {
+        fn number(n: u64) -> usize {
+            match n {
+                0 => 0,
+                1..=19 => 1,
+                20..=99 => 1 + usize::from(!n.is_multiple_of(10)),
+                100..=999 => number(n / 100) + 1 + number(n % 100),
+                1_000..=999_999 => number(n / 1_000) + 1 + number(n % 1_000),
+                _ => number(n / 1_000_000) + 1 + number(n % 1_000_000),
+            }
+        }
+        text.split_whitespace()
+            .map(|word| {
+                let digits: String = word.chars().filter(char::is_ascii_digit).collect();
+                match digits.parse::<u64>() {
+                    Ok(0) => 1,
+                    Ok(n) => number(n),
+                    Err(_) => 1,
+                }
+            })
+            .sum()
+    }
+
+    /// Seconds at the default voice's pace (espeak-ng -s 165: words a minute).
+    fn seconds_to_say(text: &str) -> f64 {
+        spoken_words(text) as f64 * 60.0 / 165.0
+    }
+
+    #[test]
+    fn every_question_is_said_well_within_the_answer_window() {
+        let heytea = Purchase::Pay {
+            payee: "Heytea".into(),
+        };
+        let doubts = [
+            Doubt::NONE,
+            Doubt::BOTH,
+            Doubt {
+                amount: true,
+                payee: false,
+            },
+            Doubt {
+                amount: false,
+                payee: true,
+            },
+        ];
+        for doubt in doubts {
+            for code in [None, Some("472".to_owned())] {
+                let text = say(&Speech::ReadBack {
+                    purchase: heytea.clone(),
+                    amount: Money::new(3_600, Currency::CNY),
+                    code: code.clone(),
+                    doubt,
+                });
+                // The default window is 8 s; a question should leave time to answer.
+                let limit = if code.is_some() { 8.0 } else { 6.5 };
+                assert!(seconds_to_say(&text) <= limit, "{text}");
+            }
+        }
+        // The demo's task took 8 s to say against an 8 s window.
+        let task = |description: &str| {
+            say(&Speech::AgentAsks {
+                agent: "claude code".into(),
+                purchase: Purchase::TopUp {
+                    tokens: 1_000_000,
+                    provider: "Claude".into(),
+                },
+                amount: Money::new(3_000, Currency::CNY),
+                description: description.into(),
+                period: None,
+                code: None,
+            })
+        };
+        let long = task("one million tokens for the coding session");
+        assert_eq!(
+            long,
+            "claude code asks to buy 1000000 Claude tokens for 30 yuan. Say approve or reject."
+        );
+        assert!(seconds_to_say(&long) <= 6.0, "{long}");
+        let short = task("one million tokens");
+        assert!(short.contains(": one million tokens."), "{short}");
+        assert!(seconds_to_say(&short) <= 7.0, "{short}");
+        for question in [
+            say(&Speech::AskAmount {
+                payee: "Luckin Coffee".into(),
+            }),
+            say(&Speech::AskPayee {
+                amount: Money::new(3_650, Currency::CNY),
+            }),
+        ] {
+            assert!(seconds_to_say(&question) <= 4.0, "{question}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 mod english;
 
-use crate::intent::{LimitScope, Period};
+use crate::intent::{Doubt, LimitScope, Period};
 use crate::language::Language;
 use crate::money::Money;
 use crate::order::{DropReason, Purchase};
@@ -21,9 +21,22 @@ pub enum Speech {
         purchase: Purchase,
         amount: Money,
         code: Option<String>,
-        /// Something was heard unsure: the amount is also spelled digit by digit.
-        spell_amount: bool,
+        /// What may have been misheard: said so, and an amount in doubt is
+        /// spelled digit by digit ("Pay three six yuan to Heytea? Unsure of the amount.").
+        doubt: Doubt,
     },
+    /// "How much to Heytea?": a payment heard without its amount.
+    AskAmount {
+        payee: String,
+    },
+    /// "Who should I pay 36 yuan to?": a payment heard without its payee.
+    AskPayee {
+        amount: Money,
+    },
+    /// The reply to a missing part did not give it: "Sorry, I did not catch that; nothing was paid."
+    MissingPartNotHeard,
+    /// A command tried but not made out: "Sorry, I didn't catch that."
+    NotUnderstood,
     /// "Raise your daily limit to 500 yuan? Say confirm or cancel."
     RaiseLimit {
         scope: LimitScope,

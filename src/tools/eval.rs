@@ -14,8 +14,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::bench::{machine_description, peak_rss_kb, percentile};
-use super::corpus::{self, Clip, Context, Renderer, Sentence, Split};
+use super::corpus::{self, Clip, Context, Engines, Renderer, Sentence, Split};
 use crate::asr::Transcript;
+use crate::clock::Stopwatch;
 use crate::dialog::{self, Expecting};
 use crate::intent::language::Listening;
 use crate::payees::{PayeeBook, Resolution, SharedPayees, resolve_provider};
@@ -38,6 +39,9 @@ pub struct EvalOptions {
     /// Hear the recorded source (a real person's prompts, none of them a
     /// payment) instead of the sentence list.
     pub recorded: bool,
+    /// Which synthetic voices: the robotic panel (espeak-ng, flite), the
+    /// natural voices (Piper, Kokoro, Festival HTS), or both.
+    pub engines: Engines,
 }
 
 /// One clip's result.
@@ -86,6 +90,8 @@ pub struct EvalReport {
     pub model: PathBuf,
     pub threads: u16,
     pub split: String,
+    /// The voices heard: robotic, natural or all (recorded for the recorded source).
+    pub engines: String,
     pub sentences: usize,
     pub overall: Tally,
     pub by_engine: BTreeMap<String, Tally>,
@@ -110,14 +116,14 @@ pub struct EvalReport {
     pub results: Vec<ClipResult>,
 }
 
-/// Renders what is missing, then hears every clip of the chosen panel.
-pub fn run(
-    profile: &DeviceProfile,
-    book: &PayeeBook,
-    options: &EvalOptions,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<EvalReport> {
+/// The sentences and the clips a run hears: the chosen half, voices and sample.
+fn chosen(options: &EvalOptions) -> Result<(Vec<Sentence>, Vec<Clip>)> {
     let sentences = if options.recorded {
+        if options.engines != Engines::Robotic {
+            anyhow::bail!(
+                "--recorded hears a person; --engines chooses among the synthetic voices"
+            );
+        }
         corpus::recorded(
             Path::new(corpus::ASTERISK_SOUNDS),
             Path::new(corpus::ASTERISK_TRANSCRIPTS),
@@ -129,7 +135,7 @@ pub fn run(
         .into_iter()
         .filter(|s| options.split.is_none_or(|split| s.split == split))
         .collect();
-    let panel = corpus::panel(&sentences, options.seed);
+    let panel = corpus::panel_of(&sentences, options.seed, options.engines);
     let clips = if options.text {
         // One reading per sentence; the clip only names it.
         let mut seen = std::collections::HashSet::new();
@@ -143,11 +149,69 @@ pub fn run(
             None => panel,
         }
     };
+    Ok((sentences, clips))
+}
+
+/// What `--render-only` did.
+#[derive(Debug, Serialize)]
+pub struct Rendered {
+    /// Clips of the chosen panel, now all in the cache.
+    pub clips: usize,
+    /// Natural voices' sentences rendered (each once, for every noise).
+    pub speech: usize,
+    /// Time spent rendering them, in seconds.
+    pub speech_seconds: f64,
+    /// The whole run, in seconds.
+    pub seconds: f64,
+}
+
+/// Renders every clip of the chosen panel that the cache lacks, and hears
+/// none: the natural voices' speech first (one process per voice), then every
+/// clip mixed into its noise.
+pub fn render(
+    options: &EvalOptions,
+    mut progress: impl FnMut(&str, usize, usize),
+) -> Result<Rendered> {
+    let started = Stopwatch::start();
+    let (sentences, clips) = chosen(options)?;
     let mut renderer = Renderer::new(&options.cache)?;
+    let speech = renderer.prepare(&clips, &sentences, |done, total| {
+        progress("speech", done, total)
+    })?;
+    let speech_seconds = started.elapsed().as_secs_f64();
+    for (done, clip) in clips.iter().enumerate() {
+        progress("clips", done, clips.len());
+        renderer.utterance(clip, &sentences[clip.sentence])?;
+    }
+    progress("clips", clips.len(), clips.len());
+    Ok(Rendered {
+        clips: clips.len(),
+        speech,
+        speech_seconds,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Renders what is missing, then hears every clip of the chosen panel.
+/// `progress` hears the stage ("speech": natural voices rendering; "clips":
+/// clips heard), done and total.
+pub fn run(
+    profile: &DeviceProfile,
+    book: &PayeeBook,
+    options: &EvalOptions,
+    mut progress: impl FnMut(&str, usize, usize),
+) -> Result<EvalReport> {
+    let (sentences, clips) = chosen(options)?;
+    let mut renderer = Renderer::new(&options.cache)?;
+    if !options.text {
+        renderer.prepare(&clips, &sentences, |done, total| {
+            progress("speech", done, total)
+        })?;
+    }
     let mut recognizer = Recognizer::new(profile)?.with_payees(SharedPayees::new(book.clone()));
     let mut results = Vec::with_capacity(clips.len());
     for (done, clip) in clips.iter().enumerate() {
-        progress(done, clips.len());
+        progress("clips", done, clips.len());
         let sentence = &sentences[clip.sentence];
         let listening = listening_in(sentence.context);
         let (transcript, ms, sure) = if options.text {
@@ -158,7 +222,11 @@ pub fn run(
         } else {
             let utterance = renderer.utterance(clip, sentence)?;
             let understood = recognizer.understand_while(&utterance, listening)?;
-            (understood.transcript, understood.transcribe_ms, understood.sure)
+            (
+                understood.transcript,
+                understood.transcribe_ms,
+                understood.doubt.is_sure(),
+            )
         };
         let got = outcome(&recognizer, book, profile, sentence.context, &transcript);
         let intent = recognizer.intent_of(&transcript);
@@ -170,8 +238,8 @@ pub fn run(
                 })
             })
             .flatten();
-        let read_back = sentence.context == Context::Free
-            && dialog::must_read_back(&intent, sure, book);
+        let read_back =
+            sentence.context == Context::Free && dialog::must_read_back(&intent, sure, book);
         let mut r = result(clip, sentence, transcript, got, ms);
         if options.text {
             (r.engine, r.voice, r.noise) = ("text", "text", "text");
@@ -184,7 +252,7 @@ pub fn run(
         r.wrong_read_back = !r.exact && moves_money(sentence.context, &r.got) && read_back;
         results.push(r);
     }
-    progress(clips.len(), clips.len());
+    progress("clips", clips.len(), clips.len());
     let mut report = report(profile, options, sentences.len(), results);
     report.prompt_names = recognizer.prompt_names().to_vec();
     report.prompt_leaks = report
@@ -362,6 +430,11 @@ fn report(
             Some(Split::Test) => "test".into(),
             None => "all".into(),
         },
+        engines: if options.recorded {
+            "recorded".into()
+        } else {
+            options.engines.name().into()
+        },
         sentences,
         overall: Tally {
             exact: results.iter().filter(|r| r.exact).count(),
@@ -402,8 +475,8 @@ impl fmt::Display for EvalReport {
         writeln!(f, "model        {}", self.model.display())?;
         writeln!(
             f,
-            "corpus       {} half: {} sentences, {} clips",
-            self.split, self.sentences, self.overall.clips
+            "corpus       {} half: {} sentences, {} clips ({} voices)",
+            self.split, self.sentences, self.overall.clips, self.engines
         )?;
         writeln!(
             f,

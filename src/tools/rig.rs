@@ -104,7 +104,12 @@ impl Rig {
         let prefix = profile.mqtt.prefix.clone();
         let config = DaemonConfig::new(profile, device_dir.clone(), broker.clone());
         let (inputs, audio) = mpsc::channel(8);
-        let source = recognizer::spawn(recognizer.with_payees(config.payees.clone()), audio);
+        let source = recognizer::spawn(
+            recognizer
+                .with_payees(config.payees.clone())
+                .with_listening(config.listening.clone()),
+            audio,
+        );
         let shutdown = CancellationToken::new();
         let daemon = tokio::spawn(daemon::run(config, source, feedback, shutdown.clone()));
         Ok(Rig {
