@@ -138,6 +138,12 @@ impl Recognizer {
         }
     }
 
+    /// The model's log-likelihood of each candidate text for the utterance
+    /// transcribed last, teacher-forced on its encoder output.
+    pub fn score(&mut self, candidates: &[String]) -> Result<Vec<Reading>, AsrError> {
+        self.transcriber.score(candidates)
+    }
+
     pub fn transcribe(&mut self, utterance: &Utterance) -> Result<(Transcript, u64), AsrError> {
         let started = crate::clock::Stopwatch::start();
         let transcript = self.transcriber.transcribe(utterance)?;

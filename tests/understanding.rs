@@ -139,3 +139,85 @@ fn a_payee_added_to_the_shared_book_is_read_as_a_payee_at_the_next_utterance() {
         pay(3_000, "7-Eleven")
     );
 }
+
+/// The closed-domain reader starts from the cache the free decode left:
+/// forcing the free decode's own words through it must give back the
+/// probabilities Whisper gave them (a stale cache or logits row would not).
+#[test]
+fn teacher_forcing_the_free_decode_gives_back_its_own_probabilities() {
+    let mut recognizer = recognizer();
+    let utterance = read_wav(&util::fixture("pay_heytea_36.wav")).unwrap();
+    let (transcript, _) = recognizer.transcribe(&utterance).unwrap();
+    let text: String = transcript.tokens.iter().map(|t| t.text.as_str()).collect();
+    let scored = recognizer.score(&[text]).unwrap();
+    let forced = &scored[0].log_probs[..scored[0].log_probs.len() - 1];
+    assert_eq!(forced.len(), transcript.tokens.len(), "{transcript:?}");
+    for (heard, forced) in transcript.tokens.iter().zip(forced) {
+        let heard = heard.probability.max(1e-6).ln();
+        assert!(
+            (heard - forced).abs() < 0.05,
+            "{heard} vs {forced}: {transcript:?}"
+        );
+    }
+}
+
+/// Scoring tells the said answer from the other: each candidate's
+/// likelihood given the audio, not its text's.
+#[test]
+fn the_answer_said_scores_above_the_answer_not_said() {
+    let mut recognizer = recognizer();
+    for (file, said, other) in [
+        ("confirm_noisy.wav", "Confirm.", "Cancel."),
+        ("cancel_noisy.wav", "Cancel.", "Confirm."),
+    ] {
+        let utterance = read_wav(&util::fixture(file)).unwrap();
+        recognizer.transcribe(&utterance).unwrap();
+        let scores = recognizer
+            .score(&[format!(" {said}"), format!(" {other}")])
+            .unwrap();
+        let sum = |i: usize| scores[i].log_probs.iter().sum::<f32>();
+        assert!(sum(0) > sum(1), "{file}: {} vs {}", sum(0), sum(1));
+    }
+}
+
+/// Regression (dev): the free decode wrote "Top up 50,000 tokens for Q1.";
+/// held to the providers with the prompt, the reading named the prompt's
+/// own "Kimi". Read again without the prompt, it is Qwen, and read back.
+#[test]
+fn a_provider_misheard_is_read_from_the_table_and_not_from_the_prompt() {
+    let mut recognizer = recognizer();
+    let utterance = read_wav(&util::fixture("topup_qwen_50k_noisy.wav")).unwrap();
+    let understood = recognizer.understand(&utterance).unwrap();
+    assert_eq!(
+        understood.intent,
+        Intent::TopUp {
+            tokens: 50_000,
+            provider: "Qwen".into()
+        },
+        "{understood:?}"
+    );
+    let closed = understood.closed.as_ref().expect("a closed-domain reading");
+    assert_ne!(closed.free_text, understood.transcript.text);
+    assert!(!understood.doubt.is_sure(), "a closed reading is read back");
+}
+
+/// Chatter forced into a command is recognised as chatter: the readings the
+/// model does not believe are never taken, so no near miss becomes a payment.
+#[test]
+fn chatter_forced_into_a_command_stays_chatter() {
+    let mut recognizer = recognizer();
+    for file in [
+        "none_pay_attention_road.wav",
+        "none_she_owes.wav",
+        "none_paid_dinner.wav",
+        "none_pay_back.wav",
+        "none_pay_close_attention.wav",
+        "none_two_amounts.wav",
+        "none_coffee_was.wav",
+        "none_ticket_cost.wav",
+    ] {
+        let utterance = read_wav(&util::fixture(file)).unwrap();
+        let understood = recognizer.understand(&utterance).unwrap();
+        assert!(!understood.intent.is_payment(), "{file}: {understood:?}");
+    }
+}
