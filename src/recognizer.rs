@@ -105,18 +105,18 @@ impl Recognizer {
             prompt_names,
             wake: Wake::new(&profile.wake),
             payees: None,
-        }
-        .prepared())
+        })
     }
 
-    /// The free command's language compiled before the first utterance, so
-    /// that the first one is not the one that waits for it.
-    fn prepared(mut self) -> Self {
+    /// Compiles the free command's language now (about 2 s on 2 cores: the
+    /// numbers' words are tokenized), so that the first utterance is not the
+    /// one that waits for it. The transcriber stage does this on its own
+    /// thread before it hears anything, so the daemon starts (and stops) at once.
+    pub fn prepare_now(&mut self) {
         if self.closed_domain {
-            let ctx = self.context.clone();
+            let ctx = self.context_now().into_owned();
             self.prepare(Listening::Command, &ctx);
         }
-        self
     }
 
     /// Reads payee names from `payees` as it is at each utterance, instead
@@ -679,6 +679,7 @@ pub fn spawn(mut recognizer: Recognizer, mut inputs: mpsc::Receiver<Input>) -> S
     let spawned = std::thread::Builder::new()
         .name("transcriber".into())
         .spawn(move || {
+            recognizer.prepare_now();
             while let Some(input) = inputs.blocking_recv() {
                 intake.arriving();
                 if !intake.blocking_send(recognizer.hear(input)) {

@@ -92,6 +92,7 @@ pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
     if let Some(first) = clips.first() {
         recognizer.transcribe(first)?;
     }
+    recognizer.prepare_now();
     let mut latencies = Vec::with_capacity(clips.len());
     let mut transcripts = Vec::with_capacity(clips.len());
     let mut exact_intents = 0;

@@ -209,6 +209,7 @@ pub fn run(
         })?;
     }
     let mut recognizer = Recognizer::new(profile)?.with_payees(SharedPayees::new(book.clone()));
+    recognizer.prepare_now();
     let mut results = Vec::with_capacity(clips.len());
     for (done, clip) in clips.iter().enumerate() {
         progress("clips", done, clips.len());
