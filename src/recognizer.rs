@@ -336,7 +336,6 @@ impl Recognizer {
             tokens = reading.tokens.len(),
             "closed-domain reading"
         );
-        tracing::trace!(free = %understood.transcript.text, closed = %reading.text, "closed-domain reading");
         if !taken {
             return Ok(());
         }
@@ -357,8 +356,12 @@ impl Recognizer {
             payee_probability: reading.least_probability(Slot::Payee),
         });
         understood.transcript.confidence = belief;
-        if listening == Listening::Command {
+        // The words acted on are the reading's, for a command and a reply alike.
+        if listening == Listening::Command || matches!(understood.addressed, Addressed::Command(_))
+        {
             understood.addressed = Addressed::Command(reading.text.clone());
+        }
+        if listening == Listening::Command {
             understood.intent = intent;
         }
         // A reading held to the book may name its nearest entry where
