@@ -243,14 +243,19 @@ impl<'a> Session<'a> {
 
     /// The text of tokens, as Whisper writes them.
     pub fn text_of(&self, tokens: &[TokenId]) -> String {
-        let mut bytes = Vec::new();
-        for &token in tokens {
-            if let Ok(piece) = self.context.token_to_bytes(token) {
-                bytes.extend_from_slice(piece);
-            }
-        }
-        String::from_utf8_lossy(&bytes).trim().to_owned()
+        text_of(self.context, tokens)
     }
+}
+
+/// The text of tokens, as Whisper writes them.
+pub fn text_of(context: &WhisperContext, tokens: &[TokenId]) -> String {
+    let mut bytes = Vec::new();
+    for &token in tokens {
+        if let Ok(piece) = context.token_to_bytes(token) {
+            bytes.extend_from_slice(piece);
+        }
+    }
+    String::from_utf8_lossy(&bytes).trim().to_owned()
 }
 
 /// Log of the softmax's partition sum over what can be written: the text

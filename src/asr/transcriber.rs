@@ -211,26 +211,33 @@ impl Transcriber {
     /// The last utterance read again, held to `language`: `None` when
     /// nothing was encoded (silence) or the language admits no reading.
     pub fn reread(&mut self, language: &Language) -> Result<Option<Reading>, AsrError> {
-        if !self.encoded {
-            return Ok(None);
-        }
-        let max_tokens = usize::from(self.settings.max_tokens);
-        let mut session = self.session();
-        session.constrained(language, max_tokens, READING_BEAM)
+        self.read_held_to(language, true)
     }
 
     /// [`Transcriber::reread`] without the initial prompt: the prompt's
     /// example sentences make their own names likelier than the audio
     /// warrants ("for Q1" read as the prompt's "Kimi", not "Qwen").
     pub fn reread_unprompted(&mut self, language: &Language) -> Result<Option<Reading>, AsrError> {
+        self.read_held_to(language, false)
+    }
+
+    fn read_held_to(
+        &mut self,
+        language: &Language,
+        prompted: bool,
+    ) -> Result<Option<Reading>, AsrError> {
         if !self.encoded {
             return Ok(None);
         }
         let max_tokens = usize::from(self.settings.max_tokens);
-        let sot = self.context.token_sot();
-        let start = self.prefix.iter().position(|t| *t == sot).unwrap_or(0);
-        let prefix = self.prefix[start..].to_vec();
-        let mut session = Session::new(&self.context, &mut self.state, prefix, false);
+        let mut session = if prompted {
+            self.session()
+        } else {
+            let sot = self.context.token_sot();
+            let start = self.prefix.iter().position(|t| *t == sot).unwrap_or(0);
+            let prefix = self.prefix[start..].to_vec();
+            Session::new(&self.context, &mut self.state, prefix, false)
+        };
         session.constrained(language, max_tokens, READING_BEAM)
     }
 
@@ -250,13 +257,7 @@ impl Transcriber {
 
     /// The text of tokens, as Whisper writes them.
     pub fn text_of(&self, tokens: &[TokenId]) -> String {
-        let mut bytes = Vec::new();
-        for &token in tokens {
-            if let Ok(piece) = self.context.token_to_bytes(token) {
-                bytes.extend_from_slice(piece);
-            }
-        }
-        String::from_utf8_lossy(&bytes).trim().to_owned()
+        super::decoder::text_of(&self.context, tokens)
     }
 
     fn session(&mut self) -> Session<'_> {

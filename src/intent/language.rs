@@ -111,6 +111,11 @@ struct Builder<'a> {
     ctx: &'a ParseContext,
 }
 
+/// Each word as a phrase of its own.
+fn singles<'a>(words: &'a [&'static str]) -> Vec<&'a [&'static str]> {
+    words.iter().map(std::slice::from_ref).collect()
+}
+
 /// A phrase as Whisper may write it: a space before each word, in lower case
 /// or with its first letter capital (a sentence's first word), and currency
 /// codes in capitals ("RMB").
@@ -187,24 +192,30 @@ impl Builder<'_> {
     /// A number in digits ("36", "2,500", "15.50") or words ("thirty six");
     /// returns the node after it.
     fn number(&mut self, from: usize) -> usize {
-        let spelled: Vec<&str> = numbers::number_words();
-        let spelled: Vec<&[&str]> = spelled.iter().map(std::slice::from_ref).collect();
+        let spelled = numbers::number_words();
+        let spelled = singles(&spelled);
         let spelled = self.words("number-words", &spelled);
-        let comma = self.literal("comma", &[","]);
-        let point = self.literal("point", &["."]);
         let done = self.g.node();
         let digits = self.numbers.spaced.clone();
         self.g.arc(from, &digits, done);
         self.g.arc(from, &spelled, done);
         // "two hundred and 40", "thirty six": words after a number.
         self.g.arc(done, &spelled, done);
-        let group = self.numbers.group.clone();
-        let after_comma = self.g.chain(done, &[&comma]);
-        self.g.arc(after_comma, &group, done);
-        let cents = self.numbers.cents.clone();
-        let after_point = self.g.chain(done, &[&point]);
-        self.g.arc(after_point, &cents, done);
+        self.digit_groups(done);
         done
+    }
+
+    /// Thousands groups and cents after digits, looping back to `digits`:
+    /// "2" ",500" ".50".
+    fn digit_groups(&mut self, digits: usize) {
+        let comma = self.literal("comma", &[","]);
+        let point = self.literal("point", &["."]);
+        let group = self.numbers.group.clone();
+        let cents = self.numbers.cents.clone();
+        let after_comma = self.g.chain(digits, &[&comma]);
+        self.g.arc(after_comma, &group, digits);
+        let after_point = self.g.chain(digits, &[&point]);
+        self.g.arc(after_point, &cents, digits);
     }
 
     /// An amount: a number with or without its currency, a sign before
@@ -230,27 +241,12 @@ impl Builder<'_> {
         let bare = self.numbers.bare.clone();
         let signed_number = self.g.node();
         self.g.arc(signed, &bare, signed_number);
-        let comma = self.literal("comma", &[","]);
-        let point = self.literal("point", &["."]);
-        let group = self.numbers.group.clone();
-        let cents = self.numbers.cents.clone();
-        let after_comma = self.g.chain(signed_number, &[&comma]);
-        self.g.arc(after_comma, &group, signed_number);
-        let after_point = self.g.chain(signed_number, &[&point]);
-        self.g.arc(after_point, &cents, signed_number);
+        self.digit_groups(signed_number);
         self.g.skip(signed_number, named);
         // The minor part: "4 pounds 20", "15 dollars and 49 cents".
-        let minor_units: Vec<&[&str]> = currency::minor_unit_words()
-            .iter()
-            .map(std::slice::from_ref)
-            .collect();
+        let minor_units = singles(currency::minor_unit_words());
         let minor_unit = self.words("minor-unit", &minor_units);
-        let joiners: Vec<&[&str]> = self
-            .lex
-            .minor_joiners
-            .iter()
-            .map(std::slice::from_ref)
-            .collect();
+        let joiners: Vec<&[&str]> = singles(self.lex.minor_joiners);
         let joiner = self.words("minor-joiner", &joiners);
         let joined = self.g.chain(named, &[&joiner]);
         self.g.skip(named, joined);
@@ -290,7 +286,7 @@ impl Builder<'_> {
             .map(|(phrase, _)| *phrase)
             .filter(|phrase| phrase.iter().all(|w| !w.contains("voicepay")))
             .collect();
-        fillers.extend(self.lex.dropped.iter().map(std::slice::from_ref));
+        fillers.extend(singles(self.lex.dropped));
         let fillers = self.words("openings", &fillers);
         let comma = self.literal("comma", &[","]);
         let opened = self.g.node();
@@ -329,12 +325,7 @@ impl Builder<'_> {
         self.end(amount);
         // "Pay 36 yuan to Heytea", "Pay 16 yuan at Heytea", "Pay 23 yuan for Didi".
         let amount = self.amount(verb);
-        let mut prepositions: Vec<&[&str]> = self
-            .lex
-            .payee_prepositions
-            .iter()
-            .map(std::slice::from_ref)
-            .collect();
+        let mut prepositions: Vec<&[&str]> = singles(self.lex.payee_prepositions);
         prepositions.push(std::slice::from_ref(&self.lex.purpose_preposition));
         let prepositions = self.words("payee-prepositions", &prepositions);
         let to = self.g.chain(amount, &[&prepositions]);
@@ -344,19 +335,9 @@ impl Builder<'_> {
 
     fn top_ups(&mut self, at: usize) {
         let verbs = self.words("top-up-verbs", self.lex.top_up_verbs);
-        let token_words: Vec<&[&str]> = self
-            .lex
-            .token_words
-            .iter()
-            .map(std::slice::from_ref)
-            .collect();
+        let token_words: Vec<&[&str]> = singles(self.lex.token_words);
         let tokens = self.words("token-words", &token_words);
-        let prepositions: Vec<&[&str]> = self
-            .lex
-            .provider_prepositions
-            .iter()
-            .map(std::slice::from_ref)
-            .collect();
+        let prepositions: Vec<&[&str]> = singles(self.lex.provider_prepositions);
         let prepositions = self.words("provider-prepositions", &prepositions);
         let provider = self.provider_set();
         let verb = self.g.chain(at, &[&verbs]);
@@ -401,12 +382,7 @@ impl Builder<'_> {
                 "code-lead",
                 &[&["the", "code", "is"], &["code"], &["my", "code", "is"]],
             );
-            let digit_words: Vec<&[&str]> = self
-                .lex
-                .digit_words
-                .iter()
-                .map(std::slice::from_ref)
-                .collect();
+            let digit_words: Vec<&[&str]> = singles(&self.lex.digit_words);
             let digit_words = self.words("digit-words", &digit_words);
             // Only a yes comes with the code.
             for from in [start, yes_once, yes_twice] {
