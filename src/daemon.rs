@@ -527,6 +527,7 @@ impl Daemon {
             command,
             evidence: &understanding.evidence,
             doubt: understanding.doubt,
+            payee: understanding.payee.as_ref(),
         };
         let actions = {
             let assessor = Assessor::of(&self.store, &self.link, &self.config.profile);

@@ -17,6 +17,7 @@
 //! in and runs; the shutdown is a `CancellationToken` passed to every stage.
 //!
 //! - [`audio`]: the microphone (cpal, a wait-free ring, its gate), WAV files, the voice-activity segmenter, 16 kHz mono
+//! - [`names`]: the one name matcher (spelling and sound) for payees, providers, answers and the wake phrase
 //! - [`wake`]: whether an utterance was said to the device: the wake phrase, push-to-talk, always
 //! - [`asr`]: model install and conversion (CTranslate2 to ggml), the transcriber
 //! - [`intent`]: transcript to intent, by the language's word tables
@@ -56,6 +57,7 @@ pub mod keys;
 pub mod language;
 pub mod mcp;
 pub mod money;
+pub mod names;
 pub mod order;
 pub mod outbox;
 pub mod payees;

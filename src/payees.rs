@@ -6,36 +6,10 @@
 //! the spelling is at least half right. Two entries about as close are
 //! ambiguous, none close is unknown; neither ever pays.
 
-use std::sync::LazyLock;
-
-use rphonetic::DoubleMetaphone;
 use serde::{Deserialize, Serialize};
 
-/// How close is close enough, in per mille.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Matching {
-    /// Spelling similarity that alone makes a match.
-    pub spelling: usize,
-    /// Sound similarity that makes a match when the spelling reaches `sound_needs_spelling`.
-    pub sound: usize,
-    pub sound_needs_spelling: usize,
-    /// How far the best entry must lead the next one.
-    pub margin: usize,
-}
-
-impl Matching {
-    /// Payees: one slip in four letters, or the same sound half spelled right.
-    pub const NAMES: Matching = Matching {
-        spelling: 750,
-        sound: 750,
-        sound_needs_spelling: 450,
-        margin: 100,
-    };
-}
-
-/// Shorter spoken forms must match exactly or by sound: "Bob" and "Rob" are
-/// different people.
-const MIN_FUZZY_CHARS: usize = 5;
+use crate::names::{self, Closest};
+pub use crate::names::{Matching, Resolution, squash};
 
 /// One payee: the name the gateway is paid under, and what people call it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,17 +25,6 @@ pub struct Payee {
 pub enum Origin {
     Profile,
     Added,
-}
-
-/// What a heard name is, in the book's eyes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolution {
-    /// The entry's name (never an alias).
-    Known(String),
-    /// Nothing in the book is close: the heard name, as heard.
-    Unknown(String),
-    /// Two entries are about as close: both names.
-    Ambiguous(String, String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -115,13 +78,7 @@ impl PayeeBook {
 
     /// Whether the heard name is an entry's name or alias, up to case and punctuation.
     pub fn is_spoken_form(&self, heard: &str) -> bool {
-        let heard = squash(heard);
-        !heard.is_empty()
-            && self
-                .entries
-                .iter()
-                .flat_map(|(p, _)| std::iter::once(&p.name).chain(&p.aliases))
-                .any(|form| squash(form) == heard)
+        names::same_name(heard, self.forms().flat_map(|(_, forms)| forms))
     }
 
     /// The entry the heard name is, when that is close and unique.
@@ -131,36 +88,58 @@ impl PayeeBook {
 
     /// [`PayeeBook::resolve`] with other thresholds (answers: see `intent::answers`).
     pub fn resolve_with(&self, heard: &str, matching: Matching) -> Resolution {
-        let heard_form = Form::new(heard);
-        if heard_form.letters.is_empty() {
-            return Resolution::Unknown(heard.to_owned());
+        names::resolve(heard, self.forms(), matching)
+    }
+
+    /// Each entry's name with its spoken forms (the name first), for the matcher.
+    fn forms(&self) -> impl Iterator<Item = (&str, impl Iterator<Item = &str>)> {
+        self.entries.iter().map(|(p, _)| {
+            let forms = std::iter::once(&p.name)
+                .chain(&p.aliases)
+                .map(String::as_str);
+            (p.name.as_str(), forms)
+        })
+    }
+
+    /// The payee a command names, matched once: the entry it resolves to,
+    /// and whether the words `said` hold one of that entry's spoken forms
+    /// as such (the parser may already have put a near name in its place:
+    /// a name matched by sound or a near spelling is read back).
+    pub fn hear(&self, payee: &str, said: &str) -> HeardName {
+        let resolution = self.resolve(payee);
+        let exactly = match &resolution {
+            Resolution::Known(name) => self
+                .entries
+                .iter()
+                .find(|(p, _)| &p.name == name)
+                .is_some_and(|(p, _)| {
+                    std::iter::once(&p.name)
+                        .chain(&p.aliases)
+                        .any(|form| names::said_in(form, said))
+                }),
+            _ => false,
+        };
+        HeardName {
+            resolution,
+            exactly,
         }
-        // Each entry's best score over its name and aliases.
-        let mut scored: Vec<(usize, &str)> = self
-            .entries
-            .iter()
-            .map(|(p, _)| {
-                let best = std::iter::once(&p.name)
-                    .chain(&p.aliases)
-                    .map(|form| heard_form.score(&Form::new(form), matching))
-                    .max()
-                    .unwrap_or(0);
-                (best, p.name.as_str())
-            })
-            .collect();
-        scored.sort_by_key(|(score, _)| std::cmp::Reverse(*score));
-        match scored.as_slice() {
-            [(best, name), rest @ ..] if *best > 0 => {
-                let runner_up = rest.first().copied().unwrap_or((0, ""));
-                // An exact hearing beats any near one; otherwise the best must lead.
-                let exact = *best == 1000 && runner_up.0 < 1000;
-                if exact || *best >= runner_up.0 + matching.margin {
-                    Resolution::Known((*name).to_owned())
-                } else {
-                    Resolution::Ambiguous((*name).to_owned(), runner_up.1.to_owned())
-                }
-            }
-            _ => Resolution::Unknown(heard.to_owned()),
+    }
+}
+
+/// A payee or provider as heard, matched once against the book (or the
+/// provider table); the dialog takes it as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeardName {
+    pub resolution: Resolution,
+    /// Said as the entry's name or an alias, up to case and punctuation.
+    pub exactly: bool,
+}
+
+impl HeardName {
+    pub fn known(&self) -> Option<&str> {
+        match &self.resolution {
+            Resolution::Known(name) => Some(name),
+            _ => None,
         }
     }
 }
@@ -189,93 +168,6 @@ impl SharedPayees {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = book;
     }
-}
-
-/// A name as compared: its squashed letters and its sound.
-struct Form {
-    letters: String,
-    sound: Vec<String>,
-}
-
-pub(crate) static METAPHONE: LazyLock<DoubleMetaphone> =
-    LazyLock::new(|| DoubleMetaphone::new(None));
-
-impl Form {
-    fn new(name: &str) -> Form {
-        let letters = squash(name);
-        // Per word, joined: "Blue Bottle" sounds like "Bluebottle".
-        let (mut primary, mut alternate) = (String::new(), String::new());
-        for word in name.split(|c: char| !c.is_alphanumeric()) {
-            let word = squash(word);
-            if word.is_empty() {
-                continue;
-            }
-            let code = METAPHONE.double_metaphone(&word);
-            primary.push_str(&code.primary());
-            alternate.push_str(&code.alternate());
-        }
-        let mut sound = vec![primary];
-        if !sound.contains(&alternate) {
-            sound.push(alternate);
-        }
-        sound.retain(|s| !s.is_empty());
-        Form { letters, sound }
-    }
-
-    /// 1000 for the same letters; a spelling or sound similarity when it
-    /// passes its threshold; otherwise 0.
-    fn score(&self, known: &Form, m: Matching) -> usize {
-        if self.letters == known.letters {
-            return 1000;
-        }
-        let spelling = per_mille(&self.letters, &known.letters);
-        let shortest = self.letters.len().min(known.letters.len());
-        if shortest >= MIN_FUZZY_CHARS && spelling >= m.spelling {
-            return spelling;
-        }
-        let sound = self
-            .sound
-            .iter()
-            .flat_map(|a| known.sound.iter().map(move |b| (a, b)))
-            .map(|(a, b)| {
-                // Short codes must agree exactly: "PP" (Bob) is not "RP" (Rob).
-                // Otherwise one sound may differ, but none may be missing
-                // or extra: "Costco" (KSTK) is not "Costa" (KST).
-                if a == b {
-                    1000
-                } else if a.len().min(b.len()) < 3 || a.len() != b.len() {
-                    0
-                } else {
-                    per_mille(a, b)
-                }
-            })
-            .max()
-            .unwrap_or(0);
-        if sound >= m.sound && spelling >= m.sound_needs_spelling {
-            // Below any exact match, so an exact rival always wins.
-            sound.min(999)
-        } else {
-            0
-        }
-    }
-}
-
-/// A name as compared: lowercase letters and digits only, so "Peet's
-/// Coffee", "peets coffee" and "PeetsCoffee" are one name.
-pub fn squash(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_alphanumeric())
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-/// 1000 for equal strings, down to 0, by optimal-string-alignment distance.
-pub(crate) fn per_mille(a: &str, b: &str) -> usize {
-    let longest = a.chars().count().max(b.chars().count());
-    if longest == 0 {
-        return 0;
-    }
-    longest.saturating_sub(strsim::osa_distance(a, b)) * 1000 / longest
 }
 
 /// Why the book did not change.
@@ -420,18 +312,12 @@ pub fn remove(
 
 /// A token provider, only from the provider table: close in spelling and unique, or nothing.
 pub fn resolve_provider(heard: &str, providers: &[String]) -> Option<String> {
-    let book = PayeeBook::new(providers.iter().map(|name| {
-        (
-            Payee {
-                name: name.clone(),
-                aliases: Vec::new(),
-            },
-            Origin::Profile,
-        )
-    }));
-    match book.resolve(heard) {
-        Resolution::Known(name) => Some(name),
-        _ => None,
+    let table = providers
+        .iter()
+        .map(|name| (name.as_str(), [name.as_str()]));
+    match names::closest(heard, table, Matching::NAMES) {
+        Closest::One(name) => Some(name.to_owned()),
+        Closest::Two(..) | Closest::None => None,
     }
 }
 

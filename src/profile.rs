@@ -191,6 +191,11 @@ pub struct AsrSettings {
     /// below the free decode's.
     #[serde(default = "reread_margin")]
     pub reread_margin: f32,
+    /// An answer read held to the question's language is taken only when it
+    /// is at least this many nats likelier than the other answer's likeliest
+    /// phrasing, both scored whole on the same audio; nearer, it is asked again.
+    #[serde(default = "answer_lead")]
+    pub answer_lead: f32,
 }
 
 fn greedy() -> u8 {
@@ -206,6 +211,10 @@ fn reread_belief() -> f32 {
 }
 
 fn reread_margin() -> f32 {
+    1.0
+}
+
+fn answer_lead() -> f32 {
     1.0
 }
 
@@ -416,6 +425,9 @@ impl DeviceProfile {
         ];
         if !(asr.reread_margin >= 0.0 && asr.reread_margin.is_finite()) {
             return Err("asr.reread_margin is a number of nats, 0 or more".into());
+        }
+        if !(asr.answer_lead >= 0.0 && asr.answer_lead.is_finite()) {
+            return Err("asr.answer_lead is a number of nats, 0 or more".into());
         }
         if !probabilities.iter().all(|p| (0.0..=1.0).contains(p)) {
             return Err(

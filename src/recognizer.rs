@@ -9,14 +9,14 @@ use tokio::time::Instant;
 
 use std::collections::HashMap;
 
-use crate::asr::automaton::{Language, Slot};
+use crate::asr::automaton::{Language, Slot, TokenId};
 use crate::asr::decoder::Reading;
 use crate::asr::{AsrError, Transcriber, TranscriberSettings, Transcript};
 use crate::audio::Utterance;
 use crate::audio::source::Input;
 use crate::intent::language::{self, Listening};
 use crate::intent::{self, AnswerKind, Doubt, Intent, ParseContext};
-use crate::payees::{Resolution, SharedPayees};
+use crate::payees::{HeardName, SharedPayees};
 use crate::profile::{DeviceProfile, PromptStyle};
 use crate::protocol::Evidence;
 use crate::wake::{Addressed, Wake};
@@ -33,6 +33,9 @@ pub struct Understood {
     /// Whether it was said to the device; the intent is the command's.
     pub addressed: Addressed,
     pub intent: Intent,
+    /// A payment's payee, matched once in the daemon's book (none without
+    /// a book: the dialog then matches it itself).
+    pub payee: Option<HeardName>,
     /// What in it may be invented (see [`doubt`]); nothing: it may pay
     /// under the auto-pay limit without a read-back.
     pub doubt: Doubt,
@@ -53,6 +56,21 @@ pub struct ClosedReading {
     pub payee_probability: Option<f32>,
 }
 
+/// Names scored in full against a reading's own: the likeliest first tokens.
+const NAME_SHORTLIST: usize = 6;
+/// Under this lead (nats, whole sentence) over the next name, the name is in doubt.
+const NAME_LEAD: f32 = 1.0;
+/// Phrasings of the other answer scored in full.
+const ANSWER_SHORTLIST: usize = 6;
+
+/// A reading's name against the others it could be.
+struct ScoredNames {
+    /// The reading's text with a likelier name, when one scored higher.
+    better: Option<String>,
+    /// Nats the likeliest name leads the next.
+    lead: f32,
+}
+
 pub struct Recognizer {
     transcriber: Transcriber,
     /// The closed-domain languages compiled so far, with the book they hold.
@@ -60,6 +78,7 @@ pub struct Recognizer {
     closed_domain: bool,
     reread_belief: f32,
     reread_margin: f32,
+    answer_lead: f32,
     /// What the dialog waits for, as the daemon last said.
     listening: SharedListening,
     context: ParseContext,
@@ -98,6 +117,7 @@ impl Recognizer {
             closed_domain: profile.asr.closed_domain,
             reread_belief: profile.asr.reread_belief,
             reread_margin: profile.asr.reread_margin,
+            answer_lead: profile.asr.answer_lead,
             listening: SharedListening::default(),
             context: profile.parse_context(),
             min_confidence: profile.asr.min_confidence,
@@ -144,6 +164,23 @@ impl Recognizer {
         self.transcriber.score(candidates)
     }
 
+    /// Candidate endings after shared tokens, scored on the utterance
+    /// transcribed last (see [`Transcriber::score_endings`]).
+    pub fn score_endings(
+        &mut self,
+        shared: &[TokenId],
+        endings: &[Vec<TokenId>],
+        shortlist: usize,
+    ) -> Result<Vec<(usize, f32)>, AsrError> {
+        self.transcriber
+            .score_endings(shared, endings, shortlist, true)
+    }
+
+    /// The tokens Whisper writes `text` with.
+    pub fn tokens_of(&self, text: &str) -> Result<Vec<TokenId>, AsrError> {
+        self.transcriber.tokens_of(text)
+    }
+
     pub fn transcribe(&mut self, utterance: &Utterance) -> Result<(Transcript, u64), AsrError> {
         let started = crate::clock::Stopwatch::start();
         let transcript = self.transcriber.transcribe(utterance)?;
@@ -184,11 +221,13 @@ impl Recognizer {
             self.intent_of_text(text, transcript.confidence)
         });
         let doubt = self.doubt(&transcript, &intent, listening);
+        let payee = self.payee_of(&intent, command.unwrap_or_default());
         let mut understood = Understood {
             transcript,
             closed: None,
             addressed,
             intent,
+            payee,
             doubt,
             transcribe_ms: 0,
         };
@@ -220,7 +259,10 @@ impl Recognizer {
         match listening {
             Listening::Command => match &understood.intent {
                 Intent::None => true,
-                Intent::Pay { payee, .. } => !self.in_book(payee),
+                Intent::Pay { payee, .. } => match &understood.payee {
+                    Some(heard) => heard.known().is_none(),
+                    None => !self.in_book(payee),
+                },
                 Intent::TopUp { provider, .. } => {
                     crate::payees::resolve_provider(provider, &ctx.known_providers).is_none()
                 }
@@ -243,16 +285,17 @@ impl Recognizer {
         }
     }
 
+    /// Without the daemon's book: whether the payee is one of the profile's names.
     fn in_book(&self, payee: &str) -> bool {
-        match &self.payees {
-            Some(book) => matches!(book.read().resolve(payee), Resolution::Known(_)),
-            None => {
-                let heard = crate::payees::squash(payee);
-                self.context
-                    .known_payees
-                    .iter()
-                    .any(|name| crate::payees::squash(name) == heard)
-            }
+        crate::names::same_name(payee, self.context.known_payees.iter().map(String::as_str))
+    }
+
+    /// A payment's payee matched in the daemon's book, once per reading
+    /// (`said`: the command's words).
+    fn payee_of(&self, intent: &Intent, said: &str) -> Option<HeardName> {
+        match (intent, &self.payees) {
+            (Intent::Pay { payee, .. }, Some(book)) => Some(book.read().hear(payee, said)),
+            _ => None,
         }
     }
 
@@ -313,6 +356,7 @@ impl Recognizer {
         let Some(mut reading) = reading else {
             return Ok(());
         };
+        let mut prompted = true;
         if self.names_unheard_prompt_name(&reading, &understood.transcript.text) {
             // The prompt's own name, which the free decode did not write:
             // read again without the prompt, and take only that reading.
@@ -323,6 +367,7 @@ impl Recognizer {
                 Some(unprompted) => reading = unprompted,
                 None => return Ok(()),
             }
+            prompted = false;
         }
         let transcript = &understood.transcript;
         let belief = reading.mean_log_prob().exp() * (1.0 - transcript.no_speech_probability);
@@ -338,6 +383,27 @@ impl Recognizer {
         );
         if !taken {
             return Ok(());
+        }
+        let mut name_lead = None;
+        match listening {
+            Listening::Command => {
+                if let Some(scored) = self.score_names(&reading, prompted, &ctx)? {
+                    name_lead = Some(scored.lead);
+                    if let Some(text) = scored.better {
+                        tracing::debug!("closed-domain reading: a nearer name scored higher");
+                        reading.text = text;
+                    }
+                }
+            }
+            Listening::Confirmation | Listening::TaskDecision => {
+                let lead = self.answer_lead(&reading, listening, &ctx)?;
+                tracing::debug!(lead, "closed-domain answer scored against the other side");
+                if lead < self.answer_lead {
+                    // Nearly as likely the other answer: asked again, never taken.
+                    return Ok(());
+                }
+            }
+            Listening::Code | Listening::Amount | Listening::Payee => {}
         }
         let intent = match listening {
             Listening::Command => {
@@ -362,6 +428,7 @@ impl Recognizer {
             understood.addressed = Addressed::Command(reading.text.clone());
         }
         if listening == Listening::Command {
+            understood.payee = self.payee_of(&intent, &reading.text);
             understood.intent = intent;
         }
         // A reading held to the book may name its nearest entry where
@@ -374,12 +441,100 @@ impl Recognizer {
         let payee = reading
             .least_probability(Slot::Payee)
             .or(reading.least_probability(Slot::Provider))
-            .is_some_and(|p| p < certainty);
+            .is_some_and(|p| p < certainty)
+            || name_lead.is_some_and(|lead| lead < NAME_LEAD);
         understood.doubt = Doubt {
             amount,
             payee: payee || !amount,
         };
         Ok(())
+    }
+
+    /// Scores the reading's payee (or provider) against the other names it
+    /// could be: each name of the book (or the table) in its place, the
+    /// rest of the reading kept, teacher-forced on the same encoder output.
+    /// The beam keeps three hypotheses; a name it pruned early may still be
+    /// the likelier sentence. `None` when the reading names nobody.
+    fn score_names(
+        &mut self,
+        reading: &Reading,
+        prompted: bool,
+        ctx: &ParseContext,
+    ) -> Result<Option<ScoredNames>, AsrError> {
+        let is_name = |slot: &Slot| matches!(slot, Slot::Payee | Slot::Provider);
+        let Some(start) = reading.slots.iter().position(is_name) else {
+            return Ok(None);
+        };
+        let end = start
+            + reading.slots[start..]
+                .iter()
+                .take_while(|slot| is_name(slot))
+                .count();
+        let forms = match reading.slots[start] {
+            Slot::Provider => &ctx.known_providers,
+            _ => &ctx.known_payees,
+        };
+        let (shared, rest) = (&reading.tokens[..start], &reading.tokens[end..]);
+        let said = &reading.tokens[start..end];
+        let mut endings = Vec::with_capacity(forms.len());
+        for form in forms {
+            let mut ending = self.transcriber.tokens_of(&format!(" {form}"))?;
+            ending.extend_from_slice(rest);
+            endings.push(ending);
+        }
+        let scored = self
+            .transcriber
+            .score_endings(shared, &endings, NAME_SHORTLIST, prompted)?;
+        let (Some(&(best, best_sum)), runner_up) = (scored.first(), scored.get(1)) else {
+            return Ok(None);
+        };
+        let lead = runner_up.map_or(f32::INFINITY, |&(_, sum)| best_sum - sum);
+        let better = (endings[best] != [said, rest].concat()).then(|| {
+            let mut tokens = shared.to_vec();
+            tokens.extend_from_slice(&endings[best]);
+            self.transcriber.text_of(&tokens)
+        });
+        Ok(Some(ScoredNames { better, lead }))
+    }
+
+    /// How many nats the reading's answer leads the likeliest phrasing of
+    /// the other answer ("Cancel." against "Confirm."), both scored whole.
+    fn answer_lead(
+        &mut self,
+        reading: &Reading,
+        listening: Listening,
+        ctx: &ParseContext,
+    ) -> Result<f32, AsrError> {
+        let kinds = match listening {
+            Listening::TaskDecision => [AnswerKind::Approve, AnswerKind::Reject],
+            _ => [AnswerKind::Confirm, AnswerKind::Cancel],
+        };
+        let Some(said) = intent::read_answer(&reading.text, ctx, &kinds) else {
+            return Ok(f32::NEG_INFINITY);
+        };
+        let other = if said == kinds[0] { kinds[1] } else { kinds[0] };
+        let mut phrasings = intent::answer_phrasings(other, ctx);
+        // A task is approved or rejected by a plain yes or no as well.
+        match other {
+            AnswerKind::Approve => {
+                phrasings.extend(intent::answer_phrasings(AnswerKind::Confirm, ctx))
+            }
+            AnswerKind::Reject => {
+                phrasings.extend(intent::answer_phrasings(AnswerKind::Cancel, ctx))
+            }
+            AnswerKind::Confirm | AnswerKind::Cancel => {}
+        }
+        let mut endings = Vec::new();
+        for phrase in phrasings {
+            endings.push(self.transcriber.tokens_of(&format!(" {phrase}"))?);
+        }
+        let scored = self
+            .transcriber
+            .score_endings(&[], &endings, ANSWER_SHORTLIST, true)?;
+        let reading_sum: f32 = reading.log_probs.iter().sum();
+        Ok(scored
+            .first()
+            .map_or(f32::INFINITY, |&(_, other_sum)| reading_sum - other_sum))
     }
 
     /// A transcript Whisper is unsure of may still be a harmless command, but
@@ -461,6 +616,7 @@ impl Recognizer {
                         transcript: understood.transcript.text,
                         addressed: understood.addressed,
                         intent: understood.intent,
+                        payee: understood.payee,
                         sure: understood.doubt.is_sure(),
                         doubt: understood.doubt,
                     }),
@@ -563,6 +719,8 @@ pub struct Understanding {
     /// it answers a pending question), and never logs it in full.
     pub addressed: Addressed,
     pub intent: Intent,
+    /// The payment's payee as matched in the book (see [`Understood::payee`]).
+    pub payee: Option<HeardName>,
     /// Whisper was sure of the amount's words; when not, the payment is read back.
     pub sure: bool,
     /// Which part it was unsure of, to say so in the read-back.
@@ -580,6 +738,7 @@ impl Heard {
                 transcript: text.to_owned(),
                 addressed: Addressed::Command(text.to_owned()),
                 intent: intent::parse(text, context),
+                payee: None,
                 sure: true,
                 doubt: Doubt::NONE,
                 evidence: Evidence::new(text, b"", 1.0, context.language.code()),

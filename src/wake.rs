@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::payees::{METAPHONE, per_mille, squash};
+use crate::names::{Form, Matching, squash};
 
 /// How the device knows it is spoken to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -99,32 +99,6 @@ pub struct Wake {
     phrase_words: usize,
 }
 
-/// Letters and sound of a run of words.
-#[derive(Debug, Clone)]
-struct Form {
-    letters: String,
-    sound: String,
-}
-
-impl Form {
-    fn new<'a>(words: impl IntoIterator<Item = &'a str>) -> Form {
-        let (mut letters, mut sound) = (String::new(), String::new());
-        for word in words {
-            let word = squash(word);
-            sound.push_str(&METAPHONE.double_metaphone(&word).primary());
-            letters.push_str(&word);
-        }
-        Form { letters, sound }
-    }
-
-    /// How close to the phrase, when close enough: nearly the same letters,
-    /// or the same sound with a fair share of the letters ("hay wallet").
-    fn score(&self, phrase: &Form) -> Option<usize> {
-        let spelling = per_mille(&self.letters, &phrase.letters);
-        (spelling >= 750 || (self.sound == phrase.sound && spelling >= 500)).then_some(spelling)
-    }
-}
-
 /// The words of `text` with where each ends, in bytes.
 fn words(text: &str) -> Vec<(&str, usize)> {
     let mut out = Vec::new();
@@ -151,7 +125,7 @@ impl Wake {
         let phrase_words = words(&settings.phrase);
         Wake {
             mode: settings.mode,
-            phrase: Form::new(phrase_words.iter().map(|(w, _)| *w)),
+            phrase: Form::new(&settings.phrase),
             phrase_words: phrase_words.len(),
         }
     }
@@ -174,8 +148,9 @@ impl Wake {
         // nearly "hey wallet" too, but "pay" belongs to the command).
         let best = (shortest..=longest)
             .filter_map(|count| {
-                let candidate = Form::new(heard[..count].iter().map(|(w, _)| *w));
-                Some((candidate.score(&self.phrase)?, count))
+                let run: Vec<&str> = heard[..count].iter().map(|(w, _)| *w).collect();
+                let score = Form::new(&run.join(" ")).score(&self.phrase, Matching::WAKE);
+                (score > 0).then_some((score, count))
             })
             .max_by_key(|&(score, count)| (score, std::cmp::Reverse(count)));
         if let Some((_, count)) = best {

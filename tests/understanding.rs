@@ -221,3 +221,41 @@ fn chatter_forced_into_a_command_stays_chatter() {
         assert!(!understood.intent.is_payment(), "{file}: {understood:?}");
     }
 }
+
+/// Candidates that share a beginning are scored from where they part: each
+/// score is the whole candidate's likelihood less the shared words', and
+/// the name said scores highest.
+#[test]
+fn candidates_scored_from_where_they_part_score_as_the_whole_sentences_do() {
+    let mut recognizer = recognizer();
+    let utterance = read_wav(&util::fixture("pay_heytea_36.wav")).unwrap();
+    recognizer.transcribe(&utterance).unwrap();
+    let shared = recognizer.tokens_of(" Pay 36 yuan to").unwrap();
+    let names = ["Heytea", "Starbucks", "Luckin", "Shell"];
+    let endings: Vec<_> = names
+        .iter()
+        .map(|name| recognizer.tokens_of(&format!(" {name}.")).unwrap())
+        .collect();
+    let scored = recognizer
+        .score_endings(&shared, &endings, names.len())
+        .unwrap();
+    assert_eq!(scored.len(), names.len());
+    assert_eq!(names[scored[0].0], "Heytea", "{scored:?}");
+    for &(i, ending_sum) in &scored {
+        let whole = recognizer
+            .score(&[format!(" Pay 36 yuan to {}.", names[i])])
+            .unwrap();
+        let whole = &whole[0];
+        assert_eq!(whole.tokens.len(), shared.len() + endings[i].len());
+        let after_shared: f32 = whole.log_probs[shared.len()..].iter().sum();
+        assert!(
+            (after_shared - ending_sum).abs() < 0.05,
+            "{}: {after_shared} vs {ending_sum}",
+            names[i]
+        );
+    }
+    // A shortlist scores only the likeliest first tokens, best first.
+    let short = recognizer.score_endings(&shared, &endings, 2).unwrap();
+    assert_eq!(short.len(), 2);
+    assert_eq!(short[0].0, scored[0].0);
+}

@@ -241,6 +241,52 @@ impl<'a> Session<'a> {
         })
     }
 
+    /// Candidates that share a beginning, scored from where they part:
+    /// the log-likelihood of each ending (then end-of-text) after `shared`,
+    /// teacher-forced. Only the `shortlist` endings whose first token the
+    /// model believes most are scored in full (the rest are not returned):
+    /// a candidate whose first token is unlikely is not the one said.
+    /// Returns (index into `endings`, log-likelihood), best first.
+    pub fn score_endings(
+        &mut self,
+        shared: &[TokenId],
+        endings: &[Vec<TokenId>],
+        shortlist: usize,
+    ) -> Result<Vec<(usize, f32)>, AsrError> {
+        let (logits, lse) = self.next_after(shared)?;
+        let first = |ending: &Vec<TokenId>| {
+            ending
+                .first()
+                .and_then(|t| logits.get(*t as usize))
+                .map_or(f32::NEG_INFINITY, |logit| logit - lse)
+        };
+        let mut ranked: Vec<(usize, f32)> = endings
+            .iter()
+            .enumerate()
+            .filter(|(_, ending)| !ending.is_empty())
+            .map(|(i, ending)| (i, first(ending)))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked.truncate(shortlist);
+        // In token order, so that endings sharing a beginning share the cache.
+        ranked.sort_by(|a, b| endings[a.0].cmp(&endings[b.0]));
+        let mut text = shared.to_vec();
+        for (i, sum) in &mut ranked {
+            let ending = &endings[*i];
+            for at in 1..=ending.len() {
+                text.truncate(shared.len());
+                text.extend_from_slice(&ending[..at]);
+                let next = ending.get(at).copied().unwrap_or(self.eot);
+                let (logits, lse) = self.next_after(&text)?;
+                *sum += logits
+                    .get(next as usize)
+                    .map_or(f32::NEG_INFINITY, |logit| logit - lse);
+            }
+        }
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(ranked)
+    }
+
     /// The text of tokens, as Whisper writes them.
     pub fn text_of(&self, tokens: &[TokenId]) -> String {
         text_of(self.context, tokens)

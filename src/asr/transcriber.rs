@@ -233,10 +233,7 @@ impl Transcriber {
         let mut session = if prompted {
             self.session()
         } else {
-            let sot = self.context.token_sot();
-            let start = self.prefix.iter().position(|t| *t == sot).unwrap_or(0);
-            let prefix = self.prefix[start..].to_vec();
-            Session::new(&self.context, &mut self.state, prefix, false)
+            self.unprompted_session()
         };
         session.constrained(language, max_tokens, READING_BEAM)
     }
@@ -255,9 +252,43 @@ impl Transcriber {
         tokenized.iter().map(|t| session.score(t)).collect()
     }
 
+    /// Candidate endings after `shared`, scored on the last utterance (see
+    /// [`Session::score_endings`]); `prompted` as the reading they vary was.
+    pub fn score_endings(
+        &mut self,
+        shared: &[TokenId],
+        endings: &[Vec<TokenId>],
+        shortlist: usize,
+        prompted: bool,
+    ) -> Result<Vec<(usize, f32)>, AsrError> {
+        if !self.encoded {
+            return Ok(Vec::new());
+        }
+        let mut session = if prompted {
+            self.session()
+        } else {
+            self.unprompted_session()
+        };
+        session.score_endings(shared, endings, shortlist)
+    }
+
+    /// The tokens Whisper writes `text` with (a word after another starts
+    /// with its space: " Heytea").
+    pub fn tokens_of(&self, text: &str) -> Result<Vec<TokenId>, AsrError> {
+        Ok(self.context.tokenize(text, 64)?)
+    }
+
     /// The text of tokens, as Whisper writes them.
     pub fn text_of(&self, tokens: &[TokenId]) -> String {
         super::decoder::text_of(&self.context, tokens)
+    }
+
+    /// A session from start-of-transcript: the prompt left out.
+    fn unprompted_session(&mut self) -> Session<'_> {
+        let sot = self.context.token_sot();
+        let start = self.prefix.iter().position(|t| *t == sot).unwrap_or(0);
+        let prefix = self.prefix[start..].to_vec();
+        Session::new(&self.context, &mut self.state, prefix, false)
     }
 
     fn session(&mut self) -> Session<'_> {

@@ -6,7 +6,7 @@
 //! question a near miss is nothing.
 
 use super::lexicon::Lexicon;
-use crate::payees::{Matching, Origin, Payee, PayeeBook, Resolution};
+use crate::names::{self, Closest, Matching};
 
 /// An answer a pending question expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,15 +27,6 @@ impl AnswerKind {
         }
     }
 }
-
-/// Looser than a payee's (the choice is between two or three answers) but
-/// with a wider lead, so that a mumble between two answers is asked again.
-const ANSWERS: Matching = Matching {
-    spelling: 700,
-    sound: 750,
-    sound_needs_spelling: 350,
-    margin: 150,
-};
 
 /// Longer than this is a sentence, not an answer.
 const MAX_WORDS: usize = 6;
@@ -60,23 +51,21 @@ pub(crate) fn closest(
     if words.is_empty() || words.len() > MAX_WORDS {
         return None;
     }
-    let book = PayeeBook::new(expected.iter().map(|kind| {
-        (
-            Payee {
-                name: kind.key().to_owned(),
-                aliases: forms(lex, *kind),
-            },
-            Origin::Profile,
-        )
-    }));
-    match book.resolve_with(&words.join(" "), ANSWERS) {
-        Resolution::Known(key) => expected.iter().copied().find(|k| k.key() == key),
-        Resolution::Unknown(_) | Resolution::Ambiguous(..) => None,
+    let forms: Vec<(&str, Vec<String>)> = expected
+        .iter()
+        .map(|kind| (kind.key(), forms(lex, *kind)))
+        .collect();
+    let entries = forms
+        .iter()
+        .map(|(key, forms)| (*key, forms.iter().map(String::as_str)));
+    match names::closest(&words.join(" "), entries, Matching::ANSWERS) {
+        Closest::One(key) => expected.iter().copied().find(|k| k.key() == key),
+        Closest::Two(..) | Closest::None => None,
     }
 }
 
 /// Every way the lexicon says this answer.
-fn forms(lex: &Lexicon, kind: AnswerKind) -> Vec<String> {
+pub(super) fn forms(lex: &Lexicon, kind: AnswerKind) -> Vec<String> {
     let phrases =
         |table: &[&[&str]]| -> Vec<String> { table.iter().map(|p| p.join(" ")).collect() };
     let with_objects = |verbs: &[&[&str]]| -> Vec<String> {

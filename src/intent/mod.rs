@@ -403,6 +403,24 @@ pub fn name_answer(transcript: &str, ctx: &ParseContext) -> String {
     words[start..end].join(" ")
 }
 
+/// Every way the language says `kind` on its own, written as Whisper
+/// writes a sentence ("Confirm it.", "Approve the task."): the candidates
+/// an answer heard is scored against.
+pub fn answer_phrasings(kind: AnswerKind, ctx: &ParseContext) -> Vec<String> {
+    answers::forms(lexicon(ctx.language), kind)
+        .into_iter()
+        .filter(|phrase| !phrase.is_empty())
+        .map(|phrase| {
+            let mut chars = phrase.chars();
+            let first: String = chars
+                .next()
+                .map(|c| c.to_uppercase().collect())
+                .unwrap_or_default();
+            format!("{first}{}.", chars.as_str())
+        })
+        .collect()
+}
+
 /// A pending question's answer among `expected`: as spelled when the words
 /// are one, else the closest by sound and spelling when it is clearly closest
 /// (see `answers`). "yes" and "no" answer an agent's task too.

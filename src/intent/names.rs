@@ -1,66 +1,25 @@
-//! Names as heard: title-casing for read-back and fuzzy matching against the names the device knows.
+//! Names as heard: title-casing for read-back, and the parser's view of the one name matcher ([`crate::names`]).
 //!
-//! Matching compares squashed forms (lowercase letters and digits only, so
-//! "Peet's Coffee", "peets coffee" and "PeetsCoffee" are equal) by
-//! optimal-string-alignment distance, in whole per-mille so the decision is
-//! exact and repeatable. A known name wins only when it is close and clearly
-//! closer than any other known name; otherwise the heard name stands.
+//! A known name wins only when it is close and clearly closer than any
+//! other known name; otherwise the heard name stands.
 
 use super::text::Token;
 
-/// Similarity (per mille) a known name needs: one slip in four letters.
-const THRESHOLD: usize = 750;
-/// How far the best known name must lead the next one.
-const MARGIN: usize = 100;
-/// Shorter names must match exactly: "Bob" and "Rob" are different people.
-const MIN_FUZZY_CHARS: usize = 5;
+use crate::names::{self as matcher, Closest, Matching};
 
-use crate::payees::squash;
-
-/// 1000 for equal squashed names, down to 0.
-fn similarity(a: &str, b: &str) -> usize {
-    if a == b {
-        return 1000;
-    }
-    let (la, lb) = (a.chars().count(), b.chars().count());
-    if la.min(lb) < MIN_FUZZY_CHARS {
-        return 0;
-    }
-    let longest = la.max(lb);
-    let distance = strsim::osa_distance(a, b);
-    longest.saturating_sub(distance) * 1000 / longest
-}
-
-/// The known name the heard one most plausibly is, if any is close and unique.
+/// The known name the heard one most plausibly is, if any is close and
+/// unique, by the one name matcher ([`crate::names`]).
 pub(crate) fn best_match<'k>(heard: &str, known: &'k [String]) -> Option<&'k str> {
-    let heard = squash(heard);
-    if heard.is_empty() {
-        return None;
+    let known = known.iter().map(|name| (name.as_str(), [name.as_str()]));
+    match matcher::closest(heard, known, Matching::NAMES) {
+        Closest::One(name) => Some(name),
+        Closest::Two(..) | Closest::None => None,
     }
-    let mut scored: Vec<(usize, String, &str)> = known
-        .iter()
-        .map(|k| (squash(k), k.as_str()))
-        .filter(|(s, _)| !s.is_empty())
-        .map(|(s, k)| (similarity(&heard, &s), s, k))
-        .collect();
-    scored.sort_by_key(|(score, _, _)| std::cmp::Reverse(*score));
-    let (best, best_squashed, name) = scored.first()?;
-    if *best == 1000 {
-        // Heard exactly (up to case and punctuation): no rival can be closer.
-        return Some(*name);
-    }
-    // Spellings of the same name ("Heytea", "HEYTEA") are not rivals.
-    let runner_up = scored
-        .iter()
-        .find(|(_, s, _)| s != best_squashed)
-        .map_or(0, |(score, _, _)| *score);
-    (*best >= THRESHOLD && *best >= runner_up + MARGIN).then_some(*name)
 }
 
 /// Whether the heard name is a known one up to case, spaces and punctuation.
 pub(crate) fn exact_match(heard: &str, known: &[String]) -> bool {
-    let heard = squash(heard);
-    !heard.is_empty() && known.iter().any(|k| squash(k) == heard)
+    matcher::same_name(heard, known.iter().map(String::as_str))
 }
 
 /// The tokens as one string, for matching.
@@ -122,13 +81,5 @@ mod tests {
         assert_eq!(best_match("coffee shop b", &payees), Some("Coffee Shop B"));
         let same = known(&["Heytea", "HEYTEA"]);
         assert_eq!(best_match("hey tea", &same), Some("Heytea"));
-    }
-
-    #[test]
-    fn similarity_is_exact_per_mille() {
-        assert_eq!(similarity("kimi", "kimi"), 1000);
-        assert_eq!(similarity("kimi", "kimmi"), 0);
-        assert_eq!(similarity("claude", "claud"), 833);
-        assert_eq!(similarity("peterscoffee", "peetscoffee"), 833);
     }
 }

@@ -239,8 +239,8 @@ pub fn run(
                 })
             })
             .flatten();
-        let read_back =
-            sentence.context == Context::Free && dialog::must_read_back(&intent, sure, book);
+        let read_back = sentence.context == Context::Free
+            && dialog::must_read_back(&intent, sure, book, &transcript.text);
         let mut r = result(clip, sentence, transcript, got, ms);
         if options.text {
             (r.engine, r.voice, r.noise) = ("text", "text", "text");
