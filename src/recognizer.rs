@@ -19,7 +19,7 @@ use crate::intent::{self, AnswerKind, Doubt, Intent, ParseContext};
 use crate::payees::{HeardName, SharedPayees};
 use crate::profile::{DeviceProfile, PromptStyle};
 use crate::protocol::Evidence;
-use crate::wake::{Addressed, Wake};
+use crate::wake::{Addressed, Wake, WakeMode};
 
 /// What one utterance amounted to.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +88,7 @@ pub struct Recognizer {
     /// where another name was said.
     prompt_names: Vec<String>,
     wake: Wake,
+    wake_phrase: String,
     /// The daemon's payee book: names added while it runs are read as
     /// payees at once (masked from the amount, found without "to").
     payees: Option<SharedPayees>,
@@ -124,6 +125,7 @@ impl Recognizer {
             amount_certainty: profile.asr.amount_certainty,
             prompt_names,
             wake: Wake::new(&profile.wake),
+            wake_phrase: profile.wake.phrase.clone(),
             payees: None,
         })
     }
@@ -326,7 +328,10 @@ impl Recognizer {
             .is_none_or(|(held, _)| *held != ctx.known_payees);
         if stale {
             let started = crate::clock::Stopwatch::start();
-            let grammar = language::grammar(listening, ctx);
+            // A device that listens for its phrase hears it first.
+            let wake_phrase =
+                (self.wake.mode() == WakeMode::Phrase).then_some(self.wake_phrase.as_str());
+            let grammar = language::grammar(listening, ctx, wake_phrase);
             let compiled = self.transcriber.language(&grammar);
             tracing::debug!(
                 ?listening,
@@ -405,9 +410,14 @@ impl Recognizer {
             }
             Listening::Code | Listening::Amount | Listening::Payee => {}
         }
+        // The command's words: the wake phrase the language opened with, taken off.
+        let words = match self.wake.address(&reading.text) {
+            Addressed::Command(command) => command,
+            Addressed::PhraseAlone | Addressed::Not => reading.text.clone(),
+        };
         let intent = match listening {
             Listening::Command => {
-                let intent = intent::parse(&reading.text, &ctx);
+                let intent = intent::parse(&words, &ctx);
                 if intent == Intent::None {
                     return Ok(());
                 }
@@ -425,10 +435,10 @@ impl Recognizer {
         // The words acted on are the reading's, for a command and a reply alike.
         if listening == Listening::Command || matches!(understood.addressed, Addressed::Command(_))
         {
-            understood.addressed = Addressed::Command(reading.text.clone());
+            understood.addressed = Addressed::Command(words.clone());
         }
         if listening == Listening::Command {
-            understood.payee = self.payee_of(&intent, &reading.text);
+            understood.payee = self.payee_of(&intent, &words);
             understood.intent = intent;
         }
         // A reading held to the book may name its nearest entry where

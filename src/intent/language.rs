@@ -31,8 +31,10 @@ pub enum Listening {
     Payee,
 }
 
-/// The word graph of what may be said while `listening`.
-pub fn grammar(listening: Listening, ctx: &ParseContext) -> Grammar {
+/// The word graph of what may be said while `listening`. `wake_phrase`:
+/// a command opens with it ("Hey wallet, pay ..."), as on a device that
+/// listens for its phrase.
+pub fn grammar(listening: Listening, ctx: &ParseContext, wake_phrase: Option<&str>) -> Grammar {
     let lex = lexicon(ctx.language);
     let mut b = Builder {
         g: Grammar::new(),
@@ -42,7 +44,13 @@ pub fn grammar(listening: Listening, ctx: &ParseContext) -> Grammar {
     };
     let start = Grammar::START;
     match listening {
-        Listening::Command => b.commands(start),
+        Listening::Command => {
+            let start = match wake_phrase {
+                Some(phrase) => b.wake(start, phrase),
+                None => start,
+            };
+            b.commands(start)
+        }
         Listening::Confirmation => b.answers(start, false),
         Listening::Code => b.answers(start, true),
         Listening::TaskDecision => b.task_answers(start),
@@ -278,6 +286,33 @@ impl Builder<'_> {
     }
 
     /// Polite openings before a command ("Um,", "Could you", "Please").
+    /// The wake phrase as Whisper writes it ("Hey wallet,", "Hey Wallet!",
+    /// "hey wallet"); returns the node after it.
+    fn wake(&mut self, start: usize, phrase: &str) -> usize {
+        let words: Vec<&str> = phrase.split_whitespace().collect();
+        let mut forms = forms(&words);
+        let titled: String = words
+            .iter()
+            .map(|w| {
+                let mut chars = w.chars();
+                let first: String = chars
+                    .next()
+                    .map(|c| c.to_uppercase().collect())
+                    .unwrap_or_default();
+                format!(" {first}{}", chars.as_str())
+            })
+            .collect();
+        if !forms.contains(&titled) {
+            forms.push(titled);
+        }
+        let said = WordSet::new(format!("wake:{}", forms.concat()), Slot::Words, forms);
+        let marks = self.literal("wake-marks", &[",", ".", "!"]);
+        let named = self.g.chain(start, &[&said]);
+        let marked = self.g.chain(named, &[&marks]);
+        self.g.skip(named, marked);
+        marked
+    }
+
     fn opening(&mut self, start: usize) -> usize {
         let mut fillers: Vec<&[&str]> = self
             .lex
@@ -467,7 +502,15 @@ mod tests {
     }
 
     fn sentences(listening: Listening, count: usize) -> Vec<(String, Vec<Slot>)> {
-        let g = grammar(listening, &context());
+        sentences_with(listening, count, None)
+    }
+
+    fn sentences_with(
+        listening: Listening,
+        count: usize,
+        wake_phrase: Option<&str>,
+    ) -> Vec<(String, Vec<Slot>)> {
+        let g = grammar(listening, &context(), wake_phrase);
         let mut choose = chooser(7);
         let mut out = Vec::new();
         while out.len() < count {
@@ -499,10 +542,30 @@ mod tests {
     }
 
     #[test]
+    fn on_a_device_that_listens_for_its_phrase_every_command_opens_with_it() {
+        use crate::wake::{Addressed, Wake, WakeMode, WakeSettings};
+        let wake = Wake::new(&WakeSettings {
+            mode: WakeMode::Phrase,
+            ..WakeSettings::default()
+        });
+        let ctx = context();
+        let mut commands = 0;
+        for (text, _) in sentences_with(Listening::Command, 500, Some("hey wallet")) {
+            let Addressed::Command(command) = wake.address(&text) else {
+                panic!("{text:?} does not open with the phrase");
+            };
+            if parse(&command, &ctx).is_payment() {
+                commands += 1;
+            }
+        }
+        assert!(commands > 20, "only {commands} payments read");
+    }
+
+    #[test]
     fn a_plain_payment_and_its_payee_first_form_are_in_the_language() {
         use crate::asr::automaton::{Language, TrieCache};
         let lang = Language::compile(
-            &grammar(Listening::Command, &context()),
+            &grammar(Listening::Command, &context(), None),
             &mut TrieCache::default(),
             |w| Some(w.chars().map(|c| c as i32).collect()),
         );
