@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::agents::{Agent, TaskRejection};
+use crate::agents::{Agent, LetIn, TaskRejection};
 use crate::audio::gate::Gate;
 use crate::clock::now_ms;
 use crate::dialog::{Action, Assess, Dialog, DialogSettings, Said, random_code};
@@ -677,23 +677,27 @@ impl Daemon {
     /// signature, its own, well formed, new) and queued for the user, or
     /// logged and dropped without a word to anyone.
     fn take_task(&mut self, message: Vec<u8>) {
-        match crate::agents::open_task(&self.store, &message, now_ms()) {
-            Ok((agent, task)) => {
+        match crate::agents::open_task(&self.store, &self.device_id, &message, now_ms()) {
+            Ok(LetIn::Task(agent, task)) => {
                 tracing::info!(agent = %agent.name, task_id = %task.task_id, amount = %task.amount, "agent task let in");
-                if self.tasks_waiting.len() >= MAX_WAITING_TASKS {
-                    let busy = "the device has too many tasks waiting: ask again later";
-                    return self.tell_agent(
-                        &task_ref(&task),
-                        TaskState::Refused,
-                        Some(busy.into()),
-                        None,
-                    );
+                self.queue_task(agent, task, message);
+            }
+            Ok(LetIn::Query(agent, query)) => {
+                tracing::debug!(agent = %agent.name, task_id = %query.status_of, "asked where a task stands");
+                self.tell_record(&agent.name, &query.status_of);
+            }
+            Err(TaskRejection::Replayed {
+                agent,
+                task,
+                same_terms,
+            }) => {
+                tracing::info!(agent = %agent.name, task_id = %task.task_id, same_terms, "a task sent again: its agent is told the record");
+                if same_terms && self.lost_task(&agent.name, &task.task_id) {
+                    // Let in by a run that ended before the user heard it:
+                    // the agent's retry is the task itself, put to the user now.
+                    return self.queue_task(*agent, *task, message);
                 }
-                self.tasks_waiting.push_back(WaitingTask {
-                    agent,
-                    task,
-                    message,
-                });
+                self.tell_record(&agent.name, &task.task_id);
             }
             Err(TaskRejection::Store(error)) => {
                 self.fail(format!("cannot check an agent task: {error}"))
@@ -704,6 +708,95 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Queues a task let in for the user, or refuses it as "busy".
+    fn queue_task(&mut self, agent: Agent, task: AgentTask, message: Vec<u8>) {
+        if self.tasks_waiting.len() >= MAX_WAITING_TASKS {
+            let busy = "the device has too many tasks waiting: ask again later";
+            return self.tell_agent(
+                &task_ref(&task),
+                TaskState::Refused,
+                Some(busy.into()),
+                None,
+            );
+        }
+        self.tasks_waiting.push_back(WaitingTask {
+            agent,
+            task,
+            message,
+        });
+    }
+
+    /// A task the store says is pending, that neither waits in this run nor
+    /// is being asked about, and whose time has not run out: let in by an
+    /// earlier run that stopped before the user answered.
+    fn lost_task(&self, agent: &str, task_id: &str) -> bool {
+        let task = AgentRef {
+            agent_id: agent.to_owned(),
+            task_id: task_id.to_owned(),
+        };
+        let record = match self.store.task_record(agent, task_id) {
+            Ok(Some(record)) => record,
+            _ => return false,
+        };
+        record.state == TaskState::Pending
+            && record.request_id.is_none()
+            && record.expires_at > now_ms()
+            && !self.waits_in_this_run(&task)
+    }
+
+    /// Tells an agent what the device's record says of its task: the
+    /// answer to a question or a retry. `unknown` (not retained) when there
+    /// is none; `expired` for one left pending by an earlier run past its time.
+    fn tell_record(&mut self, agent: &str, task_id: &str) {
+        let task = AgentRef {
+            agent_id: agent.to_owned(),
+            task_id: task_id.to_owned(),
+        };
+        let record = match self.store.task_record(agent, task_id) {
+            Ok(record) => record,
+            Err(error) => return self.fail(format!("cannot read a task's record: {error}")),
+        };
+        let Some(record) = record else {
+            let status = TaskStatus {
+                task_id: task.task_id,
+                agent_id: task.agent_id,
+                device_id: self.device_id.clone(),
+                status: TaskState::Unknown,
+                reason: Some("the device has no record of this task".into()),
+                request_id: None,
+                terms: None,
+                at: now_ms(),
+            };
+            return self.publish_task_status(&status, false);
+        };
+        if record.state == TaskState::Pending
+            && record.expires_at <= now_ms()
+            && !self.waits_in_this_run(&task)
+        {
+            let why = "it expired before the user could be asked";
+            return self.tell_agent(&task, TaskState::Expired, Some(why.into()), None);
+        }
+        let status = TaskStatus {
+            task_id: task.task_id,
+            agent_id: task.agent_id,
+            device_id: self.device_id.clone(),
+            status: record.state,
+            reason: record.reason,
+            request_id: record.request_id,
+            terms: record.terms,
+            at: record.at.unwrap_or_else(now_ms),
+        };
+        self.publish_task_status(&status, true);
+    }
+
+    /// Whether `task` waits in this run or is being asked about.
+    fn waits_in_this_run(&self, task: &AgentRef) -> bool {
+        self.tasks_waiting
+            .iter()
+            .any(|w| task_ref(&w.task) == *task)
+            || self.dialog.pending_task().is_some_and(|o| o.task == *task)
     }
 
     /// While no question waits, the next task goes to the user: checked
@@ -746,6 +839,19 @@ impl Daemon {
                     .any(|p| p.eq_ignore_ascii_case(&task.payee))
             {
                 let why = format!("{} is not a token provider this device knows", task.payee);
+                self.refused(&order, why);
+                continue;
+            }
+            // At the profile's price, so what the user hears ("1000000 Claude
+            // tokens for 90 yuan") is what the provider sells for the money.
+            if let (TaskKind::TokenTopUp, Some(tokens)) = (task.kind, task.tokens)
+                && let Some(price) = self.config.profile.token_price(tokens, &task.payee)
+                && price != task.amount
+            {
+                let why = format!(
+                    "{tokens} {} tokens cost {price} at this device's prices, not {}",
+                    task.payee, task.amount
+                );
                 self.refused(&order, why);
                 continue;
             }
@@ -817,12 +923,12 @@ impl Daemon {
         reason: Option<String>,
         request_id: Option<Uuid>,
     ) {
-        if let Err(error) = self
+        let terms = self
             .store
-            .set_task_state(&task.agent_id, &task.task_id, state)
-        {
-            tracing::warn!(%error, task_id = %task.task_id, "cannot record the task's state");
-        }
+            .task_record(&task.agent_id, &task.task_id)
+            .ok()
+            .flatten()
+            .and_then(|r| r.terms);
         let status = TaskStatus {
             task_id: task.task_id.clone(),
             agent_id: task.agent_id.clone(),
@@ -830,12 +936,22 @@ impl Daemon {
             status: state,
             reason,
             request_id,
+            terms,
             at: now_ms(),
         };
-        match self.outbox.seal(&status) {
+        if let Err(error) = self.store.record_task_status(&status) {
+            tracing::warn!(%error, task_id = %task.task_id, "cannot record the task's state");
+        }
+        self.publish_task_status(&status, true);
+    }
+
+    /// Signs and publishes a task's status on its topic.
+    fn publish_task_status(&mut self, status: &TaskStatus, retain: bool) {
+        match self.outbox.seal(status) {
             Ok(envelope) => {
-                tracing::info!(agent = %task.agent_id, task_id = %task.task_id, ?state, "told the agent");
-                self.link.publish_task_status(&task.task_id, envelope);
+                tracing::info!(agent = %status.agent_id, task_id = %status.task_id, state = ?status.status, "told the agent");
+                self.link
+                    .publish_task_status(&status.task_id, envelope, retain);
             }
             Err(error) => tracing::error!(%error, "cannot sign a task status"),
         }

@@ -686,11 +686,12 @@ impl DeviceLink {
         self.state.borrow().broker && self.publisher.publish(&self.events_topic, false, event)
     }
 
-    /// Tells an agent where its task stands: a signed status, retained on
-    /// the task's own topic, so an agent that looks later still learns it.
-    pub fn publish_task_status(&self, task_id: &str, envelope: Vec<u8>) -> bool {
+    /// Tells an agent where its task stands: a signed status on the task's
+    /// own topic, retained (so an agent that looks later still learns it)
+    /// unless it is only an answer to a question.
+    pub fn publish_task_status(&self, task_id: &str, envelope: Vec<u8>, retain: bool) -> bool {
         let topic = crate::protocol::topics::task_status(&self.prefix, &self.device_id, task_id);
-        self.publisher.publish(&topic, true, envelope)
+        self.publisher.publish(&topic, retain, envelope)
     }
 
     /// Queues a signed request for MQTT (QoS 1) without waiting. Delivery is
