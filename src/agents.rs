@@ -79,6 +79,11 @@ pub struct Mandate {
     /// Unix milliseconds after which the agent may ask nothing.
     #[serde(default)]
     pub expires_at: Option<u64>,
+    /// `auto_under` pays payees outside the device's payee book too. Without
+    /// it (and without a `payees` list, which names them) a task to a payee
+    /// the user never named is asked about, whatever its amount.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_any_payee: bool,
 }
 
 impl Mandate {
@@ -92,6 +97,7 @@ impl Mandate {
             auto_under: None,
             payees: Vec::new(),
             expires_at: None,
+            auto_any_payee: false,
         }
     }
 
@@ -134,10 +140,33 @@ impl Mandate {
         Ok(())
     }
 
-    /// Whether a task of `amount` is paid without asking the user.
-    pub fn pays_unasked(&self, amount: Money) -> bool {
-        self.auto_under
-            .is_some_and(|limit| amount.currency == limit.currency && amount.minor <= limit.minor)
+    /// Whether a task of `amount` (inside the mandate) is paid without
+    /// asking the user: under `auto_under`, to a payee the user named (in
+    /// the device's payee book, `in_book`, or the mandate's own list) unless
+    /// the mandate says any payee will do.
+    pub fn pays_unasked(&self, amount: Money, in_book: bool) -> bool {
+        let named = in_book || !self.payees.is_empty() || self.auto_any_payee;
+        named
+            && self.auto_under.is_some_and(|limit| {
+                amount.currency == limit.currency && amount.minor <= limit.minor
+            })
+    }
+
+    /// Why this mandate deserves a second look when it is given: it pays
+    /// unasked with no payee list and no daily or total budget.
+    pub fn warning(&self) -> Option<String> {
+        let limit = self.auto_under?;
+        (self.payees.is_empty() && self.daily.is_none() && self.total.is_none()).then(|| {
+            let whom = if self.auto_any_payee {
+                "any payee"
+            } else {
+                "any payee in the payee book"
+            };
+            format!(
+                "it may pay up to {limit} a task without asking, to {whom}, with no daily or \
+                 total budget: consider --payee, --daily-budget or --total-budget"
+            )
+        })
     }
 }
 
@@ -154,6 +183,9 @@ impl fmt::Display for Mandate {
         )?;
         if !self.payees.is_empty() {
             write!(f, ", only to {}", self.payees.join(", "))?;
+        }
+        if self.auto_any_payee {
+            write!(f, ", unasked to any payee")?;
         }
         if let Some(end) = self.expires_at {
             write!(f, ", until {end} ms")?;
@@ -432,9 +464,47 @@ mod tests {
             Err(OutsideMandate::Total { left: cny(2_000) })
         );
         assert_eq!(check(cny(2_000), "Anthropic", 6_000, 18_000, 1), Ok(()));
-        assert!(mandate.pays_unasked(cny(1_000)));
-        assert!(!mandate.pays_unasked(cny(1_001)));
-        assert!(!Mandate::new(Currency::CNY).pays_unasked(cny(1)));
+        assert!(
+            mandate.pays_unasked(cny(1_000), false),
+            "its payee list names them"
+        );
+        assert!(!mandate.pays_unasked(cny(1_001), true));
+        assert!(!Mandate::new(Currency::CNY).pays_unasked(cny(1), true));
+    }
+
+    #[test]
+    fn a_mandate_auto_pays_payees_outside_the_payee_book_only_when_it_says_so() {
+        let open = Mandate {
+            auto_under: Some(cny(1_000)),
+            ..Mandate::new(Currency::CNY)
+        };
+        assert!(open.pays_unasked(cny(500), true));
+        assert!(!open.pays_unasked(cny(500), false), "a payee nobody named");
+        let any = Mandate {
+            auto_any_payee: true,
+            ..open.clone()
+        };
+        assert!(any.pays_unasked(cny(500), false));
+        assert!(any.to_string().contains("unasked to any payee"), "{any}");
+        // Unasked, unlisted and unbounded: a warning; a budget or a list quiets it.
+        assert!(open.warning().is_some());
+        assert!(
+            Mandate {
+                daily: Some(cny(5_000)),
+                ..open.clone()
+            }
+            .warning()
+            .is_none()
+        );
+        assert!(
+            Mandate {
+                payees: vec!["Amazon".into()],
+                ..open
+            }
+            .warning()
+            .is_none()
+        );
+        assert!(Mandate::new(Currency::CNY).warning().is_none());
     }
 
     /// A device's store in a fresh directory, knowing `agent` by `key`.

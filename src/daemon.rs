@@ -206,6 +206,8 @@ struct Daemon {
     tasks_waiting: VecDeque<WaitingTask>,
     /// Tasks that are not a registered agent's are logged a few a second.
     task_rejections: LogLimiter,
+    /// The payment-code lock as kept in the store.
+    code_lock: crate::store::CodeLock,
 }
 
 /// An agent's task let in, and the signed bytes it came in (their hash is
@@ -239,8 +241,14 @@ impl Daemon {
             &profile.payee_book(),
             &store,
         )?);
-        let dialog = Dialog::new(settings, profile.parse_context(), Box::new(random_code))
+        let mut dialog = Dialog::new(settings, profile.parse_context(), Box::new(random_code))
             .with_payees(payees.clone());
+        // Wrong codes and a lockout outlive the run that heard them.
+        let code_lock = store.code_lock()?;
+        let left = code_lock
+            .locked_until
+            .map(|until| Duration::from_millis(until.saturating_sub(now_ms())));
+        dialog.restore_code_lock(code_lock.wrong_codes, left, Instant::now());
         let outbox_store = store.clone();
         let link = DeviceLink::start(
             &config.broker,
@@ -293,6 +301,7 @@ impl Daemon {
             awake_until: None,
             tasks_waiting: VecDeque::new(),
             task_rejections: LogLimiter::new(10),
+            code_lock,
         })
     }
 
@@ -532,8 +541,34 @@ impl Daemon {
             let assessor = Assessor::of(&self.store, &self.link, &self.config.profile);
             self.dialog.hear_said(&said, heard.arrived, &assessor)
         };
+        self.keep_code_lock();
         self.act(actions).await;
         self.dialog.question_spoken(Instant::now());
+    }
+
+    /// Keeps the dialog's wrong codes and lockout in the store when they
+    /// changed, so a restart does not lift them.
+    fn keep_code_lock(&mut self) {
+        let (wrong_codes, until) = self.dialog.code_lock();
+        let (now, clock) = (Instant::now(), now_ms());
+        let lock = crate::store::CodeLock {
+            wrong_codes,
+            locked_until: until.map(|u| {
+                let left = u.saturating_duration_since(now).as_millis();
+                clock.saturating_add(u64::try_from(left).unwrap_or(u64::MAX))
+            }),
+        };
+        let kept = (
+            self.code_lock.wrong_codes,
+            self.code_lock.locked_until.is_some(),
+        );
+        if kept == (lock.wrong_codes, lock.locked_until.is_some()) {
+            return;
+        }
+        match self.store.set_code_lock(&lock) {
+            Ok(()) => self.code_lock = lock,
+            Err(error) => self.fail(format!("cannot keep the payment-code lock: {error}")),
+        }
     }
 
     async fn act(&mut self, actions: Vec<Action>) {
@@ -872,7 +907,16 @@ impl Daemon {
                 self.refused(&order, reason);
                 continue;
             }
-            let unasked = agent.mandate.pays_unasked(task.amount);
+            // A payee the user named: in the payee book, or for tokens a
+            // provider of the profile's table (checked above).
+            let in_book = task.kind == TaskKind::TokenTopUp
+                || self
+                    .payees
+                    .read()
+                    .names()
+                    .iter()
+                    .any(|name| name.eq_ignore_ascii_case(&task.payee));
+            let unasked = agent.mandate.pays_unasked(task.amount, in_book);
             let actions = {
                 let assessor = Assessor::of(&self.store, &self.link, &self.config.profile);
                 self.dialog

@@ -11,7 +11,7 @@
 //! - `requests`: request id (16 bytes) -> seq; every id ever committed, so none is reused
 //! - `spend`: day since the epoch (u32) + currency code (3 bytes) -> reserved minor units (i64)
 //! - `history`: index (u64) -> [`HistoryEntry`]
-//! - `state`: `seq`, `limits`, `offline`, `history_head`
+//! - `state`: `seq`, `limits`, `offline`, `history_head`, `code_lock` ([`CodeLock`])
 //! - `payees`: name -> a payee the user added
 //! - `agents`: name -> [`crate::agents::Agent`] (its key and mandate)
 //! - `agent_spend`: agent name, 0, then a day (u32) or `total` -> reserved minor units (i64)
@@ -41,6 +41,17 @@ const SEQ_KEY: &[u8] = b"seq";
 const LIMITS_KEY: &[u8] = b"limits";
 const OFFLINE_KEY: &[u8] = b"offline";
 const HEAD_KEY: &[u8] = b"history_head";
+const CODE_LOCK_KEY: &[u8] = b"code_lock";
+
+/// Wrong spoken codes in a row, and until when payments that need a code are
+/// locked: kept in the store, so a restart neither lifts a lockout nor
+/// forgets the wrong codes that lead to one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeLock {
+    pub wrong_codes: u32,
+    /// Unix milliseconds.
+    pub locked_until: Option<u64>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -525,6 +536,20 @@ impl Store {
             return Err(StoreError::Invalid("a limit cannot be negative".into()));
         }
         self.state.insert(LIMITS_KEY, serde_json::to_vec(limits)?)?;
+        self.flush_durably()
+    }
+
+    /// The payment-code lock as last kept (none: no wrong code yet).
+    pub fn code_lock(&self) -> Result<CodeLock, StoreError> {
+        match self.state.get(CODE_LOCK_KEY)? {
+            Some(bytes) => decode("code lock", &bytes),
+            None => Ok(CodeLock::default()),
+        }
+    }
+
+    pub fn set_code_lock(&self, lock: &CodeLock) -> Result<(), StoreError> {
+        self.state
+            .insert(CODE_LOCK_KEY, serde_json::to_vec(lock)?)?;
         self.flush_durably()
     }
 
@@ -2083,6 +2108,21 @@ mod tests {
             .expect("read")
             .expect("some");
         assert_eq!((old.state, old.terms), (TaskState::Paid, None));
+    }
+
+    #[test]
+    fn the_code_lock_is_kept_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lock = CodeLock {
+            wrong_codes: 3,
+            locked_until: Some(1_760_000_300_000),
+        };
+        {
+            let store = open(dir.path());
+            assert_eq!(store.code_lock().expect("read"), CodeLock::default());
+            store.set_code_lock(&lock).expect("keep");
+        }
+        assert_eq!(open(dir.path()).code_lock().expect("read"), lock);
     }
 
     mod concurrent_agents {

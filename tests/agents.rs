@@ -349,6 +349,8 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
                 "100.00",
                 "--auto-under",
                 "5.00",
+                // Anthropic is in no payee book: said so explicitly.
+                "--auto-pay-any-payee",
             ],
             &[
                 "add",
@@ -504,6 +506,15 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
     top_up.task_id = "t-expired".into();
     rig.send(task_of(&coder, top_up));
     rig.send(b"not even json".to_vec());
+    // A payee whose bidi override would make it read as another name.
+    rig.send(task_to(
+        &rig.device_id,
+        &coder,
+        "claude-code",
+        "t-bidi",
+        100,
+        "Anthropic\u{202E}nozamA",
+    ));
     // A task the agent signed for another device that knows it.
     rig.send(task_to(
         "dev-the-car",
@@ -546,6 +557,7 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
         "t-forged",
         "t-expired",
         "t-elsewhere",
+        "t-bidi",
     ] {
         assert!(!told.contains_key(never), "{never} was answered: {all:#?}");
     }
@@ -626,10 +638,28 @@ fn an_unanswered_task_is_rejected_and_stop_all_agents_revokes_pending_tasks_and_
             &key,
             "--daily-budget",
             "500.00",
+            "--auto-under",
+            "50.00",
         ]],
     );
 
-    // No answer within the window: rejected, the agent told why.
+    // Under its auto amount, to a payee in the payee book: paid unasked.
+    rig.send(task_to(
+        &rig.device_id,
+        &coder,
+        "coder",
+        "t-book",
+        100,
+        "Amazon",
+    ));
+    let heard = rig.wait_status("t-book", TaskState::Paid);
+    assert_eq!(
+        states(&heard, "t-book"),
+        [TaskState::Approved, TaskState::Paid]
+    );
+
+    // Under it too, but to a payee nobody named and a mandate that does not
+    // say "any payee": asked, and no answer within the window rejects it.
     rig.send(task_to(
         &rig.device_id,
         &coder,
@@ -676,7 +706,63 @@ fn an_unanswered_task_is_rejected_and_stop_all_agents_revokes_pending_tasks_and_
     assert!(listed.contains("stopped"), "{listed}");
 
     let (_keys, ledger) = rig.stop();
-    assert!(ledger.is_empty(), "{ledger:#?}");
+    assert_eq!(ledger.len(), 1, "{ledger:#?}");
+    assert_eq!(ledger[0]["payee"], "Amazon", "{ledger:#?}");
+}
+
+#[test]
+fn agents_add_and_keygen_warn_about_an_auto_pay_limit_with_no_payee_list_and_no_budget() {
+    let keys = Keys::new();
+    let dev = keys.dev();
+    let register = |args: &[&str]| {
+        let mut all = vec!["agents"];
+        all.extend_from_slice(args);
+        all.extend(["--data-dir", &dev]);
+        let out = run(voicepay(&all));
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let warned = register(&["keygen", "loose", "--auto-under", "5.00"]);
+    assert!(
+        warned.contains("warning: agent loose: it may pay up to 5.00 CNY a task without asking"),
+        "{warned}"
+    );
+    let key = SigningKey::generate().unwrap().public_key().to_base64url();
+    let warned = register(&[
+        "add",
+        "wide",
+        "--public-key",
+        &key,
+        "--auto-under",
+        "5.00",
+        "--auto-pay-any-payee",
+    ]);
+    assert!(warned.contains("to any payee, with no daily"), "{warned}");
+    // A budget or a payee list bounds it: no warning.
+    for bounded in [
+        &[
+            "keygen",
+            "daily",
+            "--auto-under",
+            "5.00",
+            "--daily-budget",
+            "20.00",
+        ][..],
+        &[
+            "keygen",
+            "listed",
+            "--auto-under",
+            "5.00",
+            "--payee",
+            "Amazon",
+        ][..],
+        &["keygen", "asks", "--per-task", "5.00"][..],
+    ] {
+        let quiet = register(bounded);
+        assert!(!quiet.contains("warning"), "{bounded:?}: {quiet}");
+    }
+    let listed = ok(&["agents", "list", "--data-dir", &dev]);
+    assert!(listed.contains("unasked to any payee"), "{listed}");
 }
 
 /// `voicepay mcp` as an agent client runs it: JSON-RPC lines on its stdin
@@ -958,6 +1044,10 @@ fn an_agents_retry_never_pays_twice_and_a_fresh_mcp_server_hears_the_devices_rec
     extra["approved"] = true.into();
     let extra = fresh.tool_error("request_payment", extra);
     assert!(extra.contains("approved"), "{extra}");
+    let mut hidden = ask("k-3", "1.00", 1);
+    hidden["payee"] = "Anthro\u{200B}pic".into();
+    let hidden = fresh.tool_error("request_payment", hidden);
+    assert!(hidden.contains("payee"), "{hidden}");
     let bad_id = fresh.tool_error("get_task_status", serde_json::json!({"task_id": "a/#"}));
     assert!(bad_id.contains("task_id"), "{bad_id}");
     fresh.close();
@@ -978,7 +1068,16 @@ fn agents_stopped_while_offline_never_have_their_unsent_payments_sent() {
     let mut rig = Rig::start_with(
         2,
         8,
-        &[&["add", "coder", "--public-key", &key, "--auto-under", "5.00"]],
+        &[&[
+            "add",
+            "coder",
+            "--public-key",
+            &key,
+            "--auto-under",
+            "5.00",
+            "--payee",
+            "Anthropic",
+        ]],
         false,
     );
     let dev = rig.keys.dev();

@@ -81,7 +81,7 @@ impl AgentTask {
             return invalid(format!("device_id {:?}", clip(&self.device_id)));
         }
         let text_ok = |s: &str, max: usize| {
-            !s.trim().is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control)
+            !s.trim().is_empty() && s.chars().count() <= max && s.chars().all(is_plain)
         };
         if !text_ok(&self.description, MAX_DESCRIPTION_CHARS) {
             return invalid(format!("description {:?}", clip(&self.description)));
@@ -198,6 +198,21 @@ impl AgentMessage {
     }
 }
 
+/// Whether `c` may stand in an agent's text: no control character and no
+/// Unicode format or line-breaking character (bidi overrides, zero-width
+/// spaces and joiners, soft hyphens, line and paragraph separators), which
+/// make what is read or shown differ from what is paid.
+pub fn is_plain(c: char) -> bool {
+    use unicode_general_category::{GeneralCategory, get_general_category};
+    !matches!(
+        get_general_category(c),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
+}
+
 /// Where a task stands, as the device tells its agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -309,6 +324,24 @@ mod tests {
             }),
             ("a control character in the payee", |t| {
                 t.payee = "Anthro\u{7}pic".into()
+            }),
+            ("a bidi override in the payee", |t| {
+                t.payee = "Anthropic\u{202E}kcab".into()
+            }),
+            ("a bidi isolate in the payee", |t| {
+                t.payee = "\u{2066}Anthropic\u{2069}".into()
+            }),
+            ("a zero-width space in the payee", |t| {
+                t.payee = "Anthro\u{200B}pic".into()
+            }),
+            ("a zero-width joiner in the description", |t| {
+                t.description = "one million\u{200D} tokens".into()
+            }),
+            ("a byte order mark in the description", |t| {
+                t.description = "\u{FEFF}one million tokens".into()
+            }),
+            ("a line separator in the description", |t| {
+                t.description = "one million\u{2028}tokens".into()
             }),
             ("a zero amount", |t| t.amount.minor = 0),
             ("a negative amount", |t| t.amount.minor = -5),
