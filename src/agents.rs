@@ -358,6 +358,19 @@ pub fn open_task(
     Ok(LetIn::Task(agent, task))
 }
 
+/// Whether `message` is an envelope a registered agent's key signed (all
+/// [`open_task`] checks first, without touching the store's tasks).
+pub fn verify_signer(store: &Store, message: &[u8]) -> Result<(), TaskRejection> {
+    let agents = store.agents()?;
+    protocol::open(message, |kid| {
+        agents
+            .iter()
+            .find_map(|a| a.key().ok().filter(|k| k.key_id() == kid))
+    })
+    .map(|_| ())
+    .map_err(TaskRejection::Unverified)
+}
+
 /// A message signed by `agent` must name it, and this device.
 fn check_names(
     agent: &Agent,

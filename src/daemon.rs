@@ -218,8 +218,40 @@ struct WaitingTask {
     message: Vec<u8>,
 }
 
-/// More tasks than this waiting for the user are refused as "busy".
+/// More tasks than this waiting for the user are answered "busy".
 const MAX_WAITING_TASKS: usize = 16;
+/// Tasks whose signature verified, not yet taken by the loop.
+const VERIFIED_TASKS: usize = 256;
+
+/// Checks each incoming task's signature on a task of its own, ahead of the
+/// daemon's loop: a flood of forged tasks is dropped as fast as it arrives
+/// (logged a few lines a second), so the link's queue does not fill with it
+/// and a genuine task is not crowded out. Only what a registered agent
+/// signed reaches the loop, which opens it fully.
+fn spawn_task_verifier(
+    store: Store,
+    mut raw: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    let (verified, tasks) = tokio::sync::mpsc::channel(VERIFIED_TASKS);
+    tokio::spawn(async move {
+        let mut rejections = LogLimiter::new(10);
+        while let Some(message) = raw.recv().await {
+            match crate::agents::verify_signer(&store, &message) {
+                Ok(()) => {
+                    if verified.send(message).await.is_err() {
+                        return;
+                    }
+                }
+                Err(rejection) => {
+                    if let Some(held_back) = rejections.allow() {
+                        tracing::warn!(%rejection, held_back, "agent task rejected");
+                    }
+                }
+            }
+        }
+    });
+    tasks
+}
 
 impl Daemon {
     /// Opens the identity and the store and starts connecting.
@@ -250,7 +282,7 @@ impl Daemon {
             .map(|until| Duration::from_millis(until.saturating_sub(now_ms())));
         dialog.restore_code_lock(code_lock.wrong_codes, left, Instant::now());
         let outbox_store = store.clone();
-        let link = DeviceLink::start(
+        let mut link = DeviceLink::start(
             &config.broker,
             &profile.mqtt.prefix,
             &identity.device_id,
@@ -268,6 +300,10 @@ impl Daemon {
                     })
             },
         );
+        // Signatures are checked before a task is queued for the loop.
+        let (_closed, unused) = tokio::sync::mpsc::channel(1);
+        let raw_tasks = std::mem::replace(&mut link.tasks, unused);
+        link.tasks = spawn_task_verifier(store.clone(), raw_tasks);
         let hangups = crate::service::Hangups::new(config.profile_file.is_some());
         let profile_book = SharedPayees::new(profile.payee_book());
         let outbox = Outbox::new(
@@ -748,13 +784,9 @@ impl Daemon {
     /// Queues a task let in for the user, or refuses it as "busy".
     fn queue_task(&mut self, agent: Agent, task: AgentTask, message: Vec<u8>) {
         if self.tasks_waiting.len() >= MAX_WAITING_TASKS {
-            let busy = "the device has too many tasks waiting: ask again later";
-            return self.tell_agent(
-                &task_ref(&task),
-                TaskState::Refused,
-                Some(busy.into()),
-                None,
-            );
+            // Not taken: the same task sent again later is let in then.
+            let busy = "the device has too many tasks waiting: send the same task again later";
+            return self.tell_agent(&task_ref(&task), TaskState::Busy, Some(busy.into()), None);
         }
         self.tasks_waiting.push_back(WaitingTask {
             agent,
@@ -763,9 +795,10 @@ impl Daemon {
         });
     }
 
-    /// A task the store says is pending, that neither waits in this run nor
-    /// is being asked about, and whose time has not run out: let in by an
-    /// earlier run that stopped before the user answered.
+    /// A task the store says is pending (or was turned away busy), that
+    /// neither waits in this run nor is being asked about, and whose time
+    /// has not run out: let in by an earlier run that stopped before the
+    /// user answered, or not taken for want of room.
     fn lost_task(&self, agent: &str, task_id: &str) -> bool {
         let task = AgentRef {
             agent_id: agent.to_owned(),
@@ -775,7 +808,7 @@ impl Daemon {
             Ok(Some(record)) => record,
             _ => return false,
         };
-        record.state == TaskState::Pending
+        matches!(record.state, TaskState::Pending | TaskState::Busy)
             && record.request_id.is_none()
             && record.expires_at > now_ms()
             && !self.waits_in_this_run(&task)

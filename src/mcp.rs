@@ -210,7 +210,7 @@ struct StatusAsk {
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 struct TaskOutcome {
     task_id: String,
-    /// pending, approved, paid, declined, rejected, refused, revoked, expired; or unknown (the device has no record of it, or did not answer).
+    /// pending, approved, paid, declined, rejected, refused, revoked, expired; busy (not taken: send it again later with the same idempotency_key); or unknown (the device has no record of it, or did not answer).
     status: String,
     /// Nothing more will change.
     r#final: bool,
@@ -255,6 +255,7 @@ fn state_name(state: TaskState) -> &'static str {
         TaskState::Paid => "paid",
         TaskState::Declined => "declined",
         TaskState::Unknown => "unknown",
+        TaskState::Busy => "busy",
     }
 }
 
@@ -366,7 +367,7 @@ impl PaymentTools {
         let status = self
             .statuses
             .wait_for(&task.task_id, wait, |s, _| {
-                s.status.is_final() || other_terms(s)
+                s.status.is_final() || s.status == TaskState::Busy || other_terms(s)
             })
             .await;
         if status.as_ref().is_some_and(other_terms) {

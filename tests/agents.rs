@@ -711,6 +711,100 @@ fn an_unanswered_task_is_rejected_and_stop_all_agents_revokes_pending_tasks_and_
 }
 
 #[test]
+fn a_flood_of_forged_tasks_never_drops_a_genuine_task_silently() {
+    let coder = SigningKey::generate().unwrap();
+    let key = coder.public_key().to_base64url();
+    let rig = Rig::start(
+        1,
+        8,
+        &[&[
+            "add",
+            "coder",
+            "--public-key",
+            &key,
+            "--auto-under",
+            "5.00",
+            "--payee",
+            "Anthropic",
+            "--daily-budget",
+            "100.00",
+        ]],
+    );
+    // A forger publishes tasks in the agent's name, signed by another key,
+    // as fast as its client goes, at both QoS levels.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let forger = {
+        let (stop, device_id, port) = (stop.clone(), rig.device_id.clone(), rig.broker.port);
+        std::thread::spawn(move || {
+            let options = rumqttc::MqttOptions::new("forger", "127.0.0.1", port);
+            let (client, mut connection) = rumqttc::Client::new(options, 1_000);
+            std::thread::spawn(move || for _ in connection.iter() {});
+            let forged_key = SigningKey::generate().unwrap();
+            let topic = topics::tasks(protocol::DEFAULT_PREFIX, &device_id);
+            let mut sent = 0_u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let message = task_to(
+                    &device_id,
+                    &forged_key,
+                    "coder",
+                    &format!("f-{sent}"),
+                    100,
+                    "Anthropic",
+                );
+                let qos = if sent.is_multiple_of(2) {
+                    rumqttc::QoS::AtMostOnce
+                } else {
+                    rumqttc::QoS::AtLeastOnce
+                };
+                if client.publish(&topic, qos, false, message).is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        })
+    };
+    // Meanwhile the agent asks 20 times; a task not answered in a few
+    // seconds, or answered busy, is sent again as it is (the same id).
+    let mut resent = 0;
+    for i in 0..20 {
+        let task_id = format!("g-{i}");
+        let message = task_to(&rig.device_id, &coder, "coder", &task_id, 100, "Anthropic");
+        let started = voicepay::clock::Stopwatch::start();
+        'answered: loop {
+            assert!(started.elapsed() < ANSWER_LIMIT, "{task_id} never paid");
+            rig.send(message.clone());
+            let asked = voicepay::clock::Stopwatch::start();
+            while asked.elapsed() < Duration::from_secs(5) {
+                let Ok(status) = rig.statuses.recv_timeout(Duration::from_millis(200)) else {
+                    continue;
+                };
+                assert!(
+                    status.task_id.starts_with("g-"),
+                    "a forged task answered: {status:?}"
+                );
+                if status.task_id != task_id {
+                    continue;
+                }
+                match status.status {
+                    TaskState::Paid => break 'answered,
+                    TaskState::Approved | TaskState::Pending => {}
+                    TaskState::Busy => break,
+                    other => panic!("{task_id}: {other:?} {status:?}"),
+                }
+            }
+            resent += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let forged = forger.join().unwrap();
+    eprintln!("{forged} forged tasks published; the 20 genuine ones paid, {resent} sent again");
+    assert!(forged > 1_000, "the flood was a trickle: {forged}");
+    let (_keys, ledger) = rig.stop();
+    assert_eq!(ledger.len(), 20, "each genuine task paid once: {ledger:#?}");
+}
+
+#[test]
 fn agents_add_and_keygen_warn_about_an_auto_pay_limit_with_no_payee_list_and_no_budget() {
     let keys = Keys::new();
     let dev = keys.dev();

@@ -230,6 +230,9 @@ pub enum TaskState {
     Revoked,
     /// Its time ran out before it could be put to the user.
     Expired,
+    /// Not taken: too many tasks wait for the user. Sending the same task
+    /// again (the same id) later is safe, and it is let in then.
+    Busy,
     /// The device has no record of it: it never reached the device, and
     /// sending it again (the same id) is safe. Only ever an answer to a
     /// question, never retained.
@@ -245,7 +248,7 @@ impl TaskState {
     pub fn is_final(self) -> bool {
         !matches!(
             self,
-            TaskState::Pending | TaskState::Approved | TaskState::Unknown
+            TaskState::Pending | TaskState::Approved | TaskState::Busy | TaskState::Unknown
         )
     }
 }
