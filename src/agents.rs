@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::PublicKey;
 use crate::money::{Currency, Money};
-use crate::protocol::{self, AgentTask, ProtocolError};
+use crate::protocol::{self, AgentMessage, AgentTask, ProtocolError, TaskQuery};
 use crate::store::{Store, StoreError};
 
 /// An agent the user registered.
@@ -79,6 +79,11 @@ pub struct Mandate {
     /// Unix milliseconds after which the agent may ask nothing.
     #[serde(default)]
     pub expires_at: Option<u64>,
+    /// `auto_under` pays payees outside the device's payee book too. Without
+    /// it (and without a `payees` list, which names them) a task to a payee
+    /// the user never named is asked about, whatever its amount.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_any_payee: bool,
 }
 
 impl Mandate {
@@ -92,6 +97,7 @@ impl Mandate {
             auto_under: None,
             payees: Vec::new(),
             expires_at: None,
+            auto_any_payee: false,
         }
     }
 
@@ -134,10 +140,33 @@ impl Mandate {
         Ok(())
     }
 
-    /// Whether a task of `amount` is paid without asking the user.
-    pub fn pays_unasked(&self, amount: Money) -> bool {
-        self.auto_under
-            .is_some_and(|limit| amount.currency == limit.currency && amount.minor <= limit.minor)
+    /// Whether a task of `amount` (inside the mandate) is paid without
+    /// asking the user: under `auto_under`, to a payee the user named (in
+    /// the device's payee book, `in_book`, or the mandate's own list) unless
+    /// the mandate says any payee will do.
+    pub fn pays_unasked(&self, amount: Money, in_book: bool) -> bool {
+        let named = in_book || !self.payees.is_empty() || self.auto_any_payee;
+        named
+            && self.auto_under.is_some_and(|limit| {
+                amount.currency == limit.currency && amount.minor <= limit.minor
+            })
+    }
+
+    /// Why this mandate deserves a second look when it is given: it pays
+    /// unasked with no payee list and no daily or total budget.
+    pub fn warning(&self) -> Option<String> {
+        let limit = self.auto_under?;
+        (self.payees.is_empty() && self.daily.is_none() && self.total.is_none()).then(|| {
+            let whom = if self.auto_any_payee {
+                "any payee"
+            } else {
+                "any payee in the payee book"
+            };
+            format!(
+                "it may pay up to {limit} a task without asking, to {whom}, with no daily or \
+                 total budget: consider --payee, --daily-budget or --total-budget"
+            )
+        })
     }
 }
 
@@ -154,6 +183,9 @@ impl fmt::Display for Mandate {
         )?;
         if !self.payees.is_empty() {
             write!(f, ", only to {}", self.payees.join(", "))?;
+        }
+        if self.auto_any_payee {
+            write!(f, ", unasked to any payee")?;
         }
         if let Some(end) = self.expires_at {
             write!(f, ", until {end} ms")?;
@@ -220,26 +252,49 @@ pub enum TaskRejection {
     Unverified(ProtocolError),
     #[error("task signed by agent {signer:?} names agent {named:?}")]
     WrongAgent { signer: String, named: String },
+    /// A copy of a task meant for another device: never paid here.
+    #[error("task {task_id:?} of agent {agent:?} is for device {named:?}, not this one")]
+    OtherDevice {
+        agent: String,
+        task_id: String,
+        named: String,
+    },
     #[error("task {task_id:?} of agent {agent:?}: {error}")]
     Invalid {
         agent: String,
         task_id: String,
         error: ProtocolError,
     },
-    #[error("task {task_id:?} of agent {agent:?} was seen before: a replay")]
-    Replayed { agent: String, task_id: String },
+    /// Paid (or refused) once at most: its agent is told the record again.
+    #[error("task {:?} of agent {:?} was seen before (same terms: {same_terms})", task.task_id, agent.name)]
+    Replayed {
+        agent: Box<Agent>,
+        task: Box<AgentTask>,
+        same_terms: bool,
+    },
     #[error("cannot read the agents: {0}")]
     Store(#[from] StoreError),
 }
 
-/// Opens a task envelope: the key must be a registered agent's, the
-/// signature good, the task its own, well formed and new. The task id is
-/// claimed in the store here, so a replay is refused even after a restart.
+/// What a verified message of a registered agent asks.
+#[derive(Debug)]
+pub enum LetIn {
+    /// A new task, its id claimed.
+    Task(Agent, AgentTask),
+    /// Where one of its tasks stands: answered from the device's record.
+    Query(Agent, TaskQuery),
+}
+
+/// Opens an agent's envelope: the key must be a registered agent's, the
+/// signature good, the message its own and for `device_id`, well formed;
+/// a task must be new. The task id is claimed in the store here (with the
+/// task's terms), so a replay is refused even after a restart.
 pub fn open_task(
     store: &Store,
+    device_id: &str,
     message: &[u8],
     now_ms: u64,
-) -> Result<(Agent, AgentTask), TaskRejection> {
+) -> Result<LetIn, TaskRejection> {
     let agents = store.agents()?;
     let signer = |kid: &str| {
         agents
@@ -254,13 +309,33 @@ pub fn open_task(
         )));
     };
     let agent = agent.clone();
-    let task: AgentTask = opened.parse().map_err(TaskRejection::Unverified)?;
-    if task.agent_id != agent.name {
-        return Err(TaskRejection::WrongAgent {
-            signer: agent.name,
-            named: task.agent_id.chars().take(64).collect(),
-        });
-    }
+    let task = match AgentMessage::parse(&opened.payload).map_err(TaskRejection::Unverified)? {
+        AgentMessage::Query(query) => {
+            check_names(
+                &agent,
+                &query.agent_id,
+                &query.device_id,
+                device_id,
+                &query.status_of,
+            )?;
+            if let Err(error) = query.validate(now_ms) {
+                return Err(TaskRejection::Invalid {
+                    agent: agent.name,
+                    task_id: query.status_of.chars().take(64).collect(),
+                    error,
+                });
+            }
+            return Ok(LetIn::Query(agent, query));
+        }
+        AgentMessage::Task(task) => task,
+    };
+    check_names(
+        &agent,
+        &task.agent_id,
+        &task.device_id,
+        device_id,
+        &task.task_id,
+    )?;
     if let Err(error) = task.validate(now_ms) {
         return Err(TaskRejection::Invalid {
             agent: agent.name,
@@ -268,13 +343,56 @@ pub fn open_task(
             error,
         });
     }
-    if !store.claim_task(&agent.name, &task.task_id, task.expires_at)? {
+    let terms = task.terms_sha256();
+    if !store.claim_task(&agent.name, &task.task_id, task.expires_at, &terms)? {
+        let same_terms = store
+            .task_record(&agent.name, &task.task_id)?
+            .and_then(|r| r.terms)
+            .is_none_or(|t| t == terms);
         return Err(TaskRejection::Replayed {
-            agent: agent.name,
-            task_id: task.task_id,
+            agent: Box::new(agent),
+            task: Box::new(task),
+            same_terms,
         });
     }
-    Ok((agent, task))
+    Ok(LetIn::Task(agent, task))
+}
+
+/// Whether `message` is an envelope a registered agent's key signed (all
+/// [`open_task`] checks first, without touching the store's tasks).
+pub fn verify_signer(store: &Store, message: &[u8]) -> Result<(), TaskRejection> {
+    let agents = store.agents()?;
+    protocol::open(message, |kid| {
+        agents
+            .iter()
+            .find_map(|a| a.key().ok().filter(|k| k.key_id() == kid))
+    })
+    .map(|_| ())
+    .map_err(TaskRejection::Unverified)
+}
+
+/// A message signed by `agent` must name it, and this device.
+fn check_names(
+    agent: &Agent,
+    named_agent: &str,
+    named_device: &str,
+    device_id: &str,
+    task_id: &str,
+) -> Result<(), TaskRejection> {
+    if named_agent != agent.name {
+        return Err(TaskRejection::WrongAgent {
+            signer: agent.name.clone(),
+            named: named_agent.chars().take(64).collect(),
+        });
+    }
+    if named_device != device_id {
+        return Err(TaskRejection::OtherDevice {
+            agent: agent.name.clone(),
+            task_id: task_id.chars().take(64).collect(),
+            named: named_device.chars().take(64).collect(),
+        });
+    }
+    Ok(())
 }
 
 /// Registers (or registers afresh, lifting a stop) an agent; its line.
@@ -359,9 +477,98 @@ mod tests {
             Err(OutsideMandate::Total { left: cny(2_000) })
         );
         assert_eq!(check(cny(2_000), "Anthropic", 6_000, 18_000, 1), Ok(()));
-        assert!(mandate.pays_unasked(cny(1_000)));
-        assert!(!mandate.pays_unasked(cny(1_001)));
-        assert!(!Mandate::new(Currency::CNY).pays_unasked(cny(1)));
+        assert!(
+            mandate.pays_unasked(cny(1_000), false),
+            "its payee list names them"
+        );
+        assert!(!mandate.pays_unasked(cny(1_001), true));
+        assert!(!Mandate::new(Currency::CNY).pays_unasked(cny(1), true));
+    }
+
+    #[test]
+    fn a_mandate_auto_pays_payees_outside_the_payee_book_only_when_it_says_so() {
+        let open = Mandate {
+            auto_under: Some(cny(1_000)),
+            ..Mandate::new(Currency::CNY)
+        };
+        assert!(open.pays_unasked(cny(500), true));
+        assert!(!open.pays_unasked(cny(500), false), "a payee nobody named");
+        let any = Mandate {
+            auto_any_payee: true,
+            ..open.clone()
+        };
+        assert!(any.pays_unasked(cny(500), false));
+        assert!(any.to_string().contains("unasked to any payee"), "{any}");
+        // Unasked, unlisted and unbounded: a warning; a budget or a list quiets it.
+        assert!(open.warning().is_some());
+        assert!(
+            Mandate {
+                daily: Some(cny(5_000)),
+                ..open.clone()
+            }
+            .warning()
+            .is_none()
+        );
+        assert!(
+            Mandate {
+                payees: vec!["Amazon".into()],
+                ..open
+            }
+            .warning()
+            .is_none()
+        );
+        assert!(Mandate::new(Currency::CNY).warning().is_none());
+    }
+
+    /// A device's store in a fresh directory, knowing `agent` by `key`.
+    fn device_knowing(agent: &str, key: &crate::keys::SigningKey) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            Store::open(&crate::store::StoreConfig::new(dir.path().join("store"))).expect("store");
+        let agent = Agent {
+            name: agent.into(),
+            public_key: key.public_key().to_base64url(),
+            mandate: Mandate::new(Currency::CNY),
+            added_at: 1,
+            revoked_at: None,
+        };
+        add(&store, agent).expect("add");
+        (dir, store)
+    }
+
+    #[test]
+    fn a_task_replayed_to_another_device_is_refused() {
+        let key = crate::keys::SigningKey::generate().expect("key");
+        let (_a_dir, kitchen) = device_knowing("coder", &key);
+        let (_b_dir, car) = device_knowing("coder", &key);
+        let now = 1_760_000_000_000;
+        let task = AgentTask {
+            task_id: "t-1".into(),
+            agent_id: "coder".into(),
+            device_id: "dev-kitchen".into(),
+            description: "a book".into(),
+            payee: "Amazon".into(),
+            amount: cny(3_000),
+            kind: protocol::TaskKind::Purchase,
+            tokens: None,
+            period: None,
+            created_at: now,
+            expires_at: now + 60_000,
+        };
+        let message = protocol::Envelope::seal_json(&task, &key)
+            .expect("seal")
+            .0
+            .to_bytes();
+        match open_task(&kitchen, "dev-kitchen", &message, now) {
+            Ok(LetIn::Task(_, opened)) => assert_eq!(opened, task),
+            other => panic!("its own device refused it: {other:?}"),
+        }
+        match open_task(&car, "dev-car", &message, now) {
+            Err(TaskRejection::OtherDevice { named, .. }) => assert_eq!(named, "dev-kitchen"),
+            other => panic!("the car let in the kitchen's task: {other:?}"),
+        }
+        // Not claimed there either: the refusal leaves no trace to trip on.
+        assert_eq!(car.task_state("coder", "t-1").expect("state"), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::agents::{Agent, TaskRejection};
+use crate::agents::{Agent, LetIn, TaskRejection};
 use crate::audio::gate::Gate;
 use crate::clock::now_ms;
 use crate::dialog::{Action, Assess, Dialog, DialogSettings, Said, random_code};
@@ -206,6 +206,8 @@ struct Daemon {
     tasks_waiting: VecDeque<WaitingTask>,
     /// Tasks that are not a registered agent's are logged a few a second.
     task_rejections: LogLimiter,
+    /// The payment-code lock as kept in the store.
+    code_lock: crate::store::CodeLock,
 }
 
 /// An agent's task let in, and the signed bytes it came in (their hash is
@@ -216,8 +218,40 @@ struct WaitingTask {
     message: Vec<u8>,
 }
 
-/// More tasks than this waiting for the user are refused as "busy".
+/// More tasks than this waiting for the user are answered "busy".
 const MAX_WAITING_TASKS: usize = 16;
+/// Tasks whose signature verified, not yet taken by the loop.
+const VERIFIED_TASKS: usize = 256;
+
+/// Checks each incoming task's signature on a task of its own, ahead of the
+/// daemon's loop: a flood of forged tasks is dropped as fast as it arrives
+/// (logged a few lines a second), so the link's queue does not fill with it
+/// and a genuine task is not crowded out. Only what a registered agent
+/// signed reaches the loop, which opens it fully.
+fn spawn_task_verifier(
+    store: Store,
+    mut raw: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    let (verified, tasks) = tokio::sync::mpsc::channel(VERIFIED_TASKS);
+    tokio::spawn(async move {
+        let mut rejections = LogLimiter::new(10);
+        while let Some(message) = raw.recv().await {
+            match crate::agents::verify_signer(&store, &message) {
+                Ok(()) => {
+                    if verified.send(message).await.is_err() {
+                        return;
+                    }
+                }
+                Err(rejection) => {
+                    if let Some(held_back) = rejections.allow() {
+                        tracing::warn!(%rejection, held_back, "agent task rejected");
+                    }
+                }
+            }
+        }
+    });
+    tasks
+}
 
 impl Daemon {
     /// Opens the identity and the store and starts connecting.
@@ -239,10 +273,16 @@ impl Daemon {
             &profile.payee_book(),
             &store,
         )?);
-        let dialog = Dialog::new(settings, profile.parse_context(), Box::new(random_code))
+        let mut dialog = Dialog::new(settings, profile.parse_context(), Box::new(random_code))
             .with_payees(payees.clone());
+        // Wrong codes and a lockout outlive the run that heard them.
+        let code_lock = store.code_lock()?;
+        let left = code_lock
+            .locked_until
+            .map(|until| Duration::from_millis(until.saturating_sub(now_ms())));
+        dialog.restore_code_lock(code_lock.wrong_codes, left, Instant::now());
         let outbox_store = store.clone();
-        let link = DeviceLink::start(
+        let mut link = DeviceLink::start(
             &config.broker,
             &profile.mqtt.prefix,
             &identity.device_id,
@@ -260,6 +300,10 @@ impl Daemon {
                     })
             },
         );
+        // Signatures are checked before a task is queued for the loop.
+        let (_closed, unused) = tokio::sync::mpsc::channel(1);
+        let raw_tasks = std::mem::replace(&mut link.tasks, unused);
+        link.tasks = spawn_task_verifier(store.clone(), raw_tasks);
         let hangups = crate::service::Hangups::new(config.profile_file.is_some());
         let profile_book = SharedPayees::new(profile.payee_book());
         let outbox = Outbox::new(
@@ -293,6 +337,7 @@ impl Daemon {
             awake_until: None,
             tasks_waiting: VecDeque::new(),
             task_rejections: LogLimiter::new(10),
+            code_lock,
         })
     }
 
@@ -533,8 +578,34 @@ impl Daemon {
             let assessor = Assessor::of(&self.store, &self.link, &self.config.profile);
             self.dialog.hear_said(&said, heard.arrived, &assessor)
         };
+        self.keep_code_lock();
         self.act(actions).await;
         self.dialog.question_spoken(Instant::now());
+    }
+
+    /// Keeps the dialog's wrong codes and lockout in the store when they
+    /// changed, so a restart does not lift them.
+    fn keep_code_lock(&mut self) {
+        let (wrong_codes, until) = self.dialog.code_lock();
+        let (now, clock) = (Instant::now(), now_ms());
+        let lock = crate::store::CodeLock {
+            wrong_codes,
+            locked_until: until.map(|u| {
+                let left = u.saturating_duration_since(now).as_millis();
+                clock.saturating_add(u64::try_from(left).unwrap_or(u64::MAX))
+            }),
+        };
+        let kept = (
+            self.code_lock.wrong_codes,
+            self.code_lock.locked_until.is_some(),
+        );
+        if kept == (lock.wrong_codes, lock.locked_until.is_some()) {
+            return;
+        }
+        match self.store.set_code_lock(&lock) {
+            Ok(()) => self.code_lock = lock,
+            Err(error) => self.fail(format!("cannot keep the payment-code lock: {error}")),
+        }
     }
 
     async fn act(&mut self, actions: Vec<Action>) {
@@ -678,23 +749,27 @@ impl Daemon {
     /// signature, its own, well formed, new) and queued for the user, or
     /// logged and dropped without a word to anyone.
     fn take_task(&mut self, message: Vec<u8>) {
-        match crate::agents::open_task(&self.store, &message, now_ms()) {
-            Ok((agent, task)) => {
+        match crate::agents::open_task(&self.store, &self.device_id, &message, now_ms()) {
+            Ok(LetIn::Task(agent, task)) => {
                 tracing::info!(agent = %agent.name, task_id = %task.task_id, amount = %task.amount, "agent task let in");
-                if self.tasks_waiting.len() >= MAX_WAITING_TASKS {
-                    let busy = "the device has too many tasks waiting: ask again later";
-                    return self.tell_agent(
-                        &task_ref(&task),
-                        TaskState::Refused,
-                        Some(busy.into()),
-                        None,
-                    );
+                self.queue_task(agent, task, message);
+            }
+            Ok(LetIn::Query(agent, query)) => {
+                tracing::debug!(agent = %agent.name, task_id = %query.status_of, "asked where a task stands");
+                self.tell_record(&agent.name, &query.status_of);
+            }
+            Err(TaskRejection::Replayed {
+                agent,
+                task,
+                same_terms,
+            }) => {
+                tracing::info!(agent = %agent.name, task_id = %task.task_id, same_terms, "a task sent again: its agent is told the record");
+                if same_terms && self.lost_task(&agent.name, &task.task_id) {
+                    // Let in by a run that ended before the user heard it:
+                    // the agent's retry is the task itself, put to the user now.
+                    return self.queue_task(*agent, *task, message);
                 }
-                self.tasks_waiting.push_back(WaitingTask {
-                    agent,
-                    task,
-                    message,
-                });
+                self.tell_record(&agent.name, &task.task_id);
             }
             Err(TaskRejection::Store(error)) => {
                 self.fail(format!("cannot check an agent task: {error}"))
@@ -705,6 +780,92 @@ impl Daemon {
                 }
             }
         }
+    }
+
+    /// Queues a task let in for the user, or refuses it as "busy".
+    fn queue_task(&mut self, agent: Agent, task: AgentTask, message: Vec<u8>) {
+        if self.tasks_waiting.len() >= MAX_WAITING_TASKS {
+            // Not taken: the same task sent again later is let in then.
+            let busy = "the device has too many tasks waiting: send the same task again later";
+            return self.tell_agent(&task_ref(&task), TaskState::Busy, Some(busy.into()), None);
+        }
+        self.tasks_waiting.push_back(WaitingTask {
+            agent,
+            task,
+            message,
+        });
+    }
+
+    /// A task the store says is pending (or was turned away busy), that
+    /// neither waits in this run nor is being asked about, and whose time
+    /// has not run out: let in by an earlier run that stopped before the
+    /// user answered, or not taken for want of room.
+    fn lost_task(&self, agent: &str, task_id: &str) -> bool {
+        let task = AgentRef {
+            agent_id: agent.to_owned(),
+            task_id: task_id.to_owned(),
+        };
+        let record = match self.store.task_record(agent, task_id) {
+            Ok(Some(record)) => record,
+            _ => return false,
+        };
+        matches!(record.state, TaskState::Pending | TaskState::Busy)
+            && record.request_id.is_none()
+            && record.expires_at > now_ms()
+            && !self.waits_in_this_run(&task)
+    }
+
+    /// Tells an agent what the device's record says of its task: the
+    /// answer to a question or a retry. `unknown` (not retained) when there
+    /// is none; `expired` for one left pending by an earlier run past its time.
+    fn tell_record(&mut self, agent: &str, task_id: &str) {
+        let task = AgentRef {
+            agent_id: agent.to_owned(),
+            task_id: task_id.to_owned(),
+        };
+        let record = match self.store.task_record(agent, task_id) {
+            Ok(record) => record,
+            Err(error) => return self.fail(format!("cannot read a task's record: {error}")),
+        };
+        let Some(record) = record else {
+            let status = TaskStatus {
+                task_id: task.task_id,
+                agent_id: task.agent_id,
+                device_id: self.device_id.clone(),
+                status: TaskState::Unknown,
+                reason: Some("the device has no record of this task".into()),
+                request_id: None,
+                terms: None,
+                at: now_ms(),
+            };
+            return self.publish_task_status(&status, false);
+        };
+        if record.state == TaskState::Pending
+            && record.expires_at <= now_ms()
+            && !self.waits_in_this_run(&task)
+        {
+            let why = "it expired before the user could be asked";
+            return self.tell_agent(&task, TaskState::Expired, Some(why.into()), None);
+        }
+        let status = TaskStatus {
+            task_id: task.task_id,
+            agent_id: task.agent_id,
+            device_id: self.device_id.clone(),
+            status: record.state,
+            reason: record.reason,
+            request_id: record.request_id,
+            terms: record.terms,
+            at: record.at.unwrap_or_else(now_ms),
+        };
+        self.publish_task_status(&status, true);
+    }
+
+    /// Whether `task` waits in this run or is being asked about.
+    fn waits_in_this_run(&self, task: &AgentRef) -> bool {
+        self.tasks_waiting
+            .iter()
+            .any(|w| task_ref(&w.task) == *task)
+            || self.dialog.pending_task().is_some_and(|o| o.task == *task)
     }
 
     /// While no question waits, the next task goes to the user: checked
@@ -750,6 +911,19 @@ impl Daemon {
                 self.refused(&order, why);
                 continue;
             }
+            // At the profile's price, so what the user hears ("1000000 Claude
+            // tokens for 90 yuan") is what the provider sells for the money.
+            if let (TaskKind::TokenTopUp, Some(tokens)) = (task.kind, task.tokens)
+                && let Some(price) = self.config.profile.token_price(tokens, &task.payee)
+                && price != task.amount
+            {
+                let why = format!(
+                    "{tokens} {} tokens cost {price} at this device's prices, not {}",
+                    task.payee, task.amount
+                );
+                self.refused(&order, why);
+                continue;
+            }
             let today = self.config.profile.payments.calendar.day_of(now);
             let inside = self
                 .store
@@ -767,7 +941,16 @@ impl Daemon {
                 self.refused(&order, reason);
                 continue;
             }
-            let unasked = agent.mandate.pays_unasked(task.amount);
+            // A payee the user named: in the payee book, or for tokens a
+            // provider of the profile's table (checked above).
+            let in_book = task.kind == TaskKind::TokenTopUp
+                || self
+                    .payees
+                    .read()
+                    .names()
+                    .iter()
+                    .any(|name| name.eq_ignore_ascii_case(&task.payee));
+            let unasked = agent.mandate.pays_unasked(task.amount, in_book);
             let actions = {
                 let assessor = Assessor::of(&self.store, &self.link, &self.config.profile);
                 self.dialog
@@ -818,12 +1001,12 @@ impl Daemon {
         reason: Option<String>,
         request_id: Option<Uuid>,
     ) {
-        if let Err(error) = self
+        let terms = self
             .store
-            .set_task_state(&task.agent_id, &task.task_id, state)
-        {
-            tracing::warn!(%error, task_id = %task.task_id, "cannot record the task's state");
-        }
+            .task_record(&task.agent_id, &task.task_id)
+            .ok()
+            .flatten()
+            .and_then(|r| r.terms);
         let status = TaskStatus {
             task_id: task.task_id.clone(),
             agent_id: task.agent_id.clone(),
@@ -831,12 +1014,22 @@ impl Daemon {
             status: state,
             reason,
             request_id,
+            terms,
             at: now_ms(),
         };
-        match self.outbox.seal(&status) {
+        if let Err(error) = self.store.record_task_status(&status) {
+            tracing::warn!(%error, task_id = %task.task_id, "cannot record the task's state");
+        }
+        self.publish_task_status(&status, true);
+    }
+
+    /// Signs and publishes a task's status on its topic.
+    fn publish_task_status(&mut self, status: &TaskStatus, retain: bool) {
+        match self.outbox.seal(status) {
             Ok(envelope) => {
-                tracing::info!(agent = %task.agent_id, task_id = %task.task_id, ?state, "told the agent");
-                self.link.publish_task_status(&task.task_id, envelope);
+                tracing::info!(agent = %status.agent_id, task_id = %status.task_id, state = ?status.status, "told the agent");
+                self.link
+                    .publish_task_status(&status.task_id, envelope, retain);
             }
             Err(error) => tracing::error!(%error, "cannot sign a task status"),
         }

@@ -299,6 +299,24 @@ impl Dialog {
         self.parse_context = context;
     }
 
+    /// Wrong codes in a row, and the end of a lockout if one runs (for the
+    /// daemon to keep across a restart).
+    pub fn code_lock(&self) -> (u32, Option<Instant>) {
+        (self.wrong_codes, self.locked_until)
+    }
+
+    /// The wrong codes and lockout an earlier run left (`locked_for`: what
+    /// was left of it).
+    pub fn restore_code_lock(
+        &mut self,
+        wrong_codes: u32,
+        locked_for: Option<Duration>,
+        now: Instant,
+    ) {
+        self.wrong_codes = wrong_codes;
+        self.locked_until = locked_for.map(|left| now + left);
+    }
+
     /// Whether payments that need a code are locked (too many wrong codes).
     fn locked(&mut self, now: Instant) -> bool {
         match self.locked_until {
@@ -2263,6 +2281,12 @@ mod tests {
         let a = d.hear(&pay_36(), &ev(PAY_36), t0, &assess(Decision::Confirm));
         assert!(d.is_waiting(), "{a:?}");
         d.end_of_input();
+        // Handed to a dialog that starts afresh (a restart), the lock holds.
+        let (wrong, until) = d.code_lock();
+        let mut restarted = dialog();
+        restarted.restore_code_lock(wrong, until.map(|u| u - t0), t0);
+        restarted.hear(&pay_36(), &ev("pay"), t0, &policy);
+        assert!(!restarted.is_waiting(), "locked after a restart too");
         // After the lockout the code is asked again, and the right one pays.
         let later = t0 + Duration::from_secs(301);
         d.hear(&pay_36(), &ev(PAY_36), later, &policy);

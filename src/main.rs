@@ -311,6 +311,10 @@ struct MandateArgs {
     /// Only these payees (repeat it); none: any payee.
     #[arg(long = "payee")]
     payees: Vec<String>,
+    /// Let --auto-under pay payees outside the payee book unasked too
+    /// (without it, or a --payee list, such tasks are asked about).
+    #[arg(long)]
+    auto_pay_any_payee: bool,
     /// How long the mandate lasts, in hours.
     #[arg(long)]
     expires_in_hours: Option<u64>,
@@ -330,6 +334,7 @@ impl MandateArgs {
             total: amount(&self.total_budget)?,
             auto_under: amount(&self.auto_under)?,
             payees: self.payees.clone(),
+            auto_any_payee: self.auto_pay_any_payee,
             expires_at: self
                 .expires_in_hours
                 .map(|h| voicepay::clock::now_ms().saturating_add(h.saturating_mul(3_600_000))),
@@ -931,10 +936,14 @@ fn print_reply(reply: control::Reply) -> ExitCode {
 fn agents(command: AgentsCommand, profile: &DeviceProfile) -> Result<ExitCode> {
     let agent = |name: String, public_key: &PublicKey, mandate: &MandateArgs| -> Result<_> {
         voicepay::agents::validate_name(&name)?;
+        let mandate = mandate.mandate(profile.default_currency)?;
+        if let Some(warning) = mandate.warning() {
+            eprintln!("warning: agent {name}: {warning}");
+        }
         Ok(voicepay::agents::Agent {
             name,
             public_key: public_key.to_base64url(),
-            mandate: mandate.mandate(profile.default_currency)?,
+            mandate,
             added_at: voicepay::clock::now_ms(),
             revoked_at: None,
         })

@@ -342,14 +342,20 @@ impl DeviceProfile {
             origin: origin.to_owned(),
             detail,
         };
-        // The file alone first, so its errors point at its lines.
-        let mut file: ProfileFile = toml::from_str(text).map_err(parse_error)?;
-        let overrides = env_overrides(vars);
-        if !overrides.is_empty() {
-            let mut table: toml::Table = toml::from_str(text).map_err(parse_error)?;
-            for (name, value) in &overrides {
-                file = apply_override(&mut table, name, value).map_err(invalid)?;
+        let mut table: toml::Table = toml::from_str(text).map_err(parse_error)?;
+        fill_defaults(&mut table);
+        let mut file: ProfileFile = match toml::Value::Table(table.clone()).try_into() {
+            Ok(file) => file,
+            // A bad value: the file's own reading points at its line.
+            Err(filled) => {
+                return Err(match toml::from_str::<ProfileFile>(text) {
+                    Err(own) if !own.message().starts_with("missing field") => parse_error(own),
+                    _ => parse_error(filled),
+                });
             }
+        };
+        for (name, value) in &env_overrides(vars) {
+            file = apply_override(&mut table, name, value).map_err(invalid)?;
         }
         Self::from_file(file).map_err(invalid)
     }
@@ -618,6 +624,38 @@ fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<Pr
     Err(format!("{name}={value}: {error}"))
 }
 
+/// The tables of settings a profile of an earlier release may lack some of.
+const FILLED_TABLES: [&str; 3] = ["asr", "payments", "offline"];
+/// Keys in them that are the user's own list, not a setting: never filled.
+const NOT_FILLED: [&str; 1] = ["token_prices"];
+
+/// Gives every setting of [`FILLED_TABLES`] the file leaves out the embedded
+/// default's value, so a profile written before a setting existed still
+/// loads with the setting's default; a value it has is checked as ever.
+/// (The other tables default field by field in their types.)
+fn fill_defaults(table: &mut toml::Table) {
+    let Ok(defaults) = toml::from_str::<toml::Table>(DEFAULT_PROFILE) else {
+        return;
+    };
+    for name in FILLED_TABLES {
+        let Some(toml::Value::Table(default)) = defaults.get(name) else {
+            continue;
+        };
+        let own = table
+            .entry(name)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        // Anything but a table is left for the reading to name.
+        let toml::Value::Table(own) = own else {
+            continue;
+        };
+        for (key, value) in default {
+            if !NOT_FILLED.contains(&key.as_str()) && !own.contains_key(key) {
+                own.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
 /// Puts `value` at the key path `keys`, making the tables on the way.
 fn set(table: &mut toml::Table, keys: &[&str], value: toml::Value) -> Result<(), String> {
     let Some((last, tables)) = keys.split_last() else {
@@ -744,6 +782,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("end_silence"), "{err}");
+    }
+
+    #[test]
+    fn a_profile_from_an_earlier_release_still_loads_with_new_settings_at_their_defaults() {
+        let old = include_str!("../tests/fixtures/profiles/default-c3a02fc.toml");
+        let parse = |text: &str| DeviceProfile::parse_with_env(text, "old.toml", []);
+        let p = parse(old).expect("a profile of an earlier release loads");
+        let now = parse(DEFAULT_PROFILE).expect("default");
+        assert_eq!(p.asr.amount_certainty, now.asr.amount_certainty);
+        assert_eq!(p.asr.prompt, now.asr.prompt);
+        assert_eq!(p.payments.code_lockout, now.payments.code_lockout);
+        // What it says itself stands.
+        assert_eq!(p.known_payees.len(), 8);
+        assert_eq!(p.payments.token_prices["Claude"].minor, 9_000);
+        // Only an invalid value is an error, and it names the key.
+        let bad = old.replace("min_confidence = 0.40", "min_confidence = \"high\"");
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("min_confidence"), "{err}");
+        let bad = old.replace("max_consecutive = 5", "max_consecutive = -5");
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("max_consecutive"), "{err}");
+    }
+
+    #[test]
+    fn every_setting_a_profile_leaves_out_takes_the_defaults_value() {
+        let defaults: toml::Table = toml::from_str(DEFAULT_PROFILE).unwrap();
+        let full = DeviceProfile::parse_with_env(DEFAULT_PROFILE, "default", []).unwrap();
+        for table in FILLED_TABLES {
+            let toml::Value::Table(settings) = &defaults[table] else {
+                panic!("[{table}] is a table");
+            };
+            for key in settings
+                .keys()
+                .filter(|k| !NOT_FILLED.contains(&k.as_str()))
+            {
+                let mut without = defaults.clone();
+                if let Some(toml::Value::Table(t)) = without.get_mut(table) {
+                    t.remove(key);
+                }
+                let text = toml::to_string(&without).unwrap();
+                let p = DeviceProfile::parse_with_env(&text, "x.toml", [])
+                    .unwrap_or_else(|e| panic!("without {table}.{key}: {e}"));
+                assert_eq!(
+                    format!("{:?} {:?} {:?}", p.asr, p.payments, p.offline),
+                    format!("{:?} {:?} {:?}", full.asr, full.payments, full.offline),
+                    "{table}.{key}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -11,11 +11,11 @@
 //! - `requests`: request id (16 bytes) -> seq; every id ever committed, so none is reused
 //! - `spend`: day since the epoch (u32) + currency code (3 bytes) -> reserved minor units (i64)
 //! - `history`: index (u64) -> [`HistoryEntry`]
-//! - `state`: `seq`, `limits`, `offline`, `history_head`
+//! - `state`: `seq`, `limits`, `offline`, `history_head`, `code_lock` ([`CodeLock`])
 //! - `payees`: name -> a payee the user added
 //! - `agents`: name -> [`crate::agents::Agent`] (its key and mandate)
 //! - `agent_spend`: agent name, 0, then a day (u32) or `total` -> reserved minor units (i64)
-//! - `agent_tasks`: agent name, 0, task id -> `{expires_at, state}`; every task ever let in, so none is taken twice
+//! - `agent_tasks`: agent name, 0, task id -> [`TaskRecord`] (`{expires_at, state, terms, reason, request_id, at}`); every task ever let in, so none is taken twice, and what its agent was last told
 
 use std::io;
 use std::path::PathBuf;
@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::agents::{Agent, OutsideMandate};
 use crate::money::{Currency, Money, MoneyError};
 use crate::policy::{self, Limits, OfflineCounters, OfflineFloor, Refusal};
-use crate::protocol::{AgentRef, TaskState};
+use crate::protocol::{AgentRef, TaskState, TaskStatus};
 
 /// A small cache: the store holds kilobytes, and the devices are small.
 pub const DEFAULT_CACHE_BYTES: u64 = 4 * 1024 * 1024;
@@ -41,6 +41,17 @@ const SEQ_KEY: &[u8] = b"seq";
 const LIMITS_KEY: &[u8] = b"limits";
 const OFFLINE_KEY: &[u8] = b"offline";
 const HEAD_KEY: &[u8] = b"history_head";
+const CODE_LOCK_KEY: &[u8] = b"code_lock";
+
+/// Wrong spoken codes in a row, and until when payments that need a code are
+/// locked: kept in the store, so a restart neither lifts a lockout nor
+/// forgets the wrong codes that lead to one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeLock {
+    pub wrong_codes: u32,
+    /// Unix milliseconds.
+    pub locked_until: Option<u64>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -364,11 +375,24 @@ struct OutboxRecord {
     payment: PendingPayment,
 }
 
-/// `agent_tasks`' value: a task let in, and what its agent was last told.
-#[derive(Serialize, Deserialize)]
-struct TaskRecord {
-    expires_at: u64,
-    state: TaskState,
+/// `agent_tasks`' value: a task let in, the terms it came with, and what
+/// its agent was last told (the device's record, which a retry or a status
+/// question is answered from). Records of earlier releases hold only
+/// `expires_at` and `state`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub expires_at: u64,
+    pub state: TaskState,
+    /// [`crate::protocol::AgentTask::terms_sha256`] of the task let in.
+    #[serde(default)]
+    pub terms: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub request_id: Option<Uuid>,
+    /// When the agent was last told, Unix milliseconds.
+    #[serde(default)]
+    pub at: Option<u64>,
 }
 
 /// Where the chain ends; kept so an append inside a transaction needs no scan.
@@ -515,6 +539,20 @@ impl Store {
         self.flush_durably()
     }
 
+    /// The payment-code lock as last kept (none: no wrong code yet).
+    pub fn code_lock(&self) -> Result<CodeLock, StoreError> {
+        match self.state.get(CODE_LOCK_KEY)? {
+            Some(bytes) => decode("code lock", &bytes),
+            None => Ok(CodeLock::default()),
+        }
+    }
+
+    pub fn set_code_lock(&self, lock: &CodeLock) -> Result<(), StoreError> {
+        self.state
+            .insert(CODE_LOCK_KEY, serde_json::to_vec(lock)?)?;
+        self.flush_durably()
+    }
+
     /// The payees the user added, in name order.
     pub fn payees(&self) -> Result<Vec<crate::payees::Payee>, StoreError> {
         self.payees
@@ -622,10 +660,15 @@ impl Store {
         agent: &str,
         task_id: &str,
         expires_at: u64,
+        terms: &str,
     ) -> Result<bool, StoreError> {
         let record = serde_json::to_vec(&TaskRecord {
             expires_at,
             state: TaskState::Pending,
+            terms: Some(terms.to_owned()),
+            reason: None,
+            request_id: None,
+            at: None,
         })?;
         let claimed = self
             .agent_tasks
@@ -635,28 +678,44 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Where a task stands, as last told to its agent.
-    pub fn set_task_state(
-        &self,
-        agent: &str,
-        task_id: &str,
-        state: TaskState,
-    ) -> Result<(), StoreError> {
-        let key = agent_task_key(agent, task_id);
-        let expires_at = match self.agent_tasks.get(&key)? {
-            Some(bytes) => decode::<TaskRecord>("agent task", &bytes)?.expires_at,
-            None => 0,
+    /// Where a task stands, as just told to its agent: durable before the
+    /// agent hears it, so what it is told later agrees.
+    pub fn record_task_status(&self, status: &TaskStatus) -> Result<(), StoreError> {
+        let key = agent_task_key(&status.agent_id, &status.task_id);
+        let mut record = match self.agent_tasks.get(&key)? {
+            Some(bytes) => decode::<TaskRecord>("agent task", &bytes)?,
+            None => TaskRecord {
+                expires_at: 0,
+                state: status.status,
+                terms: status.terms.clone(),
+                reason: None,
+                request_id: None,
+                at: None,
+            },
         };
-        self.agent_tasks
-            .insert(key, serde_json::to_vec(&TaskRecord { expires_at, state })?)?;
+        record.state = status.status;
+        record.reason.clone_from(&status.reason);
+        // The request made for it stays named once it was.
+        record.request_id = status.request_id.or(record.request_id);
+        record.at = Some(status.at);
+        self.agent_tasks.insert(key, serde_json::to_vec(&record)?)?;
         self.flush_durably()
     }
 
-    pub fn task_state(&self, agent: &str, task_id: &str) -> Result<Option<TaskState>, StoreError> {
+    /// The device's record of a task, if it ever let it in.
+    pub fn task_record(
+        &self,
+        agent: &str,
+        task_id: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
         self.agent_tasks
             .get(agent_task_key(agent, task_id))?
-            .map(|bytes| decode::<TaskRecord>("agent task", &bytes).map(|r| r.state))
+            .map(|bytes| decode::<TaskRecord>("agent task", &bytes))
             .transpose()
+    }
+
+    pub fn task_state(&self, agent: &str, task_id: &str) -> Result<Option<TaskState>, StoreError> {
+        Ok(self.task_record(agent, task_id)?.map(|r| r.state))
     }
 
     /// In one transaction: checks the daily limit and the offline floor,
@@ -1958,12 +2017,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let store = open(dir.path());
-            assert!(store.claim_task("kimi", "t-1", 9_000).expect("claim"));
-            assert!(!store.claim_task("kimi", "t-1", 9_000).expect("replay"));
+            assert!(
+                store
+                    .claim_task("kimi", "t-1", 9_000, "terms")
+                    .expect("claim")
+            );
+            assert!(
+                !store
+                    .claim_task("kimi", "t-1", 9_000, "terms")
+                    .expect("replay")
+            );
             // Another agent's task of the same id is its own.
             assert!(
                 store
-                    .claim_task("claude-code", "t-1", 9_000)
+                    .claim_task("claude-code", "t-1", 9_000, "terms")
                     .expect("claim")
             );
             assert_eq!(
@@ -1972,14 +2039,90 @@ mod tests {
             );
         }
         let store = open(dir.path());
-        assert!(!store.claim_task("kimi", "t-1", 9_000).expect("replay"));
         assert!(
             !store
-                .claim_task("claude-code", "t-1", 9_000)
+                .claim_task("kimi", "t-1", 9_000, "terms")
                 .expect("replay")
         );
-        assert!(store.claim_task("kimi", "t-2", 9_000).expect("claim"));
+        assert!(
+            !store
+                .claim_task("claude-code", "t-1", 9_000, "terms")
+                .expect("replay")
+        );
+        assert!(
+            store
+                .claim_task("kimi", "t-2", 9_000, "terms")
+                .expect("claim")
+        );
         assert_eq!(store.task_state("kimi", "t-3").expect("state"), None);
+    }
+
+    #[test]
+    fn a_tasks_record_keeps_its_terms_and_what_its_agent_was_told_and_reads_records_of_earlier_releases()
+     {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        assert!(
+            store
+                .claim_task("kimi", "t-1", 9_000, "abc")
+                .expect("claim")
+        );
+        let request_id = Uuid::now_v7();
+        let told = |status, request_id| TaskStatus {
+            task_id: "t-1".into(),
+            agent_id: "kimi".into(),
+            device_id: "dev-x".into(),
+            status,
+            reason: None,
+            request_id,
+            terms: None,
+            at: 5,
+        };
+        store
+            .record_task_status(&told(TaskState::Approved, Some(request_id)))
+            .expect("record");
+        store
+            .record_task_status(&told(TaskState::Paid, None))
+            .expect("record");
+        assert_eq!(
+            store.task_record("kimi", "t-1").expect("read"),
+            Some(TaskRecord {
+                expires_at: 9_000,
+                state: TaskState::Paid,
+                terms: Some("abc".into()),
+                reason: None,
+                request_id: Some(request_id),
+                at: Some(5),
+            })
+        );
+        // An earlier release kept only the expiry and the state.
+        store
+            .agent_tasks
+            .insert(
+                agent_task_key("kimi", "t-old"),
+                br#"{"expires_at":7,"state":"paid"}"#.to_vec(),
+            )
+            .expect("insert");
+        let old = store
+            .task_record("kimi", "t-old")
+            .expect("read")
+            .expect("some");
+        assert_eq!((old.state, old.terms), (TaskState::Paid, None));
+    }
+
+    #[test]
+    fn the_code_lock_is_kept_across_a_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lock = CodeLock {
+            wrong_codes: 3,
+            locked_until: Some(1_760_000_300_000),
+        };
+        {
+            let store = open(dir.path());
+            assert_eq!(store.code_lock().expect("read"), CodeLock::default());
+            store.set_code_lock(&lock).expect("keep");
+        }
+        assert_eq!(open(dir.path()).code_lock().expect("read"), lock);
     }
 
     mod concurrent_agents {

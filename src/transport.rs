@@ -1,7 +1,7 @@
 //! MQTT: broker addresses and client options shared by the device and the gateway.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,8 +64,33 @@ pub enum AccessError {
     Tls(String),
     #[error("{0} is given without {1}")]
     Incomplete(&'static str, &'static str),
+    #[error("{}: group or others may read it (mode {mode:o}); chmod 600 it", path.display())]
+    Readable { path: PathBuf, mode: u32 },
     #[error("TLS files are set but the broker URL is not mqtts://")]
     TlsFilesWithoutTls,
+}
+
+/// A secret's file, refused (as key files are) when group or others may
+/// read or write it. The opened file is checked, not the path, so it cannot
+/// be swapped between the check and the read.
+fn read_private(path: &Path) -> Result<String, AccessError> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let read_error = |source| AccessError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(read_error)?;
+    let mode = file.metadata().map_err(read_error)?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(AccessError::Readable {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(read_error)?;
+    Ok(text)
 }
 
 impl FromStr for BrokerUrl {
@@ -136,11 +161,7 @@ impl BrokerUrl {
         }
         self.login = match (&access.username, &access.password_file) {
             (Some(user), Some(path)) => {
-                let password =
-                    std::fs::read_to_string(path).map_err(|source| AccessError::Read {
-                        path: path.clone(),
-                        source,
-                    })?;
+                let password = read_private(path)?;
                 Some((
                     user.clone(),
                     password.trim_end_matches(['\r', '\n']).to_owned(),
@@ -289,6 +310,28 @@ mod tests {
         for garbage in [&b""[..], b"held", b"\xff\xfe", b"start now", b"{\"ptt\":1}"] {
             assert_eq!(parse_push_to_talk(garbage), None, "{garbage:?}");
         }
+    }
+
+    #[test]
+    fn a_password_file_group_or_others_can_read_is_refused_as_key_files_are() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password");
+        std::fs::write(&path, "secret\n").unwrap();
+        let access = |path: &Path| BrokerAccess {
+            username: Some("glasses".into()),
+            password_file: Some(path.to_owned()),
+            ..BrokerAccess::default()
+        };
+        let url = || "mqtt://127.0.0.1:1883".parse::<BrokerUrl>().unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = url().with_access(&access(&path)).unwrap_err().to_string();
+            assert!(err.contains("chmod 600"), "{mode:o}: {err}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let url = url().with_access(&access(&path)).unwrap();
+        assert_eq!(url.login.as_ref().map(|(_, p)| p.as_str()), Some("secret"));
     }
 
     #[test]
@@ -686,11 +729,12 @@ impl DeviceLink {
         self.state.borrow().broker && self.publisher.publish(&self.events_topic, false, event)
     }
 
-    /// Tells an agent where its task stands: a signed status, retained on
-    /// the task's own topic, so an agent that looks later still learns it.
-    pub fn publish_task_status(&self, task_id: &str, envelope: Vec<u8>) -> bool {
+    /// Tells an agent where its task stands: a signed status on the task's
+    /// own topic, retained (so an agent that looks later still learns it)
+    /// unless it is only an answer to a question.
+    pub fn publish_task_status(&self, task_id: &str, envelope: Vec<u8>, retain: bool) -> bool {
         let topic = crate::protocol::topics::task_status(&self.prefix, &self.device_id, task_id);
-        self.publisher.publish(&topic, true, envelope)
+        self.publisher.publish(&topic, retain, envelope)
     }
 
     /// Queues a signed request for MQTT (QoS 1) without waiting. Delivery is

@@ -33,6 +33,7 @@ struct Rig {
     statuses: Receiver<TaskStatus>,
     client: rumqttc::Client,
     pipes: Vec<Fifo>,
+    profile: std::path::PathBuf,
     _dir: tempfile::TempDir,
     _alone: std::sync::MutexGuard<'static, ()>,
 }
@@ -80,23 +81,7 @@ impl Rig {
         let pipes: Vec<Fifo> = (0..pipes)
             .map(|i| Fifo::new(dir.path(), &format!("{i}.wav")))
             .collect();
-        let url = broker.url();
-        let mut args = vec![
-            "--device",
-            profile.to_str().unwrap(),
-            "run",
-            "--json",
-            "--broker",
-            &url,
-            "--data-dir",
-            &dev,
-            "--input",
-        ];
-        args.extend(pipes.iter().map(Fifo::arg));
-        let mut cmd = voicepay(&args);
-        cmd.env("VOICEPAY_LOG", "info").stdout(Stdio::piped());
-        let mut daemon = Child::spawn(cmd);
-        let said = lines(daemon.stdout().unwrap());
+        let (daemon, said) = spawn_daemon(&profile, &pipes, &broker.url(), &dev);
         let device_id = device_id(&dev);
         let device_key = device_key(&dev);
         let (client, statuses) = status_listener(broker.port, &device_id, device_key);
@@ -105,26 +90,7 @@ impl Rig {
         } else {
             "gateway away"
         };
-        // Asked only once the daemon answers on its socket: before that,
-        // `voicepay status` opens the store itself, in the daemon's way.
-        let socket = voicepay::control::socket_path(std::path::Path::new(&dev));
-        eventually(FIFO_OPEN_LIMIT, "the daemon's control socket", || {
-            std::os::unix::net::UnixStream::connect(&socket).is_ok()
-        });
-        let started = voicepay::clock::Stopwatch::start();
-        loop {
-            let status = status_json(&dev);
-            if status["connection"] == connected {
-                break;
-            }
-            assert!(
-                started.elapsed() < FIFO_OPEN_LIMIT,
-                "not {connected} within {FIFO_OPEN_LIMIT:?}: {status}; broker on {} answers: {}",
-                broker.port,
-                std::net::TcpStream::connect(("127.0.0.1", broker.port)).is_ok()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_ready(&dev, &broker, connected);
         Rig {
             keys,
             broker,
@@ -136,8 +102,46 @@ impl Rig {
             statuses,
             client,
             pipes,
+            profile,
             _dir: dir,
             _alone: alone,
+        }
+    }
+
+    /// Stops the daemon (its session stays with the broker, which keeps
+    /// what is sent to it meanwhile).
+    fn stop_daemon(&mut self) {
+        self.daemon.signal("TERM");
+        self.unblock_pipes();
+        assert!(self.daemon.wait_within(STOP_LIMIT).success());
+    }
+
+    /// Starts the daemon again on the same data, with fresh (unfed) inputs.
+    fn start_daemon(&mut self) {
+        let dir = self.profile.parent().unwrap().to_owned();
+        let run = now_ms();
+        self.pipes = (0..self.pipes.len())
+            .map(|i| Fifo::new(&dir, &format!("{run}-{i}.wav")))
+            .collect();
+        let dev = self.keys.dev();
+        let (daemon, said) = spawn_daemon(&self.profile, &self.pipes, &self.broker.url(), &dev);
+        self.daemon = daemon;
+        self.said = said;
+        let connected = if self.gateway.is_some() {
+            "online"
+        } else {
+            "gateway away"
+        };
+        wait_ready(&dev, &self.broker, connected);
+    }
+
+    /// Pipes the daemon never reached: opened and closed, so they end.
+    fn unblock_pipes(&self) {
+        for pipe in &self.pipes {
+            let path = pipe.arg().to_owned();
+            std::thread::spawn(move || {
+                let _ = std::fs::OpenOptions::new().write(true).open(path);
+            });
         }
     }
 
@@ -183,15 +187,7 @@ impl Rig {
 
     /// Stops the daemon and the gateway; the gateway's ledger lines.
     fn stop(mut self) -> (Keys, Vec<serde_json::Value>) {
-        self.daemon.signal("TERM");
-        for pipe in &self.pipes {
-            // A pipe the daemon never reached: opened and closed, so it ends.
-            let path = pipe.arg().to_owned();
-            std::thread::spawn(move || {
-                let _ = std::fs::OpenOptions::new().write(true).open(path);
-            });
-        }
-        assert!(self.daemon.wait_within(STOP_LIMIT).success());
+        self.stop_daemon();
         if let Some(gateway) = &mut self.gateway {
             assert!(gateway.terminate_within(STOP_LIMIT).success());
         }
@@ -201,6 +197,56 @@ impl Rig {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         (self.keys, ledger)
+    }
+}
+
+/// `voicepay run` on `profile` reading `pipes`; its stdout's lines.
+fn spawn_daemon(
+    profile: &std::path::Path,
+    pipes: &[Fifo],
+    url: &str,
+    dev: &str,
+) -> (Child, Receiver<String>) {
+    let mut args = vec![
+        "--device",
+        profile.to_str().unwrap(),
+        "run",
+        "--json",
+        "--broker",
+        url,
+        "--data-dir",
+        dev,
+        "--input",
+    ];
+    args.extend(pipes.iter().map(Fifo::arg));
+    let mut cmd = voicepay(&args);
+    cmd.env("VOICEPAY_LOG", "info").stdout(Stdio::piped());
+    let mut daemon = Child::spawn(cmd);
+    let said = lines(daemon.stdout().unwrap());
+    (daemon, said)
+}
+
+/// Waits for the daemon to answer on its socket and see the broker as `connected`.
+fn wait_ready(dev: &str, broker: &Broker, connected: &str) {
+    // Asked only once the daemon answers on its socket: before that,
+    // `voicepay status` opens the store itself, in the daemon's way.
+    let socket = voicepay::control::socket_path(std::path::Path::new(dev));
+    eventually(FIFO_OPEN_LIMIT, "the daemon's control socket", || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    let started = voicepay::clock::Stopwatch::start();
+    loop {
+        let status = status_json(dev);
+        if status["connection"] == connected {
+            break;
+        }
+        assert!(
+            started.elapsed() < FIFO_OPEN_LIMIT,
+            "not {connected} within {FIFO_OPEN_LIMIT:?}: {status}; broker on {} answers: {}",
+            broker.port,
+            std::net::TcpStream::connect(("127.0.0.1", broker.port)).is_ok()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -247,13 +293,22 @@ fn status_listener(
     (client, rx)
 }
 
-/// A task of `agent` for `amount` (minor units of yuan) to `payee`, signed by `key`.
-fn task(key: &SigningKey, agent: &str, task_id: &str, amount: i64, payee: &str) -> Vec<u8> {
+/// A task of `agent` to `device_id` for `amount` (minor units of yuan) to
+/// `payee`, signed by `key`.
+fn task_to(
+    device_id: &str,
+    key: &SigningKey,
+    agent: &str,
+    task_id: &str,
+    amount: i64,
+    payee: &str,
+) -> Vec<u8> {
     task_of(
         key,
         AgentTask {
             task_id: task_id.into(),
             agent_id: agent.into(),
+            device_id: device_id.into(),
             description: format!("task {task_id}"),
             payee: payee.into(),
             amount: Money::new(amount, Currency::CNY),
@@ -294,6 +349,8 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
                 "100.00",
                 "--auto-under",
                 "5.00",
+                // Anthropic is in no payee book: said so explicitly.
+                "--auto-pay-any-payee",
             ],
             &[
                 "add",
@@ -311,11 +368,13 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
     let mut top_up = AgentTask {
         task_id: "t-approve".into(),
         agent_id: "claude-code".into(),
-        description: "one million tokens".into(),
+        device_id: rig.device_id.clone(),
+        description: "a third of a million tokens".into(),
         payee: "Claude".into(),
+        // The profile's price: 90.00 a million.
         amount: Money::new(3_000, Currency::CNY),
         kind: TaskKind::TokenTopUp,
-        tokens: Some(1_000_000),
+        tokens: Some(333_333),
         period: None,
         created_at: now_ms(),
         expires_at: now_ms() + 120_000,
@@ -323,7 +382,7 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
     rig.send(task_of(&coder, top_up.clone()));
     let asked = rig.wait_said("asks to");
     assert!(
-        asked.contains("claude code asks to buy 1000000 Claude tokens for 30 yuan"),
+        asked.contains("claude code asks to buy 333333 Claude tokens for 30 yuan"),
         "{asked}"
     );
     rig.pipes[0].feed("approve_task");
@@ -346,8 +405,27 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
         Some("Anthropic is not a token provider this device knows")
     );
 
+    // At the profile's price only: a million Claude tokens offered at 30
+    // yuan against the table's 90 is refused, and nobody is asked.
+    let mut cheap = top_up.clone();
+    cheap.task_id = "t-price".into();
+    cheap.tokens = Some(1_000_000);
+    rig.send(task_of(&coder, cheap));
+    let heard = rig.wait_status("t-price", TaskState::Refused);
+    assert_eq!(
+        heard.last().unwrap().reason.as_deref(),
+        Some("1000000 Claude tokens cost 90.00 CNY at this device's prices, not 30.00 CNY")
+    );
+
     // Said no to.
-    rig.send(task(&coder, "claude-code", "t-reject", 2_000, "Anthropic"));
+    rig.send(task_to(
+        &rig.device_id,
+        &coder,
+        "claude-code",
+        "t-reject",
+        2_000,
+        "Anthropic",
+    ));
     rig.wait_said("t-reject");
     rig.pipes[1].feed("reject_task");
     let heard = rig.wait_status("t-reject", TaskState::Rejected);
@@ -357,7 +435,14 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
     );
 
     // Under its auto amount: paid without a question, and the user is told.
-    rig.send(task(&coder, "claude-code", "t-auto", 400, "Anthropic"));
+    rig.send(task_to(
+        &rig.device_id,
+        &coder,
+        "claude-code",
+        "t-auto",
+        400,
+        "Anthropic",
+    ));
     let heard = rig.wait_status("t-auto", TaskState::Paid);
     assert_eq!(
         states(&heard, "t-auto"),
@@ -366,7 +451,14 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
     rig.wait_said("within what you let claude code pay alone");
 
     // 34 of its 100 spent today: 80 more is refused, and nobody is asked.
-    rig.send(task(&coder, "claude-code", "t-over", 8_000, "Anthropic"));
+    rig.send(task_to(
+        &rig.device_id,
+        &coder,
+        "claude-code",
+        "t-over",
+        8_000,
+        "Anthropic",
+    ));
     let heard = rig.wait_status("t-over", TaskState::Refused);
     let refused = heard.last().unwrap();
     assert!(
@@ -379,24 +471,34 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
     );
 
     // Not let in, and not answered: an unknown key, a task signed by one
-    // agent in another's name, a broken signature, a replay, an expired one.
+    // agent in another's name, a broken signature, a replay, an expired
+    // one, one for another device.
     let stranger = SigningKey::generate().unwrap();
-    rig.send(task(
+    rig.send(task_to(
+        &rig.device_id,
         &stranger,
         "claude-code",
         "t-stranger",
         100,
         "Anthropic",
     ));
-    rig.send(task(
+    rig.send(task_to(
+        &rig.device_id,
         &shopper,
         "claude-code",
         "t-impostor",
         100,
         "Anthropic",
     ));
-    let mut forged: serde_json::Value =
-        serde_json::from_slice(&task(&coder, "claude-code", "t-forged", 100, "Anthropic")).unwrap();
+    let mut forged: serde_json::Value = serde_json::from_slice(&task_to(
+        &rig.device_id,
+        &coder,
+        "claude-code",
+        "t-forged",
+        100,
+        "Anthropic",
+    ))
+    .unwrap();
     forged["sig"] = serde_json::Value::String("A".repeat(86));
     rig.send(serde_json::to_vec(&forged).unwrap());
     top_up.created_at = now_ms() - 200_000;
@@ -404,11 +506,43 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
     top_up.task_id = "t-expired".into();
     rig.send(task_of(&coder, top_up));
     rig.send(b"not even json".to_vec());
-    let replayed = task(&coder, "claude-code", "t-auto-2", 300, "Anthropic");
+    // A payee whose bidi override would make it read as another name.
+    rig.send(task_to(
+        &rig.device_id,
+        &coder,
+        "claude-code",
+        "t-bidi",
+        100,
+        "Anthropic\u{202E}nozamA",
+    ));
+    // A task the agent signed for another device that knows it.
+    rig.send(task_to(
+        "dev-the-car",
+        &coder,
+        "claude-code",
+        "t-elsewhere",
+        100,
+        "Anthropic",
+    ));
+    let replayed = task_to(
+        &rig.device_id,
+        &coder,
+        "claude-code",
+        "t-auto-2",
+        300,
+        "Anthropic",
+    );
     rig.send(replayed.clone());
     rig.send(replayed);
     // Over the shopper's per-task amount: refused without asking.
-    rig.send(task(&shopper, "shopper", "t-shop-big", 6_000, "Amazon"));
+    rig.send(task_to(
+        &rig.device_id,
+        &shopper,
+        "shopper",
+        "t-shop-big",
+        6_000,
+        "Amazon",
+    ));
     let heard = rig.wait_status("t-shop-big", TaskState::Refused);
     let mut all = heard;
     // The replay's first copy paid; let its answer come.
@@ -417,11 +551,22 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
         *m.entry(s.task_id.as_str()).or_default() += 1;
         m
     });
-    for never in ["t-stranger", "t-impostor", "t-forged", "t-expired"] {
+    for never in [
+        "t-stranger",
+        "t-impostor",
+        "t-forged",
+        "t-expired",
+        "t-elsewhere",
+        "t-bidi",
+    ] {
         assert!(!told.contains_key(never), "{never} was answered: {all:#?}");
     }
+    // The replay is answered from the device's record (what its first copy
+    // became), and never paid again.
+    let mut replay_told = states(&all, "t-auto-2");
+    replay_told.dedup();
     assert_eq!(
-        states(&all, "t-auto-2"),
+        replay_told,
         [TaskState::Approved, TaskState::Paid],
         "a replay is not paid twice"
     );
@@ -466,6 +611,7 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
         [
             ("paid", "t-approve"),
             ("refused", "t-provider"),
+            ("refused", "t-price"),
             ("cancelled", "t-reject"),
             ("paid", "t-auto"),
             ("refused", "t-over"),
@@ -492,11 +638,36 @@ fn an_unanswered_task_is_rejected_and_stop_all_agents_revokes_pending_tasks_and_
             &key,
             "--daily-budget",
             "500.00",
+            "--auto-under",
+            "50.00",
         ]],
     );
 
-    // No answer within the window: rejected, the agent told why.
-    rig.send(task(&coder, "coder", "t-silence", 1_000, "Anthropic"));
+    // Under its auto amount, to a payee in the payee book: paid unasked.
+    rig.send(task_to(
+        &rig.device_id,
+        &coder,
+        "coder",
+        "t-book",
+        100,
+        "Amazon",
+    ));
+    let heard = rig.wait_status("t-book", TaskState::Paid);
+    assert_eq!(
+        states(&heard, "t-book"),
+        [TaskState::Approved, TaskState::Paid]
+    );
+
+    // Under it too, but to a payee nobody named and a mandate that does not
+    // say "any payee": asked, and no answer within the window rejects it.
+    rig.send(task_to(
+        &rig.device_id,
+        &coder,
+        "coder",
+        "t-silence",
+        1_000,
+        "Anthropic",
+    ));
     let heard = rig.wait_status("t-silence", TaskState::Rejected);
     assert_eq!(
         heard.last().unwrap().reason.as_deref(),
@@ -504,14 +675,28 @@ fn an_unanswered_task_is_rejected_and_stop_all_agents_revokes_pending_tasks_and_
     );
 
     // Asked about a task, the user stops the agents instead.
-    rig.send(task(&coder, "coder", "t-pending", 1_000, "Anthropic"));
+    rig.send(task_to(
+        &rig.device_id,
+        &coder,
+        "coder",
+        "t-pending",
+        1_000,
+        "Anthropic",
+    ));
     rig.wait_status("t-pending", TaskState::Pending);
     rig.pipes[0].feed("stop_agents");
     rig.wait_status("t-pending", TaskState::Revoked);
     rig.wait_said("Stopped coder");
 
     // From now on nothing of it is let near the user or the money.
-    rig.send(task(&coder, "coder", "t-after", 100, "Anthropic"));
+    rig.send(task_to(
+        &rig.device_id,
+        &coder,
+        "coder",
+        "t-after",
+        100,
+        "Anthropic",
+    ));
     let heard = rig.wait_status("t-after", TaskState::Refused);
     assert_eq!(
         heard.last().unwrap().reason.as_deref(),
@@ -521,7 +706,157 @@ fn an_unanswered_task_is_rejected_and_stop_all_agents_revokes_pending_tasks_and_
     assert!(listed.contains("stopped"), "{listed}");
 
     let (_keys, ledger) = rig.stop();
-    assert!(ledger.is_empty(), "{ledger:#?}");
+    assert_eq!(ledger.len(), 1, "{ledger:#?}");
+    assert_eq!(ledger[0]["payee"], "Amazon", "{ledger:#?}");
+}
+
+#[test]
+fn a_flood_of_forged_tasks_never_drops_a_genuine_task_silently() {
+    let coder = SigningKey::generate().unwrap();
+    let key = coder.public_key().to_base64url();
+    let rig = Rig::start(
+        1,
+        8,
+        &[&[
+            "add",
+            "coder",
+            "--public-key",
+            &key,
+            "--auto-under",
+            "5.00",
+            "--payee",
+            "Anthropic",
+            "--daily-budget",
+            "100.00",
+        ]],
+    );
+    // A forger publishes tasks in the agent's name, signed by another key,
+    // as fast as its client goes, at both QoS levels.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let forger = {
+        let (stop, device_id, port) = (stop.clone(), rig.device_id.clone(), rig.broker.port);
+        std::thread::spawn(move || {
+            let options = rumqttc::MqttOptions::new("forger", "127.0.0.1", port);
+            let (client, mut connection) = rumqttc::Client::new(options, 1_000);
+            std::thread::spawn(move || for _ in connection.iter() {});
+            let forged_key = SigningKey::generate().unwrap();
+            let topic = topics::tasks(protocol::DEFAULT_PREFIX, &device_id);
+            let mut sent = 0_u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let message = task_to(
+                    &device_id,
+                    &forged_key,
+                    "coder",
+                    &format!("f-{sent}"),
+                    100,
+                    "Anthropic",
+                );
+                let qos = if sent.is_multiple_of(2) {
+                    rumqttc::QoS::AtMostOnce
+                } else {
+                    rumqttc::QoS::AtLeastOnce
+                };
+                if client.publish(&topic, qos, false, message).is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        })
+    };
+    // Meanwhile the agent asks 20 times; a task not answered in a few
+    // seconds, or answered busy, is sent again as it is (the same id).
+    let mut resent = 0;
+    for i in 0..20 {
+        let task_id = format!("g-{i}");
+        let message = task_to(&rig.device_id, &coder, "coder", &task_id, 100, "Anthropic");
+        let started = voicepay::clock::Stopwatch::start();
+        'answered: loop {
+            assert!(started.elapsed() < ANSWER_LIMIT, "{task_id} never paid");
+            rig.send(message.clone());
+            let asked = voicepay::clock::Stopwatch::start();
+            while asked.elapsed() < Duration::from_secs(5) {
+                let Ok(status) = rig.statuses.recv_timeout(Duration::from_millis(200)) else {
+                    continue;
+                };
+                assert!(
+                    status.task_id.starts_with("g-"),
+                    "a forged task answered: {status:?}"
+                );
+                if status.task_id != task_id {
+                    continue;
+                }
+                match status.status {
+                    TaskState::Paid => break 'answered,
+                    TaskState::Approved | TaskState::Pending => {}
+                    TaskState::Busy => break,
+                    other => panic!("{task_id}: {other:?} {status:?}"),
+                }
+            }
+            resent += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let forged = forger.join().unwrap();
+    eprintln!("{forged} forged tasks published; the 20 genuine ones paid, {resent} sent again");
+    assert!(forged > 1_000, "the flood was a trickle: {forged}");
+    let (_keys, ledger) = rig.stop();
+    assert_eq!(ledger.len(), 20, "each genuine task paid once: {ledger:#?}");
+}
+
+#[test]
+fn agents_add_and_keygen_warn_about_an_auto_pay_limit_with_no_payee_list_and_no_budget() {
+    let keys = Keys::new();
+    let dev = keys.dev();
+    let register = |args: &[&str]| {
+        let mut all = vec!["agents"];
+        all.extend_from_slice(args);
+        all.extend(["--data-dir", &dev]);
+        let out = run(voicepay(&all));
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let warned = register(&["keygen", "loose", "--auto-under", "5.00"]);
+    assert!(
+        warned.contains("warning: agent loose: it may pay up to 5.00 CNY a task without asking"),
+        "{warned}"
+    );
+    let key = SigningKey::generate().unwrap().public_key().to_base64url();
+    let warned = register(&[
+        "add",
+        "wide",
+        "--public-key",
+        &key,
+        "--auto-under",
+        "5.00",
+        "--auto-pay-any-payee",
+    ]);
+    assert!(warned.contains("to any payee, with no daily"), "{warned}");
+    // A budget or a payee list bounds it: no warning.
+    for bounded in [
+        &[
+            "keygen",
+            "daily",
+            "--auto-under",
+            "5.00",
+            "--daily-budget",
+            "20.00",
+        ][..],
+        &[
+            "keygen",
+            "listed",
+            "--auto-under",
+            "5.00",
+            "--payee",
+            "Amazon",
+        ][..],
+        &["keygen", "asks", "--per-task", "5.00"][..],
+    ] {
+        let quiet = register(bounded);
+        assert!(!quiet.contains("warning"), "{bounded:?}: {quiet}");
+    }
+    let listed = ok(&["agents", "list", "--data-dir", &dev]);
+    assert!(listed.contains("unasked to any payee"), "{listed}");
 }
 
 /// `voicepay mcp` as an agent client runs it: JSON-RPC lines on its stdin
@@ -534,6 +869,41 @@ struct McpClient {
 }
 
 impl McpClient {
+    /// `voicepay mcp` for `agent` on the rig's device, initialized.
+    fn start(rig: &Rig, agent: &str) -> McpClient {
+        let dev = rig.keys.dev();
+        let url = rig.broker.url();
+        let mut mcp = McpClient::spawn(&[
+            "mcp",
+            "--agent",
+            agent,
+            "--broker",
+            &url,
+            "--data-dir",
+            &dev,
+        ]);
+        let init = mcp.call(
+            "initialize",
+            serde_json::json!({
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "voicepay-test", "version": "1"}
+            }),
+        );
+        assert!(init["capabilities"]["tools"].is_object(), "{init}");
+        mcp.send(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        mcp
+    }
+
+    /// Ends the server as a client does: its stdin closed.
+    fn close(self) {
+        let McpClient {
+            mut child, stdin, ..
+        } = self;
+        drop(stdin);
+        assert!(child.wait_within(STOP_LIMIT).success());
+    }
+
     fn spawn(args: &[&str]) -> McpClient {
         let mut cmd = voicepay(args);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
@@ -581,6 +951,16 @@ impl McpClient {
         panic!("no answer to {method} within {ANSWER_LIMIT:?}");
     }
 
+    /// A tool's answer marked as an error (not a protocol error): its text.
+    fn tool_error(&mut self, name: &str, arguments: serde_json::Value) -> String {
+        let result = self.call(
+            "tools/call",
+            serde_json::json!({"name": name, "arguments": arguments}),
+        );
+        assert_eq!(result["isError"], true, "{name}: {result}");
+        result["content"][0]["text"].as_str().unwrap().to_owned()
+    }
+
     /// A tool's structured answer.
     fn tool(&mut self, name: &str, arguments: serde_json::Value) -> serde_json::Value {
         let result = self.call(
@@ -599,27 +979,7 @@ fn an_mcp_client_asks_for_a_payment_and_gets_the_decision_a_spoken_approval_made
         8,
         &[&["keygen", "claude-code", "--daily-budget", "100.00"]],
     );
-    let dev = rig.keys.dev();
-    let url = rig.broker.url();
-    let mut mcp = McpClient::spawn(&[
-        "mcp",
-        "--agent",
-        "claude-code",
-        "--broker",
-        &url,
-        "--data-dir",
-        &dev,
-    ]);
-    let init = mcp.call(
-        "initialize",
-        serde_json::json!({
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "voicepay-test", "version": "1"}
-        }),
-    );
-    assert!(init["capabilities"]["tools"].is_object(), "{init}");
-    mcp.send(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    let mut mcp = McpClient::start(&rig, "claude-code");
 
     let listed = mcp.call("tools/list", serde_json::json!({}));
     let tools: HashMap<&str, &serde_json::Value> = listed["tools"]
@@ -636,7 +996,7 @@ fn an_mcp_client_asks_for_a_payment_and_gets_the_decision_a_spoken_approval_made
     );
     let schema = &tools["request_payment"]["inputSchema"];
     assert_eq!(schema["type"], "object");
-    for required in ["payee", "amount", "description"] {
+    for required in ["idempotency_key", "payee", "amount", "description"] {
         assert!(
             schema["required"]
                 .as_array()
@@ -653,17 +1013,18 @@ fn an_mcp_client_asks_for_a_payment_and_gets_the_decision_a_spoken_approval_made
             mcp.tool(
                 "request_payment",
                 serde_json::json!({
+                    "idempotency_key": "top-up-1",
                     "payee": "Claude",
                     "amount": "30.00",
-                    "description": "one million tokens",
+                    "description": "a third of a million tokens",
                     "kind": "token_top_up",
-                    "tokens": 1_000_000,
+                    "tokens": 333_333,
                     "wait_seconds": 120
                 }),
             )
         });
         let said = rig.wait_said("claude code asks to");
-        assert!(said.contains("one million tokens"), "{said}");
+        assert!(said.contains("a third of a million tokens"), "{said}");
         rig.pipes[0].feed("approve_task");
         asked.join().unwrap()
     });
@@ -679,22 +1040,119 @@ fn an_mcp_client_asks_for_a_payment_and_gets_the_decision_a_spoken_approval_made
     assert_eq!(spent["spent_today"], "30.00", "{spent}");
     assert_eq!(spent["daily_budget"], "100.00", "{spent}");
 
-    // Bad arguments are the caller's error, not a payment.
-    let bad = mcp.exchange(
-        "tools/call",
-        serde_json::json!({"name": "request_payment", "arguments": {
-            "payee": "Anthropic", "amount": "thirty", "description": "x"
-        }}),
+    // Bad arguments are the model's to read (a tool error), not a payment.
+    let bad = mcp.tool_error(
+        "request_payment",
+        serde_json::json!({
+            "idempotency_key": "k-bad", "payee": "Anthropic", "amount": "thirty", "description": "x"
+        }),
     );
-    assert!(
-        bad["error"]["message"].as_str().unwrap().contains("thirty"),
-        "{bad}"
-    );
+    assert!(bad.contains("thirty"), "{bad}");
 
-    drop(mcp.stdin);
-    assert!(mcp.child.wait_within(STOP_LIMIT).success());
+    mcp.close();
     let (_keys, ledger) = rig.stop();
     assert_eq!(ledger.len(), 1, "{ledger:#?}");
+}
+
+#[test]
+fn an_agents_retry_never_pays_twice_and_a_fresh_mcp_server_hears_the_devices_record() {
+    let mut rig = Rig::start(
+        1,
+        8,
+        &[&[
+            "keygen",
+            "claude-code",
+            "--daily-budget",
+            "100.00",
+            "--auto-under",
+            "10.00",
+            "--payee",
+            "Anthropic",
+        ]],
+    );
+    let ask = |key: &str, amount: &str, wait: u64| {
+        serde_json::json!({
+            "idempotency_key": key,
+            "payee": "Anthropic",
+            "amount": amount,
+            "description": "API credit",
+            "wait_seconds": wait
+        })
+    };
+
+    // The daemon is down: the try is not answered, and the agent's retry
+    // after "unknown" is the same task.
+    rig.stop_daemon();
+    let mut mcp = McpClient::start(&rig, "claude-code");
+    let first = mcp.tool("request_payment", ask("k-1", "4.00", 1));
+    assert_eq!(
+        (&first["task_id"], &first["status"]),
+        (&"k-1".into(), &"unknown".into()),
+        "{first}"
+    );
+    assert!(
+        first["reason"]
+            .as_str()
+            .unwrap()
+            .contains("same idempotency_key"),
+        "{first}"
+    );
+    let retry = mcp.tool("request_payment", ask("k-1", "4.00", 1));
+    assert_eq!(retry["status"], "unknown", "{retry}");
+
+    // The daemon starts and gets both: one is paid, the other answered
+    // from the device's record.
+    rig.start_daemon();
+    let heard = rig.wait_status("k-1", TaskState::Paid);
+    let paid = heard.last().unwrap().clone();
+    let again = mcp.tool("request_payment", ask("k-1", "4.00", 30));
+    assert_eq!(again["status"], "paid", "{again}");
+    assert_eq!(again["request_id"], paid.request_id.unwrap().to_string());
+
+    // The same key for other terms: refused, nothing sent.
+    let other = mcp.tool_error("request_payment", ask("k-1", "5.00", 5));
+    assert!(other.contains("other terms"), "{other}");
+    mcp.close();
+
+    // A server started afresh hears the device's record, not its own ignorance.
+    let mut fresh = McpClient::start(&rig, "claude-code");
+    let status = fresh.tool("get_task_status", serde_json::json!({"task_id": "k-1"}));
+    assert_eq!(status["status"], "paid", "{status}");
+    assert_eq!(status["request_id"], again["request_id"]);
+    let other = fresh.tool_error("request_payment", ask("k-1", "5.00", 5));
+    assert!(other.contains("other terms"), "{other}");
+    let never = fresh.tool("get_task_status", serde_json::json!({"task_id": "k-never"}));
+    assert_eq!(never["status"], "unknown", "{never}");
+    assert!(
+        never["reason"].as_str().unwrap().contains("no record"),
+        "{never}"
+    );
+
+    // Arguments that do not fit are the model's to read, not protocol errors.
+    let no_key = fresh.tool_error(
+        "request_payment",
+        serde_json::json!({"payee": "Anthropic", "amount": "1.00", "description": "x"}),
+    );
+    assert!(no_key.contains("idempotency_key"), "{no_key}");
+    let mut extra = ask("k-2", "1.00", 1);
+    extra["approved"] = true.into();
+    let extra = fresh.tool_error("request_payment", extra);
+    assert!(extra.contains("approved"), "{extra}");
+    let mut hidden = ask("k-3", "1.00", 1);
+    hidden["payee"] = "Anthro\u{200B}pic".into();
+    let hidden = fresh.tool_error("request_payment", hidden);
+    assert!(hidden.contains("payee"), "{hidden}");
+    let bad_id = fresh.tool_error("get_task_status", serde_json::json!({"task_id": "a/#"}));
+    assert!(bad_id.contains("task_id"), "{bad_id}");
+    fresh.close();
+
+    let (_keys, ledger) = rig.stop();
+    assert_eq!(
+        ledger.len(),
+        1,
+        "one payment for all the tries: {ledger:#?}"
+    );
+    assert_eq!(ledger[0]["request_id"], again["request_id"], "{ledger:#?}");
 }
 
 #[test]
@@ -704,7 +1162,16 @@ fn agents_stopped_while_offline_never_have_their_unsent_payments_sent() {
     let mut rig = Rig::start_with(
         2,
         8,
-        &[&["add", "coder", "--public-key", &key, "--auto-under", "5.00"]],
+        &[&[
+            "add",
+            "coder",
+            "--public-key",
+            &key,
+            "--auto-under",
+            "5.00",
+            "--payee",
+            "Anthropic",
+        ]],
         false,
     );
     let dev = rig.keys.dev();
@@ -712,7 +1179,14 @@ fn agents_stopped_while_offline_never_have_their_unsent_payments_sent() {
 
     // Offline: the agent's small task and the user's own payment are both
     // approved under the floor limits and kept in the outbox.
-    rig.send(task(&coder, "coder", "t-offline", 400, "Anthropic"));
+    rig.send(task_to(
+        &rig.device_id,
+        &coder,
+        "coder",
+        "t-offline",
+        400,
+        "Anthropic",
+    ));
     rig.wait_status("t-offline", TaskState::Approved);
     rig.pipes[0].feed("pay_alice_20");
     rig.wait_said("offline");

@@ -62,9 +62,12 @@ fn password_file(dir: &Path, logins: &[(&str, &str)]) -> PathBuf {
     path
 }
 
+/// A password file only its owner may read (others are refused).
 fn secret(dir: &Path, name: &str, password: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);
     std::fs::write(&path, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     path.to_str().unwrap().to_owned()
 }
 
@@ -149,6 +152,32 @@ fn payments_go_through_a_broker_that_speaks_only_tls_with_passwords_and_stranger
         &format!("ca_file = \"{ca}\"\nusername = \"glasses\"\npassword_file = \"{wrong}\""),
     );
     assert!(sent_offline(&pay(&profile)), "a wrong password got in");
+
+    // A password file group or others may read: refused at start, as key files are.
+    let readable = secret(secrets.path(), "readable-password", "dev-secret");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&readable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let profile = profile_with(
+        secrets.path(),
+        "readable.toml",
+        &format!("ca_file = \"{ca}\"\nusername = \"glasses\"\npassword_file = \"{readable}\""),
+    );
+    let out = run(voicepay(&[
+        "--device",
+        &profile,
+        "run",
+        "--json",
+        "--broker",
+        &url,
+        "--data-dir",
+        &dev,
+        "--input",
+        fixture("pay_alice_20.wav").to_str().unwrap(),
+    ]));
+    assert!(!out.status.success(), "a readable password file was used");
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
 
     // The broker's certificate is not from a CA the device trusts.
     let other = tempfile::tempdir().unwrap();

@@ -421,6 +421,28 @@ fn above_the_code_limit_a_wrong_code_is_refused() {
     assert!(pair.final_ledger().is_empty());
 }
 
+/// Three wrong codes over three runs lock payments that need a code, and
+/// the next run is locked too: neither the count nor the lockout is lost
+/// to a restart.
+#[test]
+fn the_payment_code_lockout_survives_a_restart() {
+    let pair = Pair::new();
+    pair.device(&["limits", "set", "--code", "20.00"]);
+    for _ in 0..3 {
+        let text = said(&pair.say(&["pay_heytea_36", "confirm_wrong_code"]));
+        assert!(
+            text.contains("Payment cancelled: the code was wrong."),
+            "{text}"
+        );
+    }
+    let text = said(&pair.say(&["pay_heytea_36"]));
+    assert!(
+        text.contains("After three wrong codes, payments that need a code are locked"),
+        "{text}"
+    );
+    assert!(pair.final_ledger().is_empty());
+}
+
 /// A service manager's stop: SIGTERM while a payment waits for an answer
 /// that does not come. The daemon exits cleanly and soon, and the payment
 /// stays in the outbox for the next start.

@@ -27,7 +27,9 @@ pub use request::{
 };
 pub use response::{AnswerTo, PaymentResponse, ResponseStatus};
 pub use status::{Availability, GatewayStatus, StatusBelief};
-pub use task::{AgentTask, SubscriptionPeriod, TaskKind, TaskState, TaskStatus};
+pub use task::{
+    AgentMessage, AgentTask, SubscriptionPeriod, TaskKind, TaskQuery, TaskState, TaskStatus,
+};
 
 use sha2::{Digest, Sha256};
 

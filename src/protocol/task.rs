@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{MAX_EXPIRY_WINDOW_MS, ProtocolError, clip, is_valid_device_id};
+use super::{MAX_EXPIRY_WINDOW_MS, ProtocolError, clip, is_valid_device_id, sha256_hex};
 use crate::money::Money;
 
 /// The device reads the description aloud: one sentence, not a letter.
@@ -45,6 +45,9 @@ pub struct AgentTask {
     pub task_id: String,
     /// The name the agent was registered under (`voicepay agents add NAME`).
     pub agent_id: String,
+    /// The one device asked: another device that knows the agent refuses it,
+    /// so a task copied to a second device is not paid twice.
+    pub device_id: String,
     /// One sentence the device reads to the user.
     pub description: String,
     pub payee: String,
@@ -74,8 +77,11 @@ impl AgentTask {
         if !is_valid_device_id(&self.agent_id) {
             return invalid(format!("agent_id {:?}", clip(&self.agent_id)));
         }
+        if !is_valid_device_id(&self.device_id) {
+            return invalid(format!("device_id {:?}", clip(&self.device_id)));
+        }
         let text_ok = |s: &str, max: usize| {
-            !s.trim().is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control)
+            !s.trim().is_empty() && s.chars().count() <= max && s.chars().all(is_plain)
         };
         if !text_ok(&self.description, MAX_DESCRIPTION_CHARS) {
             return invalid(format!("description {:?}", clip(&self.description)));
@@ -110,6 +116,101 @@ impl AgentTask {
         }
         Ok(())
     }
+
+    /// The hex SHA-256 of what the task pays: the agent, device, payee,
+    /// amount, kind, tokens and period (not its wording, ids or times). A
+    /// retry under the same task id with the same terms is the same task;
+    /// with other terms it is refused.
+    pub fn terms_sha256(&self) -> String {
+        let terms = serde_json::json!([
+            self.agent_id,
+            self.device_id,
+            self.payee,
+            self.amount.minor,
+            self.amount.currency.code(),
+            self.kind,
+            self.tokens,
+            self.period,
+        ]);
+        sha256_hex(terms.to_string().as_bytes())
+    }
+}
+
+/// An agent's question "where does my task stand?", signed by its key and
+/// sent on the tasks topic like a task. The device answers on the task's
+/// status topic from its own record (`unknown`, not retained, when it has
+/// none), so an agent that just started learns the truth, not its own
+/// ignorance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskQuery {
+    /// The task asked about.
+    pub status_of: String,
+    pub agent_id: String,
+    pub device_id: String,
+    /// Unix milliseconds; a question older than a few minutes is not answered.
+    pub asked_at: u64,
+}
+
+impl TaskQuery {
+    /// Ids that are topic segments, and a question asked within a few minutes of `now_ms`.
+    pub fn validate(&self, now_ms: u64) -> Result<(), ProtocolError> {
+        for (what, id) in [
+            ("status_of", &self.status_of),
+            ("agent_id", &self.agent_id),
+            ("device_id", &self.device_id),
+        ] {
+            if !is_valid_device_id(id) {
+                return Err(ProtocolError::InvalidRequest(format!(
+                    "{what} {:?}",
+                    clip(id)
+                )));
+            }
+        }
+        if self.asked_at.abs_diff(now_ms) > MAX_CLOCK_SKEW_MS {
+            return Err(ProtocolError::Expired);
+        }
+        Ok(())
+    }
+}
+
+/// What arrives on the tasks topic: a task, or a question about one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentMessage {
+    Task(AgentTask),
+    Query(TaskQuery),
+}
+
+impl AgentMessage {
+    /// Reads a verified payload: a question has `status_of`, a task has not.
+    pub fn parse(payload: &[u8]) -> Result<AgentMessage, ProtocolError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(payload).map_err(ProtocolError::InvalidPayload)?;
+        if value.get("status_of").is_some() {
+            serde_json::from_value(value)
+                .map(AgentMessage::Query)
+                .map_err(ProtocolError::InvalidPayload)
+        } else {
+            serde_json::from_value(value)
+                .map(AgentMessage::Task)
+                .map_err(ProtocolError::InvalidPayload)
+        }
+    }
+}
+
+/// Whether `c` may stand in an agent's text: no control character and no
+/// Unicode format or line-breaking character (bidi overrides, zero-width
+/// spaces and joiners, soft hyphens, line and paragraph separators), which
+/// make what is read or shown differ from what is paid.
+pub fn is_plain(c: char) -> bool {
+    use unicode_general_category::{GeneralCategory, get_general_category};
+    !matches!(
+        get_general_category(c),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+    )
 }
 
 /// Where a task stands, as the device tells its agent.
@@ -129,6 +230,13 @@ pub enum TaskState {
     Revoked,
     /// Its time ran out before it could be put to the user.
     Expired,
+    /// Not taken: too many tasks wait for the user. Sending the same task
+    /// again (the same id) later is safe, and it is let in then.
+    Busy,
+    /// The device has no record of it: it never reached the device, and
+    /// sending it again (the same id) is safe. Only ever an answer to a
+    /// question, never retained.
+    Unknown,
     /// The gateway paid it.
     Paid,
     /// The gateway declined it.
@@ -138,7 +246,10 @@ pub enum TaskState {
 impl TaskState {
     /// Nothing more will be said about a task in this state.
     pub fn is_final(self) -> bool {
-        !matches!(self, TaskState::Pending | TaskState::Approved)
+        !matches!(
+            self,
+            TaskState::Pending | TaskState::Approved | TaskState::Busy | TaskState::Unknown
+        )
     }
 }
 
@@ -156,6 +267,10 @@ pub struct TaskStatus {
     /// The payment request made for it, once approved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<Uuid>,
+    /// [`AgentTask::terms_sha256`] of the task the device let in under this
+    /// id: a retry with other terms learns it was not that task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<String>,
     /// Unix milliseconds.
     pub at: u64,
 }
@@ -169,6 +284,7 @@ mod tests {
         AgentTask {
             task_id: "t-1".into(),
             agent_id: "claude-code".into(),
+            device_id: "dev-0123456789abcdef".into(),
             description: "one million tokens".into(),
             payee: "Anthropic".into(),
             amount: Money::new(3000, Currency::CNY),
@@ -204,12 +320,31 @@ mod tests {
                 t.task_id = "a/#".into()
             }),
             ("an empty agent id", |t| t.agent_id = String::new()),
+            ("no device named", |t| t.device_id = String::new()),
             ("a blank description", |t| t.description = "  ".into()),
             ("a description read for a minute", |t| {
                 t.description = "word ".repeat(40)
             }),
             ("a control character in the payee", |t| {
                 t.payee = "Anthro\u{7}pic".into()
+            }),
+            ("a bidi override in the payee", |t| {
+                t.payee = "Anthropic\u{202E}kcab".into()
+            }),
+            ("a bidi isolate in the payee", |t| {
+                t.payee = "\u{2066}Anthropic\u{2069}".into()
+            }),
+            ("a zero-width space in the payee", |t| {
+                t.payee = "Anthro\u{200B}pic".into()
+            }),
+            ("a zero-width joiner in the description", |t| {
+                t.description = "one million\u{200D} tokens".into()
+            }),
+            ("a byte order mark in the description", |t| {
+                t.description = "\u{FEFF}one million tokens".into()
+            }),
+            ("a line separator in the description", |t| {
+                t.description = "one million\u{2028}tokens".into()
             }),
             ("a zero amount", |t| t.amount.minor = 0),
             ("a negative amount", |t| t.amount.minor = -5),
@@ -237,6 +372,47 @@ mod tests {
             task().validate(61_000),
             Err(ProtocolError::Expired)
         ));
+    }
+
+    #[test]
+    fn a_tasks_terms_are_what_it_pays_not_its_wording_or_times() {
+        let t = task();
+        let mut reworded = task();
+        reworded.description = "tokens for the session".into();
+        reworded.created_at += 500;
+        reworded.expires_at += 500;
+        assert_eq!(t.terms_sha256(), reworded.terms_sha256());
+        let mut dearer = task();
+        dearer.amount.minor += 1;
+        let mut elsewhere = task();
+        elsewhere.device_id = "dev-other".into();
+        for other in [dearer, elsewhere] {
+            assert_ne!(t.terms_sha256(), other.terms_sha256());
+        }
+    }
+
+    #[test]
+    fn the_tasks_topic_carries_tasks_and_questions_about_them() {
+        let t = task();
+        let bytes = serde_json::to_vec(&t).unwrap();
+        assert_eq!(AgentMessage::parse(&bytes).unwrap(), AgentMessage::Task(t));
+        let query = TaskQuery {
+            status_of: "t-1".into(),
+            agent_id: "claude-code".into(),
+            device_id: "dev-0123456789abcdef".into(),
+            asked_at: 2_000,
+        };
+        let bytes = serde_json::to_vec(&query).unwrap();
+        assert_eq!(
+            AgentMessage::parse(&bytes).unwrap(),
+            AgentMessage::Query(query.clone())
+        );
+        assert!(query.validate(2_000).is_ok());
+        assert!(
+            query.validate(2_000 + 3_600_000).is_err(),
+            "an old question"
+        );
+        assert!(AgentMessage::parse(br#"{"status_of":"t-1","approve":true}"#).is_err());
     }
 
     #[test]

@@ -113,9 +113,12 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
     let task = AgentTask {
         task_id: "demo-1".into(),
         agent_id: "claude-code".into(),
+        device_id: rig.device_id.clone(),
         description: "one million tokens for the coding session".into(),
         payee: "Claude".into(),
-        amount: Money::new(3_000, currency),
+        // The profile's price of a million Claude tokens: a top-up at another
+        // price is refused.
+        amount: Money::new(9_000, currency),
         kind: TaskKind::TokenTopUp,
         tokens: Some(1_000_000),
         period: None,
