@@ -206,6 +206,9 @@ struct Daemon {
     tasks_waiting: VecDeque<WaitingTask>,
     /// Tasks that are not a registered agent's are logged a few a second.
     task_rejections: LogLimiter,
+    /// What the user said may cross the broker (`mqtt.transcripts`, read
+    /// at start like the rest of `[mqtt]`).
+    transcripts: bool,
 }
 
 /// An agent's task let in, and the signed bytes it came in (their hash is
@@ -247,6 +250,11 @@ impl Daemon {
             &profile.mqtt.prefix,
             &identity.device_id,
             identity.gateway,
+            profile.wake.button_key().unwrap_or_else(|error| {
+                // The profile was checked when it loaded: not reached.
+                tracing::error!(%error, "push-to-talk over MQTT is off");
+                None
+            }),
             // Nothing is sent that the disk has not taken, nor what a
             // stopped agent asked for.
             move || {
@@ -269,7 +277,9 @@ impl Daemon {
             identity.gateway,
             profile.payments.request_ttl_ms,
             profile.payments.calendar.clone(),
-        );
+        )
+        .with_transcripts(profile.mqtt.transcripts);
+        let transcripts = profile.mqtt.transcripts;
         Ok(Daemon {
             phrasebook: Phrasebook::new(profile.language),
             device_id: identity.device_id,
@@ -293,6 +303,7 @@ impl Daemon {
             awake_until: None,
             tasks_waiting: VecDeque::new(),
             task_rejections: LogLimiter::new(10),
+            transcripts,
         })
     }
 
@@ -314,6 +325,9 @@ impl Daemon {
     async fn serve(&mut self, source: &mut Source, shutdown: &CancellationToken) -> Ending {
         let (mut answers_open, mut tasks_open, mut link_open) = (true, true, true);
         let mut push_to_talk_open = true;
+        // A press lapses by itself: a lost `stop` (or a captured `start`)
+        // cannot hold the microphone open.
+        let mut held_until: Option<Instant> = None;
         loop {
             self.offer_waiting_tasks().await;
             self.publish_status();
@@ -345,6 +359,7 @@ impl Daemon {
                     Ok(()) => Step::LinkChanged,
                     Err(_) => Step::LinkClosed,
                 },
+                _ = sleep_until(held_until), if held_until.is_some() => Step::PushToTalk(false),
                 _ = self.hangups.next() => Step::Reload,
                 // An utterance being transcribed is an answer already given.
                 _ = sleep_until(deadline), if deadline.is_some() && !source.in_flight() => Step::Deadline,
@@ -357,7 +372,10 @@ impl Daemon {
                 Step::AnswersClosed => answers_open = false,
                 Step::Task(message) => self.take_task(message),
                 Step::TasksClosed => tasks_open = false,
-                Step::PushToTalk(held) => self.config.gate.hold(held),
+                Step::PushToTalk(held) => {
+                    held_until = held.then(|| Instant::now() + self.config.profile.wake.ptt_hold());
+                    self.config.gate.hold(held);
+                }
                 Step::PushToTalkClosed => push_to_talk_open = false,
                 Step::LinkChanged => self.link_changed(),
                 Step::LinkClosed => link_open = false,
@@ -513,11 +531,22 @@ impl Daemon {
                 return tracing::debug!(words, "not said to the device: ignored");
             }
         }
-        self.emit(Event::Heard {
-            file: heard.name,
-            transcript: understanding.transcript.clone(),
-            intent: understanding.intent.clone(),
-        });
+        // The broker hears what was said only when the profile lets it, and
+        // never an answer to the code question (the code is in it).
+        let answering_code = matches!(
+            self.dialog.expecting(),
+            Some(crate::dialog::Expecting::Code)
+        );
+        let public = (!self.transcripts || answering_code)
+            .then(|| serde_json::json!({"step": "heard", "file": heard.name}));
+        self.emit_as(
+            Event::Heard {
+                file: heard.name,
+                transcript: understanding.transcript.clone(),
+                intent: understanding.intent.clone(),
+            },
+            public,
+        );
         let command = match &understanding.addressed {
             Addressed::Command(command) => command.as_str(),
             _ => understanding.transcript.as_str(),
@@ -987,14 +1016,30 @@ impl Daemon {
 
     fn say(&mut self, speech: &Speech) {
         let text = self.phrasebook.say(speech);
-        self.emit(Event::Say { text });
+        // The user hears the code; the events topic hears it masked.
+        let public = speech.has_code().then(|| {
+            let masked = self.phrasebook.say(&speech.without_code());
+            serde_json::json!({"step": "say", "text": masked})
+        });
+        self.emit_as(Event::Say { text }, public);
     }
 
     fn emit(&mut self, event: Event) {
+        self.emit_as(event, None);
+    }
+
+    /// `event` to the feedback; to the events topic as itself or, when
+    /// given, as `public` (what may cross the broker in its place).
+    fn emit_as(&mut self, event: Event, public: Option<serde_json::Value>) {
         self.feedback.event(&event);
-        if self.config.profile.feedback.events
-            && let Ok(json) = serde_json::to_vec(&event)
-        {
+        if !self.config.profile.feedback.events {
+            return;
+        }
+        let json = match public {
+            Some(public) => serde_json::to_vec(&public),
+            None => serde_json::to_vec(&event),
+        };
+        if let Ok(json) = json {
             self.link.publish_event(json);
         }
     }

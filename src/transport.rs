@@ -283,15 +283,6 @@ mod tests {
     }
 
     #[test]
-    fn push_to_talk_is_start_or_stop_and_anything_else_is_nothing() {
-        assert_eq!(parse_push_to_talk(b"start"), Some(true));
-        assert_eq!(parse_push_to_talk(b" STOP\n"), Some(false));
-        for garbage in [&b""[..], b"held", b"\xff\xfe", b"start now", b"{\"ptt\":1}"] {
-            assert_eq!(parse_push_to_talk(garbage), None, "{garbage:?}");
-        }
-    }
-
-    #[test]
     fn broker_urls() {
         let url: BrokerUrl = "mqtt://127.0.0.1:18830".parse().unwrap();
         assert_eq!((url.host.as_str(), url.port), ("127.0.0.1", 18830));
@@ -463,16 +454,22 @@ impl Publisher {
     }
 }
 
-/// `start` / `stop` (any case, spaces around), or nothing.
-pub fn parse_push_to_talk(payload: &[u8]) -> Option<bool> {
-    let text = std::str::from_utf8(payload).ok()?.trim();
-    if text.eq_ignore_ascii_case("start") {
-        Some(true)
-    } else if text.eq_ignore_ascii_case("stop") {
-        Some(false)
-    } else {
-        None
+/// Whether the button is held after a push-to-talk message, or why it is
+/// not taken: retained (a press is live or nothing: a retained `start`
+/// would hold the microphone open on every reconnect), not signed by the
+/// button, or not fresh.
+fn read_press(
+    message: &rumqttc::Publish,
+    button: &crate::keys::PublicKey,
+    presses: &mut crate::protocol::ptt::Presses,
+    now: u64,
+) -> Result<bool, String> {
+    use crate::protocol::ptt::PushToTalk;
+    if message.retain {
+        return Err("retained".into());
     }
+    let press = PushToTalk::open(&message.payload, button).map_err(|e| e.to_string())?;
+    presses.take(&press, now).map_err(|e| e.to_string())
 }
 
 /// The device's MQTT connection: publishes requests, hands over answers, and
@@ -488,7 +485,8 @@ pub struct DeviceLink {
     pub answers: tokio::sync::mpsc::Receiver<Vec<u8>>,
     /// Agent tasks, as they came (signed envelopes, not yet checked).
     pub tasks: tokio::sync::mpsc::Receiver<Vec<u8>>,
-    /// Push-to-talk pressed (`true`) or let go, from `{prefix}/devices/{id}/ptt`.
+    /// Push-to-talk pressed (`true`) or let go, from `{prefix}/devices/{id}/ptt`:
+    /// only live presses the button's key signed (see [`crate::protocol::ptt`]).
     pub push_to_talk: tokio::sync::mpsc::Receiver<bool>,
     events_topic: String,
     prefix: String,
@@ -505,12 +503,14 @@ const TASKS_QUEUE: usize = 64;
 
 impl DeviceLink {
     /// Connects in the background; `outbox` gives the signed requests still
-    /// waiting, in order, each time they must be published again.
+    /// waiting, in order, each time they must be published again. `button`:
+    /// the push-to-talk button's key (none: push-to-talk is not taken from MQTT).
     pub fn start(
         broker: &BrokerUrl,
         prefix: &str,
         device_id: &str,
         gateway: crate::keys::PublicKey,
+        button: Option<crate::keys::PublicKey>,
         outbox: impl Fn() -> Vec<Vec<u8>> + Send + 'static,
     ) -> DeviceLink {
         use crate::protocol::topics;
@@ -534,6 +534,7 @@ impl DeviceLink {
         let tasks_topic = topics::tasks(prefix, device_id);
         let (ptt_tx, push_to_talk) = tokio::sync::mpsc::channel::<bool>(16);
         let ptt = topics::push_to_talk(prefix, device_id);
+        let ptt_device = device_id.to_owned();
         let requests_topic = topics::requests(prefix, device_id);
         let requests = requests_topic.clone();
         let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -546,6 +547,7 @@ impl DeviceLink {
             let mut belief = crate::protocol::StatusBelief::default();
             let mut rejected_statuses = LogLimiter::new(10);
             let mut rejected_ptt = LogLimiter::new(2);
+            let mut presses = crate::protocol::ptt::Presses::new(&ptt_device);
             let mut dropped_tasks = LogLimiter::new(2);
             loop {
                 match eventloop.poll().await {
@@ -557,7 +559,9 @@ impl DeviceLink {
                         // is known by the time the device counts as online.
                         queue.subscribe(&driving_topic);
                         queue.subscribe(&gateway_status);
-                        queue.subscribe(&ptt);
+                        if button.is_some() {
+                            queue.subscribe(&ptt);
+                        }
                         queue.subscribe(&tasks_topic);
                         queue.publish(&status, true, "online");
                     }
@@ -595,17 +599,22 @@ impl DeviceLink {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ptt => {
-                        match parse_push_to_talk(&p.payload) {
-                            // Full: the daemon is behind; a press is said again.
-                            Some(held) => {
+                        // Not subscribed without a button key: nothing to take.
+                        let Some(button) = &button else { continue };
+                        let now = crate::clock::now_ms();
+                        match read_press(&p, button, &mut presses, now) {
+                            // Full: the daemon is behind; a held button says
+                            // start again, and a start lapses by itself.
+                            Ok(held) => {
                                 let _ = ptt_tx.try_send(held);
                             }
-                            None => {
+                            Err(why) => {
                                 if let Some(held_back) = rejected_ptt.allow() {
                                     tracing::warn!(
                                         bytes = p.payload.len(),
+                                        %why,
                                         held_back,
-                                        "ignored a push-to-talk message that is not start or stop"
+                                        "ignored a push-to-talk message"
                                     );
                                 }
                             }

@@ -1,0 +1,502 @@
+//! The trust line at the broker, on a stock mosquitto at its default limits: nothing secret crosses it, push-to-talk is only the button's, the gateway's presence cannot be erased or frozen, no message takes a side down, and nothing is lost when the broker drops messages.
+
+#![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
+
+mod util;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use util::*;
+use voicepay::audio::gate::{Gate, Listen};
+use voicepay::daemon::{self, DaemonConfig};
+use voicepay::feedback::{Event, Feedback};
+use voicepay::gateway::{self, Gateway, GatewayConfig};
+use voicepay::identity;
+use voicepay::keys::{PublicKey, SigningKey};
+use voicepay::money::{Currency, Money};
+use voicepay::policy::Limits;
+use voicepay::profile::DeviceProfile;
+use voicepay::protocol::ptt::PushToTalk;
+use voicepay::protocol::{self, ResponseStatus, topics};
+use voicepay::recognizer::{Heard, Intake, Source};
+use voicepay::store::{Store, StoreConfig};
+use voicepay::transport::{BrokerUrl, DeviceLink};
+
+/// Hands the daemon's events to the test.
+struct Events(mpsc::UnboundedSender<Event>);
+
+impl Feedback for Events {
+    fn event(&mut self, event: &Event) {
+        let _ = self.0.send(event.clone());
+    }
+}
+
+/// A device enrolled with a gateway, both in temporary directories.
+struct Pair {
+    device_dir: tempfile::TempDir,
+    gateway_dir: tempfile::TempDir,
+    device_id: String,
+    gateway_key: PublicKey,
+}
+
+impl Pair {
+    fn new(limits: Limits) -> Pair {
+        let device_dir = tempfile::tempdir().unwrap();
+        let gateway_dir = tempfile::tempdir().unwrap();
+        let gateway_key = SigningKey::create_file(&gateway_dir.path().join("gateway.key")).unwrap();
+        let gateway_public = gateway_key.public_key();
+        let device_key = identity::init_device_key(device_dir.path()).unwrap();
+        identity::trust_gateway(device_dir.path(), &gateway_public).unwrap();
+        let device_id = protocol::device_id_for(&device_key.public_key());
+        let gateway = Gateway::open(
+            GatewayConfig::new(gateway_dir.path().to_owned()),
+            gateway_key,
+        )
+        .unwrap();
+        gateway
+            .enroll(&device_id, &device_key.public_key())
+            .unwrap();
+        Store::open(&StoreConfig::new(device_dir.path().join("store")))
+            .unwrap()
+            .set_limits(&limits)
+            .unwrap();
+        Pair {
+            device_dir,
+            gateway_dir,
+            device_id,
+            gateway_key: gateway_public,
+        }
+    }
+
+    /// The gateway serving on `url` until the returned token is cancelled.
+    fn serve_gateway(&self, url: &BrokerUrl) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let key = SigningKey::load_file(&self.gateway_dir.path().join("gateway.key")).unwrap();
+        let gateway =
+            Gateway::open(GatewayConfig::new(self.gateway_dir.path().to_owned()), key).unwrap();
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let url = url.clone();
+        let task = tokio::spawn(async move {
+            gateway::run(gateway, &url, stopped.cancelled_owned())
+                .await
+                .unwrap();
+        });
+        (stop, task)
+    }
+
+    fn ledger(&self) -> Vec<gateway::LedgerEntry> {
+        let key = SigningKey::load_file(&self.gateway_dir.path().join("gateway.key")).unwrap();
+        Gateway::open(GatewayConfig::new(self.gateway_dir.path().to_owned()), key)
+            .unwrap()
+            .ledger()
+            .unwrap()
+    }
+}
+
+/// A running daemon fed typed utterances.
+struct Device {
+    intake: Intake,
+    events: mpsc::UnboundedReceiver<Event>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
+    context: voicepay::intent::ParseContext,
+}
+
+impl Device {
+    fn start(pair: &Pair, url: &BrokerUrl, profile: DeviceProfile, gate: Arc<Gate>) -> Device {
+        let context = profile.parse_context();
+        let mut config = DaemonConfig::new(profile, pair.device_dir.path().to_owned(), url.clone());
+        config.gate = gate;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (intake, source) = Source::channel(4);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(daemon::run(
+            config,
+            source,
+            Box::new(Events(events_tx)),
+            shutdown.clone(),
+        ));
+        Device {
+            intake,
+            events,
+            shutdown,
+            task,
+            context,
+        }
+    }
+
+    async fn say(&self, text: &str) {
+        self.intake.arriving();
+        assert!(
+            self.intake
+                .send(Heard::typed("typed", text, &self.context))
+                .await
+        );
+    }
+
+    /// The next event `pick` takes, within a minute.
+    async fn next<T>(&mut self, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+        let wait = async {
+            loop {
+                let event = self.events.recv().await.expect("the daemon runs");
+                if let Some(found) = pick(&event) {
+                    return found;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .expect("the awaited event came")
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("the daemon stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Everything published on the broker, as a client subscribed to `#` saw it.
+#[derive(Clone, Default)]
+struct Spy(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+
+impl Spy {
+    async fn start(port: u16) -> Spy {
+        let spy = Spy::default();
+        let seen = spy.clone();
+        let options = MqttOptions::new("spy", "127.0.0.1", port);
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+        let mut subscribed_tx = Some(subscribed_tx);
+        client.subscribe("#", QoS::AtLeastOnce).await.unwrap();
+        tokio::spawn(async move {
+            let _client = client;
+            while let Ok(event) = eventloop.poll().await {
+                match event {
+                    MqttEvent::Incoming(Packet::SubAck(_)) => {
+                        if let Some(tx) = subscribed_tx.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    MqttEvent::Incoming(Packet::Publish(p)) => {
+                        seen.0.lock().unwrap().push((p.topic, p.payload.to_vec()));
+                    }
+                    _ => {}
+                }
+            }
+        });
+        subscribed.await.unwrap();
+        spy
+    }
+
+    fn messages(&self) -> Vec<(String, Vec<u8>)> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits until a message satisfies `found`.
+    async fn wait_for(&self, what: &str, found: impl Fn(&str, &[u8]) -> bool) {
+        for _ in 0..1200 {
+            if self.messages().iter().any(|(t, p)| found(t, p)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the broker never carried {what}");
+    }
+}
+
+/// The texts a message carries: its bytes, and for an envelope its
+/// decoded payload too (a signed payload is base64url on the wire).
+fn readable(payload: &[u8]) -> Vec<String> {
+    let mut texts = vec![String::from_utf8_lossy(payload).into_owned()];
+    if let Ok(Value::Object(envelope)) = serde_json::from_slice::<Value>(payload)
+        && let Some(Value::String(inner)) = envelope.get("payload")
+        && let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(inner)
+    {
+        texts.push(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    // An event carrying an envelope (`sent`, `answer`): its payload too.
+    if let Ok(Value::Object(event)) = serde_json::from_slice::<Value>(payload)
+        && let Some(envelope) = event.get("envelope")
+    {
+        texts.extend(
+            readable(envelope.to_string().as_bytes())
+                .into_iter()
+                .skip(1),
+        );
+    }
+    texts
+}
+
+/// Every JSON string value in `text` (when it is JSON), recursively.
+fn strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        Value::Object(fields) => fields.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+fn embedded_profile() -> DeviceProfile {
+    DeviceProfile::embedded().unwrap()
+}
+
+/// A payment above the code limit, confirmed with the code, while a spy
+/// watches the broker; returns what it saw and the code.
+async fn a_payment_with_its_code(transcripts: bool) -> (Vec<(String, Vec<u8>)>, String) {
+    let broker = Broker::start();
+    let url: BrokerUrl = broker.url().parse().unwrap();
+    let spy = Spy::start(broker.port).await;
+    let pair = Pair::new(Limits {
+        auto_pay: Money::zero(Currency::CNY),
+        daily: None,
+        payment_code_above: Some(Money::new(10_000, Currency::CNY)),
+    });
+    let (stop_gateway, gateway) = pair.serve_gateway(&url);
+    let mut profile = embedded_profile();
+    profile.mqtt.transcripts = transcripts;
+    let mut device = Device::start(&pair, &url, profile, Arc::new(Gate::open()));
+
+    device.say("Pay 500 yuan to Heytea.").await;
+    let code: String = device
+        .next(|event| match event {
+            Event::Say { text } if text.contains("the code") => Some(
+                text.split("the code")
+                    .nth(1)
+                    .unwrap()
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code.len(), 3, "a three-digit code was read out");
+    let spaced: Vec<String> = code.chars().map(String::from).collect();
+    device.say(&format!("Confirm, {}.", spaced.join(" "))).await;
+    let status = device
+        .next(|event| match event {
+            Event::Answer { status, .. } => Some(*status),
+            _ => None,
+        })
+        .await;
+    assert_eq!(status, ResponseStatus::Approved, "the code paid");
+    // The answer's event is the last thing the device publishes here.
+    spy.wait_for("the answer's event", |topic, payload| {
+        topic.ends_with("/events") && String::from_utf8_lossy(payload).contains("\"answer\"")
+    })
+    .await;
+    device.stop().await;
+    stop_gateway.cancel();
+    gateway.await.unwrap();
+    assert_eq!(pair.ledger().len(), 1, "charged once");
+    (spy.messages(), code)
+}
+
+/// No message carries the code, as digits or as the words of the answer.
+fn assert_no_code(seen: &[(String, Vec<u8>)], code: &str) {
+    let spaced: Vec<String> = code.chars().map(String::from).collect();
+    let spaced = spaced.join(" ");
+    for (topic, payload) in seen {
+        for text in readable(payload) {
+            assert!(!text.contains(&spaced), "{topic} carries the code: {text}");
+            assert!(
+                !text.contains("Confirm,"),
+                "{topic} carries the code's answer: {text}"
+            );
+            if let Ok(value) = serde_json::from_str::<Value>(&text) {
+                let mut all = Vec::new();
+                strings(&value, &mut all);
+                assert!(
+                    all.iter().all(|s| s != code && !s.contains(&spaced)),
+                    "{topic} carries the code: {text}"
+                );
+            }
+        }
+    }
+}
+
+fn carried(seen: &[(String, Vec<u8>)], what: &str) -> bool {
+    seen.iter()
+        .any(|(_, payload)| readable(payload).iter().any(|t| t.contains(what)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_neither_the_payment_code_nor_what_was_said_crosses_the_broker() {
+    let (seen, code) = a_payment_with_its_code(false).await;
+    assert_no_code(&seen, &code);
+    // (The device's own words, "Paid 500 yuan to Heytea.", may go.)
+    assert!(
+        !carried(&seen, "Pay 500 yuan to Heytea."),
+        "the transcript stayed on the device"
+    );
+    // Not vacuous: the request crossed, with the hash of what was heard,
+    // and the events told of the question with the code masked.
+    let hash = hex_sha256(b"Pay 500 yuan to Heytea.");
+    assert!(
+        carried(&seen, &hash),
+        "the request carries the transcript's hash"
+    );
+    assert!(carried(&seen, "the code * * *"), "the read-back, masked");
+    assert!(
+        carried(&seen, "\"heard\""),
+        "a heard event, without its words"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_profile_asks_what_was_said_crosses_the_broker_but_never_the_payment_code() {
+    let (seen, code) = a_payment_with_its_code(true).await;
+    assert_no_code(&seen, &code);
+    assert!(
+        carried(&seen, "\"transcript\":\"Pay 500 yuan to Heytea.\""),
+        "the transcript is in the events and the request's evidence"
+    );
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A raw MQTT client for the test's own messages.
+async fn client(port: u16, id: &str) -> AsyncClient {
+    let options = MqttOptions::new(id, "127.0.0.1", port);
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    client
+}
+
+fn now_ms() -> u64 {
+    voicepay::clock::now_ms()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_unsigned_forged_stale_or_played_back_push_to_talk_start_never_opens_the_microphone()
+ {
+    let broker = Broker::start();
+    let url: BrokerUrl = broker.url().parse().unwrap();
+    let button = SigningKey::generate().unwrap();
+    let stranger = SigningKey::generate().unwrap();
+    let gateway = SigningKey::generate().unwrap();
+    let device_id = "dev-ptt";
+    let topic = topics::push_to_talk(protocol::DEFAULT_PREFIX, device_id);
+    let press = |held: bool, at: u64, key: &SigningKey, device: &str| {
+        PushToTalk::new(held, device, at).seal(key).unwrap()
+    };
+    let attacker = client(broker.port, "attacker").await;
+    // A genuine start, captured and left retained before the device connects.
+    attacker
+        .publish(
+            &topic,
+            QoS::AtLeastOnce,
+            true,
+            press(true, now_ms(), &button, device_id),
+        )
+        .await
+        .unwrap();
+    let mut link = DeviceLink::start(
+        &url,
+        protocol::DEFAULT_PREFIX,
+        device_id,
+        gateway.public_key(),
+        Some(button.public_key()),
+        Vec::new,
+    );
+    let mut state = link.state.clone();
+    tokio::time::timeout(Duration::from_secs(10), state.wait_for(|s| s.broker))
+        .await
+        .unwrap()
+        .unwrap();
+    // The retained start reaches the device as it subscribes; then, live:
+    let now = now_ms();
+    let genuine_start = press(true, now + 10, &button, device_id);
+    for message in [
+        b"start".to_vec(),
+        press(true, now + 1, &stranger, device_id),
+        press(true, now + 2, &button, "dev-other"),
+        press(true, now - 60_000, &button, device_id),
+        genuine_start.clone(),
+        press(false, now + 11, &button, device_id),
+        // The genuine start played back.
+        genuine_start,
+        // The last word, so the test knows everything before was read.
+        press(false, now + 12, &button, device_id),
+    ] {
+        attacker
+            .publish(&topic, QoS::AtLeastOnce, false, message)
+            .await
+            .unwrap();
+    }
+    let mut taken = Vec::new();
+    while taken.len() < 3 {
+        let held = tokio::time::timeout(Duration::from_secs(10), link.push_to_talk.recv())
+            .await
+            .expect("the genuine presses came")
+            .unwrap();
+        taken.push(held);
+    }
+    assert_eq!(
+        taken,
+        [true, false, false],
+        "only the genuine live presses were taken"
+    );
+    link.close(protocol::DEFAULT_PREFIX, device_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_to_talk_start_holds_the_microphone_no_longer_than_its_hold_time() {
+    let broker = Broker::start();
+    let url: BrokerUrl = broker.url().parse().unwrap();
+    let pair = Pair::new(Limits::default());
+    let button = SigningKey::generate().unwrap();
+    let mut profile = embedded_profile();
+    profile.wake.mode = voicepay::wake::WakeMode::PushToTalk;
+    profile.wake.ptt_key = Some(button.public_key().to_base64url());
+    profile.wake.ptt_hold_s = 1;
+    let gate = Arc::new(Gate::push_to_talk());
+    let device = Device::start(&pair, &url, profile, gate.clone());
+    let topic = topics::push_to_talk(protocol::DEFAULT_PREFIX, &pair.device_id);
+    let button_side = client(broker.port, "button").await;
+    // Pressed until the device takes it (it may still be subscribing).
+    let mut opened = false;
+    for _ in 0..100 {
+        let start = PushToTalk::new(true, &pair.device_id, now_ms());
+        button_side
+            .publish(
+                &topic,
+                QoS::AtLeastOnce,
+                false,
+                start.seal(&button).unwrap(),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if gate.listen() == Listen::Open {
+            opened = true;
+            break;
+        }
+    }
+    assert!(opened, "a signed start opens the microphone");
+    // No stop comes (lost, or never sent): the start lapses by itself.
+    let held_since = voicepay::clock::Stopwatch::start();
+    while gate.listen() == Listen::Open {
+        assert!(
+            held_since.elapsed() < Duration::from_secs(5),
+            "the microphone was held open past its hold time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(gate.listen(), Listen::Released);
+    device.stop().await;
+}
