@@ -76,9 +76,23 @@ impl Pair {
 
     /// The gateway serving on `url` until the returned token is cancelled.
     fn serve_gateway(&self, url: &BrokerUrl) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        self.serve_gateway_beating(url, Duration::from_secs(10))
+    }
+
+    fn open_gateway(&self, heartbeat: Duration) -> Gateway {
         let key = SigningKey::load_file(&self.gateway_dir.path().join("gateway.key")).unwrap();
-        let gateway =
-            Gateway::open(GatewayConfig::new(self.gateway_dir.path().to_owned()), key).unwrap();
+        let mut config = GatewayConfig::new(self.gateway_dir.path().to_owned());
+        config.heartbeat = heartbeat;
+        Gateway::open(config, key).unwrap()
+    }
+
+    /// With its "online" said every `heartbeat`.
+    fn serve_gateway_beating(
+        &self,
+        url: &BrokerUrl,
+        heartbeat: Duration,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let gateway = self.open_gateway(heartbeat);
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let url = url.clone();
@@ -167,7 +181,10 @@ impl Device {
 
 /// Everything published on the broker, as a client subscribed to `#` saw it.
 #[derive(Clone, Default)]
-struct Spy(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+struct Spy(Arc<Mutex<Vec<Message>>>);
+
+/// A topic and what was published on it.
+type Message = (String, Vec<u8>);
 
 impl Spy {
     async fn start(port: u16) -> Spy {
@@ -198,7 +215,7 @@ impl Spy {
         spy
     }
 
-    fn messages(&self) -> Vec<(String, Vec<u8>)> {
+    fn messages(&self) -> Vec<Message> {
         self.0.lock().unwrap().clone()
     }
 
@@ -253,7 +270,7 @@ fn embedded_profile() -> DeviceProfile {
 
 /// A payment above the code limit, confirmed with the code, while a spy
 /// watches the broker; returns what it saw and the code.
-async fn a_payment_with_its_code(transcripts: bool) -> (Vec<(String, Vec<u8>)>, String) {
+async fn a_payment_with_its_code(transcripts: bool) -> (Vec<Message>, String) {
     let broker = Broker::start();
     let url: BrokerUrl = broker.url().parse().unwrap();
     let spy = Spy::start(broker.port).await;
@@ -304,7 +321,7 @@ async fn a_payment_with_its_code(transcripts: bool) -> (Vec<(String, Vec<u8>)>, 
 }
 
 /// No message carries the code, as digits or as the words of the answer.
-fn assert_no_code(seen: &[(String, Vec<u8>)], code: &str) {
+fn assert_no_code(seen: &[Message], code: &str) {
     let spaced: Vec<String> = code.chars().map(String::from).collect();
     let spaced = spaced.join(" ");
     for (topic, payload) in seen {
@@ -326,7 +343,7 @@ fn assert_no_code(seen: &[(String, Vec<u8>)], code: &str) {
     }
 }
 
-fn carried(seen: &[(String, Vec<u8>)], what: &str) -> bool {
+fn carried(seen: &[Message], what: &str) -> bool {
     seen.iter()
         .any(|(_, payload)| readable(payload).iter().any(|t| t.contains(what)))
 }
@@ -499,4 +516,105 @@ async fn a_push_to_talk_start_holds_the_microphone_no_longer_than_its_hold_time(
     }
     assert_eq!(gate.listen(), Listen::Released);
     device.stop().await;
+}
+
+/// The device's own link (no daemon): what it believes of the gateway.
+fn device_link(pair: &Pair, url: &BrokerUrl) -> DeviceLink {
+    DeviceLink::start(
+        url,
+        protocol::DEFAULT_PREFIX,
+        &pair.device_id,
+        pair.gateway_key,
+        None,
+        Vec::new,
+    )
+}
+
+/// Waits until the link believes `gateway` of the gateway, at most `limit`
+/// after it reached the broker; returns how long that took.
+async fn gateway_seen(link: &DeviceLink, gateway: bool, limit: Duration) -> Duration {
+    let mut state = link.state.clone();
+    tokio::time::timeout(Duration::from_secs(20), state.wait_for(|s| s.broker))
+        .await
+        .expect("the device reached the broker")
+        .unwrap();
+    let since = voicepay::clock::Stopwatch::start();
+    tokio::time::timeout(limit, state.wait_for(|s| s.gateway == gateway))
+        .await
+        .unwrap_or_else(|_| panic!("the device did not see the gateway {gateway} within {limit:?}"))
+        .unwrap();
+    since.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_gateway_status_replaced_by_junk_or_deleted_leaves_devices_seeing_an_online_gateway_within_one_heartbeat()
+ {
+    let broker = Broker::start();
+    let url: BrokerUrl = broker.url().parse().unwrap();
+    let pair = Pair::new(Limits::default());
+    let heartbeat = Duration::from_secs(2);
+    let (stop_gateway, gateway) = pair.serve_gateway_beating(&url, heartbeat);
+    let mut link = device_link(&pair, &url);
+    gateway_seen(&link, true, Duration::from_secs(30)).await;
+    link.close(protocol::DEFAULT_PREFIX, &pair.device_id).await;
+    let topic = topics::gateway_status(protocol::DEFAULT_PREFIX);
+    let attacker = client(broker.port, "attacker").await;
+    // Junk in its place, then nothing at all (an empty retained message
+    // deletes it): a device that connects then still sees the gateway.
+    for replacement in [b"{\"status\":\"online\"}".to_vec(), Vec::new()] {
+        attacker
+            .publish(&topic, QoS::AtLeastOnce, true, replacement)
+            .await
+            .unwrap();
+        let mut link = device_link(&pair, &url);
+        let took = gateway_seen(&link, true, heartbeat + Duration::from_millis(1_500)).await;
+        eprintln!("online seen {took:?} after connecting");
+        link.close(protocol::DEFAULT_PREFIX, &pair.device_id).await;
+    }
+    stop_gateway.cancel();
+    gateway.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_restarted_with_its_clock_an_hour_behind_is_seen_online_within_one_heartbeat() {
+    let broker = Broker::start();
+    let url: BrokerUrl = broker.url().parse().unwrap();
+    let pair = Pair::new(Limits::default());
+    let hour = 3_600_000;
+    let topic = topics::gateway_status(protocol::DEFAULT_PREFIX);
+    let mut link = device_link(&pair, &url);
+    // Its first run, an hour ahead of the clock it restarts with: its
+    // session on its disk, its "online" and then its will on the broker.
+    {
+        let first = pair.open_gateway(Duration::from_secs(10));
+        let ahead = now_ms() + hour;
+        let session = first.next_session(ahead).unwrap();
+        let said = client(broker.port, "first-run").await;
+        let online = first
+            .seal_status(&voicepay::protocol::GatewayStatus::heartbeat(
+                ahead, session, 1,
+            ))
+            .unwrap();
+        said.publish(&topic, QoS::AtLeastOnce, true, online)
+            .await
+            .unwrap();
+        gateway_seen(&link, true, Duration::from_secs(30)).await;
+        let will = first
+            .seal_status(&voicepay::protocol::GatewayStatus::new(
+                false, ahead, session,
+            ))
+            .unwrap();
+        said.publish(&topic, QoS::AtLeastOnce, true, will)
+            .await
+            .unwrap();
+        gateway_seen(&link, false, Duration::from_secs(30)).await;
+    }
+    // Restarted, its clock an hour behind what it said.
+    let heartbeat = Duration::from_secs(2);
+    let (stop_gateway, gateway) = pair.serve_gateway_beating(&url, heartbeat);
+    let took = gateway_seen(&link, true, Duration::from_secs(20) + heartbeat).await;
+    eprintln!("the restarted gateway seen online after {took:?}");
+    link.close(protocol::DEFAULT_PREFIX, &pair.device_id).await;
+    stop_gateway.cancel();
+    gateway.await.unwrap();
 }
