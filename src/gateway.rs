@@ -9,7 +9,9 @@
 use std::future::Future;
 use std::path::PathBuf;
 
-use rumqttc::{AsyncClient, Event, LastWill, Packet, QoS};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{LastWill, Packet};
+use rumqttc::v5::{AsyncClient, Event};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sled::Transactional;
@@ -560,7 +562,7 @@ pub async fn run(
     // Unique per process: a second gateway (or a stale one) on the broker
     // must not take over this one's connection, and then lose its own.
     let random = Uuid::now_v7().simple().to_string();
-    let mut options = broker.options(&format!("voicepay-gateway-{}", &random[24..]));
+    let mut options = broker.options_v5(&format!("voicepay-gateway-{}", &random[24..]));
     // The will is signed now: the broker says it for us when we vanish.
     // Each connection is a new session, with its own will.
     let mut session = gateway.next_session(now_ms())?;
@@ -570,6 +572,7 @@ pub async fn run(
             offline(session)?,
             QoS::AtLeastOnce,
             true,
+            None,
         ))
     };
     options.set_last_will(will(session)?);
@@ -609,7 +612,9 @@ pub async fn run(
                 beat.send_replace(Some(session));
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                match gateway.handle(&publish.topic, &publish.payload, now_ms()) {
+                // A topic that is not UTF-8 is no device's.
+                let topic = String::from_utf8_lossy(&publish.topic);
+                match gateway.handle(&topic, &publish.payload, now_ms()) {
                     Ok(reply) => {
                         tracing::debug!(
                             request_id = %reply.response.request_id,
@@ -634,11 +639,14 @@ pub async fn run(
                 } else {
                     tracing::debug!(%error, "gateway still cannot reach the broker");
                 }
+                if crate::transport::is_oversize(&error) {
+                    tracing::error!(%error, max = crate::transport::MAX_PACKET, "the broker sent a message over our limit: set its message_size_limit (README, deployment)");
+                }
                 // The broker may have said this session's will: the next
                 // connection is another session.
                 beat.send_replace(None);
                 session = gateway.next_session(now_ms())?;
-                eventloop.mqtt_options.set_last_will(will(session)?);
+                eventloop.options.set_last_will(will(session)?);
                 tokio::select! {
                     _ = &mut shutdown => break,
                     _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
@@ -716,7 +724,7 @@ async fn prune_answers(
 /// take both (after whatever answers are still queued).
 async fn drain(
     outgoing: &Publisher,
-    eventloop: &mut rumqttc::EventLoop,
+    eventloop: &mut rumqttc::v5::EventLoop,
     status: &str,
     offline: Vec<u8>,
 ) {

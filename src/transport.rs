@@ -12,9 +12,18 @@ use crate::protocol::GatewayStatus;
 
 use crate::protocol::MAX_MESSAGE_BYTES;
 
-/// The largest packet read off the wire. Larger ones still break the
-/// connection: the broker's `message_size_limit` should sit below this.
+/// The largest packet read off the wire by the v4 clients (the MCP server's):
+/// a larger one breaks their connection, so the broker's
+/// `message_size_limit` should sit below this.
 pub const MAX_INCOMING_PACKET: usize = 4 * 1024 * 1024;
+
+/// The largest packet the daemon and the gateway take: our message limit
+/// and room for a topic and MQTT's framing. They connect with MQTT 5 and
+/// say this as their Maximum Packet Size, so the broker itself drops a
+/// larger message for them (and logs it) instead of sending it: one
+/// message over a client's limit, retained or queued for it, would
+/// otherwise break its connection on every reconnect.
+pub const MAX_PACKET: u32 = (MAX_MESSAGE_BYTES + 2048) as u32;
 
 /// `mqtt://HOST:PORT` (port 1883 when absent) or `mqtts://HOST:PORT` (TLS,
 /// port 8883), with the access settings of [`BrokerUrl::with_access`].
@@ -153,32 +162,56 @@ impl BrokerUrl {
         Ok(self)
     }
 
-    /// Client options. We send at most our message limit (plus MQTT
-    /// framing) but read packets up to [`MAX_INCOMING_PACKET`]: a packet over
-    /// the client's limit breaks the connection, and a retained one comes back
-    /// on every reconnect, so we read it and drop it ourselves (every reader
-    /// refuses what is over [`MAX_MESSAGE_BYTES`] before parsing).
+    /// MQTT 3.1.1 client options (the MCP server's). We send at most our
+    /// message limit (plus MQTT framing) but read packets up to
+    /// [`MAX_INCOMING_PACKET`]: a packet over the client's limit breaks the
+    /// connection, and a retained one comes back on every reconnect, so we
+    /// read it and drop it ourselves (every reader refuses what is over
+    /// [`MAX_MESSAGE_BYTES`] before parsing).
     pub fn options(&self, client_id: &str) -> MqttOptions {
         let mut options = MqttOptions::new(client_id, self.host.clone(), self.port);
         options.set_max_packet_size(MAX_INCOMING_PACKET, MAX_MESSAGE_BYTES + 1024);
         options.set_keep_alive(Duration::from_secs(15));
-        if self.tls {
-            let config = self.tls_config.clone().unwrap_or_else(|| {
-                // No access settings given: the system's roots.
-                let config = tls_config(&BrokerAccess::default()).unwrap_or_else(|error| {
-                    tracing::error!(%error, "no TLS trust: the broker cannot be verified");
-                    empty_trust()
-                });
-                Arc::new(config)
-            });
-            options.set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(config),
-            ));
+        if let Some(transport) = self.transport() {
+            options.set_transport(transport);
         }
         if let Some((user, password)) = &self.login {
             options.set_credentials(user.clone(), password.clone());
         }
         options
+    }
+
+    /// MQTT 5 client options (the daemon's and the gateway's), with
+    /// [`MAX_PACKET`] as the Maximum Packet Size: the broker drops what is
+    /// larger for this client, retained or not.
+    pub fn options_v5(&self, client_id: &str) -> rumqttc::v5::MqttOptions {
+        let mut options = rumqttc::v5::MqttOptions::new(client_id, self.host.clone(), self.port);
+        options.set_max_packet_size(Some(MAX_PACKET));
+        options.set_keep_alive(Duration::from_secs(15));
+        if let Some(transport) = self.transport() {
+            options.set_transport(transport);
+        }
+        if let Some((user, password)) = &self.login {
+            options.set_credentials(user.clone(), password.clone());
+        }
+        options
+    }
+
+    fn transport(&self) -> Option<rumqttc::Transport> {
+        if !self.tls {
+            return None;
+        }
+        let config = self.tls_config.clone().unwrap_or_else(|| {
+            // No access settings given: the system's roots.
+            let config = tls_config(&BrokerAccess::default()).unwrap_or_else(|error| {
+                tracing::error!(%error, "no TLS trust: the broker cannot be verified");
+                empty_trust()
+            });
+            Arc::new(config)
+        });
+        Some(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(config),
+        ))
     }
 }
 
@@ -387,7 +420,7 @@ pub struct Publisher {
 impl Publisher {
     /// All QoS 1. The task ends when every `Publisher` clone is gone.
     pub fn start(
-        client: rumqttc::AsyncClient,
+        client: rumqttc::v5::AsyncClient,
         max_backlog: usize,
     ) -> (Publisher, tokio::task::JoinHandle<()>) {
         use std::sync::atomic::Ordering;
@@ -395,7 +428,7 @@ impl Publisher {
         let backlog = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = backlog.clone();
         let task = tokio::spawn(async move {
-            let qos = rumqttc::QoS::AtLeastOnce;
+            let qos = rumqttc::v5::mqttbytes::QoS::AtLeastOnce;
             while let Some(outgoing) = rx.recv().await {
                 count.fetch_sub(1, Ordering::Relaxed);
                 let sent = match outgoing {
@@ -454,12 +487,23 @@ impl Publisher {
     }
 }
 
+/// A packet over our limit broke the connection.
+pub(crate) fn is_oversize(error: &rumqttc::v5::ConnectionError) -> bool {
+    use rumqttc::v5::{ConnectionError, StateError, mqttbytes::Error};
+    matches!(
+        error,
+        ConnectionError::MqttState(StateError::Deserialization(
+            Error::PayloadSizeLimitExceeded { .. }
+        ))
+    )
+}
+
 /// Whether the button is held after a push-to-talk message, or why it is
 /// not taken: retained (a press is live or nothing: a retained `start`
 /// would hold the microphone open on every reconnect), not signed by the
 /// button, or not fresh.
 fn read_press(
-    message: &rumqttc::Publish,
+    message: &rumqttc::v5::mqttbytes::v5::Publish,
     button: &crate::keys::PublicKey,
     presses: &mut crate::protocol::ptt::Presses,
     now: u64,
@@ -514,18 +558,28 @@ impl DeviceLink {
         outbox: impl Fn() -> Vec<Vec<u8>> + Send + 'static,
     ) -> DeviceLink {
         use crate::protocol::topics;
-        use rumqttc::{Event, LastWill, Packet, QoS};
+        use rumqttc::v5::Event;
+        use rumqttc::v5::mqttbytes::QoS;
+        use rumqttc::v5::mqttbytes::v5::{LastWill, Packet};
 
         let status = topics::status(prefix, device_id);
         let responses = topics::responses(prefix, device_id);
         let gateway_status = topics::gateway_status(prefix);
         let driving_topic = topics::driving(prefix, device_id);
-        let mut options = broker.options(&format!("voicepay-{device_id}"));
-        options.set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
-        // The session is ours across reconnects: answers sent while we were
-        // briefly away are still delivered.
-        options.set_clean_session(false);
-        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 256);
+        let mut options = broker.options_v5(&format!("voicepay-{device_id}"));
+        options.set_last_will(LastWill::new(
+            &status,
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+            None,
+        ));
+        // The session is ours across reconnects and restarts (MQTT 5 ends
+        // it at once unless told otherwise): answers sent while we were
+        // away are still delivered.
+        options.set_clean_start(false);
+        options.set_session_expiry_interval(Some(u32::MAX));
+        let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 256);
         let (publisher, publisher_task) = Publisher::start(client, DEVICE_SEND_QUEUE);
         let (state_tx, state) = tokio::sync::watch::channel(LinkState::default());
         let (driving_tx, driving) = tokio::sync::watch::channel(None::<bool>);
@@ -656,6 +710,11 @@ impl DeviceLink {
                         let expected = closed.load(std::sync::atomic::Ordering::Relaxed);
                         if state_tx.borrow().broker && !expected {
                             tracing::warn!(%error, "lost the broker");
+                        }
+                        if is_oversize(&error) {
+                            // A broker that ignores our Maximum Packet Size
+                            // sends it again on every reconnect.
+                            tracing::error!(%error, max = MAX_PACKET, "the broker sent a message over our limit: set its message_size_limit (README, deployment)");
                         }
                         state_tx.send_if_modified(|s| {
                             let changed = *s != LinkState::default();

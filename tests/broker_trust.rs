@@ -190,7 +190,8 @@ impl Spy {
     async fn start(port: u16) -> Spy {
         let spy = Spy::default();
         let seen = spy.clone();
-        let options = MqttOptions::new("spy", "127.0.0.1", port);
+        let mut options = MqttOptions::new("spy", "127.0.0.1", port);
+        options.set_max_packet_size(16 << 20, 16 << 20);
         let (client, mut eventloop) = AsyncClient::new(options, 64);
         let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
         let mut subscribed_tx = Some(subscribed_tx);
@@ -388,7 +389,9 @@ fn hex_sha256(bytes: &[u8]) -> String {
 
 /// A raw MQTT client for the test's own messages.
 async fn client(port: u16, id: &str) -> AsyncClient {
-    let options = MqttOptions::new(id, "127.0.0.1", port);
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
+    // An attacker's client sends (and a spy reads) whatever it likes.
+    options.set_max_packet_size(16 << 20, 16 << 20);
     let (client, mut eventloop) = AsyncClient::new(options, 64);
     tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
     client
@@ -617,4 +620,87 @@ async fn a_gateway_restarted_with_its_clock_an_hour_behind_is_seen_online_within
     link.close(protocol::DEFAULT_PREFIX, &pair.device_id).await;
     stop_gateway.cancel();
     gateway.await.unwrap();
+}
+
+/// The next payment the daemon sends: whether it went offline, and the
+/// gateway's answer.
+async fn pay_one(device: &mut Device, text: &str) -> (bool, ResponseStatus) {
+    device.say(text).await;
+    let offline = device
+        .next(|event| match event {
+            Event::Sent { offline, .. } => Some(*offline),
+            _ => None,
+        })
+        .await;
+    let status = device
+        .next(|event| match event {
+            Event::Answer { status, .. } => Some(*status),
+            _ => None,
+        })
+        .await;
+    (offline, status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_megabyte_message_retained_or_not_on_any_topic_either_side_reads_takes_neither_offline()
+ {
+    let broker = Broker::start();
+    let url: BrokerUrl = broker.url().parse().unwrap();
+    let pair = Pair::new(Limits {
+        auto_pay: Money::new(1_000, Currency::CNY),
+        ..Limits::default()
+    });
+    let prefix = protocol::DEFAULT_PREFIX;
+    let id = &pair.device_id;
+    let every_topic_read = [
+        topics::gateway_status(prefix),
+        topics::requests(prefix, id),
+        topics::requests(prefix, "stranger"),
+        topics::responses(prefix, id),
+        topics::tasks(prefix, id),
+        topics::driving(prefix, id),
+        topics::push_to_talk(prefix, id),
+    ];
+    let huge = vec![b'{'; 5 * 1024 * 1024];
+    let attacker = client(broker.port, "attacker").await;
+    for topic in &every_topic_read {
+        attacker
+            .publish(topic, QoS::AtLeastOnce, true, huge.clone())
+            .await
+            .unwrap();
+    }
+    // The broker holds them before either side connects.
+    let spy = Spy::start(broker.port).await;
+    spy.wait_for("the retained giants", |topic, payload| {
+        topic.ends_with("/ptt") && payload.len() == huge.len()
+    })
+    .await;
+    let (stop_gateway, gateway) = pair.serve_gateway(&url);
+    let mut profile = embedded_profile();
+    profile.wake.ptt_key = Some(SigningKey::generate().unwrap().public_key().to_base64url());
+    let mut device = Device::start(&pair, &url, profile, Arc::new(Gate::open()));
+    let (offline, status) = pay_one(&mut device, "Pay 1 yuan to Heytea.").await;
+    assert!(
+        !offline,
+        "the device reached the gateway past the retained giants"
+    );
+    assert_eq!(status, ResponseStatus::Approved);
+    // And live, while both are connected.
+    for topic in &every_topic_read {
+        attacker
+            .publish(topic, QoS::AtLeastOnce, false, huge.clone())
+            .await
+            .unwrap();
+    }
+    spy.wait_for("the live giants", |topic, payload| {
+        topic.ends_with("/ptt") && payload.len() == huge.len() && !topic.is_empty()
+    })
+    .await;
+    let (offline, status) = pay_one(&mut device, "Pay 2 yuan to Heytea.").await;
+    assert!(!offline, "the device still sees the gateway");
+    assert_eq!(status, ResponseStatus::Approved);
+    device.stop().await;
+    stop_gateway.cancel();
+    gateway.await.unwrap();
+    assert_eq!(pair.ledger().len(), 2, "both paid, once each");
 }
