@@ -704,3 +704,110 @@ async fn a_five_megabyte_message_retained_or_not_on_any_topic_either_side_reads_
     gateway.await.unwrap();
     assert_eq!(pair.ledger().len(), 2, "both paid, once each");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_from_many_devices_on_a_default_mosquitto_is_answered_and_charged_once_each() {
+    use voicepay::order::{Approval, PaymentOrder, Purchase};
+    use voicepay::outbox::Outbox;
+    use voicepay::protocol::Evidence;
+    const DEVICES: usize = 10;
+    const EACH: usize = 300;
+    // The resends show in the test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("voicepay::daemon=info")
+        .with_test_writer()
+        .try_init();
+    let broker = Broker::start();
+    let url: BrokerUrl = broker.url().parse().unwrap();
+    let pairs: Vec<Pair> = (0..DEVICES).map(|_| Pair::new(Limits::default())).collect();
+    // One gateway: every device enrolled with the first pair's.
+    let gateway_home = &pairs[0];
+    let gateway_key = gateway_home.gateway_key;
+    {
+        let gateway = gateway_home.open_gateway(Duration::from_secs(10));
+        for pair in &pairs[1..] {
+            let key = identity::DeviceIdentity::load(pair.device_dir.path())
+                .unwrap()
+                .key;
+            gateway.enroll(&pair.device_id, &key.public_key()).unwrap();
+            identity::trust_gateway(pair.device_dir.path(), &gateway_key).unwrap();
+        }
+    }
+    // Each device's outbox: payments made offline, durable, never sent.
+    for pair in &pairs {
+        let identity = identity::DeviceIdentity::load(pair.device_dir.path()).unwrap();
+        let store = Store::open(&StoreConfig::new(pair.device_dir.path().join("store"))).unwrap();
+        let outbox = Outbox::new(
+            store,
+            identity.key,
+            pair.device_id.clone(),
+            gateway_key,
+            3_600_000,
+            voicepay::clock::Calendar::utc(),
+        );
+        for i in 0..EACH {
+            let order = PaymentOrder::spoken(
+                Money::new(100 + (i % 7) as i64, Currency::CNY),
+                Purchase::Pay {
+                    payee: "Burst".into(),
+                },
+                Evidence::new("Pay 1 yuan to Burst.", b"", 1.0, "en"),
+            );
+            outbox.commit(&order, &Approval::AutoLimit, None).unwrap();
+        }
+    }
+    let (stop_gateway, gateway) = gateway_home.serve_gateway(&url);
+    // All at once: each device sends its whole outbox when it sees the
+    // gateway, far more than the 1,000 the broker queues for the gateway.
+    let clock = voicepay::clock::Stopwatch::start();
+    let daemons: Vec<_> = pairs
+        .iter()
+        .map(|pair| {
+            let mut config = DaemonConfig::new(
+                embedded_profile(),
+                pair.device_dir.path().to_owned(),
+                url.clone(),
+            );
+            config.connect_wait = Duration::from_secs(30);
+            config.drain_wait = Duration::from_secs(600);
+            // No input: it sends its outbox and waits for every answer.
+            let (intake, source) = Source::channel(1);
+            drop(intake);
+            tokio::spawn(daemon::run(
+                config,
+                source,
+                Box::new(voicepay::feedback::Quiet),
+                CancellationToken::new(),
+            ))
+        })
+        .collect();
+    for daemon in daemons {
+        tokio::time::timeout(Duration::from_secs(600), daemon)
+            .await
+            .expect("every device drained its outbox")
+            .unwrap()
+            .unwrap();
+    }
+    let took = clock.elapsed();
+    stop_gateway.cancel();
+    gateway.await.unwrap();
+    for pair in &pairs {
+        let store = Store::open(&StoreConfig::new(pair.device_dir.path().join("store"))).unwrap();
+        assert!(store.outbox().unwrap().is_empty(), "every request answered");
+        let paid = store
+            .history()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e.event, voicepay::store::HistoryEvent::Paid { .. }))
+            .count();
+        assert_eq!(paid, EACH, "every payment settled on the device");
+    }
+    let ledger = gateway_home.ledger();
+    let charged: std::collections::HashSet<_> = ledger.iter().map(|e| e.request_id).collect();
+    assert_eq!(charged.len(), ledger.len(), "a request was charged twice");
+    assert_eq!(ledger.len(), DEVICES * EACH, "every request charged once");
+    eprintln!(
+        "burst: {} requests from {DEVICES} devices at once on a default mosquitto, all answered and charged once in {took:?}",
+        DEVICES * EACH
+    );
+}
