@@ -166,6 +166,7 @@ enum Step {
     LinkClosed,
     Watchdog,
     Reload,
+    Resend,
     Shutdown,
 }
 
@@ -208,6 +209,11 @@ struct Daemon {
     task_rejections: LogLimiter,
     /// The payment-code lock as kept in the store.
     code_lock: crate::store::CodeLock,
+    /// When the outbox is sent again for want of answers.
+    resend: Resend,
+    /// What the user said may cross the broker (`mqtt.transcripts`, read
+    /// at start like the rest of `[mqtt]`).
+    transcripts: bool,
 }
 
 /// An agent's task let in, and the signed bytes it came in (their hash is
@@ -253,6 +259,64 @@ fn spawn_task_verifier(
     tasks
 }
 
+/// The first wait, without an answer, before the outbox is sent again, and
+/// the longest (each wait doubles).
+const RESEND_FIRST: Duration = Duration::from_secs(5);
+const RESEND_MAX: Duration = Duration::from_secs(120);
+
+/// When the outbox is sent again. A broker drops what it cannot queue (a
+/// stock mosquitto keeps 1,000 QoS 1 messages per client), so a request can
+/// be lost with the gateway online and the device connected: while
+/// payments wait and the gateway is online, a stretch without any answer
+/// sends them all again (the gateway answers a repeat with its first
+/// answer), after 5 s, then 10, 20 ... up to 2 min, each wait drawn within
+/// half of it either way so that devices dropped together do not come back
+/// together. An answer starts the waits again from the first.
+#[derive(Debug, Default)]
+struct Resend {
+    attempt: u32,
+    due: Option<Instant>,
+}
+
+impl Resend {
+    /// A resend is due while `needed`, none otherwise.
+    fn arm(&mut self, needed: bool, now: Instant) {
+        if !needed {
+            *self = Resend::default();
+        } else if self.due.is_none() {
+            self.due = Some(
+                now + jittered(
+                    RESEND_FIRST
+                        .saturating_mul(1 << self.attempt.min(6))
+                        .min(RESEND_MAX),
+                ),
+            );
+        }
+    }
+
+    /// The gateway answered: it hears us.
+    fn answered(&mut self) {
+        *self = Resend::default();
+    }
+
+    fn fired(&mut self) {
+        self.attempt = self.attempt.saturating_add(1);
+        self.due = None;
+    }
+}
+
+/// `wait` times a random factor between 0.5 and 1.5.
+fn jittered(wait: Duration) -> Duration {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 2];
+    // A failing source gives the wait itself: still a wait.
+    let draw = match ring::rand::SystemRandom::new().fill(&mut bytes) {
+        Ok(()) => u32::from(u16::from_be_bytes(bytes)),
+        Err(_) => 32_768,
+    };
+    wait / 2 + wait.mul_f64(f64::from(draw) / 65_536.0)
+}
+
 impl Daemon {
     /// Opens the identity and the store and starts connecting.
     fn start(config: DaemonConfig, feedback: Box<dyn Feedback>) -> Result<Daemon, DaemonError> {
@@ -287,6 +351,11 @@ impl Daemon {
             &profile.mqtt.prefix,
             &identity.device_id,
             identity.gateway,
+            profile.wake.button_key().unwrap_or_else(|error| {
+                // The profile was checked when it loaded: not reached.
+                tracing::error!(%error, "push-to-talk over MQTT is off");
+                None
+            }),
             // Nothing is sent that the disk has not taken, nor what a
             // stopped agent asked for.
             move || {
@@ -313,7 +382,9 @@ impl Daemon {
             identity.gateway,
             profile.payments.request_ttl_ms,
             profile.payments.calendar.clone(),
-        );
+        )
+        .with_transcripts(profile.mqtt.transcripts);
+        let transcripts = profile.mqtt.transcripts;
         Ok(Daemon {
             phrasebook: Phrasebook::new(profile.language),
             device_id: identity.device_id,
@@ -338,6 +409,8 @@ impl Daemon {
             tasks_waiting: VecDeque::new(),
             task_rejections: LogLimiter::new(10),
             code_lock,
+            resend: Resend::default(),
+            transcripts,
         })
     }
 
@@ -359,9 +432,13 @@ impl Daemon {
     async fn serve(&mut self, source: &mut Source, shutdown: &CancellationToken) -> Ending {
         let (mut answers_open, mut tasks_open, mut link_open) = (true, true, true);
         let mut push_to_talk_open = true;
+        // A press lapses by itself: a lost `stop` (or a captured `start`)
+        // cannot hold the microphone open.
+        let mut held_until: Option<Instant> = None;
         loop {
             self.offer_waiting_tasks().await;
             self.publish_status();
+            self.arm_resend();
             self.config
                 .listening
                 .set(listening_for(self.dialog.expecting().as_ref()));
@@ -390,6 +467,8 @@ impl Daemon {
                     Ok(()) => Step::LinkChanged,
                     Err(_) => Step::LinkClosed,
                 },
+                _ = sleep_until(held_until), if held_until.is_some() => Step::PushToTalk(false),
+                _ = sleep_until(self.resend.due), if self.resend.due.is_some() => Step::Resend,
                 _ = self.hangups.next() => Step::Reload,
                 // An utterance being transcribed is an answer already given.
                 _ = sleep_until(deadline), if deadline.is_some() && !source.in_flight() => Step::Deadline,
@@ -402,12 +481,16 @@ impl Daemon {
                 Step::AnswersClosed => answers_open = false,
                 Step::Task(message) => self.take_task(message),
                 Step::TasksClosed => tasks_open = false,
-                Step::PushToTalk(held) => self.config.gate.hold(held),
+                Step::PushToTalk(held) => {
+                    held_until = held.then(|| Instant::now() + self.config.profile.wake.ptt_hold());
+                    self.config.gate.hold(held);
+                }
                 Step::PushToTalkClosed => push_to_talk_open = false,
                 Step::LinkChanged => self.link_changed(),
                 Step::LinkClosed => link_open = false,
                 Step::Watchdog => self.notifier.watchdog(),
                 Step::Reload => self.reload(),
+                Step::Resend => self.resend_outbox(),
                 Step::Deadline if source.in_flight() => {}
                 Step::Deadline if self.still_asking() => {}
                 Step::Deadline => {
@@ -453,10 +536,12 @@ impl Daemon {
         let deadline = Instant::now() + self.config.drain_wait;
         while self.waiting > 0 {
             self.publish_status();
+            self.arm_resend();
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep_until(deadline) => return,
                 _ = self.notifier.watchdog_due() => self.notifier.watchdog(),
+                _ = sleep_until(self.resend.due), if self.resend.due.is_some() => self.resend_outbox(),
                 answer = self.link.answers.recv() => match answer {
                     Some(message) => self.settle(&message),
                     None => return,
@@ -506,6 +591,40 @@ impl Daemon {
             }
         }
         self.notifier.ready();
+    }
+
+    fn arm_resend(&mut self) {
+        let needed = self.waiting > 0 && self.link_state().online();
+        self.resend.arm(needed, Instant::now());
+    }
+
+    /// No answer for a while with payments waiting: the broker may have
+    /// dropped them, so they all go again (only what the disk holds, less
+    /// what a stopped agent asked for, as when the gateway appears).
+    fn resend_outbox(&mut self) {
+        self.resend.fired();
+        if !self.link_state().online() {
+            return;
+        }
+        let waiting = self
+            .store
+            .flush_durably()
+            .and_then(|()| self.store.sendable_outbox());
+        match waiting {
+            Ok(waiting) => {
+                tracing::info!(
+                    waiting = waiting.len(),
+                    attempt = self.resend.attempt,
+                    "no answer for a while: sending the outbox again"
+                );
+                for payment in waiting {
+                    if !self.link.publish(payment.envelope) {
+                        break;
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "not resending the outbox"),
+        }
     }
 
     fn count_waiting(&mut self) {
@@ -558,11 +677,22 @@ impl Daemon {
                 return tracing::debug!(words, "not said to the device: ignored");
             }
         }
-        self.emit(Event::Heard {
-            file: heard.name,
-            transcript: understanding.transcript.clone(),
-            intent: understanding.intent.clone(),
-        });
+        // The broker hears what was said only when the profile lets it, and
+        // never an answer to the code question (the code is in it).
+        let answering_code = matches!(
+            self.dialog.expecting(),
+            Some(crate::dialog::Expecting::Code)
+        );
+        let public = (!self.transcripts || answering_code)
+            .then(|| serde_json::json!({"step": "heard", "file": heard.name}));
+        self.emit_as(
+            Event::Heard {
+                file: heard.name,
+                transcript: understanding.transcript.clone(),
+                intent: understanding.intent.clone(),
+            },
+            public,
+        );
         let command = match &understanding.addressed {
             Addressed::Command(command) => command.as_str(),
             _ => understanding.transcript.as_str(),
@@ -1072,6 +1202,7 @@ impl Daemon {
             }
         };
         let response = settled.response;
+        self.resend.answered();
         self.count_waiting();
         if let Some(task) = settled.entry.event.agent().cloned() {
             let (state, reason) = match response.status {
@@ -1181,14 +1312,30 @@ impl Daemon {
 
     fn say(&mut self, speech: &Speech) {
         let text = self.phrasebook.say(speech);
-        self.emit(Event::Say { text });
+        // The user hears the code; the events topic hears it masked.
+        let public = speech.has_code().then(|| {
+            let masked = self.phrasebook.say(&speech.without_code());
+            serde_json::json!({"step": "say", "text": masked})
+        });
+        self.emit_as(Event::Say { text }, public);
     }
 
     fn emit(&mut self, event: Event) {
+        self.emit_as(event, None);
+    }
+
+    /// `event` to the feedback; to the events topic as itself or, when
+    /// given, as `public` (what may cross the broker in its place).
+    fn emit_as(&mut self, event: Event, public: Option<serde_json::Value>) {
         self.feedback.event(&event);
-        if self.config.profile.feedback.events
-            && let Ok(json) = serde_json::to_vec(&event)
-        {
+        if !self.config.profile.feedback.events {
+            return;
+        }
+        let json = match public {
+            Some(public) => serde_json::to_vec(&public),
+            None => serde_json::to_vec(&event),
+        };
+        if let Ok(json) = json {
             self.link.publish_event(json);
         }
     }
@@ -1315,5 +1462,40 @@ fn listening_for(expecting: Option<&crate::dialog::Expecting>) -> Listening {
         Some(Expecting::TaskDecision) => Listening::TaskDecision,
         Some(Expecting::Amount { .. }) => Listening::Amount,
         Some(Expecting::Payee { .. }) => Listening::Payee,
+    }
+}
+
+#[cfg(test)]
+mod resend_tests {
+    use super::*;
+
+    #[test]
+    fn the_outbox_waits_double_from_5_s_to_2_min_each_within_half_either_way() {
+        let now = Instant::now();
+        let mut resend = Resend::default();
+        let mut expected = RESEND_FIRST;
+        for _ in 0..10 {
+            resend.arm(true, now);
+            let due = resend.due.expect("armed while payments wait online");
+            let wait = due - now;
+            assert!(
+                wait >= expected / 2 && wait <= expected * 3 / 2,
+                "{wait:?} for {expected:?}"
+            );
+            resend.arm(true, now + Duration::from_secs(1));
+            assert_eq!(resend.due, Some(due), "arming again keeps the wait");
+            resend.fired();
+            expected = (expected * 2).min(RESEND_MAX);
+        }
+        // An answer, or nothing waiting, starts again from the first wait.
+        resend.answered();
+        resend.arm(true, now);
+        assert!(
+            resend
+                .due
+                .is_some_and(|due| due - now <= RESEND_FIRST * 3 / 2)
+        );
+        resend.arm(false, now);
+        assert_eq!((resend.due, resend.attempt), (None, 0));
     }
 }

@@ -9,7 +9,9 @@
 use std::future::Future;
 use std::path::PathBuf;
 
-use rumqttc::{AsyncClient, Event, LastWill, Packet, QoS};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{LastWill, Packet};
+use rumqttc::v5::{AsyncClient, Event};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sled::Transactional;
@@ -42,6 +44,10 @@ pub struct GatewayConfig {
     /// repeat gets it again (a device retrying late learns the truth); once
     /// pruned, a replay is refused as expired, so it is never charged twice.
     pub answer_retention_ms: u64,
+    /// How often the signed "online" is said again: a device that connects
+    /// after the retained status was replaced or deleted believes the
+    /// gateway online within one heartbeat.
+    pub heartbeat: std::time::Duration,
 }
 
 impl GatewayConfig {
@@ -53,6 +59,7 @@ impl GatewayConfig {
             max_clock_skew_ms: 5 * 60 * 1000,
             seq_window: 10_000,
             answer_retention_ms: 7 * 24 * 60 * 60 * 1000,
+            heartbeat: std::time::Duration::from_secs(10),
         }
     }
 
@@ -146,6 +153,8 @@ pub struct Gateway {
     seqs: sled::Tree,
     daily: sled::Tree,
     ledger: sled::Tree,
+    /// The last status session (see [`GatewayStatus::next_session`]).
+    meta: sled::Tree,
 }
 
 impl Gateway {
@@ -164,6 +173,7 @@ impl Gateway {
             seqs: db.open_tree("seqs")?,
             daily: db.open_tree("daily")?,
             ledger: db.open_tree("ledger")?,
+            meta: db.open_tree("meta")?,
             db,
             config,
             key,
@@ -172,6 +182,24 @@ impl Gateway {
 
     pub fn public_key(&self) -> PublicKey {
         self.key.public_key()
+    }
+
+    /// A new status session, larger than every one before it, durable
+    /// before it is used: devices order the gateway's statuses by it, so a
+    /// restart with the clock stepped back is still the newest.
+    pub fn next_session(&self, now: u64) -> Result<u64, GatewayError> {
+        let last = self.meta.get("status_session")?.map_or(0, |v| u64_from(&v));
+        let session = GatewayStatus::next_session(last, now);
+        self.meta.insert("status_session", &session.to_be_bytes())?;
+        self.sync()?;
+        Ok(session)
+    }
+
+    /// `status`, signed by the gateway.
+    pub fn seal_status(&self, status: &GatewayStatus) -> Result<Vec<u8>, GatewayError> {
+        status
+            .seal(&self.key)
+            .map_err(|e| GatewayError::Corrupt(format!("cannot sign the status: {e}")))
     }
 
     /// Registers (or re-keys) a device. A re-keyed device starts a new store,
@@ -530,24 +558,21 @@ pub async fn run(
         control_stop.clone(),
     ));
     let status = topics::gateway_status(&gateway.config.prefix);
-    let signed = |online: bool, session: u64| {
-        GatewayStatus::new(online, now_ms(), session)
-            .seal(&gateway.key)
-            .map_err(|e| GatewayError::Corrupt(format!("cannot sign the status: {e}")))
-    };
+    let offline = |session: u64| gateway.seal_status(&GatewayStatus::new(false, now_ms(), session));
     // Unique per process: a second gateway (or a stale one) on the broker
     // must not take over this one's connection, and then lose its own.
     let random = Uuid::now_v7().simple().to_string();
-    let mut options = broker.options(&format!("voicepay-gateway-{}", &random[24..]));
+    let mut options = broker.options_v5(&format!("voicepay-gateway-{}", &random[24..]));
     // The will is signed now: the broker says it for us when we vanish.
     // Each connection is a new session, with its own will.
-    let mut session = GatewayStatus::new_session();
+    let mut session = gateway.next_session(now_ms())?;
     let will = |session| -> Result<LastWill, GatewayError> {
         Ok(LastWill::new(
             &status,
-            signed(false, session)?,
+            offline(session)?,
             QoS::AtLeastOnce,
             true,
+            None,
         ))
     };
     options.set_last_will(will(session)?);
@@ -559,6 +584,14 @@ pub async fn run(
     // connecting, and the broker would see (and say the will of) a
     // connection dropped half-way.
     let pruner = tokio::spawn(prune_answers(gateway.clone(), control_stop.clone()));
+    // The session subscribed (None: not connected); the heartbeat says it.
+    let (beat, beating) = tokio::sync::watch::channel(None::<u64>);
+    let heartbeat = tokio::spawn(heartbeat(
+        gateway.clone(),
+        status.clone(),
+        outgoing.clone(),
+        beating,
+    ));
     // The first failure to connect is worth a line too.
     let mut connected = true;
     tokio::pin!(shutdown);
@@ -573,12 +606,15 @@ pub async fn run(
                 tracing::info!(%filter, "gateway connected; subscribing");
                 outgoing.subscribe(&filter);
             }
-            // Only once subscribed can requests be answered: then say so.
+            // Only once subscribed can requests be answered: then say so,
+            // and again every heartbeat.
             Ok(Event::Incoming(Packet::SubAck(_))) => {
-                outgoing.publish(&status, true, signed(true, session)?);
+                beat.send_replace(Some(session));
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                match gateway.handle(&publish.topic, &publish.payload, now_ms()) {
+                // A topic that is not UTF-8 is no device's.
+                let topic = String::from_utf8_lossy(&publish.topic);
+                match gateway.handle(&topic, &publish.payload, now_ms()) {
                     Ok(reply) => {
                         tracing::debug!(
                             request_id = %reply.response.request_id,
@@ -603,10 +639,14 @@ pub async fn run(
                 } else {
                     tracing::debug!(%error, "gateway still cannot reach the broker");
                 }
+                if crate::transport::is_oversize(&error) {
+                    tracing::error!(%error, max = crate::transport::MAX_PACKET, "the broker sent a message over our limit: set its message_size_limit (README, deployment)");
+                }
                 // The broker may have said this session's will: the next
                 // connection is another session.
-                session = GatewayStatus::new_session();
-                eventloop.mqtt_options.set_last_will(will(session)?);
+                beat.send_replace(None);
+                session = gateway.next_session(now_ms())?;
+                eventloop.options.set_last_will(will(session)?);
                 tokio::select! {
                     _ = &mut shutdown => break,
                     _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
@@ -614,12 +654,48 @@ pub async fn run(
             }
         }
     }
-    drain(&outgoing, &mut eventloop, &status, signed(false, session)?).await;
+    // No "online" may follow the last word.
+    heartbeat.abort();
+    let _ = heartbeat.await;
+    drain(&outgoing, &mut eventloop, &status, offline(session)?).await;
     publisher_task.abort();
     control_stop.cancel();
     let _ = control.await;
     let _ = pruner.await;
     Ok(())
+}
+
+/// Says the subscribed session's signed "online" (retained) at once and every
+/// [`GatewayConfig::heartbeat`] after, each with the next `seq`, until the
+/// sender is gone. A timer of its own: one in the connection's loop would
+/// cancel a poll half-way.
+async fn heartbeat(
+    gateway: std::sync::Arc<Gateway>,
+    topic: String,
+    outgoing: Publisher,
+    mut sessions: tokio::sync::watch::Receiver<Option<u64>>,
+) {
+    let every = gateway.config.heartbeat;
+    let (mut current, mut seq) = (None, 0u64);
+    loop {
+        let session = *sessions.borrow_and_update();
+        if session != current {
+            (current, seq) = (session, 0);
+        }
+        if let Some(session) = current {
+            seq += 1;
+            match gateway.seal_status(&GatewayStatus::heartbeat(now_ms(), session, seq)) {
+                Ok(online) => {
+                    outgoing.publish(&topic, true, online);
+                }
+                Err(error) => tracing::error!(%error, "cannot say the gateway is online"),
+            }
+        }
+        tokio::select! {
+            changed = sessions.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Forgets answers past their retention, a batch a minute, until `stop`.
@@ -648,7 +724,7 @@ async fn prune_answers(
 /// take both (after whatever answers are still queued).
 async fn drain(
     outgoing: &Publisher,
-    eventloop: &mut rumqttc::EventLoop,
+    eventloop: &mut rumqttc::v5::EventLoop,
     status: &str,
     offline: Vec<u8>,
 ) {

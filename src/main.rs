@@ -421,6 +421,9 @@ enum GatewayCommand {
         /// The topic prefix the devices use (their profile's `mqtt.prefix`).
         #[arg(long, default_value = voicepay::protocol::DEFAULT_PREFIX)]
         prefix: String,
+        /// Seconds between the signed "online" statuses (1-300).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+        heartbeat_s: u64,
         #[command(flatten)]
         access: AccessArgs,
         #[arg(long)]
@@ -1071,6 +1074,7 @@ fn gateway(command: GatewayCommand) -> Result<ExitCode> {
             broker,
             daily_limit,
             prefix,
+            heartbeat_s,
             access,
             data_dir,
         } => {
@@ -1079,6 +1083,7 @@ fn gateway(command: GatewayCommand) -> Result<ExitCode> {
             let mut config = gateway_config(data_dir);
             config.daily_limit = daily_limit;
             config.prefix = prefix;
+            config.heartbeat = std::time::Duration::from_secs(heartbeat_s);
             let key = load_gateway_key(&config)?;
             let gateway = Gateway::open(config, key)?;
             let runtime = tokio::runtime::Runtime::new()?;

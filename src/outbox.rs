@@ -90,6 +90,8 @@ pub struct Outbox {
     request_ttl_ms: u64,
     /// Which day a payment's spend counts against.
     calendar: Calendar,
+    /// Requests carry the words heard (else only their hashes).
+    transcripts: bool,
 }
 
 impl Outbox {
@@ -108,7 +110,16 @@ impl Outbox {
             gateway,
             request_ttl_ms,
             calendar,
+            transcripts: false,
         }
+    }
+
+    /// Whether requests carry the transcripts' words (the profile's
+    /// `mqtt.transcripts`) or, by default, only their hashes: a request
+    /// crosses the broker, and what was said stays on the device.
+    pub fn with_transcripts(mut self, transcripts: bool) -> Outbox {
+        self.transcripts = transcripts;
+        self
     }
 
     /// Signs `order` and commits it durably, re-checking the daily limit (and
@@ -174,9 +185,9 @@ impl Outbox {
             Approval::VoiceConfirm { transcript } => {
                 (ApprovalMethod::VoiceConfirm, Some(transcript.clone()))
             }
-            Approval::PaymentCode { transcript } => {
-                (ApprovalMethod::PaymentCode, Some(transcript.clone()))
-            }
+            // The code never leaves the device, not even hashed (three
+            // digits are found from a hash at once): the method says it.
+            Approval::PaymentCode { .. } => (ApprovalMethod::PaymentCode, None),
         };
         let builder = RequestBuilder::new(
             &self.device_id,
@@ -197,6 +208,11 @@ impl Outbox {
             Some(agent) => builder
                 .for_agent(agent.task.clone())
                 .memo(&agent.description),
+        };
+        let builder = if self.transcripts {
+            builder
+        } else {
+            builder.withhold_transcripts()
         };
         // Offline, the device itself approves under its floor limits.
         if offline { builder.offline() } else { builder }.build()

@@ -120,6 +120,11 @@ pub struct MqttSettings {
     pub username: Option<String>,
     /// A file holding the broker password (0600; never in the profile).
     pub password_file: Option<PathBuf>,
+    /// What the user said goes over the broker (in the events and as the
+    /// words of a request's evidence) only when this is on; off, only the
+    /// transcripts' hashes leave the device. The payment code never does.
+    #[serde(default)]
+    pub transcripts: bool,
 }
 
 impl MqttSettings {
@@ -155,6 +160,7 @@ impl Default for MqttSettings {
             client_key: None,
             username: None,
             password_file: None,
+            transcripts: false,
         }
     }
 }

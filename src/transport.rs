@@ -12,9 +12,18 @@ use crate::protocol::GatewayStatus;
 
 use crate::protocol::MAX_MESSAGE_BYTES;
 
-/// The largest packet read off the wire. Larger ones still break the
-/// connection: the broker's `message_size_limit` should sit below this.
+/// The largest packet read off the wire by the v4 clients (the MCP server's):
+/// a larger one breaks their connection, so the broker's
+/// `message_size_limit` should sit below this.
 pub const MAX_INCOMING_PACKET: usize = 4 * 1024 * 1024;
+
+/// The largest packet the daemon and the gateway take: our message limit
+/// and room for a topic and MQTT's framing. They connect with MQTT 5 and
+/// say this as their Maximum Packet Size, so the broker itself drops a
+/// larger message for them (and logs it) instead of sending it: one
+/// message over a client's limit, retained or queued for it, would
+/// otherwise break its connection on every reconnect.
+pub const MAX_PACKET: u32 = (MAX_MESSAGE_BYTES + 2048) as u32;
 
 /// `mqtt://HOST:PORT` (port 1883 when absent) or `mqtts://HOST:PORT` (TLS,
 /// port 8883), with the access settings of [`BrokerUrl::with_access`].
@@ -174,32 +183,56 @@ impl BrokerUrl {
         Ok(self)
     }
 
-    /// Client options. We send at most our message limit (plus MQTT
-    /// framing) but read packets up to [`MAX_INCOMING_PACKET`]: a packet over
-    /// the client's limit breaks the connection, and a retained one comes back
-    /// on every reconnect, so we read it and drop it ourselves (every reader
-    /// refuses what is over [`MAX_MESSAGE_BYTES`] before parsing).
+    /// MQTT 3.1.1 client options (the MCP server's). We send at most our
+    /// message limit (plus MQTT framing) but read packets up to
+    /// [`MAX_INCOMING_PACKET`]: a packet over the client's limit breaks the
+    /// connection, and a retained one comes back on every reconnect, so we
+    /// read it and drop it ourselves (every reader refuses what is over
+    /// [`MAX_MESSAGE_BYTES`] before parsing).
     pub fn options(&self, client_id: &str) -> MqttOptions {
         let mut options = MqttOptions::new(client_id, self.host.clone(), self.port);
         options.set_max_packet_size(MAX_INCOMING_PACKET, MAX_MESSAGE_BYTES + 1024);
         options.set_keep_alive(Duration::from_secs(15));
-        if self.tls {
-            let config = self.tls_config.clone().unwrap_or_else(|| {
-                // No access settings given: the system's roots.
-                let config = tls_config(&BrokerAccess::default()).unwrap_or_else(|error| {
-                    tracing::error!(%error, "no TLS trust: the broker cannot be verified");
-                    empty_trust()
-                });
-                Arc::new(config)
-            });
-            options.set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(config),
-            ));
+        if let Some(transport) = self.transport() {
+            options.set_transport(transport);
         }
         if let Some((user, password)) = &self.login {
             options.set_credentials(user.clone(), password.clone());
         }
         options
+    }
+
+    /// MQTT 5 client options (the daemon's and the gateway's), with
+    /// [`MAX_PACKET`] as the Maximum Packet Size: the broker drops what is
+    /// larger for this client, retained or not.
+    pub fn options_v5(&self, client_id: &str) -> rumqttc::v5::MqttOptions {
+        let mut options = rumqttc::v5::MqttOptions::new(client_id, self.host.clone(), self.port);
+        options.set_max_packet_size(Some(MAX_PACKET));
+        options.set_keep_alive(Duration::from_secs(15));
+        if let Some(transport) = self.transport() {
+            options.set_transport(transport);
+        }
+        if let Some((user, password)) = &self.login {
+            options.set_credentials(user.clone(), password.clone());
+        }
+        options
+    }
+
+    fn transport(&self) -> Option<rumqttc::Transport> {
+        if !self.tls {
+            return None;
+        }
+        let config = self.tls_config.clone().unwrap_or_else(|| {
+            // No access settings given: the system's roots.
+            let config = tls_config(&BrokerAccess::default()).unwrap_or_else(|error| {
+                tracing::error!(%error, "no TLS trust: the broker cannot be verified");
+                empty_trust()
+            });
+            Arc::new(config)
+        });
+        Some(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(config),
+        ))
     }
 }
 
@@ -301,15 +334,6 @@ mod tests {
             "the held-back count comes with the next line"
         );
         assert_eq!(limiter.allow(), Some(0));
-    }
-
-    #[test]
-    fn push_to_talk_is_start_or_stop_and_anything_else_is_nothing() {
-        assert_eq!(parse_push_to_talk(b"start"), Some(true));
-        assert_eq!(parse_push_to_talk(b" STOP\n"), Some(false));
-        for garbage in [&b""[..], b"held", b"\xff\xfe", b"start now", b"{\"ptt\":1}"] {
-            assert_eq!(parse_push_to_talk(garbage), None, "{garbage:?}");
-        }
     }
 
     #[test]
@@ -439,7 +463,7 @@ pub struct Publisher {
 impl Publisher {
     /// All QoS 1. The task ends when every `Publisher` clone is gone.
     pub fn start(
-        client: rumqttc::AsyncClient,
+        client: rumqttc::v5::AsyncClient,
         max_backlog: usize,
     ) -> (Publisher, tokio::task::JoinHandle<()>) {
         use std::sync::atomic::Ordering;
@@ -447,7 +471,7 @@ impl Publisher {
         let backlog = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let count = backlog.clone();
         let task = tokio::spawn(async move {
-            let qos = rumqttc::QoS::AtLeastOnce;
+            let qos = rumqttc::v5::mqttbytes::QoS::AtLeastOnce;
             while let Some(outgoing) = rx.recv().await {
                 count.fetch_sub(1, Ordering::Relaxed);
                 let sent = match outgoing {
@@ -506,16 +530,33 @@ impl Publisher {
     }
 }
 
-/// `start` / `stop` (any case, spaces around), or nothing.
-pub fn parse_push_to_talk(payload: &[u8]) -> Option<bool> {
-    let text = std::str::from_utf8(payload).ok()?.trim();
-    if text.eq_ignore_ascii_case("start") {
-        Some(true)
-    } else if text.eq_ignore_ascii_case("stop") {
-        Some(false)
-    } else {
-        None
+/// A packet over our limit broke the connection.
+pub(crate) fn is_oversize(error: &rumqttc::v5::ConnectionError) -> bool {
+    use rumqttc::v5::{ConnectionError, StateError, mqttbytes::Error};
+    matches!(
+        error,
+        ConnectionError::MqttState(StateError::Deserialization(
+            Error::PayloadSizeLimitExceeded { .. }
+        ))
+    )
+}
+
+/// Whether the button is held after a push-to-talk message, or why it is
+/// not taken: retained (a press is live or nothing: a retained `start`
+/// would hold the microphone open on every reconnect), not signed by the
+/// button, or not fresh.
+fn read_press(
+    message: &rumqttc::v5::mqttbytes::v5::Publish,
+    button: &crate::keys::PublicKey,
+    presses: &mut crate::protocol::ptt::Presses,
+    now: u64,
+) -> Result<bool, String> {
+    use crate::protocol::ptt::PushToTalk;
+    if message.retain {
+        return Err("retained".into());
     }
+    let press = PushToTalk::open(&message.payload, button).map_err(|e| e.to_string())?;
+    presses.take(&press, now).map_err(|e| e.to_string())
 }
 
 /// The device's MQTT connection: publishes requests, hands over answers, and
@@ -531,7 +572,8 @@ pub struct DeviceLink {
     pub answers: tokio::sync::mpsc::Receiver<Vec<u8>>,
     /// Agent tasks, as they came (signed envelopes, not yet checked).
     pub tasks: tokio::sync::mpsc::Receiver<Vec<u8>>,
-    /// Push-to-talk pressed (`true`) or let go, from `{prefix}/devices/{id}/ptt`.
+    /// Push-to-talk pressed (`true`) or let go, from `{prefix}/devices/{id}/ptt`:
+    /// only live presses the button's key signed (see [`crate::protocol::ptt`]).
     pub push_to_talk: tokio::sync::mpsc::Receiver<bool>,
     events_topic: String,
     prefix: String,
@@ -548,27 +590,39 @@ const TASKS_QUEUE: usize = 64;
 
 impl DeviceLink {
     /// Connects in the background; `outbox` gives the signed requests still
-    /// waiting, in order, each time they must be published again.
+    /// waiting, in order, each time they must be published again. `button`:
+    /// the push-to-talk button's key (none: push-to-talk is not taken from MQTT).
     pub fn start(
         broker: &BrokerUrl,
         prefix: &str,
         device_id: &str,
         gateway: crate::keys::PublicKey,
+        button: Option<crate::keys::PublicKey>,
         outbox: impl Fn() -> Vec<Vec<u8>> + Send + 'static,
     ) -> DeviceLink {
         use crate::protocol::topics;
-        use rumqttc::{Event, LastWill, Packet, QoS};
+        use rumqttc::v5::Event;
+        use rumqttc::v5::mqttbytes::QoS;
+        use rumqttc::v5::mqttbytes::v5::{LastWill, Packet};
 
         let status = topics::status(prefix, device_id);
         let responses = topics::responses(prefix, device_id);
         let gateway_status = topics::gateway_status(prefix);
         let driving_topic = topics::driving(prefix, device_id);
-        let mut options = broker.options(&format!("voicepay-{device_id}"));
-        options.set_last_will(LastWill::new(&status, "offline", QoS::AtLeastOnce, true));
-        // The session is ours across reconnects: answers sent while we were
-        // briefly away are still delivered.
-        options.set_clean_session(false);
-        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 256);
+        let mut options = broker.options_v5(&format!("voicepay-{device_id}"));
+        options.set_last_will(LastWill::new(
+            &status,
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+            None,
+        ));
+        // The session is ours across reconnects and restarts (MQTT 5 ends
+        // it at once unless told otherwise): answers sent while we were
+        // away are still delivered.
+        options.set_clean_start(false);
+        options.set_session_expiry_interval(Some(u32::MAX));
+        let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 256);
         let (publisher, publisher_task) = Publisher::start(client, DEVICE_SEND_QUEUE);
         let (state_tx, state) = tokio::sync::watch::channel(LinkState::default());
         let (driving_tx, driving) = tokio::sync::watch::channel(None::<bool>);
@@ -577,6 +631,7 @@ impl DeviceLink {
         let tasks_topic = topics::tasks(prefix, device_id);
         let (ptt_tx, push_to_talk) = tokio::sync::mpsc::channel::<bool>(16);
         let ptt = topics::push_to_talk(prefix, device_id);
+        let ptt_device = device_id.to_owned();
         let requests_topic = topics::requests(prefix, device_id);
         let requests = requests_topic.clone();
         let closing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -589,6 +644,7 @@ impl DeviceLink {
             let mut belief = crate::protocol::StatusBelief::default();
             let mut rejected_statuses = LogLimiter::new(10);
             let mut rejected_ptt = LogLimiter::new(2);
+            let mut presses = crate::protocol::ptt::Presses::new(&ptt_device);
             let mut dropped_tasks = LogLimiter::new(2);
             loop {
                 match eventloop.poll().await {
@@ -600,7 +656,9 @@ impl DeviceLink {
                         // is known by the time the device counts as online.
                         queue.subscribe(&driving_topic);
                         queue.subscribe(&gateway_status);
-                        queue.subscribe(&ptt);
+                        if button.is_some() {
+                            queue.subscribe(&ptt);
+                        }
                         queue.subscribe(&tasks_topic);
                         queue.publish(&status, true, "online");
                     }
@@ -638,17 +696,22 @@ impl DeviceLink {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic == ptt => {
-                        match parse_push_to_talk(&p.payload) {
-                            // Full: the daemon is behind; a press is said again.
-                            Some(held) => {
+                        // Not subscribed without a button key: nothing to take.
+                        let Some(button) = &button else { continue };
+                        let now = crate::clock::now_ms();
+                        match read_press(&p, button, &mut presses, now) {
+                            // Full: the daemon is behind; a held button says
+                            // start again, and a start lapses by itself.
+                            Ok(held) => {
                                 let _ = ptt_tx.try_send(held);
                             }
-                            None => {
+                            Err(why) => {
                                 if let Some(held_back) = rejected_ptt.allow() {
                                     tracing::warn!(
                                         bytes = p.payload.len(),
+                                        %why,
                                         held_back,
-                                        "ignored a push-to-talk message that is not start or stop"
+                                        "ignored a push-to-talk message"
                                     );
                                 }
                             }
@@ -690,6 +753,11 @@ impl DeviceLink {
                         let expected = closed.load(std::sync::atomic::Ordering::Relaxed);
                         if state_tx.borrow().broker && !expected {
                             tracing::warn!(%error, "lost the broker");
+                        }
+                        if is_oversize(&error) {
+                            // A broker that ignores our Maximum Packet Size
+                            // sends it again on every reconnect.
+                            tracing::error!(%error, max = MAX_PACKET, "the broker sent a message over our limit: set its message_size_limit (README, deployment)");
                         }
                         state_tx.send_if_modified(|s| {
                             let changed = *s != LinkState::default();

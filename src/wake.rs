@@ -37,6 +37,13 @@ pub struct WakeSettings {
     pub phrase: String,
     /// After the phrase alone, how long the next utterance needs none.
     pub follow_s: u64,
+    /// The push-to-talk button's public key (base64url, as `keys show`
+    /// prints one): only presses it signed are taken from MQTT. None: MQTT
+    /// push-to-talk is off (Enter on the console still works).
+    pub ptt_key: Option<String>,
+    /// A `start` holds the microphone at most this long; a button still
+    /// held says `start` again before then.
+    pub ptt_hold_s: u64,
 }
 
 impl Default for WakeSettings {
@@ -45,6 +52,8 @@ impl Default for WakeSettings {
             mode: WakeMode::Always,
             phrase: "hey wallet".to_owned(),
             follow_s: 8,
+            ptt_key: None,
+            ptt_hold_s: 30,
         }
     }
 }
@@ -62,7 +71,26 @@ impl WakeSettings {
         if !(1..=60).contains(&self.follow_s) {
             return Err("wake.follow_s is between 1 and 60".into());
         }
+        if !(1..=300).contains(&self.ptt_hold_s) {
+            return Err("wake.ptt_hold_s is between 1 and 300".into());
+        }
+        self.button_key()?;
         Ok(())
+    }
+
+    /// The push-to-talk button's key, if one is named.
+    pub fn button_key(&self) -> Result<Option<crate::keys::PublicKey>, String> {
+        self.ptt_key
+            .as_deref()
+            .map(|key| {
+                crate::keys::PublicKey::from_base64url(key.trim())
+                    .map_err(|e| format!("wake.ptt_key: {e}"))
+            })
+            .transpose()
+    }
+
+    pub fn ptt_hold(&self) -> Duration {
+        Duration::from_secs(self.ptt_hold_s)
     }
 
     pub fn follow(&self) -> Duration {

@@ -158,6 +158,53 @@ pub struct Phrasebook {
     language: Language,
 }
 
+impl Speech {
+    /// The same sentence with the payment code's digits masked ("the code
+    /// * * *"): what may be said beyond the device (the MQTT events).
+    pub fn without_code(&self) -> Speech {
+        let mask = |code: &Option<String>| code.as_ref().map(|c| "*".repeat(c.chars().count()));
+        match self {
+            Speech::ReadBack {
+                purchase,
+                amount,
+                code,
+                doubt,
+            } => Speech::ReadBack {
+                purchase: purchase.clone(),
+                amount: *amount,
+                code: mask(code),
+                doubt: *doubt,
+            },
+            Speech::AgentAsks {
+                agent,
+                purchase,
+                amount,
+                description,
+                period,
+                code,
+            } => Speech::AgentAsks {
+                agent: agent.clone(),
+                purchase: purchase.clone(),
+                amount: *amount,
+                description: description.clone(),
+                period: *period,
+                code: mask(code),
+            },
+            Speech::Again(inner) => Speech::Again(Box::new(inner.without_code())),
+            other => other.clone(),
+        }
+    }
+
+    /// Whether the sentence says a payment code.
+    pub fn has_code(&self) -> bool {
+        match self {
+            Speech::ReadBack { code, .. } | Speech::AgentAsks { code, .. } => code.is_some(),
+            Speech::Again(inner) => inner.has_code(),
+            _ => false,
+        }
+    }
+}
+
 impl Phrasebook {
     pub fn new(language: Language) -> Phrasebook {
         Phrasebook { language }

@@ -12,9 +12,11 @@
 //! - [`task`]: an agent's `AgentTask` (AP2: an open mandate) and the device's signed `TaskStatus`
 //! - [`topics`]: topic names under the configurable prefix
 //! - [`driving`]: the vehicle's (unsigned) driving state, for a car's driving mode
+//! - [`ptt`]: push-to-talk `start` / `stop`, signed by the button's key
 
 pub mod driving;
 mod envelope;
+pub mod ptt;
 mod request;
 mod response;
 mod status;

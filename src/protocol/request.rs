@@ -41,6 +41,10 @@ pub struct AgentRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Evidence {
+    /// Empty (and left out) when the device keeps its transcripts to itself
+    /// (the profile's `mqtt.transcripts`, off by default): the hash below
+    /// still binds the request to what was heard, which the device keeps.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub transcript: String,
     /// Lowercase hex SHA-256 of the transcript's UTF-8 bytes.
     pub transcript_sha256: String,
@@ -70,6 +74,11 @@ pub struct Approval {
     pub method: ApprovalMethod,
     /// What the user said to confirm ("yes, pay"), when the method was by voice.
     pub confirming_transcript: Option<String>,
+    /// Lowercase hex SHA-256 of what the user said to confirm, in its place
+    /// when the device keeps its transcripts to itself. Never for a payment
+    /// code: three digits are found from their hash at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirming_sha256: Option<String>,
     /// Unix milliseconds.
     pub approved_at: u64,
 }
@@ -162,20 +171,35 @@ impl PaymentRequest {
         if !(ev.asr_confidence.is_finite() && (0.0..=1.0).contains(&ev.asr_confidence)) {
             return invalid("asr_confidence is not within 0..=1".into());
         }
-        if ev.transcript_sha256 != sha256_hex(ev.transcript.as_bytes()) {
+        if !is_sha256_hex(&ev.transcript_sha256) {
+            return invalid("transcript_sha256 is not 64 lowercase hex digits".into());
+        }
+        // An empty transcript was withheld: its hash stands for it.
+        if !ev.transcript.is_empty() && ev.transcript_sha256 != sha256_hex(ev.transcript.as_bytes())
+        {
             return invalid("transcript_sha256 does not match the transcript".into());
         }
         if !is_sha256_hex(&ev.audio_sha256) {
             return invalid("audio_sha256 is not 64 lowercase hex digits".into());
         }
-        if self.approval.method == ApprovalMethod::VoiceConfirm
-            && self
-                .approval
-                .confirming_transcript
-                .as_deref()
-                .is_none_or(|t| t.trim().is_empty())
-        {
-            return invalid("voice_confirm without a confirming transcript".into());
+        let approval = &self.approval;
+        let confirming = approval
+            .confirming_transcript
+            .as_deref()
+            .filter(|t| !t.trim().is_empty());
+        match (&approval.confirming_sha256, confirming) {
+            (Some(hash), _) if !is_sha256_hex(hash) => {
+                return invalid("confirming_sha256 is not 64 lowercase hex digits".into());
+            }
+            (Some(hash), Some(said)) if *hash != sha256_hex(said.as_bytes()) => {
+                return invalid(
+                    "confirming_sha256 does not match the confirming transcript".into(),
+                );
+            }
+            (None, None) if approval.method == ApprovalMethod::VoiceConfirm => {
+                return invalid("voice_confirm without a confirming transcript".into());
+            }
+            _ => {}
         }
         if self.approval.method == ApprovalMethod::OfflineFloor && !self.offline {
             return invalid("offline_floor approval on a request not marked offline".into());
@@ -213,6 +237,7 @@ impl RequestBuilder {
                 approval: Approval {
                     method: ApprovalMethod::AutoLimit,
                     confirming_transcript: None,
+                    confirming_sha256: None,
                     approved_at: now_ms,
                 },
                 offline: false,
@@ -251,8 +276,21 @@ impl RequestBuilder {
         self.request.approval = Approval {
             method,
             confirming_transcript: confirming,
+            confirming_sha256: None,
             approved_at: self.request.created_at,
         };
+        self
+    }
+
+    /// Keeps what the user said on the device: the request carries the
+    /// hashes of the transcripts, not their words (call after
+    /// [`Self::evidence`] and [`Self::approved`]).
+    pub fn withhold_transcripts(mut self) -> Self {
+        self.request.evidence.transcript.clear();
+        let approval = &mut self.request.approval;
+        if let Some(said) = approval.confirming_transcript.take() {
+            approval.confirming_sha256 = Some(sha256_hex(said.as_bytes()));
+        }
         self
     }
 
@@ -371,6 +409,39 @@ mod tests {
     }
 
     #[test]
+    fn a_request_that_withholds_its_transcripts_carries_their_hashes_and_not_their_words() {
+        let amount = Money::new(3600, Currency::CNY);
+        let said = "pay thirty six yuan to Heytea";
+        let req = RequestBuilder::new("dev-0123456789abcdef", 7, amount, "Heytea", NOW)
+            .evidence(Evidence::new(said, b"pcm", 0.9, "en"))
+            .approved(ApprovalMethod::VoiceConfirm, Some("go ahead".into()))
+            .withhold_transcripts()
+            .build();
+        req.validate().expect("valid by its hashes");
+        let json = serde_json::to_string(&req).expect("json");
+        assert!(
+            !json.contains("thirty") && !json.contains("go ahead"),
+            "{json}"
+        );
+        assert!(json.contains(&sha256_hex(said.as_bytes())));
+        assert!(json.contains(&sha256_hex(b"go ahead")));
+        assert_eq!(
+            serde_json::from_str::<PaymentRequest>(&json).expect("back"),
+            req
+        );
+        // A hash that is not one, or that does not match the words, is refused.
+        let mut bad = req.clone();
+        bad.approval.confirming_sha256 = Some("abc".into());
+        assert!(bad.validate().is_err());
+        let mut bad = req.clone();
+        bad.approval.confirming_transcript = Some("cancel".into());
+        assert!(bad.validate().is_err());
+        let mut bad = req;
+        bad.evidence.transcript_sha256 = "x".repeat(64);
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
     fn expiry() {
         let req = request();
         assert!(!req.is_expired(NOW));
@@ -397,6 +468,7 @@ mod tests {
         auto.approval = Approval {
             method: ApprovalMethod::AutoLimit,
             confirming_transcript: None,
+            confirming_sha256: None,
             approved_at: NOW,
         };
         assert!(auto.validate().is_ok());

@@ -22,7 +22,8 @@ pub fn start_embedded() -> Result<BrokerUrl, BrokerError> {
         .and_then(|l| l.local_addr())
         .map_err(BrokerError::Port)?
         .port();
-    // Our messages are at most 64 KiB plus framing.
+    // MQTT 5, which the daemon and the gateway speak (they say a Maximum
+    // Packet Size); our messages are at most 64 KiB plus framing.
     let config: rumqttd::Config = toml::from_str(&format!(
         r#"
         id = 0
@@ -32,11 +33,11 @@ pub fn start_embedded() -> Result<BrokerUrl, BrokerError> {
         max_outgoing_packet_count = 200
         max_segment_size = 10485760
         max_segment_count = 10
-        [v4.1]
-        name = "v4-1"
+        [v5.1]
+        name = "v5-1"
         listen = "127.0.0.1:{port}"
         next_connection_delay_ms = 1
-        [v4.1.connections]
+        [v5.1.connections]
         connection_timeout_ms = 60000
         max_payload_size = 70000
         max_inflight_count = 100

@@ -158,10 +158,14 @@ impl Rig {
 
     /// Publishes a signed agent task to the device, as its agent would.
     pub async fn send_task(&self, message: Vec<u8>) -> Result<()> {
-        use rumqttc::{Event, Packet, QoS};
+        use rumqttc::v5::Event;
+        use rumqttc::v5::mqttbytes::QoS;
+        use rumqttc::v5::mqttbytes::v5::Packet;
         let topic = protocol::topics::tasks(&self.prefix, &self.device_id);
         let client_id = format!("rig-agent-{}", uuid::Uuid::now_v7().simple());
-        let (client, mut eventloop) = rumqttc::AsyncClient::new(self.broker.options(&client_id), 8);
+        // MQTT 5, as the daemon and the gateway: the embedded broker speaks it.
+        let (client, mut eventloop) =
+            rumqttc::v5::AsyncClient::new(self.broker.options_v5(&client_id), 8);
         client
             .publish(topic, QoS::AtLeastOnce, false, message)
             .await?;

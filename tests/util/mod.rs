@@ -81,12 +81,9 @@ impl Broker {
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
-            // A gateway's queue must hold a burst: mosquitto drops QoS 1
-            // messages beyond 1000 queued per client by default.
-            format!(
-                "listener {port} 127.0.0.1\n{security}persistence false\n\
-                 max_queued_messages 100000\n"
-            ),
+            // mosquitto's own limits, as deployed: 1,000 QoS 1 messages
+            // queued per client, the rest dropped (devices send again).
+            format!("listener {port} 127.0.0.1\n{security}persistence false\n"),
         )
         .unwrap();
         let child = Command::new(mosquitto())
