@@ -202,6 +202,11 @@ pub struct AsrSettings {
     /// phrasing, both scored whole on the same audio; nearer, it is asked again.
     #[serde(default = "answer_lead")]
     pub answer_lead: f32,
+    /// A payment heard with a confidence under `min_confidence` but at
+    /// least this is read back, never paid unasked; under this it is not
+    /// heard at all.
+    #[serde(default = "payment_floor")]
+    pub payment_floor: f32,
 }
 
 fn greedy() -> u8 {
@@ -222,6 +227,10 @@ fn reread_margin() -> f32 {
 
 fn answer_lead() -> f32 {
     1.0
+}
+
+fn payment_floor() -> f32 {
+    0.20
 }
 
 /// Whisper's initial prompt: example commands prime the spelling of "yuan"
@@ -434,6 +443,7 @@ impl DeviceProfile {
             asr.noise_confidence,
             asr.no_speech_threshold,
             asr.reread_belief,
+            asr.payment_floor,
         ];
         if !(asr.reread_margin >= 0.0 && asr.reread_margin.is_finite()) {
             return Err("asr.reread_margin is a number of nats, 0 or more".into());
@@ -441,10 +451,13 @@ impl DeviceProfile {
         if !(asr.answer_lead >= 0.0 && asr.answer_lead.is_finite()) {
             return Err("asr.answer_lead is a number of nats, 0 or more".into());
         }
+        if asr.payment_floor > asr.min_confidence {
+            return Err("asr.payment_floor is at most asr.min_confidence".into());
+        }
         if !probabilities.iter().all(|p| (0.0..=1.0).contains(p)) {
             return Err(
-                "asr.min_confidence, asr.amount_certainty, asr.noise_confidence, asr.no_speech_threshold \
-                 and asr.reread_belief are between 0 and 1"
+                "asr.min_confidence, asr.amount_certainty, asr.noise_confidence, asr.no_speech_threshold, \
+                 asr.reread_belief and asr.payment_floor are between 0 and 1"
                     .into(),
             );
         }

@@ -83,6 +83,7 @@ pub struct Recognizer {
     listening: SharedListening,
     context: ParseContext,
     min_confidence: f32,
+    payment_floor: f32,
     amount_certainty: f32,
     /// The payee and provider names the prompt holds: Whisper may copy them
     /// where another name was said.
@@ -122,6 +123,7 @@ impl Recognizer {
             listening: SharedListening::default(),
             context: profile.parse_context(),
             min_confidence: profile.asr.min_confidence,
+            payment_floor: profile.asr.payment_floor,
             amount_certainty: profile.asr.amount_certainty,
             prompt_names,
             wake: Wake::new(&profile.wake),
@@ -547,8 +549,9 @@ impl Recognizer {
             .map_or(f32::INFINITY, |&(_, other_sum)| reading_sum - other_sum))
     }
 
-    /// A transcript Whisper is unsure of may still be a harmless command, but
-    /// it never moves money: a payment heard with low confidence is dropped.
+    /// A transcript Whisper is unsure of may still be a harmless command;
+    /// a payment heard under `asr.payment_floor` is not heard at all, and
+    /// one under `asr.min_confidence` is read back (see [`Recognizer::doubt`]).
     pub fn intent_of(&self, transcript: &Transcript) -> Intent {
         self.intent_of_text(&transcript.text, transcript.confidence)
     }
@@ -556,8 +559,11 @@ impl Recognizer {
     /// [`Self::intent_of`] for the command part of a transcript.
     fn intent_of_text(&self, text: &str, confidence: f32) -> Intent {
         let intent = intent::parse(text, &self.context_now());
-        if intent.is_payment() && confidence < self.min_confidence {
-            tracing::info!(confidence, "payment heard with low confidence: ignored");
+        if intent.is_payment() && confidence < self.payment_floor {
+            tracing::info!(
+                confidence,
+                "payment heard with too little confidence: ignored"
+            );
             return Intent::None;
         }
         intent
@@ -580,6 +586,13 @@ impl Recognizer {
             return Doubt {
                 amount,
                 payee: false,
+            };
+        }
+        if intent.is_payment() && transcript.confidence < self.min_confidence {
+            // Heard, but not surely: all of it is read back.
+            return Doubt {
+                amount: true,
+                payee: true,
             };
         }
         doubt(

@@ -259,3 +259,23 @@ fn candidates_scored_from_where_they_part_score_as_the_whole_sentences_do() {
     assert_eq!(short.len(), 2);
     assert_eq!(short[0].0, scored[0].0);
 }
+
+/// A payment heard with little confidence is read back whole, never paid
+/// unasked and never dropped without a word; under the floor it is not
+/// heard at all (on the development half, correct payments heard at 0.2-0.4,
+/// "Pay Luckin Coffee 21 yuan." among them, had been dropped).
+#[test]
+fn a_payment_heard_unsurely_is_read_back_whole_and_one_under_the_floor_is_not_heard() {
+    use voicepay::intent::language::Listening;
+    let recognizer = recognizer();
+    let said = "Pay 36 yuan to Heytea.";
+    let sure = Transcript::plain(said, 0.9);
+    let intent = recognizer.intent_of(&sure);
+    assert!(intent.is_payment());
+    let unsure = Transcript::plain(said, 0.3);
+    assert_eq!(recognizer.intent_of(&unsure), intent);
+    let doubt = recognizer.doubt(&unsure, &intent, Listening::Command);
+    assert!(doubt.amount && doubt.payee, "{doubt:?}");
+    let faint = Transcript::plain(said, 0.1);
+    assert_eq!(recognizer.intent_of(&faint), Intent::None);
+}
