@@ -627,10 +627,11 @@ fn an_unanswered_task_is_rejected_and_stop_all_agents_revokes_pending_tasks_and_
     let coder = SigningKey::generate().unwrap();
     let key = coder.public_key().to_base64url();
     // A window short enough to wait out, long enough for the answer to
-    // reach the transcriber on a loaded machine (then it no longer expires).
+    // reach the transcriber on a loaded machine (then it no longer expires):
+    // 4 s was missed with the other tests' daemons transcribing beside it.
     let mut rig = Rig::start(
         2,
-        4,
+        8,
         &[&[
             "add",
             "coder",
