@@ -895,8 +895,9 @@ fn status(data_dir: Option<PathBuf>, profile: &DeviceProfile, json: bool) -> Res
         print_reply(control::status(&store, device_id.as_deref(), None, json))
     };
     // A daemon that is starting holds the store a moment before its
-    // socket answers: ask it again rather than fail on the store's lock.
-    for _ in 0..10 {
+    // socket answers: ask it again rather than fail on the store's lock
+    // (up to 10 s: on a loaded device, 2 s was seen to be too short).
+    for _ in 0..50 {
         if let Some(reply) = ask()? {
             return Ok(print_reply(reply));
         }
