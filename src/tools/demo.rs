@@ -106,7 +106,7 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
         note(scene);
         hear_all(&mut rig, &options.fixtures, fixtures).await?;
         // One scene at a time: its answers are told before the next begins.
-        rig.settled(WAIT).await;
+        settle(&mut rig, scene).await?;
     }
 
     note("an AI agent asks to buy tokens: the user approves by voice");
@@ -131,20 +131,26 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
         anyhow::bail!("the agent's task was not put to the user");
     }
     hear_all(&mut rig, &options.fixtures, AGENT_ANSWER).await?;
-    rig.settled(WAIT).await;
+    settle(&mut rig, "the agent's task").await?;
 
     note("the gateway goes away: a small payment is paid offline");
     rig.stop_gateway().await;
-    rig.until(WAIT, |s| !s.link.online()).await;
+    if !rig.until(WAIT, |s| !s.link.online()).await {
+        anyhow::bail!("the device did not notice the gateway going away");
+    }
     hear_all(&mut rig, &options.fixtures, OFFLINE_SCENE).await?;
-    rig.heard_all(WAIT).await;
+    if !rig.heard_all(WAIT).await {
+        anyhow::bail!("the offline payment was not heard");
+    }
     note("the gateway is back: the outbox drains");
     rig.start_gateway()?;
-    rig.until(WAIT, |s| s.link.online() && s.outbox == 0).await;
+    if !rig.until(WAIT, |s| s.link.online() && s.outbox == 0).await {
+        anyhow::bail!("the outbox did not drain when the gateway came back");
+    }
 
     note("asking what was spent");
     hear_all(&mut rig, &options.fixtures, CLOSING).await?;
-    rig.settled(WAIT).await;
+    settle(&mut rig, "the question").await?;
 
     let store = rig.stop().await?;
     let history = store.history()?;
@@ -162,8 +168,22 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
     Ok(())
 }
 
-/// How long any one step of the story may take.
-const WAIT: Duration = Duration::from_secs(10);
+/// How long any one step of the story may take before the demo calls it
+/// stuck. Each step waits for the state it needs; this only catches a hang,
+/// so it is generous: on a loaded machine (the test suite beside it) hearing
+/// one clip has taken over 10 s.
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Waits until every clip handed over was heard and answered; a step that
+/// does not settle ends the demo rather than letting the story run on
+/// out of order.
+async fn settle(rig: &mut Rig, step: &str) -> Result<()> {
+    if rig.settled(WAIT).await {
+        Ok(())
+    } else {
+        anyhow::bail!("{step} did not settle in {} s", WAIT.as_secs())
+    }
+}
 
 async fn hear_all(rig: &mut Rig, dir: &Path, fixtures: &[&str]) -> Result<()> {
     for name in fixtures {
