@@ -703,6 +703,7 @@ impl Daemon {
             evidence: &understanding.evidence,
             doubt: understanding.doubt,
             payee: understanding.payee.as_ref(),
+            reply: understanding.reply.as_ref(),
         };
         let actions = {
             let assessor = Assessor::of(&self.store, &self.link, &self.config.profile);

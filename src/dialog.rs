@@ -8,7 +8,8 @@
 
 use tokio::time::{Duration, Instant};
 
-use crate::intent::{self, AnswerKind, Doubt, Intent, LimitScope, ParseContext, Partial, Period};
+use crate::intent::language::Listening;
+use crate::intent::{self, Doubt, Intent, LimitScope, ParseContext, Partial, Period, Reply};
 use crate::money::Money;
 use crate::order::{Approval, DropReason, PaymentOrder, Purchase};
 use crate::payees::{
@@ -78,91 +79,12 @@ pub struct Said<'a> {
     /// The command's payee as the recognizer matched it in the book; none
     /// for typed input, which the dialog matches itself, once.
     pub payee: Option<&'a HeardName>,
+    /// The reply as the recognizer read it, for the question it heard it
+    /// under; none for typed input, which the dialog reads itself, once.
+    pub reply: Option<&'a Reply>,
 }
 
-/// How an answer to a pending question was read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AnswerReading {
-    /// With the digits heard, when the question asked for a code.
-    Confirm {
-        digits: Option<String>,
-    },
-    Cancel,
-    Approve,
-    Reject,
-    /// Not clearly any expected answer: the question is asked again.
-    Unclear,
-}
-
-impl AnswerReading {
-    /// As intent JSON; a code answer carries its digits, and "confirm"
-    /// without the digits asked for is no answer.
-    pub fn to_json(&self) -> serde_json::Value {
-        use serde_json::json;
-        match self {
-            AnswerReading::Confirm { digits: None } => json!({"kind": "confirm"}),
-            AnswerReading::Confirm { digits: Some(d) } if !d.is_empty() => {
-                json!({"kind": "confirm", "digits": d})
-            }
-            AnswerReading::Confirm { .. } | AnswerReading::Unclear => json!({"kind": "none"}),
-            AnswerReading::Cancel => json!({"kind": "cancel"}),
-            AnswerReading::Approve => json!({"kind": "approve_task"}),
-            AnswerReading::Reject => json!({"kind": "reject_task"}),
-        }
-    }
-}
-
-/// Reads an answer the way a pending question does: unsure hearing is
-/// unclear, then the words as spelled, then the closest expected answer by
-/// sound (see [`intent::read_answer`]).
-pub fn read_answer(
-    expecting: Expecting,
-    transcript: &str,
-    confidence: f32,
-    ctx: &ParseContext,
-    min_confidence: f32,
-) -> AnswerReading {
-    if confidence < min_confidence {
-        return AnswerReading::Unclear;
-    }
-    let (words, digits) = match expecting {
-        Expecting::Code => {
-            let answer = intent::parse_code_answer(transcript, ctx);
-            (answer.words, Some(answer.digits))
-        }
-        _ => (transcript.to_owned(), None),
-    };
-    let expected: &[AnswerKind] = match expecting {
-        Expecting::TaskDecision => &[AnswerKind::Approve, AnswerKind::Reject],
-        // A missing part is no yes: confirm is listed so that the sound
-        // match has a rival and takes only a clear "cancel".
-        _ => &[AnswerKind::Confirm, AnswerKind::Cancel],
-    };
-    let slot = matches!(
-        expecting,
-        Expecting::Amount { .. } | Expecting::Payee { .. }
-    );
-    match intent::read_answer(&words, ctx, expected) {
-        Some(AnswerKind::Confirm) if slot => AnswerReading::Unclear,
-        Some(AnswerKind::Confirm) => AnswerReading::Confirm { digits },
-        Some(AnswerKind::Cancel) => AnswerReading::Cancel,
-        Some(AnswerKind::Approve) => AnswerReading::Approve,
-        Some(AnswerKind::Reject) => AnswerReading::Reject,
-        None => AnswerReading::Unclear,
-    }
-}
-
-/// Whether a payment is read back even under the auto-pay limit: when the
-/// recognizer was not `sure` (an amount token Whisper barely believed, or a
-/// name its prompt holds), or the payee was not heard as a name or alias in
-/// the book (matched by sound or a near spelling).
-pub fn must_read_back(intent: &Intent, sure: bool, book: &PayeeBook, said: &str) -> bool {
-    let payee = match intent {
-        Intent::Pay { payee, .. } => Some(book.hear(payee, said)),
-        _ => None,
-    };
-    !doubt_of(intent, Doubt::from_sure(sure), payee.as_ref()).is_sure()
-}
+pub use crate::intent::AnswerReading;
 
 /// What of a heard payment may be misheard: the recognizer's `doubt`, and
 /// the payee too when it was not heard as a name or alias in the book.
@@ -385,6 +307,7 @@ impl Dialog {
             evidence: heard,
             doubt: Doubt::from_sure(sure),
             payee: None,
+            reply: None,
         };
         self.hear_said(&said, now, assess)
     }
@@ -769,17 +692,16 @@ impl Dialog {
             return decline(order.clone(), reason);
         }
         if let Some(code) = pending.code.clone() {
-            return self.answer_with_code(pending, &code, heard, now);
+            return self.answer_with_code(pending, &code, said, now);
         }
         if let Proposal::Payment(PaymentOrder { agent: Some(_), .. }) = &pending.proposal {
-            return match self.read(Expecting::TaskDecision, heard) {
+            return match self.reply(said, Listening::TaskDecision) {
                 AnswerReading::Approve => approve(pending.proposal, &heard.transcript, false),
                 AnswerReading::Reject => drop_pending(Some(pending), DropReason::Rejected),
                 _ => self.ask_again(pending, now),
             };
         }
-        let reading = self.read(Expecting::Confirmation, heard);
-        match reading {
+        match self.reply(said, Listening::Confirmation) {
             AnswerReading::Confirm { .. } => approve(pending.proposal, &heard.transcript, false),
             AnswerReading::Cancel => drop_pending(Some(pending), DropReason::Cancelled),
             _ => self.ask_again(pending, now),
@@ -798,7 +720,7 @@ impl Dialog {
         assess: &dyn Assess,
     ) -> Vec<Action> {
         let heard = said.evidence;
-        if self.read(Expecting::Confirmation, heard) == AnswerReading::Cancel {
+        if self.reply(said, Listening::Payee) == AnswerReading::Cancel {
             return drop_pending(Some(pending), DropReason::Cancelled);
         }
         let name = intent::name_answer(said.command, &self.parse_context);
@@ -883,7 +805,11 @@ impl Dialog {
             let order = PaymentOrder::spoken(amount, purchase, evidence);
             return self.propose(order, now, assess, true, doubt);
         }
-        if self.read(Expecting::Confirmation, heard) == AnswerReading::Cancel {
+        let listening = match pending.proposal {
+            Proposal::AskAmount { .. } => Listening::Amount,
+            _ => Listening::Payee,
+        };
+        if self.reply(said, listening) == AnswerReading::Cancel {
             return drop_pending(Some(pending), DropReason::Cancelled);
         }
         if said.intent.is_payment() {
@@ -903,14 +829,20 @@ impl Dialog {
             .collect()
     }
 
-    fn read(&self, expecting: Expecting, heard: &Evidence) -> AnswerReading {
-        read_answer(
-            expecting,
-            &heard.transcript,
-            heard.asr_confidence,
-            &self.parse_context,
-            self.min_confidence,
-        )
+    /// The reply to the question asked while `listening`: as the
+    /// recognizer read it when it heard it under that question, else (typed,
+    /// or the question changed while it was heard) read here.
+    fn reply(&self, said: &Said, listening: Listening) -> AnswerReading {
+        match said.reply {
+            Some(reply) if reply.listening == listening => reply.reading.clone(),
+            _ => intent::read_reply(
+                listening,
+                said.command,
+                said.evidence.asr_confidence,
+                &self.parse_context,
+                self.min_confidence,
+            ),
+        }
     }
 
     /// Above the code limit "confirm" alone is not enough: the fresh digits
@@ -919,10 +851,11 @@ impl Dialog {
         &mut self,
         pending: Pending,
         code: &str,
-        heard: &Evidence,
+        said: &Said,
         now: Instant,
     ) -> Vec<Action> {
-        match self.read(Expecting::Code, heard) {
+        let heard = said.evidence;
+        match self.reply(said, Listening::Code) {
             AnswerReading::Confirm {
                 digits: Some(digits),
             } if digits == code => {
@@ -1161,6 +1094,7 @@ mod tests {
             evidence: &evidence,
             doubt: Doubt::NONE,
             payee: None,
+            reply: None,
         };
         d.hear_said(&said, now, policy)
     }
@@ -1354,6 +1288,7 @@ mod tests {
             evidence: &unsure,
             doubt: Doubt::NONE,
             payee: None,
+            reply: None,
         };
         let a = d.hear_said(&said, Instant::now(), &assess(Decision::Auto));
         assert!(!d.is_waiting());
@@ -1373,6 +1308,7 @@ mod tests {
                 evidence: &evidence,
                 doubt,
                 payee: None,
+                reply: None,
             };
             let a = d.hear_said(&said, t0, &policy);
             assert!(paid(&a).is_none(), "{a:?}");
@@ -1462,6 +1398,7 @@ mod tests {
             evidence: &evidence,
             doubt: AMOUNT,
             payee: None,
+            reply: None,
         };
         let a = d.hear_said(&said, t0, &policy);
         assert_eq!(
@@ -1653,6 +1590,7 @@ mod tests {
             evidence: &ev("Pay 15 yuan to Shell."),
             doubt: AMOUNT,
             payee: None,
+            reply: None,
         };
         let a = d.hear_said(&said, t0, &policy);
         assert_eq!(
@@ -1722,10 +1660,64 @@ mod tests {
         assert!(d.is_waiting());
     }
 
+    /// A reply said to the device as the recognizer read it once.
+    fn reply_said(
+        d: &mut Dialog,
+        words: &str,
+        reply: &Reply,
+        now: Instant,
+        policy: &Fixed,
+    ) -> Vec<Action> {
+        let evidence = ev(words);
+        let said = Said {
+            intent: &Intent::None,
+            command: words,
+            evidence: &evidence,
+            doubt: Doubt::NONE,
+            payee: None,
+            reply: Some(reply),
+        };
+        d.hear_said(&said, now, policy)
+    }
+
+    /// Item 7 of issue 21: a reply is read once, by the recognizer, for the
+    /// question it was heard under. The dialog takes that reading as it is
+    /// (here a closed-domain "cancel" whose words alone read as nothing) and
+    /// reads the words itself only when the question changed meanwhile.
+    #[test]
+    fn a_reply_the_recognizer_read_is_taken_as_it_is_and_one_read_under_another_question_is_read_again()
+     {
+        let policy = assess(Decision::Confirm);
+        let t0 = Instant::now();
+        let mut d = dialog();
+        type_in(&mut d, "Pay 36 yuan to Heytea.", t0, &policy);
+        assert_eq!(d.expecting(), Some(Expecting::Confirmation));
+        let cancel = Reply {
+            listening: Listening::Confirmation,
+            reading: AnswerReading::Cancel,
+        };
+        let a = reply_said(&mut d, "Hm.", &cancel, t0, &policy);
+        assert!(
+            matches!(a.last(), Some(Action::Dropped { reason, .. }) if *reason == DropReason::Cancelled),
+            "{a:?}"
+        );
+        assert!(!d.is_waiting());
+
+        // Heard while an agent's task was asked, and read there as a reject;
+        // the read-back asks confirm or cancel, and its words say confirm.
+        type_in(&mut d, "Pay 36 yuan to Heytea.", t0, &policy);
+        let other_question = Reply {
+            listening: Listening::TaskDecision,
+            reading: AnswerReading::Reject,
+        };
+        let a = reply_said(&mut d, "Confirm.", &other_question, t0, &policy);
+        assert!(paid(&a).is_some(), "{a:?}");
+    }
+
     #[test]
     fn agent_decisions_heard_imperfectly_are_read_by_sound() {
         let ctx = ParseContext::default();
-        let read = |text: &str| read_answer(Expecting::TaskDecision, text, 0.9, &ctx, 0.4);
+        let read = |text: &str| intent::read_reply(Listening::TaskDecision, text, 0.9, &ctx, 0.4);
         assert_eq!(read("I prove the task."), AnswerReading::Approve);
         assert_eq!(read("Denight that agent request."), AnswerReading::Reject);
         assert_eq!(read("Yes."), AnswerReading::Approve);
@@ -1736,8 +1728,8 @@ mod tests {
 
     /// How a clear transcript is read as the answer to an agent's task.
     fn task(text: &str) -> AnswerReading {
-        read_answer(
-            Expecting::TaskDecision,
+        intent::read_reply(
+            Listening::TaskDecision,
             text,
             0.9,
             &ParseContext::default(),
@@ -1747,8 +1739,8 @@ mod tests {
 
     /// How a clear transcript is read as the answer to a payment's read-back.
     fn payment(text: &str) -> AnswerReading {
-        read_answer(
-            Expecting::Confirmation,
+        intent::read_reply(
+            Listening::Confirmation,
             text,
             0.9,
             &ParseContext::default(),

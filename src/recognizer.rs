@@ -15,7 +15,7 @@ use crate::asr::{AsrError, Transcriber, TranscriberSettings, Transcript};
 use crate::audio::Utterance;
 use crate::audio::source::Input;
 use crate::intent::language::{self, Listening};
-use crate::intent::{self, AnswerKind, Doubt, Intent, ParseContext};
+use crate::intent::{self, AnswerKind, AnswerReading, Doubt, Intent, ParseContext, Reply};
 use crate::payees::{HeardName, SharedPayees};
 use crate::profile::{DeviceProfile, PromptStyle};
 use crate::protocol::Evidence;
@@ -39,6 +39,9 @@ pub struct Understood {
     /// What in it may be invented (see [`doubt`]); nothing: it may pay
     /// under the auto-pay limit without a read-back.
     pub doubt: Doubt,
+    /// The reply to the question it was heard under, read once here; none
+    /// while nothing was asked.
+    pub reply: Option<Reply>,
     pub transcribe_ms: u64,
 }
 
@@ -62,6 +65,17 @@ const NAME_SHORTLIST: usize = 6;
 const NAME_LEAD: f32 = 1.0;
 /// Phrasings of the other answer scored in full.
 const ANSWER_SHORTLIST: usize = 6;
+
+/// The answer a reply reading gives, if it gives one.
+fn answer_kind(reading: &AnswerReading) -> Option<AnswerKind> {
+    match reading {
+        AnswerReading::Confirm { .. } => Some(AnswerKind::Confirm),
+        AnswerReading::Cancel => Some(AnswerKind::Cancel),
+        AnswerReading::Approve => Some(AnswerKind::Approve),
+        AnswerReading::Reject => Some(AnswerKind::Reject),
+        AnswerReading::Unclear => None,
+    }
+}
 
 /// A reading's name against the others it could be.
 struct ScoredNames {
@@ -214,6 +228,29 @@ impl Recognizer {
     ) -> Result<Understood, AsrError> {
         let started = crate::clock::Stopwatch::start();
         let transcript = self.transcriber.transcribe(utterance)?;
+        let mut understood = self.understand_transcript(transcript, listening);
+        let for_us = match understood.addressed {
+            Addressed::Command(_) => true,
+            Addressed::PhraseAlone => false,
+            // A question's answer needs no wake phrase; a command does.
+            Addressed::Not => listening != Listening::Command,
+        };
+        if self.closed_domain && for_us && self.needs_rereading(&understood, listening) {
+            self.reread(&mut understood, listening)?;
+        }
+        understood.transcribe_ms = started.elapsed_ms();
+        Ok(understood)
+    }
+
+    /// What a transcript amounts to while the dialog waits for `listening`,
+    /// read once: addressed, parsed, its payee matched, its doubt weighed,
+    /// and read as the reply to the question asked. No audio: text typed or
+    /// a free decode (see [`Self::understand_while`], which may read again).
+    pub fn understand_transcript(
+        &self,
+        transcript: Transcript,
+        listening: Listening,
+    ) -> Understood {
         let addressed = self.wake.address(&transcript.text);
         let command = match &addressed {
             Addressed::Command(command) => Some(command.as_str()),
@@ -226,26 +263,32 @@ impl Recognizer {
         });
         let doubt = self.doubt(&transcript, &intent, listening);
         let payee = self.payee_of(&intent, command.unwrap_or_default());
-        let mut understood = Understood {
+        let reply =
+            command.and_then(|words| self.reply_of(words, transcript.confidence, listening));
+        Understood {
             transcript,
             closed: None,
             addressed,
             intent,
             payee,
             doubt,
+            reply,
             transcribe_ms: 0,
-        };
-        let for_us = match understood.addressed {
-            Addressed::Command(_) => true,
-            Addressed::PhraseAlone => false,
-            // A question's answer needs no wake phrase; a command does.
-            Addressed::Not => listening != Listening::Command,
-        };
-        if self.closed_domain && for_us && self.needs_rereading(&understood, listening) {
-            self.reread(&mut understood, listening)?;
         }
-        understood.transcribe_ms = started.elapsed_ms();
-        Ok(understood)
+    }
+
+    /// The words read as the reply to the question asked while `listening`.
+    fn reply_of(&self, words: &str, confidence: f32, listening: Listening) -> Option<Reply> {
+        (listening != Listening::Command).then(|| Reply {
+            listening,
+            reading: intent::read_reply(
+                listening,
+                words,
+                confidence,
+                &self.context_now(),
+                self.min_confidence,
+            ),
+        })
     }
 
     /// Whether the free decode's words fall short of what the dialog waits
@@ -272,18 +315,13 @@ impl Recognizer {
                 }
                 _ => false,
             },
-            Listening::Confirmation => {
-                intent::read_answer(text, &ctx, &[AnswerKind::Confirm, AnswerKind::Cancel])
-                    .is_none()
-            }
-            Listening::TaskDecision => {
-                intent::read_answer(text, &ctx, &[AnswerKind::Approve, AnswerKind::Reject])
-                    .is_none()
-            }
-            Listening::Code => {
-                let answer = intent::parse_code_answer(text, &ctx);
-                answer.digits.is_empty()
-                    && intent::read_answer(&answer.words, &ctx, &[AnswerKind::Cancel]).is_none()
+            // No clear answer; for the code, no digits and no "cancel".
+            Listening::Confirmation | Listening::TaskDecision | Listening::Code => {
+                match understood.reply.as_ref().map(|reply| &reply.reading) {
+                    Some(AnswerReading::Unclear) | None => true,
+                    Some(AnswerReading::Confirm { digits: Some(d) }) => d.is_empty(),
+                    Some(_) => false,
+                }
             }
             Listening::Amount | Listening::Payee => true,
         }
@@ -392,31 +430,32 @@ impl Recognizer {
             return Ok(());
         }
         let mut name_lead = None;
-        match listening {
-            Listening::Command => {
-                if let Some(scored) = self.score_names(&reading, prompted, &ctx)? {
-                    name_lead = Some(scored.lead);
-                    if let Some(text) = scored.better {
-                        tracing::debug!("closed-domain reading: a nearer name scored higher");
-                        reading.text = text;
-                    }
-                }
+        if listening == Listening::Command
+            && let Some(scored) = self.score_names(&reading, prompted, &ctx)?
+        {
+            name_lead = Some(scored.lead);
+            if let Some(text) = scored.better {
+                tracing::debug!("closed-domain reading: a nearer name scored higher");
+                reading.text = text;
             }
-            Listening::Confirmation | Listening::TaskDecision => {
-                let lead = self.answer_lead(&reading, listening, &ctx)?;
-                tracing::debug!(lead, "closed-domain answer scored against the other side");
-                if lead < self.answer_lead {
-                    // Nearly as likely the other answer: asked again, never taken.
-                    return Ok(());
-                }
-            }
-            Listening::Code | Listening::Amount | Listening::Payee => {}
         }
         // The command's words: the wake phrase the language opened with, taken off.
         let words = match self.wake.address(&reading.text) {
             Addressed::Command(command) => command,
             Addressed::PhraseAlone | Addressed::Not => reading.text.clone(),
         };
+        let reply = self.reply_of(&words, belief, listening);
+        if matches!(listening, Listening::Confirmation | Listening::TaskDecision) {
+            let Some(said) = reply.as_ref().and_then(|reply| answer_kind(&reply.reading)) else {
+                return Ok(());
+            };
+            let lead = self.answer_lead(&reading, said, listening, &ctx)?;
+            tracing::debug!(lead, "closed-domain answer scored against the other side");
+            if lead < self.answer_lead {
+                // Nearly as likely the other answer: asked again, never taken.
+                return Ok(());
+            }
+        }
         let intent = match listening {
             Listening::Command => {
                 let intent = intent::parse(&words, &ctx);
@@ -443,6 +482,7 @@ impl Recognizer {
             understood.payee = self.payee_of(&intent, &words);
             understood.intent = intent;
         }
+        understood.reply = reply;
         // A reading held to the book may name its nearest entry where
         // someone else was said: never paid without a read-back, which says
         // what the model believed least (the payee, unless the amount).
@@ -514,15 +554,13 @@ impl Recognizer {
     fn answer_lead(
         &mut self,
         reading: &Reading,
+        said: AnswerKind,
         listening: Listening,
         ctx: &ParseContext,
     ) -> Result<f32, AsrError> {
         let kinds = match listening {
             Listening::TaskDecision => [AnswerKind::Approve, AnswerKind::Reject],
             _ => [AnswerKind::Confirm, AnswerKind::Cancel],
-        };
-        let Some(said) = intent::read_answer(&reading.text, ctx, &kinds) else {
-            return Ok(f32::NEG_INFINITY);
         };
         let other = if said == kinds[0] { kinds[1] } else { kinds[0] };
         let mut phrasings = intent::answer_phrasings(other, ctx);
@@ -642,6 +680,7 @@ impl Recognizer {
                         payee: understood.payee,
                         sure: understood.doubt.is_sure(),
                         doubt: understood.doubt,
+                        reply: understood.reply,
                     }),
                     Err(error) => Err(format!("{name}: {error}")),
                 };
@@ -748,6 +787,8 @@ pub struct Understanding {
     pub sure: bool,
     /// Which part it was unsure of, to say so in the read-back.
     pub doubt: Doubt,
+    /// The reply, read once for the question it was heard under.
+    pub reply: Option<Reply>,
     pub evidence: Evidence,
 }
 
@@ -764,6 +805,7 @@ impl Heard {
                 payee: None,
                 sure: true,
                 doubt: Doubt::NONE,
+                reply: None,
                 evidence: Evidence::new(text, b"", 1.0, context.language.code()),
             }),
         }

@@ -5,6 +5,8 @@
 //! must lead the next one clearly, or the question is asked again. Outside a
 //! question a near miss is nothing.
 
+use super::ParseContext;
+use super::language::Listening;
 use super::lexicon::Lexicon;
 use crate::names::{self, Closest, Matching};
 
@@ -25,6 +27,85 @@ impl AnswerKind {
             AnswerKind::Approve => "approve",
             AnswerKind::Reject => "reject",
         }
+    }
+}
+
+/// How an answer to a pending question was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerReading {
+    /// With the digits heard, when the question asked for a code.
+    Confirm {
+        digits: Option<String>,
+    },
+    Cancel,
+    Approve,
+    Reject,
+    /// Not clearly any expected answer: the question is asked again.
+    Unclear,
+}
+
+impl AnswerReading {
+    /// As intent JSON; a code answer carries its digits, and "confirm"
+    /// without the digits asked for is no answer.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            AnswerReading::Confirm { digits: None } => json!({"kind": "confirm"}),
+            AnswerReading::Confirm { digits: Some(d) } if !d.is_empty() => {
+                json!({"kind": "confirm", "digits": d})
+            }
+            AnswerReading::Confirm { .. } | AnswerReading::Unclear => json!({"kind": "none"}),
+            AnswerReading::Cancel => json!({"kind": "cancel"}),
+            AnswerReading::Approve => json!({"kind": "approve_task"}),
+            AnswerReading::Reject => json!({"kind": "reject_task"}),
+        }
+    }
+}
+
+/// A reply as read for the question it was heard under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub listening: Listening,
+    pub reading: AnswerReading,
+}
+
+/// Reads a reply the way the question asked while `listening` takes it:
+/// unsure hearing is unclear, then the words as spelled, then the closest
+/// expected answer by sound (see [`super::read_answer`]). The recognizer
+/// reads each reply once, with what it heard; `words` are those said to the
+/// device (the wake phrase taken off). While nothing is asked
+/// (`Listening::Command`) a reply is read as to a read-back.
+pub fn read_reply(
+    listening: Listening,
+    words: &str,
+    confidence: f32,
+    ctx: &ParseContext,
+    min_confidence: f32,
+) -> AnswerReading {
+    if confidence < min_confidence {
+        return AnswerReading::Unclear;
+    }
+    let (words, digits) = match listening {
+        Listening::Code => {
+            let answer = super::parse_code_answer(words, ctx);
+            (answer.words, Some(answer.digits))
+        }
+        _ => (words.to_owned(), None),
+    };
+    let expected: &[AnswerKind] = match listening {
+        Listening::TaskDecision => &[AnswerKind::Approve, AnswerKind::Reject],
+        // A missing part is no yes: confirm is listed so that the sound
+        // match has a rival and takes only a clear "cancel".
+        _ => &[AnswerKind::Confirm, AnswerKind::Cancel],
+    };
+    let slot = matches!(listening, Listening::Amount | Listening::Payee);
+    match super::read_answer(&words, ctx, expected) {
+        Some(AnswerKind::Confirm) if slot => AnswerReading::Unclear,
+        Some(AnswerKind::Confirm) => AnswerReading::Confirm { digits },
+        Some(AnswerKind::Cancel) => AnswerReading::Cancel,
+        Some(AnswerKind::Approve) => AnswerReading::Approve,
+        Some(AnswerKind::Reject) => AnswerReading::Reject,
+        None => AnswerReading::Unclear,
     }
 }
 

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use answers::AnswerKind;
+pub use answers::{AnswerKind, AnswerReading, Reply, read_reply};
 pub use partial::{Doubt, Partial, amount_alone, attempted_command, partial_payment, payee_alone};
 
 use crate::language::Language;

@@ -17,11 +17,12 @@ use super::bench::{machine_description, peak_rss_kb, percentile};
 use super::corpus::{self, Clip, Context, Engines, Renderer, Sentence, Split};
 use crate::asr::Transcript;
 use crate::clock::Stopwatch;
-use crate::dialog::{self, Expecting};
+use crate::dialog;
 use crate::intent::language::Listening;
 use crate::payees::{PayeeBook, Resolution, SharedPayees, resolve_provider};
 use crate::profile::DeviceProfile;
 use crate::recognizer::Recognizer;
+use crate::recognizer::Understood;
 
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
@@ -215,22 +216,16 @@ pub fn run(
         progress("clips", done, clips.len());
         let sentence = &sentences[clip.sentence];
         let listening = listening_in(sentence.context);
-        let (transcript, ms, sure) = if options.text {
-            let transcript = Transcript::plain(&sentence.text, 1.0);
-            let intent = recognizer.intent_of(&transcript);
-            let sure = recognizer.sure(&transcript, &intent);
-            (transcript, 0, sure)
+        let understood = if options.text {
+            recognizer.understand_transcript(Transcript::plain(&sentence.text, 1.0), listening)
         } else {
             let utterance = renderer.utterance(clip, sentence)?;
-            let understood = recognizer.understand_while(&utterance, listening)?;
-            (
-                understood.transcript,
-                understood.transcribe_ms,
-                understood.doubt.is_sure(),
-            )
+            recognizer.understand_while(&utterance, listening)?
         };
-        let got = outcome(&recognizer, book, profile, sentence.context, &transcript);
-        let intent = recognizer.intent_of(&transcript);
+        // What the device made of it, read once by the recognizer: the same
+        // value the daemon's dialog takes.
+        let got = outcome(&understood, profile);
+        let (intent, transcript) = (&understood.intent, &understood.transcript);
         let amount_probability = intent
             .is_payment()
             .then(|| {
@@ -240,7 +235,9 @@ pub fn run(
             })
             .flatten();
         let read_back = sentence.context == Context::Free
-            && dialog::must_read_back(&intent, sure, book, &transcript.text);
+            && !dialog::doubt_of(intent, understood.doubt, understood.payee.as_ref()).is_sure();
+        let ms = understood.transcribe_ms;
+        let transcript = understood.transcript;
         let mut r = result(clip, sentence, transcript, got, ms);
         if options.text {
             (r.engine, r.voice, r.noise) = ("text", "text", "text");
@@ -275,43 +272,23 @@ fn listening_in(context: Context) -> Listening {
     }
 }
 
-/// What the device makes of a transcript in a context, as intent JSON (a
-/// payee or provider outside the book or table is `null`; a code answer
-/// carries its digits).
-pub fn outcome(
-    recognizer: &Recognizer,
-    book: &PayeeBook,
-    profile: &DeviceProfile,
-    context: Context,
-    transcript: &Transcript,
-) -> Value {
-    let expecting = match context {
-        Context::Free => None,
-        Context::Confirm => Some(Expecting::Confirmation),
-        Context::Code => Some(Expecting::Code),
-        Context::Task => Some(Expecting::TaskDecision),
-    };
-    if let Some(expecting) = expecting {
-        let reading = dialog::read_answer(
-            expecting,
-            &transcript.text,
-            transcript.confidence,
-            recognizer.parse_context(),
-            profile.asr.min_confidence,
-        );
-        return reading.to_json();
+/// What the device made of an utterance, as intent JSON: a reply to the
+/// question it was heard under (a code answer carries its digits), else the
+/// command (a payee or provider outside the book or table is `null`).
+pub fn outcome(understood: &Understood, profile: &DeviceProfile) -> Value {
+    if let Some(reply) = &understood.reply {
+        return reply.reading.to_json();
     }
-    let intent = recognizer.intent_of(transcript);
-    let mut value = serde_json::to_value(&intent).unwrap_or(Value::Null);
-    match &intent {
-        crate::intent::Intent::Pay { payee, .. } => {
-            value["payee"] = match book.resolve(payee) {
-                Resolution::Known(name) => json!(name),
-                Resolution::Unknown(_) | Resolution::Ambiguous(..) => Value::Null,
+    let mut value = serde_json::to_value(&understood.intent).unwrap_or(Value::Null);
+    match &understood.intent {
+        crate::intent::Intent::Pay { .. } => {
+            value["payee"] = match understood.payee.as_ref().map(|heard| &heard.resolution) {
+                Some(Resolution::Known(name)) => json!(name),
+                _ => Value::Null,
             };
         }
         crate::intent::Intent::TopUp { provider, .. } => {
-            value["provider"] = resolve_provider(provider, &profile.known_providers)
+            value["provider"] = resolve_provider(provider.as_str(), &profile.known_providers)
                 .map_or(Value::Null, |p| json!(p));
         }
         _ => {}
