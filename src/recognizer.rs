@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use crate::asr::automaton::{Language, Slot, TokenId};
 use crate::asr::decoder::Reading;
@@ -77,12 +78,50 @@ fn answer_kind(reading: &AnswerReading) -> Option<AnswerKind> {
     }
 }
 
-/// A reading's name against the others it could be.
-struct ScoredNames {
-    /// The reading's text with a likelier name, when one scored higher.
-    better: Option<String>,
-    /// Nats the likeliest name leads the next.
+/// A part of a reading (its name, its amount) against the others it could be.
+struct ScoredSpan {
+    /// Where the part is among the reading's tokens.
+    span: Range<usize>,
+    /// The likelier part's tokens, when another scored higher.
+    better: Option<Vec<TokenId>>,
+    /// Nats the likeliest leads the next.
     lead: f32,
+}
+
+/// Under this lead (nats, whole sentence) over its likeliest twin, the amount is in doubt.
+const AMOUNT_LEAD: f32 = 1.0;
+
+/// The first run of tokens whose slot is `is`.
+fn slot_run(slots: &[Slot], is: impl Fn(&Slot) -> bool) -> Option<Range<usize>> {
+    let start = slots.iter().position(&is)?;
+    let len = slots[start..].iter().take_while(|slot| is(slot)).count();
+    Some(start..start + len)
+}
+
+/// What a number written as `said` is most often misheard as: its teen or
+/// ty twin (the last two digits "15" for "50", "50" for "15", 13-19 and
+/// 30-90) and the first number the free decode wrote, when it differs.
+fn amount_alternatives(said: &str, free_text: &str) -> Vec<String> {
+    let mut alternatives = Vec::new();
+    if said.len() >= 2 && said.bytes().all(|b| b.is_ascii_digit()) {
+        let (head, tail) = said.split_at(said.len() - 2);
+        let tail = tail.as_bytes();
+        let twin = match (tail[0], tail[1]) {
+            (b'1', d @ b'3'..=b'9') => Some(format!("{head}{}0", d as char)),
+            (d @ b'3'..=b'9', b'0') => Some(format!("{head}1{}", d as char)),
+            _ => None,
+        };
+        alternatives.extend(twin);
+    }
+    let free_number: String = free_text
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|run| !run.is_empty())
+        .unwrap_or_default()
+        .to_owned();
+    if !free_number.is_empty() && free_number != said && !alternatives.contains(&free_number) {
+        alternatives.push(free_number);
+    }
+    alternatives
 }
 
 pub struct Recognizer {
@@ -429,14 +468,34 @@ impl Recognizer {
         if !taken {
             return Ok(());
         }
-        let mut name_lead = None;
-        if listening == Listening::Command
-            && let Some(scored) = self.score_names(&reading, prompted, &ctx)?
-        {
-            name_lead = Some(scored.lead);
-            if let Some(text) = scored.better {
-                tracing::debug!("closed-domain reading: a nearer name scored higher");
-                reading.text = text;
+        // The reading's name and amount, each against what it could be.
+        let (mut name_lead, mut amount_lead, mut amount_changed) = (None, None, false);
+        if listening == Listening::Command {
+            let mut replaced: Vec<(Range<usize>, Vec<TokenId>)> = Vec::new();
+            if let Some(scored) = self.score_names(&reading, prompted, &ctx)? {
+                name_lead = Some(scored.lead);
+                if let Some(better) = scored.better {
+                    tracing::debug!("closed-domain reading: a nearer name scored higher");
+                    replaced.push((scored.span, better));
+                }
+            }
+            let free_text = understood.transcript.text.clone();
+            if let Some(scored) = self.score_amount(&reading, &free_text, prompted)? {
+                amount_lead = Some(scored.lead);
+                if let Some(better) = scored.better {
+                    tracing::debug!("closed-domain reading: another amount scored higher");
+                    amount_changed = true;
+                    replaced.push((scored.span, better));
+                }
+            }
+            if !replaced.is_empty() {
+                // The later part first, so the earlier one's place holds.
+                replaced.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
+                let mut tokens = reading.tokens.clone();
+                for (span, better) in replaced {
+                    tokens.splice(span, better);
+                }
+                reading.text = self.transcriber.text_of(&tokens);
             }
         }
         // The command's words: the wake phrase the language opened with, taken off.
@@ -489,7 +548,9 @@ impl Recognizer {
         let certainty = self.amount_certainty;
         let amount = reading
             .least_probability(Slot::Number)
-            .is_some_and(|p| p < certainty);
+            .is_some_and(|p| p < certainty)
+            || amount_changed
+            || amount_lead.is_some_and(|lead| lead < AMOUNT_LEAD);
         let payee = reading
             .least_probability(Slot::Payee)
             .or(reading.least_probability(Slot::Provider))
@@ -512,41 +573,74 @@ impl Recognizer {
         reading: &Reading,
         prompted: bool,
         ctx: &ParseContext,
-    ) -> Result<Option<ScoredNames>, AsrError> {
+    ) -> Result<Option<ScoredSpan>, AsrError> {
         let is_name = |slot: &Slot| matches!(slot, Slot::Payee | Slot::Provider);
-        let Some(start) = reading.slots.iter().position(is_name) else {
+        let Some(span) = slot_run(&reading.slots, is_name) else {
             return Ok(None);
         };
-        let end = start
-            + reading.slots[start..]
-                .iter()
-                .take_while(|slot| is_name(slot))
-                .count();
-        let forms = match reading.slots[start] {
+        let forms = match reading.slots[span.start] {
             Slot::Provider => &ctx.known_providers,
             _ => &ctx.known_payees,
         };
-        let (shared, rest) = (&reading.tokens[..start], &reading.tokens[end..]);
-        let said = &reading.tokens[start..end];
-        let mut endings = Vec::with_capacity(forms.len());
+        let mut names = Vec::with_capacity(forms.len());
         for form in forms {
-            let mut ending = self.transcriber.tokens_of(&format!(" {form}"))?;
-            ending.extend_from_slice(rest);
-            endings.push(ending);
+            names.push(self.transcriber.tokens_of(&format!(" {form}"))?);
         }
+        self.score_span(reading, span, &names, NAME_SHORTLIST, prompted)
+    }
+
+    /// Scores the reading's amount against the amounts it is most often
+    /// misheard as: its teen-or-ty twin ("15" and "50") and the number the
+    /// free decode wrote, each in its place, teacher-forced as names are.
+    /// `None` when the reading has no amount or nothing to weigh it against.
+    fn score_amount(
+        &mut self,
+        reading: &Reading,
+        free_text: &str,
+        prompted: bool,
+    ) -> Result<Option<ScoredSpan>, AsrError> {
+        let Some(span) = slot_run(&reading.slots, |slot| *slot == Slot::Number) else {
+            return Ok(None);
+        };
+        let said = self.transcriber.text_of(&reading.tokens[span.clone()]);
+        let spaced = said.starts_with(' ');
+        let alternatives = amount_alternatives(said.trim(), free_text);
+        if alternatives.is_empty() {
+            return Ok(None);
+        }
+        let mut amounts = vec![reading.tokens[span.clone()].to_vec()];
+        for number in alternatives {
+            let written = if spaced { format!(" {number}") } else { number };
+            amounts.push(self.transcriber.tokens_of(&written)?);
+        }
+        self.score_span(reading, span, &amounts, amounts.len(), prompted)
+    }
+
+    /// Scores `candidates` in place of the reading's tokens in `span`, the
+    /// rest kept: which is likeliest, and by how much it leads the next.
+    fn score_span(
+        &mut self,
+        reading: &Reading,
+        span: Range<usize>,
+        candidates: &[Vec<TokenId>],
+        shortlist: usize,
+        prompted: bool,
+    ) -> Result<Option<ScoredSpan>, AsrError> {
+        let (shared, rest) = (&reading.tokens[..span.start], &reading.tokens[span.end..]);
+        let endings: Vec<Vec<TokenId>> = candidates
+            .iter()
+            .map(|candidate| [candidate.as_slice(), rest].concat())
+            .collect();
         let scored = self
             .transcriber
-            .score_endings(shared, &endings, NAME_SHORTLIST, prompted)?;
+            .score_endings(shared, &endings, shortlist, prompted)?;
         let (Some(&(best, best_sum)), runner_up) = (scored.first(), scored.get(1)) else {
             return Ok(None);
         };
         let lead = runner_up.map_or(f32::INFINITY, |&(_, sum)| best_sum - sum);
-        let better = (endings[best] != [said, rest].concat()).then(|| {
-            let mut tokens = shared.to_vec();
-            tokens.extend_from_slice(&endings[best]);
-            self.transcriber.text_of(&tokens)
-        });
-        Ok(Some(ScoredNames { better, lead }))
+        let better =
+            (candidates[best] != reading.tokens[span.clone()]).then(|| candidates[best].clone());
+        Ok(Some(ScoredSpan { span, better, lead }))
     }
 
     /// How many nats the reading's answer leads the likeliest phrasing of
@@ -999,6 +1093,18 @@ mod tests {
             &["Heytea".to_owned()],
             0.80,
         )
+    }
+
+    #[test]
+    fn an_amount_is_weighed_against_its_teen_or_ty_twin_and_the_free_decodes_number() {
+        assert_eq!(amount_alternatives("15", "Pay fifteen."), ["50"]);
+        assert_eq!(amount_alternatives("50", ""), ["15"]);
+        assert_eq!(amount_alternatives("115", ""), ["150"]);
+        assert_eq!(amount_alternatives("36", "Pay 38 yuan to Hey Tea."), ["38"]);
+        assert_eq!(amount_alternatives("17", "They 70 yuan."), ["70"]);
+        assert!(amount_alternatives("36", "Pay 36 yuan to Hey Tea.").is_empty());
+        assert!(amount_alternatives("7", "no number").is_empty());
+        assert!(amount_alternatives("20", "").is_empty());
     }
 
     #[test]
