@@ -170,3 +170,40 @@ fn history_verify_names_the_entry_whose_answer_is_not_signed_by_the_trusted_gate
         "{said}"
     );
 }
+
+#[test]
+fn a_device_whose_history_secret_is_gone_says_so_and_its_daemon_does_not_start() {
+    model();
+    let keys = Keys::new();
+    let dev = keys.dev();
+    a_paid_payment_and_a_cancellation(&keys);
+    let secret = keys.device_dir.join("history.key");
+    std::fs::remove_file(&secret).unwrap();
+
+    let out = run(voicepay(&["history", "--verify", "--data-dir", &dev]));
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(
+        said.contains("device secret") && said.contains("is missing"),
+        "{said}"
+    );
+
+    // Paying on would leave its answers nowhere to be recorded.
+    let input = fixture("pay_heytea_36.wav");
+    let broker = format!("mqtt://127.0.0.1:{}", free_port());
+    let out = run(voicepay(&[
+        "run",
+        "--broker",
+        &broker,
+        "--data-dir",
+        &dev,
+        "--input",
+        input.to_str().unwrap(),
+    ]));
+    assert!(!out.status.success(), "the daemon must not start");
+    assert!(stderr(&out).contains("is missing"), "{}", stderr(&out));
+    assert!(
+        !secret.exists(),
+        "no new secret that would not check the old entries"
+    );
+}
