@@ -601,6 +601,18 @@ pub struct Store {
     resealed: usize,
 }
 
+/// How [`Store::walk_chain`] checks the chain.
+#[derive(Clone, Copy)]
+enum Walk<'a> {
+    /// Every entry and the head sealed under the device secret.
+    Keyed(&'a HistoryKey),
+    /// A chain from before keying: plain SHA-256 throughout, no head seal.
+    Unkeyed,
+    /// The plain-hashed entries at the start, up to the first sealed one
+    /// (the head is not checked): where a chain left unsealed breaks.
+    UnkeyedPrefix,
+}
+
 /// What [`Store::verify_history`] checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryCheck {
@@ -690,7 +702,7 @@ impl Store {
         if self.history.is_empty() || self.history_is_keyed()? {
             return Ok(0);
         }
-        let entries = match self.walk_chain(None) {
+        let entries = match self.walk_chain(Walk::Unkeyed) {
             Ok(entries) => entries,
             Err(error) => {
                 tracing::warn!(%error, "the history from before the chain was keyed does not check: left unsealed");
@@ -1196,21 +1208,21 @@ impl Store {
     /// gateway and carry no signature. The first failure names its entry.
     pub fn verify_history(&self, gateway: Option<&PublicKey>) -> Result<HistoryCheck, StoreError> {
         let key = self.history_key()?;
-        let entries = match self.walk_chain(Some(&key)) {
+        let entries = match self.walk_chain(Walk::Keyed(&key)) {
             Ok(entries) => entries,
-            // Never keyed: say where its own (unkeyed) chain breaks.
-            Err(error) if !self.history_is_keyed()? => match self.walk_chain(None) {
+            // Entries from before keying, left unsealed because they did not
+            // check: say where they break, not just that entry 0 is unsealed.
+            Err(error) => match self.walk_chain(Walk::UnkeyedPrefix) {
                 Err(StoreError::ChainBroken { index, detail }) => {
                     return Err(StoreError::ChainBroken {
                         index,
                         detail: format!(
-                            "{detail} (an unkeyed history, left unsealed because it did not check)"
+                            "{detail} (among entries with plain hashes, never sealed with the device secret)"
                         ),
                     });
                 }
                 _ => return Err(error),
             },
-            Err(error) => return Err(error),
         };
         let mut gateway_answers = 0;
         for entry in &entries {
@@ -1227,10 +1239,12 @@ impl Store {
         })
     }
 
-    /// Walks the chain from genesis: with `key`, every entry and the head must
-    /// be sealed under it; without, it is a chain from before keying (plain
-    /// SHA-256, no head seal). Returns the entries.
-    fn walk_chain(&self, key: Option<&HistoryKey>) -> Result<Vec<HistoryEntry>, StoreError> {
+    /// Walks the chain from genesis and returns its entries (see [`Walk`]).
+    fn walk_chain(&self, walk: Walk) -> Result<Vec<HistoryEntry>, StoreError> {
+        let key = match walk {
+            Walk::Keyed(key) => Some(key),
+            Walk::Unkeyed | Walk::UnkeyedPrefix => None,
+        };
         let mut prev = GENESIS_HASH.to_string();
         let mut entries = Vec::new();
         let mut count: u64 = 0;
@@ -1257,6 +1271,9 @@ impl Store {
                         "sealed with a plain hash, not the device secret: rewritten by someone without the secret".into(),
                     ));
                 }
+                (None, Seal::HmacSha256) if matches!(walk, Walk::UnkeyedPrefix) => {
+                    return Ok(entries);
+                }
                 (None, Seal::HmacSha256) => {
                     return Err(broken(
                         "sealed with a device secret in an unkeyed chain".into(),
@@ -1273,6 +1290,9 @@ impl Store {
             prev = entry.hash.clone();
             entries.push(entry);
             count += 1;
+        }
+        if matches!(walk, Walk::UnkeyedPrefix) {
+            return Ok(entries);
         }
         // The head catches entries cut off the end of the chain; its seal,
         // a head moved back to match.
@@ -2430,6 +2450,11 @@ mod tests {
 
         let store = open(dir.path());
         assert_eq!(store.resealed_at_open(), 0, "a broken chain is not blessed");
+        let (index, detail) = broken_at(store.verify_history(Some(&gateway.public())));
+        assert_eq!(index, 1, "{detail}");
+        assert!(detail.contains("does not match its hash"), "{detail}");
+        // The device goes on recording; the break is still named where it is.
+        store.record(cancelled(3)).expect("record");
         let (index, detail) = broken_at(store.verify_history(Some(&gateway.public())));
         assert_eq!(index, 1, "{detail}");
         assert!(detail.contains("does not match its hash"), "{detail}");
