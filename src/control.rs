@@ -121,6 +121,9 @@ pub struct DeviceBook {
     pub profile: PayeeBook,
     pub live: Option<SharedPayees>,
     pub calendar: crate::clock::Calendar,
+    /// The gateway key the device trusts, which `history --verify` checks
+    /// the stored answers with (none if the device trusts none yet).
+    pub gateway: Option<crate::keys::PublicKey>,
 }
 
 /// Answers a device request from the store.
@@ -155,9 +158,12 @@ pub fn device(store: &Store, book: &DeviceBook, request: &Request) -> Reply {
                     .collect(),
             ));
             if *verify {
-                match store.verify_history() {
+                match store.verify_history(book.gateway.as_ref()) {
                     Ok(checked) => {
-                        reply.stderr = format!("history chain intact: {checked} entries\n");
+                        reply.stderr = format!(
+                            "history chain intact: {} entries sealed with the device secret, {} gateway answers signed by the trusted gateway\n",
+                            checked.entries, checked.gateway_answers
+                        );
                     }
                     Err(error) => {
                         reply.ok = false;
@@ -500,6 +506,7 @@ mod tests {
             profile: PayeeBook::default(),
             live: None,
             calendar: crate::clock::Calendar::utc(),
+            gateway: None,
         };
         let handler: Handler = Arc::new(move |request| device(&served, &book, request));
         let shutdown = CancellationToken::new();

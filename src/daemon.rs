@@ -111,6 +111,7 @@ pub async fn run(
     let store = daemon.store.clone();
     let (profile_book, payees) = (daemon.profile_book.clone(), daemon.payees.clone());
     let device_id = daemon.device_id.clone();
+    let gateway = daemon.gateway;
     let calendar = daemon.config.profile.payments.calendar.clone();
     let handler = move |request: &crate::control::Request| match request {
         crate::control::Request::Status { json } => {
@@ -125,6 +126,7 @@ pub async fn run(
                 profile: profile_book.read().clone(),
                 live: Some(payees.clone()),
                 calendar: calendar.clone(),
+                gateway: Some(gateway),
             };
             crate::control::device(&store, &book, request)
         }
@@ -173,6 +175,8 @@ enum Step {
 struct Daemon {
     config: DaemonConfig,
     device_id: String,
+    /// The trusted gateway's key: `history --verify` checks answers with it.
+    gateway: crate::keys::PublicKey,
     store: Store,
     outbox: Outbox,
     dialog: Dialog,
@@ -325,6 +329,9 @@ impl Daemon {
             &StoreConfig::new(config.data_dir.join("store"))
                 .with_initial_limits(config.profile.limits.clone()),
         )?;
+        // A history sealed with a secret that is gone cannot take another
+        // entry: paying on would leave payments nowhere to be recorded.
+        store.check_history_secret()?;
         let profile = &config.profile;
         let settings = DialogSettings {
             window: profile.payments.confirm_window,
@@ -388,6 +395,7 @@ impl Daemon {
         Ok(Daemon {
             phrasebook: Phrasebook::new(profile.language),
             device_id: identity.device_id,
+            gateway: identity.gateway,
             config,
             store,
             outbox,

@@ -28,6 +28,7 @@
 //! - [`order`]: what the user asked to pay, how it was approved, why it was dropped
 //! - [`outbox`]: signs approved orders durably into the outbox; settles answers
 //! - [`store`]: sled: outbox, hash-chained history, spend and offline counters, limits
+//! - [`history_key`]: the device secret the history chain is keyed with
 //! - [`protocol`]: the wire: signed envelope, request, response, agent task, topics
 //! - [`keys`], [`identity`]: Ed25519 keys and the device's identity on disk
 //! - [`transport`]: the MQTT link: broker URLs, publishing, answers, the gateway's status
@@ -51,6 +52,7 @@ pub mod dialog;
 pub mod durable;
 pub mod feedback;
 pub mod gateway;
+pub mod history_key;
 pub mod identity;
 pub mod intent;
 pub mod keys;

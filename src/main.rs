@@ -872,6 +872,7 @@ fn device_command(
                 profile: profile.payee_book(),
                 live: None,
                 calendar: profile.payments.calendar.clone(),
+                gateway: identity::load_gateway_key(&data_dir).ok(),
             };
             control::device(&open_store(Some(data_dir), profile)?, &book, &request)
         }

@@ -432,6 +432,7 @@ impl PaymentTools {
                 profile: crate::payees::PayeeBook::default(),
                 live: None,
                 calendar,
+                gateway: crate::identity::load_gateway_key(&data_dir).ok(),
             };
             Ok::<_, std::io::Error>(crate::control::device(&store, &book, &request))
         })

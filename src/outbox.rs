@@ -289,7 +289,7 @@ mod tests {
 
     fn setup() -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&crate::store::StoreConfig::new(dir.path())).unwrap();
+        let store = Store::open(&crate::store::StoreConfig::new(dir.path().join("store"))).unwrap();
         let gateway = SigningKey::generate().unwrap();
         let outbox = Outbox::new(
             store,

@@ -10,7 +10,7 @@
 //! - `outbox`: seq (u64) -> `{day, payment}`; payments waiting for the gateway's answer
 //! - `requests`: request id (16 bytes) -> seq; every id ever committed, so none is reused
 //! - `spend`: day since the epoch (u32) + currency code (3 bytes) -> reserved minor units (i64)
-//! - `history`: index (u64) -> [`HistoryEntry`]
+//! - `history`: index (u64) -> [`HistoryEntry`], each sealed with an HMAC under the device secret ([`crate::history_key`])
 //! - `state`: `seq`, `limits`, `offline`, `history_head`, `code_lock` ([`CodeLock`])
 //! - `payees`: name -> a payee the user added
 //! - `agents`: name -> [`crate::agents::Agent`] (its key and mandate)
@@ -19,6 +19,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -28,9 +29,11 @@ use sled::{Transactional, Tree};
 use uuid::Uuid;
 
 use crate::agents::{Agent, OutsideMandate};
+use crate::history_key::{HistoryKey, HistoryKeyError};
+use crate::keys::PublicKey;
 use crate::money::{Currency, Money, MoneyError};
 use crate::policy::{self, Limits, OfflineCounters, OfflineFloor, Refusal};
-use crate::protocol::{AgentRef, TaskState, TaskStatus};
+use crate::protocol::{AgentRef, PaymentResponse, ResponseStatus, TaskState, TaskStatus};
 
 /// A small cache: the store holds kilobytes, and the devices are small.
 pub const DEFAULT_CACHE_BYTES: u64 = 4 * 1024 * 1024;
@@ -81,6 +84,20 @@ pub enum StoreError {
     AgentRefused(AgentRefusal),
     #[error("history chain broken at entry {index}: {detail}")]
     ChainBroken { index: u64, detail: String },
+    /// A `Paid` or `Declined` entry whose stored gateway answer does not
+    /// check against the trusted gateway key or does not match the entry.
+    #[error("history entry {index}: the gateway's signed answer does not check: {detail}")]
+    GatewayAnswer { index: u64, detail: String },
+    /// The history is sealed with a secret this device no longer has: it can
+    /// be neither checked nor extended (a new secret would not make the old
+    /// entries check, so none is made).
+    #[error(
+        "the history's device secret {} is missing: its sealed entries cannot be checked and no entry can be added (restore that file from the device's backup)",
+        path.display()
+    )]
+    HistorySecretMissing { path: PathBuf },
+    #[error(transparent)]
+    HistoryKey(#[from] HistoryKeyError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +108,10 @@ pub struct StoreConfig {
     /// The limits until the user sets some (the profile's `[limits]`).
     #[serde(default)]
     pub initial_limits: Limits,
+    /// The device secret the history is sealed with; `None`: `history.key`
+    /// beside the store (in the data directory, beside `device.key`).
+    #[serde(default)]
+    pub history_secret: Option<PathBuf>,
 }
 
 fn default_cache_bytes() -> u64 {
@@ -103,7 +124,15 @@ impl StoreConfig {
             path: path.into(),
             cache_bytes: DEFAULT_CACHE_BYTES,
             initial_limits: Limits::default(),
+            history_secret: None,
         }
+    }
+
+    /// Where the history's device secret is (made at the first open).
+    pub fn history_secret_path(&self) -> PathBuf {
+        self.history_secret
+            .clone()
+            .unwrap_or_else(|| self.path.with_file_name(crate::history_key::FILE_NAME))
     }
 
     /// With the limits a store answers until the user sets its own.
@@ -304,12 +333,34 @@ impl HistoryEvent {
     }
 }
 
+/// How an entry's `hash` was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seal {
+    /// Plain SHA-256: entries written before the chain was keyed. Anyone can
+    /// recompute it, so a keyed store accepts none (they are resealed once,
+    /// when the secret is made).
+    #[default]
+    Sha256,
+    /// HMAC-SHA256 under the device secret.
+    HmacSha256,
+}
+
+impl Seal {
+    fn is_sha256(&self) -> bool {
+        *self == Seal::Sha256
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub index: u64,
     pub prev_hash: String,
-    /// Hex SHA-256 of the canonical bytes of (index, prev_hash, event).
+    /// Hex of the canonical bytes of (index, prev_hash, event), sealed as `seal` says.
     pub hash: String,
+    /// Left out for `sha256`, so entries written before keying read as they were.
+    #[serde(default, skip_serializing_if = "Seal::is_sha256")]
+    pub seal: Seal,
     pub event: HistoryEvent,
 }
 
@@ -336,19 +387,36 @@ impl HistoryEntry {
         index: u64,
         prev_hash: String,
         event: HistoryEvent,
+        key: &HistoryKey,
     ) -> Result<HistoryEntry, StoreError> {
-        let hash = entry_hash(index, &prev_hash, &event)?;
+        let hash = key.seal(&canonical(KEYED, index, &prev_hash, &event)?);
         Ok(HistoryEntry {
             index,
             prev_hash,
             hash,
+            seal: Seal::HmacSha256,
             event,
+        })
+    }
+
+    /// Whether `hash` is this entry's seal (under `key` for a keyed entry).
+    fn sealed_by(&self, key: Option<&HistoryKey>) -> Result<bool, StoreError> {
+        Ok(match (self.seal, key) {
+            (Seal::Sha256, _) => {
+                legacy_hash(self.index, &self.prev_hash, &self.event)? == self.hash
+            }
+            (Seal::HmacSha256, Some(key)) => key.opens(
+                &canonical(KEYED, self.index, &self.prev_hash, &self.event)?,
+                &self.hash,
+            ),
+            (Seal::HmacSha256, None) => false,
         })
     }
 }
 
-/// The hashed form. serde_json writes struct fields in declaration order, so
-/// the bytes are deterministic; `v` lets a later format change keep old hashes.
+/// The sealed form. serde_json writes struct fields in declaration order, so
+/// the bytes are deterministic; `v` lets a later format change keep old seals
+/// (1: SHA-256, 2: HMAC-SHA256 under the device secret).
 #[derive(Serialize)]
 struct Canonical<'a> {
     v: u32,
@@ -357,13 +425,26 @@ struct Canonical<'a> {
     event: &'a HistoryEvent,
 }
 
-fn entry_hash(index: u64, prev_hash: &str, event: &HistoryEvent) -> Result<String, StoreError> {
-    let bytes = serde_json::to_vec(&Canonical {
-        v: 1,
+const LEGACY: u32 = 1;
+const KEYED: u32 = 2;
+
+fn canonical(
+    v: u32,
+    index: u64,
+    prev_hash: &str,
+    event: &HistoryEvent,
+) -> Result<Vec<u8>, StoreError> {
+    Ok(serde_json::to_vec(&Canonical {
+        v,
         index,
         prev_hash,
         event,
-    })?;
+    })?)
+}
+
+/// The unkeyed hash of entries written before the chain was keyed.
+fn legacy_hash(index: u64, prev_hash: &str, event: &HistoryEvent) -> Result<String, StoreError> {
+    let bytes = canonical(LEGACY, index, prev_hash, event)?;
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
@@ -400,6 +481,48 @@ pub struct TaskRecord {
 struct HistoryHead {
     next_index: u64,
     last_hash: String,
+    /// HMAC of the head under the device secret: without it, whoever can
+    /// rewrite the store could cut entries off the end and move the head back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mac: Option<String>,
+}
+
+/// The sealed form of the head.
+#[derive(Serialize)]
+struct CanonicalHead<'a> {
+    v: u32,
+    head: bool,
+    next_index: u64,
+    last_hash: &'a str,
+}
+
+impl HistoryHead {
+    fn sealed(next_index: u64, last_hash: String, key: &HistoryKey) -> TxResult<HistoryHead> {
+        let mac = key.seal(&encode(&CanonicalHead {
+            v: KEYED,
+            head: true,
+            next_index,
+            last_hash: &last_hash,
+        })?);
+        Ok(HistoryHead {
+            next_index,
+            last_hash,
+            mac: Some(mac),
+        })
+    }
+
+    fn sealed_by(&self, key: &HistoryKey) -> Result<bool, StoreError> {
+        let Some(mac) = &self.mac else {
+            return Ok(false);
+        };
+        let bytes = serde_json::to_vec(&CanonicalHead {
+            v: KEYED,
+            head: true,
+            next_index: self.next_index,
+            last_hash: &self.last_hash,
+        })?;
+        Ok(key.opens(&bytes, mac))
+    }
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -470,6 +593,32 @@ pub struct Store {
     agent_tasks: Tree,
     /// Answered by [`Store::limits`] while none are stored.
     initial_limits: Limits,
+    /// The history's device secret: `None` only when the history is sealed
+    /// with one whose file is gone (then it is neither checked nor extended).
+    history_key: Option<Arc<HistoryKey>>,
+    history_secret: PathBuf,
+    /// Entries written before the chain was keyed, resealed by this open.
+    resealed: usize,
+}
+
+/// How [`Store::walk_chain`] checks the chain.
+#[derive(Clone, Copy)]
+enum Walk<'a> {
+    /// Every entry and the head sealed under the device secret.
+    Keyed(&'a HistoryKey),
+    /// A chain from before keying: plain SHA-256 throughout, no head seal.
+    Unkeyed,
+    /// The plain-hashed entries at the start, up to the first sealed one
+    /// (the head is not checked): where a chain left unsealed breaks.
+    UnkeyedPrefix,
+}
+
+/// What [`Store::verify_history`] checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCheck {
+    pub entries: usize,
+    /// `Paid` and `Declined` entries, whose stored gateway answer was checked.
+    pub gateway_answers: usize,
 }
 
 impl Store {
@@ -480,7 +629,7 @@ impl Store {
                 .cache_capacity(config.cache_bytes),
             &config.path,
         )?;
-        Ok(Store {
+        let mut store = Store {
             outbox: db.open_tree("outbox")?,
             requests: db.open_tree("requests")?,
             spend: db.open_tree("spend")?,
@@ -493,7 +642,114 @@ impl Store {
             initial_limits: config.initial_limits.clone(),
             path: config.path.clone(),
             db,
-        })
+            history_key: None,
+            history_secret: config.history_secret_path(),
+            resealed: 0,
+        };
+        store.key_history()?;
+        Ok(store)
+    }
+
+    /// Loads the history's device secret; on first use makes it and reseals
+    /// a history written before the chain was keyed, if that still checks.
+    /// The new secret is written as `history.key.new` and renamed only once
+    /// the reseal is durable, so a crash in between is finished on the next
+    /// open. A store already sealed whose secret is gone gets no new one.
+    fn key_history(&mut self) -> Result<(), StoreError> {
+        if let Some(key) = HistoryKey::load_file(&self.history_secret)? {
+            self.history_key = Some(Arc::new(key));
+            return Ok(());
+        }
+        let pending = pending_secret_path(&self.history_secret);
+        let key = match HistoryKey::load_file(&pending)? {
+            Some(key) => key,
+            None if self.history_is_keyed()? => return Ok(()),
+            None => HistoryKey::create_file(&pending)?,
+        };
+        self.resealed = self.reseal_unkeyed(&key)?;
+        std::fs::rename(&pending, &self.history_secret).map_err(|source| HistoryKeyError::Io {
+            path: self.history_secret.clone(),
+            source,
+        })?;
+        if let Some(dir) = self.history_secret.parent()
+            && let Ok(dir) = std::fs::File::open(dir)
+        {
+            // Best effort, as in `durable`: the secret's bytes are already synced.
+            let _ = dir.sync_all();
+        }
+        self.history_key = Some(Arc::new(key));
+        Ok(())
+    }
+
+    /// Whether any entry, or the head, is sealed with a device secret.
+    fn history_is_keyed(&self) -> Result<bool, StoreError> {
+        for item in self.history.iter() {
+            let (_, value) = item?;
+            if serde_json::from_slice::<HistoryEntry>(&value)
+                .is_ok_and(|e| e.seal == Seal::HmacSha256)
+            {
+                return Ok(true);
+            }
+        }
+        let head = self.state.get(HEAD_KEY)?;
+        Ok(head_of(head.as_deref()).is_ok_and(|h| h.mac.is_some()))
+    }
+
+    /// Reseals, in one transaction, a history written before the chain was
+    /// keyed: only if none of it is keyed and its unkeyed chain checks (a
+    /// broken one is left as it is, for `verify_history` to report).
+    fn reseal_unkeyed(&self, key: &HistoryKey) -> Result<usize, StoreError> {
+        if self.history.is_empty() || self.history_is_keyed()? {
+            return Ok(0);
+        }
+        let entries = match self.walk_chain(Walk::Unkeyed) {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::warn!(%error, "the history from before the chain was keyed does not check: left unsealed");
+                return Ok(0);
+            }
+        };
+        (&self.history, &self.state)
+            .transaction(|(history, state)| {
+                let mut prev = GENESIS_HASH.to_string();
+                for entry in &entries {
+                    let sealed = HistoryEntry::seal(entry.index, prev, entry.event.clone(), key)
+                        .or_abort()?;
+                    history.insert(&sealed.index.to_be_bytes(), encode(&sealed)?)?;
+                    prev = sealed.hash;
+                }
+                let head = HistoryHead::sealed(entries.len() as u64, prev, key)?;
+                state.insert(HEAD_KEY, encode(&head)?)?;
+                Ok(())
+            })
+            .map_err(from_tx)?;
+        self.flush_durably()?;
+        tracing::info!(
+            entries = entries.len(),
+            secret = %self.history_secret.display(),
+            "the history from before the chain was keyed checked and is now sealed with the device secret"
+        );
+        Ok(entries.len())
+    }
+
+    /// How many entries from before the chain was keyed this open resealed.
+    pub fn resealed_at_open(&self) -> usize {
+        self.resealed
+    }
+
+    /// The device secret, or why the history cannot be extended.
+    fn history_key(&self) -> Result<Arc<HistoryKey>, StoreError> {
+        self.history_key
+            .clone()
+            .ok_or_else(|| StoreError::HistorySecretMissing {
+                path: self.history_secret.clone(),
+            })
+    }
+
+    /// Fails if the history is sealed with a secret this device lacks: a
+    /// daemon must not start paying into a history it cannot extend.
+    pub fn check_history_secret(&self) -> Result<(), StoreError> {
+        self.history_key().map(|_| ())
     }
 
     /// The next per-device sequence number (first is 1). It is durable before
@@ -844,6 +1100,7 @@ impl Store {
         request_id: Uuid,
         outcome: &Settlement,
     ) -> Result<Option<HistoryEntry>, StoreError> {
+        let key = self.history_key()?;
         let entry = (
             &self.outbox,
             &self.requests,
@@ -910,7 +1167,7 @@ impl Store {
                         }
                     }
                 };
-                append(history, state, event).map(Some)
+                append(history, state, event, &key).map(Some)
             })
             .map_err(from_tx)?;
         if entry.is_some() {
@@ -929,8 +1186,9 @@ impl Store {
                 "gateway answers are recorded by settle, not record".into(),
             ));
         }
+        let key = self.history_key()?;
         let entry = (&self.history, &self.state)
-            .transaction(|(history, state)| append(history, state, event.clone()))
+            .transaction(|(history, state)| append(history, state, event.clone(), &key))
             .map_err(from_tx)?;
         self.flush_durably()?;
         Ok(entry)
@@ -943,17 +1201,60 @@ impl Store {
             .collect()
     }
 
-    /// Recomputes the chain; returns the number of entries.
-    pub fn verify_history(&self) -> Result<usize, StoreError> {
+    /// Checks the whole history: every entry sealed with the device secret
+    /// and linked to the one before, the head sealed where the chain ends,
+    /// and every gateway answer (`Paid`, `Declined`) signed by `gateway` and
+    /// saying what its entry says. `Refused` and `Cancelled` never reached the
+    /// gateway and carry no signature. The first failure names its entry.
+    pub fn verify_history(&self, gateway: Option<&PublicKey>) -> Result<HistoryCheck, StoreError> {
+        let key = self.history_key()?;
+        let entries = match self.walk_chain(Walk::Keyed(&key)) {
+            Ok(entries) => entries,
+            // Entries from before keying, left unsealed because they did not
+            // check: say where they break, not just that entry 0 is unsealed.
+            Err(error) => match self.walk_chain(Walk::UnkeyedPrefix) {
+                Err(StoreError::ChainBroken { index, detail }) => {
+                    return Err(StoreError::ChainBroken {
+                        index,
+                        detail: format!(
+                            "{detail} (among entries with plain hashes, never sealed with the device secret)"
+                        ),
+                    });
+                }
+                _ => return Err(error),
+            },
+        };
+        let mut gateway_answers = 0;
+        for entry in &entries {
+            if check_answer(&entry.event, gateway).map_err(|detail| StoreError::GatewayAnswer {
+                index: entry.index,
+                detail,
+            })? {
+                gateway_answers += 1;
+            }
+        }
+        Ok(HistoryCheck {
+            entries: entries.len(),
+            gateway_answers,
+        })
+    }
+
+    /// Walks the chain from genesis and returns its entries (see [`Walk`]).
+    fn walk_chain(&self, walk: Walk) -> Result<Vec<HistoryEntry>, StoreError> {
+        let key = match walk {
+            Walk::Keyed(key) => Some(key),
+            Walk::Unkeyed | Walk::UnkeyedPrefix => None,
+        };
         let mut prev = GENESIS_HASH.to_string();
+        let mut entries = Vec::new();
         let mut count: u64 = 0;
         for item in self.history.iter() {
-            let (key, value) = item?;
+            let (stored_key, value) = item?;
             let broken = |detail: String| StoreError::ChainBroken {
                 index: count,
                 detail,
             };
-            if key.as_ref() != count.to_be_bytes() {
+            if stored_key.as_ref() != count.to_be_bytes() {
                 return Err(broken("entry missing or out of place".into()));
             }
             let entry: HistoryEntry =
@@ -964,21 +1265,58 @@ impl Store {
             if entry.prev_hash != prev {
                 return Err(broken("prev_hash does not match the previous entry".into()));
             }
-            if entry_hash(entry.index, &entry.prev_hash, &entry.event)? != entry.hash {
-                return Err(broken("content does not match its hash".into()));
+            match (key, entry.seal) {
+                (Some(_), Seal::Sha256) => {
+                    return Err(broken(
+                        "sealed with a plain hash, not the device secret: rewritten by someone without the secret".into(),
+                    ));
+                }
+                (None, Seal::HmacSha256) if matches!(walk, Walk::UnkeyedPrefix) => {
+                    return Ok(entries);
+                }
+                (None, Seal::HmacSha256) => {
+                    return Err(broken(
+                        "sealed with a device secret in an unkeyed chain".into(),
+                    ));
+                }
+                _ => {}
             }
-            prev = entry.hash;
+            if !entry.sealed_by(key)? {
+                return Err(broken(match key {
+                    Some(_) => "content does not match its seal under the device secret".into(),
+                    None => "content does not match its hash".into(),
+                }));
+            }
+            prev = entry.hash.clone();
+            entries.push(entry);
             count += 1;
         }
-        // The head catches entries cut off the end of the chain.
-        let head = head_of(self.state.get(HEAD_KEY)?.as_deref())?;
-        if head.next_index != count || head.last_hash != prev {
-            return Err(StoreError::ChainBroken {
-                index: count,
-                detail: format!("history should have {} entries", head.next_index),
-            });
+        if matches!(walk, Walk::UnkeyedPrefix) {
+            return Ok(entries);
         }
-        usize::try_from(count).map_err(|_| StoreError::Invalid("history too long".into()))
+        // The head catches entries cut off the end of the chain; its seal,
+        // a head moved back to match.
+        let stored_head = self.state.get(HEAD_KEY)?;
+        let head = head_of(stored_head.as_deref())?;
+        let broken = |detail: String| StoreError::ChainBroken {
+            index: count,
+            detail,
+        };
+        if head.next_index != count || head.last_hash != prev {
+            return Err(broken(format!(
+                "history should have {} entries",
+                head.next_index
+            )));
+        }
+        if let Some(key) = key
+            && stored_head.is_some()
+            && !head.sealed_by(key)?
+        {
+            return Err(broken(
+                "the chain's head is not sealed with the device secret: entries may have been cut off the end".into(),
+            ));
+        }
+        Ok(entries)
     }
 
     /// Approved spend per currency over the days `from_day..=to_day`, from the history.
@@ -1190,21 +1528,104 @@ fn head_of(bytes: Option<&[u8]>) -> Result<HistoryHead, StoreError> {
         None => Ok(HistoryHead {
             next_index: 0,
             last_hash: GENESIS_HASH.to_string(),
+            mac: None,
         }),
     }
+}
+
+/// `history.key.new`: a secret made but not yet in place (its reseal may not be done).
+fn pending_secret_path(path: &std::path::Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".new");
+    PathBuf::from(name)
+}
+
+/// Checks a `Paid` or `Declined` entry's stored gateway answer: signed by
+/// `gateway`, answering the stored request byte for byte, and saying what
+/// the entry says. `Ok(true)` if there was an answer to check.
+fn check_answer(event: &HistoryEvent, gateway: Option<&PublicKey>) -> Result<bool, String> {
+    let (request_id, request, response, approved, said, processed) = match event {
+        HistoryEvent::Paid {
+            request_id,
+            request,
+            response,
+            gateway_txn_id,
+            processed_at,
+            ..
+        } => (
+            request_id,
+            request,
+            response,
+            true,
+            gateway_txn_id,
+            processed_at,
+        ),
+        HistoryEvent::Declined {
+            request_id,
+            request,
+            response,
+            reason,
+            processed_at,
+            ..
+        } => (request_id, request, response, false, reason, processed_at),
+        HistoryEvent::Refused { .. } | HistoryEvent::Cancelled { .. } => return Ok(false),
+    };
+    let Some(gateway) = gateway else {
+        return Err(
+            "no gateway key is trusted on this device to check it (run `voicepay trust-gateway --public-key KEY`)".into(),
+        );
+    };
+    let opened = crate::protocol::open(response, |kid| {
+        (kid == gateway.key_id()).then_some(*gateway)
+    })
+    .map_err(|error| match error {
+        crate::protocol::ProtocolError::UnknownKey(kid) => format!(
+            "it is signed by key {kid}, not by the trusted gateway {}",
+            gateway.key_id()
+        ),
+        other => other.to_string(),
+    })?;
+    let answer: PaymentResponse = opened.parse().map_err(|e| e.to_string())?;
+    if answer.request_id != *request_id {
+        return Err(format!(
+            "it answers request {}, not this entry's {request_id}",
+            answer.request_id
+        ));
+    }
+    let sent = crate::protocol::Envelope::payload_sha256_of(request)
+        .ok_or("the stored request is not a signed envelope")?;
+    if answer.request_sha256 != sent {
+        return Err("it answers other request bytes than the stored request".into());
+    }
+    let (status, answered) = match answer.status {
+        ResponseStatus::Approved => ("approved", answer.gateway_txn_id.unwrap_or_default()),
+        ResponseStatus::Declined => ("declined", answer.reason.unwrap_or_default()),
+    };
+    if approved != (answer.status == ResponseStatus::Approved) {
+        let entry = if approved { "paid" } else { "declined" };
+        return Err(format!(
+            "the entry says {entry}, the gateway's answer {status}"
+        ));
+    }
+    if answered != *said || answer.processed_at != *processed {
+        let what = if approved { "transaction id" } else { "reason" };
+        return Err(format!(
+            "the entry's {what} or time differs from the gateway's answer ({answered:?} at {})",
+            answer.processed_at
+        ));
+    }
+    Ok(true)
 }
 
 fn append(
     history: &TransactionalTree,
     state: &TransactionalTree,
     event: HistoryEvent,
+    key: &HistoryKey,
 ) -> TxResult<HistoryEntry> {
     let head = head_of(state.get(HEAD_KEY)?.as_deref()).or_abort()?;
-    let entry = HistoryEntry::seal(head.next_index, head.last_hash, event).or_abort()?;
-    let next = HistoryHead {
-        next_index: entry.index + 1,
-        last_hash: entry.hash.clone(),
-    };
+    let entry = HistoryEntry::seal(head.next_index, head.last_hash, event, key).or_abort()?;
+    let next = HistoryHead::sealed(entry.index + 1, entry.hash.clone(), key)?;
     history.insert(&entry.index.to_be_bytes(), encode(&entry)?)?;
     state.insert(HEAD_KEY, encode(&next)?)?;
     Ok(entry)
@@ -1226,6 +1647,7 @@ mod hex_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
     const DAY: u32 = 20_000;
@@ -1234,8 +1656,9 @@ mod tests {
         Money::new(minor, Currency::CNY)
     }
 
+    /// The store in `dir/store`, its history secret in `dir/history.key`.
     fn open(dir: &Path) -> Store {
-        Store::open(&StoreConfig::new(dir)).expect("open store")
+        Store::open(&StoreConfig::new(dir.join("store"))).expect("open store")
     }
 
     fn pending(store: &Store, amount: Money, offline: bool, created_at: u64) -> PendingPayment {
@@ -1247,7 +1670,62 @@ mod tests {
             created_at,
             offline,
             agent: None,
-            envelope: b"{\"v\":1}".to_vec(),
+            envelope: signed_request(),
+        }
+    }
+
+    /// A real envelope, as the device signs one (its bytes are what a
+    /// gateway answer is bound to).
+    fn signed_request() -> Vec<u8> {
+        let payload = format!("{{\"request_id\":\"{}\"}}", Uuid::now_v7());
+        let device = crate::keys::SigningKey::generate().expect("device key");
+        crate::protocol::Envelope::seal(payload.as_bytes(), &device).to_bytes()
+    }
+
+    /// A gateway key and its real signed answers, each bound to one
+    /// payment's request bytes.
+    struct Gateway(crate::keys::SigningKey);
+
+    impl Gateway {
+        fn new() -> Gateway {
+            Gateway(crate::keys::SigningKey::generate().expect("gateway key"))
+        }
+
+        fn public(&self) -> PublicKey {
+            self.0.public_key()
+        }
+
+        fn signed(&self, p: &PendingPayment, approved: bool, said: &str, at: u64) -> Vec<u8> {
+            let to = crate::protocol::AnswerTo {
+                request_id: p.request_id,
+                device_id: "dev-1".into(),
+                request_sha256: crate::protocol::Envelope::payload_sha256_of(&p.envelope)
+                    .expect("an envelope"),
+            };
+            let response = if approved {
+                PaymentResponse::approved(&to, said.into(), at)
+            } else {
+                PaymentResponse::declined(&to, said.into(), at)
+            };
+            let (envelope, _) =
+                crate::protocol::Envelope::seal_json(&response, &self.0).expect("seal");
+            envelope.to_bytes()
+        }
+
+        fn approves(&self, p: &PendingPayment) -> Settlement {
+            Settlement::Approved {
+                gateway_txn_id: "gw-1".into(),
+                processed_at: 1_000,
+                response: self.signed(p, true, "gw-1", 1_000),
+            }
+        }
+
+        fn declines(&self, p: &PendingPayment, reason: &str) -> Settlement {
+            Settlement::Declined {
+                reason: reason.into(),
+                processed_at: 2_000,
+                response: self.signed(p, false, reason, 2_000),
+            }
         }
     }
 
@@ -1482,7 +1960,7 @@ mod tests {
     fn history_chain_detects_tampering() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path());
-        assert_eq!(store.verify_history().expect("empty"), 0);
+        assert_eq!(store.verify_history(None).expect("empty").entries, 0);
         for i in 0..3 {
             let event = HistoryEvent::Cancelled {
                 amount: cny(100 + i),
@@ -1503,7 +1981,13 @@ mod tests {
         store.record(refused).expect("record");
         drop(store);
         let store = open(dir.path());
-        assert_eq!(store.verify_history().expect("intact after reopen"), 4);
+        assert_eq!(
+            store
+                .verify_history(None)
+                .expect("intact after reopen")
+                .entries,
+            4
+        );
         let entries = store.history().expect("history");
         assert_eq!(entries[1].prev_hash, entries[0].hash);
         assert_eq!(entries[2].at(), 1_000);
@@ -1517,20 +2001,20 @@ mod tests {
             .history
             .insert(key, forged.as_bytes())
             .expect("tamper");
-        match store.verify_history() {
+        match store.verify_history(None) {
             Err(StoreError::ChainBroken { index, .. }) => assert_eq!(index, 1),
             other => panic!("expected a broken chain, got {other:?}"),
         }
         store.history.insert(key, &b"garbage"[..]).expect("garble");
         assert!(matches!(
-            store.verify_history(),
+            store.verify_history(None),
             Err(StoreError::ChainBroken { index: 1, .. })
         ));
         store.history.insert(key, stored).expect("restore");
-        assert_eq!(store.verify_history().expect("restored"), 4);
+        assert_eq!(store.verify_history(None).expect("restored").entries, 4);
         store.history.remove(3u64.to_be_bytes()).expect("truncate");
         assert!(matches!(
-            store.verify_history(),
+            store.verify_history(None),
             Err(StoreError::ChainBroken { index: 3, .. })
         ));
     }
@@ -1539,19 +2023,480 @@ mod tests {
     fn record_refuses_gateway_events() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path());
+        let gateway = Gateway::new();
         let p = pending(&store, cny(100), false, 1);
         store
             .commit_payment(&p, DAY, &SpendChecks::default())
             .expect("commit");
         let entry = store
-            .settle(p.request_id, &approved())
+            .settle(p.request_id, &gateway.approves(&p))
             .expect("settle")
             .expect("entry");
         assert!(matches!(
             store.record(entry.event),
             Err(StoreError::Invalid(_))
         ));
-        assert_eq!(store.verify_history().expect("intact"), 1);
+        let checked = store
+            .verify_history(Some(&gateway.public()))
+            .expect("intact");
+        assert_eq!((checked.entries, checked.gateway_answers), (1, 1));
+    }
+
+    /// A cancellation, as the dialog records one.
+    fn cancelled(minor: i64) -> HistoryEvent {
+        HistoryEvent::Cancelled {
+            amount: cny(minor),
+            payee: "Heytea".into(),
+            at: 1_000,
+            reason: "user said cancel".into(),
+            agent: None,
+        }
+    }
+
+    /// A store with a paid, a declined and a cancelled entry, every answer
+    /// really signed by `gateway`.
+    fn three_entries(store: &Store, gateway: &Gateway) {
+        let paid = pending(store, cny(3_600), false, 1);
+        let declined = pending(store, cny(900), false, 2);
+        for p in [&paid, &declined] {
+            store
+                .commit_payment(p, DAY, &SpendChecks::default())
+                .expect("commit");
+        }
+        store
+            .settle(paid.request_id, &gateway.approves(&paid))
+            .expect("settle")
+            .expect("paid");
+        store
+            .settle(
+                declined.request_id,
+                &gateway.declines(&declined, "insufficient funds"),
+            )
+            .expect("settle")
+            .expect("declined");
+        store.record(cancelled(500)).expect("record");
+    }
+
+    /// What whoever can write the store but cannot read the secret can do:
+    /// change entry `at` and relink the chain after it, and the head, with
+    /// the hash anyone can compute.
+    fn rehash_without_the_secret(store: &Store, at: u64, change: impl Fn(&mut HistoryEvent)) {
+        let mut entries = store.history().expect("history");
+        change(&mut entries[at as usize].event);
+        let mut prev = entries[at as usize].prev_hash.clone();
+        for entry in entries.iter_mut().skip(at as usize) {
+            entry.prev_hash = prev;
+            entry.seal = Seal::Sha256;
+            entry.hash = legacy_hash(entry.index, &entry.prev_hash, &entry.event).expect("hash");
+            prev = entry.hash.clone();
+            store
+                .history
+                .insert(
+                    entry.index.to_be_bytes(),
+                    serde_json::to_vec(&entry).expect("json"),
+                )
+                .expect("rewrite");
+        }
+        let head = HistoryHead {
+            next_index: entries.len() as u64,
+            last_hash: prev,
+            mac: None,
+        };
+        store
+            .state
+            .insert(HEAD_KEY, serde_json::to_vec(&head).expect("json"))
+            .expect("rewrite head");
+    }
+
+    fn broken_at(result: Result<HistoryCheck, StoreError>) -> (u64, String) {
+        match result {
+            Err(StoreError::ChainBroken { index, detail }) => (index, detail),
+            other => panic!("expected a broken chain, got {other:?}"),
+        }
+    }
+
+    fn bad_answer_at(result: Result<HistoryCheck, StoreError>) -> (u64, String) {
+        match result {
+            Err(StoreError::GatewayAnswer { index, detail }) => (index, detail),
+            other => panic!("expected a gateway answer that does not check, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_history_entry_rewritten_and_rehashed_without_the_device_secret_fails_at_that_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gateway = Gateway::new();
+        let store = open(dir.path());
+        three_entries(&store, &gateway);
+        let checked = store
+            .verify_history(Some(&gateway.public()))
+            .expect("intact");
+        assert_eq!((checked.entries, checked.gateway_answers), (3, 2));
+        let secret = dir.path().join(crate::history_key::FILE_NAME);
+        let mode = std::fs::metadata(&secret)
+            .expect("secret")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "the secret is the device's alone");
+
+        // The declined payment made to look smaller, the whole chain after
+        // it and the head recomputed: all anyone can do without the secret.
+        rehash_without_the_secret(&store, 1, |event| {
+            if let HistoryEvent::Declined { amount, .. } = event {
+                amount.minor = 1;
+            }
+        });
+        let (index, detail) = broken_at(store.verify_history(Some(&gateway.public())));
+        assert_eq!(index, 1, "{detail}");
+        assert!(detail.contains("not the device secret"), "{detail}");
+        // Reopening does not "upgrade" the forgery: the secret is there.
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.resealed_at_open(), 0);
+        assert_eq!(
+            broken_at(store.verify_history(Some(&gateway.public()))).0,
+            1
+        );
+    }
+
+    #[test]
+    fn a_history_entry_resealed_with_another_secret_fails_at_that_entry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gateway = Gateway::new();
+        let store = open(dir.path());
+        three_entries(&store, &gateway);
+        let other = HistoryKey::from_secret(&[7u8; crate::history_key::SECRET_LEN]);
+        let mut entry = store.history().expect("history").remove(2);
+        if let HistoryEvent::Cancelled { amount, .. } = &mut entry.event {
+            amount.minor = 50_000;
+        }
+        entry.hash = other
+            .seal(&canonical(KEYED, entry.index, &entry.prev_hash, &entry.event).expect("bytes"));
+        store
+            .history
+            .insert(
+                2u64.to_be_bytes(),
+                serde_json::to_vec(&entry).expect("json"),
+            )
+            .expect("rewrite");
+        let (index, detail) = broken_at(store.verify_history(Some(&gateway.public())));
+        assert_eq!(index, 2, "{detail}");
+        assert!(detail.contains("does not match its seal"), "{detail}");
+    }
+
+    #[test]
+    fn entries_cut_off_the_end_with_the_head_moved_back_fail_verification() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gateway = Gateway::new();
+        let store = open(dir.path());
+        three_entries(&store, &gateway);
+        let entries = store.history().expect("history");
+        store.history.remove(2u64.to_be_bytes()).expect("cut");
+        let head = HistoryHead {
+            next_index: 2,
+            last_hash: entries[1].hash.clone(),
+            mac: None,
+        };
+        store
+            .state
+            .insert(HEAD_KEY, serde_json::to_vec(&head).expect("json"))
+            .expect("move the head back");
+        let (index, detail) = broken_at(store.verify_history(Some(&gateway.public())));
+        assert_eq!(index, 2, "{detail}");
+        assert!(detail.contains("head is not sealed"), "{detail}");
+    }
+
+    #[test]
+    fn an_entry_whose_stored_gateway_answer_was_altered_or_signed_by_another_key_fails_naming_the_entry()
+     {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gateway = Gateway::new();
+        let store = open(dir.path());
+        store.record(cancelled(100)).expect("record");
+        let commit = |store: &Store| {
+            let p = pending(store, cny(3_600), false, 1);
+            store
+                .commit_payment(&p, DAY, &SpendChecks::default())
+                .expect("commit");
+            p
+        };
+
+        // Entry 1: the gateway's real answer with its payload altered after
+        // signing (a bigger transaction named): the signature breaks.
+        let p = commit(&store);
+        let signed = gateway.signed(&p, true, "gw-1", 1_000);
+        let mut envelope: crate::protocol::Envelope =
+            serde_json::from_slice(&signed).expect("envelope");
+        let payload = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            &envelope.payload,
+        )
+        .expect("payload");
+        let altered = String::from_utf8(payload)
+            .expect("json")
+            .replace("\"gw-1\"", "\"gw-9\"");
+        envelope.payload = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            altered.as_bytes(),
+        );
+        let forged = Settlement::Approved {
+            gateway_txn_id: "gw-9".into(),
+            processed_at: 1_000,
+            response: envelope.to_bytes(),
+        };
+        store.settle(p.request_id, &forged).expect("settle");
+        let (index, detail) = bad_answer_at(store.verify_history(Some(&gateway.public())));
+        assert_eq!(index, 1, "{detail}");
+        assert!(detail.contains("does not verify"), "{detail}");
+
+        // In a store of its own: an answer signed by a key that is not the
+        // trusted gateway's, then a real answer to another payment.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let p = commit(&store);
+        let impostor = Gateway::new();
+        store
+            .settle(p.request_id, &impostor.approves(&p))
+            .expect("settle");
+        let (index, detail) = bad_answer_at(store.verify_history(Some(&gateway.public())));
+        assert_eq!(index, 0, "{detail}");
+        assert!(
+            detail.contains(&impostor.public().key_id())
+                && detail.contains(&gateway.public().key_id()),
+            "names both keys: {detail}"
+        );
+        assert!(
+            store.verify_history(Some(&impostor.public())).is_ok(),
+            "it is the key that is wrong, not the chain"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let (p, other) = (commit(&store), commit(&store));
+        let Settlement::Approved { response, .. } = gateway.approves(&other) else {
+            unreachable!("approves approves")
+        };
+        let borrowed = Settlement::Approved {
+            gateway_txn_id: "gw-1".into(),
+            processed_at: 1_000,
+            response,
+        };
+        store.settle(p.request_id, &borrowed).expect("settle");
+        let (index, detail) = bad_answer_at(store.verify_history(Some(&gateway.public())));
+        assert_eq!(index, 0, "{detail}");
+        assert!(detail.contains("answers request"), "{detail}");
+
+        // With no gateway key to check against, an answer cannot pass.
+        let (index, detail) = bad_answer_at(store.verify_history(None));
+        assert_eq!(index, 0, "{detail}");
+        assert!(detail.contains("trust-gateway"), "{detail}");
+    }
+
+    #[test]
+    fn refusals_and_cancellations_carry_no_gateway_signature_and_verify_without_a_gateway_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        store.record(cancelled(100)).expect("record");
+        store
+            .record(HistoryEvent::Refused {
+                amount: cny(90_000),
+                payee: "Heytea".into(),
+                at: 2_000,
+                reason: "over the daily limit".into(),
+                agent: None,
+            })
+            .expect("record");
+        let checked = store.verify_history(None).expect("intact");
+        assert_eq!((checked.entries, checked.gateway_answers), (2, 0));
+    }
+
+    /// The bytes voicepay wrote for a cancellation before the chain was
+    /// keyed (plain SHA-256 of the v1 canonical form, no `seal` field).
+    const UNKEYED_ENTRY_0: &str = r#"{"index":0,"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","hash":"491f22dad0996e369c812cc7a69afab26b37287fffa7c2f8749fab03ab193eab","event":{"kind":"cancelled","amount":{"minor":3600,"currency":"CNY"},"payee":"Heytea","at":1000,"reason":"user said cancel"}}"#;
+
+    /// Writes, with sled itself, a history as voicepay wrote it before the
+    /// chain was keyed: the entry above, then `more` chained the same way.
+    /// Returns the entries.
+    fn write_unkeyed_history(dir: &Path, more: Vec<HistoryEvent>) -> Vec<HistoryEntry> {
+        let db = sled::open(dir.join("store")).expect("sled");
+        let (history, state) = (
+            db.open_tree("history").expect("tree"),
+            db.open_tree("state").expect("tree"),
+        );
+        let first: HistoryEntry = serde_json::from_str(UNKEYED_ENTRY_0).expect("old entry");
+        assert_eq!(
+            serde_json::to_string(&first).expect("json"),
+            UNKEYED_ENTRY_0,
+            "an unkeyed entry reads and writes as it was"
+        );
+        let mut entries = vec![first];
+        for event in more {
+            let index = entries.len() as u64;
+            let prev_hash = entries[entries.len() - 1].hash.clone();
+            entries.push(HistoryEntry {
+                hash: legacy_hash(index, &prev_hash, &event).expect("hash"),
+                index,
+                prev_hash,
+                seal: Seal::Sha256,
+                event,
+            });
+        }
+        for entry in &entries {
+            history
+                .insert(
+                    entry.index.to_be_bytes(),
+                    serde_json::to_vec(entry).expect("json"),
+                )
+                .expect("insert");
+        }
+        let head = format!(
+            r#"{{"next_index":{},"last_hash":"{}"}}"#,
+            entries.len(),
+            entries[entries.len() - 1].hash
+        );
+        state.insert(HEAD_KEY, head.as_bytes()).expect("head");
+        db.flush().expect("flush");
+        entries
+    }
+
+    /// A paid entry as `settle` wrote it before keying, its answer really signed.
+    fn paid_before_keying(gateway: &Gateway) -> HistoryEvent {
+        let p = PendingPayment {
+            request_id: Uuid::now_v7(),
+            seq: 1,
+            amount: cny(1_800),
+            payee: "Heytea".into(),
+            created_at: 1,
+            offline: false,
+            agent: None,
+            envelope: signed_request(),
+        };
+        HistoryEvent::Paid {
+            request_id: p.request_id,
+            seq: 1,
+            amount: p.amount,
+            payee: p.payee.clone(),
+            day: DAY,
+            created_at: 1,
+            offline: false,
+            gateway_txn_id: "gw-1".into(),
+            processed_at: 1_000,
+            response: gateway.signed(&p, true, "gw-1", 1_000),
+            request: p.envelope,
+            agent: None,
+        }
+    }
+
+    #[test]
+    fn a_history_written_before_the_chain_was_keyed_is_sealed_at_the_first_open_and_verifies() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gateway = Gateway::new();
+        let written = write_unkeyed_history(dir.path(), vec![paid_before_keying(&gateway)]);
+        let secret = dir.path().join(crate::history_key::FILE_NAME);
+        assert!(!secret.exists());
+
+        let store = open(dir.path());
+        assert_eq!(store.resealed_at_open(), 2);
+        let checked = store
+            .verify_history(Some(&gateway.public()))
+            .expect("intact");
+        assert_eq!((checked.entries, checked.gateway_answers), (2, 1));
+        let entries = store.history().expect("history");
+        let events: Vec<_> = entries.iter().map(|e| e.event.clone()).collect();
+        let before: Vec<_> = written.into_iter().map(|e| e.event).collect();
+        assert_eq!(
+            events, before,
+            "what happened is kept; only the seals change"
+        );
+        assert!(entries.iter().all(|e| e.seal == Seal::HmacSha256));
+        assert!(secret.exists());
+        assert!(!pending_secret_path(&secret).exists());
+
+        // Once: the next open finds the secret and changes nothing, and new
+        // entries extend the sealed chain.
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.resealed_at_open(), 0);
+        store.record(cancelled(200)).expect("record");
+        assert_eq!(
+            store
+                .verify_history(Some(&gateway.public()))
+                .expect("intact")
+                .entries,
+            3
+        );
+    }
+
+    #[test]
+    fn an_unkeyed_history_that_does_not_check_is_left_unsealed_and_reported_where_it_breaks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gateway = Gateway::new();
+        write_unkeyed_history(dir.path(), vec![cancelled(1), cancelled(2)]);
+        let db = sled::open(dir.path().join("store")).expect("sled");
+        let history = db.open_tree("history").expect("tree");
+        let stored = history
+            .get(1u64.to_be_bytes())
+            .expect("get")
+            .expect("entry 1");
+        let forged = String::from_utf8(stored.to_vec())
+            .expect("json")
+            .replace("\"minor\":1,", "\"minor\":100,");
+        history
+            .insert(1u64.to_be_bytes(), forged.as_bytes())
+            .expect("tamper");
+        db.flush().expect("flush");
+        drop((history, db));
+
+        let store = open(dir.path());
+        assert_eq!(store.resealed_at_open(), 0, "a broken chain is not blessed");
+        let (index, detail) = broken_at(store.verify_history(Some(&gateway.public())));
+        assert_eq!(index, 1, "{detail}");
+        assert!(detail.contains("does not match its hash"), "{detail}");
+        // The device goes on recording; the break is still named where it is.
+        store.record(cancelled(3)).expect("record");
+        let (index, detail) = broken_at(store.verify_history(Some(&gateway.public())));
+        assert_eq!(index, 1, "{detail}");
+        assert!(detail.contains("does not match its hash"), "{detail}");
+    }
+
+    #[test]
+    fn a_first_use_cut_short_before_the_secret_was_in_place_is_finished_at_the_next_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_unkeyed_history(dir.path(), vec![cancelled(1)]);
+        let secret = dir.path().join(crate::history_key::FILE_NAME);
+        // The crash: the new secret written, the reseal not yet done.
+        HistoryKey::create_file(&pending_secret_path(&secret)).expect("pending secret");
+        let store = open(dir.path());
+        assert_eq!(store.resealed_at_open(), 2);
+        assert_eq!(store.verify_history(None).expect("intact").entries, 2);
+        assert!(secret.exists() && !pending_secret_path(&secret).exists());
+    }
+
+    #[test]
+    fn a_history_whose_secret_is_gone_is_neither_checked_nor_extended_and_gets_no_new_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        store.record(cancelled(100)).expect("record");
+        drop(store);
+        let secret = dir.path().join(crate::history_key::FILE_NAME);
+        std::fs::remove_file(&secret).expect("lose the secret");
+
+        let store = open(dir.path());
+        fn missing<T: std::fmt::Debug>(result: Result<T, StoreError>) -> PathBuf {
+            match result {
+                Err(StoreError::HistorySecretMissing { path }) => path,
+                other => panic!("expected the secret missing, got {other:?}"),
+            }
+        }
+        assert_eq!(missing(store.verify_history(None)), secret);
+        assert_eq!(missing(store.record(cancelled(1))), secret);
+        assert_eq!(missing(store.check_history_secret()), secret);
+        assert!(
+            !secret.exists(),
+            "no new secret that would not check the old entries"
+        );
+        assert_eq!(store.history().expect("still readable").len(), 1);
     }
 
     #[test]
@@ -1626,7 +2571,8 @@ mod tests {
             daily: Some(cny(30_000)),
             payment_code_above: None,
         };
-        let config = StoreConfig::new(dir.path()).with_initial_limits(initial.clone());
+        let config =
+            StoreConfig::new(dir.path().join("store")).with_initial_limits(initial.clone());
         let store = Store::open(&config).expect("open");
         assert_eq!(store.limits().expect("limits"), initial);
         let mine = Limits {
@@ -1812,11 +2758,8 @@ mod tests {
             (4_000, 4_000)
         );
 
-        let no = Settlement::Declined {
-            reason: "insufficient funds".into(),
-            processed_at: 2_000,
-            response: b"signed no".to_vec(),
-        };
+        let gateway = Gateway::new();
+        let no = gateway.declines(&declined, "insufficient funds");
         let entry = store
             .settle(declined.request_id, &no)
             .expect("settle")
@@ -1829,7 +2772,7 @@ mod tests {
         );
 
         let entry = store
-            .settle(paid.request_id, &approved())
+            .settle(paid.request_id, &gateway.approves(&paid))
             .expect("settle")
             .expect("entry");
         assert!(matches!(entry.event, HistoryEvent::Paid { .. }));
@@ -1857,12 +2800,20 @@ mod tests {
         // A later decline gives back its own amount, not the approved one's.
         let last = agent_pending(&store, "kimi", cny(700));
         store.commit_payment(&last, DAY, &checks).expect("commit");
-        store.settle(last.request_id, &no).expect("settle");
+        store
+            .settle(
+                last.request_id,
+                &gateway.declines(&last, "insufficient funds"),
+            )
+            .expect("settle");
         assert_eq!(
             store.agent_spent("kimi", DAY).expect("spent"),
             (2_500, 2_500)
         );
-        assert_eq!(store.verify_history().expect("intact"), 3);
+        let checked = store
+            .verify_history(Some(&gateway.public()))
+            .expect("intact");
+        assert_eq!((checked.entries, checked.gateway_answers), (3, 3));
         assert_eq!(
             store.spending(DAY, DAY).expect("spending"),
             vec![cny(2_500)]

@@ -152,15 +152,19 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
     hear_all(&mut rig, &options.fixtures, CLOSING).await?;
     settle(&mut rig, "the question").await?;
 
+    let gateway_public = rig.gateway_public;
     let store = rig.stop().await?;
     let history = store.history()?;
-    let chain = store.verify_history()?;
+    let chain = store.verify_history(Some(&gateway_public))?;
     if options.json {
         for entry in &history {
             println!("{}", json!({"step": "history", "entry": entry}));
         }
     } else {
-        println!("\n== history ({chain} entries, hash chain intact)");
+        println!(
+            "\n== history ({} entries, chain intact, {} gateway answers checked)",
+            chain.entries, chain.gateway_answers
+        );
         for entry in &history {
             println!("{}", entry.line());
         }
