@@ -13,13 +13,11 @@ use util::*;
 use uuid::Uuid;
 use voicepay::daemon::{self, DaemonConfig};
 use voicepay::feedback::{Event, Feedback};
-use voicepay::gateway::{self, Gateway, GatewayConfig};
-use voicepay::identity;
-use voicepay::keys::SigningKey;
+use voicepay::gateway::{self, GatewayConfig};
 use voicepay::money::{Currency, Money};
 use voicepay::policy::Limits;
 use voicepay::profile::DeviceProfile;
-use voicepay::protocol::{self, ResponseStatus};
+use voicepay::protocol::ResponseStatus;
 use voicepay::recognizer::{Heard, Source};
 use voicepay::store::{HistoryEvent, Store, StoreConfig};
 
@@ -57,27 +55,12 @@ async fn every_committed_payment_is_charged_once_while_the_broker_is_killed_and_
  {
     let port = free_port();
     let mut broker = Some(Broker::start_on(port));
-    let device_dir = tempfile::tempdir().unwrap();
-    let gateway_dir = tempfile::tempdir().unwrap();
-    let gateway_key = SigningKey::create_file(&gateway_dir.path().join("gateway.key")).unwrap();
-    let device_key = identity::init_device_key(device_dir.path()).unwrap();
-    identity::trust_gateway(device_dir.path(), &gateway_key.public_key()).unwrap();
-    let device_id = protocol::device_id_for(&device_key.public_key());
-    let gateway = Gateway::open(
-        GatewayConfig::new(gateway_dir.path().to_owned()),
-        gateway_key,
-    )
-    .unwrap();
-    gateway
-        .enroll(&device_id, &device_key.public_key())
-        .unwrap();
-    Store::open(&StoreConfig::new(device_dir.path().join("store")))
-        .unwrap()
-        .set_limits(&Limits {
-            auto_pay: Money::new(1_000, Currency::CNY),
-            ..Limits::default()
-        })
-        .unwrap();
+    let pair = Enrolled::new(&Limits {
+        auto_pay: Money::new(1_000, Currency::CNY),
+        ..Limits::default()
+    });
+    let gateway = pair.open_gateway(GatewayConfig::new(pair.gateway_dir.path().to_owned()));
+    let (device_dir, gateway_dir) = (&pair.device_dir, &pair.gateway_dir);
 
     let url: voicepay::transport::BrokerUrl = format!("mqtt://127.0.0.1:{port}").parse().unwrap();
     let (stop_gateway, gateway_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -154,9 +137,8 @@ async fn every_committed_payment_is_charged_once_while_the_broker_is_killed_and_
     }
     let store = Store::open(&StoreConfig::new(device_dir.path().join("store"))).unwrap();
     assert!(store.outbox().unwrap().is_empty(), "the outbox drained");
-    let key = SigningKey::load_file(&gateway_dir.path().join("gateway.key")).unwrap();
-    let ledger = Gateway::open(GatewayConfig::new(gateway_dir.path().to_owned()), key)
-        .unwrap()
+    let ledger = pair
+        .open_gateway(GatewayConfig::new(gateway_dir.path().to_owned()))
         .ledger()
         .unwrap();
     let charged: Vec<Uuid> = ledger.iter().map(|e| e.request_id).collect();

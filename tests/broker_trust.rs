@@ -18,7 +18,7 @@ use voicepay::daemon::{self, DaemonConfig};
 use voicepay::feedback::{Event, Feedback};
 use voicepay::gateway::{self, Gateway, GatewayConfig};
 use voicepay::identity;
-use voicepay::keys::{PublicKey, SigningKey};
+use voicepay::keys::SigningKey;
 use voicepay::money::{Currency, Money};
 use voicepay::policy::Limits;
 use voicepay::profile::DeviceProfile;
@@ -37,53 +37,19 @@ impl Feedback for Events {
     }
 }
 
-/// A device enrolled with a gateway, both in temporary directories.
-struct Pair {
-    device_dir: tempfile::TempDir,
-    gateway_dir: tempfile::TempDir,
-    device_id: String,
-    gateway_key: PublicKey,
-}
+/// A device enrolled with a gateway (see `util::Enrolled`).
+type Pair = Enrolled;
 
-impl Pair {
-    fn new(limits: Limits) -> Pair {
-        let device_dir = tempfile::tempdir().unwrap();
-        let gateway_dir = tempfile::tempdir().unwrap();
-        let gateway_key = SigningKey::create_file(&gateway_dir.path().join("gateway.key")).unwrap();
-        let gateway_public = gateway_key.public_key();
-        let device_key = identity::init_device_key(device_dir.path()).unwrap();
-        identity::trust_gateway(device_dir.path(), &gateway_public).unwrap();
-        let device_id = protocol::device_id_for(&device_key.public_key());
-        let gateway = Gateway::open(
-            GatewayConfig::new(gateway_dir.path().to_owned()),
-            gateway_key,
-        )
-        .unwrap();
-        gateway
-            .enroll(&device_id, &device_key.public_key())
-            .unwrap();
-        Store::open(&StoreConfig::new(device_dir.path().join("store")))
-            .unwrap()
-            .set_limits(&limits)
-            .unwrap();
-        Pair {
-            device_dir,
-            gateway_dir,
-            device_id,
-            gateway_key: gateway_public,
-        }
-    }
-
+impl Enrolled {
     /// The gateway serving on `url` until the returned token is cancelled.
     fn serve_gateway(&self, url: &BrokerUrl) -> (CancellationToken, tokio::task::JoinHandle<()>) {
         self.serve_gateway_beating(url, Duration::from_secs(10))
     }
 
-    fn open_gateway(&self, heartbeat: Duration) -> Gateway {
-        let key = SigningKey::load_file(&self.gateway_dir.path().join("gateway.key")).unwrap();
+    fn open_gateway_beating(&self, heartbeat: Duration) -> Gateway {
         let mut config = GatewayConfig::new(self.gateway_dir.path().to_owned());
         config.heartbeat = heartbeat;
-        Gateway::open(config, key).unwrap()
+        self.open_gateway(config)
     }
 
     /// With its "online" said every `heartbeat`.
@@ -92,7 +58,7 @@ impl Pair {
         url: &BrokerUrl,
         heartbeat: Duration,
     ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-        let gateway = self.open_gateway(heartbeat);
+        let gateway = self.open_gateway_beating(heartbeat);
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let url = url.clone();
@@ -105,9 +71,7 @@ impl Pair {
     }
 
     fn ledger(&self) -> Vec<gateway::LedgerEntry> {
-        let key = SigningKey::load_file(&self.gateway_dir.path().join("gateway.key")).unwrap();
-        Gateway::open(GatewayConfig::new(self.gateway_dir.path().to_owned()), key)
-            .unwrap()
+        self.open_gateway(GatewayConfig::new(self.gateway_dir.path().to_owned()))
             .ledger()
             .unwrap()
     }
@@ -275,7 +239,7 @@ async fn a_payment_with_its_code(transcripts: bool) -> (Vec<Message>, String) {
     let broker = Broker::start();
     let url: BrokerUrl = broker.url().parse().unwrap();
     let spy = Spy::start(broker.port).await;
-    let pair = Pair::new(Limits {
+    let pair = Pair::new(&Limits {
         auto_pay: Money::zero(Currency::CNY),
         daily: None,
         payment_code_above: Some(Money::new(10_000, Currency::CNY)),
@@ -478,7 +442,7 @@ async fn a_retained_unsigned_forged_stale_or_played_back_push_to_talk_start_neve
 async fn a_push_to_talk_start_holds_the_microphone_no_longer_than_its_hold_time() {
     let broker = Broker::start();
     let url: BrokerUrl = broker.url().parse().unwrap();
-    let pair = Pair::new(Limits::default());
+    let pair = Pair::new(&Limits::default());
     let button = SigningKey::generate().unwrap();
     let mut profile = embedded_profile();
     profile.wake.mode = voicepay::wake::WakeMode::PushToTalk;
@@ -554,7 +518,7 @@ async fn a_retained_gateway_status_replaced_by_junk_or_deleted_leaves_devices_se
  {
     let broker = Broker::start();
     let url: BrokerUrl = broker.url().parse().unwrap();
-    let pair = Pair::new(Limits::default());
+    let pair = Pair::new(&Limits::default());
     let heartbeat = Duration::from_secs(2);
     let (stop_gateway, gateway) = pair.serve_gateway_beating(&url, heartbeat);
     let mut link = device_link(&pair, &url);
@@ -582,14 +546,14 @@ async fn a_retained_gateway_status_replaced_by_junk_or_deleted_leaves_devices_se
 async fn a_gateway_restarted_with_its_clock_an_hour_behind_is_seen_online_within_one_heartbeat() {
     let broker = Broker::start();
     let url: BrokerUrl = broker.url().parse().unwrap();
-    let pair = Pair::new(Limits::default());
+    let pair = Pair::new(&Limits::default());
     let hour = 3_600_000;
     let topic = topics::gateway_status(protocol::DEFAULT_PREFIX);
     let mut link = device_link(&pair, &url);
     // Its first run, an hour ahead of the clock it restarts with: its
     // session on its disk, its "online" and then its will on the broker.
     {
-        let first = pair.open_gateway(Duration::from_secs(10));
+        let first = pair.open_gateway_beating(Duration::from_secs(10));
         let ahead = now_ms() + hour;
         let session = first.next_session(ahead).unwrap();
         let said = client(broker.port, "first-run").await;
@@ -646,7 +610,7 @@ async fn a_five_megabyte_message_retained_or_not_on_any_topic_either_side_reads_
  {
     let broker = Broker::start();
     let url: BrokerUrl = broker.url().parse().unwrap();
-    let pair = Pair::new(Limits {
+    let pair = Pair::new(&Limits {
         auto_pay: Money::new(1_000, Currency::CNY),
         ..Limits::default()
     });
@@ -707,9 +671,6 @@ async fn a_five_megabyte_message_retained_or_not_on_any_topic_either_side_reads_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_from_many_devices_on_a_default_mosquitto_is_answered_and_charged_once_each() {
-    use voicepay::order::{Approval, PaymentOrder, Purchase};
-    use voicepay::outbox::Outbox;
-    use voicepay::protocol::Evidence;
     const DEVICES: usize = 10;
     const EACH: usize = 300;
     // The resends show in the test's output.
@@ -719,12 +680,14 @@ async fn a_burst_from_many_devices_on_a_default_mosquitto_is_answered_and_charge
         .try_init();
     let broker = Broker::start();
     let url: BrokerUrl = broker.url().parse().unwrap();
-    let pairs: Vec<Pair> = (0..DEVICES).map(|_| Pair::new(Limits::default())).collect();
+    let pairs: Vec<Pair> = (0..DEVICES)
+        .map(|_| Pair::new(&Limits::default()))
+        .collect();
     // One gateway: every device enrolled with the first pair's.
     let gateway_home = &pairs[0];
     let gateway_key = gateway_home.gateway_key;
     {
-        let gateway = gateway_home.open_gateway(Duration::from_secs(10));
+        let gateway = gateway_home.open_gateway_beating(Duration::from_secs(10));
         for pair in &pairs[1..] {
             let key = identity::DeviceIdentity::load(pair.device_dir.path())
                 .unwrap()
@@ -735,26 +698,7 @@ async fn a_burst_from_many_devices_on_a_default_mosquitto_is_answered_and_charge
     }
     // Each device's outbox: payments made offline, durable, never sent.
     for pair in &pairs {
-        let identity = identity::DeviceIdentity::load(pair.device_dir.path()).unwrap();
-        let store = Store::open(&StoreConfig::new(pair.device_dir.path().join("store"))).unwrap();
-        let outbox = Outbox::new(
-            store,
-            identity.key,
-            pair.device_id.clone(),
-            gateway_key,
-            3_600_000,
-            voicepay::clock::Calendar::utc(),
-        );
-        for i in 0..EACH {
-            let order = PaymentOrder::spoken(
-                Money::new(100 + (i % 7) as i64, Currency::CNY),
-                Purchase::Pay {
-                    payee: "Burst".into(),
-                },
-                Evidence::new("Pay 1 yuan to Burst.", b"", 1.0, "en"),
-            );
-            outbox.commit(&order, &Approval::AutoLimit, None).unwrap();
-        }
+        fill_outbox(pair.device_dir.path(), gateway_key, EACH, "Burst");
     }
     let (stop_gateway, gateway) = gateway_home.serve_gateway(&url);
     // All at once: each device sends its whole outbox when it sees the

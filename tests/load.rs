@@ -19,12 +19,9 @@ use voicepay::gateway::{self, Gateway, GatewayConfig};
 use voicepay::identity;
 use voicepay::keys::{PublicKey, SigningKey};
 use voicepay::money::{Currency, Money};
-use voicepay::order::{Approval, PaymentOrder, Purchase};
-use voicepay::outbox::Outbox;
 use voicepay::profile::DeviceProfile;
 use voicepay::protocol::{
-    self, DEFAULT_PREFIX, Envelope, Evidence, GatewayStatus, PaymentResponse, RequestBuilder,
-    topics,
+    self, DEFAULT_PREFIX, Envelope, GatewayStatus, PaymentResponse, RequestBuilder, topics,
 };
 use voicepay::recognizer::Source;
 use voicepay::store::{Store, StoreConfig};
@@ -354,28 +351,8 @@ fn an_outbox_of_a_thousand_payments_drains_when_the_gateway_returns() {
     .unwrap()
     .enroll(&device_id, &device_key.public_key())
     .unwrap();
-    {
-        // A thousand signed payments, durable, never sent.
-        let store = Store::open(&StoreConfig::new(device_dir.path().join("store"))).unwrap();
-        let outbox = Outbox::new(
-            store,
-            device_key,
-            device_id.clone(),
-            gateway_public,
-            3_600_000,
-            voicepay::clock::Calendar::utc(),
-        );
-        for i in 0..PAYMENTS {
-            let order = PaymentOrder::spoken(
-                Money::new(100 + (i % 5) as i64, Currency::CNY),
-                Purchase::Pay {
-                    payee: "Backlog".into(),
-                },
-                Evidence::new("Pay 1 yuan to Backlog.", b"", 1.0, "en"),
-            );
-            outbox.commit(&order, &Approval::AutoLimit, None).unwrap();
-        }
-    }
+    // A thousand signed payments, durable, never sent.
+    fill_outbox(device_dir.path(), gateway_public, PAYMENTS, "Backlog");
     let mut gateway_child = gateway_process(&broker.url(), &gw);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();

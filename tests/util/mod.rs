@@ -478,3 +478,91 @@ pub fn eventually(limit: Duration, what: &str, check: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A device enrolled with a gateway, both in temporary directories, the
+/// device's limits set in its store.
+pub struct Enrolled {
+    pub device_dir: tempfile::TempDir,
+    pub gateway_dir: tempfile::TempDir,
+    pub device_id: String,
+    pub gateway_key: voicepay::keys::PublicKey,
+}
+
+impl Enrolled {
+    pub fn new(limits: &voicepay::policy::Limits) -> Enrolled {
+        use voicepay::gateway::{Gateway, GatewayConfig};
+        use voicepay::store::{Store, StoreConfig};
+        let device_dir = tempfile::tempdir().unwrap();
+        let gateway_dir = tempfile::tempdir().unwrap();
+        let gateway_key =
+            voicepay::keys::SigningKey::create_file(&gateway_dir.path().join("gateway.key"))
+                .unwrap();
+        let gateway_public = gateway_key.public_key();
+        let device_key = voicepay::identity::init_device_key(device_dir.path()).unwrap();
+        voicepay::identity::trust_gateway(device_dir.path(), &gateway_public).unwrap();
+        let device_id = voicepay::protocol::device_id_for(&device_key.public_key());
+        Gateway::open(
+            GatewayConfig::new(gateway_dir.path().to_owned()),
+            gateway_key,
+        )
+        .unwrap()
+        .enroll(&device_id, &device_key.public_key())
+        .unwrap();
+        Store::open(&StoreConfig::new(device_dir.path().join("store")))
+            .unwrap()
+            .set_limits(limits)
+            .unwrap();
+        Enrolled {
+            device_dir,
+            gateway_dir,
+            device_id,
+            gateway_key: gateway_public,
+        }
+    }
+
+    /// The gateway as its own process opens it, with its key from its directory.
+    pub fn open_gateway(
+        &self,
+        config: voicepay::gateway::GatewayConfig,
+    ) -> voicepay::gateway::Gateway {
+        let key =
+            voicepay::keys::SigningKey::load_file(&self.gateway_dir.path().join("gateway.key"))
+                .unwrap();
+        voicepay::gateway::Gateway::open(config, key).unwrap()
+    }
+}
+
+/// Commits `count` signed payments of 1-1.06 yuan to `payee` to the
+/// device's outbox (durable, never sent): a backlog as a long time offline
+/// leaves it. The store must be free to open.
+pub fn fill_outbox(
+    device_dir: &Path,
+    gateway: voicepay::keys::PublicKey,
+    count: usize,
+    payee: &str,
+) {
+    use voicepay::money::{Currency, Money};
+    use voicepay::order::{Approval, PaymentOrder, Purchase};
+    use voicepay::store::{Store, StoreConfig};
+    let identity = voicepay::identity::DeviceIdentity::load(device_dir).unwrap();
+    let device_id = voicepay::protocol::device_id_for(&identity.key.public_key());
+    let store = Store::open(&StoreConfig::new(device_dir.join("store"))).unwrap();
+    let outbox = voicepay::outbox::Outbox::new(
+        store,
+        identity.key,
+        device_id,
+        gateway,
+        3_600_000,
+        voicepay::clock::Calendar::utc(),
+    );
+    for i in 0..count {
+        let order = PaymentOrder::spoken(
+            Money::new(100 + (i % 7) as i64, Currency::CNY),
+            Purchase::Pay {
+                payee: payee.into(),
+            },
+            voicepay::protocol::Evidence::new(&format!("Pay 1 yuan to {payee}."), b"", 1.0, "en"),
+        );
+        outbox.commit(&order, &Approval::AutoLimit, None).unwrap();
+    }
+}
