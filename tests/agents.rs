@@ -976,9 +976,11 @@ impl McpClient {
 
 #[test]
 fn an_mcp_client_asks_for_a_payment_and_gets_the_decision_a_spoken_approval_made() {
+    // 30 s to answer: under load the approval was heard after an 8 s
+    // window had closed, and the task was rejected for want of an answer.
     let mut rig = Rig::start(
         2,
-        8,
+        30,
         &[&["keygen", "claude-code", "--daily-budget", "100.00"]],
     );
     let mut mcp = McpClient::start(&rig, "claude-code");
