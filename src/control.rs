@@ -68,7 +68,7 @@ pub enum Request {
     AgentsRemove {
         name: String,
     },
-    /// What an agent spent today and in all, with its budgets (`voicepay mcp`'s `spending_summary`).
+    /// What an agent spent today and in all, with its budgets (`voicepay agents spending`): one JSON line.
     AgentSpending {
         name: String,
     },
@@ -263,18 +263,33 @@ pub fn device(store: &Store, book: &DeviceBook, request: &Request) -> Reply {
     }
 }
 
+/// What the agent has spent and may still spend, from the device's store
+/// (`voicepay agents spending NAME`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SpendingSummary {
+    pub agent: String,
+    pub currency: String,
+    pub spent_today: String,
+    pub spent_total: String,
+    pub per_task: Option<String>,
+    pub daily_budget: Option<String>,
+    pub total_budget: Option<String>,
+    pub paid_unasked_up_to: Option<String>,
+    pub stopped: bool,
+}
+
 fn agent_spending(
     store: &Store,
     name: &str,
     today: u32,
-) -> Result<crate::mcp::SpendingSummary, crate::agents::AgentError> {
+) -> Result<SpendingSummary, crate::agents::AgentError> {
     let agent = store
         .agent(name)?
         .ok_or_else(|| crate::agents::AgentError::Unknown(name.to_owned()))?;
     let (spent_today, spent_total) = store.agent_spent(name, today)?;
     let mandate = &agent.mandate;
     let text = |m: Option<Money>| m.map(|m| m.to_decimal_string());
-    Ok(crate::mcp::SpendingSummary {
+    Ok(SpendingSummary {
         agent: agent.name.clone(),
         currency: mandate.currency.to_string(),
         spent_today: Money::new(spent_today, mandate.currency).to_decimal_string(),

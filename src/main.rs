@@ -137,16 +137,26 @@ enum Command {
     },
     /// A Model Context Protocol server on stdio for one agent: its tools ask
     /// the device to pay (signed with the agent's key) and say what the user decided.
+    ///
+    /// It reads the agent's key and the device's public identity only, never
+    /// the device's key, store or socket: run it as the agent's own user.
     Mcp {
         /// The registered agent it speaks for.
         #[arg(long)]
         agent: String,
-        /// The agent's private key; `DATA_DIR/agents/AGENT.key` (from `agents keygen`) by default.
+        /// The agent's private key; `DATA_DIR/agents/AGENT.key` by default.
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// The device's public identity (`voicepay keys export`); `DATA_DIR/device.pub.json` by default.
+        #[arg(long)]
+        identity: Option<PathBuf>,
         #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
         broker: BrokerUrl,
-        /// The device's data directory: its id and public key, and the agent's spending.
+        /// The agent's own broker account (not the device's).
+        #[command(flatten)]
+        access: AccessArgs,
+        /// Where the agent's key and the device's public identity are looked
+        /// for when not given: the agent user's own voicepay directory.
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -291,6 +301,12 @@ enum AgentsCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// What an agent spent today and in all, and its budgets: one JSON line.
+    Spending {
+        name: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 /// An agent's mandate on the command line.
@@ -378,6 +394,24 @@ enum KeysCommand {
         data_dir: Option<PathBuf>,
         #[arg(long)]
         json: bool,
+    },
+    /// On the agent's side, as the agent's user: make its key
+    /// (`DATA_DIR/agents/NAME.key`, 0600, never overwritten) or read the one
+    /// there, and print the public key to register on the device
+    /// (`voicepay agents add NAME --public-key KEY`).
+    Agent {
+        name: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Write the device's public identity (id, public key, topic prefix,
+    /// currency) for `voicepay mcp --identity`: nothing secret, 0644.
+    Export {
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The file to write; standard output when absent.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -504,6 +538,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .context("the profile's [mqtt] settings")?;
             let recognizer = recognizer(&profile)?;
             let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
+            refresh_public_identity(&data_dir, &profile);
             let mut config = DaemonConfig::new(profile, data_dir, broker);
             let recognizer = recognizer
                 .with_payees(config.payees.clone())
@@ -578,7 +613,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Mcp {
             agent,
             key_file,
+            identity: identity_file,
             broker,
+            access,
             data_dir,
         } => {
             voicepay::agents::validate_name(&agent)?;
@@ -587,26 +624,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 key_file.unwrap_or_else(|| data_dir.join("agents").join(format!("{agent}.key")));
             let key = voicepay::keys::SigningKey::load_file(&key_file)
                 .with_context(|| format!("the agent's key {}", key_file.display()))?;
-            let device_key = identity::load_device_key(&data_dir)
-                .context("the device's key (voicepay keys init)")?
-                .public_key();
+            let identity_file =
+                identity_file.unwrap_or_else(|| data_dir.join(identity::PUBLIC_IDENTITY));
+            let (device, device_key) = identity::PublicIdentity::load(&identity_file)
+                .context("the device's public identity")?;
             let config = voicepay::mcp::McpConfig {
                 agent,
                 key,
-                device_id: voicepay::protocol::device_id_for(&device_key),
+                device_id: device.device_id,
                 device_key,
                 broker: broker
-                    .with_access(&profile.mqtt.access())
-                    .context("the profile's [mqtt] settings")?,
-                prefix: profile.mqtt.prefix.clone(),
-                data_dir,
-                currency: profile.default_currency,
-                calendar: profile.payments.calendar.clone(),
+                    .with_access(&access.into())
+                    .context("the broker access flags")?,
+                prefix: device.prefix,
+                currency: device.currency,
             };
             tokio::runtime::Runtime::new()?.block_on(voicepay::mcp::serve_stdio(config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Keys { command } => keys(command),
+        Command::Keys { command } => keys(command, &profile),
         Command::TrustGateway {
             public_key,
             data_dir,
@@ -985,6 +1021,9 @@ fn agents(command: AgentsCommand, profile: &DeviceProfile) -> Result<ExitCode> {
         AgentsCommand::Remove { name, data_dir } => {
             (data_dir, control::Request::AgentsRemove { name })
         }
+        AgentsCommand::Spending { name, data_dir } => {
+            (data_dir, control::Request::AgentSpending { name })
+        }
     };
     device_command(data_dir, profile, request)
 }
@@ -1021,11 +1060,19 @@ fn limits(command: LimitsCommand, profile: &DeviceProfile) -> Result<ExitCode> {
     }
 }
 
-fn keys(command: KeysCommand) -> Result<ExitCode> {
+fn keys(command: KeysCommand, profile: &DeviceProfile) -> Result<ExitCode> {
+    let public = |key: &SigningKey| {
+        identity::PublicIdentity::of(
+            &key.public_key(),
+            &profile.mqtt.prefix,
+            profile.default_currency,
+        )
+    };
     match command {
         KeysCommand::Init { data_dir } => {
             let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
             let key = identity::init_device_key(&data_dir)?;
+            public(&key).write(&data_dir.join(identity::PUBLIC_IDENTITY))?;
             show_key("device", &key.public_key(), false);
         }
         KeysCommand::Show { data_dir, json } => {
@@ -1033,8 +1080,50 @@ fn keys(command: KeysCommand) -> Result<ExitCode> {
             let key = identity::load_device_key(&data_dir)?;
             show_key("device", &key.public_key(), json);
         }
+        KeysCommand::Agent { name, data_dir } => {
+            voicepay::agents::validate_name(&name)?;
+            let dir = data_dir
+                .unwrap_or_else(identity::default_data_dir)
+                .join("agents");
+            voicepay::durable::private_dir(&dir).with_context(|| dir.display().to_string())?;
+            let path = dir.join(format!("{name}.key"));
+            let key = match SigningKey::create_file(&path) {
+                Err(KeyError::AlreadyExists { .. }) => SigningKey::load_file(&path)?,
+                made => made?,
+            };
+            println!("{}", key.public_key());
+        }
+        KeysCommand::Export { data_dir, out } => {
+            let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
+            let key = identity::load_device_key(&data_dir)?;
+            match out {
+                Some(path) => public(&key).write(&path)?,
+                None => print!("{}", public(&key).to_json()),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps `DATA_DIR/device.pub.json` as the profile says (prefix, currency)
+/// for a `voicepay mcp` of the same user; a device made before it existed
+/// gets one. Not a reason to stop: the daemon says what is missing itself.
+fn refresh_public_identity(data_dir: &Path, profile: &DeviceProfile) {
+    let Ok(key) = identity::load_device_key(data_dir) else {
+        return;
+    };
+    let public = identity::PublicIdentity::of(
+        &key.public_key(),
+        &profile.mqtt.prefix,
+        profile.default_currency,
+    );
+    let path = data_dir.join(identity::PUBLIC_IDENTITY);
+    if identity::PublicIdentity::load(&path).is_ok_and(|(known, _)| known == public) {
+        return;
+    }
+    if let Err(error) = public.write(&path) {
+        tracing::warn!(%error, "cannot write the device's public identity");
+    }
 }
 
 fn show_key(role: &str, key: &PublicKey, json: bool) {
@@ -1172,7 +1261,7 @@ fn push_to_talk_on_enter(gate: std::sync::Arc<voicepay::audio::gate::Gate>) {
     }
 }
 
-/// `gateway run`'s way to a deployed broker (a device's is in its profile).
+/// `gateway run`'s and `mcp`'s way to a deployed broker (a device's is in its profile).
 #[derive(clap::Args, Debug)]
 struct AccessArgs {
     /// PEM CA certificates for an mqtts:// broker (else the system's).

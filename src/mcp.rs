@@ -6,21 +6,29 @@
 //! to `wait_seconds`) for the device's signed [`TaskStatus`] on the task's
 //! retained status topic; the device lets a task id in once, so a retry is
 //! the same task and answered from the device's record. `get_task_status`
-//! asks the device (a signed [`TaskQuery`]), which answers from its record;
-//! `spending_summary` asks the device's store (through the running daemon's
-//! control socket) what the agent has spent. Statuses are believed only
-//! when the device key signed them. Bad arguments are tool results marked
-//! as errors, which clients show to the model, not protocol errors.
+//! asks the device (a signed [`TaskQuery`]), which answers from its record.
+//! Statuses are believed only when the device key signed them. Bad
+//! arguments are tool results marked as errors, which clients show to the
+//! model, not protocol errors.
+//!
+//! It needs the agent's key and the device's public identity
+//! ([`crate::identity::PublicIdentity`]) only, so it runs as a user that
+//! cannot read the device's key, store or control socket: the device alone
+//! signs as the device. For the same reason there is no spending tool: what
+//! an agent spent is in the device's store, and the device does not publish
+//! it on the broker (anyone allowed to read the device's topics would learn
+//! the user's spending); a task past a budget comes back `refused` with the
+//! budget named, and the user sees the spending with
+//! `voicepay agents spending NAME`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
-use rmcp::{ErrorData, Json, ServerHandler, ServiceExt, schemars, tool, tool_handler, tool_router};
+use rmcp::{Json, ServerHandler, ServiceExt, schemars, tool, tool_handler, tool_router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 
@@ -52,12 +60,8 @@ pub struct McpConfig {
     pub device_key: PublicKey,
     pub broker: BrokerUrl,
     pub prefix: String,
-    /// The device's data directory, for `spending_summary`.
-    pub data_dir: PathBuf,
-    /// Amounts without a currency are in this one (the profile's).
+    /// Amounts without a currency are in this one (the device's).
     pub currency: Currency,
-    /// What "today" is for the agent's daily spending (the profile's).
-    pub calendar: crate::clock::Calendar,
 }
 
 /// Serves MCP on stdin/stdout until the client goes away.
@@ -259,20 +263,6 @@ fn state_name(state: TaskState) -> &'static str {
     }
 }
 
-/// What the agent has spent and may still spend, from the device's store.
-#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct SpendingSummary {
-    pub agent: String,
-    pub currency: String,
-    pub spent_today: String,
-    pub spent_total: String,
-    pub per_task: Option<String>,
-    pub daily_budget: Option<String>,
-    pub total_budget: Option<String>,
-    pub paid_unasked_up_to: Option<String>,
-    pub stopped: bool,
-}
-
 #[tool_router]
 impl PaymentTools {
     /// Connects to the broker in the background and follows the agent's
@@ -409,45 +399,6 @@ impl PaymentTools {
             .wait_for(&ask.task_id, wait.max(DEVICE_ANSWER_WAIT), answered)
             .await;
         Ok(Json(TaskOutcome::of(&ask.task_id, status)))
-    }
-
-    #[tool(
-        description = "What this agent has spent through the device today and in all, and its budgets."
-    )]
-    async fn spending_summary(&self) -> Result<Json<SpendingSummary>, ErrorData> {
-        let request = crate::control::Request::AgentSpending {
-            name: self.config.agent.clone(),
-        };
-        let (data_dir, calendar) = (self.config.data_dir.clone(), self.config.calendar.clone());
-        // The running daemon answers; when none runs, the store itself (for
-        // a moment: sled lets one process hold it).
-        let reply = tokio::task::spawn_blocking(move || {
-            if let Some(reply) = crate::control::call(&data_dir, &request)? {
-                return Ok(reply);
-            }
-            let store =
-                crate::store::Store::open(&crate::store::StoreConfig::new(data_dir.join("store")))
-                    .map_err(std::io::Error::other)?;
-            let book = crate::control::DeviceBook {
-                profile: crate::payees::PayeeBook::default(),
-                live: None,
-                calendar,
-                gateway: crate::identity::load_gateway_key(&data_dir).ok(),
-            };
-            Ok::<_, std::io::Error>(crate::control::device(&store, &book, &request))
-        })
-        .await
-        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?
-        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        if !reply.ok {
-            return Err(ErrorData::internal_error(
-                reply.stderr.trim().to_owned(),
-                None,
-            ));
-        }
-        serde_json::from_str(&reply.stdout)
-            .map(Json)
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))
     }
 }
 

@@ -872,17 +872,19 @@ struct McpClient {
 impl McpClient {
     /// `voicepay mcp` for `agent` on the rig's device, initialized.
     fn start(rig: &Rig, agent: &str) -> McpClient {
-        let dev = rig.keys.dev();
+        McpClient::start_in(rig, agent, &rig.keys.dev(), None)
+    }
+
+    /// `voicepay mcp` for `agent`, finding the agent's key and the
+    /// device's public identity in `dir`, as the user `uid` when given.
+    fn start_in(rig: &Rig, agent: &str, dir: &str, uid: Option<u32>) -> McpClient {
         let url = rig.broker.url();
-        let mut mcp = McpClient::spawn(&[
-            "mcp",
-            "--agent",
-            agent,
-            "--broker",
-            &url,
-            "--data-dir",
-            &dev,
-        ]);
+        let mut cmd = voicepay(&["mcp", "--agent", agent, "--broker", &url, "--data-dir", dir]);
+        if let Some(uid) = uid {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(uid).env("HOME", dir);
+        }
+        let mut mcp = McpClient::spawn(cmd);
         let init = mcp.call(
             "initialize",
             serde_json::json!({
@@ -905,8 +907,7 @@ impl McpClient {
         assert!(child.wait_within(STOP_LIMIT).success());
     }
 
-    fn spawn(args: &[&str]) -> McpClient {
-        let mut cmd = voicepay(args);
+    fn spawn(mut cmd: std::process::Command) -> McpClient {
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
         let mut child = Child::spawn(cmd);
         let stdin = child.stdin().unwrap();
@@ -975,9 +976,11 @@ impl McpClient {
 
 #[test]
 fn an_mcp_client_asks_for_a_payment_and_gets_the_decision_a_spoken_approval_made() {
+    // 30 s to answer: under load the approval was heard after an 8 s
+    // window had closed, and the task was rejected for want of an answer.
     let mut rig = Rig::start(
         2,
-        8,
+        30,
         &[&["keygen", "claude-code", "--daily-budget", "100.00"]],
     );
     let mut mcp = McpClient::start(&rig, "claude-code");
@@ -991,10 +994,9 @@ fn an_mcp_client_asks_for_a_payment_and_gets_the_decision_a_spoken_approval_made
         .collect();
     let mut names: Vec<&str> = tools.keys().copied().collect();
     names.sort();
-    assert_eq!(
-        names,
-        ["get_task_status", "request_payment", "spending_summary"]
-    );
+    // No spending tool: the agent's side cannot read the device's store,
+    // and the device does not publish its user's spending on the broker.
+    assert_eq!(names, ["get_task_status", "request_payment"]);
     let schema = &tools["request_payment"]["inputSchema"];
     assert_eq!(schema["type"], "object");
     for required in ["idempotency_key", "payee", "amount", "description"] {
@@ -1037,7 +1039,15 @@ fn an_mcp_client_asks_for_a_payment_and_gets_the_decision_a_spoken_approval_made
     assert_eq!(status["status"], "paid", "{status}");
     assert_eq!(status["request_id"], answer["request_id"]);
 
-    let spent = mcp.tool("spending_summary", serde_json::json!({}));
+    // The user sees what the agent spent, on the device.
+    let spent: serde_json::Value = serde_json::from_str(&ok(&[
+        "agents",
+        "spending",
+        "claude-code",
+        "--data-dir",
+        &rig.keys.dev(),
+    ]))
+    .unwrap();
     assert_eq!(spent["spent_today"], "30.00", "{spent}");
     assert_eq!(spent["daily_budget"], "100.00", "{spent}");
 
@@ -1053,6 +1063,159 @@ fn an_mcp_client_asks_for_a_payment_and_gets_the_decision_a_spoken_approval_made
     mcp.close();
     let (_keys, ledger) = rig.stop();
     assert_eq!(ledger.len(), 1, "{ledger:#?}");
+}
+
+/// The user the agent framework runs as in the test: `nobody` when the
+/// tests run as root (so the device's 0700 directory is truly closed to
+/// it), else the tests' own user, given a directory of its own.
+fn agent_user() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::fs::metadata("/proc/self").unwrap().uid();
+    (me == 0).then_some(65_534)
+}
+
+#[test]
+fn the_mcp_server_pays_as_another_user_with_only_the_agents_key_and_the_devices_public_identity() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    // 30 s to answer: the spoken approval is heard on a loaded machine.
+    let mut rig = Rig::start(
+        1,
+        30,
+        &[&["keygen", "claude-code", "--daily-budget", "100.00"]],
+    );
+    let dev = rig.keys.dev();
+
+    // What the agent's user is given: a copy of the device's public
+    // identity and its own key, in a directory of its own; nothing else.
+    let home = tempfile::tempdir().unwrap();
+    let agent_dir = home.path().join("voicepay");
+    std::fs::create_dir(&agent_dir).unwrap();
+    std::fs::create_dir(agent_dir.join("agents")).unwrap();
+    let identity = agent_dir.join("device.pub.json");
+    ok(&[
+        "keys",
+        "export",
+        "--data-dir",
+        &dev,
+        "--out",
+        identity.to_str().unwrap(),
+    ]);
+    let exported = std::fs::read_to_string(&identity).unwrap();
+    assert!(exported.contains(&rig.device_id), "{exported}");
+    let mode = std::fs::metadata(&identity).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "nothing secret in it");
+    let key = agent_dir.join("agents/claude-code.key");
+    std::fs::copy(
+        std::path::Path::new(&dev).join("agents/claude-code.key"),
+        &key,
+    )
+    .unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut files: Vec<String> = walk(&agent_dir);
+    files.sort();
+    assert_eq!(files, ["agents/claude-code.key", "device.pub.json"]);
+
+    let uid = agent_user();
+    if let Some(uid) = uid {
+        let agents_dir = agent_dir.join("agents");
+        let theirs: [&std::path::Path; 5] = [home.path(), &agent_dir, &agents_dir, &identity, &key];
+        for path in theirs {
+            chown(path, Some(uid), Some(uid)).unwrap();
+        }
+        // The agent's user can read neither the device's key, nor its
+        // store, nor reach its control socket.
+        let as_agent = |args: &[&str]| {
+            use std::os::unix::process::CommandExt;
+            let mut cmd = voicepay(args);
+            cmd.uid(uid).gid(uid).env("HOME", home.path());
+            run(cmd)
+        };
+        for args in [
+            &["keys", "show", "--data-dir", &dev][..],
+            &["agents", "spending", "claude-code", "--data-dir", &dev][..],
+            &["status", "--data-dir", &dev][..],
+        ] {
+            let out = as_agent(args);
+            assert!(!out.status.success(), "{args:?}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains("ermission denied"),
+                "{args:?}: {}",
+                stderr(&out)
+            );
+        }
+    }
+
+    let mut mcp = McpClient::start_in(&rig, "claude-code", agent_dir.to_str().unwrap(), uid);
+    let answer = std::thread::scope(|scope| {
+        let asked = scope.spawn(|| {
+            mcp.tool(
+                "request_payment",
+                serde_json::json!({
+                    "idempotency_key": "separate-user-1",
+                    "payee": "Claude",
+                    "amount": "30.00",
+                    "description": "a third of a million tokens",
+                    "kind": "token_top_up",
+                    "tokens": 333_333,
+                    "wait_seconds": 120
+                }),
+            )
+        });
+        rig.wait_said("claude code asks to");
+        rig.pipes[0].feed("approve_task");
+        asked.join().unwrap()
+    });
+    assert_eq!(answer["status"], "paid", "{answer}");
+    let status = mcp.tool(
+        "get_task_status",
+        serde_json::json!({"task_id": "separate-user-1"}),
+    );
+    assert_eq!(status["status"], "paid", "{status}");
+    mcp.close();
+
+    let (_keys, ledger) = rig.stop();
+    assert_eq!(ledger.len(), 1, "{ledger:#?}");
+    assert_eq!(ledger[0]["request_id"], answer["request_id"], "{ledger:#?}");
+}
+
+/// The files under `dir`, relative to it.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            files.extend(walk(&path).into_iter().map(|f| format!("{name}/{f}")));
+        } else {
+            files.push(name);
+        }
+    }
+    files
+}
+
+#[test]
+fn the_mcp_server_refuses_the_device_key_in_place_of_its_public_identity() {
+    let keys = Keys::new();
+    let dev = keys.dev();
+    let agent = tempfile::tempdir().unwrap();
+    let agent_key = agent.path().join("coder.key");
+    SigningKey::create_file(&agent_key).unwrap();
+    let device_key = std::path::Path::new(&dev).join("device.key");
+    let out = run(voicepay(&[
+        "mcp",
+        "--agent",
+        "coder",
+        "--key-file",
+        agent_key.to_str().unwrap(),
+        "--identity",
+        device_key.to_str().unwrap(),
+    ]));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is a private key"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -206,7 +206,7 @@ fn payments_go_through_a_broker_that_speaks_only_tls_with_passwords_and_stranger
 }
 
 /// Every directory under `dir` (and `dir`) is 0700 and every file 0600
-/// (a public key at most 0644).
+/// (a public key or the device's public identity at most 0644).
 fn assert_private(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -215,7 +215,9 @@ fn assert_private(dir: &Path) {
         let path = entry.unwrap().path();
         if path.is_dir() {
             assert_private(&path);
-        } else if path.extension().is_some_and(|e| e == "pub") {
+        } else if path.extension().is_some_and(|e| e == "pub")
+            || path.to_string_lossy().ends_with(".pub.json")
+        {
             // A public key: anyone may read it, nobody else write it.
             assert_eq!(mode(&path) & 0o133, 0, "{}", path.display());
         } else {

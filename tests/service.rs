@@ -301,6 +301,11 @@ fn the_unit_file_has_the_settings_asked_for_each_with_its_comment() {
             "{setting} missing"
         );
     }
+    assert_each_setting_commented(&unit);
+}
+
+/// Every setting has a comment line above it (its reason).
+fn assert_each_setting_commented(unit: &str) {
     let lines: Vec<&str> = unit.lines().collect();
     for (i, line) in lines.iter().enumerate() {
         let setting = !line.is_empty() && !line.starts_with('#') && !line.starts_with('[');
@@ -315,25 +320,53 @@ fn the_unit_file_has_the_settings_asked_for_each_with_its_comment() {
 
 #[test]
 fn systemd_analyze_verifies_the_unit_file() {
+    let binary = env!("CARGO_BIN_EXE_voicepay");
+    // The unit as installed, with the binary where this build put it.
+    systemd_verify(
+        "voicepay.service",
+        &unit_file().replace("/usr/local/bin/voicepay", binary),
+    );
+}
+
+/// `systemd-analyze verify` on `text` installed as `name`: clean.
+fn systemd_verify(name: &str, text: &str) {
     let analyze = ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .expect("systemd-analyze (Debian's systemd package; scripts/setup.sh installs it)");
-    // The unit as installed, with the binary where this build put it.
     let dir = tempfile::tempdir().unwrap();
-    let unit = dir.path().join("voicepay.service");
-    let binary = env!("CARGO_BIN_EXE_voicepay");
-    std::fs::write(
-        &unit,
-        unit_file().replace("/usr/local/bin/voicepay", binary),
-    )
-    .unwrap();
+    let unit = dir.path().join(name);
+    std::fs::write(&unit, text).unwrap();
     let out = run(Command::new(analyze).arg("verify").arg(&unit));
     assert!(
         out.status.success() && out.stderr.is_empty(),
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         stderr(&out)
+    );
+}
+
+#[test]
+fn the_agent_frameworks_unit_runs_as_another_user_than_the_daemon_and_cannot_see_its_data() {
+    let daemon = unit_file();
+    let agent = std::fs::read_to_string(root().join("devices/agent-framework.service")).unwrap();
+    let setting = |unit: &str, key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(setting(&daemon, "User"), ["voicepay"]);
+    assert_eq!(setting(&daemon, "StateDirectory"), ["voicepay"]);
+    assert_eq!(setting(&agent, "User"), ["agent"]);
+    assert_eq!(setting(&agent, "Group"), ["agent"]);
+    assert_eq!(setting(&agent, "InaccessiblePaths"), ["-/var/lib/voicepay"]);
+    assert_eq!(setting(&agent, "NoNewPrivileges"), ["yes"]);
+    assert_each_setting_commented(&agent);
+    // The framework's command is the deployment's own; any will do here.
+    systemd_verify(
+        "agent-framework.service",
+        &agent.replace("/usr/local/bin/agent-framework", "/bin/true"),
     );
 }
 
