@@ -61,13 +61,20 @@ fn private_files(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// How long opening a database waits for its file lock by default.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Opens the sled database in `dir`, private to its owner (0700, files
-/// 0600), waiting up to ten seconds for its file lock: sled releases the
+/// 0600), waiting up to `lock_wait` ([`LOCK_WAIT`] as a rule) for its file lock: sled releases the
 /// lock when the last handle drops, and a handle held by a task or thread
 /// that is just ending (a daemon stopping, a link being aborted, sled's own
 /// background work) may take a moment to go; on a loaded two-core machine
 /// two seconds were once not enough (a gateway reopened in a unit test).
-pub fn open_db(config: &sled::Config, dir: &Path) -> sled::Result<sled::Db> {
+pub fn open_db(
+    config: &sled::Config,
+    dir: &Path,
+    lock_wait: std::time::Duration,
+) -> sled::Result<sled::Db> {
     private_dir(dir)?;
     let mut waited = std::time::Duration::ZERO;
     let step = std::time::Duration::from_millis(20);
@@ -77,16 +84,23 @@ pub fn open_db(config: &sled::Config, dir: &Path) -> sled::Result<sled::Db> {
             private_files(dir)?;
         }
         match opened {
-            Err(sled::Error::Io(e))
-                if e.kind() == io::ErrorKind::WouldBlock
-                    && waited < std::time::Duration::from_secs(10) =>
-            {
+            Err(sled::Error::Io(e)) if lock_held_elsewhere(&e) && waited < lock_wait => {
                 std::thread::sleep(step);
                 waited += step;
             }
             other => return other,
         }
     }
+}
+
+/// Whether sled could not open because another handle holds its file lock.
+/// sled 0.34 reports that as `ErrorKind::Other` with the lock's own error
+/// only in the message ("could not acquire lock on ..."), so the message is
+/// what tells it apart; a daemon starting while `voicepay status` read the
+/// store failed at once on it.
+fn lock_held_elsewhere(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::WouldBlock
+        || error.to_string().starts_with("could not acquire lock")
 }
 
 /// What an atomic write does to a file already at the path.
@@ -207,6 +221,32 @@ pub fn write_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: in the full suite a daemon starting while `voicepay
+    /// status` held the store for a moment failed at once with "could not
+    /// acquire lock" (sled reports it as `Other`, so the wait never began).
+    #[test]
+    fn a_store_held_for_a_moment_by_another_handle_is_waited_for_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let config = sled::Config::new().path(&path);
+        let held = open_db(&config, &path, LOCK_WAIT).unwrap();
+        let (opening_tx, opening_rx) = std::sync::mpsc::channel();
+        let second = {
+            let (config, path) = (config.clone(), path.clone());
+            std::thread::spawn(move || {
+                let _ = opening_tx.send(());
+                open_db(&config, &path, LOCK_WAIT).map(|_| ())
+            })
+        };
+        // The second open has begun; the first handle goes while it waits.
+        opening_rx.recv().unwrap();
+        drop(held);
+        second
+            .join()
+            .unwrap()
+            .expect("opened once the first handle went");
+    }
 
     #[test]
     fn a_file_is_written_whole_with_its_mode_and_no_temporary_is_left() {

@@ -165,6 +165,7 @@ impl Gateway {
                 .path(config.db_path())
                 .cache_capacity(8 << 20),
             &config.db_path(),
+            crate::durable::LOCK_WAIT,
         )?;
         Ok(Self {
             devices: db.open_tree("devices")?,

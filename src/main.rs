@@ -932,13 +932,21 @@ fn status(data_dir: Option<PathBuf>, profile: &DeviceProfile, json: bool) -> Res
         print_reply(control::status(&store, device_id.as_deref(), None, json))
     };
     // A daemon that is starting holds the store a moment before its
-    // socket answers: ask it again rather than fail on the store's lock
+    // socket answers: ask it again rather than wait on the store's lock
     // (up to 10 s: on a loaded device, 2 s was seen to be too short).
-    for _ in 0..50 {
+    let store_now = || {
+        let dir = data_dir.join("store");
+        let config = StoreConfig::new(dir)
+            .with_initial_limits(profile.limits.clone())
+            .with_lock_wait(Duration::ZERO);
+        Store::open(&config)
+    };
+    let asking = voicepay::clock::Stopwatch::start();
+    while asking.elapsed() < Duration::from_secs(10) {
         if let Some(reply) = ask()? {
             return Ok(print_reply(reply));
         }
-        if let Ok(store) = open_store(Some(data_dir.clone()), profile) {
+        if let Ok(store) = store_now() {
             return Ok(from_store(store));
         }
         std::thread::sleep(Duration::from_millis(200));

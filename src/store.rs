@@ -112,10 +112,17 @@ pub struct StoreConfig {
     /// beside the store (in the data directory, beside `device.key`).
     #[serde(default)]
     pub history_secret: Option<PathBuf>,
+    /// How long opening waits while another process holds the store.
+    #[serde(skip, default = "default_lock_wait")]
+    pub lock_wait: std::time::Duration,
 }
 
 fn default_cache_bytes() -> u64 {
     DEFAULT_CACHE_BYTES
+}
+
+fn default_lock_wait() -> std::time::Duration {
+    crate::durable::LOCK_WAIT
 }
 
 impl StoreConfig {
@@ -125,7 +132,15 @@ impl StoreConfig {
             cache_bytes: DEFAULT_CACHE_BYTES,
             initial_limits: Limits::default(),
             history_secret: None,
+            lock_wait: crate::durable::LOCK_WAIT,
         }
+    }
+
+    /// Opening gives up after `wait` while another process holds the store
+    /// (zero: at once).
+    pub fn with_lock_wait(mut self, wait: std::time::Duration) -> StoreConfig {
+        self.lock_wait = wait;
+        self
     }
 
     /// Where the history's device secret is (made at the first open).
@@ -628,6 +643,7 @@ impl Store {
                 .path(&config.path)
                 .cache_capacity(config.cache_bytes),
             &config.path,
+            config.lock_wait,
         )?;
         let mut store = Store {
             outbox: db.open_tree("outbox")?,
