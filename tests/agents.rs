@@ -1011,26 +1011,8 @@ fn an_mcp_client_asks_for_a_payment_and_gets_the_decision_a_spoken_approval_made
     }
 
     // The user hears the request and approves it while the tool waits.
-    let answer = std::thread::scope(|scope| {
-        let asked = scope.spawn(|| {
-            mcp.tool(
-                "request_payment",
-                serde_json::json!({
-                    "idempotency_key": "top-up-1",
-                    "payee": "Claude",
-                    "amount": "30.00",
-                    "description": "a third of a million tokens",
-                    "kind": "token_top_up",
-                    "tokens": 333_333,
-                    "wait_seconds": 120
-                }),
-            )
-        });
-        let said = rig.wait_said("claude code asks to");
-        assert!(said.contains("a third of a million tokens"), "{said}");
-        rig.pipes[0].feed("approve_task");
-        asked.join().unwrap()
-    });
+    let (answer, said) = top_up_approved_by_voice(&mut mcp, &mut rig, "top-up-1");
+    assert!(said.contains("a third of a million tokens"), "{said}");
     assert_eq!(answer["status"], "paid", "{answer}");
     assert_eq!(answer["final"], true);
     let task_id = answer["task_id"].as_str().unwrap().to_owned();
@@ -1146,25 +1128,7 @@ fn the_mcp_server_pays_as_another_user_with_only_the_agents_key_and_the_devices_
     }
 
     let mut mcp = McpClient::start_in(&rig, "claude-code", agent_dir.to_str().unwrap(), uid);
-    let answer = std::thread::scope(|scope| {
-        let asked = scope.spawn(|| {
-            mcp.tool(
-                "request_payment",
-                serde_json::json!({
-                    "idempotency_key": "separate-user-1",
-                    "payee": "Claude",
-                    "amount": "30.00",
-                    "description": "a third of a million tokens",
-                    "kind": "token_top_up",
-                    "tokens": 333_333,
-                    "wait_seconds": 120
-                }),
-            )
-        });
-        rig.wait_said("claude code asks to");
-        rig.pipes[0].feed("approve_task");
-        asked.join().unwrap()
-    });
+    let (answer, _) = top_up_approved_by_voice(&mut mcp, &mut rig, "separate-user-1");
     assert_eq!(answer["status"], "paid", "{answer}");
     let status = mcp.tool(
         "get_task_status",
@@ -1176,6 +1140,35 @@ fn the_mcp_server_pays_as_another_user_with_only_the_agents_key_and_the_devices_
     let (_keys, ledger) = rig.stop();
     assert_eq!(ledger.len(), 1, "{ledger:#?}");
     assert_eq!(ledger[0]["request_id"], answer["request_id"], "{ledger:#?}");
+}
+
+/// The agent asks through its MCP server for a third of a million Claude
+/// tokens (30 yuan) and waits; the user hears the question and approves it
+/// by voice. The tool's answer, and what the device said when it asked.
+fn top_up_approved_by_voice(
+    mcp: &mut McpClient,
+    rig: &mut Rig,
+    idempotency_key: &str,
+) -> (serde_json::Value, String) {
+    std::thread::scope(|scope| {
+        let asked = scope.spawn(|| {
+            mcp.tool(
+                "request_payment",
+                serde_json::json!({
+                    "idempotency_key": idempotency_key,
+                    "payee": "Claude",
+                    "amount": "30.00",
+                    "description": "a third of a million tokens",
+                    "kind": "token_top_up",
+                    "tokens": 333_333,
+                    "wait_seconds": 120
+                }),
+            )
+        });
+        let said = rig.wait_said("claude code asks to");
+        rig.pipes[0].feed("approve_task");
+        (asked.join().unwrap(), said)
+    })
 }
 
 /// The files under `dir`, relative to it.
