@@ -354,7 +354,7 @@ impl Recognizer {
                 }
                 _ => false,
             },
-            // No clear answer; for the code, no digits and no "cancel".
+            // No clear answer (for the code: none, or a confirm without its digits).
             Listening::Confirmation | Listening::TaskDecision | Listening::Code => {
                 match understood.reply.as_ref().map(|reply| &reply.reading) {
                     Some(AnswerReading::Unclear) | None => true,
