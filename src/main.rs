@@ -11,21 +11,24 @@ use serde_json::json;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use voicepay::asr::{ModelName, install};
-use voicepay::audio::{self, read_wav};
-use voicepay::control;
-use voicepay::daemon::{self, DaemonConfig};
-use voicepay::feedback::Console;
-use voicepay::gateway::{Gateway, GatewayConfig};
-use voicepay::keys::{KeyError, PublicKey, SigningKey};
-use voicepay::money::{Currency, Money};
-use voicepay::profile::DeviceProfile;
-use voicepay::protocol::topics;
-use voicepay::recognizer::{self, Recognizer};
-use voicepay::store::{Store, StoreConfig};
-use voicepay::tools::{bench, corpus, demo, eval};
-use voicepay::transport::BrokerUrl;
-use voicepay::{identity, intent};
+use voicepay_core::control;
+use voicepay_core::identity;
+use voicepay_core::keys::{KeyError, PublicKey, SigningKey};
+use voicepay_core::money::{Currency, Money};
+use voicepay_core::protocol::topics;
+use voicepay_core::transport::BrokerUrl;
+use voicepay_device::asr::{ModelName, install};
+use voicepay_device::audio::{self, read_wav};
+use voicepay_device::control as device_control;
+use voicepay_device::daemon::{self, DaemonConfig};
+use voicepay_device::feedback::Console;
+use voicepay_device::identity as device_identity;
+use voicepay_device::intent;
+use voicepay_device::profile::DeviceProfile;
+use voicepay_device::recognizer::{self, Recognizer};
+use voicepay_device::store::{Store, StoreConfig};
+use voicepay_gateway::{Gateway, GatewayConfig};
+use voicepay_tools::{bench, corpus, demo, eval};
 
 #[derive(Parser)]
 #[command(name = "voicepay", version, about = "Voice payments on edge devices")]
@@ -337,13 +340,16 @@ struct MandateArgs {
 }
 
 impl MandateArgs {
-    fn mandate(&self, currency: voicepay::money::Currency) -> Result<voicepay::agents::Mandate> {
+    fn mandate(
+        &self,
+        currency: voicepay_core::money::Currency,
+    ) -> Result<voicepay_core::policy::Mandate> {
         let amount = |text: &Option<String>| -> Result<Option<Money>> {
             text.as_deref()
                 .map(|t| Money::parse_decimal(t, currency).with_context(|| format!("amount {t:?}")))
                 .transpose()
         };
-        Ok(voicepay::agents::Mandate {
+        Ok(voicepay_core::policy::Mandate {
             currency,
             per_task: amount(&self.per_task)?,
             daily: amount(&self.daily_budget)?,
@@ -351,9 +357,9 @@ impl MandateArgs {
             auto_under: amount(&self.auto_under)?,
             payees: self.payees.clone(),
             auto_any_payee: self.auto_pay_any_payee,
-            expires_at: self
-                .expires_in_hours
-                .map(|h| voicepay::clock::now_ms().saturating_add(h.saturating_mul(3_600_000))),
+            expires_at: self.expires_in_hours.map(|h| {
+                voicepay_core::clock::now_ms().saturating_add(h.saturating_mul(3_600_000))
+            }),
         })
     }
 }
@@ -453,7 +459,7 @@ enum GatewayCommand {
         #[arg(long, value_parser = parse_money)]
         daily_limit: Option<Money>,
         /// The topic prefix the devices use (their profile's `mqtt.prefix`).
-        #[arg(long, default_value = voicepay::protocol::DEFAULT_PREFIX)]
+        #[arg(long, default_value = voicepay_core::protocol::DEFAULT_PREFIX)]
         prefix: String,
         /// Seconds between the signed "online" statuses (1-300).
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
@@ -618,17 +624,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             access,
             data_dir,
         } => {
-            voicepay::agents::validate_name(&agent)?;
+            voicepay_core::agent::validate_name(&agent)?;
             let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
             let key_file =
                 key_file.unwrap_or_else(|| data_dir.join("agents").join(format!("{agent}.key")));
-            let key = voicepay::keys::SigningKey::load_file(&key_file)
+            let key = voicepay_core::keys::SigningKey::load_file(&key_file)
                 .with_context(|| format!("the agent's key {}", key_file.display()))?;
             let identity_file =
                 identity_file.unwrap_or_else(|| data_dir.join(identity::PUBLIC_IDENTITY));
             let (device, device_key) = identity::PublicIdentity::load(&identity_file)
                 .context("the device's public identity")?;
-            let config = voicepay::mcp::McpConfig {
+            let config = voicepay_agent::McpConfig {
                 agent,
                 key,
                 device_id: device.device_id,
@@ -639,7 +645,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 prefix: device.prefix,
                 currency: device.currency,
             };
-            tokio::runtime::Runtime::new()?.block_on(voicepay::mcp::serve_stdio(config))?;
+            tokio::runtime::Runtime::new()?.block_on(voicepay_agent::serve_stdio(config))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command } => keys(command, &profile),
@@ -650,7 +656,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let key = PublicKey::from_base64url(public_key.trim())
                 .context("--public-key is not a base64url Ed25519 public key")?;
             let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
-            identity::trust_gateway(&data_dir, &key)?;
+            device_identity::trust_gateway(&data_dir, &key)?;
             println!("trusting gateway key {} ({})", key.key_id(), key);
             Ok(ExitCode::SUCCESS)
         }
@@ -860,11 +866,11 @@ fn intent_of_files(profile: &DeviceProfile, files: &[PathBuf]) -> Result<ExitCod
             // Heard as a closed-domain reading: what the free decode wrote, and the belief.
             line["closed_domain"] = json!(closed);
         }
-        if profile.wake.mode == voicepay::wake::WakeMode::Phrase {
+        if profile.wake.mode == voicepay_device::wake::WakeMode::Phrase {
             line["addressed"] = json!(match understood.addressed {
-                voicepay::wake::Addressed::Command(_) => "command",
-                voicepay::wake::Addressed::PhraseAlone => "phrase_alone",
-                voicepay::wake::Addressed::Not => "not",
+                voicepay_device::wake::Addressed::Command(_) => "command",
+                voicepay_device::wake::Addressed::PhraseAlone => "phrase_alone",
+                voicepay_device::wake::Addressed::Not => "not",
             });
         }
         Ok(line)
@@ -904,13 +910,13 @@ fn device_command(
     {
         Some(reply) => reply,
         None => {
-            let book = control::DeviceBook {
+            let book = device_control::DeviceBook {
                 profile: profile.payee_book(),
                 live: None,
                 calendar: profile.payments.calendar.clone(),
-                gateway: identity::load_gateway_key(&data_dir).ok(),
+                gateway: device_identity::load_gateway_key(&data_dir).ok(),
             };
-            control::device(&open_store(Some(data_dir), profile)?, &book, &request)
+            device_control::device(&open_store(Some(data_dir), profile)?, &book, &request)
         }
     };
     Ok(print_reply(reply))
@@ -926,10 +932,15 @@ fn status(data_dir: Option<PathBuf>, profile: &DeviceProfile, json: bool) -> Res
             .with_context(|| format!("the daemon on {}", data_dir.display()))
     };
     let from_store = |store: Store| {
-        let device_id = identity::load_device_key(&data_dir)
+        let device_id = device_identity::load_device_key(&data_dir)
             .ok()
-            .map(|key| voicepay::protocol::device_id_for(&key.public_key()));
-        print_reply(control::status(&store, device_id.as_deref(), None, json))
+            .map(|key| voicepay_core::protocol::device_id_for(&key.public_key()));
+        print_reply(device_control::status(
+            &store,
+            device_id.as_deref(),
+            None,
+            json,
+        ))
     };
     // A daemon that is starting holds the store a moment before its
     // socket answers: ask it again rather than wait on the store's lock
@@ -941,7 +952,7 @@ fn status(data_dir: Option<PathBuf>, profile: &DeviceProfile, json: bool) -> Res
             .with_lock_wait(Duration::ZERO);
         Store::open(&config)
     };
-    let asking = voicepay::clock::Stopwatch::start();
+    let asking = voicepay_core::clock::Stopwatch::start();
     while asking.elapsed() < Duration::from_secs(10) {
         if let Some(reply) = ask()? {
             return Ok(print_reply(reply));
@@ -966,7 +977,7 @@ fn gateway_command(data_dir: Option<PathBuf>, request: control::Request) -> Resu
         Some(reply) => reply,
         None => {
             let key = load_gateway_key(&config)?;
-            control::gateway(&Gateway::open(config, key)?, &request)
+            voicepay_gateway::control::answer(&Gateway::open(config, key)?, &request)
         }
     };
     Ok(print_reply(reply))
@@ -984,16 +995,16 @@ fn print_reply(reply: control::Reply) -> ExitCode {
 
 fn agents(command: AgentsCommand, profile: &DeviceProfile) -> Result<ExitCode> {
     let agent = |name: String, public_key: &PublicKey, mandate: &MandateArgs| -> Result<_> {
-        voicepay::agents::validate_name(&name)?;
+        voicepay_core::agent::validate_name(&name)?;
         let mandate = mandate.mandate(profile.default_currency)?;
         if let Some(warning) = mandate.warning() {
             eprintln!("warning: agent {name}: {warning}");
         }
-        Ok(voicepay::agents::Agent {
+        Ok(voicepay_core::agent::Agent {
             name,
             public_key: public_key.to_base64url(),
             mandate,
-            added_at: voicepay::clock::now_ms(),
+            added_at: voicepay_core::clock::now_ms(),
             revoked_at: None,
         })
     };
@@ -1014,12 +1025,12 @@ fn agents(command: AgentsCommand, profile: &DeviceProfile) -> Result<ExitCode> {
             mandate,
             data_dir,
         } => {
-            voicepay::agents::validate_name(&name)?;
+            voicepay_core::agent::validate_name(&name)?;
             let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
             let dir = data_dir.join("agents");
             std::fs::create_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
             let path = dir.join(format!("{name}.key"));
-            let key = voicepay::keys::SigningKey::create_file(&path)
+            let key = voicepay_core::keys::SigningKey::create_file(&path)
                 .with_context(|| format!("{}", path.display()))?;
             println!("agent key {} in {}", key.public_key(), path.display());
             let agent = agent(name, &key.public_key(), &mandate)?;
@@ -1079,21 +1090,21 @@ fn keys(command: KeysCommand, profile: &DeviceProfile) -> Result<ExitCode> {
     match command {
         KeysCommand::Init { data_dir } => {
             let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
-            let key = identity::init_device_key(&data_dir)?;
+            let key = device_identity::init_device_key(&data_dir)?;
             public(&key).write(&data_dir.join(identity::PUBLIC_IDENTITY))?;
             show_key("device", &key.public_key(), false);
         }
         KeysCommand::Show { data_dir, json } => {
             let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
-            let key = identity::load_device_key(&data_dir)?;
+            let key = device_identity::load_device_key(&data_dir)?;
             show_key("device", &key.public_key(), json);
         }
         KeysCommand::Agent { name, data_dir } => {
-            voicepay::agents::validate_name(&name)?;
+            voicepay_core::agent::validate_name(&name)?;
             let dir = data_dir
                 .unwrap_or_else(identity::default_data_dir)
                 .join("agents");
-            voicepay::durable::private_dir(&dir).with_context(|| dir.display().to_string())?;
+            voicepay_core::durable::private_dir(&dir).with_context(|| dir.display().to_string())?;
             let path = dir.join(format!("{name}.key"));
             let key = match SigningKey::create_file(&path) {
                 Err(KeyError::AlreadyExists { .. }) => SigningKey::load_file(&path)?,
@@ -1103,7 +1114,7 @@ fn keys(command: KeysCommand, profile: &DeviceProfile) -> Result<ExitCode> {
         }
         KeysCommand::Export { data_dir, out } => {
             let data_dir = data_dir.unwrap_or_else(identity::default_data_dir);
-            let key = identity::load_device_key(&data_dir)?;
+            let key = device_identity::load_device_key(&data_dir)?;
             match out {
                 Some(path) => public(&key).write(&path)?,
                 None => print!("{}", public(&key).to_json()),
@@ -1117,7 +1128,7 @@ fn keys(command: KeysCommand, profile: &DeviceProfile) -> Result<ExitCode> {
 /// for a `voicepay mcp` of the same user; a device made before it existed
 /// gets one. Not a reason to stop: the daemon says what is missing itself.
 fn refresh_public_identity(data_dir: &Path, profile: &DeviceProfile) {
-    let Ok(key) = identity::load_device_key(data_dir) else {
+    let Ok(key) = device_identity::load_device_key(data_dir) else {
         return;
     };
     let public = identity::PublicIdentity::of(
@@ -1146,7 +1157,7 @@ fn gateway(command: GatewayCommand) -> Result<ExitCode> {
     match command {
         GatewayCommand::Init { data_dir } => {
             let config = gateway_config(data_dir);
-            voicepay::durable::private_dir(&config.data_dir)
+            voicepay_core::durable::private_dir(&config.data_dir)
                 .with_context(|| config.data_dir.display().to_string())?;
             let key = SigningKey::create_file(&config.key_path())?;
             show_key("gateway", &key.public_key(), false);
@@ -1186,7 +1197,7 @@ fn gateway(command: GatewayCommand) -> Result<ExitCode> {
             let key = load_gateway_key(&config)?;
             let gateway = Gateway::open(config, key)?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(voicepay::gateway::run(gateway, &broker, shutdown_signal()))?;
+            runtime.block_on(voicepay_gateway::run(gateway, &broker, shutdown_signal()))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -1203,14 +1214,14 @@ fn device_side(
     shutdown: &CancellationToken,
 ) -> (
     tokio::sync::mpsc::Receiver<audio::source::Input>,
-    Box<dyn voicepay::feedback::Feedback>,
+    Box<dyn voicepay_device::feedback::Feedback>,
 ) {
     use std::io::IsTerminal;
-    use voicepay::audio::gate::Gate;
-    use voicepay::feedback::speech::{Speaker, Spoken};
+    use voicepay_device::audio::gate::Gate;
+    use voicepay_device::feedback::speech::{Speaker, Spoken};
     let profile = &config.profile;
     let microphone = files.is_empty();
-    let push_to_talk = profile.wake.mode == voicepay::wake::WakeMode::PushToTalk;
+    let push_to_talk = profile.wake.mode == voicepay_device::wake::WakeMode::PushToTalk;
     let gate = std::sync::Arc::new(if push_to_talk && microphone {
         Gate::push_to_talk()
     } else {
@@ -1252,7 +1263,7 @@ fn device_side(
 }
 
 /// Development push-to-talk: Enter starts talking, Enter again stops.
-fn push_to_talk_on_enter(gate: std::sync::Arc<voicepay::audio::gate::Gate>) {
+fn push_to_talk_on_enter(gate: std::sync::Arc<voicepay_device::audio::gate::Gate>) {
     eprintln!("push-to-talk: press Enter to talk, Enter again to stop");
     let spawned = std::thread::Builder::new()
         .name("push-to-talk".into())
@@ -1287,9 +1298,9 @@ struct AccessArgs {
     password_file: Option<PathBuf>,
 }
 
-impl From<AccessArgs> for voicepay::transport::BrokerAccess {
+impl From<AccessArgs> for voicepay_core::transport::BrokerAccess {
     fn from(args: AccessArgs) -> Self {
-        voicepay::transport::BrokerAccess {
+        voicepay_core::transport::BrokerAccess {
             ca_file: args.ca_file,
             client_cert: args.client_cert,
             client_key: args.client_key,
@@ -1300,7 +1311,7 @@ impl From<AccessArgs> for voicepay::transport::BrokerAccess {
 }
 
 fn load_gateway_key(config: &GatewayConfig) -> Result<SigningKey> {
-    match voicepay::gateway::load_key(config) {
+    match voicepay_gateway::load_key(config) {
         Err(KeyError::Missing { path }) => Err(anyhow::anyhow!(
             "no gateway key at {}: run `voicepay gateway init`",
             path.display()

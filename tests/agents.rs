@@ -10,10 +10,10 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
 
 use util::*;
-use voicepay::clock::now_ms;
-use voicepay::keys::{PublicKey, SigningKey};
-use voicepay::money::{Currency, Money};
-use voicepay::protocol::{self, AgentTask, Envelope, TaskKind, TaskState, TaskStatus, topics};
+use voicepay_core::clock::now_ms;
+use voicepay_core::keys::{PublicKey, SigningKey};
+use voicepay_core::money::{Currency, Money};
+use voicepay_core::protocol::{self, AgentTask, Envelope, TaskKind, TaskState, TaskStatus, topics};
 
 const STOP_LIMIT: Duration = Duration::from_secs(5);
 /// A spoken answer, transcribed and paid, on a loaded machine (a bound on
@@ -171,7 +171,7 @@ impl Rig {
     /// Waits for the device to tell `task_id`'s agent `state`; every
     /// status heard on the way is returned, in order.
     fn wait_status(&self, task_id: &str, state: TaskState) -> Vec<TaskStatus> {
-        let started = voicepay::clock::Stopwatch::start();
+        let started = voicepay_core::clock::Stopwatch::start();
         let mut heard = Vec::new();
         while started.elapsed() < ANSWER_LIMIT {
             if let Ok(status) = self.statuses.recv_timeout(Duration::from_millis(200)) {
@@ -230,11 +230,11 @@ fn spawn_daemon(
 fn wait_ready(dev: &str, broker: &Broker, connected: &str) {
     // Asked only once the daemon answers on its socket: before that,
     // `voicepay status` opens the store itself, in the daemon's way.
-    let socket = voicepay::control::socket_path(std::path::Path::new(dev));
+    let socket = voicepay_core::control::socket_path(std::path::Path::new(dev));
     eventually(FIFO_OPEN_LIMIT, "the daemon's control socket", || {
         std::os::unix::net::UnixStream::connect(&socket).is_ok()
     });
-    let started = voicepay::clock::Stopwatch::start();
+    let started = voicepay_core::clock::Stopwatch::start();
     loop {
         let status = status_json(dev);
         if status["connection"] == connected {
@@ -771,11 +771,11 @@ fn a_flood_of_forged_tasks_never_drops_a_genuine_task_silently() {
     for i in 0..20 {
         let task_id = format!("g-{i}");
         let message = task_to(&rig.device_id, &coder, "coder", &task_id, 100, "Anthropic");
-        let started = voicepay::clock::Stopwatch::start();
+        let started = voicepay_core::clock::Stopwatch::start();
         'answered: loop {
             assert!(started.elapsed() < ANSWER_LIMIT, "{task_id} never paid");
             rig.send(message.clone());
-            let asked = voicepay::clock::Stopwatch::start();
+            let asked = voicepay_core::clock::Stopwatch::start();
             while asked.elapsed() < Duration::from_secs(5) {
                 let Ok(status) = rig.statuses.recv_timeout(Duration::from_millis(200)) else {
                     continue;
@@ -940,7 +940,7 @@ impl McpClient {
         self.send(
             serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
         );
-        let started = voicepay::clock::Stopwatch::start();
+        let started = voicepay_core::clock::Stopwatch::start();
         while started.elapsed() < ANSWER_LIMIT {
             let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) else {
                 continue;

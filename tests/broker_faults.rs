@@ -11,15 +11,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use util::*;
 use uuid::Uuid;
-use voicepay::daemon::{self, DaemonConfig};
-use voicepay::feedback::{Event, Feedback};
-use voicepay::gateway::{self, GatewayConfig};
-use voicepay::money::{Currency, Money};
-use voicepay::policy::Limits;
-use voicepay::profile::DeviceProfile;
-use voicepay::protocol::ResponseStatus;
-use voicepay::recognizer::{Heard, Source};
-use voicepay::store::{HistoryEvent, Store, StoreConfig};
+use voicepay_core::money::{Currency, Money};
+use voicepay_core::policy::Limits;
+use voicepay_core::protocol::ResponseStatus;
+use voicepay_device::daemon::{self, DaemonConfig};
+use voicepay_device::feedback::{Event, Feedback};
+use voicepay_device::profile::DeviceProfile;
+use voicepay_device::recognizer::{Heard, Source};
+use voicepay_device::store::{HistoryEvent, Store, StoreConfig};
+use voicepay_gateway::GatewayConfig;
 
 /// 50 in CI; more in a nightly-style run.
 fn restarts() -> u32 {
@@ -62,14 +62,17 @@ async fn every_committed_payment_is_charged_once_while_the_broker_is_killed_and_
     let gateway = pair.open_gateway(GatewayConfig::new(pair.gateway_dir.path().to_owned()));
     let (device_dir, gateway_dir) = (&pair.device_dir, &pair.gateway_dir);
 
-    let url: voicepay::transport::BrokerUrl = format!("mqtt://127.0.0.1:{port}").parse().unwrap();
+    let url: voicepay_core::transport::BrokerUrl =
+        format!("mqtt://127.0.0.1:{port}").parse().unwrap();
     let (stop_gateway, gateway_stopped) = tokio::sync::oneshot::channel::<()>();
     let gateway_url = url.clone();
     let gateway_task = tokio::spawn(async move {
         let shutdown = async {
             let _ = gateway_stopped.await;
         };
-        gateway::run(gateway, &gateway_url, shutdown).await.unwrap();
+        voicepay_gateway::run(gateway, &gateway_url, shutdown)
+            .await
+            .unwrap();
     });
 
     let profile = DeviceProfile::embedded().unwrap();

@@ -13,20 +13,20 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use util::*;
-use voicepay::audio::gate::{Gate, Listen};
-use voicepay::daemon::{self, DaemonConfig};
-use voicepay::feedback::{Event, Feedback};
-use voicepay::gateway::{self, Gateway, GatewayConfig};
-use voicepay::identity;
-use voicepay::keys::SigningKey;
-use voicepay::money::{Currency, Money};
-use voicepay::policy::Limits;
-use voicepay::profile::DeviceProfile;
-use voicepay::protocol::ptt::PushToTalk;
-use voicepay::protocol::{self, ResponseStatus, topics};
-use voicepay::recognizer::{Heard, Intake, Source};
-use voicepay::store::{Store, StoreConfig};
-use voicepay::transport::{BrokerUrl, DeviceLink};
+use voicepay_core::keys::SigningKey;
+use voicepay_core::money::{Currency, Money};
+use voicepay_core::policy::Limits;
+use voicepay_core::protocol::ptt::PushToTalk;
+use voicepay_core::protocol::{self, ResponseStatus, topics};
+use voicepay_core::transport::{BrokerUrl, DeviceLink};
+use voicepay_device::audio::gate::{Gate, Listen};
+use voicepay_device::daemon::{self, DaemonConfig};
+use voicepay_device::feedback::{Event, Feedback};
+use voicepay_device::identity;
+use voicepay_device::profile::DeviceProfile;
+use voicepay_device::recognizer::{Heard, Intake, Source};
+use voicepay_device::store::{Store, StoreConfig};
+use voicepay_gateway::{Gateway, GatewayConfig};
 
 /// Hands the daemon's events to the test.
 struct Events(mpsc::UnboundedSender<Event>);
@@ -63,14 +63,14 @@ impl Enrolled {
         let stopped = stop.clone();
         let url = url.clone();
         let task = tokio::spawn(async move {
-            gateway::run(gateway, &url, stopped.cancelled_owned())
+            voicepay_gateway::run(gateway, &url, stopped.cancelled_owned())
                 .await
                 .unwrap();
         });
         (stop, task)
     }
 
-    fn ledger(&self) -> Vec<gateway::LedgerEntry> {
+    fn ledger(&self) -> Vec<voicepay_gateway::LedgerEntry> {
         self.open_gateway(GatewayConfig::new(self.gateway_dir.path().to_owned()))
             .ledger()
             .unwrap()
@@ -83,7 +83,7 @@ struct Device {
     events: mpsc::UnboundedReceiver<Event>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
-    context: voicepay::intent::ParseContext,
+    context: voicepay_device::intent::ParseContext,
 }
 
 impl Device {
@@ -362,7 +362,7 @@ async fn client(port: u16, id: &str) -> AsyncClient {
 }
 
 fn now_ms() -> u64 {
-    voicepay::clock::now_ms()
+    voicepay_core::clock::now_ms()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,7 +445,7 @@ async fn a_push_to_talk_start_holds_the_microphone_no_longer_than_its_hold_time(
     let pair = Pair::new(&Limits::default());
     let button = SigningKey::generate().unwrap();
     let mut profile = embedded_profile();
-    profile.wake.mode = voicepay::wake::WakeMode::PushToTalk;
+    profile.wake.mode = voicepay_device::wake::WakeMode::PushToTalk;
     profile.wake.ptt_key = Some(button.public_key().to_base64url());
     profile.wake.ptt_hold_s = 1;
     let gate = Arc::new(Gate::push_to_talk());
@@ -473,7 +473,7 @@ async fn a_push_to_talk_start_holds_the_microphone_no_longer_than_its_hold_time(
     }
     assert!(opened, "a signed start opens the microphone");
     // No stop comes (lost, or never sent): the start lapses by itself.
-    let held_since = voicepay::clock::Stopwatch::start();
+    let held_since = voicepay_core::clock::Stopwatch::start();
     while gate.listen() == Listen::Open {
         assert!(
             held_since.elapsed() < Duration::from_secs(5),
@@ -505,7 +505,7 @@ async fn gateway_seen(link: &DeviceLink, gateway: bool, limit: Duration) -> Dura
         .await
         .expect("the device reached the broker")
         .unwrap();
-    let since = voicepay::clock::Stopwatch::start();
+    let since = voicepay_core::clock::Stopwatch::start();
     tokio::time::timeout(limit, state.wait_for(|s| s.gateway == gateway))
         .await
         .unwrap_or_else(|_| panic!("the device did not see the gateway {gateway} within {limit:?}"))
@@ -558,7 +558,7 @@ async fn a_gateway_restarted_with_its_clock_an_hour_behind_is_seen_online_within
         let session = first.next_session(ahead).unwrap();
         let said = client(broker.port, "first-run").await;
         let online = first
-            .seal_status(&voicepay::protocol::GatewayStatus::heartbeat(
+            .seal_status(&voicepay_core::protocol::GatewayStatus::heartbeat(
                 ahead, session, 1,
             ))
             .unwrap();
@@ -567,7 +567,7 @@ async fn a_gateway_restarted_with_its_clock_an_hour_behind_is_seen_online_within
             .unwrap();
         gateway_seen(&link, true, Duration::from_secs(30)).await;
         let will = first
-            .seal_status(&voicepay::protocol::GatewayStatus::new(
+            .seal_status(&voicepay_core::protocol::GatewayStatus::new(
                 false, ahead, session,
             ))
             .unwrap();
@@ -675,7 +675,7 @@ async fn a_burst_from_many_devices_on_a_default_mosquitto_is_answered_and_charge
     const EACH: usize = 300;
     // The resends show in the test's output.
     let _ = tracing_subscriber::fmt()
-        .with_env_filter("voicepay::daemon=info")
+        .with_env_filter("voicepay_device::daemon=info")
         .with_test_writer()
         .try_init();
     let broker = Broker::start();
@@ -703,7 +703,7 @@ async fn a_burst_from_many_devices_on_a_default_mosquitto_is_answered_and_charge
     let (stop_gateway, gateway) = gateway_home.serve_gateway(&url);
     // All at once: each device sends its whole outbox when it sees the
     // gateway, far more than the 1,000 the broker queues for the gateway.
-    let clock = voicepay::clock::Stopwatch::start();
+    let clock = voicepay_core::clock::Stopwatch::start();
     let daemons: Vec<_> = pairs
         .iter()
         .map(|pair| {
@@ -720,7 +720,7 @@ async fn a_burst_from_many_devices_on_a_default_mosquitto_is_answered_and_charge
             tokio::spawn(daemon::run(
                 config,
                 source,
-                Box::new(voicepay::feedback::Quiet),
+                Box::new(voicepay_device::feedback::Quiet),
                 CancellationToken::new(),
             ))
         })
@@ -742,7 +742,7 @@ async fn a_burst_from_many_devices_on_a_default_mosquitto_is_answered_and_charge
             .history()
             .unwrap()
             .iter()
-            .filter(|e| matches!(e.event, voicepay::store::HistoryEvent::Paid { .. }))
+            .filter(|e| matches!(e.event, voicepay_device::store::HistoryEvent::Paid { .. }))
             .count();
         assert_eq!(paid, EACH, "every payment settled on the device");
     }

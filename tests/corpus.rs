@@ -93,9 +93,9 @@ fn held_to_the_readme(opening: &str, source: &[&str]) -> Value {
 
 #[test]
 fn the_corpus_covers_every_intent_kind_in_both_halves() {
-    let sentences = voicepay::tools::corpus::load(&root().join("corpus/sentences.tsv")).unwrap();
+    let sentences = voicepay_tools::corpus::load(&root().join("corpus/sentences.tsv")).unwrap();
     assert!(sentences.len() >= 150, "{} sentences", sentences.len());
-    let census = voicepay::tools::corpus::census(&sentences);
+    let census = voicepay_tools::corpus::census(&sentences);
     for kind in [
         "pay",
         "top_up",
@@ -108,8 +108,8 @@ fn the_corpus_covers_every_intent_kind_in_both_halves() {
         "none",
     ] {
         for split in [
-            voicepay::tools::corpus::Split::Dev,
-            voicepay::tools::corpus::Split::Test,
+            voicepay_tools::corpus::Split::Dev,
+            voicepay_tools::corpus::Split::Test,
         ] {
             assert!(
                 census.get(&(kind.to_owned(), split)).copied().unwrap_or(0) > 0,

@@ -12,15 +12,15 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use util::*;
-use voicepay::daemon::{self, DaemonConfig};
-use voicepay::feedback::{Event, Feedback};
-use voicepay::money::{Currency, Money};
-use voicepay::policy::Limits;
-use voicepay::profile::DeviceProfile;
-use voicepay::protocol::ResponseStatus;
-use voicepay::recognizer::{Heard, Source};
-use voicepay::store::{Store, StoreConfig};
-use voicepay::transport::BrokerUrl;
+use voicepay_core::money::{Currency, Money};
+use voicepay_core::policy::Limits;
+use voicepay_core::protocol::ResponseStatus;
+use voicepay_core::transport::BrokerUrl;
+use voicepay_device::daemon::{self, DaemonConfig};
+use voicepay_device::feedback::{Event, Feedback};
+use voicepay_device::profile::DeviceProfile;
+use voicepay_device::recognizer::{Heard, Source};
+use voicepay_device::store::{Store, StoreConfig};
 
 /// Set in the child: `DATA_DIR|BROKER_URL|LOG|MODE` (MODE: pay or drain).
 const CHILD: &str = "VOICEPAY_CRASH_CHILD";

@@ -9,9 +9,9 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 use util::*;
-use voicepay::keys::{PublicKey, SigningKey};
-use voicepay::money::{Currency, Money};
-use voicepay::protocol::{
+use voicepay_core::keys::{PublicKey, SigningKey};
+use voicepay_core::money::{Currency, Money};
+use voicepay_core::protocol::{
     self, ApprovalMethod, Envelope, Evidence, GatewayStatus, PaymentRequest, PaymentResponse,
     RequestBuilder, ResponseStatus, topics,
 };
@@ -24,10 +24,16 @@ fn cli(args: &[&str]) -> String {
 
 fn request(device_id: &str, minor: i64) -> PaymentRequest {
     let amount = Money::new(minor, Currency::CNY);
-    RequestBuilder::new(device_id, 1, amount, "Heytea", voicepay::clock::now_ms())
-        .evidence(Evidence::new("Pay 36 yuan to Heytea.", b"pcm", 0.9, "en"))
-        .approved(ApprovalMethod::VoiceConfirm, Some("Confirm.".into()))
-        .build()
+    RequestBuilder::new(
+        device_id,
+        1,
+        amount,
+        "Heytea",
+        voicepay_core::clock::now_ms(),
+    )
+    .evidence(Evidence::new("Pay 36 yuan to Heytea.", b"pcm", 0.9, "en"))
+    .approved(ApprovalMethod::VoiceConfirm, Some("Confirm.".into()))
+    .build()
 }
 
 /// A bare MQTT client playing the device, with its incoming publishes on a channel.

@@ -10,10 +10,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use util::*;
 use uuid::Uuid;
-use voicepay::keys::SigningKey;
-use voicepay::money::{Currency, Money};
-use voicepay::protocol::{AnswerTo, Envelope, PaymentResponse};
-use voicepay::store::{
+use voicepay_core::keys::SigningKey;
+use voicepay_core::money::{Currency, Money};
+use voicepay_core::protocol::{AnswerTo, Envelope, PaymentResponse};
+use voicepay_device::store::{
     HistoryEntry, HistoryEvent, PendingPayment, Seal, Settlement, SpendChecks, Store, StoreConfig,
 };
 

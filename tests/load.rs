@@ -12,19 +12,19 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use util::*;
-use voicepay::clock::{Stopwatch, now_ms};
-use voicepay::daemon::{self, DaemonConfig};
-use voicepay::feedback::Quiet;
-use voicepay::gateway::{self, Gateway, GatewayConfig};
-use voicepay::identity;
-use voicepay::keys::{PublicKey, SigningKey};
-use voicepay::money::{Currency, Money};
-use voicepay::profile::DeviceProfile;
-use voicepay::protocol::{
+use voicepay_core::clock::{Stopwatch, now_ms};
+use voicepay_core::keys::{PublicKey, SigningKey};
+use voicepay_core::money::{Currency, Money};
+use voicepay_core::protocol::{
     self, DEFAULT_PREFIX, Envelope, GatewayStatus, PaymentResponse, RequestBuilder, topics,
 };
-use voicepay::recognizer::Source;
-use voicepay::store::{Store, StoreConfig};
+use voicepay_device::daemon::{self, DaemonConfig};
+use voicepay_device::feedback::Quiet;
+use voicepay_device::identity;
+use voicepay_device::profile::DeviceProfile;
+use voicepay_device::recognizer::Source;
+use voicepay_device::store::{Store, StoreConfig};
+use voicepay_gateway::{Gateway, GatewayConfig};
 
 const DEVICES: usize = 100;
 const GENUINE: usize = 10_000;
@@ -49,7 +49,7 @@ fn ledger(gateway_dir: &str) -> Vec<Value> {
 }
 
 fn gateway_key(dir: &Path) -> SigningKey {
-    gateway::load_key(&GatewayConfig::new(dir.to_owned())).unwrap()
+    voicepay_gateway::load_key(&GatewayConfig::new(dir.to_owned())).unwrap()
 }
 
 /// One message to publish, and what it is.
@@ -381,7 +381,7 @@ fn an_outbox_of_a_thousand_payments_drains_when_the_gateway_returns() {
         .history()
         .unwrap()
         .iter()
-        .filter(|e| matches!(e.event, voicepay::store::HistoryEvent::Paid { .. }))
+        .filter(|e| matches!(e.event, voicepay_device::store::HistoryEvent::Paid { .. }))
         .count();
     assert_eq!(paid, PAYMENTS);
     let entries = ledger(&gw);

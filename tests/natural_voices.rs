@@ -80,7 +80,7 @@ fn a_sample_of_the_natural_voices_is_rendered_from_the_packages_and_heard() {
         fifty sixty seventy eighty ninety hundred thousand and a"
         .split_whitespace()
         .collect();
-    let sentences = voicepay::tools::corpus::load(&root().join("corpus/sentences.tsv")).unwrap();
+    let sentences = voicepay_tools::corpus::load(&root().join("corpus/sentences.tsv")).unwrap();
     let text: HashMap<&str, &str> = sentences
         .iter()
         .map(|s| (s.id.as_str(), s.text.as_str()))

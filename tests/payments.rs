@@ -199,13 +199,13 @@ fn a_long_recording_with_chatter_and_one_command_in_it_pays_once() {
     // Silence and talk around the command, in one file, as a microphone hears it.
     let mut recording = vec![0.0f32; 16_000];
     for name in ["none_coffee_was", "pay_alice_20", "none_turn_left"] {
-        let clip = voicepay::audio::read_wav(&fixture(&format!("{name}.wav"))).unwrap();
+        let clip = voicepay_device::audio::read_wav(&fixture(&format!("{name}.wav"))).unwrap();
         recording.extend(clip.samples);
         recording.extend(vec![0.0f32; 24_000]);
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("long.wav");
-    voicepay::audio::wav::write_wav(&path, &recording).unwrap();
+    voicepay_device::audio::wav::write_wav(&path, &recording).unwrap();
 
     let (events, _) = pair.play(&[path.display().to_string()]);
     let heard = steps(&events, "heard");
@@ -258,12 +258,12 @@ fn the_demo_tells_the_whole_story_and_its_signatures_verify_independently() {
     let lines = stdout_lines(&out);
     assert_eq!(lines[0]["step"], "keys");
     let key = |name: &str| {
-        voicepay::keys::PublicKey::from_base64url(lines[0][name].as_str().unwrap()).unwrap()
+        voicepay_core::keys::PublicKey::from_base64url(lines[0][name].as_str().unwrap()).unwrap()
     };
     let (device, gateway) = (key("device_public_key"), key("gateway_public_key"));
-    let verify = |envelope: &Value, signer: voicepay::keys::PublicKey| {
+    let verify = |envelope: &Value, signer: voicepay_core::keys::PublicKey| {
         let bytes = serde_json::to_vec(envelope).unwrap();
-        voicepay::protocol::open(&bytes, |kid| (kid == signer.key_id()).then_some(signer))
+        voicepay_core::protocol::open(&bytes, |kid| (kid == signer.key_id()).then_some(signer))
             .expect("the signature verifies");
     };
     let sent = steps(&lines, "sent");
@@ -273,7 +273,7 @@ fn the_demo_tells_the_whole_story_and_its_signatures_verify_independently() {
     let agent_task: Vec<&&Value> = sent
         .iter()
         .filter(|s| {
-            let payload = voicepay::protocol::Envelope::unverified_payload_of(
+            let payload = voicepay_core::protocol::Envelope::unverified_payload_of(
                 &serde_json::to_vec(&s["envelope"]).unwrap(),
             )
             .unwrap();
@@ -340,8 +340,8 @@ fn a_key_file_others_can_read_is_refused() {
 #[test]
 fn bad_answers_are_rejected_and_the_daemon_keeps_paying() {
     use rumqttc::{Client, MqttOptions, QoS};
-    use voicepay::keys::SigningKey;
-    use voicepay::protocol::{Envelope, PaymentResponse, topics};
+    use voicepay_core::keys::SigningKey;
+    use voicepay_core::protocol::{Envelope, PaymentResponse, topics};
 
     let pair = Pair::new();
     // A first run opens the device's persistent session on the broker.
@@ -350,7 +350,7 @@ fn bad_answers_are_rejected_and_the_daemon_keeps_paying() {
     let responses = topics::responses(protocol_prefix(), device["device_id"].as_str().unwrap());
     let gateway_key = SigningKey::load_file(&pair.keys.gateway_dir.join("gateway.key")).unwrap();
     let forger = SigningKey::generate().unwrap();
-    let nobodys = voicepay::protocol::AnswerTo {
+    let nobodys = voicepay_core::protocol::AnswerTo {
         request_id: uuid::Uuid::now_v7(),
         device_id: device["device_id"].as_str().unwrap().to_owned(),
         request_sha256: "00".repeat(32),
@@ -390,7 +390,7 @@ fn bad_answers_are_rejected_and_the_daemon_keeps_paying() {
 }
 
 fn protocol_prefix() -> &'static str {
-    voicepay::protocol::DEFAULT_PREFIX
+    voicepay_core::protocol::DEFAULT_PREFIX
 }
 
 #[test]
@@ -457,12 +457,14 @@ fn sigterm_stops_the_daemon_while_it_waits_for_an_answer_and_the_outbox_keeps_th
         rumqttc::MqttOptions::new("silent-gateway", "127.0.0.1", pair.port),
         10,
     );
-    let status = voicepay::protocol::topics::gateway_status(protocol_prefix());
+    let status = voicepay_core::protocol::topics::gateway_status(protocol_prefix());
     let key =
-        voicepay::keys::SigningKey::load_file(&pair.keys.gateway_dir.join("gateway.key")).unwrap();
-    let online = voicepay::protocol::GatewayStatus::new(true, voicepay::clock::now_ms(), 1)
-        .seal(&key)
-        .unwrap();
+        voicepay_core::keys::SigningKey::load_file(&pair.keys.gateway_dir.join("gateway.key"))
+            .unwrap();
+    let online =
+        voicepay_core::protocol::GatewayStatus::new(true, voicepay_core::clock::now_ms(), 1)
+            .seal(&key)
+            .unwrap();
     client
         .publish(status, rumqttc::QoS::AtLeastOnce, true, online)
         .unwrap();

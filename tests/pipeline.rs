@@ -11,18 +11,18 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use util::*;
 use uuid::Uuid;
-use voicepay::control;
-use voicepay::daemon::{self, DaemonConfig, DaemonError};
-use voicepay::feedback::{Event, Feedback};
-use voicepay::gateway::{self, Gateway, GatewayConfig};
-use voicepay::identity;
-use voicepay::keys::SigningKey;
-use voicepay::money::{Currency, Money};
-use voicepay::policy::Limits;
-use voicepay::profile::DeviceProfile;
-use voicepay::protocol::{self, GatewayStatus, ResponseStatus, topics};
-use voicepay::recognizer::{Heard, Intake, Source};
-use voicepay::store::{Store, StoreConfig};
+use voicepay_core::control;
+use voicepay_core::keys::SigningKey;
+use voicepay_core::money::{Currency, Money};
+use voicepay_core::policy::Limits;
+use voicepay_core::protocol::{self, GatewayStatus, ResponseStatus, topics};
+use voicepay_device::daemon::{self, DaemonConfig, DaemonError};
+use voicepay_device::feedback::{Event, Feedback};
+use voicepay_device::identity;
+use voicepay_device::profile::DeviceProfile;
+use voicepay_device::recognizer::{Heard, Intake, Source};
+use voicepay_device::store::{Store, StoreConfig};
+use voicepay_gateway::{Gateway, GatewayConfig};
 
 /// Hands every event to the test.
 struct Recorder(mpsc::UnboundedSender<Event>);
@@ -90,19 +90,21 @@ impl Installation {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            gateway::run(gateway, &broker, shutdown).await.unwrap();
+            voicepay_gateway::run(gateway, &broker, shutdown)
+                .await
+                .unwrap();
         });
         RunningGateway { _stop: stop, task }
     }
 
     fn open_gateway(&self) -> Gateway {
         let config = self_config(self.gateway_dir.path(), &self.prefix);
-        let key = gateway::load_key(&config).unwrap();
+        let key = voicepay_gateway::load_key(&config).unwrap();
         Gateway::open(config, key).unwrap()
     }
 
     /// The gateway's books, once `gateway` has stopped and let go of them.
-    async fn ledger_after(&self, gateway: RunningGateway) -> Vec<gateway::LedgerEntry> {
+    async fn ledger_after(&self, gateway: RunningGateway) -> Vec<voicepay_gateway::LedgerEntry> {
         gateway.stop().await;
         self.open_gateway().ledger().unwrap()
     }
@@ -127,8 +129,9 @@ impl Installation {
         let topic = topics::gateway_status(&self.prefix);
         let options = rumqttc::MqttOptions::new("silent-gateway", "127.0.0.1", self.broker.port);
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
-        let key = gateway::load_key(&self_config(self.gateway_dir.path(), &self.prefix)).unwrap();
-        let online = GatewayStatus::new(true, voicepay::clock::now_ms(), 1)
+        let key = voicepay_gateway::load_key(&self_config(self.gateway_dir.path(), &self.prefix))
+            .unwrap();
+        let online = GatewayStatus::new(true, voicepay_core::clock::now_ms(), 1)
             .seal(&key)
             .unwrap();
         client
@@ -354,7 +357,7 @@ async fn the_window_counts_from_the_end_of_the_spoken_question_not_from_when_it_
     let _gateway = setup.start_gateway();
     let mut profile = DeviceProfile::embedded().unwrap();
     profile.payments.confirm_window = Duration::from_millis(800);
-    let gate = std::sync::Arc::new(voicepay::audio::gate::Gate::open());
+    let gate = std::sync::Arc::new(voicepay_device::audio::gate::Gate::open());
     let shared = gate.clone();
     let (intake, mut events, shutdown, daemon) =
         setup.start_daemon_with(profile, Duration::from_secs(10), move |config| {
@@ -442,7 +445,7 @@ async fn the_offline_age_counts_from_the_last_contact_with_the_gateway() {
         matches!(e, Event::Answer { .. }).then_some(())
     })
     .await;
-    let before = voicepay::clock::now_ms();
+    let before = voicepay_core::clock::now_ms();
     drop(gateway);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     say(&intake, "Pay 2 yuan to Heytea.").await;
@@ -537,8 +540,9 @@ async fn oversized_retained_messages_on_every_topic_we_read_break_no_connection(
 async fn the_gateways_own_statuses_played_back_again_and_again_republish_nothing() {
     let setup = Installation::new(protocol::DEFAULT_PREFIX);
     setup.set_limits(1_000);
-    let key = gateway::load_key(&self_config(setup.gateway_dir.path(), &setup.prefix)).unwrap();
-    let online = GatewayStatus::new(true, voicepay::clock::now_ms(), 1)
+    let key =
+        voicepay_gateway::load_key(&self_config(setup.gateway_dir.path(), &setup.prefix)).unwrap();
+    let online = GatewayStatus::new(true, voicepay_core::clock::now_ms(), 1)
         .seal(&key)
         .unwrap();
     let status_topic = topics::gateway_status(&setup.prefix);
@@ -581,7 +585,7 @@ async fn the_gateways_own_statuses_played_back_again_and_again_republish_nothing
     .await;
     // The captured "online", played back 200 times; then it and the same
     // session's "offline" (its will, once said) in turn, 100 times.
-    let will = GatewayStatus::new(false, voicepay::clock::now_ms(), 1)
+    let will = GatewayStatus::new(false, voicepay_core::clock::now_ms(), 1)
         .seal(&key)
         .unwrap();
     let replays = std::iter::repeat_n(&online, 200)
@@ -613,7 +617,7 @@ async fn the_gateways_own_statuses_played_back_again_and_again_republish_nothing
 /// The daemon with daily limits counted in `zone`.
 fn in_zone(zone: &str) -> DeviceProfile {
     let mut profile = DeviceProfile::embedded().unwrap();
-    profile.payments.calendar = voicepay::clock::Calendar::named(zone).unwrap();
+    profile.payments.calendar = voicepay_core::clock::Calendar::named(zone).unwrap();
     profile
 }
 
@@ -793,7 +797,7 @@ async fn when_the_disk_fails_the_user_hears_the_truth_and_a_repeat_cannot_pay_tw
         .history()
         .unwrap()
         .iter()
-        .filter(|e| matches!(e.event, voicepay::store::HistoryEvent::Paid { .. }))
+        .filter(|e| matches!(e.event, voicepay_device::store::HistoryEvent::Paid { .. }))
         .count();
     assert!(store.outbox().unwrap().is_empty(), "the outbox drained");
     // Each payment sent is charged once; the held one at most once more
@@ -814,7 +818,7 @@ async fn when_the_disk_fails_the_user_hears_the_truth_and_a_repeat_cannot_pay_tw
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_hostile_message_on_every_topic_is_dropped_and_payments_still_go_through() {
-    use voicepay::protocol::{Envelope, RequestBuilder};
+    use voicepay_core::protocol::{Envelope, RequestBuilder};
     let setup = Installation::new(protocol::DEFAULT_PREFIX);
     setup.set_limits(1_000);
     let gateway = setup.start_gateway();
@@ -836,9 +840,9 @@ async fn every_kind_of_hostile_message_on_every_topic_is_dropped_and_payments_st
     let device_key = identity::load_device_key(setup.device_dir.path()).unwrap();
     let device_id = protocol::device_id_for(&device_key.public_key());
     let stranger = SigningKey::generate().unwrap();
-    let now = voicepay::clock::now_ms();
+    let now = voicepay_core::clock::now_ms();
     let yuan = Money::new(100, Currency::CNY);
-    let sealed = |request: &voicepay::protocol::PaymentRequest, key: &SigningKey| {
+    let sealed = |request: &voicepay_core::protocol::PaymentRequest, key: &SigningKey| {
         Envelope::seal_json(request, key).unwrap().0.to_bytes()
     };
     // Signed by the device itself, but long expired.
@@ -857,12 +861,12 @@ async fn every_kind_of_hostile_message_on_every_topic_is_dropped_and_payments_st
         &stranger,
     );
     let forged_answer = {
-        let to = voicepay::protocol::AnswerTo {
+        let to = voicepay_core::protocol::AnswerTo {
             request_id: Uuid::now_v7(),
             device_id: device_id.clone(),
             request_sha256: "00".repeat(32),
         };
-        let response = voicepay::protocol::PaymentResponse::approved(&to, "txn".into(), now);
+        let response = voicepay_core::protocol::PaymentResponse::approved(&to, "txn".into(), now);
         Envelope::seal_json(&response, &stranger)
             .unwrap()
             .0
@@ -1075,7 +1079,7 @@ async fn a_payment_said_without_its_amount_is_asked_for_it_read_back_and_paid() 
 }
 
 /// `text` as heard by a device with this parse context.
-async fn say_with(intake: &Intake, context: &voicepay::intent::ParseContext, text: &str) {
+async fn say_with(intake: &Intake, context: &voicepay_device::intent::ParseContext, text: &str) {
     intake.arriving();
     assert!(intake.send(Heard::typed("typed", text, context)).await);
 }

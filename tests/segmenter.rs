@@ -4,8 +4,8 @@
 
 mod util;
 
-use voicepay::audio::segmenter::{Segment, SegmenterSettings, segments};
-use voicepay::audio::{SAMPLE_RATE, read_wav};
+use voicepay_device::audio::segmenter::{Segment, SegmenterSettings, segments};
+use voicepay_device::audio::{SAMPLE_RATE, read_wav};
 
 const MS: usize = SAMPLE_RATE as usize / 1000;
 

@@ -38,7 +38,7 @@ impl NotifySocket {
 
     /// Waits for a datagram holding the line `wanted`; how long it took.
     fn expect(&mut self, wanted: &str, limit: Duration) -> Duration {
-        let started = voicepay::clock::Stopwatch::start();
+        let started = voicepay_core::clock::Stopwatch::start();
         let mut buf = [0u8; 4096];
         while started.elapsed() < limit {
             if let Ok(n) = self.socket.recv(&mut buf) {
@@ -112,7 +112,7 @@ fn a_daemon_says_ready_pings_the_watchdog_from_its_loop_shows_its_status_and_say
     assert!(text.contains("daemon:         running, up "), "{text}");
     assert!(text.contains("last utterance: none yet"), "{text}");
 
-    let before = voicepay::clock::now_ms();
+    let before = voicepay_core::clock::now_ms();
     first.feed("none_hello");
     let heard = out.recv_timeout(START_LIMIT).unwrap_or_else(|_| {
         let logged: Vec<String> = logs.try_iter().filter(|l| !l.contains("whisper")).collect();
@@ -130,7 +130,7 @@ fn a_daemon_says_ready_pings_the_watchdog_from_its_loop_shows_its_status_and_say
     let status = status_json(&dev);
     let heard_at = status["last_utterance_ms"].as_u64().unwrap();
     assert!(
-        (before..=voicepay::clock::now_ms()).contains(&heard_at),
+        (before..=voicepay_core::clock::now_ms()).contains(&heard_at),
         "{status}"
     );
     let text = ok(&["status", "--data-dir", &dev]);
@@ -208,7 +208,7 @@ fn sighup_applies_a_new_payee_at_once_and_a_broken_profile_changes_nothing() {
     let out = lines(daemon.stdout().unwrap());
     let logs = lines(daemon.stderr().unwrap());
     let (mut said, mut logged) = (Vec::new(), Vec::new());
-    let started = voicepay::clock::Stopwatch::start();
+    let started = voicepay_core::clock::Stopwatch::start();
     while status_json(&dev)["connection"] != "online" {
         if started.elapsed() > START_LIMIT {
             let logged: Vec<String> = logs.try_iter().filter(|l| !l.contains("whisper")).collect();

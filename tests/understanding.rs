@@ -4,14 +4,14 @@
 
 mod util;
 
-use voicepay::asr::Transcript;
-use voicepay::audio::{Utterance, read_wav};
-use voicepay::intent::Intent;
-use voicepay::money::{Currency, Money};
-use voicepay::payees::{Origin, Payee, Resolution, SharedPayees, resolve_provider};
-use voicepay::profile::DeviceProfile;
-use voicepay::recognizer::Recognizer;
-use voicepay::tools::fixtures::load_fixtures;
+use voicepay_core::money::{Currency, Money};
+use voicepay_device::asr::Transcript;
+use voicepay_device::audio::{Utterance, read_wav};
+use voicepay_device::intent::Intent;
+use voicepay_device::payees::{Origin, Payee, Resolution, SharedPayees, resolve_provider};
+use voicepay_device::profile::DeviceProfile;
+use voicepay_device::recognizer::Recognizer;
+use voicepay_tools::fixtures::load_fixtures;
 
 fn recognizer() -> Recognizer {
     let profile = DeviceProfile::embedded().unwrap();
@@ -298,7 +298,7 @@ fn the_amount_said_scores_above_its_teen_or_ty_twin() {
 /// "Pay Luckin Coffee 21 yuan." among them, had been dropped).
 #[test]
 fn a_payment_heard_unsurely_is_read_back_whole_and_one_under_the_floor_is_not_heard() {
-    use voicepay::intent::language::Listening;
+    use voicepay_device::intent::language::Listening;
     let recognizer = recognizer();
     let said = "Pay 36 yuan to Heytea.";
     let sure = Transcript::plain(said, 0.9);

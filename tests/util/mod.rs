@@ -195,7 +195,7 @@ impl Child {
     /// Waits for the child to exit by itself, at most `limit`.
     pub fn wait_within(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
         let child = self.0.as_mut().expect("running");
-        let started = voicepay::clock::Stopwatch::start();
+        let started = voicepay_core::clock::Stopwatch::start();
         loop {
             if let Some(status) = child.try_wait().expect("the child can be waited on") {
                 self.0 = None;
@@ -445,7 +445,7 @@ pub fn wait_line(
     limit: Duration,
     wanted: impl Fn(&str) -> bool,
 ) -> String {
-    let started = voicepay::clock::Stopwatch::start();
+    let started = voicepay_core::clock::Stopwatch::start();
     loop {
         let left = limit.saturating_sub(started.elapsed());
         match rx.recv_timeout(left) {
@@ -472,7 +472,7 @@ pub fn device_id(dev: &str) -> String {
 
 /// Polls `check` every 100 ms until it holds, for at most `limit`.
 pub fn eventually(limit: Duration, what: &str, check: impl Fn() -> bool) {
-    let started = voicepay::clock::Stopwatch::start();
+    let started = voicepay_core::clock::Stopwatch::start();
     while !check() {
         assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
         std::thread::sleep(Duration::from_millis(100));
@@ -485,22 +485,22 @@ pub struct Enrolled {
     pub device_dir: tempfile::TempDir,
     pub gateway_dir: tempfile::TempDir,
     pub device_id: String,
-    pub gateway_key: voicepay::keys::PublicKey,
+    pub gateway_key: voicepay_core::keys::PublicKey,
 }
 
 impl Enrolled {
-    pub fn new(limits: &voicepay::policy::Limits) -> Enrolled {
-        use voicepay::gateway::{Gateway, GatewayConfig};
-        use voicepay::store::{Store, StoreConfig};
+    pub fn new(limits: &voicepay_core::policy::Limits) -> Enrolled {
+        use voicepay_device::store::{Store, StoreConfig};
+        use voicepay_gateway::{Gateway, GatewayConfig};
         let device_dir = tempfile::tempdir().unwrap();
         let gateway_dir = tempfile::tempdir().unwrap();
         let gateway_key =
-            voicepay::keys::SigningKey::create_file(&gateway_dir.path().join("gateway.key"))
+            voicepay_core::keys::SigningKey::create_file(&gateway_dir.path().join("gateway.key"))
                 .unwrap();
         let gateway_public = gateway_key.public_key();
-        let device_key = voicepay::identity::init_device_key(device_dir.path()).unwrap();
-        voicepay::identity::trust_gateway(device_dir.path(), &gateway_public).unwrap();
-        let device_id = voicepay::protocol::device_id_for(&device_key.public_key());
+        let device_key = voicepay_device::identity::init_device_key(device_dir.path()).unwrap();
+        voicepay_device::identity::trust_gateway(device_dir.path(), &gateway_public).unwrap();
+        let device_id = voicepay_core::protocol::device_id_for(&device_key.public_key());
         Gateway::open(
             GatewayConfig::new(gateway_dir.path().to_owned()),
             gateway_key,
@@ -523,12 +523,13 @@ impl Enrolled {
     /// The gateway as its own process opens it, with its key from its directory.
     pub fn open_gateway(
         &self,
-        config: voicepay::gateway::GatewayConfig,
-    ) -> voicepay::gateway::Gateway {
-        let key =
-            voicepay::keys::SigningKey::load_file(&self.gateway_dir.path().join("gateway.key"))
-                .unwrap();
-        voicepay::gateway::Gateway::open(config, key).unwrap()
+        config: voicepay_gateway::GatewayConfig,
+    ) -> voicepay_gateway::Gateway {
+        let key = voicepay_core::keys::SigningKey::load_file(
+            &self.gateway_dir.path().join("gateway.key"),
+        )
+        .unwrap();
+        voicepay_gateway::Gateway::open(config, key).unwrap()
     }
 }
 
@@ -537,23 +538,23 @@ impl Enrolled {
 /// leaves it. The store must be free to open.
 pub fn fill_outbox(
     device_dir: &Path,
-    gateway: voicepay::keys::PublicKey,
+    gateway: voicepay_core::keys::PublicKey,
     count: usize,
     payee: &str,
 ) {
-    use voicepay::money::{Currency, Money};
-    use voicepay::order::{Approval, PaymentOrder, Purchase};
-    use voicepay::store::{Store, StoreConfig};
-    let identity = voicepay::identity::DeviceIdentity::load(device_dir).unwrap();
-    let device_id = voicepay::protocol::device_id_for(&identity.key.public_key());
+    use voicepay_core::money::{Currency, Money};
+    use voicepay_device::order::{Approval, PaymentOrder, Purchase};
+    use voicepay_device::store::{Store, StoreConfig};
+    let identity = voicepay_device::identity::DeviceIdentity::load(device_dir).unwrap();
+    let device_id = voicepay_core::protocol::device_id_for(&identity.key.public_key());
     let store = Store::open(&StoreConfig::new(device_dir.join("store"))).unwrap();
-    let outbox = voicepay::outbox::Outbox::new(
+    let outbox = voicepay_device::outbox::Outbox::new(
         store,
         identity.key,
         device_id,
         gateway,
         3_600_000,
-        voicepay::clock::Calendar::utc(),
+        voicepay_core::clock::Calendar::utc(),
     );
     for i in 0..count {
         let order = PaymentOrder::spoken(
@@ -561,7 +562,12 @@ pub fn fill_outbox(
             Purchase::Pay {
                 payee: payee.into(),
             },
-            voicepay::protocol::Evidence::new(&format!("Pay 1 yuan to {payee}."), b"", 1.0, "en"),
+            voicepay_core::protocol::Evidence::new(
+                &format!("Pay 1 yuan to {payee}."),
+                b"",
+                1.0,
+                "en",
+            ),
         );
         outbox.commit(&order, &Approval::AutoLimit, None).unwrap();
     }
