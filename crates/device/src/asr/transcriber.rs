@@ -91,7 +91,7 @@ impl Transcript {
         self.tokens
             .iter()
             .filter(|t| {
-                let word = crate::payees::squash(&t.text);
+                let word = crate::names::squash(&t.text);
                 word.chars().any(|c| c.is_ascii_digit()) || is_number_word(&word)
             })
             .map(|t| t.probability)
