@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use voicepay_core::control;
 use voicepay_core::identity;
 use voicepay_core::keys::{KeyError, SigningKey};
 use voicepay_core::protocol::topics;
-use voicepay_gateway::{Gateway, GatewayConfig};
+use voicepay_core::{control, durable};
+use voicepay_gateway::{Gateway, GatewayConfig, GatewayError};
 
 use super::args::{GatewayCommand, GatewayRunArgs};
 use super::{print_reply, show_key};
@@ -85,17 +86,24 @@ fn load_gateway_key(config: &GatewayConfig) -> Result<SigningKey> {
     }
 }
 
-/// Through the running gateway if there is one, else on its books.
+/// Through the running gateway if there is one, else on its books
+/// ([`control::ask_or_answer`]).
 fn gateway_command(data_dir: Option<PathBuf>, request: control::Request) -> Result<ExitCode> {
-    let config = gateway_config(data_dir);
-    let reply = match control::call(&config.data_dir, &request)
-        .with_context(|| format!("the gateway on {}", config.data_dir.display()))?
-    {
-        Some(reply) => reply,
-        None => {
-            let key = load_gateway_key(&config)?;
-            voicepay_gateway::control::answer(&Gateway::open(config, key)?, &request)
+    let mut config = gateway_config(data_dir);
+    config.lock_wait = Duration::ZERO;
+    let open_now = || -> Result<Option<Gateway>> {
+        let key = load_gateway_key(&config)?;
+        match Gateway::open(config.clone(), key) {
+            Err(GatewayError::Db(error)) if durable::is_lock_held(&error) => Ok(None),
+            opened => Ok(Some(opened?)),
         }
     };
+    let reply = control::ask_or_answer(
+        &config.data_dir,
+        &request,
+        durable::LOCK_WAIT,
+        open_now,
+        |gateway| voicepay_gateway::control::answer(&gateway, &request),
+    )?;
     Ok(print_reply(reply))
 }
