@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("voicepay: {error:#}");
+            eprintln!("voicepay: {}", cli::said(&error));
             ExitCode::FAILURE
         }
     }

@@ -62,13 +62,22 @@ fn serve(args: GatewayRunArgs) -> Result<()> {
     config.prefix = prefix;
     config.heartbeat = std::time::Duration::from_secs(heartbeat_s);
     let key = load_gateway_key(&config)?;
+    // Said on standard output: standard error is the log stream (JSON lines
+    // with --log-format json).
+    let started = format!(
+        "gateway {} answering the enrolled devices on {broker} under {}; books in {}, commands on {}; Ctrl-C or SIGTERM stops it",
+        key.public_key().key_id(),
+        config.prefix,
+        config.data_dir.display(),
+        control::socket_path(&config.data_dir).display(),
+    );
     let gateway = Gateway::open(config, key)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(voicepay_gateway::run(
-        gateway,
-        &broker,
-        super::shutdown_signal(),
-    ))?;
+    runtime.block_on(async {
+        let stop = super::shutdown_signal();
+        println!("{started}");
+        voicepay_gateway::run(gateway, &broker, stop).await
+    })?;
     Ok(())
 }
 

@@ -26,7 +26,7 @@ fn for_each_file(
             Ok(line) => println!("{line}"),
             Err(error) => {
                 failed = true;
-                eprintln!("voicepay: {error:#}");
+                eprintln!("voicepay: {}", super::said(&error));
             }
         }
     }

@@ -23,6 +23,24 @@ use tokio_util::sync::CancellationToken;
 use voicepay_core::control;
 use voicepay_core::identity;
 
+/// An error and its causes, each once. Many error types put their source
+/// in their own message and also return it as the source, so anyhow's
+/// `{:#}` said it twice ("No such file or directory (os error 2): No such
+/// file or directory (os error 2)"); a cause already said is left out.
+pub fn said(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain().map(ToString::to_string) {
+        if text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
+}
+
 /// The data directory given, else the user's default one.
 fn data_dir_or_default(data_dir: Option<PathBuf>) -> PathBuf {
     data_dir.unwrap_or_else(identity::default_data_dir)
@@ -43,22 +61,36 @@ fn show_key(role: &str, key: &voicepay_core::keys::PublicKey, json: bool) {
     println!("{}", identity::key_report(role, key, json));
 }
 
-/// Cancels `shutdown` on Ctrl-C or SIGTERM.
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    shutdown_signal().await;
-    shutdown.cancel();
+/// Cancels `shutdown` on Ctrl-C or SIGTERM (caught from the call on).
+fn cancel_on_signal(shutdown: CancellationToken) -> impl Future<Output = ()> {
+    let signal = shutdown_signal();
+    async move {
+        signal.await;
+        shutdown.cancel();
+    }
 }
 
-/// Ctrl-C or SIGTERM (what service managers send).
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(term) => { term.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
+/// Ctrl-C or SIGTERM (what service managers send). The handlers are in
+/// place when this returns (inside a runtime), not when it is first
+/// awaited: a process that says it runs must not die of a SIGTERM then.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            _ = caught(interrupt.as_mut()) => {}
+            _ = caught(term.as_mut()) => {}
+        }
+    }
+}
+
+/// The next `signal`; never, if it could not be listened for.
+async fn caught(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }

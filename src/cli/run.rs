@@ -10,11 +10,15 @@ use voicepay_core::identity;
 use voicepay_device::audio;
 use voicepay_device::daemon::{self, DaemonConfig};
 use voicepay_device::feedback::Console;
+use voicepay_device::feedback::speech::SpeakingThread;
 use voicepay_device::identity as device_identity;
 use voicepay_device::profile::DeviceProfile;
 use voicepay_device::recognizer;
 
 use super::args::RunArgs;
+
+/// How long the sentences still queued when the files are done may take.
+const SAY_THE_REST: Duration = Duration::from_secs(60);
 
 /// `profile_file` is the `--device` profile, which SIGHUP rereads.
 pub fn run(
@@ -30,6 +34,11 @@ pub fn run(
         answer_wait,
         speak,
     } = args;
+    // A named pipe is a file too (it may wait for a writer): only whether
+    // each is there is checked, before the model loads.
+    for file in &input {
+        std::fs::metadata(file).with_context(|| format!("--input {}", file.display()))?;
+    }
     let broker = broker
         .with_access(&profile.mqtt.access())
         .context("the profile's [mqtt] settings")?;
@@ -44,17 +53,27 @@ pub fn run(
     // SIGHUP rereads it (the embedded default has nothing to reread).
     config.profile_file = profile_file;
     let runtime = tokio::runtime::Runtime::new()?;
-    let ran = runtime.block_on(async {
+    let (ran, voice, stopped) = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(super::cancel_on_signal(shutdown.clone()));
-        let (inputs, feedback) = device_side(&mut config, input, speak, json, &shutdown);
+        let (inputs, feedback, voice) = device_side(&mut config, input, speak, json, &shutdown);
         let source = recognizer::spawn(recognizer, inputs);
-        daemon::run(config, source, feedback, shutdown).await
+        let ran = daemon::run(config, source, feedback, shutdown.clone()).await;
+        (ran, voice, shutdown.is_cancelled())
     });
     // Not a plain drop: it would wait for ever for an input reader
     // blocked on a named pipe nobody writes, and a daemon that failed
     // to start would hang instead of saying why.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    // The files are heard: what is still to say is said. Stopped (Ctrl-C,
+    // SIGTERM): at once. Either way no speech command outlives the daemon.
+    if let Some(voice) = voice {
+        voice.finish(if stopped {
+            Duration::ZERO
+        } else {
+            SAY_THE_REST
+        });
+    }
     ran?;
     Ok(ExitCode::SUCCESS)
 }
@@ -82,7 +101,8 @@ fn refresh_public_identity(data_dir: &Path, profile: &DeviceProfile) {
 
 /// The device side of `run`: the microphone (its gate as the wake mode
 /// says, push-to-talk on Enter at a terminal) or the files, and the
-/// feedback: the console, and the voice where the profile has one.
+/// feedback: the console, and the voice where the profile has one (with
+/// its thread, to finish before the process ends).
 fn device_side(
     config: &mut DaemonConfig,
     files: Vec<PathBuf>,
@@ -92,6 +112,7 @@ fn device_side(
 ) -> (
     tokio::sync::mpsc::Receiver<audio::source::Input>,
     Box<dyn voicepay_device::feedback::Feedback>,
+    Option<SpeakingThread>,
 ) {
     use std::io::IsTerminal;
     use voicepay_device::audio::gate::Gate;
@@ -121,20 +142,21 @@ fn device_side(
     let console = Box::new(Console { json });
     let command = profile.feedback.speak.clone();
     if !(microphone || speak) || command.is_empty() {
-        return (inputs, console);
+        return (inputs, console, None);
     }
     let echo = Duration::from_millis(profile.feedback.echo_ms);
     match Speaker::start(command, echo, gate) {
-        Ok(speaker) => (
-            inputs,
-            Box::new(Spoken {
+        Ok(speaker) => {
+            let thread = speaker.thread();
+            let spoken = Spoken {
                 inner: console,
                 speaker,
-            }),
-        ),
+            };
+            (inputs, Box::new(spoken), Some(thread))
+        }
         Err(error) => {
             tracing::error!(%error, "cannot start the speaker: the device will not speak");
-            (inputs, console)
+            (inputs, console, None)
         }
     }
 }
