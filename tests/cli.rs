@@ -343,3 +343,172 @@ fn payees_are_added_with_aliases_listed_and_removed_and_the_profiles_own_stay() 
         stderr(&unknown)
     );
 }
+
+/// The fixed words of a refusal: a missing file's own error, said once.
+const NO_SUCH_FILE: &str = "No such file or directory (os error 2)";
+
+#[test]
+fn run_with_a_missing_input_file_is_an_error_naming_it_and_exits_non_zero() {
+    let data = tempfile::tempdir().unwrap();
+    let out = run(voicepay(&[
+        "run",
+        "--data-dir",
+        &dir(&data),
+        "--input",
+        fixture("cancel_plain.wav").to_str().unwrap(),
+        "does-not-exist.wav",
+    ]));
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!("voicepay: --input does-not-exist.wav: {NO_SUCH_FILE}\n")
+    );
+    assert!(out.stdout.is_empty(), "nothing was heard");
+}
+
+#[test]
+fn an_error_says_each_of_its_causes_once() {
+    let data = tempfile::tempdir().unwrap();
+    let out = run(voicepay(&[
+        "--device",
+        "/nonexistent/car.toml",
+        "status",
+        "--data-dir",
+        &dir(&data),
+    ]));
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out),
+        format!("voicepay: /nonexistent/car.toml: cannot read device profile: {NO_SUCH_FILE}\n")
+    );
+    // A directory that cannot be made: the path once, the reason once.
+    let out = run(voicepay(&["keys", "init", "--data-dir", "/proc/voicepay"]));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(err.matches("/proc/voicepay").count(), 1, "{err}");
+    assert_eq!(err.matches(NO_SUCH_FILE).count(), 1, "{err}");
+}
+
+#[test]
+fn limits_set_prints_the_limits_it_set() {
+    let data = tempfile::tempdir().unwrap();
+    let data = dir(&data);
+    let set = ok(&[
+        "limits",
+        "set",
+        "--auto",
+        "20.00",
+        "--daily",
+        "300",
+        "--data-dir",
+        &data,
+    ]);
+    assert!(set.contains("20.00") && set.contains("300.00"), "{set}");
+    assert_eq!(set, ok(&["limits", "show", "--data-dir", &data]));
+}
+
+#[test]
+fn an_empty_outbox_and_an_empty_agents_list_say_there_is_nothing_and_their_json_is_empty() {
+    let data = tempfile::tempdir().unwrap();
+    let data = dir(&data);
+    assert_eq!(
+        ok(&["outbox", "--data-dir", &data]),
+        "no payment is waiting for the gateway\n"
+    );
+    assert_eq!(ok(&["outbox", "--json", "--data-dir", &data]), "");
+    let agents = ok(&["agents", "list", "--data-dir", &data]);
+    assert!(agents.starts_with("no agent is registered"), "{agents}");
+    assert_eq!(ok(&["agents", "list", "--json", "--data-dir", &data]), "");
+}
+
+#[test]
+fn an_environment_override_the_profile_refuses_names_the_variable() {
+    let out = run(voicepay(&["intent", "--text", "cancel"]).env("VOICEPAY__LANGUAGE", "zh"));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("voicepay: embedded default profile: VOICEPAY__LANGUAGE=zh: language"),
+        "{err}"
+    );
+}
+
+#[test]
+fn gateway_run_says_where_it_listens_and_which_books_it_keeps() {
+    let keys = Keys::new();
+    let broker = Broker::start();
+    let mut gateway = voicepay(&[
+        "gateway",
+        "run",
+        "--broker",
+        &broker.url(),
+        "--data-dir",
+        &keys.gw(),
+    ]);
+    gateway.stdout(std::process::Stdio::piped());
+    let mut gateway = Child::spawn(gateway);
+    let stdout = gateway.stdout().unwrap();
+    let (line_tx, line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first);
+        let _ = line_tx.send(first);
+    });
+    let said = line
+        .recv_timeout(FIFO_OPEN_LIMIT)
+        .expect("it says it started");
+    assert!(said.contains(&broker.url()), "{said}");
+    assert!(said.contains(&keys.gw()), "{said}");
+    assert!(said.contains("voicepay/v1"), "{said}");
+    assert!(
+        gateway
+            .terminate_within(std::time::Duration::from_secs(10))
+            .success()
+    );
+}
+
+#[test]
+fn run_speak_with_input_files_speaks_every_sentence_and_leaves_no_speech_process() {
+    model();
+    let keys = Keys::new();
+    let broker = Broker::start();
+    let spoken = tempfile::tempdir().unwrap();
+    let (said_file, pids) = (spoken.path().join("said"), spoken.path().join("pids"));
+    // A stand-in voice: notes what it was given and its process id, then
+    // "speaks" for a second (the TTS is the edge, not what is tested).
+    let voice = format!(
+        r#"["sh", "-c", 'echo $$ >> {}; printf "%s\n" "$0" >> {}; exec sleep 1']"#,
+        pids.display(),
+        said_file.display()
+    );
+    let out = run(voicepay(&[
+        "run",
+        "--json",
+        "--speak",
+        "--broker",
+        &broker.url(),
+        "--data-dir",
+        &keys.dev(),
+        "--answer-wait",
+        "0",
+        "--input",
+        fixture("pay_heytea_36.wav").to_str().unwrap(),
+        fixture("cancel_plain.wav").to_str().unwrap(),
+    ])
+    .env("VOICEPAY__FEEDBACK__SPEAK", &voice)
+    .env("VOICEPAY__FEEDBACK__ECHO_MS", "0"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let on_console: Vec<String> = stdout_lines(&out)
+        .iter()
+        .filter(|l| l["step"] == "say")
+        .map(|l| l["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(on_console.len() >= 2, "{on_console:?}");
+    let spoken_lines = std::fs::read_to_string(&said_file).unwrap();
+    let spoken_lines: Vec<&str> = spoken_lines.lines().collect();
+    assert_eq!(spoken_lines, on_console);
+    for pid in std::fs::read_to_string(&pids).unwrap().lines() {
+        let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
+        assert!(!proc.exists(), "speech process {pid} was left behind");
+    }
+}

@@ -247,8 +247,9 @@ fn offline_a_small_payment_is_queued_and_paid_once_when_the_link_returns() {
     assert_eq!(pair.final_ledger().len(), 1, "paid exactly once");
 }
 
-/// The README's main job. Its JSON carries both public keys first and every
-/// envelope in full: each signature verifies with nothing but those keys.
+/// The README's main job. Its JSON carries every signer's public key first
+/// (the device's, the gateway's and the agent's) and every envelope in full:
+/// each signature verifies with nothing but those keys.
 #[test]
 fn the_demo_tells_the_whole_story_and_its_signatures_verify_independently() {
     model();
@@ -261,6 +262,7 @@ fn the_demo_tells_the_whole_story_and_its_signatures_verify_independently() {
         voicepay_core::keys::PublicKey::from_base64url(lines[0][name].as_str().unwrap()).unwrap()
     };
     let (device, gateway) = (key("device_public_key"), key("gateway_public_key"));
+    let agent = key("agent_public_key");
     let verify = |envelope: &Value, signer: voicepay_core::keys::PublicKey| {
         let bytes = serde_json::to_vec(envelope).unwrap();
         voicepay_core::protocol::open(&bytes, |kid| (kid == signer.key_id()).then_some(signer))
@@ -285,6 +287,9 @@ fn the_demo_tells_the_whole_story_and_its_signatures_verify_independently() {
     for s in &sent {
         verify(&s["envelope"], device);
     }
+    let tasks = steps(&lines, "task");
+    assert_eq!(tasks.len(), 1, "{}", said(&lines));
+    verify(&tasks[0]["envelope"], agent);
     for a in &answers {
         verify(&a["envelope"], gateway);
         assert_eq!(a["status"], "approved");

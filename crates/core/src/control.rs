@@ -141,6 +141,69 @@ pub fn call(data_dir: &Path, request: &Request) -> std::io::Result<Option<Reply>
         .map_err(|e| std::io::Error::other(format!("the running process answered {e}")))
 }
 
+/// Why [`ask_or_answer`] has no reply.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// The socket is there and something listens, but the exchange failed.
+    #[error("cannot ask the process running on {}: {error}", dir.display())]
+    Socket { dir: PathBuf, error: std::io::Error },
+    /// The store stayed locked by a process that never answered on its
+    /// socket (one that is stuck, or not a voicepay of this version).
+    #[error(
+        "the store in {} is held by another process that does not answer on {} (waited {:.1} s)",
+        dir.display(),
+        socket_path(dir).display(),
+        waited.as_secs_f64()
+    )]
+    Held { dir: PathBuf, waited: Duration },
+    /// Opening the store here failed for another reason than its lock.
+    #[error(transparent)]
+    Open(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// How often [`ask_or_answer`] asks again while the store is held.
+const ASK_AGAIN: Duration = Duration::from_millis(200);
+
+/// Asks the process running on `data_dir`, else answers here: every CLI
+/// command on a store goes this way, because sled lets one process open it.
+///
+/// `open_now` opens the store without waiting for its lock: `Ok(None)` when
+/// another process holds it. A process that is starting holds its store a
+/// moment before its socket answers, so while the store is held the
+/// process is asked again (waiting on the lock would be in vain: a daemon
+/// keeps it as long as it runs), up to `patience` ([`crate::durable::LOCK_WAIT`]
+/// as a rule: on a loaded device 2 s were seen to be too short). `answer`
+/// makes the reply from the store opened here.
+pub fn ask_or_answer<S, E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    data_dir: &Path,
+    request: &Request,
+    patience: Duration,
+    mut open_now: impl FnMut() -> Result<Option<S>, E>,
+    answer: impl FnOnce(S) -> Reply,
+) -> Result<Reply, AskError> {
+    let started = crate::clock::Stopwatch::start();
+    loop {
+        let asked = call(data_dir, request).map_err(|error| AskError::Socket {
+            dir: data_dir.to_owned(),
+            error,
+        })?;
+        if let Some(reply) = asked {
+            return Ok(reply);
+        }
+        if let Some(store) = open_now().map_err(|e| AskError::Open(e.into()))? {
+            return Ok(answer(store));
+        }
+        let waited = started.elapsed();
+        if waited >= patience {
+            return Err(AskError::Held {
+                dir: data_dir.to_owned(),
+                waited,
+            });
+        }
+        std::thread::sleep(ASK_AGAIN.min(patience - waited));
+    }
+}
+
 /// What a running process answers with.
 pub type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
 
@@ -201,4 +264,152 @@ async fn answer(stream: tokio::net::UnixStream, handler: Handler) {
     out.push(b'\n');
     let _ = write.write_all(&out).await;
     let _ = write.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::durable::{self, LOCK_WAIT};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn db_path(dir: &Path) -> PathBuf {
+        dir.join("store")
+    }
+
+    /// The store opened without waiting, `None` while another handle holds it.
+    fn open_now(dir: &Path) -> Result<Option<sled::Db>, sled::Error> {
+        let path = db_path(dir);
+        match durable::open_db(&sled::Config::new().path(&path), &path, Duration::ZERO) {
+            Err(error) if durable::is_lock_held(&error) => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    fn hold_store(dir: &Path) -> sled::Db {
+        let path = db_path(dir);
+        durable::open_db(&sled::Config::new().path(&path), &path, LOCK_WAIT).unwrap()
+    }
+
+    /// Serves `reply` on `dir`'s socket until the token is cancelled.
+    fn serving(
+        dir: &Path,
+        reply: &'static str,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let handler: Handler = Arc::new(move |_| Reply::done(reply.to_owned()));
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(dir.to_owned(), handler, shutdown.clone()));
+        (shutdown, server)
+    }
+
+    fn ask(
+        dir: &Path,
+        patience: Duration,
+        opened: Arc<AtomicUsize>,
+    ) -> tokio::task::JoinHandle<Result<Reply, AskError>> {
+        let dir = dir.to_owned();
+        tokio::task::spawn_blocking(move || {
+            ask_or_answer(
+                &dir,
+                &Request::LimitsShow { json: false },
+                patience,
+                || {
+                    opened.fetch_add(1, Ordering::SeqCst);
+                    open_now(&dir)
+                },
+                |_db| Reply::done("here".to_owned()),
+            )
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_running_process_is_asked_and_its_store_is_never_opened_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = hold_store(dir.path());
+        let (shutdown, server) = serving(dir.path(), "from the process");
+        while std::os::unix::net::UnixStream::connect(socket_path(dir.path())).is_err() {
+            tokio::task::yield_now().await;
+        }
+        let opened = Arc::new(AtomicUsize::new(0));
+        let reply = ask(dir.path(), LOCK_WAIT, opened.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply.stdout, "from the process");
+        assert_eq!(opened.load(Ordering::SeqCst), 0);
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_nothing_running_not_even_behind_a_stale_socket_the_store_answers_here() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a SIGKILL leaves behind: a socket file nobody listens on.
+        drop(std::os::unix::net::UnixListener::bind(socket_path(dir.path())).unwrap());
+        let opened = Arc::new(AtomicUsize::new(0));
+        let reply = ask(dir.path(), LOCK_WAIT, opened.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply.stdout, "here");
+        assert_eq!(opened.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_process_still_starting_holds_the_store_and_is_asked_again_until_it_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = hold_store(dir.path());
+        let opened = Arc::new(AtomicUsize::new(0));
+        let asking = ask(dir.path(), LOCK_WAIT, opened.clone());
+        // The command has found the store held and no one answering...
+        while opened.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // ...then the starting process opens its socket.
+        let (shutdown, server) = serving(dir.path(), "from the process");
+        let reply = asking.await.unwrap().unwrap();
+        assert_eq!(reply.stdout, "from the process");
+        drop(held);
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_held_by_a_process_that_never_answers_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = hold_store(dir.path());
+        let opened = Arc::new(AtomicUsize::new(0));
+        let error = ask(dir.path(), Duration::from_millis(500), opened.clone())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(error, AskError::Held { .. }), "{error:?}");
+        let said = error.to_string();
+        assert!(
+            said.contains(&dir.path().display().to_string()) && said.contains("control.sock"),
+            "{said}"
+        );
+        assert!(
+            opened.load(Ordering::SeqCst) > 1,
+            "asked again while waiting"
+        );
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_opened_is_an_error_at_once_not_a_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opened = 0;
+        let error = ask_or_answer(
+            dir.path(),
+            &Request::Ledger,
+            LOCK_WAIT,
+            || -> Result<Option<()>, std::io::Error> {
+                opened += 1;
+                Err(std::io::Error::other("corrupt"))
+            },
+            |()| Reply::done(String::new()),
+        )
+        .unwrap_err();
+        assert!(matches!(error, AskError::Open(_)) && error.to_string() == "corrupt");
+        assert_eq!(opened, 1);
+    }
 }

@@ -93,6 +93,13 @@ pub fn open_db(
     }
 }
 
+/// Whether opening a database failed because another handle (in this
+/// process or another) holds its file lock: with a zero `lock_wait`, the
+/// caller learns the store is busy instead of waiting.
+pub fn is_lock_held(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(e) if lock_held_elsewhere(e))
+}
+
 /// Whether sled could not open because another handle holds its file lock.
 /// sled 0.34 reports that as `ErrorKind::Other` with the lock's own error
 /// only in the message ("could not acquire lock on ..."), so the message is

@@ -2,7 +2,7 @@
 //!
 //! The daemon serves [`device`] on its socket; when no daemon runs the CLI
 //! opens the store and calls the same function, so the output is the same
-//! either way ([`ask_or_open`] chooses).
+//! either way ([`voicepay_core::control::ask_or_answer`] chooses).
 
 use std::time::Duration;
 
@@ -31,6 +31,10 @@ pub fn device(store: &Store, book: &DeviceBook, request: &Request) -> Reply {
     let lines = |items: Vec<String>| items.iter().map(|l| format!("{l}\n")).collect::<String>();
     match request {
         Request::Outbox { json: as_json } => match store.outbox() {
+            // Said to people only: a script reading --json gets no lines.
+            Ok(waiting) if waiting.is_empty() && !as_json => {
+                Reply::done("no payment is waiting for the gateway\n".to_owned())
+            }
             Ok(waiting) => Reply::done(lines(
                 waiting
                     .iter()
@@ -89,10 +93,11 @@ pub fn device(store: &Store, book: &DeviceBook, request: &Request) -> Reply {
                 if let Some(amount) = code {
                     limits.payment_code_above = *amount;
                 }
-                store.set_limits(&limits)
+                store.set_limits(&limits).map(|()| limits)
             });
             match changed {
-                Ok(()) => Reply::done(String::new()),
+                // What the limits are now, as `limits show` says them.
+                Ok(limits) => Reply::done(format!("{limits}\n")),
                 Err(error) => Reply::failed(error),
             }
         }
@@ -133,6 +138,9 @@ pub fn device(store: &Store, book: &DeviceBook, request: &Request) -> Reply {
             Err(error) => Reply::failed(error),
         },
         Request::AgentsList { json: as_json } => match store.agents() {
+            Ok(agents) if agents.is_empty() && !as_json => Reply::done(
+                "no agent is registered (voicepay agents add NAME --public-key KEY)\n".to_owned(),
+            ),
             Ok(agents) => Reply::done(lines(
                 agents
                     .iter()

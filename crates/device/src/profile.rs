@@ -359,7 +359,7 @@ impl DeviceProfile {
         };
         let mut table: toml::Table = toml::from_str(text).map_err(parse_error)?;
         fill_defaults(&mut table);
-        let mut file: ProfileFile = match toml::Value::Table(table.clone()).try_into() {
+        let file: ProfileFile = match toml::Value::Table(table.clone()).try_into() {
             Ok(file) => file,
             // A bad value: the file's own reading points at its line.
             Err(filled) => {
@@ -369,10 +369,20 @@ impl DeviceProfile {
                 });
             }
         };
+        // A value the checks refuse is named by the override that brought
+        // it: the first after which a file that passed them fails.
+        let mut checked = Self::from_file(file);
+        let file_passes = checked.is_ok();
         for (name, value) in &env_overrides(vars) {
-            file = apply_override(&mut table, name, value).map_err(invalid)?;
+            let file = apply_override(&mut table, name, value).map_err(invalid)?;
+            checked = Self::from_file(file);
+            if let Err(detail) = &checked
+                && file_passes
+            {
+                return Err(invalid(format!("{name}={value}: {detail}")));
+            }
         }
-        Self::from_file(file).map_err(invalid)
+        checked.map_err(invalid)
     }
 
     /// Checks every value and gives it its type; the error names the key.
@@ -877,7 +887,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("x.toml: limits.code_above: a limit cannot be negative"),
+            err.starts_with(
+                "x.toml: VOICEPAY__LIMITS__CODE_ABOVE=-5.00: limits.code_above: a limit cannot be negative"
+            ),
             "{err}"
         );
     }
@@ -970,6 +982,76 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("asr.threads must be at least 1"), "{err}");
+    }
+
+    #[test]
+    fn a_shipped_profiles_language_comment_names_only_languages_the_code_accepts() {
+        let devices = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../devices");
+        for entry in std::fs::read_dir(&devices).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            let at = lines
+                .iter()
+                .position(|l| l.starts_with("language ="))
+                .unwrap();
+            let comment = lines[..at]
+                .iter()
+                .rev()
+                .take_while(|l| l.starts_with('#'))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ");
+            // Every quoted code the comment offers must load.
+            for code in comment.split('"').skip(1).step_by(2) {
+                assert!(
+                    Language::from_code(code).is_ok(),
+                    "{}: the comment offers {code:?}: {comment}",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_override_the_profiles_checks_refuse_is_an_error_naming_the_variable() {
+        let cases = [
+            (
+                "VOICEPAY__ASR__THREADS",
+                "0",
+                "VOICEPAY__ASR__THREADS=0: asr.threads must be at least 1",
+            ),
+            (
+                "VOICEPAY__LANGUAGE",
+                "zh",
+                "VOICEPAY__LANGUAGE=zh: language: language \"zh\" is not supported",
+            ),
+            (
+                "VOICEPAY_THREADS",
+                "0",
+                "VOICEPAY_THREADS=0: asr.threads must be at least 1",
+            ),
+        ];
+        for (name, value, start) in cases {
+            let err = with_env(&[(name, value)]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("x.toml: {start}")),
+                "{name}: {err}"
+            );
+        }
+        // Overrides that pass leave the file's own refusal the file's.
+        let bad_file = DEFAULT_PROFILE.replace("threads = 2", "threads = 0");
+        let err = DeviceProfile::parse_with_env(
+            &bad_file,
+            "x.toml",
+            vars(&[("VOICEPAY__VAD__END_SILENCE_MS", "400")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err, "x.toml: asr.threads must be at least 1");
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub struct GatewayConfig {
     /// after the retained status was replaced or deleted believes the
     /// gateway online within one heartbeat.
     pub heartbeat: std::time::Duration,
+    /// How long opening the books waits for their lock; zero for a
+    /// command that asks the running gateway instead.
+    pub lock_wait: std::time::Duration,
 }
 
 impl GatewayConfig {
@@ -71,6 +74,7 @@ impl GatewayConfig {
             seq_window: 10_000,
             answer_retention_ms: 7 * 24 * 60 * 60 * 1000,
             heartbeat: std::time::Duration::from_secs(10),
+            lock_wait: voicepay_core::durable::LOCK_WAIT,
         }
     }
 
@@ -176,7 +180,7 @@ impl Gateway {
                 .path(config.db_path())
                 .cache_capacity(8 << 20),
             &config.db_path(),
-            voicepay_core::durable::LOCK_WAIT,
+            config.lock_wait,
         )?;
         Ok(Self {
             devices: db.open_tree("devices")?,

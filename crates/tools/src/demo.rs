@@ -87,6 +87,9 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
             "device_id": rig.device_id,
             "device_public_key": rig.device_public.to_base64url(),
             "gateway_public_key": rig.gateway_public.to_base64url(),
+            // The agent signs its task: its envelope ("step":"task") checks with this.
+            "agent_id": "claude-code",
+            "agent_public_key": agent_key.public_key().to_base64url(),
             "broker": rig.broker.to_string(),
         });
         println!("{keys_line}");
@@ -96,6 +99,7 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
             rig.device_id, rig.device_public
         );
         println!("gateway public key {}", rig.gateway_public);
+        println!("agent   claude-code  public key {}", agent_key.public_key());
         println!("broker  {}", rig.broker);
     }
     note("limits: auto-pay 20, daily 500 (in the profile's currency)");
@@ -126,8 +130,13 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
         created_at: now_ms(),
         expires_at: now_ms() + 600_000,
     };
-    rig.send_task(Envelope::seal_json(&task, &agent_key)?.0.to_bytes())
-        .await?;
+    let sealed = Envelope::seal_json(&task, &agent_key)?.0.to_bytes();
+    if options.json {
+        // As it goes on the wire, like the device's and the gateway's envelopes.
+        let envelope: serde_json::Value = serde_json::from_slice(&sealed)?;
+        println!("{}", json!({"step": "task", "envelope": envelope}));
+    }
+    rig.send_task(sealed).await?;
     if !rig.until(WAIT, |s| s.asking).await {
         anyhow::bail!("the agent's task was not put to the user");
     }

@@ -1,0 +1,118 @@
+//! `voicepay gateway init|show-key|enroll|ledger|run`: the reference payment gateway.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use voicepay_core::identity;
+use voicepay_core::keys::{KeyError, SigningKey};
+use voicepay_core::protocol::topics;
+use voicepay_core::{control, durable};
+use voicepay_gateway::{Gateway, GatewayConfig, GatewayError};
+
+use super::args::{GatewayCommand, GatewayRunArgs};
+use super::{print_reply, show_key};
+
+pub fn run(command: GatewayCommand) -> Result<ExitCode> {
+    match command {
+        GatewayCommand::Init { data_dir } => {
+            let config = gateway_config(data_dir);
+            voicepay_core::durable::private_dir(&config.data_dir)
+                .with_context(|| config.data_dir.display().to_string())?;
+            let key = SigningKey::create_file(&config.key_path())?;
+            show_key("gateway", &key.public_key(), false);
+        }
+        GatewayCommand::ShowKey { data_dir, json } => {
+            let key = load_gateway_key(&gateway_config(data_dir))?;
+            show_key("gateway", &key.public_key(), json);
+        }
+        GatewayCommand::Enroll {
+            device_id,
+            public_key,
+            data_dir,
+        } => {
+            let request = control::Request::Enroll {
+                device_id,
+                public_key,
+            };
+            return gateway_command(data_dir, request);
+        }
+        GatewayCommand::Ledger { data_dir } => {
+            return gateway_command(data_dir, control::Request::Ledger);
+        }
+        GatewayCommand::Run(args) => serve(args)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(args: GatewayRunArgs) -> Result<()> {
+    let GatewayRunArgs {
+        broker,
+        daily_limit,
+        prefix,
+        heartbeat_s,
+        access,
+        data_dir,
+    } = args;
+    topics::validate_prefix(&prefix)?;
+    let broker = broker.with_access(&access.into())?;
+    let mut config = gateway_config(data_dir);
+    config.daily_limit = daily_limit;
+    config.prefix = prefix;
+    config.heartbeat = std::time::Duration::from_secs(heartbeat_s);
+    let key = load_gateway_key(&config)?;
+    // Said on standard output: standard error is the log stream (JSON lines
+    // with --log-format json).
+    let started = format!(
+        "gateway {} answering the enrolled devices on {broker} under {}; books in {}, commands on {}; Ctrl-C or SIGTERM stops it",
+        key.public_key().key_id(),
+        config.prefix,
+        config.data_dir.display(),
+        control::socket_path(&config.data_dir).display(),
+    );
+    let gateway = Gateway::open(config, key)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let stop = super::shutdown_signal();
+        println!("{started}");
+        voicepay_gateway::run(gateway, &broker, stop).await
+    })?;
+    Ok(())
+}
+
+fn gateway_config(data_dir: Option<PathBuf>) -> GatewayConfig {
+    GatewayConfig::new(data_dir.unwrap_or_else(|| identity::default_data_dir().join("gateway")))
+}
+
+fn load_gateway_key(config: &GatewayConfig) -> Result<SigningKey> {
+    match voicepay_gateway::load_key(config) {
+        Err(KeyError::Missing { path }) => Err(anyhow::anyhow!(
+            "no gateway key at {}: run `voicepay gateway init`",
+            path.display()
+        )),
+        other => Ok(other?),
+    }
+}
+
+/// Through the running gateway if there is one, else on its books
+/// ([`control::ask_or_answer`]).
+fn gateway_command(data_dir: Option<PathBuf>, request: control::Request) -> Result<ExitCode> {
+    let mut config = gateway_config(data_dir);
+    config.lock_wait = Duration::ZERO;
+    let open_now = || -> Result<Option<Gateway>> {
+        let key = load_gateway_key(&config)?;
+        match Gateway::open(config.clone(), key) {
+            Err(GatewayError::Db(error)) if durable::is_lock_held(&error) => Ok(None),
+            opened => Ok(Some(opened?)),
+        }
+    };
+    let reply = control::ask_or_answer(
+        &config.data_dir,
+        &request,
+        durable::LOCK_WAIT,
+        open_now,
+        |gateway| voicepay_gateway::control::answer(&gateway, &request),
+    )?;
+    Ok(print_reply(reply))
+}
