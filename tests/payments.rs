@@ -243,7 +243,7 @@ fn offline_a_small_payment_is_queued_and_paid_once_when_the_link_returns() {
         .collect();
     assert_eq!(paid.len(), 1);
     assert_eq!(paid[0]["event"]["offline"], true);
-    std::thread::sleep(Duration::from_millis(200));
+    // The daemon has exited; the gateway finishes what it took before it stops.
     assert_eq!(pair.final_ledger().len(), 1, "paid exactly once");
 }
 
