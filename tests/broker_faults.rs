@@ -18,7 +18,7 @@ use voicepay_device::feedback::{Event, Feedback};
 use voicepay_device::profile::DeviceProfile;
 use voicepay_device::recognizer::{Heard, Source};
 use voicepay_device::store::HistoryEvent;
-use voicepay_tools::rig::Installation;
+use voicepay_tools::rig::{Installation, WAIT};
 
 /// 50 in CI; more in a nightly-style run.
 fn restarts() -> u32 {
@@ -96,7 +96,26 @@ async fn every_committed_payment_is_charged_once_while_the_broker_is_killed_and_
         rng ^= rng << 17;
         rng % range
     };
+    let (mut committed, mut approved) = (HashSet::new(), HashSet::new());
+    let mut record = |(id, is_answer): (Uuid, bool)| {
+        if is_answer {
+            approved.insert(id)
+        } else {
+            committed.insert(id)
+        }
+    };
     for _ in 0..restarts() {
+        // Payments flow between faults: one more committed first, however
+        // slow the machine; then a fault at a random point.
+        loop {
+            let tallied = tokio::time::timeout(WAIT, tally.recv()).await;
+            let (id, is_answer) = tallied
+                .expect("a payment was committed between faults")
+                .unwrap();
+            if record((id, is_answer)) && !is_answer {
+                break;
+            }
+        }
         tokio::time::sleep(Duration::from_millis(200 + next(700))).await;
         drop(broker.take()); // SIGKILL: no will, no goodbye
         tokio::time::sleep(Duration::from_millis(50 + next(250))).await;
@@ -111,13 +130,8 @@ async fn every_committed_payment_is_charged_once_while_the_broker_is_killed_and_
         .unwrap();
     gateway.stop().await.unwrap();
 
-    let (mut committed, mut approved) = (HashSet::new(), HashSet::new());
-    while let Ok((id, is_answer)) = tally.try_recv() {
-        if is_answer {
-            approved.insert(id);
-        } else {
-            committed.insert(id);
-        }
+    while let Ok(tallied) = tally.try_recv() {
+        record(tallied);
     }
     let store = home.store().unwrap();
     assert!(store.outbox().unwrap().is_empty(), "the outbox drained");
