@@ -14,12 +14,11 @@ use uuid::Uuid;
 use voicepay_core::money::{Currency, Money};
 use voicepay_core::policy::Limits;
 use voicepay_core::protocol::ResponseStatus;
-use voicepay_device::daemon::{self, DaemonConfig};
 use voicepay_device::feedback::{Event, Feedback};
 use voicepay_device::profile::DeviceProfile;
 use voicepay_device::recognizer::{Heard, Source};
-use voicepay_device::store::{HistoryEvent, Store, StoreConfig};
-use voicepay_gateway::GatewayConfig;
+use voicepay_device::store::HistoryEvent;
+use voicepay_tools::rig::{Installation, WAIT};
 
 /// 50 in CI; more in a nightly-style run.
 fn restarts() -> u32 {
@@ -55,39 +54,22 @@ async fn every_committed_payment_is_charged_once_while_the_broker_is_killed_and_
  {
     let port = free_port();
     let mut broker = Some(Broker::start_on(port));
-    let pair = Enrolled::new(&Limits {
+    let url = format!("mqtt://127.0.0.1:{port}").parse().unwrap();
+    let home = Installation::new(url, voicepay_core::protocol::DEFAULT_PREFIX).unwrap();
+    home.set_limits(&Limits {
         auto_pay: Money::new(1_000, Currency::CNY),
         ..Limits::default()
-    });
-    let gateway = pair.open_gateway(GatewayConfig::new(pair.gateway_dir.path().to_owned()));
-    let (device_dir, gateway_dir) = (&pair.device_dir, &pair.gateway_dir);
-
-    let url: voicepay_core::transport::BrokerUrl =
-        format!("mqtt://127.0.0.1:{port}").parse().unwrap();
-    let (stop_gateway, gateway_stopped) = tokio::sync::oneshot::channel::<()>();
-    let gateway_url = url.clone();
-    let gateway_task = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = gateway_stopped.await;
-        };
-        voicepay_gateway::run(gateway, &gateway_url, shutdown)
-            .await
-            .unwrap();
-    });
+    })
+    .unwrap();
+    let gateway = home.start_gateway().unwrap();
 
     let profile = DeviceProfile::embedded().unwrap();
     let context = profile.parse_context();
-    let mut config = DaemonConfig::new(profile, device_dir.path().to_owned(), url);
+    let mut config = home.daemon_config(profile);
     config.drain_wait = Duration::from_secs(120);
     let (tally_tx, mut tally) = mpsc::unbounded_channel();
     let (intake, source) = Source::channel(4);
-    let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn(daemon::run(
-        config,
-        source,
-        Box::new(Tally(tally_tx)),
-        shutdown.clone(),
-    ));
+    let daemon = home.start_daemon(config, source, Box::new(Tally(tally_tx)));
 
     // A user paying a yuan every 150 ms, whatever the broker is doing.
     let paying = CancellationToken::new();
@@ -114,7 +96,26 @@ async fn every_committed_payment_is_charged_once_while_the_broker_is_killed_and_
         rng ^= rng << 17;
         rng % range
     };
+    let (mut committed, mut approved) = (HashSet::new(), HashSet::new());
+    let mut record = |(id, is_answer): (Uuid, bool)| {
+        if is_answer {
+            approved.insert(id)
+        } else {
+            committed.insert(id)
+        }
+    };
     for _ in 0..restarts() {
+        // Payments flow between faults: one more committed first, however
+        // slow the machine; then a fault at a random point.
+        loop {
+            let tallied = tokio::time::timeout(WAIT, tally.recv()).await;
+            let (id, is_answer) = tallied
+                .expect("a payment was committed between faults")
+                .unwrap();
+            if record((id, is_answer)) && !is_answer {
+                break;
+            }
+        }
         tokio::time::sleep(Duration::from_millis(200 + next(700))).await;
         drop(broker.take()); // SIGKILL: no will, no goodbye
         tokio::time::sleep(Duration::from_millis(50 + next(250))).await;
@@ -122,28 +123,19 @@ async fn every_committed_payment_is_charged_once_while_the_broker_is_killed_and_
     }
     paying.cancel();
     payer.await.unwrap();
-    tokio::time::timeout(Duration::from_secs(180), daemon)
+    tokio::time::timeout(Duration::from_secs(180), daemon.task)
         .await
         .expect("the daemon drained its outbox")
         .unwrap()
         .unwrap();
-    drop(stop_gateway);
-    gateway_task.await.unwrap();
+    gateway.stop().await.unwrap();
 
-    let (mut committed, mut approved) = (HashSet::new(), HashSet::new());
-    while let Ok((id, is_answer)) = tally.try_recv() {
-        if is_answer {
-            approved.insert(id);
-        } else {
-            committed.insert(id);
-        }
+    while let Ok(tallied) = tally.try_recv() {
+        record(tallied);
     }
-    let store = Store::open(&StoreConfig::new(device_dir.path().join("store"))).unwrap();
+    let store = home.store().unwrap();
     assert!(store.outbox().unwrap().is_empty(), "the outbox drained");
-    let ledger = pair
-        .open_gateway(GatewayConfig::new(gateway_dir.path().to_owned()))
-        .ledger()
-        .unwrap();
+    let ledger = home.ledger().unwrap();
     let charged: Vec<Uuid> = ledger.iter().map(|e| e.request_id).collect();
     let charged_once: HashSet<Uuid> = charged.iter().copied().collect();
     assert_eq!(

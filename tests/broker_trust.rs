@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use tokio::sync::mpsc;
+
 use tokio_util::sync::CancellationToken;
 use util::*;
 use voicepay_core::keys::SigningKey;
@@ -21,35 +21,41 @@ use voicepay_core::protocol::{self, ResponseStatus, topics};
 use voicepay_core::transport::{BrokerUrl, DeviceLink};
 use voicepay_device::audio::gate::{Gate, Listen};
 use voicepay_device::daemon::{self, DaemonConfig};
-use voicepay_device::feedback::{Event, Feedback};
+use voicepay_device::feedback::Event;
 use voicepay_device::identity;
 use voicepay_device::profile::DeviceProfile;
-use voicepay_device::recognizer::{Heard, Intake, Source};
-use voicepay_device::store::{Store, StoreConfig};
-use voicepay_gateway::{Gateway, GatewayConfig};
+use voicepay_device::recognizer::Source;
 
-/// Hands the daemon's events to the test.
-struct Events(mpsc::UnboundedSender<Event>);
+use voicepay_gateway::Gateway;
+use voicepay_tools::rig::{Installation, Typed};
 
-impl Feedback for Events {
-    fn event(&mut self, event: &Event) {
-        let _ = self.0.send(event.clone());
+/// A device enrolled with a gateway: an installation (`voicepay_tools::rig`)
+/// whose gateway serves with the heartbeat each test chooses.
+struct Pair(Installation);
+
+impl std::ops::Deref for Pair {
+    type Target = Installation;
+    fn deref(&self) -> &Installation {
+        &self.0
     }
 }
 
-/// A device enrolled with a gateway (see `util::Enrolled`).
-type Pair = Enrolled;
+impl Pair {
+    fn new(url: &BrokerUrl, limits: &Limits) -> Pair {
+        let home = Installation::new(url.clone(), protocol::DEFAULT_PREFIX).unwrap();
+        home.set_limits(limits).unwrap();
+        Pair(home)
+    }
 
-impl Enrolled {
     /// The gateway serving on `url` until the returned token is cancelled.
     fn serve_gateway(&self, url: &BrokerUrl) -> (CancellationToken, tokio::task::JoinHandle<()>) {
         self.serve_gateway_beating(url, Duration::from_secs(10))
     }
 
     fn open_gateway_beating(&self, heartbeat: Duration) -> Gateway {
-        let mut config = GatewayConfig::new(self.gateway_dir.path().to_owned());
+        let mut config = self.gateway_config();
         config.heartbeat = heartbeat;
-        self.open_gateway(config)
+        self.open_gateway(config).unwrap()
     }
 
     /// With its "online" said every `heartbeat`.
@@ -71,76 +77,15 @@ impl Enrolled {
     }
 
     fn ledger(&self) -> Vec<voicepay_gateway::LedgerEntry> {
-        self.open_gateway(GatewayConfig::new(self.gateway_dir.path().to_owned()))
-            .ledger()
-            .unwrap()
+        self.0.ledger().unwrap()
     }
 }
 
-/// A running daemon fed typed utterances.
-struct Device {
-    intake: Intake,
-    events: mpsc::UnboundedReceiver<Event>,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
-    context: voicepay_device::intent::ParseContext,
-}
-
-impl Device {
-    fn start(pair: &Pair, url: &BrokerUrl, profile: DeviceProfile, gate: Arc<Gate>) -> Device {
-        let context = profile.parse_context();
-        let mut config = DaemonConfig::new(profile, pair.device_dir.path().to_owned(), url.clone());
-        config.gate = gate;
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let (intake, source) = Source::channel(4);
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(daemon::run(
-            config,
-            source,
-            Box::new(Events(events_tx)),
-            shutdown.clone(),
-        ));
-        Device {
-            intake,
-            events,
-            shutdown,
-            task,
-            context,
-        }
-    }
-
-    async fn say(&self, text: &str) {
-        self.intake.arriving();
-        assert!(
-            self.intake
-                .send(Heard::typed("typed", text, &self.context))
-                .await
-        );
-    }
-
-    /// The next event `pick` takes, within a minute.
-    async fn next<T>(&mut self, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
-        let wait = async {
-            loop {
-                let event = self.events.recv().await.expect("the daemon runs");
-                if let Some(found) = pick(&event) {
-                    return found;
-                }
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(60), wait)
-            .await
-            .expect("the awaited event came")
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("the daemon stops")
-            .unwrap()
-            .unwrap();
-    }
+/// A running daemon fed typed utterances, behind `gate`.
+fn device(pair: &Pair, profile: DeviceProfile, gate: Arc<Gate>) -> Typed {
+    let mut config = pair.daemon_config(profile);
+    config.gate = gate;
+    pair.typed(config)
 }
 
 /// Everything published on the broker, as a client subscribed to `#` saw it.
@@ -239,15 +184,18 @@ async fn a_payment_with_its_code(transcripts: bool) -> (Vec<Message>, String) {
     let broker = Broker::start();
     let url: BrokerUrl = broker.url().parse().unwrap();
     let spy = Spy::start(broker.port).await;
-    let pair = Pair::new(&Limits {
-        auto_pay: Money::zero(Currency::CNY),
-        daily: None,
-        payment_code_above: Some(Money::new(10_000, Currency::CNY)),
-    });
+    let pair = Pair::new(
+        &url,
+        &Limits {
+            auto_pay: Money::zero(Currency::CNY),
+            daily: None,
+            payment_code_above: Some(Money::new(10_000, Currency::CNY)),
+        },
+    );
     let (stop_gateway, gateway) = pair.serve_gateway(&url);
     let mut profile = embedded_profile();
     profile.mqtt.transcripts = transcripts;
-    let mut device = Device::start(&pair, &url, profile, Arc::new(Gate::open()));
+    let mut device = device(&pair, profile, Arc::new(Gate::open()));
 
     device.say("Pay 500 yuan to Heytea.").await;
     let code: String = device
@@ -278,7 +226,7 @@ async fn a_payment_with_its_code(transcripts: bool) -> (Vec<Message>, String) {
         topic.ends_with("/events") && String::from_utf8_lossy(payload).contains("\"answer\"")
     })
     .await;
-    device.stop().await;
+    device.stop_within(Duration::from_secs(5)).await;
     stop_gateway.cancel();
     gateway.await.unwrap();
     assert_eq!(pair.ledger().len(), 1, "charged once");
@@ -472,14 +420,14 @@ async fn a_retained_unsigned_forged_stale_or_played_back_push_to_talk_start_neve
 async fn a_push_to_talk_start_holds_the_microphone_no_longer_than_its_hold_time() {
     let broker = Broker::start();
     let url: BrokerUrl = broker.url().parse().unwrap();
-    let pair = Pair::new(&Limits::default());
+    let pair = Pair::new(&url, &Limits::default());
     let button = SigningKey::generate().unwrap();
     let mut profile = embedded_profile();
     profile.wake.mode = voicepay_device::wake::WakeMode::PushToTalk;
     profile.wake.ptt_key = Some(button.public_key().to_base64url());
     profile.wake.ptt_hold_s = 1;
     let gate = Arc::new(Gate::push_to_talk());
-    let device = Device::start(&pair, &url, profile, gate.clone());
+    let device = device(&pair, profile, gate.clone());
     let topic = topics::push_to_talk(protocol::DEFAULT_PREFIX, &pair.device_id);
     let button_side = client(broker.port, "button").await;
     // Pressed until the device takes it (it may still be subscribing).
@@ -512,7 +460,7 @@ async fn a_push_to_talk_start_holds_the_microphone_no_longer_than_its_hold_time(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(gate.listen(), Listen::Released);
-    device.stop().await;
+    device.stop_within(Duration::from_secs(5)).await;
 }
 
 /// The device's own link (no daemon): what it believes of the gateway.
@@ -521,7 +469,7 @@ fn device_link(pair: &Pair, url: &BrokerUrl) -> DeviceLink {
         url,
         protocol::DEFAULT_PREFIX,
         &pair.device_id,
-        pair.gateway_key,
+        pair.gateway_public,
         None,
         Vec::new,
     )
@@ -548,7 +496,7 @@ async fn a_retained_gateway_status_replaced_by_junk_or_deleted_leaves_devices_se
  {
     let broker = Broker::start();
     let url: BrokerUrl = broker.url().parse().unwrap();
-    let pair = Pair::new(&Limits::default());
+    let pair = Pair::new(&url, &Limits::default());
     let heartbeat = Duration::from_secs(2);
     let (stop_gateway, gateway) = pair.serve_gateway_beating(&url, heartbeat);
     let mut link = device_link(&pair, &url);
@@ -576,7 +524,7 @@ async fn a_retained_gateway_status_replaced_by_junk_or_deleted_leaves_devices_se
 async fn a_gateway_restarted_with_its_clock_an_hour_behind_is_seen_online_within_one_heartbeat() {
     let broker = Broker::start();
     let url: BrokerUrl = broker.url().parse().unwrap();
-    let pair = Pair::new(&Limits::default());
+    let pair = Pair::new(&url, &Limits::default());
     let hour = 3_600_000;
     let topic = topics::gateway_status(protocol::DEFAULT_PREFIX);
     let mut link = device_link(&pair, &url);
@@ -618,7 +566,7 @@ async fn a_gateway_restarted_with_its_clock_an_hour_behind_is_seen_online_within
 
 /// The next payment the daemon sends: whether it went offline, and the
 /// gateway's answer.
-async fn pay_one(device: &mut Device, text: &str) -> (bool, ResponseStatus) {
+async fn pay_one(device: &mut Typed, text: &str) -> (bool, ResponseStatus) {
     device.say(text).await;
     let offline = device
         .next(|event| match event {
@@ -640,10 +588,13 @@ async fn a_five_megabyte_message_retained_or_not_on_any_topic_either_side_reads_
  {
     let broker = Broker::start();
     let url: BrokerUrl = broker.url().parse().unwrap();
-    let pair = Pair::new(&Limits {
-        auto_pay: Money::new(1_000, Currency::CNY),
-        ..Limits::default()
-    });
+    let pair = Pair::new(
+        &url,
+        &Limits {
+            auto_pay: Money::new(1_000, Currency::CNY),
+            ..Limits::default()
+        },
+    );
     let prefix = protocol::DEFAULT_PREFIX;
     let id = &pair.device_id;
     let every_topic_read = [
@@ -672,7 +623,7 @@ async fn a_five_megabyte_message_retained_or_not_on_any_topic_either_side_reads_
     let (stop_gateway, gateway) = pair.serve_gateway(&url);
     let mut profile = embedded_profile();
     profile.wake.ptt_key = Some(SigningKey::generate().unwrap().public_key().to_base64url());
-    let mut device = Device::start(&pair, &url, profile, Arc::new(Gate::open()));
+    let mut device = device(&pair, profile, Arc::new(Gate::open()));
     let (offline, status) = pay_one(&mut device, "Pay 1 yuan to Heytea.").await;
     assert!(
         !offline,
@@ -693,7 +644,7 @@ async fn a_five_megabyte_message_retained_or_not_on_any_topic_either_side_reads_
     let (offline, status) = pay_one(&mut device, "Pay 2 yuan to Heytea.").await;
     assert!(!offline, "the device still sees the gateway");
     assert_eq!(status, ResponseStatus::Approved);
-    device.stop().await;
+    device.stop_within(Duration::from_secs(5)).await;
     stop_gateway.cancel();
     gateway.await.unwrap();
     assert_eq!(pair.ledger().len(), 2, "both paid, once each");
@@ -711,24 +662,24 @@ async fn a_burst_from_many_devices_on_a_default_mosquitto_is_answered_and_charge
     let broker = Broker::start();
     let url: BrokerUrl = broker.url().parse().unwrap();
     let pairs: Vec<Pair> = (0..DEVICES)
-        .map(|_| Pair::new(&Limits::default()))
+        .map(|_| Pair::new(&url, &Limits::default()))
         .collect();
     // One gateway: every device enrolled with the first pair's.
     let gateway_home = &pairs[0];
-    let gateway_key = gateway_home.gateway_key;
+    let gateway_key = gateway_home.gateway_public;
     {
         let gateway = gateway_home.open_gateway_beating(Duration::from_secs(10));
         for pair in &pairs[1..] {
-            let key = identity::DeviceIdentity::load(pair.device_dir.path())
+            let key = identity::DeviceIdentity::load(&pair.device_dir)
                 .unwrap()
                 .key;
             gateway.enroll(&pair.device_id, &key.public_key()).unwrap();
-            identity::trust_gateway(pair.device_dir.path(), &gateway_key).unwrap();
+            identity::trust_gateway(&pair.device_dir, &gateway_key).unwrap();
         }
     }
     // Each device's outbox: payments made offline, durable, never sent.
     for pair in &pairs {
-        fill_outbox(pair.device_dir.path(), gateway_key, EACH, "Burst");
+        fill_outbox(&pair.device_dir, gateway_key, EACH, "Burst");
     }
     let (stop_gateway, gateway) = gateway_home.serve_gateway(&url);
     // All at once: each device sends its whole outbox when it sees the
@@ -737,11 +688,8 @@ async fn a_burst_from_many_devices_on_a_default_mosquitto_is_answered_and_charge
     let daemons: Vec<_> = pairs
         .iter()
         .map(|pair| {
-            let mut config = DaemonConfig::new(
-                embedded_profile(),
-                pair.device_dir.path().to_owned(),
-                url.clone(),
-            );
+            let mut config =
+                DaemonConfig::new(embedded_profile(), pair.device_dir.clone(), url.clone());
             config.connect_wait = Duration::from_secs(30);
             config.drain_wait = Duration::from_secs(600);
             // No input: it sends its outbox and waits for every answer.
@@ -766,7 +714,7 @@ async fn a_burst_from_many_devices_on_a_default_mosquitto_is_answered_and_charge
     stop_gateway.cancel();
     gateway.await.unwrap();
     for pair in &pairs {
-        let store = Store::open(&StoreConfig::new(pair.device_dir.path().join("store"))).unwrap();
+        let store = pair.store().unwrap();
         assert!(store.outbox().unwrap().is_empty(), "every request answered");
         let paid = store
             .history()

@@ -125,12 +125,17 @@ fn a_profile_naming_a_microphone_that_is_not_there_is_retried_not_a_crash() {
     let mut daemon = listening(&profile, &broker, &keys);
     daemon.stderr(Stdio::piped());
     let mut daemon = Child::spawn(daemon);
-    let mut stderr_pipe = daemon.stderr().unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    // Still running after several retries, then a clean stop.
+    let logged = lines(daemon.stderr().unwrap());
+    let mut err = Vec::new();
+    wait_line(&logged, &mut err, Duration::from_secs(60), |l| {
+        l.contains("cannot open the microphone")
+    });
+    // Time is the subject: five more retries, 200 ms apart, say nothing more.
+    std::thread::sleep(Duration::from_secs(1));
+    // Still running after them, then a clean stop.
     assert!(daemon.terminate_within(Duration::from_secs(5)).success());
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut stderr_pipe, &mut err).unwrap();
+    err.extend(logged.iter());
+    let err = err.join("\n");
     assert!(
         err.contains("no input device matches \"no such microphone\""),
         "{err}"

@@ -243,7 +243,7 @@ fn offline_a_small_payment_is_queued_and_paid_once_when_the_link_returns() {
         .collect();
     assert_eq!(paid.len(), 1);
     assert_eq!(paid[0]["event"]["offline"], true);
-    std::thread::sleep(Duration::from_millis(200));
+    // The daemon has exited; the gateway finishes what it took before it stops.
     assert_eq!(pair.final_ledger().len(), 1, "paid exactly once");
 }
 
@@ -498,7 +498,9 @@ fn a_daemon_whose_stdout_is_closed_still_pays() {
     pair.device(&["limits", "set", "--auto", "20.00"]);
     let mut daemon = pair.spawn_daemon("pay_alice_20", &[]);
     drop(daemon.stdout());
-    let status = daemon.wait_within(Duration::from_secs(60));
+    // A bound on a hang, generous: on a starved machine hearing the clip
+    // alone took over a minute.
+    let status = daemon.wait_within(Duration::from_secs(300));
     assert!(status.success(), "{status:?}");
     let history = pair.history();
     assert_eq!(history.len(), 1);

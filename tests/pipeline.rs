@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use tokio_util::sync::CancellationToken;
 use util::*;
 use uuid::Uuid;
 use voicepay_core::control;
@@ -16,160 +15,108 @@ use voicepay_core::keys::SigningKey;
 use voicepay_core::money::{Currency, Money};
 use voicepay_core::policy::Limits;
 use voicepay_core::protocol::{self, GatewayStatus, ResponseStatus, topics};
-use voicepay_device::daemon::{self, DaemonConfig, DaemonError};
-use voicepay_device::feedback::{Event, Feedback};
+use voicepay_device::daemon::DaemonConfig;
+use voicepay_device::feedback::Event;
 use voicepay_device::identity;
 use voicepay_device::profile::DeviceProfile;
-use voicepay_device::recognizer::{Heard, Intake, Source};
-use voicepay_device::store::{Store, StoreConfig};
-use voicepay_gateway::{Gateway, GatewayConfig};
+use voicepay_device::recognizer::Heard;
+use voicepay_device::store::Store;
+use voicepay_tools::rig::{Installation, RunningGateway, Typed, WAIT, until};
 
-/// Hands every event to the test.
-struct Recorder(mpsc::UnboundedSender<Event>);
-
-impl Feedback for Recorder {
-    fn event(&mut self, event: &Event) {
-        let _ = self.0.send(event.clone());
-    }
-}
-
-/// A broker, a paired device and gateway (keys on disk), nothing running yet.
-struct Installation {
+/// A real mosquitto and an installation on it (`voicepay_tools::rig`), nothing running yet.
+struct Setup {
+    home: Installation,
     broker: Broker,
-    device_dir: tempfile::TempDir,
-    gateway_dir: tempfile::TempDir,
-    prefix: String,
+    /// The device's data, when on a disk of the test's own.
+    _device_dir: Option<tempfile::TempDir>,
 }
 
-impl Installation {
-    fn new(prefix: &str) -> Installation {
-        Installation::with_device_dir(prefix, tempfile::tempdir().unwrap())
+impl std::ops::Deref for Setup {
+    type Target = Installation;
+    fn deref(&self) -> &Installation {
+        &self.home
     }
+}
 
-    /// With the device's data (keys, store) in `device_dir`.
-    fn with_device_dir(prefix: &str, device_dir: tempfile::TempDir) -> Installation {
+impl Setup {
+    fn new(prefix: &str) -> Setup {
         let broker = Broker::start();
-        let gateway_dir = tempfile::tempdir().unwrap();
-        let gateway_key = SigningKey::create_file(&gateway_dir.path().join("gateway.key")).unwrap();
-        let device_key = identity::init_device_key(device_dir.path()).unwrap();
-        identity::trust_gateway(device_dir.path(), &gateway_key.public_key()).unwrap();
-        let device_public = device_key.public_key();
-        let device_id = protocol::device_id_for(&device_public);
-        Gateway::open(self_config(gateway_dir.path(), prefix), gateway_key)
-            .unwrap()
-            .enroll(&device_id, &device_public)
-            .unwrap();
-        Installation {
+        let home = Installation::new(broker.url().parse().unwrap(), prefix).unwrap();
+        Setup {
+            home,
             broker,
-            device_dir,
-            gateway_dir,
-            prefix: prefix.to_owned(),
+            _device_dir: None,
         }
     }
 
-    fn set_limits(&self, auto_pay_minor: i64) {
-        let store = self.store();
-        store
+    /// With the device's data (keys, store) in `device_dir`.
+    fn with_device_dir(prefix: &str, device_dir: tempfile::TempDir) -> Setup {
+        let broker = Broker::start();
+        let url = broker.url().parse().unwrap();
+        let home = Installation::with_device_dir(url, prefix, device_dir.path()).unwrap();
+        Setup {
+            home,
+            broker,
+            _device_dir: Some(device_dir),
+        }
+    }
+
+    fn auto_pay(&self, minor: i64) {
+        self.home
             .set_limits(&Limits {
-                auto_pay: Money::new(auto_pay_minor, Currency::CNY),
+                auto_pay: Money::new(minor, Currency::CNY),
                 ..Limits::default()
             })
             .unwrap();
     }
 
     fn store(&self) -> Store {
-        Store::open(&StoreConfig::new(self.device_dir.path().join("store"))).unwrap()
+        self.home.store().unwrap()
     }
 
-    /// The reference gateway, serving until the handle is stopped or dropped.
     fn start_gateway(&self) -> RunningGateway {
-        let gateway = self.open_gateway();
-        let broker = self.broker.url().parse().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            voicepay_gateway::run(gateway, &broker, shutdown)
-                .await
-                .unwrap();
-        });
-        RunningGateway { _stop: stop, task }
-    }
-
-    fn open_gateway(&self) -> Gateway {
-        let config = self_config(self.gateway_dir.path(), &self.prefix);
-        let key = voicepay_gateway::load_key(&config).unwrap();
-        Gateway::open(config, key).unwrap()
+        self.home.start_gateway().unwrap()
     }
 
     /// The gateway's books, once `gateway` has stopped and let go of them.
     async fn ledger_after(&self, gateway: RunningGateway) -> Vec<voicepay_gateway::LedgerEntry> {
-        gateway.stop().await;
-        self.open_gateway().ledger().unwrap()
-    }
-
-    fn device_id(&self) -> String {
-        let key = identity::load_device_key(self.device_dir.path()).unwrap();
-        protocol::device_id_for(&key.public_key())
+        gateway.stop().await.unwrap();
+        self.home.ledger().unwrap()
     }
 
     /// A client of the test's broker that anyone could run: no key, and
     /// packets up to 1 MiB.
-    fn attacker(&self) -> rumqttc::AsyncClient {
+    fn attacker(&self) -> Attacker {
         let mut options = rumqttc::MqttOptions::new("attacker", "127.0.0.1", self.broker.port);
         options.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
-        tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
-        client
+        let (acked, acks) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(event) = eventloop.poll().await {
+                if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) = event {
+                    let _ = acked.send(());
+                }
+            }
+        });
+        Attacker { client, acks }
     }
 
     /// Plays a gateway that says it is online and never answers.
     async fn fake_a_silent_gateway(&self) {
-        let topic = topics::gateway_status(&self.prefix);
-        let options = rumqttc::MqttOptions::new("silent-gateway", "127.0.0.1", self.broker.port);
-        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
-        let key = voicepay_gateway::load_key(&self_config(self.gateway_dir.path(), &self.prefix))
-            .unwrap();
         let online = GatewayStatus::new(true, voicepay_core::clock::now_ms(), 1)
-            .seal(&key)
+            .seal(&self.gateway_key().unwrap())
             .unwrap();
-        client
-            .publish(topic, rumqttc::QoS::AtLeastOnce, true, online)
-            .await
-            .unwrap();
-        // Until the broker has taken it.
-        while !matches!(
-            eventloop.poll().await.unwrap(),
-            rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))
-        ) {}
-        client.disconnect().await.unwrap();
+        let topic = topics::gateway_status(&self.prefix);
+        self.attacker().publish(&topic, true, online).await;
     }
 
-    /// The daemon on this installation, fed from the returned intake.
-    fn start_daemon(
-        &self,
-        profile: DeviceProfile,
-    ) -> (
-        Intake,
-        mpsc::UnboundedReceiver<Event>,
-        CancellationToken,
-        tokio::task::JoinHandle<Result<(), DaemonError>>,
-    ) {
+    /// The daemon on this installation, fed typed text.
+    fn start_daemon(&self, profile: DeviceProfile) -> Typed {
         self.start_daemon_waiting(profile, Duration::from_secs(10))
     }
 
     /// The daemon, waiting at most `connect_wait` for the gateway first.
-    fn start_daemon_waiting(
-        &self,
-        profile: DeviceProfile,
-        connect_wait: Duration,
-    ) -> (
-        Intake,
-        mpsc::UnboundedReceiver<Event>,
-        CancellationToken,
-        tokio::task::JoinHandle<Result<(), DaemonError>>,
-    ) {
+    fn start_daemon_waiting(&self, profile: DeviceProfile, connect_wait: Duration) -> Typed {
         self.start_daemon_with(profile, connect_wait, |_| {})
     }
 
@@ -179,81 +126,38 @@ impl Installation {
         profile: DeviceProfile,
         connect_wait: Duration,
         adjust: impl FnOnce(&mut DaemonConfig),
-    ) -> (
-        Intake,
-        mpsc::UnboundedReceiver<Event>,
-        CancellationToken,
-        tokio::task::JoinHandle<Result<(), DaemonError>>,
-    ) {
-        let mut profile = profile;
-        profile.mqtt.prefix = self.prefix.clone();
-        let broker = self.broker.url().parse().unwrap();
-        let mut config = DaemonConfig::new(profile, self.device_dir.path().to_owned(), broker);
+    ) -> Typed {
+        let mut config = self.daemon_config(profile);
         config.connect_wait = connect_wait;
         adjust(&mut config);
-        let (events_tx, events) = mpsc::unbounded_channel();
-        let (intake, source) = Source::channel(4);
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(daemon::run(
-            config,
-            source,
-            Box::new(Recorder(events_tx)),
-            shutdown.clone(),
-        ));
-        (intake, events, shutdown, task)
+        self.typed(config)
     }
 }
 
-/// A gateway task; dropping the handle asks it to stop.
-struct RunningGateway {
-    _stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+/// A client of the broker publishing what the test chooses.
+struct Attacker {
+    client: rumqttc::AsyncClient,
+    acks: mpsc::UnboundedReceiver<()>,
 }
 
-impl RunningGateway {
-    /// Asks it to stop and waits until it has (its books are free then).
-    async fn stop(self) {
-        let RunningGateway { _stop, task } = self;
-        drop(_stop);
-        task.await.unwrap();
+impl Attacker {
+    /// Publishes at least once and waits until the broker has taken it (a
+    /// retained message is then there for whoever subscribes next).
+    async fn publish(&mut self, topic: &str, retain: bool, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload)
+            .await
+            .unwrap();
+        timeout(Duration::from_secs(20), self.acks.recv())
+            .await
+            .expect("the broker took the message within 20 s")
+            .expect("the attacker's connection is up");
     }
-}
-
-fn self_config(dir: &std::path::Path, prefix: &str) -> GatewayConfig {
-    let mut config = GatewayConfig::new(dir.to_owned());
-    config.prefix = prefix.to_owned();
-    config
-}
-
-async fn say(intake: &Intake, text: &str) {
-    let context = DeviceProfile::embedded().unwrap().parse_context();
-    intake.arriving();
-    assert!(intake.send(Heard::typed("typed", text, &context)).await);
-}
-
-/// The next event that `pick` accepts, skipping the others; at most 20 s.
-async fn next_where<T>(
-    events: &mut mpsc::UnboundedReceiver<Event>,
-    mut pick: impl FnMut(&Event) -> Option<T>,
-) -> T {
-    let found = timeout(Duration::from_secs(20), async {
-        while let Some(event) = events.recv().await {
-            if let Some(found) = pick(&event) {
-                return Some(found);
-            }
-        }
-        None
-    })
-    .await;
-    found
-        .ok()
-        .flatten()
-        .expect("the awaited event came within 20 s")
 }
 
 /// Whether the next payment sent went out offline.
-async fn sent_offline(events: &mut mpsc::UnboundedReceiver<Event>) -> bool {
-    next_where(events, |e| match e {
+async fn sent_offline(d: &mut Typed) -> bool {
+    d.next(|e| match e {
         Event::Sent { offline, .. } => Some(*offline),
         _ => None,
     })
@@ -261,8 +165,8 @@ async fn sent_offline(events: &mut mpsc::UnboundedReceiver<Event>) -> bool {
 }
 
 /// The status of the next verified answer.
-async fn answer_status(events: &mut mpsc::UnboundedReceiver<Event>) -> ResponseStatus {
-    next_where(events, |e| match e {
+async fn answer_status(d: &mut Typed) -> ResponseStatus {
+    d.next(|e| match e {
         Event::Answer { status, .. } => Some(*status),
         _ => None,
     })
@@ -278,27 +182,21 @@ fn said(event: &Event) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_waiting_for_its_answer_does_not_hold_up_the_next_utterance() {
-    let setup = Installation::new(protocol::DEFAULT_PREFIX);
-    setup.set_limits(1_000);
+    let setup = Setup::new(protocol::DEFAULT_PREFIX);
+    setup.auto_pay(1_000);
     setup.fake_a_silent_gateway().await;
-    let (intake, mut events, shutdown, daemon) =
-        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    let mut d = setup.start_daemon(DeviceProfile::embedded().unwrap());
 
-    say(&intake, "Pay 1 yuan to Heytea.").await;
-    let offline = sent_offline(&mut events).await;
+    d.say("Pay 1 yuan to Heytea.").await;
+    let offline = sent_offline(&mut d).await;
     assert!(!offline, "sent to a gateway that says it is online");
     // The gateway never answers; the next question is answered anyway.
-    say(&intake, "How much did I spend today?").await;
-    let text = next_where(&mut events, |e| said(e).filter(|t| t.starts_with("You"))).await;
+    d.say("How much did I spend today?").await;
+    let text = d.next(|e| said(e).filter(|t| t.starts_with("You"))).await;
     assert_eq!(text, "You have spent nothing today.");
 
     // Shutdown with the payment unanswered: the daemon stops at once...
-    shutdown.cancel();
-    timeout(Duration::from_secs(10), daemon)
-        .await
-        .expect("the daemon stops when cancelled")
-        .unwrap()
-        .unwrap();
+    d.stop_within(Duration::from_secs(10)).await;
     // ...and the payment waits in the outbox for the next start.
     let outbox = setup.store().outbox().unwrap();
     assert_eq!(outbox.len(), 1);
@@ -307,65 +205,62 @@ async fn a_payment_waiting_for_its_answer_does_not_hold_up_the_next_utterance() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_window_waits_for_an_answer_still_being_transcribed_and_closes_on_silence() {
-    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    let setup = Setup::new(protocol::DEFAULT_PREFIX);
     let _gateway = setup.start_gateway();
     let mut profile = DeviceProfile::embedded().unwrap();
     profile.payments.confirm_window = Duration::from_millis(800);
-    let context = profile.parse_context();
-    let (intake, mut events, shutdown, daemon) = setup.start_daemon(profile);
+    let mut d = setup.start_daemon(profile);
 
-    say(&intake, "Pay 50 yuan to Heytea.").await;
-    let question = next_where(&mut events, said).await;
+    d.say("Pay 50 yuan to Heytea.").await;
+    let question = d.next(said).await;
     assert_eq!(question, "Pay 50 yuan to Heytea? Say confirm or cancel.");
     // "Confirm" was spoken in time, but its transcription outlasts the window.
-    let confirm = Heard::typed("typed", "Confirm.", &context);
-    intake.arriving();
+    let confirm = Heard::typed("typed", "Confirm.", &d.context);
+    d.intake.arriving();
     tokio::time::sleep(Duration::from_millis(2_000)).await;
-    assert!(intake.send(confirm).await);
-    let status = next_where(&mut events, |e| match e {
-        Event::Answer { status, .. } => Some(*status),
-        Event::Say { text } if text.starts_with("Payment cancelled") => {
-            panic!("dropped while the answer was on its way: {text}")
-        }
-        _ => None,
-    })
-    .await;
+    assert!(d.intake.send(confirm).await);
+    let status = d
+        .next(|e| match e {
+            Event::Answer { status, .. } => Some(*status),
+            Event::Say { text } if text.starts_with("Payment cancelled") => {
+                panic!("dropped while the answer was on its way: {text}")
+            }
+            _ => None,
+        })
+        .await;
     assert_eq!(status, ResponseStatus::Approved);
 
     // Silence past the window drops the payment; a late "confirm" pays nothing.
-    say(&intake, "Pay 50 yuan to Heytea.").await;
-    next_where(&mut events, |e| {
-        said(e).filter(|t| t.ends_with("confirm or cancel."))
-    })
-    .await;
-    let dropped = next_where(&mut events, said).await;
+    d.say("Pay 50 yuan to Heytea.").await;
+    d.next(|e| said(e).filter(|t| t.ends_with("confirm or cancel.")))
+        .await;
+    let dropped = d.next(said).await;
     assert_eq!(dropped, "Payment cancelled: no answer in time.");
-    say(&intake, "Confirm.").await;
-    let late = next_where(&mut events, |e| match e {
-        Event::Sent { .. } => panic!("a late confirm paid"),
-        other => said(other),
-    })
-    .await;
+    d.say("Confirm.").await;
+    let late = d
+        .next(|e| match e {
+            Event::Sent { .. } => panic!("a late confirm paid"),
+            other => said(other),
+        })
+        .await;
     assert_eq!(late, "There is nothing to confirm.");
-    shutdown.cancel();
-    daemon.await.unwrap().unwrap();
+    d.stop_within(WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_window_counts_from_the_end_of_the_spoken_question_not_from_when_it_was_worded() {
-    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    let setup = Setup::new(protocol::DEFAULT_PREFIX);
     let _gateway = setup.start_gateway();
     let mut profile = DeviceProfile::embedded().unwrap();
     profile.payments.confirm_window = Duration::from_millis(800);
     let gate = std::sync::Arc::new(voicepay_device::audio::gate::Gate::open());
     let shared = gate.clone();
-    let (intake, mut events, shutdown, daemon) =
-        setup.start_daemon_with(profile, Duration::from_secs(10), move |config| {
-            config.gate = shared
-        });
+    let mut d = setup.start_daemon_with(profile, Duration::from_secs(10), move |config| {
+        config.gate = shared
+    });
 
-    say(&intake, "Pay 50 yuan to Heytea.").await;
-    let question = next_where(&mut events, said).await;
+    d.say("Pay 50 yuan to Heytea.").await;
+    let question = d.next(said).await;
     assert_eq!(question, "Pay 50 yuan to Heytea? Say confirm or cancel.");
     // The voice takes twice the window to say it (as the speaker would,
     // the gate shut meanwhile); the user answers just after it ends.
@@ -373,86 +268,84 @@ async fn the_window_counts_from_the_end_of_the_spoken_question_not_from_when_it_
     tokio::time::sleep(Duration::from_millis(1_600)).await;
     drop(speaking);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    say(&intake, "Confirm.").await;
-    let status = next_where(&mut events, |e| match e {
-        Event::Answer { status, .. } => Some(*status),
-        Event::Say { text } if text.starts_with("Payment cancelled") => {
-            panic!("the window closed while the question was still being said: {text}")
-        }
-        _ => None,
-    })
-    .await;
+    d.say("Confirm.").await;
+    let status = d
+        .next(|e| match e {
+            Event::Answer { status, .. } => Some(*status),
+            Event::Say { text } if text.starts_with("Payment cancelled") => {
+                panic!("the window closed while the question was still being said: {text}")
+            }
+            _ => None,
+        })
+        .await;
     assert_eq!(status, ResponseStatus::Approved);
-    shutdown.cancel();
-    daemon.await.unwrap().unwrap();
+    d.stop_within(WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_topic_prefix_comes_from_the_profile_and_the_gateway_flag() {
-    let setup = Installation::new("acme/pay");
-    setup.set_limits(1_000);
+    let setup = Setup::new("acme/pay");
+    setup.auto_pay(1_000);
     let _gateway = setup.start_gateway();
-    let (intake, mut events, shutdown, daemon) =
-        setup.start_daemon(DeviceProfile::embedded().unwrap());
-    say(&intake, "Pay 1 yuan to Heytea.").await;
-    let offline = sent_offline(&mut events).await;
-    let status = answer_status(&mut events).await;
+    let mut d = setup.start_daemon(DeviceProfile::embedded().unwrap());
+    d.say("Pay 1 yuan to Heytea.").await;
+    let offline = sent_offline(&mut d).await;
+    let status = answer_status(&mut d).await;
     assert!(!offline, "the gateway on acme/pay was seen online");
     assert_eq!(status, ResponseStatus::Approved);
-    drop(intake);
-    daemon.await.unwrap().unwrap();
-    drop(shutdown);
+    drop(d.intake);
+    d.task.await.unwrap().unwrap();
+    drop(d.shutdown);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_in_another_currency_than_the_limits_asks_for_the_code() {
-    let setup = Installation::new(protocol::DEFAULT_PREFIX);
-    setup.set_limits(1_000); // auto-pay 10 yuan
+    let setup = Setup::new(protocol::DEFAULT_PREFIX);
+    setup.auto_pay(1_000); // auto-pay 10 yuan
     let _gateway = setup.start_gateway();
-    let (intake, mut events, shutdown, daemon) =
-        setup.start_daemon(DeviceProfile::embedded().unwrap());
-    say(&intake, "Pay 5 dollars to Heytea.").await;
-    let question = next_where(&mut events, |e| match e {
-        Event::Sent { .. } => panic!("paid without the code"),
-        other => said(other),
-    })
-    .await;
+    let mut d = setup.start_daemon(DeviceProfile::embedded().unwrap());
+    d.say("Pay 5 dollars to Heytea.").await;
+    let question = d
+        .next(|e| match e {
+            Event::Sent { .. } => panic!("paid without the code"),
+            other => said(other),
+        })
+        .await;
     assert!(
         question.starts_with("Pay 5 dollars to Heytea? Say confirm and the code"),
         "{question}"
     );
-    say(&intake, "Confirm.").await;
-    let again = next_where(&mut events, |e| match e {
-        Event::Sent { .. } => panic!("a bare confirm paid"),
-        other => said(other),
-    })
-    .await;
+    d.say("Confirm.").await;
+    let again = d
+        .next(|e| match e {
+            Event::Sent { .. } => panic!("a bare confirm paid"),
+            other => said(other),
+        })
+        .await;
     assert!(again.starts_with("Sorry?"), "{again}");
-    shutdown.cancel();
-    daemon.await.unwrap().unwrap();
+    d.stop_within(WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_offline_age_counts_from_the_last_contact_with_the_gateway() {
-    let setup = Installation::new(protocol::DEFAULT_PREFIX);
-    setup.set_limits(1_000);
+    let setup = Setup::new(protocol::DEFAULT_PREFIX);
+    setup.auto_pay(1_000);
     let gateway = setup.start_gateway();
-    let (intake, mut events, shutdown, daemon) =
-        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    let mut d = setup.start_daemon(DeviceProfile::embedded().unwrap());
     // Seen online (a payment answered), then the gateway goes away.
-    say(&intake, "Pay 1 yuan to Heytea.").await;
-    next_where(&mut events, |e| {
-        matches!(e, Event::Answer { .. }).then_some(())
-    })
-    .await;
+    d.say("Pay 1 yuan to Heytea.").await;
+    d.next(|e| matches!(e, Event::Answer { .. }).then_some(()))
+        .await;
     let before = voicepay_core::clock::now_ms();
-    drop(gateway);
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    say(&intake, "Pay 2 yuan to Heytea.").await;
-    let offline = sent_offline(&mut events).await;
+    gateway.stop().await.unwrap();
+    let noticed = until(&mut d.status, WAIT, |s| s.link.broker && !s.link.gateway).await;
+    assert!(noticed, "the device noticed the gateway leave");
+    // Time is the subject: a second on the wall clock the store counts in.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    d.say("Pay 2 yuan to Heytea.").await;
+    let offline = sent_offline(&mut d).await;
     assert!(offline);
-    shutdown.cancel();
-    daemon.await.unwrap().unwrap();
+    d.stop_within(WAIT).await;
     let since = setup.store().offline_counters().unwrap().since_ms.unwrap();
     let paid_at = setup.store().outbox().unwrap()[0].created_at;
     assert!(since >= before, "{since} {before}");
@@ -465,20 +358,19 @@ async fn the_offline_age_counts_from_the_last_contact_with_the_gateway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_status_not_signed_by_the_gateway_is_not_believed_and_a_flood_of_them_costs_nothing()
  {
-    let setup = Installation::new(protocol::DEFAULT_PREFIX);
-    setup.set_limits(1_000);
+    let setup = Setup::new(protocol::DEFAULT_PREFIX);
+    setup.auto_pay(1_000);
     // An attacker says "online" in plain text, then signed by another key
     // (retained), then floods the topic.
     let topic = topics::gateway_status(&setup.prefix);
-    let client = setup.attacker();
+    let mut client = setup.attacker();
     let stranger = SigningKey::generate().unwrap();
     let forged = GatewayStatus::new(true, u64::MAX, 1)
         .seal(&stranger)
         .unwrap();
-    let qos = rumqttc::QoS::AtLeastOnce;
-    client.publish(&topic, qos, true, "online").await.unwrap();
-    client.publish(&topic, qos, true, forged).await.unwrap();
-    let (intake, mut events, shutdown, daemon) =
+    client.publish(&topic, true, "online").await;
+    client.publish(&topic, true, forged).await;
+    let mut d =
         setup.start_daemon_waiting(DeviceProfile::embedded().unwrap(), Duration::from_secs(2));
     for i in 0..5_000u32 {
         let junk = if i % 2 == 0 {
@@ -487,61 +379,54 @@ async fn a_gateway_status_not_signed_by_the_gateway_is_not_believed_and_a_flood_
             b"online".to_vec()
         };
         client
+            .client
             .publish(&topic, rumqttc::QoS::AtMostOnce, false, junk)
             .await
             .unwrap();
     }
-    say(&intake, "Pay 1 yuan to Heytea.").await;
-    let offline = sent_offline(&mut events).await;
+    d.say("Pay 1 yuan to Heytea.").await;
+    let offline = sent_offline(&mut d).await;
     assert!(offline, "the device did not believe the forged statuses");
     // The real gateway appears: its signed status is believed and the
     // payment made offline is paid.
     let _gateway = setup.start_gateway();
-    let status = answer_status(&mut events).await;
+    let status = answer_status(&mut d).await;
     assert_eq!(status, ResponseStatus::Approved);
-    shutdown.cancel();
-    daemon.await.unwrap().unwrap();
+    d.stop_within(WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_retained_messages_on_every_topic_we_read_break_no_connection() {
-    let setup = Installation::new(protocol::DEFAULT_PREFIX);
-    setup.set_limits(1_000);
-    let client = setup.attacker();
+    let setup = Setup::new(protocol::DEFAULT_PREFIX);
+    setup.auto_pay(1_000);
+    let mut client = setup.attacker();
     let huge = vec![b'{'; 300 * 1024];
-    let device_id = setup.device_id();
+    let device_id = &setup.device_id;
     for topic in [
         topics::gateway_status(&setup.prefix),
-        topics::requests(&setup.prefix, &device_id),
+        topics::requests(&setup.prefix, device_id),
         topics::requests(&setup.prefix, "stranger"),
-        topics::responses(&setup.prefix, &device_id),
-        topics::driving(&setup.prefix, &device_id),
+        topics::responses(&setup.prefix, device_id),
+        topics::driving(&setup.prefix, device_id),
     ] {
-        client
-            .publish(topic, rumqttc::QoS::AtLeastOnce, true, huge.clone())
-            .await
-            .unwrap();
+        client.publish(&topic, true, huge.clone()).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     // Both sides read past them and pay as usual, online.
     let _gateway = setup.start_gateway();
-    let (intake, mut events, shutdown, daemon) =
-        setup.start_daemon(DeviceProfile::embedded().unwrap());
-    say(&intake, "Pay 1 yuan to Heytea.").await;
-    let offline = sent_offline(&mut events).await;
+    let mut d = setup.start_daemon(DeviceProfile::embedded().unwrap());
+    d.say("Pay 1 yuan to Heytea.").await;
+    let offline = sent_offline(&mut d).await;
     assert!(!offline, "the device reached the gateway");
-    let status = answer_status(&mut events).await;
+    let status = answer_status(&mut d).await;
     assert_eq!(status, ResponseStatus::Approved);
-    shutdown.cancel();
-    daemon.await.unwrap().unwrap();
+    d.stop_within(WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateways_own_statuses_played_back_again_and_again_republish_nothing() {
-    let setup = Installation::new(protocol::DEFAULT_PREFIX);
-    setup.set_limits(1_000);
-    let key =
-        voicepay_gateway::load_key(&self_config(setup.gateway_dir.path(), &setup.prefix)).unwrap();
+    let setup = Setup::new(protocol::DEFAULT_PREFIX);
+    setup.auto_pay(1_000);
+    let key = setup.gateway_key().unwrap();
     let online = GatewayStatus::new(true, voicepay_core::clock::now_ms(), 1)
         .seal(&key)
         .unwrap();
@@ -551,22 +436,34 @@ async fn the_gateways_own_statuses_played_back_again_and_again_republish_nothing
         rumqttc::MqttOptions::new("observer", "127.0.0.1", setup.broker.port),
         100,
     );
-    let device_id = setup.device_id();
     observer
         .subscribe(
-            topics::requests(&setup.prefix, &device_id),
+            topics::requests(&setup.prefix, &setup.device_id),
             rumqttc::QoS::AtMostOnce,
         )
         .await
         .unwrap();
     let (count_tx, mut counts) = mpsc::unbounded_channel::<()>();
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
+        let mut subscribed_tx = Some(subscribed_tx);
         while let Ok(event) = observed.poll().await {
-            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(_)) = event {
-                let _ = count_tx.send(());
+            match event {
+                rumqttc::Event::Incoming(rumqttc::Packet::Publish(_)) => {
+                    let _ = count_tx.send(());
+                }
+                rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) => {
+                    subscribed_tx.take().map(|tx| tx.send(()));
+                }
+                _ => {}
             }
         }
     });
+    // Counting before the device says anything.
+    timeout(Duration::from_secs(20), subscribed)
+        .await
+        .expect("the observer subscribed within 20 s")
+        .unwrap();
     observer
         .publish(
             &status_topic,
@@ -576,13 +473,10 @@ async fn the_gateways_own_statuses_played_back_again_and_again_republish_nothing
         )
         .await
         .unwrap();
-    let (intake, mut events, shutdown, daemon) =
-        setup.start_daemon(DeviceProfile::embedded().unwrap());
-    say(&intake, "Pay 1 yuan to Heytea.").await;
-    next_where(&mut events, |e| {
-        matches!(e, Event::Sent { .. }).then_some(())
-    })
-    .await;
+    let mut d = setup.start_daemon(DeviceProfile::embedded().unwrap());
+    d.say("Pay 1 yuan to Heytea.").await;
+    d.next(|e| matches!(e, Event::Sent { .. }).then_some(()))
+        .await;
     // The captured "online", played back 200 times; then it and the same
     // session's "offline" (its will, once said) in turn, 100 times.
     let will = GatewayStatus::new(false, voicepay_core::clock::now_ms(), 1)
@@ -601,6 +495,8 @@ async fn the_gateways_own_statuses_played_back_again_and_again_republish_nothing
             .await
             .unwrap();
     }
+    // A count of what did not happen needs a while to watch: 1.5 s after
+    // the last replay, whose republishing would take milliseconds.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let mut seen = 0;
     while counts.try_recv().is_ok() {
@@ -610,8 +506,7 @@ async fn the_gateways_own_statuses_played_back_again_and_again_republish_nothing
         (1..=3).contains(&seen),
         "the request went out {seen} times for 400 replays"
     );
-    shutdown.cancel();
-    daemon.await.unwrap().unwrap();
+    d.stop_within(WAIT).await;
 }
 
 /// The daemon with daily limits counted in `zone`.
@@ -623,7 +518,7 @@ fn in_zone(zone: &str) -> DeviceProfile {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daily_limit_resets_at_midnight_in_the_profiles_time_zone() {
-    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    let setup = Setup::new(protocol::DEFAULT_PREFIX);
     setup
         .store()
         .set_limits(&Limits {
@@ -637,17 +532,17 @@ async fn the_daily_limit_resets_at_midnight_in_the_profiles_time_zone() {
     // dates differ, so "today" is another day in each.
     let (west, east) = ("Etc/GMT+12", "Pacific/Kiritimati");
     for (zone, amount, expect_paid) in [(west, 10, true), (east, 10, true), (west, 1, false)] {
-        let (intake, mut events, shutdown, daemon) = setup.start_daemon(in_zone(zone));
-        say(&intake, &format!("Pay {amount} yuan to Heytea.")).await;
-        let paid = next_where(&mut events, |e| match e {
-            Event::Answer { status, .. } => Some(*status == ResponseStatus::Approved),
-            Event::Say { text } if text.contains("daily limit") => Some(false),
-            _ => None,
-        })
-        .await;
+        let mut d = setup.start_daemon(in_zone(zone));
+        d.say(&format!("Pay {amount} yuan to Heytea.")).await;
+        let paid = d
+            .next(|e| match e {
+                Event::Answer { status, .. } => Some(*status == ResponseStatus::Approved),
+                Event::Say { text } if text.contains("daily limit") => Some(false),
+                _ => None,
+            })
+            .await;
         assert_eq!(paid, expect_paid, "{amount} yuan on today's date in {zone}");
-        shutdown.cancel();
-        daemon.await.unwrap().unwrap();
+        d.stop_within(WAIT).await;
     }
 }
 
@@ -714,14 +609,9 @@ enum Outcome {
 
 /// Pays 2 yuan on a disk that may fail; with `answered`, waits for the
 /// bank's answer once it is sent, else returns [`Outcome::Sent`].
-async fn pay_on_a_failing_disk(
-    intake: &Intake,
-    events: &mut mpsc::UnboundedReceiver<Event>,
-    sent: &mut usize,
-    answered: bool,
-) -> Outcome {
-    say(intake, "Pay 2 yuan to Heytea.").await;
-    next_where(events, |e| match e {
+async fn pay_on_a_failing_disk(d: &mut Typed, sent: &mut usize, answered: bool) -> Outcome {
+    d.say("Pay 2 yuan to Heytea.").await;
+    d.next(|e| match e {
         Event::Sent { .. } => {
             *sent += 1;
             (!answered).then_some(Outcome::Sent)
@@ -747,13 +637,12 @@ async fn pay_on_a_failing_disk(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_disk_fails_the_user_hears_the_truth_and_a_repeat_cannot_pay_twice() {
     let disk = SmallDisk::mount(16);
-    let setup = Installation::with_device_dir(protocol::DEFAULT_PREFIX, disk.dir());
-    setup.set_limits(1_000);
+    let setup = Setup::with_device_dir(protocol::DEFAULT_PREFIX, disk.dir());
+    setup.auto_pay(1_000);
     let gateway = setup.start_gateway();
-    let (intake, mut events, shutdown, daemon) =
-        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    let mut d = setup.start_daemon(DeviceProfile::embedded().unwrap());
     let mut sent = 0;
-    let first = pay_on_a_failing_disk(&intake, &mut events, &mut sent, true).await;
+    let first = pay_on_a_failing_disk(&mut d, &mut sent, true).await;
     assert_eq!(first, Outcome::Paid);
 
     disk.fill();
@@ -763,7 +652,7 @@ async fn when_the_disk_fails_the_user_hears_the_truth_and_a_repeat_cannot_pay_tw
     let failure = loop {
         attempts += 1;
         assert!(attempts < 1_000, "the full disk never refused a write");
-        match pay_on_a_failing_disk(&intake, &mut events, &mut sent, true).await {
+        match pay_on_a_failing_disk(&mut d, &mut sent, true).await {
             Outcome::Paid => {}
             other => break other,
         }
@@ -773,23 +662,17 @@ async fn when_the_disk_fails_the_user_hears_the_truth_and_a_repeat_cannot_pay_tw
     assert_ne!(failure, Outcome::Failed, "the user was told what happened");
     // The user repeats the payment: nothing more goes out while the disk fails.
     for _ in 0..3 {
-        let repeat = pay_on_a_failing_disk(&intake, &mut events, &mut sent, true).await;
+        let repeat = pay_on_a_failing_disk(&mut d, &mut sent, true).await;
         assert_eq!(repeat, Outcome::NotTaken, "a repeat on a failed disk");
     }
     assert_eq!(sent, sent_before, "sent a payment the disk did not take");
-    shutdown.cancel();
-    timeout(Duration::from_secs(10), daemon)
-        .await
-        .expect("the daemon stops on a failed disk")
-        .unwrap()
-        .unwrap();
+    d.stop_within(Duration::from_secs(10)).await;
 
     // The disk is replaced; the daemon starts again and drains its outbox.
     disk.free();
-    let (intake, _events, _shutdown, daemon) =
-        setup.start_daemon(DeviceProfile::embedded().unwrap());
-    drop(intake);
-    daemon.await.unwrap().unwrap();
+    let d = setup.start_daemon(DeviceProfile::embedded().unwrap());
+    drop(d.intake);
+    d.task.await.unwrap().unwrap();
     let ledger = setup.ledger_after(gateway).await;
 
     let store = setup.store();
@@ -819,25 +702,26 @@ async fn when_the_disk_fails_the_user_hears_the_truth_and_a_repeat_cannot_pay_tw
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_hostile_message_on_every_topic_is_dropped_and_payments_still_go_through() {
     use voicepay_core::protocol::{Envelope, RequestBuilder};
-    let setup = Installation::new(protocol::DEFAULT_PREFIX);
-    setup.set_limits(1_000);
+    let setup = Setup::new(protocol::DEFAULT_PREFIX);
+    setup.auto_pay(1_000);
     let gateway = setup.start_gateway();
-    let (intake, mut events, shutdown, daemon) =
-        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    let mut d = setup.start_daemon(DeviceProfile::embedded().unwrap());
     // One genuine payment, whose request and answer the attacker records.
-    say(&intake, "Pay 1 yuan to Heytea.").await;
-    let request = next_where(&mut events, |e| match e {
-        Event::Sent { envelope, .. } => Some(serde_json::to_vec(envelope).unwrap()),
-        _ => None,
-    })
-    .await;
-    let answer = next_where(&mut events, |e| match e {
-        Event::Answer { envelope, .. } => Some(serde_json::to_vec(envelope).unwrap()),
-        _ => None,
-    })
-    .await;
+    d.say("Pay 1 yuan to Heytea.").await;
+    let request = d
+        .next(|e| match e {
+            Event::Sent { envelope, .. } => Some(serde_json::to_vec(envelope).unwrap()),
+            _ => None,
+        })
+        .await;
+    let answer = d
+        .next(|e| match e {
+            Event::Answer { envelope, .. } => Some(serde_json::to_vec(envelope).unwrap()),
+            _ => None,
+        })
+        .await;
 
-    let device_key = identity::load_device_key(setup.device_dir.path()).unwrap();
+    let device_key = identity::load_device_key(&setup.device_dir).unwrap();
     let device_id = protocol::device_id_for(&device_key.public_key());
     let stranger = SigningKey::generate().unwrap();
     let now = voicepay_core::clock::now_ms();
@@ -884,7 +768,7 @@ async fn every_kind_of_hostile_message_on_every_topic_is_dropped_and_payments_st
         ("replayed request", request),
         ("replayed answer", answer),
     ];
-    let client = setup.attacker();
+    let mut client = setup.attacker();
     let every_topic_read = [
         topics::requests(&setup.prefix, &device_id),
         topics::requests(&setup.prefix, "stranger-1"),
@@ -894,32 +778,26 @@ async fn every_kind_of_hostile_message_on_every_topic_is_dropped_and_payments_st
     for topic in &every_topic_read {
         for (_kind, message) in &garbage {
             for retain in [false, true] {
-                client
-                    .publish(topic, rumqttc::QoS::AtLeastOnce, retain, message.clone())
-                    .await
-                    .unwrap();
+                client.publish(topic, retain, message.clone()).await;
             }
         }
     }
     client
         .publish(
-            topics::requests(&setup.prefix, "stranger-1"),
-            rumqttc::QoS::AtLeastOnce,
+            &topics::requests(&setup.prefix, "stranger-1"),
             false,
             unknown_device,
         )
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-
+        .await;
+    // The broker took each before the genuine payment below: both sides
+    // meet them first.
     // Both sides are still there, online, and pay as usual.
-    say(&intake, "Pay 2 yuan to Heytea.").await;
-    let offline = sent_offline(&mut events).await;
+    d.say("Pay 2 yuan to Heytea.").await;
+    let offline = sent_offline(&mut d).await;
     assert!(!offline, "the device still sees the gateway");
-    let status = answer_status(&mut events).await;
+    let status = answer_status(&mut d).await;
     assert_eq!(status, ResponseStatus::Approved);
-    shutdown.cancel();
-    daemon.await.unwrap().unwrap();
+    d.stop_within(WAIT).await;
     let ledger = setup.ledger_after(gateway).await;
     let amounts: Vec<i64> = ledger.iter().map(|e| e.amount.minor).collect();
     assert_eq!(amounts, [100, 200], "nothing hostile was charged");
@@ -929,8 +807,8 @@ async fn every_kind_of_hostile_message_on_every_topic_is_dropped_and_payments_st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_the_disk_does_not_take_is_held_unsent_and_no_new_payment_is_taken() {
     let disk = SmallDisk::mount(16);
-    let setup = Installation::with_device_dir(protocol::DEFAULT_PREFIX, disk.dir());
-    setup.set_limits(1_000);
+    let setup = Setup::with_device_dir(protocol::DEFAULT_PREFIX, disk.dir());
+    setup.auto_pay(1_000);
     // Online but never answering: only commits write to the disk.
     setup.fake_a_silent_gateway().await;
     // Which of a payment's two durable writes (its number, then the commit)
@@ -940,25 +818,24 @@ async fn a_commit_the_disk_does_not_take_is_held_unsent_and_no_new_payment_is_ta
     // taken): tested with the rest in the test above.
     let mut profile = DeviceProfile::embedded().unwrap();
     profile.mqtt.transcripts = true;
-    let (intake, mut events, shutdown, daemon) = setup.start_daemon(profile);
+    let mut d = setup.start_daemon(profile);
     let mut sent = 0;
     // Running (its store open) before the disk fills.
-    let first = pay_on_a_failing_disk(&intake, &mut events, &mut sent, false).await;
+    let first = pay_on_a_failing_disk(&mut d, &mut sent, false).await;
     assert_eq!(first, Outcome::Sent);
     disk.fill();
     let first_failure = loop {
-        match pay_on_a_failing_disk(&intake, &mut events, &mut sent, false).await {
+        match pay_on_a_failing_disk(&mut d, &mut sent, false).await {
             Outcome::Sent => assert!(sent < 1_000, "the full disk never refused a write"),
             failure => break failure,
         }
     };
     assert_eq!(first_failure, Outcome::Held, "after {sent} payments");
     for _ in 0..3 {
-        let repeat = pay_on_a_failing_disk(&intake, &mut events, &mut sent, false).await;
+        let repeat = pay_on_a_failing_disk(&mut d, &mut sent, false).await;
         assert_eq!(repeat, Outcome::NotTaken, "a repeat while it is held");
     }
-    shutdown.cancel();
-    daemon.await.unwrap().unwrap();
+    d.stop_within(WAIT).await;
     disk.free();
     // What the disk kept: the payments sent, and the held one at most.
     let waiting = setup.store().outbox().unwrap().len();
@@ -970,36 +847,37 @@ async fn a_commit_the_disk_does_not_take_is_held_unsent_and_no_new_payment_is_ta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payee_outside_the_book_is_asked_about_and_one_added_while_the_daemon_runs_is_paid() {
-    let setup = Installation::new(protocol::DEFAULT_PREFIX);
-    setup.set_limits(5_000); // auto-pay 50 yuan
+    let setup = Setup::new(protocol::DEFAULT_PREFIX);
+    setup.auto_pay(5_000); // auto-pay 50 yuan
     let gateway = setup.start_gateway();
-    let (intake, mut events, shutdown, daemon) =
-        setup.start_daemon(DeviceProfile::embedded().unwrap());
+    let mut d = setup.start_daemon(DeviceProfile::embedded().unwrap());
     // Walmart is in no book: asked about, never paid, however small.
-    say(&intake, "Pay 20 yuan to Walmart.").await;
-    let question = next_where(&mut events, |e| match e {
-        Event::Sent { .. } => panic!("paid a payee outside the book"),
-        other => said(other),
-    })
-    .await;
+    d.say("Pay 20 yuan to Walmart.").await;
+    let question = d
+        .next(|e| match e {
+            Event::Sent { .. } => panic!("paid a payee outside the book"),
+            other => said(other),
+        })
+        .await;
     assert_eq!(
         question,
         "I don't know Walmart. Who should I pay? Say the name, or cancel."
     );
     // Naming a book entry starts the payment again, read back under the
     // auto-pay limit because the name came from an answer.
-    say(&intake, "To Shell, please.").await;
-    let read_back = next_where(&mut events, |e| match e {
-        Event::Sent { .. } => panic!("paid without a read-back"),
-        other => said(other),
-    })
-    .await;
+    d.say("To Shell, please.").await;
+    let read_back = d
+        .next(|e| match e {
+            Event::Sent { .. } => panic!("paid without a read-back"),
+            other => said(other),
+        })
+        .await;
     assert_eq!(read_back, "Pay 20 yuan to Shell? Say confirm or cancel.");
-    say(&intake, "Confirm.").await;
-    assert_eq!(answer_status(&mut events).await, ResponseStatus::Approved);
+    d.say("Confirm.").await;
+    assert_eq!(answer_status(&mut d).await, ResponseStatus::Approved);
 
     // Added through the control socket while the daemon runs: heard at once.
-    let data_dir = setup.device_dir.path().to_owned();
+    let data_dir = setup.device_dir.clone();
     let add = control::Request::PayeesAdd {
         name: "Walmart".into(),
         aliases: vec!["Wally World".into()],
@@ -1010,15 +888,16 @@ async fn a_payee_outside_the_book_is_asked_about_and_one_added_while_the_daemon_
         .unwrap()
         .expect("the daemon answers on its control socket");
     assert!(reply.ok, "{reply:?}");
-    say(&intake, "Pay 20 yuan to Wally World.").await;
-    let paying = next_where(&mut events, |e| said(e).filter(|s| s.starts_with("Paying"))).await;
+    d.say("Pay 20 yuan to Wally World.").await;
+    let paying = d
+        .next(|e| said(e).filter(|s| s.starts_with("Paying")))
+        .await;
     assert_eq!(
         paying,
         "Paying 20 yuan to Walmart: it is within your auto-pay limit."
     );
-    assert_eq!(answer_status(&mut events).await, ResponseStatus::Approved);
-    shutdown.cancel();
-    daemon.await.unwrap().unwrap();
+    assert_eq!(answer_status(&mut d).await, ResponseStatus::Approved);
+    d.stop_within(WAIT).await;
     let payees: Vec<String> = setup
         .ledger_after(gateway)
         .await
@@ -1029,8 +908,8 @@ async fn a_payee_outside_the_book_is_asked_about_and_one_added_while_the_daemon_
 }
 
 /// What the device says next; nothing may be sent before it.
-async fn next_said(events: &mut mpsc::UnboundedReceiver<Event>) -> String {
-    next_where(events, |e| match e {
+async fn next_said(d: &mut Typed) -> String {
+    d.next(|e| match e {
         Event::Sent { .. } => panic!("paid before a read-back"),
         other => said(other),
     })
@@ -1039,37 +918,35 @@ async fn next_said(events: &mut mpsc::UnboundedReceiver<Event>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_said_without_its_amount_is_asked_for_it_read_back_and_paid() {
-    let setup = Installation::new(protocol::DEFAULT_PREFIX);
-    setup.set_limits(5_000); // auto-pay 50 yuan: still read back, it took two utterances
+    let setup = Setup::new(protocol::DEFAULT_PREFIX);
+    setup.auto_pay(5_000); // auto-pay 50 yuan: still read back, it took two utterances
     let gateway = setup.start_gateway();
-    let (intake, mut events, shutdown, daemon) =
-        setup.start_daemon(DeviceProfile::embedded().unwrap());
-    say(&intake, "Pay Heytea.").await;
-    assert_eq!(next_said(&mut events).await, "How much to Heytea?");
-    say(&intake, "Thirty six yuan.").await;
+    let mut d = setup.start_daemon(DeviceProfile::embedded().unwrap());
+    d.say("Pay Heytea.").await;
+    assert_eq!(next_said(&mut d).await, "How much to Heytea?");
+    d.say("Thirty six yuan.").await;
     assert_eq!(
-        next_said(&mut events).await,
+        next_said(&mut d).await,
         "Pay 36 yuan to Heytea? Say confirm or cancel."
     );
-    say(&intake, "Confirm.").await;
-    assert_eq!(answer_status(&mut events).await, ResponseStatus::Approved);
-    assert_eq!(next_said(&mut events).await, "Paid 36 yuan to Heytea.");
+    d.say("Confirm.").await;
+    assert_eq!(answer_status(&mut d).await, ResponseStatus::Approved);
+    assert_eq!(next_said(&mut d).await, "Paid 36 yuan to Heytea.");
 
     // Chatter gets no answer; a command tried but not made out gets a short one.
-    say(&intake, "Pay attention to the road.").await;
-    say(&intake, "Pay 20 yuan to Bob and Alice.").await;
-    assert_eq!(next_said(&mut events).await, "Sorry, I didn't catch that.");
+    d.say("Pay attention to the road.").await;
+    d.say("Pay 20 yuan to Bob and Alice.").await;
+    assert_eq!(next_said(&mut d).await, "Sorry, I didn't catch that.");
     // A payee never guessed: a name outside the book drops the payment.
-    say(&intake, "Pay thirty six yuan.").await;
-    assert_eq!(next_said(&mut events).await, "Who should I pay 36 yuan to?");
-    say(&intake, "Walmart.").await;
+    d.say("Pay thirty six yuan.").await;
+    assert_eq!(next_said(&mut d).await, "Who should I pay 36 yuan to?");
+    d.say("Walmart.").await;
     assert_eq!(
-        next_said(&mut events).await,
+        next_said(&mut d).await,
         "Sorry, I did not catch that; nothing was paid."
     );
 
-    shutdown.cancel();
-    daemon.await.unwrap().unwrap();
+    d.stop_within(WAIT).await;
     let ledger = setup.ledger_after(gateway).await;
     let paid: Vec<(&str, i64)> = ledger
         .iter()
@@ -1078,61 +955,46 @@ async fn a_payment_said_without_its_amount_is_asked_for_it_read_back_and_paid() 
     assert_eq!(paid, [("Heytea", 3_600)]);
 }
 
-/// `text` as heard by a device with this parse context.
-async fn say_with(intake: &Intake, context: &voicepay_device::intent::ParseContext, text: &str) {
-    intake.arriving();
-    assert!(intake.send(Heard::typed("typed", text, context)).await);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_driving_car_refuses_a_coffee_and_reads_back_a_toll_under_the_auto_limit() {
-    let setup = Installation::new(protocol::DEFAULT_PREFIX);
+    let setup = Setup::new(protocol::DEFAULT_PREFIX);
     // The car profile's [limits] give a new store 50 yuan auto-pay: parked,
     // both payments would go through unasked.
     let gateway = setup.start_gateway();
     let mut car = DeviceProfile::load(Some(&root().join("devices/car-cockpit.toml"))).unwrap();
     // Driving because the vehicle says so, not because nothing was said.
     car.driving.assume_driving = false;
-    let context = car.parse_context();
     // The vehicle's retained state, there before the device connects.
-    let vehicle = setup.attacker();
-    let driving = topics::driving(&setup.prefix, &setup.device_id());
-    vehicle
-        .publish(&driving, rumqttc::QoS::AtLeastOnce, true, "true")
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (intake, mut events, shutdown, daemon) = setup.start_daemon(car);
+    let mut vehicle = setup.attacker();
+    let driving = topics::driving(&setup.prefix, &setup.device_id);
+    vehicle.publish(&driving, true, "true").await;
+    let mut d = setup.start_daemon(car);
 
-    say_with(&intake, &context, "Pay 12 yuan to Luckin Coffee.").await;
-    let refused = next_where(&mut events, said).await;
+    d.say("Pay 12 yuan to Luckin Coffee.").await;
+    let refused = d.next(said).await;
     assert_eq!(
         refused,
         "I can't pay 12 yuan to Luckin Coffee. \
          While you drive, I can only pay for tolls, parking, fuel and charging."
     );
     // Garbage on the driving topic is ignored: the car still drives.
-    vehicle
-        .publish(&driving, rumqttc::QoS::AtLeastOnce, false, "vroom")
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    vehicle.publish(&driving, false, "vroom").await;
 
-    say_with(&intake, &context, "Pay 15 yuan to Expressway Toll.").await;
-    let question = next_where(&mut events, |e| match e {
-        Event::Sent { .. } => panic!("a toll was paid without a confirmation while driving"),
-        other => said(other),
-    })
-    .await;
+    d.say("Pay 15 yuan to Expressway Toll.").await;
+    let question = d
+        .next(|e| match e {
+            Event::Sent { .. } => panic!("a toll was paid without a confirmation while driving"),
+            other => said(other),
+        })
+        .await;
     assert_eq!(
         question,
         "Pay 15 yuan to Expressway Toll? Say confirm or cancel."
     );
-    say_with(&intake, &context, "Confirm.").await;
-    assert_eq!(answer_status(&mut events).await, ResponseStatus::Approved);
+    d.say("Confirm.").await;
+    assert_eq!(answer_status(&mut d).await, ResponseStatus::Approved);
 
-    shutdown.cancel();
-    daemon.await.unwrap().unwrap();
+    d.stop_within(WAIT).await;
     let ledger = setup.ledger_after(gateway).await;
     let paid: Vec<(&str, i64)> = ledger
         .iter()

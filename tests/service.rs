@@ -222,7 +222,9 @@ fn sighup_applies_a_new_payee_at_once_and_a_broken_profile_changes_nothing() {
         l.contains("I don't know Alice")
     });
     // The question's two seconds run out.
-    std::thread::sleep(Duration::from_millis(2_500));
+    wait_line(&out, &mut said, START_LIMIT, |l| {
+        l.contains("no answer in time")
+    });
 
     // Alice joins the book, the window changes, and so does the MQTT
     // prefix, which needs a restart.

@@ -21,27 +21,61 @@ fn nobody() -> String {
     format!("mqtt://127.0.0.1:{port}")
 }
 
+/// How long a state may take to come on a loaded machine.
+const STATE_LIMIT: Duration = Duration::from_secs(60);
+
+/// `voicepay gateway run` telling its state on standard error, and those lines.
+fn gateway_telling(keys: &Keys, broker_url: &str) -> (Child, std::sync::mpsc::Receiver<String>) {
+    let gw = keys.gw();
+    let mut cmd = voicepay(&["gateway", "run", "--broker", broker_url, "--data-dir", &gw]);
+    cmd.env("VOICEPAY_LOG", "warn,voicepay_gateway=debug")
+        .stderr(std::process::Stdio::piped());
+    let mut gateway = Child::spawn(cmd);
+    let told = lines(gateway.stderr().unwrap());
+    (gateway, told)
+}
+
+/// Waits for the gateway to say `what`.
+fn told(told: &std::sync::mpsc::Receiver<String>, what: &str) {
+    wait_line(told, &mut Vec::new(), STATE_LIMIT, |line| {
+        line.contains(what)
+    });
+}
+
 #[test]
 fn sigterm_stops_the_gateway_within_five_seconds_in_every_state() {
     let keys = Keys::new();
 
     // Never reached its broker: retrying.
-    let mut gateway = keys.gateway(&nobody());
-    std::thread::sleep(Duration::from_millis(1_500));
+    let (mut gateway, said) = gateway_telling(&keys, &nobody());
+    told(&said, "gateway still cannot reach the broker");
     assert!(gateway.terminate_within(STOP_LIMIT).success());
 
     // Connected and idle.
     let broker = Broker::start();
-    let mut gateway = keys.gateway(&broker.url());
-    std::thread::sleep(Duration::from_millis(1_500));
+    let (mut gateway, said) = gateway_telling(&keys, &broker.url());
+    told(&said, "gateway connected");
     assert!(gateway.terminate_within(STOP_LIMIT).success());
 
     // Its broker died under it: it says offline to nobody and goes.
-    let mut gateway = keys.gateway(&broker.url());
-    std::thread::sleep(Duration::from_millis(1_500));
+    let (mut gateway, said) = gateway_telling(&keys, &broker.url());
+    told(&said, "gateway connected");
     drop(broker);
-    std::thread::sleep(Duration::from_millis(500));
+    told(&said, "gateway lost the broker");
     assert!(gateway.terminate_within(STOP_LIMIT).success());
+}
+
+/// Waits until `voicepay status` says the daemon on `dev` runs with this
+/// connection ("offline": no broker).
+fn daemon_running(dev: &str, connection: &str) {
+    eventually(
+        STATE_LIMIT,
+        &format!("the daemon runs, {connection}"),
+        || {
+            let status = status_json(dev);
+            status["daemon"] == "running" && status["connection"] == connection
+        },
+    );
 }
 
 #[test]
@@ -52,7 +86,7 @@ fn sigterm_stops_the_daemon_within_five_seconds_in_every_state_and_loses_no_paym
 
     // Still looking for a broker that is not there.
     let (mut daemon, _) = keys.daemon(&nobody(), "pay_alice_20");
-    std::thread::sleep(Duration::from_millis(1_500));
+    daemon_running(&keys.dev(), "offline");
     assert!(daemon.terminate_within(STOP_LIMIT).success());
 
     // Paid offline (no gateway on the broker) and draining, waiting for
@@ -73,7 +107,7 @@ fn sigterm_stops_the_daemon_within_five_seconds_in_every_state_and_loses_no_paym
     let heard = lines.iter().find(|line| line.contains(r#""step":"heard""#));
     assert!(heard.is_some(), "the daemon ran");
     drop(broker);
-    std::thread::sleep(Duration::from_millis(500));
+    daemon_running(&keys.dev(), "offline");
     assert!(daemon.terminate_within(STOP_LIMIT).success());
     let outbox = keys.outbox();
     assert!(outbox.contains("Alice"), "{outbox}");

@@ -38,8 +38,9 @@ fn steps<'a>(events: &'a [Value], step: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["step"] == step).collect()
 }
 
-/// Every message on the device's events topic while `during` runs.
-fn events_on_mqtt<T>(broker_port: u16, during: impl FnOnce() -> T) -> (T, Vec<Value>) {
+/// Every message on the device's events topic while `during` runs, up to
+/// the first whose step is `last`.
+fn events_on_mqtt<T>(broker_port: u16, last: &str, during: impl FnOnce() -> T) -> (T, Vec<Value>) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (client, mut eventloop) = runtime.block_on(async {
         let options = rumqttc::MqttOptions::new("events-listener", "127.0.0.1", broker_port);
@@ -67,8 +68,14 @@ fn events_on_mqtt<T>(broker_port: u16, during: impl FnOnce() -> T) -> (T, Vec<Va
     });
     subscribed.recv_timeout(Duration::from_secs(10)).unwrap();
     let result = during();
-    std::thread::sleep(Duration::from_millis(500));
-    (result, rx.try_iter().collect())
+    let mut seen = Vec::new();
+    while !seen.iter().any(|e: &Value| e["step"] == last) {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(event) => seen.push(event),
+            Err(_) => panic!("no {last} on MQTT within 20 s: {seen:#?}"),
+        }
+    }
+    (result, seen)
 }
 
 #[test]
@@ -88,7 +95,7 @@ fn only_what_starts_with_the_wake_phrase_pays_and_the_answer_to_a_question_needs
 
     // In one breath: paid under the auto-pay limit, and every step is also
     // an event on MQTT.
-    let (paid, on_mqtt) = events_on_mqtt(broker.port, || {
+    let (paid, on_mqtt) = events_on_mqtt(broker.port, "answer", || {
         play(&keys, &profile, &broker.url(), &["wake_pay_alice_20"])
     });
     let answers = steps(&paid, "answer");

@@ -479,60 +479,6 @@ pub fn eventually(limit: Duration, what: &str, check: impl Fn() -> bool) {
     }
 }
 
-/// A device enrolled with a gateway, both in temporary directories, the
-/// device's limits set in its store.
-pub struct Enrolled {
-    pub device_dir: tempfile::TempDir,
-    pub gateway_dir: tempfile::TempDir,
-    pub device_id: String,
-    pub gateway_key: voicepay_core::keys::PublicKey,
-}
-
-impl Enrolled {
-    pub fn new(limits: &voicepay_core::policy::Limits) -> Enrolled {
-        use voicepay_device::store::{Store, StoreConfig};
-        use voicepay_gateway::{Gateway, GatewayConfig};
-        let device_dir = tempfile::tempdir().unwrap();
-        let gateway_dir = tempfile::tempdir().unwrap();
-        let gateway_key =
-            voicepay_core::keys::SigningKey::create_file(&gateway_dir.path().join("gateway.key"))
-                .unwrap();
-        let gateway_public = gateway_key.public_key();
-        let device_key = voicepay_device::identity::init_device_key(device_dir.path()).unwrap();
-        voicepay_device::identity::trust_gateway(device_dir.path(), &gateway_public).unwrap();
-        let device_id = voicepay_core::protocol::device_id_for(&device_key.public_key());
-        Gateway::open(
-            GatewayConfig::new(gateway_dir.path().to_owned()),
-            gateway_key,
-        )
-        .unwrap()
-        .enroll(&device_id, &device_key.public_key())
-        .unwrap();
-        Store::open(&StoreConfig::new(device_dir.path().join("store")))
-            .unwrap()
-            .set_limits(limits)
-            .unwrap();
-        Enrolled {
-            device_dir,
-            gateway_dir,
-            device_id,
-            gateway_key: gateway_public,
-        }
-    }
-
-    /// The gateway as its own process opens it, with its key from its directory.
-    pub fn open_gateway(
-        &self,
-        config: voicepay_gateway::GatewayConfig,
-    ) -> voicepay_gateway::Gateway {
-        let key = voicepay_core::keys::SigningKey::load_file(
-            &self.gateway_dir.path().join("gateway.key"),
-        )
-        .unwrap();
-        voicepay_gateway::Gateway::open(config, key).unwrap()
-    }
-}
-
 /// Commits `count` signed payments of 1-1.06 yuan to `payee` to the
 /// device's outbox (durable, never sent): a backlog as a long time offline
 /// leaves it. The store must be free to open.

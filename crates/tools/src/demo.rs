@@ -1,12 +1,11 @@
 //! `voicepay demo`: the whole flow in one process on the bundled fixtures, with fresh keys, an embedded broker, the gateway and the daemon.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::rig::Rig;
+use super::rig::{Rig, WAIT};
 use voicepay_core::agent::Agent;
 use voicepay_core::clock::now_ms;
 use voicepay_core::keys::SigningKey;
@@ -84,27 +83,27 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
     if options.json {
         let keys_line = json!({
             "step": "keys",
-            "device_id": rig.device_id,
-            "device_public_key": rig.device_public.to_base64url(),
-            "gateway_public_key": rig.gateway_public.to_base64url(),
+            "device_id": rig.home.device_id,
+            "device_public_key": rig.home.device_public.to_base64url(),
+            "gateway_public_key": rig.home.gateway_public.to_base64url(),
             // The agent signs its task: its envelope ("step":"task") checks with this.
             "agent_id": "claude-code",
             "agent_public_key": agent_key.public_key().to_base64url(),
-            "broker": rig.broker.to_string(),
+            "broker": rig.home.broker.to_string(),
         });
         println!("{keys_line}");
     } else {
         println!(
             "device  {}  public key {}",
-            rig.device_id, rig.device_public
+            rig.home.device_id, rig.home.device_public
         );
-        println!("gateway public key {}", rig.gateway_public);
+        println!("gateway public key {}", rig.home.gateway_public);
         println!("agent   claude-code  public key {}", agent_key.public_key());
-        println!("broker  {}", rig.broker);
+        println!("broker  {}", rig.home.broker);
     }
     note("limits: auto-pay 20, daily 500 (in the profile's currency)");
     if !rig.until(WAIT, |s| s.link.online()).await {
-        anyhow::bail!("the gateway did not come online at {}", rig.broker);
+        anyhow::bail!("the gateway did not come online at {}", rig.home.broker);
     }
 
     for (scene, fixtures) in SCENES {
@@ -118,7 +117,7 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
     let task = AgentTask {
         task_id: "demo-1".into(),
         agent_id: "claude-code".into(),
-        device_id: rig.device_id.clone(),
+        device_id: rig.home.device_id.clone(),
         description: "one million tokens for the coding session".into(),
         payee: "Claude".into(),
         // The profile's price of a million Claude tokens: a top-up at another
@@ -144,13 +143,19 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
     settle(&mut rig, "the agent's task").await?;
 
     note("the gateway goes away: a small payment is paid offline");
-    rig.stop_gateway().await;
-    if !rig.until(WAIT, |s| !s.link.online()).await {
+    rig.stop_gateway().await?;
+    // Noticed on a live connection, from the gateway's signed "offline" (or
+    // its will): the device's own link down for a moment says nothing of it.
+    if !rig.until(WAIT, |s| s.link.broker && !s.link.gateway).await {
         anyhow::bail!("the device did not notice the gateway going away");
     }
     hear_all(&mut rig, &options.fixtures, OFFLINE_SCENE).await?;
     if !rig.heard_all(WAIT).await {
         anyhow::bail!("the offline payment was not heard");
+    }
+    // What the next step drains.
+    if !rig.until(WAIT, |s| s.outbox > 0).await {
+        anyhow::bail!("the offline payment was not queued");
     }
     note("the gateway is back: the outbox drains");
     rig.start_gateway()?;
@@ -162,7 +167,7 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
     hear_all(&mut rig, &options.fixtures, CLOSING).await?;
     settle(&mut rig, "the question").await?;
 
-    let gateway_public = rig.gateway_public;
+    let gateway_public = rig.home.gateway_public;
     let store = rig.stop().await?;
     let history = store.history()?;
     let chain = store.verify_history(Some(&gateway_public))?;
@@ -181,12 +186,6 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
     }
     Ok(())
 }
-
-/// How long any one step of the story may take before the demo calls it
-/// stuck. Each step waits for the state it needs; this only catches a hang,
-/// so it is generous: on a loaded machine (the test suite beside it) hearing
-/// one clip has taken over 10 s.
-const WAIT: Duration = Duration::from_secs(120);
 
 /// Waits until every clip handed over was heard and answered; a step that
 /// does not settle ends the demo rather than letting the story run on
