@@ -11,7 +11,6 @@
 //! only when the gateway's signed answer arrives; waiting for that answer
 //! never holds up hearing the next utterance.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audio::gate::Gate;
 use crate::desk::{Desk, Rules};
-use crate::dialog::{Action, Dialog, DialogSettings, Said, random_code};
+use crate::dialog::{Action, Dialog, DialogSettings, random_code};
 use crate::effect::{Effect, Refused};
 use crate::feedback::{Event, Feedback, Status};
 use crate::identity::DeviceIdentity;
@@ -34,7 +33,7 @@ use crate::profile::DeviceProfile;
 use crate::recognizer::SharedListening;
 use crate::recognizer::{Heard, Source};
 use crate::store::{Store, StoreConfig};
-use crate::wake::Addressed;
+use crate::wake::{Attention, Heed};
 use voicepay_core::clock::now_ms;
 use voicepay_core::protocol::{TaskState, TaskStatus};
 use voicepay_core::transport::{BrokerUrl, DeviceLink, LinkState};
@@ -182,8 +181,8 @@ struct Daemon {
     /// Utterances handled (counted apart from `status`, so that a new one
     /// is a change to publish).
     heard: u64,
-    /// After the wake phrase alone, the next utterance needs none until then.
-    awake_until: Option<Instant>,
+    /// Whether an utterance not addressed is taken all the same.
+    attention: Attention,
     /// The payment-code lock as kept in the store.
     code_lock: crate::store::CodeLock,
     /// What the user said may cross the broker (`mqtt.transcripts`, read
@@ -270,7 +269,7 @@ impl Daemon {
             feedback,
             status: Status::default(),
             heard: 0,
-            awake_until: None,
+            attention: Attention::default(),
             code_lock,
             transcripts,
         })
@@ -341,7 +340,10 @@ impl Daemon {
                 Step::Shutdown => return Ending::Shutdown,
                 Step::InputEnded => return Ending::InputEnded,
                 Step::Heard(heard) => self.hear(*heard),
-                Step::Answer(message) => self.settle(&message),
+                Step::Answer(message) => {
+                    let effects = self.payments.settle(&message, self.online());
+                    self.carry(effects);
+                }
                 Step::AnswersClosed => answers_open = false,
                 Step::Task(message) => {
                     let asking = self.dialog.pending_task().map(|o| o.task.clone());
@@ -470,21 +472,11 @@ impl Daemon {
                 return self.say(&Speech::NotHeard);
             }
         };
-        match understanding.addressed {
-            Addressed::Command(_) => self.awake_until = None,
-            Addressed::PhraseAlone => {
-                self.awake_until = Some(heard.arrived + self.config.profile.wake.follow());
-                return self.say(&Speech::Listening);
-            }
-            // An answer to the question the device asked needs no phrase;
-            // nor does the command just after the phrase alone.
-            Addressed::Not
-                if self.dialog.is_waiting()
-                    || self.awake_until.is_some_and(|until| heard.arrived <= until) =>
-            {
-                self.awake_until = None;
-            }
-            Addressed::Not => {
+        let (follow, asking) = (self.config.profile.wake.follow(), self.dialog.is_waiting());
+        match (self.attention).heed(&understanding.addressed, heard.arrived, follow, asking) {
+            Heed::Take => {}
+            Heed::Listen => return self.say(&Speech::Listening),
+            Heed::Ignore => {
                 // Not for us: how much, never what.
                 let words = understanding.transcript.split_whitespace().count();
                 return tracing::debug!(words, "not said to the device: ignored");
@@ -506,20 +498,10 @@ impl Daemon {
             },
             public,
         );
-        let command = match &understanding.addressed {
-            Addressed::Command(command) => command.as_str(),
-            _ => understanding.transcript.as_str(),
-        };
-        let said = Said {
-            intent: &understanding.intent,
-            command,
-            evidence: &understanding.evidence,
-            doubt: understanding.doubt,
-            payee: understanding.payee.as_ref(),
-            reply: understanding.reply.as_ref(),
-        };
         let assessor = assessor(&self.store, &self.link, &self.config.profile);
-        let actions = self.dialog.hear_said(&said, heard.arrived, &assessor);
+        let actions = self
+            .dialog
+            .hear_said(&understanding.said(), heard.arrived, &assessor);
         self.keep_code_lock();
         self.act(actions);
         self.dialog.question_spoken(Instant::now());
@@ -567,49 +549,31 @@ impl Daemon {
     /// Carries out what the desk and the payments stage decided, in order
     /// (a refusal or a drop is theirs to remember first, then carried on).
     fn carry(&mut self, effects: Vec<Effect>) {
-        let mut work = VecDeque::from(effects);
-        while let Some(effect) = work.pop_front() {
-            let more = match effect {
-                Effect::Say(speech) => {
-                    self.say(&speech);
-                    continue;
-                }
-                Effect::Emit(event) => {
-                    self.emit(event);
-                    continue;
-                }
-                Effect::Fail(message) => {
-                    self.fail(message);
-                    continue;
-                }
-                Effect::Tell { status, retain } => {
-                    self.publish_task_status(&status, retain);
-                    continue;
-                }
+        for effect in effects {
+            match effect {
+                Effect::Say(speech) => self.say(&speech),
+                Effect::Emit(event) => self.emit(event),
+                Effect::Fail(message) => self.fail(message),
+                Effect::Tell { status, retain } => self.publish_task_status(&status, retain),
                 Effect::Send(message) => {
                     if !self.link.publish(message) {
                         // Still in the outbox: the gateway's next appearance sends it.
                         tracing::warn!("not queued for MQTT; the outbox keeps the payment");
                     }
-                    continue;
                 }
                 Effect::Resend(messages) => {
-                    for message in messages {
-                        if !self.link.publish(message) {
-                            break;
-                        }
-                    }
-                    continue;
+                    // The link takes no more: the rest waits for the next time.
+                    let _ = messages.into_iter().all(|m| self.link.publish(m));
                 }
-                Effect::Offer { order, unasked } => {
-                    self.offer(order, unasked);
-                    continue;
+                Effect::Offer { order, unasked } => self.offer(order, unasked),
+                Effect::Refuse { order, reason } => {
+                    let more = self.payments.refused(&order, reason);
+                    self.carry(more);
                 }
-                Effect::Refuse { order, reason } => self.payments.refused(&order, reason),
-                Effect::Drop { order, reason } => self.payments.dropped(&order, reason),
-            };
-            for effect in more.into_iter().rev() {
-                work.push_front(effect);
+                Effect::Drop { order, reason } => {
+                    let more = self.payments.dropped(&order, reason);
+                    self.carry(more);
+                }
             }
         }
     }
@@ -652,12 +616,6 @@ impl Daemon {
         }
         self.act(actions);
         self.dialog.question_spoken(Instant::now());
-    }
-
-    /// Verifies and applies one answer from the gateway.
-    fn settle(&mut self, message: &[u8]) {
-        let effects = self.payments.settle(message, self.online());
-        self.carry(effects);
     }
 
     /// Signs and publishes a task's status on its topic.
