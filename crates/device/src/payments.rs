@@ -229,7 +229,14 @@ impl Payments {
     pub fn settle(&mut self, message: &[u8], online: bool) -> Vec<Effect> {
         let settled = match self.outbox.settle(message) {
             Ok(settled) => settled,
-            Err(error @ (SettleError::Unbound(_) | SettleError::Rejected(_))) => {
+            Err(error @ SettleError::Unbound(_)) => {
+                if let Some(held_back) = self.rejections.allow() {
+                    tracing::warn!(%error, held_back, "rejected an answer");
+                }
+                return Vec::new();
+            }
+            // The protocol's error alone: the message says the rest once.
+            Err(SettleError::Rejected(error)) => {
                 if let Some(held_back) = self.rejections.allow() {
                     tracing::warn!(%error, held_back, "rejected an answer");
                 }
