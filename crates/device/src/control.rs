@@ -210,6 +210,37 @@ fn agent_spending(
     })
 }
 
+/// What a running daemon answers on its socket: the live view for
+/// `voicepay status`, the rest from the store it holds and its payee book.
+#[derive(Clone)]
+pub struct Serving {
+    pub store: Store,
+    pub device_id: String,
+    pub started: tokio::time::Instant,
+    pub live: tokio::sync::watch::Receiver<crate::service::Live>,
+    /// The profile's part of the payee book, as the last reload left it.
+    pub profile_book: SharedPayees,
+    pub book: DeviceBook,
+}
+
+impl Serving {
+    /// Answers one request.
+    pub fn answer(&self, request: &Request) -> Reply {
+        if let Request::Status { json } = request {
+            let running = Running {
+                live: *self.live.borrow(),
+                uptime: self.started.elapsed(),
+            };
+            return status(&self.store, Some(&self.device_id), Some(&running), *json);
+        }
+        let book = DeviceBook {
+            profile: self.profile_book.read().clone(),
+            ..self.book.clone()
+        };
+        device(&self.store, &book, request)
+    }
+}
+
 /// What only a running daemon knows, for `voicepay status`.
 #[derive(Debug, Clone, Copy)]
 pub struct Running {

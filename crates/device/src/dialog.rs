@@ -280,6 +280,19 @@ impl Dialog {
         })
     }
 
+    /// The closed-domain language the next utterance is heard in: the
+    /// pending question's, else a command's.
+    pub fn listening(&self) -> Listening {
+        match self.expecting() {
+            None => Listening::Command,
+            Some(Expecting::Confirmation) => Listening::Confirmation,
+            Some(Expecting::Code) => Listening::Code,
+            Some(Expecting::TaskDecision) => Listening::TaskDecision,
+            Some(Expecting::Amount { .. }) => Listening::Amount,
+            Some(Expecting::Payee { .. }) => Listening::Payee,
+        }
+    }
+
     /// One utterance, understood as `intent`; `heard` holds its transcript.
     pub fn hear(
         &mut self,

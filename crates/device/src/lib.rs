@@ -34,7 +34,10 @@
 //! - [`identity`]: the device's key files (its signing key, the gateway it trusts)
 //! - [`phrasebook`]: everything the device says, by [`language`]
 //! - [`feedback`]: events and status, and where they go: the console, the voice (a TTS command), MQTT events
-//! - [`daemon`]: the loop that wires the stages, with its shutdown
+//! - [`desk`]: the agent desk: agents' verified tasks, status questions and "stop the agents" in, [`effect::Effect`]s out
+//! - [`payments`]: commit to the outbox, settle the gateway's answer, the offline spell, the resend schedule; [`effect::Effect`]s out
+//! - [`effect`]: what the desk and the payments stage ask the daemon to do, and the typed reason a payment was refused
+//! - [`daemon`]: the loop that wires the stages and carries out what they decide, with its shutdown
 //! - [`control`]: the device's answers on the control socket, and asking the running daemon else opening the store
 //! - [`service`]: under systemd: sd-notify readiness, status and watchdog, SIGHUP's profile reload
 //! - [`profile`]: device profiles (TOML), the embedded default and the shipped ones
@@ -44,7 +47,9 @@ pub mod asr;
 pub mod audio;
 pub mod control;
 pub mod daemon;
+pub mod desk;
 pub mod dialog;
+pub mod effect;
 pub mod feedback;
 pub mod history_key;
 pub mod identity;
@@ -55,6 +60,7 @@ pub mod order;
 pub mod outbox;
 pub mod payee;
 pub mod payees;
+pub mod payments;
 pub mod phrasebook;
 pub mod profile;
 pub mod recognizer;

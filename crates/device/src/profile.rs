@@ -67,29 +67,8 @@ pub struct DeviceProfile {
     pub driving: DrivingSettings,
 }
 
-/// The `[driving]` table: while the vehicle says it moves, only payees of
-/// the allowed categories are paid, and only after a spoken confirmation.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DrivingSettings {
-    /// Whether the device heeds the vehicle's driving state at all.
-    pub enabled: bool,
-    /// The categories of `payee_categories` that may be paid while driving.
-    pub allowed: Vec<String>,
-    /// Until the vehicle has said whether it moves (or while the broker is
-    /// away), behave as if it does: the safe side.
-    pub assume_driving: bool,
-}
-
-impl Default for DrivingSettings {
-    fn default() -> Self {
-        DrivingSettings {
-            enabled: false,
-            allowed: Vec::new(),
-            assume_driving: true,
-        }
-    }
-}
+/// The `[driving]` table (a money rule: the policy keeps it).
+pub use voicepay_core::policy::DrivingRule as DrivingSettings;
 
 #[derive(Debug, Clone)]
 pub struct PaymentSettings {
@@ -527,34 +506,17 @@ impl DeviceProfile {
     /// Whether `purchase` may be paid now, given what the vehicle last said
     /// (`None`: nothing yet, or the broker is away).
     pub fn motion(&self, driving: Option<bool>, purchase: &Purchase) -> Motion {
-        let rule = &self.driving;
-        if !rule.enabled || !driving.unwrap_or(rule.assume_driving) {
-            return Motion::Still;
-        }
         // A top-up, or a payee added at run time, has no category.
         let category = match purchase {
             Purchase::Pay { payee } => self.payee_categories.get(payee),
             Purchase::TopUp { .. } => None,
         };
-        Motion::Driving {
-            allowed: category.is_some_and(|c| rule.allowed.contains(c)),
-            categories: rule.allowed.clone(),
-        }
+        voicepay_core::policy::motion(&self.driving, driving, category.map(String::as_str))
     }
 
     /// The price of `tokens` from `provider`, rounded up to the minor unit.
     pub fn token_price(&self, tokens: u64, provider: &str) -> Option<Money> {
-        let per_million = self
-            .payments
-            .token_prices
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(provider))
-            .map(|(_, price)| *price)?;
-        let minor = i128::from(per_million.minor)
-            .checked_mul(i128::from(tokens))?
-            .checked_add(999_999)?
-            / 1_000_000;
-        Some(Money::new(i64::try_from(minor).ok()?, per_million.currency))
+        voicepay_core::policy::token_price(&self.payments.token_prices, provider, tokens)
     }
 
     /// The profile's part of the payee book: its known payees and their aliases.

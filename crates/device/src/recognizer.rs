@@ -889,6 +889,24 @@ pub struct Understanding {
     pub evidence: Evidence,
 }
 
+impl Understanding {
+    /// What the dialog takes of it: the command without the wake phrase.
+    pub fn said(&self) -> crate::dialog::Said<'_> {
+        let command = match &self.addressed {
+            Addressed::Command(command) => command.as_str(),
+            _ => self.transcript.as_str(),
+        };
+        crate::dialog::Said {
+            intent: &self.intent,
+            command,
+            evidence: &self.evidence,
+            doubt: self.doubt,
+            payee: self.payee.as_ref(),
+            reply: self.reply.as_ref(),
+        }
+    }
+}
+
 impl Heard {
     /// A typed command: no audio, full confidence (development and tests).
     pub fn typed(name: &str, text: &str, context: &ParseContext) -> Heard {

@@ -199,6 +199,42 @@ impl Hangups {
     }
 }
 
+/// SIGHUP's reload: [`reread`], and the payee book the profile read makes
+/// (its own part, and the whole with what the store added), logged; none
+/// when the file is bad: the running profile stays.
+pub fn reload(
+    path: &Path,
+    running: &DeviceProfile,
+    store: &crate::store::Store,
+) -> Option<(Reloaded, crate::payees::PayeeBook, crate::payees::PayeeBook)> {
+    let reloaded = reread(path, running)
+        .map_err(|e| e.to_string())
+        .and_then(|reloaded| {
+            let profile_book = reloaded.profile.payee_book();
+            let whole =
+                crate::payees::book_with_added(&profile_book, store).map_err(|e| e.to_string())?;
+            Ok((reloaded, profile_book, whole))
+        });
+    match reloaded {
+        Err(error) => {
+            tracing::error!(%error, "profile not reloaded: the running one stays");
+            None
+        }
+        Ok(reloaded) => {
+            tracing::info!(
+                path = %path.display(),
+                applied = ?reloaded.0.applied,
+                need_restart = ?reloaded.0.need_restart,
+                "profile reloaded"
+            );
+            if !reloaded.0.need_restart.is_empty() {
+                tracing::warn!(keys = ?reloaded.0.need_restart, "these profile keys changed and take effect at the next restart");
+            }
+            Some(reloaded)
+        }
+    }
+}
+
 /// A profile read again: the running one with what can change live taken
 /// from the file, and what changed.
 #[derive(Debug, Clone)]

@@ -56,6 +56,38 @@ pub struct CodeLock {
     pub locked_until: Option<u64>,
 }
 
+impl CodeLock {
+    /// The dialog's lock: `until` on the monotonic clock, read at `now`,
+    /// kept in wall-clock milliseconds from `clock_ms`.
+    pub fn at(
+        wrong_codes: u32,
+        until: Option<tokio::time::Instant>,
+        now: tokio::time::Instant,
+        clock_ms: u64,
+    ) -> CodeLock {
+        CodeLock {
+            wrong_codes,
+            locked_until: until.map(|u| {
+                let left = u.saturating_duration_since(now).as_millis();
+                clock_ms.saturating_add(u64::try_from(left).unwrap_or(u64::MAX))
+            }),
+        }
+    }
+
+    /// What is left of the lockout at `clock_ms`, if one was kept.
+    pub fn left(&self, clock_ms: u64) -> Option<std::time::Duration> {
+        self.locked_until
+            .map(|until| std::time::Duration::from_millis(until.saturating_sub(clock_ms)))
+    }
+
+    /// Whether keeping it changes what matters of `kept`: the count of
+    /// wrong codes, or whether a lockout runs.
+    pub fn differs(&self, kept: &CodeLock) -> bool {
+        (self.wrong_codes, self.locked_until.is_some())
+            != (kept.wrong_codes, kept.locked_until.is_some())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store database error: {0}")]

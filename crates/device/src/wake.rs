@@ -3,9 +3,9 @@
 //! The phrase is checked on the transcript, so it and the command fit in one
 //! breath. Whisper writes it many ways ("Hey, Wallet!", "Hey wallet.", "Hey
 //! Wallett"), so it is matched by spelling and by sound over the first few
-//! words, and what follows it is the command. The daemon decides what an
-//! utterance that was not addressed is worth (an answer to a pending
-//! question needs no phrase); this module only tells them apart.
+//! words, and what follows it is the command. What an utterance that was
+//! not addressed is worth (an answer to a pending question, or the command
+//! just after the phrase alone, needs no phrase) is [`Attention`]'s call.
 
 use std::time::Duration;
 
@@ -107,6 +107,53 @@ pub enum Addressed {
     PhraseAlone,
     /// Not for the device (unless it is answering a question it asked).
     Not,
+}
+
+/// What to do with an utterance, as far as being spoken to goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heed {
+    /// For the device: hear it.
+    Take,
+    /// The wake phrase alone: say so and wait for the command.
+    Listen,
+    /// Not said to the device.
+    Ignore,
+}
+
+/// Whether an utterance is taken: the wake phrase alone opens a short
+/// stretch in which the command needs none, and an answer to the device's
+/// own question needs none either.
+#[derive(Debug, Default)]
+pub struct Attention {
+    awake_until: Option<tokio::time::Instant>,
+}
+
+impl Attention {
+    /// `follow`: how long after the phrase alone the command may come;
+    /// `asking`: the device waits for an answer to its question.
+    pub fn heed(
+        &mut self,
+        addressed: &Addressed,
+        arrived: tokio::time::Instant,
+        follow: Duration,
+        asking: bool,
+    ) -> Heed {
+        match addressed {
+            Addressed::Command(_) => {
+                self.awake_until = None;
+                Heed::Take
+            }
+            Addressed::PhraseAlone => {
+                self.awake_until = Some(arrived + follow);
+                Heed::Listen
+            }
+            Addressed::Not if asking || self.awake_until.is_some_and(|until| arrived <= until) => {
+                self.awake_until = None;
+                Heed::Take
+            }
+            Addressed::Not => Heed::Ignore,
+        }
+    }
 }
 
 /// The phrase as Whisper's prompt says it: "hey wallet" is "Hey wallet."
@@ -278,5 +325,48 @@ mod tests {
         assert!(bad("yo").validate().is_err());
         assert!(bad("hey there my lovely wallet").validate().is_err());
         assert!(WakeSettings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn after_the_wake_phrase_alone_one_command_needs_no_phrase_until_the_follow_window_ends() {
+        let (start, follow) = (tokio::time::Instant::now(), Duration::from_secs(8));
+        let mut attention = Attention::default();
+        let heed = |a: &mut Attention, addressed: &Addressed, after: u64| {
+            a.heed(addressed, start + Duration::from_secs(after), follow, false)
+        };
+        assert_eq!(heed(&mut attention, &Addressed::Not, 0), Heed::Ignore);
+        assert_eq!(
+            heed(&mut attention, &Addressed::PhraseAlone, 1),
+            Heed::Listen
+        );
+        assert_eq!(heed(&mut attention, &Addressed::Not, 5), Heed::Take);
+        assert_eq!(
+            heed(&mut attention, &Addressed::Not, 6),
+            Heed::Ignore,
+            "one command, not a conversation"
+        );
+        heed(&mut attention, &Addressed::PhraseAlone, 10);
+        assert_eq!(
+            heed(&mut attention, &Addressed::Not, 19),
+            Heed::Ignore,
+            "too late"
+        );
+        let command = Addressed::Command("pay".into());
+        assert_eq!(heed(&mut attention, &command, 20), Heed::Take);
+    }
+
+    #[test]
+    fn an_answer_to_the_devices_own_question_needs_no_phrase() {
+        let mut attention = Attention::default();
+        let now = tokio::time::Instant::now();
+        let follow = Duration::from_secs(8);
+        assert_eq!(
+            attention.heed(&Addressed::Not, now, follow, true),
+            Heed::Take
+        );
+        assert_eq!(
+            attention.heed(&Addressed::Not, now, follow, false),
+            Heed::Ignore
+        );
     }
 }

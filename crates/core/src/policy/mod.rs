@@ -4,14 +4,20 @@
 //! the user is not asked to confirm a payment that would be refused, the store
 //! runs [`check_daily`] and [`check_floor`] again inside the transaction that
 //! commits the payment, and the gateway runs [`check_daily`] on its own limit.
-//! Refusals are values; the phrasebook words them.
+//! Refusals are values; the phrasebook words them. The token prices
+//! ([`prices`]), the driving mode ([`driving`]) and the agents' mandates
+//! ([`mandate`]) are here too: every money rule the device applies.
 
 use serde::{Deserialize, Serialize};
 
 use crate::money::{Currency, Money};
 
+mod driving;
 mod mandate;
+mod prices;
+pub use driving::{DrivingRule, motion};
 pub use mandate::{Mandate, OutsideMandate};
+pub use prices::{TokenPrices, TopUpRefusal, check_top_up, per_million, token_price, tokens_for};
 
 /// The user's limits. `auto_pay` zero means "always ask".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +35,42 @@ impl Default for Limits {
             payment_code_above: None,
         }
     }
+}
+
+/// Which of the user's limits a spoken change names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitScope {
+    /// Payments below this go through without a spoken confirmation.
+    Auto,
+    /// Total spending per day.
+    Daily,
+}
+
+impl Limits {
+    /// The limit of `scope` as it stands; no daily limit is zero in `currency`.
+    pub fn of(&self, scope: LimitScope, currency: Currency) -> Money {
+        match scope {
+            LimitScope::Auto => self.auto_pay,
+            LimitScope::Daily => self.daily.unwrap_or(Money::zero(currency)),
+        }
+    }
+
+    /// The limits with `scope` set to `amount`.
+    pub fn with(mut self, scope: LimitScope, amount: Money) -> Limits {
+        match scope {
+            LimitScope::Auto => self.auto_pay = amount,
+            LimitScope::Daily => self.daily = Some(amount),
+        }
+        self
+    }
+}
+
+/// The limit of `scope` a spoken change is compared with; `limits` none
+/// when they cannot be read: zero, so every change counts as a raise and is
+/// confirmed.
+pub fn current_limit(limits: Option<&Limits>, scope: LimitScope, currency: Currency) -> Money {
+    limits.map_or(Money::zero(currency), |limits| limits.of(scope, currency))
 }
 
 /// `voicepay limits show`: one limit a line.
@@ -393,6 +435,26 @@ mod tests {
             Decision::Decline(Refusal::OverDailyLimit { .. })
         ));
         assert_eq!(while_driving(d(1_000), &Motion::Still), Decision::Auto);
+    }
+
+    #[test]
+    fn a_limit_read_is_the_one_set_and_an_unreadable_one_counts_as_zero_so_any_change_is_confirmed()
+    {
+        let l = limits().with(LimitScope::Auto, cny(3_000));
+        assert_eq!(l.of(LimitScope::Auto, Currency::CNY), cny(3_000));
+        assert_eq!(l.of(LimitScope::Daily, Currency::CNY), cny(50_000));
+        let no_daily = Limits::default();
+        assert_eq!(no_daily.of(LimitScope::Daily, Currency::CNY), cny(0));
+        let raised = no_daily.with(LimitScope::Daily, cny(9_000));
+        assert_eq!(raised.daily, Some(cny(9_000)));
+        assert_eq!(
+            current_limit(Some(&raised), LimitScope::Daily, Currency::CNY),
+            cny(9_000)
+        );
+        assert_eq!(
+            current_limit(None, LimitScope::Auto, Currency::USD),
+            Money::zero(Currency::USD)
+        );
     }
 
     #[test]

@@ -70,14 +70,8 @@ impl Default for ParseContext {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LimitScope {
-    /// Payments below this go through without a spoken confirmation.
-    Auto,
-    /// Total spending per day.
-    Daily,
-}
+/// Which limit a spoken change names (a money rule's noun: the policy keeps it).
+pub use voicepay_core::policy::LimitScope;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -1076,21 +1070,7 @@ impl Parser<'_> {
     /// million is 4,166,666 tokens for 50.00). No price, or a price in
     /// another currency, is no top-up: the parser does not guess a rate.
     fn tokens_for(&self, amount: Money, provider: &str) -> Option<u64> {
-        let per_million = self
-            .ctx
-            .token_prices
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(provider))
-            .map(|(_, price)| *price)?;
-        if !amount.is_positive()
-            || !per_million.is_positive()
-            || per_million.currency != amount.currency
-        {
-            return None;
-        }
-        let count =
-            i128::from(amount.minor).checked_mul(1_000_000)? / i128::from(per_million.minor);
-        u64::try_from(count).ok()
+        voicepay_core::policy::tokens_for(&self.ctx.token_prices, provider, amount)
     }
 
     /// A known provider named anywhere, or else a name after "on"/"for"/...
