@@ -582,6 +582,23 @@ pub struct DeviceLink {
     publisher_task: tokio::task::JoinHandle<()>,
 }
 
+/// Where a device tells its apps what happened (`{prefix}/devices/{id}/events`).
+#[derive(Debug, Clone)]
+pub struct EventsTopic {
+    publisher: Publisher,
+    topic: String,
+    state: tokio::sync::watch::Receiver<LinkState>,
+}
+
+impl EventsTopic {
+    /// Publishes an event only while the broker is there: events are said
+    /// live or not at all, and must never crowd the outbox out of the send
+    /// queue.
+    pub fn publish(&self, event: Vec<u8>) -> bool {
+        self.state.borrow().broker && self.publisher.publish(&self.topic, false, event)
+    }
+}
+
 /// How many messages a device may have queued for MQTT: an outbox far larger
 /// than a device ever holds, plus statuses.
 const DEVICE_SEND_QUEUE: usize = 20_000;
@@ -790,11 +807,14 @@ impl DeviceLink {
         }
     }
 
-    /// Publishes an event for the device's apps, only while the broker is
-    /// there: events are said live or not at all, and must never crowd the
-    /// outbox out of the send queue.
-    pub fn publish_event(&self, event: Vec<u8>) -> bool {
-        self.state.borrow().broker && self.publisher.publish(&self.events_topic, false, event)
+    /// The device's events topic, for whoever tells the device's apps what
+    /// happened.
+    pub fn events(&self) -> EventsTopic {
+        EventsTopic {
+            publisher: self.publisher.clone(),
+            topic: self.events_topic.clone(),
+            state: self.state.clone(),
+        }
     }
 
     /// Tells an agent where its task stands: a signed status on the task's

@@ -15,6 +15,7 @@ use crate::language::Language;
 use crate::order::{AgentOrder, DropReason, PaymentOrder, Purchase};
 use crate::payees::PayeeBook;
 use crate::phrasebook::Speech;
+use crate::profile::DeviceProfile;
 use crate::store::Store;
 use uuid::Uuid;
 use voicepay_core::agent::Agent;
@@ -36,6 +37,18 @@ pub struct Rules<'a> {
     pub token_prices: &'a TokenPrices,
     pub calendar: &'a Calendar,
     pub payees: &'a PayeeBook,
+}
+
+impl<'a> Rules<'a> {
+    /// The profile's rules, and the payee book as it stands.
+    pub fn of(profile: &'a DeviceProfile, payees: &'a PayeeBook) -> Rules<'a> {
+        Rules {
+            known_providers: &profile.known_providers,
+            token_prices: &profile.payments.token_prices,
+            calendar: &profile.payments.calendar,
+            payees,
+        }
+    }
 }
 
 /// An agent's task let in, and the signed bytes it came in (their hash is

@@ -424,6 +424,20 @@ impl Dialog {
         }
     }
 
+    /// Whether the device is still saying its question, or said it less
+    /// than a window ago (`last_voice`: when its voice was last heard, see
+    /// `Gate::last_voice`): then the window starts again where the voice
+    /// ended, since a spoken read-back takes seconds of an 8 s window.
+    pub fn still_asking(&mut self, last_voice: Option<Instant>, now: Instant) -> bool {
+        match last_voice {
+            Some(voice) if voice + self.window > now => {
+                self.question_spoken(voice);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Drops a question whose window has passed.
     pub fn expire(&mut self, now: Instant) -> Vec<Action> {
         match &self.pending {
@@ -1904,6 +1918,35 @@ mod tests {
             &policy,
         );
         assert!(paid(&a).is_some(), "{a:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_counts_again_from_the_end_of_the_devices_voice() {
+        let mut d = dialog();
+        let window = settings().window;
+        let t0 = Instant::now();
+        d.hear(&pay_36(), &ev(PAY_36), t0, &assess(Decision::Confirm));
+        d.question_spoken(t0);
+        // Saying the read-back took 6 s of the window.
+        let voice_ended = t0 + Duration::from_secs(6);
+        assert!(d.still_asking(Some(voice_ended), t0 + window));
+        assert_eq!(d.deadline(), Some(voice_ended + window));
+        assert!(d.expire(t0 + window).is_empty(), "the user still has time");
+        assert!(!d.still_asking(Some(voice_ended), voice_ended + window));
+        let dropped = d.expire(voice_ended + window);
+        assert!(
+            matches!(dropped.last(), Some(Action::Dropped { .. })),
+            "{dropped:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_device_that_never_spoke_is_not_still_asking() {
+        let mut d = dialog();
+        let t0 = Instant::now();
+        d.hear(&pay_36(), &ev(PAY_36), t0, &assess(Decision::Confirm));
+        assert!(!d.still_asking(None, t0 + settings().window));
+        assert_eq!(d.deadline(), Some(t0 + settings().window));
     }
 
     #[tokio::test(start_paused = true)]

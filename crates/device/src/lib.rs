@@ -34,6 +34,7 @@
 //! - [`identity`]: the device's key files (its signing key, the gateway it trusts)
 //! - [`phrasebook`]: everything the device says, by [`language`]
 //! - [`feedback`]: events and status, and where they go: the console, the voice (a TTS command), MQTT events
+//! - [`outlet`]: what the daemon tells the user and the device's apps: sentences, events (a code masked for the broker), the status when it changes
 //! - [`desk`]: the agent desk: agents' verified tasks, status questions and "stop the agents" in, [`effect::Effect`]s out
 //! - [`payments`]: commit to the outbox, settle the gateway's answer, the offline spell, the resend schedule; [`effect::Effect`]s out
 //! - [`effect`]: what the desk and the payments stage ask the daemon to do, and the typed reason a payment was refused
@@ -58,6 +59,7 @@ pub mod language;
 pub mod names;
 pub mod order;
 pub mod outbox;
+pub mod outlet;
 pub mod payee;
 pub mod payees;
 pub mod payments;

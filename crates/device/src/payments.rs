@@ -26,7 +26,7 @@ use voicepay_core::clock::{Calendar, now_ms};
 use voicepay_core::money::Money;
 use voicepay_core::policy::{self, Decision, Link, OfflineFloor, Refusal};
 use voicepay_core::protocol::{AgentRef, ResponseStatus, TaskState};
-use voicepay_core::transport::LogLimiter;
+use voicepay_core::transport::{DeviceLink, LogLimiter};
 
 pub struct Payments {
     store: Store,
@@ -498,6 +498,18 @@ pub struct Assessor<'a> {
     /// What the vehicle last said (a car's driving mode).
     pub driving: Option<bool>,
     pub profile: &'a DeviceProfile,
+}
+
+impl<'a> Assessor<'a> {
+    /// The money as it stands now: the store, the link and the vehicle.
+    pub fn now(store: &'a Store, link: &DeviceLink, profile: &'a DeviceProfile) -> Assessor<'a> {
+        Assessor {
+            store,
+            online: link.state.borrow().online(),
+            driving: *link.driving.borrow(),
+            profile,
+        }
+    }
 }
 
 impl crate::dialog::Assess for Assessor<'_> {

@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
         "feedback",
         "effect",
     ],
-    &["profile", "desk"],
+    &["profile", "desk", "outlet"],
     &["dialog", "recognizer", "service", "payments"],
     &["control"],
     &["daemon"],

@@ -5,91 +5,38 @@
 //! the [`Dialog`] with the [`voicepay_core::policy`] behind it, the agent
 //! [`Desk`] that lets agents' tasks in, the [`Payments`] stage that commits
 //! to the outbox and settles answers, the MQTT [`DeviceLink`], and the
-//! [`Feedback`] the user hears. The stages decide and return what to do (the
+//! [`Outlet`] through which the user and the device's apps hear back. The stages decide and return what to do (the
 //! dialog's [`Action`]s, the others' [`Effect`]s); the daemon carries it out.
 //! A payment is durable in the outbox before it is published and leaves it
 //! only when the gateway's signed answer arrives; waiting for that answer
 //! never holds up hearing the next utterance.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::audio::gate::Gate;
 use crate::desk::{Desk, Rules};
 use crate::dialog::{Action, Dialog, DialogSettings, random_code};
 use crate::effect::{Effect, Refused};
-use crate::feedback::{Event, Feedback, Status};
+use crate::feedback::{Feedback, Status};
 use crate::identity::DeviceIdentity;
 use crate::order::PaymentOrder;
 use crate::outbox::Outbox;
+use crate::outlet::Outlet;
 use crate::payees::SharedPayees;
 use crate::payments::{Assessor, Payments};
 use crate::phrasebook::{Phrasebook, Speech};
-use crate::profile::DeviceProfile;
-use crate::recognizer::SharedListening;
 use crate::recognizer::{Heard, Source};
 use crate::store::{Store, StoreConfig};
 use crate::wake::{Attention, Heed};
 use voicepay_core::clock::now_ms;
 use voicepay_core::protocol::{TaskState, TaskStatus};
-use voicepay_core::transport::{BrokerUrl, DeviceLink, LinkState};
+use voicepay_core::transport::{DeviceLink, LinkState};
 
-#[derive(Debug, Clone)]
-pub struct DaemonConfig {
-    pub profile: DeviceProfile,
-    pub data_dir: PathBuf,
-    pub broker: BrokerUrl,
-    /// How long to wait for the gateway before hearing anything (offline
-    /// payments start after it).
-    pub connect_wait: Duration,
-    /// When the input ends, how long to wait for the answers still due.
-    pub drain_wait: Duration,
-    /// The microphone's gate: push-to-talk holds it open (the speaker shuts
-    /// it while the device talks).
-    pub gate: Arc<Gate>,
-    /// The profile file SIGHUP rereads (see [`crate::service::reread`]);
-    /// `None`: SIGHUP is left alone.
-    pub profile_file: Option<PathBuf>,
-    /// The payee book, shared with the transcriber stage (see
-    /// [`crate::recognizer::Recognizer::with_payees`]): the daemon fills it
-    /// at start, a reload and `voicepay payees add` change it.
-    pub payees: SharedPayees,
-    /// What the dialog waits for, shared with the transcriber stage (see
-    /// [`crate::recognizer::Recognizer::with_listening`]): the next
-    /// utterance is heard in that state's closed-domain language.
-    pub listening: SharedListening,
-}
+mod config;
 
-impl DaemonConfig {
-    pub fn new(profile: DeviceProfile, data_dir: PathBuf, broker: BrokerUrl) -> DaemonConfig {
-        let payees = SharedPayees::new(profile.payee_book());
-        DaemonConfig {
-            profile,
-            data_dir,
-            broker,
-            connect_wait: Duration::from_secs(5),
-            drain_wait: Duration::from_secs(10),
-            gate: Arc::new(Gate::open()),
-            profile_file: None,
-            payees,
-            listening: SharedListening::default(),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
-    #[error(transparent)]
-    Identity(#[from] voicepay_core::identity::IdentityError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error("the payee book: {0}")]
-    Payees(#[from] crate::payees::BookError),
-}
+pub use config::{DaemonConfig, DaemonError};
 
 /// Runs the daemon until `source` ends (then waits up to `drain_wait` for the
 /// answers still due) or `shutdown` is cancelled (then stops at once: the
@@ -173,11 +120,9 @@ struct Daemon {
     profile_book: SharedPayees,
     notifier: crate::service::Notifier,
     hangups: crate::service::Hangups,
-    phrasebook: Phrasebook,
     link: DeviceLink,
-    feedback: Box<dyn Feedback>,
-    /// The last status published.
-    status: Status,
+    /// Where the user and the device's apps hear what happens.
+    outlet: Outlet,
     /// Utterances handled (counted apart from `status`, so that a new one
     /// is a change to publish).
     heard: u64,
@@ -251,11 +196,12 @@ impl Daemon {
         .with_transcripts(profile.mqtt.transcripts);
         let transcripts = profile.mqtt.transcripts;
         let phrasebook = Phrasebook::new(profile.language);
+        let events = profile.feedback.events.then(|| link.events());
         let device_id = identity.device_id;
         Ok(Daemon {
             desk: Desk::new(store.clone(), device_id.clone(), profile.language),
             payments: Payments::new(store.clone(), outbox, device_id.clone(), phrasebook),
-            phrasebook,
+            outlet: Outlet::new(feedback, phrasebook, events),
             device_id,
             gateway: identity.gateway,
             config,
@@ -266,8 +212,6 @@ impl Daemon {
             notifier: crate::service::Notifier::from_env(),
             hangups,
             link,
-            feedback,
-            status: Status::default(),
             heard: 0,
             attention: Attention::default(),
             code_lock,
@@ -365,26 +309,14 @@ impl Daemon {
                     self.carry(effects);
                 }
                 Step::Deadline if source.in_flight() => {}
-                Step::Deadline if self.still_asking() => {}
+                Step::Deadline
+                    if (self.dialog)
+                        .still_asking(self.config.gate.last_voice(), Instant::now()) => {}
                 Step::Deadline => {
                     let actions = self.dialog.expire(Instant::now());
                     self.act(actions);
                 }
             }
-        }
-    }
-
-    /// The device is still saying its question, or said it less than a
-    /// window ago: the window counts from the end of its voice (a spoken
-    /// read-back takes seconds of an 8 s window), so it starts again there.
-    fn still_asking(&mut self) -> bool {
-        let window = self.config.profile.payments.confirm_window;
-        match self.config.gate.last_voice() {
-            Some(voice) if voice + window > Instant::now() => {
-                self.dialog.question_spoken(voice);
-                true
-            }
-            _ => false,
         }
     }
 
@@ -397,7 +329,7 @@ impl Daemon {
             self.drain(shutdown).await;
         }
         if self.payments.unanswered() > 0 {
-            self.say(&Speech::NoAnswerYet);
+            self.outlet.say(&Speech::NoAnswerYet);
         }
         self.publish_status();
         self.link
@@ -450,16 +382,12 @@ impl Daemon {
     }
 
     fn publish_status(&mut self) {
-        let status = Status {
+        self.outlet.status(Status {
             link: self.link_state(),
             outbox: self.payments.waiting(),
             heard: self.heard,
             asking: self.dialog.is_waiting(),
-        };
-        if status != self.status {
-            self.status = status;
-            self.feedback.status(&status);
-        }
+        });
     }
 
     /// One utterance: understood, answered, acted on.
@@ -468,14 +396,14 @@ impl Daemon {
         let understanding = match heard.outcome {
             Ok(understanding) => understanding,
             Err(message) => {
-                self.fail(message);
-                return self.say(&Speech::NotHeard);
+                self.outlet.fail(message);
+                return self.outlet.say(&Speech::NotHeard);
             }
         };
         let (follow, asking) = (self.config.profile.wake.follow(), self.dialog.is_waiting());
         match (self.attention).heed(&understanding.addressed, heard.arrived, follow, asking) {
             Heed::Take => {}
-            Heed::Listen => return self.say(&Speech::Listening),
+            Heed::Listen => return self.outlet.say(&Speech::Listening),
             Heed::Ignore => {
                 // Not for us: how much, never what.
                 let words = understanding.transcript.split_whitespace().count();
@@ -488,17 +416,13 @@ impl Daemon {
             self.dialog.expecting(),
             Some(crate::dialog::Expecting::Code)
         );
-        let public = (!self.transcripts || answering_code)
-            .then(|| serde_json::json!({"step": "heard", "file": heard.name}));
-        self.emit_as(
-            Event::Heard {
-                file: heard.name,
-                transcript: understanding.transcript.clone(),
-                intent: understanding.intent.clone(),
-            },
-            public,
+        self.outlet.heard(
+            heard.name,
+            understanding.transcript.clone(),
+            understanding.intent.clone(),
+            !self.transcripts || answering_code,
         );
-        let assessor = assessor(&self.store, &self.link, &self.config.profile);
+        let assessor = Assessor::now(&self.store, &self.link, &self.config.profile);
         let actions = self
             .dialog
             .hear_said(&understanding.said(), heard.arrived, &assessor);
@@ -517,7 +441,7 @@ impl Daemon {
         }
         match self.store.set_code_lock(&lock) {
             Ok(()) => self.code_lock = lock,
-            Err(error) => self.fail(format!("cannot keep the payment-code lock: {error}")),
+            Err(error) => (self.outlet).fail(format!("cannot keep the payment-code lock: {error}")),
         }
     }
 
@@ -551,9 +475,9 @@ impl Daemon {
     fn carry(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::Say(speech) => self.say(&speech),
-                Effect::Emit(event) => self.emit(event),
-                Effect::Fail(message) => self.fail(message),
+                Effect::Say(speech) => self.outlet.say(&speech),
+                Effect::Emit(event) => self.outlet.emit(event),
+                Effect::Fail(message) => self.outlet.fail(message),
                 Effect::Tell { status, retain } => self.publish_task_status(&status, retain),
                 Effect::Send(message) => {
                     if !self.link.publish(message) {
@@ -582,16 +506,9 @@ impl Daemon {
     /// checks it again first).
     fn offer_waiting_tasks(&mut self) {
         while !self.dialog.is_waiting() {
-            let effects = {
-                let (profile, book) = (&self.config.profile, self.payees.read());
-                let rules = Rules {
-                    known_providers: &profile.known_providers,
-                    token_prices: &profile.payments.token_prices,
-                    calendar: &profile.payments.calendar,
-                    payees: &book,
-                };
-                self.desk.next(rules, now_ms())
-            };
+            let book = self.payees.read();
+            let effects = (self.desk).next(Rules::of(&self.config.profile, &book), now_ms());
+            drop(book);
             if effects.is_empty() {
                 return;
             }
@@ -602,7 +519,7 @@ impl Daemon {
     /// An agent's task put to the user (or paid unasked, as its mandate allows).
     fn offer(&mut self, order: PaymentOrder, unasked: bool) {
         let task = order.agent_ref();
-        let assessor = assessor(&self.store, &self.link, &self.config.profile);
+        let assessor = Assessor::now(&self.store, &self.link, &self.config.profile);
         let actions = self
             .dialog
             .offer_task(order, unasked, Instant::now(), &assessor);
@@ -629,56 +546,11 @@ impl Daemon {
             Err(error) => tracing::error!(%error, "cannot sign a task status"),
         }
     }
-
-    fn fail(&mut self, message: String) {
-        tracing::error!(%message);
-        self.emit(Event::Error { message });
-    }
-
-    fn say(&mut self, speech: &Speech) {
-        let text = self.phrasebook.say(speech);
-        // The user hears the code; the events topic hears it masked.
-        let public = speech.has_code().then(|| {
-            let masked = self.phrasebook.say(&speech.without_code());
-            serde_json::json!({"step": "say", "text": masked})
-        });
-        self.emit_as(Event::Say { text }, public);
-    }
-
-    fn emit(&mut self, event: Event) {
-        self.emit_as(event, None);
-    }
-
-    /// `event` to the feedback; to the events topic as itself or, when
-    /// given, as `public` (what may cross the broker in its place).
-    fn emit_as(&mut self, event: Event, public: Option<serde_json::Value>) {
-        self.feedback.event(&event);
-        if !self.config.profile.feedback.events {
-            return;
-        }
-        let json = match public {
-            Some(public) => serde_json::to_vec(&public),
-            None => serde_json::to_vec(&event),
-        };
-        if let Ok(json) = json {
-            self.link.publish_event(json);
-        }
-    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The money as it stands now: the store, the link and the vehicle.
-fn assessor<'a>(store: &'a Store, link: &DeviceLink, profile: &'a DeviceProfile) -> Assessor<'a> {
-    Assessor {
-        store,
-        online: link.state.borrow().online(),
-        driving: *link.driving.borrow(),
-        profile,
     }
 }
