@@ -131,6 +131,13 @@ pub struct Reply {
     pub repeated: bool,
 }
 
+/// A reply decided and stored but perhaps not yet on disk: it becomes a
+/// [`Reply`] to publish only through [`Gateway::commit`], so no answer is
+/// ever said that a crash could take back.
+#[must_use = "a decision is published only after it is committed"]
+#[derive(Debug)]
+pub struct Decided(Reply);
+
 /// One approved payment in the gateway's books.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
@@ -255,9 +262,30 @@ impl Gateway {
             .collect()
     }
 
+    /// Decides one message from `topic` and commits it alone: the answer is
+    /// durable before it is returned. The server decides in batches instead
+    /// ([`Gateway::decide`], then one [`Gateway::commit`] for the batch).
+    pub fn handle(&self, topic: &str, message: &[u8], now: u64) -> Result<Reply, Rejection> {
+        let decided = self.decide(topic, message, now)?;
+        let mut replies = self.commit(vec![decided])?;
+        replies.pop().ok_or_else(|| {
+            Rejection::Gateway(GatewayError::Corrupt("a commit lost its reply".into()))
+        })
+    }
+
+    /// Puts the decisions of a batch on disk with one fsync and gives their
+    /// replies back, in order, to publish (group commit).
+    pub fn commit(&self, batch: Vec<Decided>) -> Result<Vec<Reply>, GatewayError> {
+        if !batch.is_empty() {
+            self.sync()?;
+        }
+        Ok(batch.into_iter().map(|Decided(reply)| reply).collect())
+    }
+
     /// Decides one message from `topic`. Signature first, then parsing,
-    /// deduplication, expiry, the sequence and limits; the answer is durable
-    /// before it is returned.
+    /// deduplication, expiry, the sequence and limits; the answer is stored
+    /// (in one sled transaction with its ledger row and the day's spend) but
+    /// said only after [`Gateway::commit`] has put it on disk.
     ///
     /// A stored answer is looked up before expiry: a device retrying after
     /// its request expired gets the truth (it may have been charged), not a
@@ -265,7 +293,11 @@ impl Gateway {
     /// with no stored answer is never charged once expired, and answers are
     /// kept [`GatewayConfig::answer_retention_ms`] past expiry, so a replay
     /// is refused either way.
-    pub fn handle(&self, topic: &str, message: &[u8], now: u64) -> Result<Reply, Rejection> {
+    pub fn decide(&self, topic: &str, message: &[u8], now: u64) -> Result<Decided, Rejection> {
+        self.decide_reply(topic, message, now).map(Decided)
+    }
+
+    fn decide_reply(&self, topic: &str, message: &[u8], now: u64) -> Result<Reply, Rejection> {
         let prefix = &self.config.prefix;
         let device = topics::device_id_from_requests_topic(prefix, topic)
             .ok_or_else(|| Rejection::NotARequestTopic(truncate(topic)))?;
@@ -491,10 +523,7 @@ impl Gateway {
             Ok(Stored::New(message))
         });
         match outcome {
-            Ok(Stored::New(message)) => {
-                self.sync()?;
-                self.reply(device, message, false)
-            }
+            Ok(Stored::New(message)) => self.reply(device, message, false),
             // A twin of this request won the race: answer as it was answered.
             Ok(Stored::Earlier(raw)) => self.repeat(&raw, to, now),
             Err(TransactionError::Abort(e)) => Err(e.into()),
@@ -608,6 +637,14 @@ pub async fn run(
         outgoing.clone(),
         beating,
     ));
+    // Decisions are put on disk in batches, each answer published after its
+    // batch: one fsync for all that arrived while the last one ran.
+    let (decisions, decided) = tokio::sync::mpsc::channel(MAX_BATCH);
+    let committer = tokio::spawn(commit_in_batches(
+        gateway.clone(),
+        decided,
+        outgoing.clone(),
+    ));
     // The first failure to connect is worth a line too.
     let mut connected = true;
     tokio::pin!(shutdown);
@@ -630,15 +667,12 @@ pub async fn run(
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 // A topic that is not UTF-8 is no device's.
                 let topic = String::from_utf8_lossy(&publish.topic);
-                match gateway.handle(&topic, &publish.payload, now_ms()) {
-                    Ok(reply) => {
-                        tracing::debug!(
-                            request_id = %reply.response.request_id,
-                            status = ?reply.response.status,
-                            repeated = reply.repeated,
-                            "answered"
-                        );
-                        outgoing.publish(&reply.topic, false, reply.message);
+                match gateway.decide(&topic, &publish.payload, now_ms()) {
+                    Ok(decided) => {
+                        if decisions.send(decided).await.is_err() {
+                            // The committer ended: it said why.
+                            break;
+                        }
                     }
                     Err(rejection) => {
                         if let Some(held_back) = rejections.allow() {
@@ -670,6 +704,9 @@ pub async fn run(
             }
         }
     }
+    // The batch in hand reaches the disk and its devices before the last word.
+    drop(decisions);
+    let _ = committer.await;
     // No "online" may follow the last word.
     heartbeat.abort();
     let _ = heartbeat.await;
@@ -679,6 +716,48 @@ pub async fn run(
     let _ = control.await;
     let _ = pruner.await;
     Ok(())
+}
+
+/// The most decisions one fsync covers: a burst is answered in a few
+/// batches, and none waits long behind the others.
+const MAX_BATCH: usize = 256;
+
+/// Takes every decision waiting, commits them with one fsync and publishes
+/// their answers, until the sender is gone. A batch that cannot reach the
+/// disk is not answered: its devices ask again and get the stored answer.
+async fn commit_in_batches(
+    gateway: std::sync::Arc<Gateway>,
+    mut decided: tokio::sync::mpsc::Receiver<Decided>,
+    outgoing: Publisher,
+) {
+    while let Some(first) = decided.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match decided.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let size = batch.len();
+        let books = gateway.clone();
+        match tokio::task::spawn_blocking(move || books.commit(batch)).await {
+            Ok(Ok(replies)) => {
+                for reply in replies {
+                    tracing::debug!(
+                        request_id = %reply.response.request_id,
+                        status = ?reply.response.status,
+                        repeated = reply.repeated,
+                        "answered"
+                    );
+                    outgoing.publish(&reply.topic, false, reply.message);
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, size, "decisions not on disk: not answered (their devices ask again)");
+            }
+            Err(error) => tracing::error!(%error, size, "the commit stopped"),
+        }
+    }
 }
 
 /// Says the subscribed session's signed "online" (retained) at once and every
@@ -837,6 +916,54 @@ mod tests {
         assert!(again.repeated);
         assert_eq!(again.message, first.message);
         assert_eq!(s.gateway.ledger().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_batch_is_answered_in_order_and_a_twin_within_it_gets_the_first_answer() {
+        let s = setup(Some(Money::new(10_000, Currency::CNY)));
+        let first = sealed(&numbered(6_000, 1), &s.device);
+        let over = sealed(&numbered(6_000, 2), &s.device);
+        let batch = [&first, &over, &first]
+            .iter()
+            .map(|message| s.gateway.decide(&s.topic, message, NOW).unwrap())
+            .collect();
+        let replies = s.gateway.commit(batch).unwrap();
+        let statuses: Vec<_> = replies.iter().map(|r| r.response.status).collect();
+        use ResponseStatus::{Approved, Declined};
+        assert_eq!(statuses, [Approved, Declined, Approved]);
+        assert_eq!(replies[2].message, replies[0].message);
+        assert!(replies[2].repeated);
+        assert_eq!(s.gateway.ledger().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_committed_batch_survives_a_restart_with_its_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_path = dir.path().join("gateway.key");
+        let key = SigningKey::create_file(&key_path).unwrap();
+        let device = SigningKey::generate().unwrap();
+        let topic = topics::requests(protocol::DEFAULT_PREFIX, "glasses-1");
+        let messages: Vec<_> = (1..=5)
+            .map(|seq| sealed(&numbered(100, seq), &device))
+            .collect();
+        let answered = {
+            let config = GatewayConfig::new(dir.path().to_owned());
+            let gateway = Gateway::open(config, key).unwrap();
+            gateway.enroll("glasses-1", &device.public_key()).unwrap();
+            let batch = messages
+                .iter()
+                .map(|m| gateway.decide(&topic, m, NOW).unwrap())
+                .collect();
+            gateway.commit(batch).unwrap()
+        };
+        let key = SigningKey::load_file(&key_path).unwrap();
+        let gateway = Gateway::open(GatewayConfig::new(dir.path().to_owned()), key).unwrap();
+        assert_eq!(gateway.ledger().unwrap().len(), 5);
+        for (message, before) in messages.iter().zip(&answered) {
+            let again = gateway.handle(&topic, message, NOW + 1_000).unwrap();
+            assert!(again.repeated);
+            assert_eq!(again.message, before.message);
+        }
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub struct PaymentFigures {
     pub gateway_verify_per_sec: f64,
     /// The whole gateway decision, including its sled transaction and fsync.
     pub gateway_handle_per_sec: f64,
+    /// The same, with group commit as the server does in a burst: batches of
+    /// [`GROUP_COMMIT_BATCH`] decisions to one fsync.
+    pub gateway_group_commit_per_sec: f64,
     /// Device: sign a request and commit it durably to the outbox (fsync).
     pub sign_persist_p50_us: u64,
     pub sign_persist_p99_us: u64,
@@ -168,6 +171,9 @@ pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
     })
 }
 
+/// A burst's batch in the group-commit figure.
+pub const GROUP_COMMIT_BATCH: usize = 64;
+
 fn payment_figures(
     profile: &DeviceProfile,
     fixtures_dir: &Path,
@@ -203,6 +209,17 @@ fn payment_figures(
     }
     let gateway_handle_per_sec = handled.len() as f64 / started.elapsed().as_secs_f64();
 
+    let grouped = &messages[300..1_580];
+    let started = Stopwatch::start();
+    for batch in grouped.chunks(GROUP_COMMIT_BATCH) {
+        let decided = batch
+            .iter()
+            .map(|message| gateway.decide(&topic, message, clock::now_ms()))
+            .collect::<Result<Vec<_>, _>>()?;
+        std::hint::black_box(gateway.commit(decided)?);
+    }
+    let gateway_group_commit_per_sec = grouped.len() as f64 / started.elapsed().as_secs_f64();
+
     let store = Store::open(&StoreConfig::new(work.path().join("device")))?;
     let mut persist: Vec<f64> = Vec::with_capacity(300);
     for _ in 0..300 {
@@ -224,6 +241,7 @@ fn payment_figures(
     let figures = PaymentFigures {
         gateway_verify_per_sec,
         gateway_handle_per_sec,
+        gateway_group_commit_per_sec,
         sign_persist_p50_us: percentile(&persist, 50),
         sign_persist_p99_us: percentile(&persist, 99),
         confirm_to_answer_p50_ms: dialog.as_ref().and_then(|d| d.confirm_to_answer_p50_ms),
@@ -421,6 +439,11 @@ impl fmt::Display for Report {
             f,
             "gateway handle     {:.0} requests/s (with its fsynced ledger)",
             p.gateway_handle_per_sec
+        )?;
+        writeln!(
+            f,
+            "gateway grouped    {:.0} requests/s ({GROUP_COMMIT_BATCH} decisions to an fsync)",
+            p.gateway_group_commit_per_sec
         )?;
         writeln!(
             f,
