@@ -8,6 +8,7 @@ use anyhow::Result;
 use voicepay_core::{control, durable};
 use voicepay_device::control as device_control;
 use voicepay_device::identity as device_identity;
+use voicepay_device::phrasebook::Phrasebook;
 use voicepay_device::profile::DeviceProfile;
 use voicepay_device::store::{Store, StoreConfig, StoreError};
 
@@ -46,6 +47,7 @@ pub fn device_command(
         live: None,
         calendar: profile.payments.calendar.clone(),
         gateway: device_identity::load_gateway_key(&data_dir).ok(),
+        phrasebook: Phrasebook::new(profile.language),
     };
     ask_daemon_or_store(&data_dir, profile, &request, |store| {
         device_control::device(&store, &book, &request)

@@ -11,6 +11,7 @@ use voicepay_core::control::{Reply, Request, json};
 use voicepay_core::money::Money;
 
 use crate::payees::{self, PayeeBook, SharedPayees};
+use crate::phrasebook::Phrasebook;
 use crate::store::Store;
 
 /// The payee book as the device's handler sees it: the profile's entries,
@@ -24,6 +25,8 @@ pub struct DeviceBook {
     /// The gateway key the device trusts, which `history --verify` checks
     /// the stored answers with (none if the device trusts none yet).
     pub gateway: Option<voicepay_core::keys::PublicKey>,
+    /// The profile's language, which `history` words its lines in.
+    pub phrasebook: Phrasebook,
 }
 
 /// Answers a device request from the store.
@@ -58,7 +61,13 @@ pub fn device(store: &Store, book: &DeviceBook, request: &Request) -> Reply {
             let mut reply = Reply::done(lines(
                 entries
                     .iter()
-                    .map(|e| if *as_json { json(e) } else { e.line() })
+                    .map(|e| {
+                        if *as_json {
+                            json(e)
+                        } else {
+                            book.phrasebook.history_line(e)
+                        }
+                    })
                     .collect(),
             ));
             if *verify {
@@ -351,6 +360,7 @@ mod tests {
             live: None,
             calendar: voicepay_core::clock::Calendar::utc(),
             gateway: None,
+            phrasebook: Phrasebook::new(crate::language::Language::English),
         };
         let handler: Handler = Arc::new(move |request| device(&served, &book, request));
         let shutdown = CancellationToken::new();

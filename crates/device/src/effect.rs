@@ -2,8 +2,8 @@
 
 use crate::feedback::Event;
 use crate::order::{DropReason, PaymentOrder};
-use crate::phrasebook::{Phrasebook, Speech};
-use crate::store::AgentRefusal;
+use crate::phrasebook::Speech;
+use crate::reason::{AgentRefusal, Reason};
 use voicepay_core::policy::{OutsideMandate, Refusal, TopUpRefusal};
 use voicepay_core::protocol::TaskStatus;
 
@@ -59,15 +59,15 @@ pub enum Refused {
     Unreadable(String),
 }
 
-impl Refused {
-    /// The reason in words, as the agent and the history get it.
-    pub fn words(&self, phrasebook: &Phrasebook) -> String {
-        match self {
-            Refused::Policy(refusal) => phrasebook.refusal(refusal),
-            Refused::Agent(refusal) => refusal.to_string(),
-            Refused::Mandate(outside) => outside.to_string(),
-            Refused::TopUp(refusal) => refusal.to_string(),
-            Refused::Unreadable(error) => error.clone(),
+/// As the history keeps it.
+impl From<Refused> for Reason {
+    fn from(refused: Refused) -> Reason {
+        match refused {
+            Refused::Policy(refusal) => Reason::Policy(refusal),
+            Refused::Agent(refusal) => Reason::Agent(refusal),
+            Refused::Mandate(outside) => Reason::Mandate(outside),
+            Refused::TopUp(refusal) => Reason::TopUp(refusal),
+            Refused::Unreadable(error) => Reason::Unreadable(error),
         }
     }
 }

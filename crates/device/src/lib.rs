@@ -26,6 +26,7 @@
 //! - [`recognizer`]: utterance to transcript to intent; the transcriber stage and the daemon's `Source`
 //! - [`dialog`]: the conversation: read-backs, confirmations, codes, windows, agents' tasks
 //! - [`order`]: what the user asked to pay, how it was approved, why it was dropped
+//! - [`reason`]: why a payment never left the device, as the history keeps it (typed; old entries' words read as they were)
 //! - [`outbox`]: signs approved orders durably into the outbox; settles answers
 //! - [`store`]: sled: outbox, hash-chained history, spend and offline counters, limits, payees, agents
 //! - [`payee`]: the noun the store keeps for a payee; [`payees`]: the book, matching, and adding to it (above the store)
@@ -37,7 +38,7 @@
 //! - [`outlet`]: what the daemon tells the user and the device's apps: sentences, events (a code masked for the broker), the status when it changes
 //! - [`desk`]: the agent desk: agents' verified tasks, status questions and "stop the agents" in, [`effect::Effect`]s out
 //! - [`payments`]: commit to the outbox, settle the gateway's answer, the offline spell, the resend schedule; [`effect::Effect`]s out
-//! - [`effect`]: what the desk and the payments stage ask the daemon to do, and the typed reason a payment was refused
+//! - [`effect`]: what the desk and the payments stage ask the daemon to do, and why a payment was refused
 //! - [`daemon`]: the loop that wires the stages and carries out what they decide, with its shutdown
 //! - [`control`]: the device's answers on the control socket, and asking the running daemon else opening the store
 //! - [`service`]: under systemd: sd-notify readiness, status and watchdog, SIGHUP's profile reload
@@ -65,6 +66,7 @@ pub mod payees;
 pub mod payments;
 pub mod phrasebook;
 pub mod profile;
+pub mod reason;
 pub mod recognizer;
 pub mod service;
 pub mod store;

@@ -1,5 +1,6 @@
 //! A payment the user asked for, as it travels from the dialog through the policy to the signer: what it buys, how it was approved, or why it was dropped.
 
+use serde::{Deserialize, Serialize};
 use voicepay_core::money::Money;
 use voicepay_core::protocol::{AgentRef, Evidence, SubscriptionPeriod};
 
@@ -74,8 +75,10 @@ pub enum Approval {
     },
 }
 
-/// Why a question was dropped without paying or changing anything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a question was dropped without paying or changing anything (the
+/// history keeps it as it is: [`crate::reason::Reason::Dropped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DropReason {
     Cancelled,
     NoAnswerInTime,

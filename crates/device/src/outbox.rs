@@ -8,9 +8,8 @@
 use uuid::Uuid;
 
 use crate::order::{Approval, PaymentOrder, Purchase};
-use crate::store::{
-    AgentRefusal, HistoryEntry, PendingPayment, Settlement, SpendChecks, Store, StoreError,
-};
+use crate::reason::AgentRefusal;
+use crate::store::{HistoryEntry, PendingPayment, Settlement, SpendChecks, Store, StoreError};
 use voicepay_core::clock::{Calendar, now_ms};
 use voicepay_core::keys::{PublicKey, SigningKey};
 use voicepay_core::policy::{OfflineFloor, Refusal};

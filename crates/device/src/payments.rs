@@ -21,6 +21,7 @@ use crate::order::{Approval, DropReason, PaymentOrder, Purchase};
 use crate::outbox::{CommitError, Outbox, SettleError};
 use crate::phrasebook::{Phrasebook, Speech};
 use crate::profile::DeviceProfile;
+use crate::reason::Reason;
 use crate::store::{HistoryEvent, Store};
 use voicepay_core::clock::{Calendar, now_ms};
 use voicepay_core::money::Money;
@@ -187,10 +188,12 @@ impl Payments {
 
     /// Refused on the device: remembered, and an agent told.
     pub fn refused(&mut self, order: &PaymentOrder, reason: Refused) -> Vec<Effect> {
-        let reason = reason.words(&self.phrasebook);
+        // Kept typed; the agent is told in words.
+        let reason = Reason::from(reason);
         let mut effects = Vec::new();
         if let Some(task) = order.agent_ref() {
-            effects.push(self.tell(&task, TaskState::Refused, Some(reason.clone()), None));
+            let said = self.phrasebook.reason(&reason);
+            effects.push(self.tell(&task, TaskState::Refused, Some(said), None));
         }
         effects.extend(self.remember(HistoryEvent::Refused {
             amount: order.amount,
@@ -205,20 +208,20 @@ impl Payments {
     /// Cancelled, not answered, or the agent stopped: remembered, and an
     /// agent told.
     pub fn dropped(&mut self, order: &PaymentOrder, reason: DropReason) -> Vec<Effect> {
-        let said = self.phrasebook.drop_reason(reason);
         let mut effects = Vec::new();
         if let Some(task) = order.agent_ref() {
             let state = match reason {
                 DropReason::Revoked => TaskState::Revoked,
                 _ => TaskState::Rejected,
             };
-            effects.push(self.tell(&task, state, Some(said.clone()), None));
+            let said = self.phrasebook.drop_reason(reason);
+            effects.push(self.tell(&task, state, Some(said), None));
         }
         effects.extend(self.remember(HistoryEvent::Cancelled {
             amount: order.amount,
             payee: order.purchase.payee().to_owned(),
             at: now_ms(),
-            reason: said,
+            reason: Reason::Dropped(reason),
             agent: order.agent_ref(),
         }));
         effects
@@ -744,9 +747,11 @@ mod tests {
             "{effects:?}"
         );
         let history = d.store.history().expect("history");
-        assert!(
-            matches!(&history[0].event, HistoryEvent::Refused { reason, .. } if *reason == words)
-        );
+        assert!(matches!(
+            &history[0].event,
+            HistoryEvent::Refused { reason: Reason::Policy(Refusal::OfflinePerPayment(max)), .. }
+                if *max == cny(5_000)
+        ));
         assert_eq!(d.payments.waiting(), 1, "only the first is in the outbox");
     }
 
@@ -835,7 +840,52 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_and_a_drop_are_remembered_with_their_reasons_in_words() {
+    fn a_mandate_breach_is_remembered_typed_and_its_agent_is_told_in_words() {
+        let mut d = device();
+        let task = AgentRef {
+            agent_id: "coder".into(),
+            task_id: "t-9".into(),
+        };
+        let for_coder = PaymentOrder {
+            agent: Some(AgentOrder {
+                task: task.clone(),
+                description: "a book".into(),
+                spoken_name: "coder".into(),
+                period: None,
+            }),
+            ..order(3_000)
+        };
+        let outside = voicepay_core::policy::OutsideMandate::PerTask(cny(2_000));
+        let effects = d
+            .payments
+            .refused(&for_coder, Refused::Mandate(outside.clone()));
+        let told: Vec<_> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Tell { status, .. } => Some((status.status, status.reason.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            told,
+            [(
+                TaskState::Refused,
+                Some("over the agent's limit of 20.00 CNY a task".to_owned())
+            )]
+        );
+        let history = d.store.history().expect("history");
+        assert!(
+            matches!(
+                &history[0].event,
+                HistoryEvent::Refused { reason: Reason::Mandate(kept), agent: Some(a), .. }
+                    if *kept == outside && *a == task
+            ),
+            "{history:?}"
+        );
+    }
+
+    #[test]
+    fn a_refusal_and_a_drop_are_remembered_with_their_reasons_typed_and_worded_when_read() {
         let mut d = device();
         let over = Refusal::OverDailyLimit {
             limit: cny(10_000),
@@ -865,6 +915,14 @@ mod tests {
                 .collect();
         assert_eq!(
             reasons,
+            [
+                Reason::Policy(over.clone()),
+                Reason::Dropped(DropReason::Cancelled)
+            ]
+        );
+        let words: Vec<_> = reasons.iter().map(|r| english.reason(r)).collect();
+        assert_eq!(
+            words,
             [
                 english.refusal(&over),
                 english.drop_reason(DropReason::Cancelled)

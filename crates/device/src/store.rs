@@ -29,6 +29,7 @@ use sled::{Transactional, Tree};
 use uuid::Uuid;
 
 use crate::history_key::{HistoryKey, HistoryKeyError};
+use crate::reason::{AgentRefusal, Reason};
 use voicepay_core::agent::Agent;
 use voicepay_core::keys::PublicKey;
 use voicepay_core::money::{Currency, Money, MoneyError};
@@ -196,16 +197,6 @@ pub struct SpendChecks {
     pub offline: Option<OfflineFloor>,
 }
 
-/// Why an agent's task was not committed: the agent's mandate, read and
-/// reserved in the same transaction as the user's limits.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AgentRefusal {
-    #[error("no agent named {0:?}")]
-    Unknown(String),
-    #[error(transparent)]
-    Outside(#[from] OutsideMandate),
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingPayment {
     pub request_id: Uuid,
@@ -315,7 +306,8 @@ pub enum HistoryEvent {
         amount: Money,
         payee: String,
         at: u64,
-        reason: String,
+        /// Typed; words in entries written before reasons were typed.
+        reason: Reason,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         agent: Option<AgentRef>,
     },
@@ -323,46 +315,13 @@ pub enum HistoryEvent {
         amount: Money,
         payee: String,
         at: u64,
-        reason: String,
+        reason: Reason,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         agent: Option<AgentRef>,
     },
 }
 
 impl HistoryEvent {
-    /// One line for people: "paid 36.00 CNY to Heytea".
-    pub fn summary(&self) -> String {
-        match self {
-            HistoryEvent::Paid {
-                amount,
-                payee,
-                offline,
-                ..
-            } => format!(
-                "paid      {amount} to {payee}{}",
-                if *offline { " (offline)" } else { "" }
-            ),
-            HistoryEvent::Declined {
-                amount,
-                payee,
-                reason,
-                ..
-            } => format!("declined  {amount} to {payee}: {reason}"),
-            HistoryEvent::Refused {
-                amount,
-                payee,
-                reason,
-                ..
-            } => format!("refused   {amount} to {payee}: {reason}"),
-            HistoryEvent::Cancelled {
-                amount,
-                payee,
-                reason,
-                ..
-            } => format!("cancelled {amount} to {payee}: {reason}"),
-        }
-    }
-
     /// The agent and task it was for, if an agent asked.
     pub fn agent(&self) -> Option<&AgentRef> {
         match self {
@@ -415,20 +374,6 @@ pub struct HistoryEntry {
 }
 
 impl HistoryEntry {
-    /// `voicepay history`'s line: "   3 paid      36.00 CNY to Heytea".
-    pub fn line(&self) -> String {
-        match self.event.agent() {
-            Some(a) => format!(
-                "{:>4} {}  [agent {}, task {}]",
-                self.index,
-                self.event.summary(),
-                a.agent_id,
-                a.task_id
-            ),
-            None => format!("{:>4} {}", self.index, self.event.summary()),
-        }
-    }
-
     pub fn at(&self) -> u64 {
         self.event.at()
     }
@@ -1698,6 +1643,8 @@ mod hex_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::language::Language;
+    use crate::phrasebook::Phrasebook;
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
 
@@ -2362,6 +2309,212 @@ mod tests {
         assert_eq!((checked.entries, checked.gateway_answers), (2, 0));
     }
 
+    /// Two events as voicepay wrote them before reasons were typed: the
+    /// reason in words.
+    const WORDED_REFUSAL: &str = r#"{"kind":"refused","amount":{"minor":3600,"currency":"CNY"},"payee":"Heytea","at":1000,"reason":"That is over your daily limit of 500 yuan; you have 10 yuan left today.","agent":{"agent_id":"kimi","task_id":"t-1"}}"#;
+    const WORDED_DROP: &str = r#"{"kind":"cancelled","amount":{"minor":1200,"currency":"CNY"},"payee":"Luckin","at":2000,"reason":"no answer in time"}"#;
+
+    /// Writes, with sled itself and the secret `secret`, a keyed history of
+    /// `events` (raw JSON) as voicepay wrote it: each entry sealed over the
+    /// v2 canonical bytes, the head sealed too. Returns the stored entries.
+    fn write_keyed_history(dir: &Path, secret: &[u8; 32], events: &[&str]) -> Vec<String> {
+        voicepay_core::durable::write_file(
+            &dir.join(crate::history_key::FILE_NAME),
+            secret,
+            0o600,
+            voicepay_core::durable::Existing::Keep,
+        )
+        .expect("secret");
+        let key = HistoryKey::from_secret(secret);
+        let db = sled::open(dir.join("store")).expect("sled");
+        let (history, state) = (
+            db.open_tree("history").expect("tree"),
+            db.open_tree("state").expect("tree"),
+        );
+        let mut prev_hash = GENESIS_HASH.to_owned();
+        let mut stored = Vec::new();
+        for (index, event) in events.iter().enumerate() {
+            let canonical =
+                format!(r#"{{"v":2,"index":{index},"prev_hash":"{prev_hash}","event":{event}}}"#);
+            let hash = key.seal(canonical.as_bytes());
+            let entry = format!(
+                r#"{{"index":{index},"prev_hash":"{prev_hash}","hash":"{hash}","seal":"hmac_sha256","event":{event}}}"#
+            );
+            history
+                .insert((index as u64).to_be_bytes(), entry.as_bytes())
+                .expect("insert");
+            stored.push(entry);
+            prev_hash = hash;
+        }
+        let next_index = events.len();
+        let mac = key.seal(
+            format!(r#"{{"v":2,"head":true,"next_index":{next_index},"last_hash":"{prev_hash}"}}"#)
+                .as_bytes(),
+        );
+        let head =
+            format!(r#"{{"next_index":{next_index},"last_hash":"{prev_hash}","mac":"{mac}"}}"#);
+        state.insert(HEAD_KEY, head.as_bytes()).expect("head");
+        db.flush().expect("flush");
+        stored
+    }
+
+    #[test]
+    fn an_old_history_with_worded_reasons_still_verifies_and_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stored = write_keyed_history(dir.path(), &[7; 32], &[WORDED_REFUSAL, WORDED_DROP]);
+        let store = open(dir.path());
+        assert_eq!(store.resealed_at_open(), 0);
+        let checked = store.verify_history(None).expect("intact");
+        assert_eq!((checked.entries, checked.gateway_answers), (2, 0));
+
+        let entries = store.history().expect("history");
+        let written: Vec<_> = entries
+            .iter()
+            .map(|e| serde_json::to_string(e).expect("json"))
+            .collect();
+        assert_eq!(written, stored, "old entries write back byte for byte");
+        assert!(matches!(
+            &entries[1].event,
+            HistoryEvent::Cancelled { reason: Reason::Words(words), .. } if words == "no answer in time"
+        ));
+        let english = Phrasebook::new(Language::English);
+        let lines: Vec<_> = entries.iter().map(|e| english.history_line(e)).collect();
+        assert_eq!(
+            lines,
+            [
+                "   0 refused   36.00 CNY to Heytea: That is over your daily limit of 500 yuan; you have 10 yuan left today.  [agent kimi, task t-1]",
+                "   1 cancelled 12.00 CNY to Luckin: no answer in time",
+            ]
+        );
+
+        // A typed reason extends the same chain, which still verifies.
+        let typed = Reason::Dropped(crate::order::DropReason::NoAnswerInTime);
+        store
+            .record(HistoryEvent::Cancelled {
+                amount: cny(1_200),
+                payee: "Luckin".into(),
+                at: 3_000,
+                reason: typed.clone(),
+                agent: None,
+            })
+            .expect("record");
+        drop(store);
+        let store = open(dir.path());
+        let checked = store.verify_history(None).expect("intact");
+        assert_eq!(checked.entries, 3);
+        let entries = store.history().expect("history");
+        assert!(matches!(
+            &entries[2].event,
+            HistoryEvent::Cancelled { reason, .. } if *reason == typed
+        ));
+        assert_eq!(
+            english.history_line(&entries[2]),
+            "   2 cancelled 12.00 CNY to Luckin: no answer in time",
+            "the typed drop reads as the old words did"
+        );
+    }
+
+    /// Records `reason` on a refused (or, for a drop, cancelled) 36 yuan
+    /// to Heytea for kimi's task t-1, and reads it back from the store
+    /// opened afresh: the reason as kept, and `voicepay history`'s line.
+    fn kept_and_read(reason: Reason) -> (Reason, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (amount, payee, at, agent) = (
+            cny(3_600),
+            "Heytea".to_owned(),
+            1_000,
+            Some(AgentRef {
+                agent_id: "kimi".into(),
+                task_id: "t-1".into(),
+            }),
+        );
+        let event = match reason {
+            Reason::Dropped(_) => HistoryEvent::Cancelled {
+                amount,
+                payee,
+                at,
+                reason,
+                agent,
+            },
+            _ => HistoryEvent::Refused {
+                amount,
+                payee,
+                at,
+                reason,
+                agent,
+            },
+        };
+        open(dir.path()).record(event).expect("record");
+        let store = open(dir.path());
+        store.verify_history(None).expect("intact");
+        let entry = store.history().expect("history").remove(0);
+        let line = Phrasebook::new(Language::English).history_line(&entry);
+        match entry.event {
+            HistoryEvent::Refused { reason, .. } | HistoryEvent::Cancelled { reason, .. } => {
+                (reason, line)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_kept_typed_and_worded_when_read() {
+        let over = Reason::Policy(Refusal::OverDailyLimit {
+            limit: cny(50_000),
+            left: cny(1_000),
+        });
+        assert_eq!(
+            kept_and_read(over.clone()),
+            (
+                over,
+                "   0 refused   36.00 CNY to Heytea: That is over your daily limit of 500 yuan; you have 10 yuan left today.  [agent kimi, task t-1]".to_owned()
+            )
+        );
+        let top_up = Reason::TopUp(policy::TopUpRefusal::UnknownProvider {
+            provider: "Acme".into(),
+        });
+        assert_eq!(
+            kept_and_read(top_up.clone()),
+            (
+                top_up,
+                "   0 refused   36.00 CNY to Heytea: Acme is not a token provider this device knows  [agent kimi, task t-1]".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn a_drop_is_kept_typed_and_worded_when_read() {
+        let rejected = Reason::Dropped(crate::order::DropReason::Rejected);
+        assert_eq!(
+            kept_and_read(rejected.clone()),
+            (
+                rejected,
+                "   0 cancelled 36.00 CNY to Heytea: the user rejected the agent's task  [agent kimi, task t-1]".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn a_mandate_breach_is_kept_typed_and_worded_when_read() {
+        let outside = Reason::Mandate(OutsideMandate::Daily { left: cny(500) });
+        assert_eq!(
+            kept_and_read(outside.clone()),
+            (
+                outside,
+                "   0 refused   36.00 CNY to Heytea: over the agent's daily budget (5.00 CNY left today)  [agent kimi, task t-1]".to_owned()
+            )
+        );
+        // Found again in the commit: the agent was stopped meanwhile.
+        let stopped = Reason::Agent(AgentRefusal::Outside(OutsideMandate::Revoked));
+        assert_eq!(
+            kept_and_read(stopped.clone()),
+            (
+                stopped,
+                "   0 refused   36.00 CNY to Heytea: the user stopped this agent  [agent kimi, task t-1]".to_owned()
+            )
+        );
+    }
+
     /// The bytes voicepay wrote for a cancellation before the chain was
     /// keyed (plain SHA-256 of the v1 canonical form, no `seal` field).
     const UNKEYED_ENTRY_0: &str = r#"{"index":0,"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","hash":"491f22dad0996e369c812cc7a69afab26b37287fffa7c2f8749fab03ab193eab","event":{"kind":"cancelled","amount":{"minor":3600,"currency":"CNY"},"payee":"Heytea","at":1000,"reason":"user said cancel"}}"#;
@@ -2832,11 +2985,8 @@ mod tests {
             store.agent_spent("kimi", DAY).expect("spent"),
             (2_500, 2_500)
         );
-        assert!(
-            entry.line().contains("[agent kimi, task "),
-            "{}",
-            entry.line()
-        );
+        let line = Phrasebook::new(Language::English).history_line(&entry);
+        assert!(line.contains("[agent kimi, task "), "{line}");
 
         // A repeated decline gives nothing back twice.
         assert_eq!(

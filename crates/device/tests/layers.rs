@@ -9,6 +9,7 @@ const LAYERS: &[&[&str]] = &[
         "names",
         "language",
         "order",
+        "reason",
         "audio",
         "payee",
         "history_key",

@@ -15,6 +15,7 @@ use voicepay_core::policy::Mandate;
 use voicepay_core::protocol::{AgentTask, Envelope, TaskKind};
 use voicepay_core::transport::BrokerUrl;
 use voicepay_device::feedback::Console;
+use voicepay_device::phrasebook::Phrasebook;
 use voicepay_device::profile::DeviceProfile;
 use voicepay_device::recognizer::Recognizer;
 
@@ -53,6 +54,7 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
         }
     };
     let currency = profile.default_currency;
+    let phrasebook = Phrasebook::new(profile.language);
     let recognizer = Recognizer::new(&profile).context("cannot start the transcriber")?;
     let feedback = Box::new(Console { json: options.json });
     let limits = Limits {
@@ -181,7 +183,7 @@ pub async fn run(profile: DeviceProfile, options: DemoOptions) -> Result<()> {
             chain.entries, chain.gateway_answers
         );
         for entry in &history {
-            println!("{}", entry.line());
+            println!("{}", phrasebook.history_line(entry));
         }
     }
     Ok(())

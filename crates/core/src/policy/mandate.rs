@@ -146,7 +146,8 @@ impl fmt::Display for Mandate {
 }
 
 /// Why a task falls outside its agent's mandate: refused without asking.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
 pub enum OutsideMandate {
     #[error("the user stopped this agent")]
     Revoked,

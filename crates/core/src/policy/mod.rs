@@ -101,8 +101,9 @@ pub struct OfflineCounters {
     pub since_ms: Option<u64>,
 }
 
-/// Why a payment may not be made.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a payment may not be made (the device's history keeps it as it is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
 pub enum Refusal {
     #[error("the amount is not positive")]
     NotPositive,

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::money::Money;
 
 /// Provider -> the price of a million tokens; names compare without case.
@@ -44,7 +46,8 @@ pub fn tokens_for(prices: &TokenPrices, provider: &str, amount: Money) -> Option
 }
 
 /// Why an agent's token top-up is refused before the user hears of it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
 pub enum TopUpRefusal {
     /// Tokens come only from a provider the device knows, spelled as the
     /// agent typed it: nothing is guessed.

@@ -62,6 +62,7 @@ pub async fn run(
             live: Some(daemon.payees.clone()),
             calendar: daemon.config.profile.payments.calendar.clone(),
             gateway: Some(daemon.gateway),
+            phrasebook: Phrasebook::new(daemon.config.profile.language),
         },
     };
     let control_stop = shutdown.child_token();

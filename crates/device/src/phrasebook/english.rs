@@ -6,6 +6,8 @@
 use super::Speech;
 use crate::intent::{LimitScope, Period};
 use crate::order::{DropReason, Purchase};
+use crate::reason::Reason;
+use crate::store::{HistoryEntry, HistoryEvent};
 use voicepay_core::money::{Currency, Money};
 use voicepay_core::policy::Refusal;
 use voicepay_core::protocol::SubscriptionPeriod;
@@ -237,6 +239,62 @@ pub(super) fn drop_reason(reason: DropReason) -> &'static str {
         DropReason::InputEnded => "the conversation ended before an answer",
         DropReason::Rejected => "the user rejected the agent's task",
         DropReason::Revoked => "the user stopped the agent",
+    }
+}
+
+/// Why a payment was not made: the agents' and the top-ups' refusals are
+/// said as core words them; an old entry's reason is its own words.
+pub(super) fn reason(reason: &Reason) -> String {
+    match reason {
+        Reason::Policy(refused) => refusal(refused),
+        Reason::Agent(refused) => refused.to_string(),
+        Reason::Mandate(outside) => outside.to_string(),
+        Reason::TopUp(refused) => refused.to_string(),
+        Reason::Unreadable(error) => error.clone(),
+        Reason::Dropped(dropped) => drop_reason(*dropped).to_owned(),
+        Reason::Words(words) => words.clone(),
+    }
+}
+
+/// `voicepay history`'s line: "   3 paid      36.00 CNY to Heytea", and
+/// the agent and task it was for.
+pub(super) fn history_line(entry: &HistoryEntry) -> String {
+    let event = match &entry.event {
+        HistoryEvent::Paid {
+            amount,
+            payee,
+            offline,
+            ..
+        } => format!(
+            "paid      {amount} to {payee}{}",
+            if *offline { " (offline)" } else { "" }
+        ),
+        // The gateway's own words: they are part of its signed answer.
+        HistoryEvent::Declined {
+            amount,
+            payee,
+            reason: said,
+            ..
+        } => format!("declined  {amount} to {payee}: {said}"),
+        HistoryEvent::Refused {
+            amount,
+            payee,
+            reason: why,
+            ..
+        } => format!("refused   {amount} to {payee}: {}", reason(why)),
+        HistoryEvent::Cancelled {
+            amount,
+            payee,
+            reason: why,
+            ..
+        } => format!("cancelled {amount} to {payee}: {}", reason(why)),
+    };
+    match entry.event.agent() {
+        Some(a) => format!(
+            "{:>4} {event}  [agent {}, task {}]",
+            entry.index, a.agent_id, a.task_id
+        ),
+        None => format!("{:>4} {event}", entry.index),
     }
 }
 

@@ -9,6 +9,8 @@ mod english;
 use crate::intent::{Doubt, LimitScope, Period};
 use crate::language::Language;
 use crate::order::{DropReason, Purchase};
+use crate::reason::Reason;
+use crate::store::HistoryEntry;
 use voicepay_core::money::Money;
 use voicepay_core::policy::Refusal;
 use voicepay_core::protocol::SubscriptionPeriod;
@@ -228,17 +230,32 @@ impl Phrasebook {
         }
     }
 
-    /// Why a payment was refused, as a sentence (kept in the history too).
+    /// Why a payment was refused, as a sentence.
     pub fn refusal(&self, refusal: &Refusal) -> String {
         match self.language {
             Language::English => english::refusal(refusal),
         }
     }
 
-    /// Why a question was dropped, as a phrase (kept in the history too).
+    /// Why a question was dropped, as a phrase.
     pub fn drop_reason(&self, reason: DropReason) -> String {
         match self.language {
             Language::English => english::drop_reason(reason).to_owned(),
+        }
+    }
+
+    /// Why a payment never left the device, as the history keeps it: what
+    /// its agent is told, and what `voicepay history` says.
+    pub fn reason(&self, reason: &Reason) -> String {
+        match self.language {
+            Language::English => english::reason(reason),
+        }
+    }
+
+    /// One entry of `voicepay history`, as people read it.
+    pub fn history_line(&self, entry: &HistoryEntry) -> String {
+        match self.language {
+            Language::English => english::history_line(entry),
         }
     }
 }
