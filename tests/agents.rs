@@ -148,7 +148,7 @@ impl Rig {
     fn start_gateway(&mut self) {
         self.gateway = Some(self.keys.gateway(&self.broker.url()));
         let dev = self.keys.dev();
-        eventually(FIFO_OPEN_LIMIT, "the gateway is seen", || {
+        wait_for("the gateway is seen", START_LIMIT, || {
             status_json(&dev)["connection"] == "online"
         });
     }
@@ -231,7 +231,7 @@ fn wait_ready(dev: &str, broker: &Broker, connected: &str) {
     // Asked only once the daemon answers on its socket: before that,
     // `voicepay status` opens the store itself, in the daemon's way.
     let socket = voicepay_core::control::socket_path(std::path::Path::new(dev));
-    eventually(FIFO_OPEN_LIMIT, "the daemon's control socket", || {
+    wait_for("the daemon's control socket", START_LIMIT, || {
         std::os::unix::net::UnixStream::connect(&socket).is_ok()
     });
     let started = voicepay_core::clock::Stopwatch::start();
@@ -241,8 +241,8 @@ fn wait_ready(dev: &str, broker: &Broker, connected: &str) {
             break;
         }
         assert!(
-            started.elapsed() < FIFO_OPEN_LIMIT,
-            "not {connected} within {FIFO_OPEN_LIMIT:?}: {status}; broker on {} answers: {}",
+            started.elapsed() < START_LIMIT,
+            "not {connected} within {START_LIMIT:?}: {status}; broker on {} answers: {}",
             broker.port,
             std::net::TcpStream::connect(("127.0.0.1", broker.port)).is_ok()
         );

@@ -1,4 +1,4 @@
-//! A small harness for the integration tests: the binary, the fixtures and the model.
+//! The process side of the test harness: the `voicepay` binary run as a user runs it (data directories, a mosquitto, the gateway and daemons as processes, named pipes as inputs), the fixtures, the model, and the one loop that waits for a state.
 
 #![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
 #![allow(dead_code)]
@@ -6,9 +6,16 @@
 use std::borrow::BorrowMut;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
+
+/// A stop that a service manager asks for (SIGTERM) must take at most this.
+pub const STOP_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long a daemon may take to load the model, open its input and
+/// connect, on a loaded machine (a bound on a hang, not a measurement).
+pub const START_LIMIT: Duration = Duration::from_secs(60);
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -130,25 +137,63 @@ pub fn free_port() -> u16 {
 }
 
 pub fn wait_for_port(port: u16) {
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    panic!("nothing listens on port {port}");
+    wait_for(
+        &format!("something listens on port {port}"),
+        Duration::from_secs(5),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
 }
 
-/// `voicepay gateway run` on `broker_url` with its data in `data_dir`.
-pub fn gateway_process(broker_url: &str, data_dir: &str) -> Child {
-    Child::spawn(voicepay(&[
+/// Checks until `check` holds, for at most `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    wait_for_value(what, limit, || {
+        check().then_some(()).ok_or_else(String::new)
+    });
+}
+
+/// Checks until `check` finds what it looks for, for at most `limit`; what
+/// it saw instead (its `Err`) is told if time runs out. The one place a
+/// test sleeps, and only between looks at a state it waits for.
+pub fn wait_for_value<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let started = voicepay_core::clock::Stopwatch::start();
+    // Short first pauses for a state that comes at once, then 100 ms, so
+    // that a check running a process does not crowd a loaded machine.
+    let mut pause = Duration::from_millis(25);
+    loop {
+        let seen = match check() {
+            Ok(found) => return found,
+            Err(seen) => seen,
+        };
+        assert!(
+            started.elapsed() < limit,
+            "not within {limit:?}: {what}{}{seen}",
+            if seen.is_empty() { "" } else { "; last seen: " }
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// `voicepay gateway run` on `broker_url` with its data in `data_dir`, to
+/// spawn (with its output piped, an environment).
+pub fn gateway_command(broker_url: &str, data_dir: &str) -> Command {
+    voicepay(&[
         "gateway",
         "run",
         "--broker",
         broker_url,
         "--data-dir",
         data_dir,
-    ]))
+    ])
+}
+
+/// `voicepay gateway run` on `broker_url` with its data in `data_dir`.
+pub fn gateway_process(broker_url: &str, data_dir: &str) -> Child {
+    Child::spawn(gateway_command(broker_url, data_dir))
 }
 
 /// A child process that is killed if the test ends without stopping it.
@@ -195,18 +240,14 @@ impl Child {
     /// Waits for the child to exit by itself, at most `limit`.
     pub fn wait_within(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
         let child = self.0.as_mut().expect("running");
-        let started = voicepay_core::clock::Stopwatch::start();
-        loop {
-            if let Some(status) = child.try_wait().expect("the child can be waited on") {
-                self.0 = None;
-                return status;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "the child did not finish within {limit:?}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        let status = wait_for_value("the child finishes", limit, || {
+            child
+                .try_wait()
+                .expect("the child can be waited on")
+                .ok_or_else(String::new)
+        });
+        self.0 = None;
+        status
     }
 
     /// Sends SIGTERM and waits: the graceful stop a service manager asks for.
@@ -293,12 +334,7 @@ impl Keys {
 
     /// `voicepay run --json` on one fixture (`--answer-wait` keeps it
     /// draining), and its output lines as they come.
-    pub fn daemon(
-        &self,
-        broker_url: &str,
-        fixture_name: &str,
-    ) -> (Child, std::sync::mpsc::Receiver<String>) {
-        use std::io::BufRead;
+    pub fn daemon(&self, broker_url: &str, fixture_name: &str) -> (Child, Receiver<String>) {
         let dev = self.dev();
         let input = fixture(&format!("{fixture_name}.wav"));
         let mut daemon = voicepay(&[
@@ -313,28 +349,25 @@ impl Keys {
             "--input",
             input.to_str().unwrap(),
         ]);
-        daemon.stdout(std::process::Stdio::piped());
+        daemon.stdout(Stdio::piped());
         let mut daemon = Child::spawn(daemon);
-        let stdout = daemon.stdout().unwrap();
-        let (lines_tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = lines_tx.send(line);
-            }
-        });
-        (daemon, lines)
+        let said = lines(daemon.stdout().unwrap());
+        (daemon, said)
+    }
+
+    /// `voicepay ARGS --data-dir DEVICE`, which must succeed; its output.
+    pub fn on_device(&self, args: &[&str]) -> String {
+        let dev = self.dev();
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", &dev]);
+        ok(&all)
     }
 
     /// `voicepay limits set ARGS` on the device, before any daemon runs.
     pub fn set_limits(&self, args: &[&str]) {
-        let dev = self.dev();
         let mut all = vec!["limits", "set"];
         all.extend(args);
-        all.extend(["--data-dir", &dev]);
-        ok(&all);
+        self.on_device(&all);
     }
 
     pub fn outbox(&self) -> String {
@@ -373,10 +406,6 @@ pub fn run_fixture(
     stdout_lines(&out)
 }
 
-/// How long a daemon may take to load the model and open its input, on a
-/// loaded machine.
-pub const FIFO_OPEN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// A named pipe as `--input`: the daemon waits on it as it would on a
 /// microphone, and hears a fixture when the test writes one into it.
 pub struct Fifo(PathBuf);
@@ -409,7 +438,7 @@ impl Fifo {
             let _ = done.send(());
         });
         written
-            .recv_timeout(FIFO_OPEN_LIMIT)
+            .recv_timeout(START_LIMIT)
             .expect("the daemon opened its input");
     }
 
@@ -464,18 +493,114 @@ pub fn status_json(dev: &str) -> serde_json::Value {
     serde_json::from_str(&ok(&["status", "--json", "--data-dir", dev])).unwrap()
 }
 
-pub fn device_id(dev: &str) -> String {
-    let shown: serde_json::Value =
-        serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", dev])).unwrap();
-    shown["device_id"].as_str().unwrap().to_owned()
+/// Waits until the daemon on `dev` answers on its control socket and its
+/// `voicepay status --json` satisfies `wanted`; that status.
+pub fn wait_daemon(
+    dev: &str,
+    limit: Duration,
+    what: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    // Asked only once the daemon answers on its socket: before that,
+    // `voicepay status` opens the store itself, in the daemon's way.
+    let socket = voicepay_core::control::socket_path(Path::new(dev));
+    wait_for("the daemon's control socket", limit, || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    wait_for_value(what, limit, || {
+        let status = status_json(dev);
+        if wanted(&status) {
+            Ok(status)
+        } else {
+            Err(status.to_string())
+        }
+    })
 }
 
-/// Polls `check` every 100 ms until it holds, for at most `limit`.
-pub fn eventually(limit: Duration, what: &str, check: impl Fn() -> bool) {
-    let started = voicepay_core::clock::Stopwatch::start();
-    while !check() {
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
+fn shown_key(dev: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", dev])).unwrap()
+}
+
+pub fn device_id(dev: &str) -> String {
+    shown_key(dev)["device_id"].as_str().unwrap().to_owned()
+}
+
+/// The shipped default profile with each `(from, to)` edit made, written
+/// to `dir/name`. An edit that finds nothing fails: the profile moved.
+pub fn edited_profile(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(root().join("devices/default.toml")).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "devices/default.toml has no {from:?}");
+        text = text.replace(from, to);
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `voicepay run --json` as a process whose inputs are named pipes: it
+/// waits on them as it would on a microphone and hears a fixture when the
+/// test feeds one; what it prints comes line by line.
+pub struct PipedDaemon {
+    pub child: Child,
+    pub pipes: Vec<Fifo>,
+    /// Its standard output's lines, as they come.
+    pub said: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl PipedDaemon {
+    /// `voicepay GLOBAL... run --json --broker URL --data-dir DEV --input
+    /// PIPES...`, logging at info; `adjust` adds what the test needs (an
+    /// environment, its standard error piped).
+    pub fn spawn(
+        global: &[&str],
+        broker_url: &str,
+        dev: &str,
+        pipes: Vec<Fifo>,
+        adjust: impl FnOnce(&mut Command),
+    ) -> PipedDaemon {
+        let mut args = global.to_vec();
+        args.extend([
+            "run",
+            "--json",
+            "--broker",
+            broker_url,
+            "--data-dir",
+            dev,
+            "--input",
+        ]);
+        args.extend(pipes.iter().map(Fifo::arg));
+        let mut cmd = voicepay(&args);
+        cmd.env("VOICEPAY_LOG", "info").stdout(Stdio::piped());
+        adjust(&mut cmd);
+        let mut child = Child::spawn(cmd);
+        let said = lines(child.stdout().unwrap());
+        PipedDaemon {
+            child,
+            pipes,
+            said,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line it prints that contains `wanted`, within `limit`.
+    pub fn wait_said(&mut self, limit: Duration, wanted: &str) -> String {
+        wait_line(&self.said, &mut self.seen, limit, |l| l.contains(wanted))
+    }
+
+    /// SIGTERM; the pipes it has not reached are opened and closed so that
+    /// they end; it must exit, successfully, within [`STOP_LIMIT`].
+    pub fn stop(&mut self) {
+        self.child.signal("TERM");
+        for pipe in &self.pipes {
+            let path = pipe.arg().to_owned();
+            // Never joined: a pipe the daemon read already has no reader.
+            std::thread::spawn(move || {
+                let _ = std::fs::OpenOptions::new().write(true).open(path);
+            });
+        }
+        assert!(self.child.wait_within(STOP_LIMIT).success());
     }
 }
 
