@@ -17,6 +17,10 @@ pub const STOP_LIMIT: Duration = Duration::from_secs(5);
 /// connect, on a loaded machine (a bound on a hang, not a measurement).
 pub const START_LIMIT: Duration = Duration::from_secs(60);
 
+/// A spoken answer, transcribed and paid, on a loaded machine (a bound on
+/// a hang, not a measurement).
+pub const ANSWER_LIMIT: Duration = Duration::from_secs(90);
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -373,6 +377,15 @@ impl Keys {
     pub fn outbox(&self) -> String {
         ok(&["outbox", "--json", "--data-dir", &self.dev()])
     }
+
+    /// The gateway's ledger, one entry a line (read through the running
+    /// gateway, or its files when it is stopped).
+    pub fn ledger(&self) -> Vec<serde_json::Value> {
+        ok(&["gateway", "ledger", "--data-dir", &self.gw()])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
 }
 
 pub fn dir(d: &tempfile::TempDir) -> String {
@@ -525,6 +538,12 @@ pub fn device_id(dev: &str) -> String {
     shown_key(dev)["device_id"].as_str().unwrap().to_owned()
 }
 
+/// The device's public key, as `voicepay keys show` gives it.
+pub fn device_key(dev: &str) -> voicepay_core::keys::PublicKey {
+    let shown = shown_key(dev);
+    voicepay_core::keys::PublicKey::from_base64url(shown["public_key"].as_str().unwrap()).unwrap()
+}
+
 /// The shipped default profile with each `(from, to)` edit made, written
 /// to `dir/name`. An edit that finds nothing fails: the profile moved.
 pub fn edited_profile(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
@@ -601,6 +620,128 @@ impl PipedDaemon {
             });
         }
         assert!(self.child.wait_within(STOP_LIMIT).success());
+    }
+}
+
+/// A paired device whose daemon listens on named pipes, with its broker
+/// and its gateway, each a real process as a user runs them; the profile
+/// is the shipped one with its confirmation window set.
+pub struct Installed {
+    pub keys: Keys,
+    pub broker: Broker,
+    /// None while the device is left to pay offline.
+    pub gateway: Option<Child>,
+    pub daemon: PipedDaemon,
+    pub device_id: String,
+    profile: PathBuf,
+    runs: usize,
+    dir: tempfile::TempDir,
+}
+
+impl Installed {
+    /// `pipes` inputs, a `window_s` confirmation window, the gateway left
+    /// out unless `with_gateway`. Returns once the device sees the gateway
+    /// as it is (online, or away).
+    pub fn start(keys: Keys, pipes: usize, window_s: u32, with_gateway: bool) -> Installed {
+        let broker = Broker::start();
+        let gateway = with_gateway.then(|| keys.gateway(&broker.url()));
+        let dir = tempfile::tempdir().unwrap();
+        let window = format!("confirm_window_s = {window_s}");
+        let profile = edited_profile(
+            dir.path(),
+            "device.toml",
+            &[("confirm_window_s = 8", &window)],
+        );
+        let daemon = Installed::daemon_on(dir.path(), 0, pipes, &profile, &broker, &keys);
+        let device_id = device_id(&keys.dev());
+        let installed = Installed {
+            keys,
+            broker,
+            gateway,
+            daemon,
+            device_id,
+            profile,
+            runs: 0,
+            dir,
+        };
+        installed.wait_ready();
+        installed
+    }
+
+    fn daemon_on(
+        dir: &Path,
+        run: usize,
+        pipes: usize,
+        profile: &Path,
+        broker: &Broker,
+        keys: &Keys,
+    ) -> PipedDaemon {
+        let pipes = (0..pipes)
+            .map(|i| Fifo::new(dir, &format!("{run}-{i}.wav")))
+            .collect();
+        let global = ["--device", profile.to_str().unwrap()];
+        PipedDaemon::spawn(&global, &broker.url(), &keys.dev(), pipes, |_| {})
+    }
+
+    /// Waits for the daemon to answer on its socket and see the gateway
+    /// as it is.
+    fn wait_ready(&self) {
+        let connected = if self.gateway.is_some() {
+            "online"
+        } else {
+            "gateway away"
+        };
+        wait_daemon(&self.keys.dev(), START_LIMIT, connected, |status| {
+            status["connection"] == connected
+        });
+    }
+
+    /// Stops the daemon (its session stays with the broker, which keeps
+    /// what is sent to it meanwhile).
+    pub fn stop_daemon(&mut self) {
+        self.daemon.stop();
+    }
+
+    /// Starts the daemon again on the same data, with fresh (unfed) inputs.
+    pub fn start_daemon(&mut self) {
+        self.runs += 1;
+        let pipes = self.daemon.pipes.len();
+        let dir = self.dir.path();
+        self.daemon = Installed::daemon_on(
+            dir,
+            self.runs,
+            pipes,
+            &self.profile,
+            &self.broker,
+            &self.keys,
+        );
+        self.wait_ready();
+    }
+
+    /// Starts the gateway and waits for the device to see it.
+    pub fn start_gateway(&mut self) {
+        self.gateway = Some(self.keys.gateway(&self.broker.url()));
+        self.wait_ready();
+    }
+
+    /// Plays a fixture into the daemon's input `pipe`.
+    pub fn feed(&self, pipe: usize, fixture_name: &str) {
+        self.daemon.pipes[pipe].feed(fixture_name);
+    }
+
+    /// Waits for the first line the daemon prints that contains `wanted`.
+    pub fn wait_said(&mut self, wanted: &str) -> String {
+        self.daemon.wait_said(ANSWER_LIMIT, wanted)
+    }
+
+    /// Stops the daemon and the gateway; the keys, and the gateway's ledger.
+    pub fn stop(mut self) -> (Keys, Vec<serde_json::Value>) {
+        self.stop_daemon();
+        if let Some(gateway) = &mut self.gateway {
+            assert!(gateway.terminate_within(STOP_LIMIT).success());
+        }
+        let ledger = self.keys.ledger();
+        (self.keys, ledger)
     }
 }
 
