@@ -163,22 +163,55 @@ pub fn wait_for_value<T>(
     limit: Duration,
     mut check: impl FnMut() -> Result<T, String>,
 ) -> T {
-    let started = voicepay_core::clock::Stopwatch::start();
-    // Short first pauses for a state that comes at once, then 100 ms, so
-    // that a check running a process does not crowd a loaded machine.
-    let mut pause = Duration::from_millis(25);
+    let mut looks = Looks::new(what, limit);
     loop {
-        let seen = match check() {
+        match check() {
             Ok(found) => return found,
-            Err(seen) => seen,
-        };
+            Err(seen) => std::thread::sleep(looks.pause(&seen)),
+        }
+    }
+}
+
+/// As [`wait_for`], in a task: the pauses are tokio's.
+pub async fn wait_for_async(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let mut looks = Looks::new(what, limit);
+    while !check() {
+        tokio::time::sleep(looks.pause("")).await;
+    }
+}
+
+/// The pauses between looks at a state, within a deadline.
+struct Looks<'a> {
+    what: &'a str,
+    limit: Duration,
+    started: voicepay_core::clock::Stopwatch,
+    next: Duration,
+}
+
+impl Looks<'_> {
+    fn new(what: &str, limit: Duration) -> Looks<'_> {
+        Looks {
+            what,
+            limit,
+            started: voicepay_core::clock::Stopwatch::start(),
+            next: Duration::from_millis(25),
+        }
+    }
+
+    /// How long to wait before the next look, once a look saw `seen`; a
+    /// look past the deadline fails the test.
+    fn pause(&mut self, seen: &str) -> Duration {
+        let (what, limit) = (self.what, self.limit);
         assert!(
-            started.elapsed() < limit,
+            self.started.elapsed() < limit,
             "not within {limit:?}: {what}{}{seen}",
             if seen.is_empty() { "" } else { "; last seen: " }
         );
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(100));
+        // Short first pauses for a state that comes at once, then 100 ms,
+        // so that a check running a process does not crowd a loaded machine.
+        let pause = self.next;
+        self.next = (pause * 2).min(Duration::from_millis(100));
+        pause
     }
 }
 
