@@ -373,7 +373,7 @@ impl Keys {
     /// draining), and its output lines as they come.
     pub fn daemon(&self, broker_url: &str, fixture_name: &str) -> (Child, Receiver<String>) {
         let dev = self.dev();
-        let input = fixture(&format!("{fixture_name}.wav"));
+        let input = wav(fixture_name);
         let mut daemon = voicepay(&[
             "run",
             "--json",
@@ -433,7 +433,18 @@ pub fn run_fixture(
     fixture_name: &str,
     profile: Option<&str>,
 ) -> Vec<serde_json::Value> {
-    let input = fixture(&format!("{fixture_name}.wav"));
+    stdout_lines(&play(broker_url, data_dir, profile, &[wav(fixture_name)]))
+}
+
+/// The fixture `name`'s recording.
+pub fn wav(name: &str) -> PathBuf {
+    fixture(&format!("{name}.wav"))
+}
+
+/// `voicepay [--device PROFILE] run --json --input FILES...` on
+/// `broker_url`, run to its end (waiting up to 10 s for answers), which
+/// must succeed; its output.
+pub fn play(broker_url: &str, data_dir: &str, profile: Option<&str>, files: &[PathBuf]) -> Output {
     let mut args: Vec<&str> = match profile {
         Some(profile) => vec!["--device", profile],
         None => Vec::new(),
@@ -446,10 +457,11 @@ pub fn run_fixture(
         "--data-dir",
         data_dir,
     ]);
-    args.extend(["--answer-wait", "10", "--input", input.to_str().unwrap()]);
+    args.extend(["--answer-wait", "10", "--input"]);
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
     let out = run(voicepay(&args));
     assert!(out.status.success(), "{}", stderr(&out));
-    stdout_lines(&out)
+    out
 }
 
 /// A named pipe as `--input`: the daemon waits on it as it would on a
@@ -489,7 +501,7 @@ impl Fifo {
     }
 
     pub fn feed(&self, fixture_name: &str) {
-        self.write(std::fs::read(fixture(&format!("{fixture_name}.wav"))).unwrap());
+        self.write(std::fs::read(wav(fixture_name)).unwrap());
     }
 
     /// An empty input: the daemon's reader gets an unreadable file and goes on.
