@@ -15,27 +15,27 @@ use voicepay_core::keys::{PublicKey, SigningKey};
 use voicepay_core::money::{Currency, Money};
 use voicepay_core::protocol::{self, AgentTask, Envelope, TaskKind, TaskState, TaskStatus, topics};
 
-const STOP_LIMIT: Duration = Duration::from_secs(5);
-/// A spoken answer, transcribed and paid, on a loaded machine (a bound on
-/// a hang, not a measurement).
-const ANSWER_LIMIT: Duration = Duration::from_secs(90);
-
-/// A paired device with its daemon listening on named pipes, the gateway,
-/// and an MQTT client that hears every task status the device signs.
+/// A paired device with agents let in, its daemon listening on named
+/// pipes, the gateway, and an MQTT client that hears every task status the
+/// device signs.
 struct Rig {
-    keys: Keys,
-    broker: Broker,
-    gateway: Option<Child>,
-    daemon: Child,
-    device_id: String,
-    said: Receiver<String>,
-    seen: Vec<String>,
+    installed: Installed,
     statuses: Receiver<TaskStatus>,
     client: rumqttc::Client,
-    pipes: Vec<Fifo>,
-    profile: std::path::PathBuf,
-    _dir: tempfile::TempDir,
     _alone: std::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for Rig {
+    type Target = Installed;
+    fn deref(&self) -> &Installed {
+        &self.installed
+    }
+}
+
+impl std::ops::DerefMut for Rig {
+    fn deref_mut(&mut self) -> &mut Installed {
+        &mut self.installed
+    }
 }
 
 /// One installation at a time: four daemons transcribing at once on two
@@ -44,113 +44,36 @@ struct Rig {
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Rig {
-    /// `pipes` named inputs; the profile's confirmation window is `window_s`.
+    /// `pipes` named inputs; the profile's confirmation window is `window_s`;
+    /// each of `agents` is the arguments of a `voicepay agents` command.
     fn start(pipes: usize, window_s: u32, agents: &[&[&str]]) -> Rig {
         Rig::start_with(pipes, window_s, agents, true)
     }
 
     /// As `start`, the gateway left out when `with_gateway` is false (the
-    /// device pays offline until [`Rig::start_gateway`]).
+    /// device pays offline until [`Installed::start_gateway`]).
     fn start_with(pipes: usize, window_s: u32, agents: &[&[&str]], with_gateway: bool) -> Rig {
         let alone = ONE_AT_A_TIME
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         model();
         let keys = Keys::new();
-        let dev = keys.dev();
         keys.set_limits(&["--auto", "0", "--daily", "none", "--code", "none"]);
         for args in agents {
             let mut all = vec!["agents"];
             all.extend_from_slice(args);
-            all.extend(["--data-dir", &dev]);
-            ok(&all);
+            keys.on_device(&all);
         }
-        let broker = Broker::start();
-        let gateway = with_gateway.then(|| keys.gateway(&broker.url()));
-        let dir = tempfile::tempdir().unwrap();
-        let default = std::fs::read_to_string(root().join("devices/default.toml")).unwrap();
-        let profile = dir.path().join("device.toml");
-        std::fs::write(
-            &profile,
-            default.replace(
-                "confirm_window_s = 8",
-                &format!("confirm_window_s = {window_s}"),
-            ),
-        )
-        .unwrap();
-        let pipes: Vec<Fifo> = (0..pipes)
-            .map(|i| Fifo::new(dir.path(), &format!("{i}.wav")))
-            .collect();
-        let (daemon, said) = spawn_daemon(&profile, &pipes, &broker.url(), &dev);
-        let device_id = device_id(&dev);
-        let device_key = device_key(&dev);
-        let (client, statuses) = status_listener(broker.port, &device_id, device_key);
-        let connected = if with_gateway {
-            "online"
-        } else {
-            "gateway away"
-        };
-        wait_ready(&dev, &broker, connected);
+        let installed = Installed::start(keys, pipes, window_s, with_gateway);
+        let device_key = device_key(&installed.keys.dev());
+        let (client, statuses) =
+            status_listener(installed.broker.port, &installed.device_id, device_key);
         Rig {
-            keys,
-            broker,
-            gateway,
-            daemon,
-            device_id,
-            said,
-            seen: Vec::new(),
+            installed,
             statuses,
             client,
-            pipes,
-            profile,
-            _dir: dir,
             _alone: alone,
         }
-    }
-
-    /// Stops the daemon (its session stays with the broker, which keeps
-    /// what is sent to it meanwhile).
-    fn stop_daemon(&mut self) {
-        self.daemon.signal("TERM");
-        self.unblock_pipes();
-        assert!(self.daemon.wait_within(STOP_LIMIT).success());
-    }
-
-    /// Starts the daemon again on the same data, with fresh (unfed) inputs.
-    fn start_daemon(&mut self) {
-        let dir = self.profile.parent().unwrap().to_owned();
-        let run = now_ms();
-        self.pipes = (0..self.pipes.len())
-            .map(|i| Fifo::new(&dir, &format!("{run}-{i}.wav")))
-            .collect();
-        let dev = self.keys.dev();
-        let (daemon, said) = spawn_daemon(&self.profile, &self.pipes, &self.broker.url(), &dev);
-        self.daemon = daemon;
-        self.said = said;
-        let connected = if self.gateway.is_some() {
-            "online"
-        } else {
-            "gateway away"
-        };
-        wait_ready(&dev, &self.broker, connected);
-    }
-
-    /// Pipes the daemon never reached: opened and closed, so they end.
-    fn unblock_pipes(&self) {
-        for pipe in &self.pipes {
-            let path = pipe.arg().to_owned();
-            std::thread::spawn(move || {
-                let _ = std::fs::OpenOptions::new().write(true).open(path);
-            });
-        }
-    }
-
-    fn start_gateway(&mut self) {
-        self.gateway = Some(self.keys.gateway(&self.broker.url()));
-        let dev = self.keys.dev();
-        eventually(FIFO_OPEN_LIMIT, "the gateway is seen", || {
-            status_json(&dev)["connection"] == "online"
-        });
     }
 
     /// Publishes a task as its agent would, QoS 1.
@@ -159,13 +82,6 @@ impl Rig {
         self.client
             .publish(topic, rumqttc::QoS::AtLeastOnce, false, message)
             .unwrap();
-    }
-
-    /// Waits for the first line the daemon prints that contains `wanted`.
-    fn wait_said(&mut self, wanted: &str) -> String {
-        wait_line(&self.said, &mut self.seen, ANSWER_LIMIT, |l| {
-            l.contains(wanted)
-        })
     }
 
     /// Waits for the device to tell `task_id`'s agent `state`; every
@@ -186,74 +102,9 @@ impl Rig {
     }
 
     /// Stops the daemon and the gateway; the gateway's ledger lines.
-    fn stop(mut self) -> (Keys, Vec<serde_json::Value>) {
-        self.stop_daemon();
-        if let Some(gateway) = &mut self.gateway {
-            assert!(gateway.terminate_within(STOP_LIMIT).success());
-        }
-        let ledger = ok(&["gateway", "ledger", "--data-dir", &self.keys.gw()]);
-        let ledger = ledger
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        (self.keys, ledger)
+    fn stop(self) -> (Keys, Vec<serde_json::Value>) {
+        self.installed.stop()
     }
-}
-
-/// `voicepay run` on `profile` reading `pipes`; its stdout's lines.
-fn spawn_daemon(
-    profile: &std::path::Path,
-    pipes: &[Fifo],
-    url: &str,
-    dev: &str,
-) -> (Child, Receiver<String>) {
-    let mut args = vec![
-        "--device",
-        profile.to_str().unwrap(),
-        "run",
-        "--json",
-        "--broker",
-        url,
-        "--data-dir",
-        dev,
-        "--input",
-    ];
-    args.extend(pipes.iter().map(Fifo::arg));
-    let mut cmd = voicepay(&args);
-    cmd.env("VOICEPAY_LOG", "info").stdout(Stdio::piped());
-    let mut daemon = Child::spawn(cmd);
-    let said = lines(daemon.stdout().unwrap());
-    (daemon, said)
-}
-
-/// Waits for the daemon to answer on its socket and see the broker as `connected`.
-fn wait_ready(dev: &str, broker: &Broker, connected: &str) {
-    // Asked only once the daemon answers on its socket: before that,
-    // `voicepay status` opens the store itself, in the daemon's way.
-    let socket = voicepay_core::control::socket_path(std::path::Path::new(dev));
-    eventually(FIFO_OPEN_LIMIT, "the daemon's control socket", || {
-        std::os::unix::net::UnixStream::connect(&socket).is_ok()
-    });
-    let started = voicepay_core::clock::Stopwatch::start();
-    loop {
-        let status = status_json(dev);
-        if status["connection"] == connected {
-            break;
-        }
-        assert!(
-            started.elapsed() < FIFO_OPEN_LIMIT,
-            "not {connected} within {FIFO_OPEN_LIMIT:?}: {status}; broker on {} answers: {}",
-            broker.port,
-            std::net::TcpStream::connect(("127.0.0.1", broker.port)).is_ok()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn device_key(dev: &str) -> PublicKey {
-    let shown: serde_json::Value =
-        serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", dev])).unwrap();
-    PublicKey::from_base64url(shown["public_key"].as_str().unwrap()).unwrap()
 }
 
 /// Subscribes to every task status of the device and hands over those the
@@ -387,7 +238,7 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
         asked.contains("claude code asks to buy 333333 Claude tokens for 30 yuan"),
         "{asked}"
     );
-    rig.pipes[0].feed("approve_task");
+    rig.feed(0, "approve_task");
     let heard = rig.wait_status("t-approve", TaskState::Paid);
     assert_eq!(
         states(&heard, "t-approve"),
@@ -429,7 +280,7 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
         "Anthropic",
     ));
     rig.wait_said("t-reject");
-    rig.pipes[1].feed("reject_task");
+    rig.feed(1, "reject_task");
     let heard = rig.wait_status("t-reject", TaskState::Rejected);
     assert_eq!(
         states(&heard, "t-reject"),
@@ -579,7 +430,7 @@ fn agent_tasks_are_approved_or_rejected_by_voice_paid_unasked_under_their_amount
     );
 
     // Asked what was spent, the device says the agents' share.
-    rig.pipes[2].feed("query_today");
+    rig.feed(2, "query_today");
     let spent = rig.wait_said("You spent");
     assert!(
         spent.contains("You spent 37 yuan today, 37 yuan of it through agents."),
@@ -693,7 +544,7 @@ fn an_unanswered_task_is_rejected_and_stop_all_agents_revokes_pending_tasks_and_
         "Anthropic",
     ));
     rig.wait_status("t-pending", TaskState::Pending);
-    rig.pipes[0].feed("stop_agents");
+    rig.feed(0, "stop_agents");
     rig.wait_status("t-pending", TaskState::Revoked);
     rig.wait_said("Stopped coder");
 
@@ -1174,7 +1025,7 @@ fn top_up_approved_by_voice(
             )
         });
         let said = rig.wait_said("claude code asks to");
-        rig.pipes[0].feed("approve_task");
+        rig.feed(0, "approve_task");
         (asked.join().unwrap(), said)
     })
 }
@@ -1353,9 +1204,9 @@ fn agents_stopped_while_offline_never_have_their_unsent_payments_sent() {
         "Anthropic",
     ));
     rig.wait_status("t-offline", TaskState::Approved);
-    rig.pipes[0].feed("pay_alice_20");
+    rig.feed(0, "pay_alice_20");
     rig.wait_said("offline");
-    rig.pipes[1].feed("stop_agents");
+    rig.feed(1, "stop_agents");
     rig.wait_said("Stopped coder");
 
     // The gateway appears: the outbox goes out, less what the stopped agent asked for.

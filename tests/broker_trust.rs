@@ -131,13 +131,11 @@ impl Spy {
 
     /// Waits until a message satisfies `found`.
     async fn wait_for(&self, what: &str, found: impl Fn(&str, &[u8]) -> bool) {
-        for _ in 0..1200 {
-            if self.messages().iter().any(|(t, p)| found(t, p)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the broker never carried {what}");
+        let carried = format!("the broker carries {what}");
+        wait_for_async(&carried, Duration::from_secs(60), || {
+            self.messages().iter().any(|(t, p)| found(t, p))
+        })
+        .await;
     }
 }
 
@@ -451,14 +449,12 @@ async fn a_push_to_talk_start_holds_the_microphone_no_longer_than_its_hold_time(
     }
     assert!(opened, "a signed start opens the microphone");
     // No stop comes (lost, or never sent): the start lapses by itself.
-    let held_since = voicepay_core::clock::Stopwatch::start();
-    while gate.listen() == Listen::Open {
-        assert!(
-            held_since.elapsed() < Duration::from_secs(5),
-            "the microphone was held open past its hold time"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_async(
+        "the microphone released within its hold time",
+        Duration::from_secs(5),
+        || gate.listen() != Listen::Open,
+    )
+    .await;
     assert_eq!(gate.listen(), Listen::Released);
     device.stop_within(Duration::from_secs(5)).await;
 }

@@ -437,25 +437,11 @@ fn an_environment_override_the_profile_refuses_names_the_variable() {
 fn gateway_run_says_where_it_listens_and_which_books_it_keeps() {
     let keys = Keys::new();
     let broker = Broker::start();
-    let mut gateway = voicepay(&[
-        "gateway",
-        "run",
-        "--broker",
-        &broker.url(),
-        "--data-dir",
-        &keys.gw(),
-    ]);
+    let mut gateway = gateway_command(&broker.url(), &keys.gw());
     gateway.stdout(std::process::Stdio::piped());
     let mut gateway = Child::spawn(gateway);
-    let stdout = gateway.stdout().unwrap();
-    let (line_tx, line) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut first = String::new();
-        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first);
-        let _ = line_tx.send(first);
-    });
-    let said = line
-        .recv_timeout(FIFO_OPEN_LIMIT)
+    let said = lines(gateway.stdout().unwrap())
+        .recv_timeout(START_LIMIT)
         .expect("it says it started");
     assert!(said.contains(&broker.url()), "{said}");
     assert!(said.contains(&keys.gw()), "{said}");

@@ -39,45 +39,11 @@ fn payments_survive_sigkill_at_random_points() {
         return child(&spec);
     }
     let broker = Broker::start();
-    let gateway_dir = tempfile::tempdir().unwrap();
-    let device_dir = tempfile::tempdir().unwrap();
-    let (gw, dev) = (
-        gateway_dir.path().to_str().unwrap(),
-        device_dir.path().to_str().unwrap(),
-    );
-    let cli = |args: &[&str]| {
-        let out = run(voicepay(args));
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
-    };
-    cli(&["gateway", "init", "--data-dir", gw]);
-    cli(&["keys", "init", "--data-dir", dev]);
-    let device: Value =
-        serde_json::from_str(&cli(&["keys", "show", "--json", "--data-dir", dev])).unwrap();
-    let gateway: Value =
-        serde_json::from_str(&cli(&["gateway", "show-key", "--json", "--data-dir", gw])).unwrap();
-    let device_id = device["device_id"].as_str().unwrap();
-    let device_key = device["public_key"].as_str().unwrap();
-    cli(&[
-        "gateway",
-        "enroll",
-        "--device-id",
-        device_id,
-        "--public-key",
-        device_key,
-        "--data-dir",
-        gw,
-    ]);
-    cli(&[
-        "trust-gateway",
-        "--public-key",
-        gateway["public_key"].as_str().unwrap(),
-        "--data-dir",
-        dev,
-    ]);
-    let mut gateway_child = gateway_process(&broker.url(), gw);
+    let keys = Keys::new();
+    let dev = &keys.dev();
+    let mut gateway_child = keys.gateway(&broker.url());
 
-    let log = device_dir.path().join("settled.log");
+    let log = keys.device_dir.join("settled.log");
     let spec = |mode: &str| format!("{dev}|{}|{}|{mode}", broker.url(), log.display());
     let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
     for _ in 0..kill_points() {
@@ -105,12 +71,9 @@ fn payments_survive_sigkill_at_random_points() {
     assert!(status.success());
     gateway_child.terminate();
 
-    let outbox = cli(&["outbox", "--json", "--data-dir", dev]);
+    let outbox = ok(&["outbox", "--json", "--data-dir", dev]);
     assert!(outbox.is_empty(), "the outbox drained: {outbox}");
-    let ledger: Vec<Value> = cli(&["gateway", "ledger", "--data-dir", gw])
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let ledger = keys.ledger();
     let ledger_ids: Vec<String> = ledger
         .iter()
         .map(|e| e["request_id"].as_str().unwrap().to_owned())
@@ -122,7 +85,7 @@ fn payments_survive_sigkill_at_random_points() {
         "a payment was charged twice"
     );
 
-    let history: Vec<Value> = cli(&["history", "--json", "--verify", "--data-dir", dev])
+    let history: Vec<Value> = ok(&["history", "--json", "--verify", "--data-dir", dev])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();

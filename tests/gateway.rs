@@ -16,12 +16,6 @@ use voicepay_core::protocol::{
     RequestBuilder, ResponseStatus, topics,
 };
 
-fn cli(args: &[&str]) -> String {
-    let out = run(voicepay(args));
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn request(device_id: &str, minor: i64) -> PaymentRequest {
     let amount = Money::new(minor, Currency::CNY);
     RequestBuilder::new(
@@ -76,13 +70,13 @@ async fn the_gateway_answers_once_per_request_and_keeps_running_after_bad_messag
     let broker = Broker::start();
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap();
-    cli(&["gateway", "init", "--data-dir", dir]);
+    ok(&["gateway", "init", "--data-dir", dir]);
     let shown: serde_json::Value =
-        serde_json::from_str(&cli(&["gateway", "show-key", "--json", "--data-dir", dir])).unwrap();
+        serde_json::from_str(&ok(&["gateway", "show-key", "--json", "--data-dir", dir])).unwrap();
     let gateway_key = PublicKey::from_base64url(shown["public_key"].as_str().unwrap()).unwrap();
     let device = SigningKey::generate().unwrap();
     let public = device.public_key().to_base64url();
-    cli(&[
+    ok(&[
         "gateway",
         "enroll",
         "--device-id",
@@ -152,6 +146,6 @@ async fn the_gateway_answers_once_per_request_and_keeps_running_after_bad_messag
     let exit = gateway.terminate();
     assert!(exit.success(), "graceful stop: {exit:?}");
     assert!(!said(next_answer(&mut status).await), "offline");
-    let ledger = cli(&["gateway", "ledger", "--data-dir", dir]);
+    let ledger = ok(&["gateway", "ledger", "--data-dir", dir]);
     assert_eq!(ledger.lines().count(), 1, "charged once: {ledger}");
 }

@@ -35,14 +35,8 @@ const GENUINE: usize = 10_000;
 /// deployment with many devices).
 const WINDOW: usize = 500;
 
-fn cli(args: &[&str]) -> String {
-    let out = run(voicepay(args));
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn ledger(gateway_dir: &str) -> Vec<Value> {
-    cli(&["gateway", "ledger", "--data-dir", gateway_dir])
+    ok(&["gateway", "ledger", "--data-dir", gateway_dir])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
@@ -72,7 +66,7 @@ fn a_burst_of_ten_thousand_requests_from_a_hundred_devices_is_answered_once_each
     let broker = Broker::start();
     let gateway_dir = tempfile::tempdir().unwrap();
     let gw = gateway_dir.path().to_str().unwrap().to_owned();
-    cli(&["gateway", "init", "--data-dir", &gw]);
+    ok(&["gateway", "init", "--data-dir", &gw]);
     let gateway_public = gateway_key(gateway_dir.path()).public_key();
     let devices: Vec<(String, SigningKey)> = {
         let gateway = Gateway::open(
@@ -339,7 +333,7 @@ fn an_outbox_of_a_thousand_payments_drains_when_the_gateway_returns() {
     let gateway_dir = tempfile::tempdir().unwrap();
     let device_dir = tempfile::tempdir().unwrap();
     let gw = gateway_dir.path().to_str().unwrap().to_owned();
-    cli(&["gateway", "init", "--data-dir", &gw]);
+    ok(&["gateway", "init", "--data-dir", &gw]);
     let gateway_public = gateway_key(gateway_dir.path()).public_key();
     let device_key = identity::init_device_key(device_dir.path()).unwrap();
     identity::trust_gateway(device_dir.path(), &gateway_public).unwrap();

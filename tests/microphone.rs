@@ -56,15 +56,12 @@ fn a_command_spoken_into_the_microphone_is_paid_and_sigterm_stops_the_listening_
     let scratch = tempfile::tempdir().unwrap();
     let raw = raw_stream(scratch.path(), "pay_alice_20");
     let home = alsa_home(scratch.path(), &raw);
-    let profile = scratch.path().join("mic.toml");
-    let default = std::fs::read_to_string(root().join("devices/default.toml")).unwrap();
-    let profile_text = default.replace(
-        "ring_ms = 2000",
+    let profile = edited_profile(
+        scratch.path(),
+        "mic.toml",
         // The unpaced burst: all of it must fit. Channel 0 is the command's.
-        "ring_ms = 30000\nchannel = 0",
+        &[("ring_ms = 2000", "ring_ms = 30000\nchannel = 0")],
     );
-    assert_ne!(profile_text, default, "the profile's [audio] table moved");
-    std::fs::write(&profile, profile_text).unwrap();
 
     let keys = Keys::new();
     keys.set_limits(&["--auto", "20.00"]);
@@ -82,7 +79,7 @@ fn a_command_spoken_into_the_microphone_is_paid_and_sigterm_stops_the_listening_
     let mut daemon = listening(&profile, &broker, &keys);
     daemon.env("HOME", &home).stdout(Stdio::piped());
     let mut daemon = Child::spawn(daemon);
-    let lines = lines_of(&mut daemon);
+    let lines = lines(daemon.stdout().unwrap());
     let mut seen = Vec::new();
     let answer = loop {
         let line = lines
@@ -111,15 +108,14 @@ fn a_command_spoken_into_the_microphone_is_paid_and_sigterm_stops_the_listening_
 #[test]
 fn a_profile_naming_a_microphone_that_is_not_there_is_retried_not_a_crash() {
     let scratch = tempfile::tempdir().unwrap();
-    let profile = scratch.path().join("nomic.toml");
-    let default = std::fs::read_to_string(root().join("devices/default.toml")).unwrap();
-    std::fs::write(
-        &profile,
-        default
-            .replace("input = \"default\"", "input = \"no such microphone\"")
-            .replace("retry_ms = 2000", "retry_ms = 200"),
-    )
-    .unwrap();
+    let profile = edited_profile(
+        scratch.path(),
+        "nomic.toml",
+        &[
+            ("input = \"default\"", "input = \"no such microphone\""),
+            ("retry_ms = 2000", "retry_ms = 200"),
+        ],
+    );
     let keys = Keys::new();
     let broker = Broker::start();
     let mut daemon = listening(&profile, &broker, &keys);
@@ -159,20 +155,4 @@ fn listening(profile: &Path, broker: &Broker, keys: &Keys) -> std::process::Comm
         "--data-dir",
         &keys.dev(),
     ])
-}
-
-/// The child's stdout lines as they come.
-fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
-    use std::io::BufRead;
-    let stdout = child.stdout().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line);
-        }
-    });
-    rx
 }

@@ -54,10 +54,7 @@ impl Pair {
     }
 
     fn device(&self, args: &[&str]) -> String {
-        let dev = self.keys.dev();
-        let mut all = args.to_vec();
-        all.extend(["--data-dir", &dev]);
-        ok(&all)
+        self.keys.on_device(args)
     }
 
     /// `voicepay run --input FIXTURES... --json`: the daemon's steps.
@@ -67,29 +64,14 @@ impl Pair {
 
     /// The steps, and what the daemon logged.
     fn say_logged(&self, fixtures: &[&str]) -> (Vec<Value>, String) {
-        let files: Vec<String> = fixtures
-            .iter()
-            .map(|f| fixture(&format!("{f}.wav")).display().to_string())
-            .collect();
+        let files: Vec<_> = fixtures.iter().map(|f| wav(f)).collect();
         self.play(&files)
     }
 
     /// `run --input` on these WAV files: the steps, and what the daemon logged.
-    fn play(&self, files: &[String]) -> (Vec<Value>, String) {
-        let dev = self.keys.dev();
-        let url = self.url();
-        let mut args = vec!["run", "--json", "--broker", &url, "--data-dir", &dev];
-        args.extend(["--answer-wait", "10", "--input"]);
-        args.extend(files.iter().map(String::as_str));
-        let out = run(voicepay(&args));
-        assert!(out.status.success(), "{}", stderr(&out));
+    fn play(&self, files: &[std::path::PathBuf]) -> (Vec<Value>, String) {
+        let out = play(&self.url(), &self.keys.dev(), None, files);
         (stdout_lines(&out), stderr(&out))
-    }
-
-    fn ledger(&self) -> Vec<Value> {
-        let gw = self.keys.gw();
-        let out = run(voicepay(&["gateway", "ledger", "--data-dir", &gw]));
-        stdout_lines(&out)
     }
 
     /// The gateway's ledger, read once it has stopped (sled locks its files).
@@ -97,7 +79,7 @@ impl Pair {
         if let Some(mut gateway) = self.gateway.take() {
             gateway.terminate();
         }
-        self.ledger()
+        self.keys.ledger()
     }
 
     /// `voicepay run` on one fixture with stdout piped, as a child.
@@ -207,7 +189,7 @@ fn a_long_recording_with_chatter_and_one_command_in_it_pays_once() {
     let path = dir.path().join("long.wav");
     voicepay_device::audio::wav::write_wav(&path, &recording).unwrap();
 
-    let (events, _) = pair.play(&[path.display().to_string()]);
+    let (events, _) = pair.play(&[path]);
     let heard = steps(&events, "heard");
     assert_eq!(heard.len(), 3, "{events:?}");
     assert_eq!(steps(&events, "sent").len(), 1, "{}", said(&events));

@@ -11,10 +11,6 @@ use std::time::Duration;
 
 use util::*;
 
-const STOP_LIMIT: Duration = Duration::from_secs(5);
-/// Loading the model and the first connect, on a loaded machine.
-const START_LIMIT: Duration = Duration::from_secs(60);
-
 /// A notify socket, as systemd makes one for a Type=notify service.
 struct NotifySocket {
     socket: UnixDatagram,
@@ -63,34 +59,18 @@ fn a_daemon_says_ready_pings_the_watchdog_from_its_loop_shows_its_status_and_say
     let _gateway = keys.gateway(&broker.url());
     let dir = tempfile::tempdir().unwrap();
     let mut notify = NotifySocket::bind(dir.path());
-    let (first, second) = (
+    let pipes = vec![
         Fifo::new(dir.path(), "a.wav"),
         Fifo::new(dir.path(), "b.wav"),
-    );
-
-    let url = broker.url();
-    let mut cmd = voicepay(&[
-        "--log-format",
-        "json",
-        "run",
-        "--json",
-        "--broker",
-        &url,
-        "--data-dir",
-        &dev,
-        "--input",
-        first.arg(),
-        second.arg(),
-    ]);
-    cmd.env("NOTIFY_SOCKET", &notify.path)
-        // Pings every half second.
-        .env("WATCHDOG_USEC", "1000000")
-        .env("VOICEPAY_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut daemon = Child::spawn(cmd);
-    let out = lines(daemon.stdout().unwrap());
-    let logs = lines(daemon.stderr().unwrap());
+    ];
+    let global = ["--log-format", "json"];
+    let mut daemon = PipedDaemon::spawn(&global, &broker.url(), &dev, pipes, |cmd| {
+        cmd.env("NOTIFY_SOCKET", &notify.path)
+            // Pings every half second.
+            .env("WATCHDOG_USEC", "1000000")
+            .stderr(Stdio::piped());
+    });
+    let logs = lines(daemon.child.stderr().unwrap());
 
     notify.expect("READY=1", START_LIMIT);
     notify.expect("STATUS=online; 0 in the outbox", Duration::from_secs(10));
@@ -113,8 +93,8 @@ fn a_daemon_says_ready_pings_the_watchdog_from_its_loop_shows_its_status_and_say
     assert!(text.contains("last utterance: none yet"), "{text}");
 
     let before = voicepay_core::clock::now_ms();
-    first.feed("none_hello");
-    let heard = out.recv_timeout(START_LIMIT).unwrap_or_else(|_| {
+    daemon.pipes[0].feed("none_hello");
+    let heard = daemon.said.recv_timeout(START_LIMIT).unwrap_or_else(|_| {
         let logged: Vec<String> = logs.try_iter().filter(|l| !l.contains("whisper")).collect();
         panic!(
             "nothing heard; status {}; logs:\n{}",
@@ -124,7 +104,7 @@ fn a_daemon_says_ready_pings_the_watchdog_from_its_loop_shows_its_status_and_say
     });
     assert!(heard.contains(r#""step":"heard""#), "{heard}");
     // The count is published when the loop comes round again.
-    eventually(Duration::from_secs(5), "one utterance counted", || {
+    wait_for("one utterance counted", Duration::from_secs(5), || {
         status_json(&dev)["heard"] == 1
     });
     let status = status_json(&dev);
@@ -139,9 +119,9 @@ fn a_daemon_says_ready_pings_the_watchdog_from_its_loop_shows_its_status_and_say
     // Still pinging while it waits on its input.
     notify.expect("WATCHDOG=1", Duration::from_secs(2));
 
-    daemon.signal("TERM");
-    second.close();
-    assert!(daemon.wait_within(STOP_LIMIT).success());
+    daemon.child.signal("TERM");
+    daemon.pipes[1].close();
+    assert!(daemon.child.wait_within(STOP_LIMIT).success());
     notify.expect("STOPPING=1", Duration::from_secs(1));
 
     // Not running: the store's part, and plainly so.
@@ -173,66 +153,50 @@ fn sighup_applies_a_new_payee_at_once_and_a_broken_profile_changes_nothing() {
     let broker = Broker::start();
     let mut gateway = keys.gateway(&broker.url());
     let dir = tempfile::tempdir().unwrap();
-    let default = std::fs::read_to_string(root().join("devices/default.toml")).unwrap();
-    let profile = dir.path().join("device.toml");
     // No Alice in the book; a short window, so that asking who to pay ends soon.
-    let without_alice = default
-        .replace("\"Alice\", ", "")
-        .replace("confirm_window_s = 8", "confirm_window_s = 2");
-    std::fs::write(&profile, &without_alice).unwrap();
-    let fifos: Vec<Fifo> = ["a.wav", "b.wav", "c.wav"]
+    let profile = edited_profile(
+        dir.path(),
+        "device.toml",
+        &[
+            ("\"Alice\", ", ""),
+            ("confirm_window_s = 8", "confirm_window_s = 2"),
+        ],
+    );
+    let pipes = ["a.wav", "b.wav", "c.wav"]
         .iter()
         .map(|name| Fifo::new(dir.path(), name))
         .collect();
-
-    let url = broker.url();
-    let mut args = vec![
+    let global = [
         "--device",
         profile.to_str().unwrap(),
         "--log-format",
         "json",
-        "run",
-        "--json",
-        "--broker",
-        &url,
-        "--data-dir",
-        &dev,
-        "--input",
     ];
-    args.extend(fifos.iter().map(Fifo::arg));
-    let mut cmd = voicepay(&args);
-    cmd.env("VOICEPAY_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut daemon = Child::spawn(cmd);
-    let out = lines(daemon.stdout().unwrap());
-    let logs = lines(daemon.stderr().unwrap());
-    let (mut said, mut logged) = (Vec::new(), Vec::new());
-    let started = voicepay_core::clock::Stopwatch::start();
-    while status_json(&dev)["connection"] != "online" {
-        if started.elapsed() > START_LIMIT {
-            let logged: Vec<String> = logs.try_iter().filter(|l| !l.contains("whisper")).collect();
-            panic!("not online: {}\n{}", status_json(&dev), logged.join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut daemon = PipedDaemon::spawn(&global, &broker.url(), &dev, pipes, |cmd| {
+        cmd.stderr(Stdio::piped());
+    });
+    let logs = lines(daemon.child.stderr().unwrap());
+    let mut logged = Vec::new();
+    wait_daemon(&dev, START_LIMIT, "online", |status| {
+        status["connection"] == "online"
+    });
 
-    fifos[0].feed("pay_alice_20");
-    wait_line(&out, &mut said, START_LIMIT, |l| {
-        l.contains("I don't know Alice")
-    });
+    daemon.pipes[0].feed("pay_alice_20");
+    daemon.wait_said(START_LIMIT, "I don't know Alice");
     // The question's two seconds run out.
-    wait_line(&out, &mut said, START_LIMIT, |l| {
-        l.contains("no answer in time")
-    });
+    daemon.wait_said(START_LIMIT, "no answer in time");
 
     // Alice joins the book, the window changes, and so does the MQTT
     // prefix, which needs a restart.
-    let with_alice = default
-        .replace("confirm_window_s = 8", "confirm_window_s = 5")
-        .replace("prefix = \"voicepay/v1\"", "prefix = \"elsewhere/v1\"");
-    std::fs::write(&profile, &with_alice).unwrap();
-    daemon.signal("HUP");
+    edited_profile(
+        dir.path(),
+        "device.toml",
+        &[
+            ("confirm_window_s = 8", "confirm_window_s = 5"),
+            ("prefix = \"voicepay/v1\"", "prefix = \"elsewhere/v1\""),
+        ],
+    );
+    daemon.child.signal("HUP");
     let reloaded = wait_line(&logs, &mut logged, Duration::from_secs(10), |l| {
         l.contains("profile reloaded")
     });
@@ -250,15 +214,13 @@ fn sighup_applies_a_new_payee_at_once_and_a_broken_profile_changes_nothing() {
     assert!(book.contains(r#""name":"Alice""#), "{book}");
 
     // Heard at once: Alice is paid, on the prefix the daemon started with.
-    fifos[1].feed("pay_alice_20");
-    let answer = wait_line(&out, &mut said, START_LIMIT, |l| {
-        l.contains(r#""step":"answer""#)
-    });
+    daemon.pipes[1].feed("pay_alice_20");
+    let answer = daemon.wait_said(START_LIMIT, r#""step":"answer""#);
     assert!(answer.contains(r#""status":"approved""#), "{answer}");
 
     // A broken profile: logged, and the daemon goes on as it was.
     std::fs::write(&profile, "name = \"half a profile\"\n[asr\n").unwrap();
-    daemon.signal("HUP");
+    daemon.child.signal("HUP");
     let refused = wait_line(&logs, &mut logged, Duration::from_secs(10), |l| {
         l.contains("profile not reloaded")
     });
@@ -267,9 +229,9 @@ fn sighup_applies_a_new_payee_at_once_and_a_broken_profile_changes_nothing() {
     let book = ok(&["payees", "list", "--json", "--data-dir", &dev]);
     assert!(book.contains(r#""name":"Alice""#), "{book}");
 
-    daemon.signal("TERM");
-    fifos[2].close();
-    assert!(daemon.wait_within(STOP_LIMIT).success());
+    daemon.child.signal("TERM");
+    daemon.pipes[2].close();
+    assert!(daemon.child.wait_within(STOP_LIMIT).success());
     assert!(gateway.terminate_within(STOP_LIMIT).success());
     let ledger = ok(&["gateway", "ledger", "--data-dir", &keys.gw()]);
     assert_eq!(ledger.lines().count(), 1, "{ledger}");

@@ -4,12 +4,10 @@
 
 mod util;
 
-use std::time::Duration;
-
 use util::*;
 
-/// systemd's default stop timeout is far longer; the issue asks for five.
-const STOP_LIMIT: Duration = Duration::from_secs(5);
+// systemd's default stop timeout is far longer; the issue asks for five
+// seconds (util's STOP_LIMIT).
 
 /// A loopback port with nothing listening on it.
 fn nobody() -> String {
@@ -21,13 +19,9 @@ fn nobody() -> String {
     format!("mqtt://127.0.0.1:{port}")
 }
 
-/// How long a state may take to come on a loaded machine.
-const STATE_LIMIT: Duration = Duration::from_secs(60);
-
 /// `voicepay gateway run` telling its state on standard error, and those lines.
 fn gateway_telling(keys: &Keys, broker_url: &str) -> (Child, std::sync::mpsc::Receiver<String>) {
-    let gw = keys.gw();
-    let mut cmd = voicepay(&["gateway", "run", "--broker", broker_url, "--data-dir", &gw]);
+    let mut cmd = gateway_command(broker_url, &keys.gw());
     cmd.env("VOICEPAY_LOG", "warn,voicepay_gateway=debug")
         .stderr(std::process::Stdio::piped());
     let mut gateway = Child::spawn(cmd);
@@ -37,7 +31,7 @@ fn gateway_telling(keys: &Keys, broker_url: &str) -> (Child, std::sync::mpsc::Re
 
 /// Waits for the gateway to say `what`.
 fn told(told: &std::sync::mpsc::Receiver<String>, what: &str) {
-    wait_line(told, &mut Vec::new(), STATE_LIMIT, |line| {
+    wait_line(told, &mut Vec::new(), START_LIMIT, |line| {
         line.contains(what)
     });
 }
@@ -68,13 +62,11 @@ fn sigterm_stops_the_gateway_within_five_seconds_in_every_state() {
 /// Waits until `voicepay status` says the daemon on `dev` runs with this
 /// connection ("offline": no broker).
 fn daemon_running(dev: &str, connection: &str) {
-    eventually(
-        STATE_LIMIT,
+    wait_daemon(
+        dev,
+        START_LIMIT,
         &format!("the daemon runs, {connection}"),
-        || {
-            let status = status_json(dev);
-            status["daemon"] == "running" && status["connection"] == connection
-        },
+        |status| status["daemon"] == "running" && status["connection"] == connection,
     );
 }
 

@@ -20,18 +20,9 @@ fn phrase_profile(dir: &std::path::Path) -> String {
 }
 
 /// `voicepay --device PROFILE run --json --input FIXTURES...`: its steps.
-fn play(keys: &Keys, profile: &str, broker: &str, fixtures: &[&str]) -> Vec<Value> {
-    let dev = keys.dev();
-    let files: Vec<String> = fixtures
-        .iter()
-        .map(|f| fixture(&format!("{f}.wav")).display().to_string())
-        .collect();
-    let mut args = vec!["--device", profile, "run", "--json", "--broker", broker];
-    args.extend(["--data-dir", &dev, "--answer-wait", "10", "--input"]);
-    args.extend(files.iter().map(String::as_str));
-    let out = run(voicepay(&args));
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout_lines(&out)
+fn say(keys: &Keys, profile: &str, broker: &str, fixtures: &[&str]) -> Vec<Value> {
+    let files: Vec<_> = fixtures.iter().map(|f| wav(f)).collect();
+    stdout_lines(&play(broker, &keys.dev(), Some(profile), &files))
 }
 
 fn steps<'a>(events: &'a [Value], step: &str) -> Vec<&'a Value> {
@@ -89,14 +80,14 @@ fn only_what_starts_with_the_wake_phrase_pays_and_the_answer_to_a_question_needs
     let mut gateway = keys.gateway(&broker.url());
 
     // Said without the phrase: not for the device, and not even logged.
-    let ignored = play(&keys, &profile, &broker.url(), &["pay_alice_20"]);
+    let ignored = say(&keys, &profile, &broker.url(), &["pay_alice_20"]);
     assert!(steps(&ignored, "heard").is_empty(), "{ignored:#?}");
     assert!(steps(&ignored, "sent").is_empty(), "{ignored:#?}");
 
     // In one breath: paid under the auto-pay limit, and every step is also
     // an event on MQTT.
     let (paid, on_mqtt) = events_on_mqtt(broker.port, "answer", || {
-        play(&keys, &profile, &broker.url(), &["wake_pay_alice_20"])
+        say(&keys, &profile, &broker.url(), &["wake_pay_alice_20"])
     });
     let answers = steps(&paid, "answer");
     assert_eq!(answers.len(), 1, "{paid:#?}");
@@ -106,7 +97,7 @@ fn only_what_starts_with_the_wake_phrase_pays_and_the_answer_to_a_question_needs
     assert_eq!(mqtt_answers[0]["request_id"], answers[0]["request_id"]);
 
     // The phrase alone, then the command: "Yes?", and the command needs none.
-    let follow = play(
+    let follow = say(
         &keys,
         &profile,
         &broker.url(),
@@ -122,7 +113,7 @@ fn only_what_starts_with_the_wake_phrase_pays_and_the_answer_to_a_question_needs
     // Above the auto-pay limit: read back, and "Confirm." without the
     // phrase answers the question.
     keys.set_limits(&["--auto", "0"]);
-    let confirmed = play(
+    let confirmed = say(
         &keys,
         &profile,
         &broker.url(),

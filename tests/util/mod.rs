@@ -1,4 +1,4 @@
-//! A small harness for the integration tests: the binary, the fixtures and the model.
+//! The process side of the test harness: the `voicepay` binary run as a user runs it (data directories, a mosquitto, the gateway and daemons as processes, named pipes as inputs), the fixtures, the model, and the one loop that waits for a state.
 
 #![allow(clippy::unwrap_used)] // a test that cannot set up should fail loudly
 #![allow(dead_code)]
@@ -6,9 +6,20 @@
 use std::borrow::BorrowMut;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::Duration;
+
+/// A stop that a service manager asks for (SIGTERM) must take at most this.
+pub const STOP_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long a daemon may take to load the model, open its input and
+/// connect, on a loaded machine (a bound on a hang, not a measurement).
+pub const START_LIMIT: Duration = Duration::from_secs(60);
+
+/// A spoken answer, transcribed and paid, on a loaded machine (a bound on
+/// a hang, not a measurement).
+pub const ANSWER_LIMIT: Duration = Duration::from_secs(90);
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -130,25 +141,96 @@ pub fn free_port() -> u16 {
 }
 
 pub fn wait_for_port(port: u16) {
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    panic!("nothing listens on port {port}");
+    wait_for(
+        &format!("something listens on port {port}"),
+        Duration::from_secs(5),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
 }
 
-/// `voicepay gateway run` on `broker_url` with its data in `data_dir`.
-pub fn gateway_process(broker_url: &str, data_dir: &str) -> Child {
-    Child::spawn(voicepay(&[
+/// Checks until `check` holds, for at most `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    wait_for_value(what, limit, || {
+        check().then_some(()).ok_or_else(String::new)
+    });
+}
+
+/// Checks until `check` finds what it looks for, for at most `limit`; what
+/// it saw instead (its `Err`) is told if time runs out. The one place a
+/// test sleeps, and only between looks at a state it waits for.
+pub fn wait_for_value<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let mut looks = Looks::new(what, limit);
+    loop {
+        match check() {
+            Ok(found) => return found,
+            Err(seen) => std::thread::sleep(looks.pause(&seen)),
+        }
+    }
+}
+
+/// As [`wait_for`], in a task: the pauses are tokio's.
+pub async fn wait_for_async(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let mut looks = Looks::new(what, limit);
+    while !check() {
+        tokio::time::sleep(looks.pause("")).await;
+    }
+}
+
+/// The pauses between looks at a state, within a deadline.
+struct Looks<'a> {
+    what: &'a str,
+    limit: Duration,
+    started: voicepay_core::clock::Stopwatch,
+    next: Duration,
+}
+
+impl Looks<'_> {
+    fn new(what: &str, limit: Duration) -> Looks<'_> {
+        Looks {
+            what,
+            limit,
+            started: voicepay_core::clock::Stopwatch::start(),
+            next: Duration::from_millis(25),
+        }
+    }
+
+    /// How long to wait before the next look, once a look saw `seen`; a
+    /// look past the deadline fails the test.
+    fn pause(&mut self, seen: &str) -> Duration {
+        let (what, limit) = (self.what, self.limit);
+        assert!(
+            self.started.elapsed() < limit,
+            "not within {limit:?}: {what}{}{seen}",
+            if seen.is_empty() { "" } else { "; last seen: " }
+        );
+        // Short first pauses for a state that comes at once, then 100 ms,
+        // so that a check running a process does not crowd a loaded machine.
+        let pause = self.next;
+        self.next = (pause * 2).min(Duration::from_millis(100));
+        pause
+    }
+}
+
+/// `voicepay gateway run` on `broker_url` with its data in `data_dir`, to
+/// spawn (with its output piped, an environment).
+pub fn gateway_command(broker_url: &str, data_dir: &str) -> Command {
+    voicepay(&[
         "gateway",
         "run",
         "--broker",
         broker_url,
         "--data-dir",
         data_dir,
-    ]))
+    ])
+}
+
+/// `voicepay gateway run` on `broker_url` with its data in `data_dir`.
+pub fn gateway_process(broker_url: &str, data_dir: &str) -> Child {
+    Child::spawn(gateway_command(broker_url, data_dir))
 }
 
 /// A child process that is killed if the test ends without stopping it.
@@ -195,18 +277,14 @@ impl Child {
     /// Waits for the child to exit by itself, at most `limit`.
     pub fn wait_within(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
         let child = self.0.as_mut().expect("running");
-        let started = voicepay_core::clock::Stopwatch::start();
-        loop {
-            if let Some(status) = child.try_wait().expect("the child can be waited on") {
-                self.0 = None;
-                return status;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "the child did not finish within {limit:?}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        let status = wait_for_value("the child finishes", limit, || {
+            child
+                .try_wait()
+                .expect("the child can be waited on")
+                .ok_or_else(String::new)
+        });
+        self.0 = None;
+        status
     }
 
     /// Sends SIGTERM and waits: the graceful stop a service manager asks for.
@@ -293,14 +371,9 @@ impl Keys {
 
     /// `voicepay run --json` on one fixture (`--answer-wait` keeps it
     /// draining), and its output lines as they come.
-    pub fn daemon(
-        &self,
-        broker_url: &str,
-        fixture_name: &str,
-    ) -> (Child, std::sync::mpsc::Receiver<String>) {
-        use std::io::BufRead;
+    pub fn daemon(&self, broker_url: &str, fixture_name: &str) -> (Child, Receiver<String>) {
         let dev = self.dev();
-        let input = fixture(&format!("{fixture_name}.wav"));
+        let input = wav(fixture_name);
         let mut daemon = voicepay(&[
             "run",
             "--json",
@@ -313,32 +386,38 @@ impl Keys {
             "--input",
             input.to_str().unwrap(),
         ]);
-        daemon.stdout(std::process::Stdio::piped());
+        daemon.stdout(Stdio::piped());
         let mut daemon = Child::spawn(daemon);
-        let stdout = daemon.stdout().unwrap();
-        let (lines_tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = lines_tx.send(line);
-            }
-        });
-        (daemon, lines)
+        let said = lines(daemon.stdout().unwrap());
+        (daemon, said)
+    }
+
+    /// `voicepay ARGS --data-dir DEVICE`, which must succeed; its output.
+    pub fn on_device(&self, args: &[&str]) -> String {
+        let dev = self.dev();
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", &dev]);
+        ok(&all)
     }
 
     /// `voicepay limits set ARGS` on the device, before any daemon runs.
     pub fn set_limits(&self, args: &[&str]) {
-        let dev = self.dev();
         let mut all = vec!["limits", "set"];
         all.extend(args);
-        all.extend(["--data-dir", &dev]);
-        ok(&all);
+        self.on_device(&all);
     }
 
     pub fn outbox(&self) -> String {
         ok(&["outbox", "--json", "--data-dir", &self.dev()])
+    }
+
+    /// The gateway's ledger, one entry a line (read through the running
+    /// gateway, or its files when it is stopped).
+    pub fn ledger(&self) -> Vec<serde_json::Value> {
+        ok(&["gateway", "ledger", "--data-dir", &self.gw()])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 }
 
@@ -354,7 +433,18 @@ pub fn run_fixture(
     fixture_name: &str,
     profile: Option<&str>,
 ) -> Vec<serde_json::Value> {
-    let input = fixture(&format!("{fixture_name}.wav"));
+    stdout_lines(&play(broker_url, data_dir, profile, &[wav(fixture_name)]))
+}
+
+/// The fixture `name`'s recording.
+pub fn wav(name: &str) -> PathBuf {
+    fixture(&format!("{name}.wav"))
+}
+
+/// `voicepay [--device PROFILE] run --json --input FILES...` on
+/// `broker_url`, run to its end (waiting up to 10 s for answers), which
+/// must succeed; its output.
+pub fn play(broker_url: &str, data_dir: &str, profile: Option<&str>, files: &[PathBuf]) -> Output {
     let mut args: Vec<&str> = match profile {
         Some(profile) => vec!["--device", profile],
         None => Vec::new(),
@@ -367,15 +457,12 @@ pub fn run_fixture(
         "--data-dir",
         data_dir,
     ]);
-    args.extend(["--answer-wait", "10", "--input", input.to_str().unwrap()]);
+    args.extend(["--answer-wait", "10", "--input"]);
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
     let out = run(voicepay(&args));
     assert!(out.status.success(), "{}", stderr(&out));
-    stdout_lines(&out)
+    out
 }
-
-/// How long a daemon may take to load the model and open its input, on a
-/// loaded machine.
-pub const FIFO_OPEN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A named pipe as `--input`: the daemon waits on it as it would on a
 /// microphone, and hears a fixture when the test writes one into it.
@@ -409,12 +496,12 @@ impl Fifo {
             let _ = done.send(());
         });
         written
-            .recv_timeout(FIFO_OPEN_LIMIT)
+            .recv_timeout(START_LIMIT)
             .expect("the daemon opened its input");
     }
 
     pub fn feed(&self, fixture_name: &str) {
-        self.write(std::fs::read(fixture(&format!("{fixture_name}.wav"))).unwrap());
+        self.write(std::fs::read(wav(fixture_name)).unwrap());
     }
 
     /// An empty input: the daemon's reader gets an unreadable file and goes on.
@@ -464,18 +551,242 @@ pub fn status_json(dev: &str) -> serde_json::Value {
     serde_json::from_str(&ok(&["status", "--json", "--data-dir", dev])).unwrap()
 }
 
-pub fn device_id(dev: &str) -> String {
-    let shown: serde_json::Value =
-        serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", dev])).unwrap();
-    shown["device_id"].as_str().unwrap().to_owned()
+/// Waits until the daemon on `dev` answers on its control socket and its
+/// `voicepay status --json` satisfies `wanted`; that status.
+pub fn wait_daemon(
+    dev: &str,
+    limit: Duration,
+    what: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    // Asked only once the daemon answers on its socket: before that,
+    // `voicepay status` opens the store itself, in the daemon's way.
+    let socket = voicepay_core::control::socket_path(Path::new(dev));
+    wait_for("the daemon's control socket", limit, || {
+        std::os::unix::net::UnixStream::connect(&socket).is_ok()
+    });
+    wait_for_value(what, limit, || {
+        let status = status_json(dev);
+        if wanted(&status) {
+            Ok(status)
+        } else {
+            Err(status.to_string())
+        }
+    })
 }
 
-/// Polls `check` every 100 ms until it holds, for at most `limit`.
-pub fn eventually(limit: Duration, what: &str, check: impl Fn() -> bool) {
-    let started = voicepay_core::clock::Stopwatch::start();
-    while !check() {
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(100));
+fn shown_key(dev: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", dev])).unwrap()
+}
+
+pub fn device_id(dev: &str) -> String {
+    shown_key(dev)["device_id"].as_str().unwrap().to_owned()
+}
+
+/// The device's public key, as `voicepay keys show` gives it.
+pub fn device_key(dev: &str) -> voicepay_core::keys::PublicKey {
+    let shown = shown_key(dev);
+    voicepay_core::keys::PublicKey::from_base64url(shown["public_key"].as_str().unwrap()).unwrap()
+}
+
+/// The shipped default profile with each `(from, to)` edit made, written
+/// to `dir/name`. An edit that finds nothing fails: the profile moved.
+pub fn edited_profile(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(root().join("devices/default.toml")).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "devices/default.toml has no {from:?}");
+        text = text.replace(from, to);
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `voicepay run --json` as a process whose inputs are named pipes: it
+/// waits on them as it would on a microphone and hears a fixture when the
+/// test feeds one; what it prints comes line by line.
+pub struct PipedDaemon {
+    pub child: Child,
+    pub pipes: Vec<Fifo>,
+    /// Its standard output's lines, as they come.
+    pub said: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl PipedDaemon {
+    /// `voicepay GLOBAL... run --json --broker URL --data-dir DEV --input
+    /// PIPES...`, logging at info; `adjust` adds what the test needs (an
+    /// environment, its standard error piped).
+    pub fn spawn(
+        global: &[&str],
+        broker_url: &str,
+        dev: &str,
+        pipes: Vec<Fifo>,
+        adjust: impl FnOnce(&mut Command),
+    ) -> PipedDaemon {
+        let mut args = global.to_vec();
+        args.extend([
+            "run",
+            "--json",
+            "--broker",
+            broker_url,
+            "--data-dir",
+            dev,
+            "--input",
+        ]);
+        args.extend(pipes.iter().map(Fifo::arg));
+        let mut cmd = voicepay(&args);
+        cmd.env("VOICEPAY_LOG", "info").stdout(Stdio::piped());
+        adjust(&mut cmd);
+        let mut child = Child::spawn(cmd);
+        let said = lines(child.stdout().unwrap());
+        PipedDaemon {
+            child,
+            pipes,
+            said,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line it prints that contains `wanted`, within `limit`.
+    pub fn wait_said(&mut self, limit: Duration, wanted: &str) -> String {
+        wait_line(&self.said, &mut self.seen, limit, |l| l.contains(wanted))
+    }
+
+    /// SIGTERM; the pipes it has not reached are opened and closed so that
+    /// they end; it must exit, successfully, within [`STOP_LIMIT`].
+    pub fn stop(&mut self) {
+        self.child.signal("TERM");
+        for pipe in &self.pipes {
+            let path = pipe.arg().to_owned();
+            // Never joined: a pipe the daemon read already has no reader.
+            std::thread::spawn(move || {
+                let _ = std::fs::OpenOptions::new().write(true).open(path);
+            });
+        }
+        assert!(self.child.wait_within(STOP_LIMIT).success());
+    }
+}
+
+/// A paired device whose daemon listens on named pipes, with its broker
+/// and its gateway, each a real process as a user runs them; the profile
+/// is the shipped one with its confirmation window set.
+pub struct Installed {
+    pub keys: Keys,
+    pub broker: Broker,
+    /// None while the device is left to pay offline.
+    pub gateway: Option<Child>,
+    pub daemon: PipedDaemon,
+    pub device_id: String,
+    profile: PathBuf,
+    runs: usize,
+    dir: tempfile::TempDir,
+}
+
+impl Installed {
+    /// `pipes` inputs, a `window_s` confirmation window, the gateway left
+    /// out unless `with_gateway`. Returns once the device sees the gateway
+    /// as it is (online, or away).
+    pub fn start(keys: Keys, pipes: usize, window_s: u32, with_gateway: bool) -> Installed {
+        let broker = Broker::start();
+        let gateway = with_gateway.then(|| keys.gateway(&broker.url()));
+        let dir = tempfile::tempdir().unwrap();
+        let window = format!("confirm_window_s = {window_s}");
+        let profile = edited_profile(
+            dir.path(),
+            "device.toml",
+            &[("confirm_window_s = 8", &window)],
+        );
+        let daemon = Installed::daemon_on(dir.path(), 0, pipes, &profile, &broker, &keys);
+        let device_id = device_id(&keys.dev());
+        let installed = Installed {
+            keys,
+            broker,
+            gateway,
+            daemon,
+            device_id,
+            profile,
+            runs: 0,
+            dir,
+        };
+        installed.wait_ready();
+        installed
+    }
+
+    fn daemon_on(
+        dir: &Path,
+        run: usize,
+        pipes: usize,
+        profile: &Path,
+        broker: &Broker,
+        keys: &Keys,
+    ) -> PipedDaemon {
+        let pipes = (0..pipes)
+            .map(|i| Fifo::new(dir, &format!("{run}-{i}.wav")))
+            .collect();
+        let global = ["--device", profile.to_str().unwrap()];
+        PipedDaemon::spawn(&global, &broker.url(), &keys.dev(), pipes, |_| {})
+    }
+
+    /// Waits for the daemon to answer on its socket and see the gateway
+    /// as it is.
+    fn wait_ready(&self) {
+        let connected = if self.gateway.is_some() {
+            "online"
+        } else {
+            "gateway away"
+        };
+        wait_daemon(&self.keys.dev(), START_LIMIT, connected, |status| {
+            status["connection"] == connected
+        });
+    }
+
+    /// Stops the daemon (its session stays with the broker, which keeps
+    /// what is sent to it meanwhile).
+    pub fn stop_daemon(&mut self) {
+        self.daemon.stop();
+    }
+
+    /// Starts the daemon again on the same data, with fresh (unfed) inputs.
+    pub fn start_daemon(&mut self) {
+        self.runs += 1;
+        let pipes = self.daemon.pipes.len();
+        let dir = self.dir.path();
+        self.daemon = Installed::daemon_on(
+            dir,
+            self.runs,
+            pipes,
+            &self.profile,
+            &self.broker,
+            &self.keys,
+        );
+        self.wait_ready();
+    }
+
+    /// Starts the gateway and waits for the device to see it.
+    pub fn start_gateway(&mut self) {
+        self.gateway = Some(self.keys.gateway(&self.broker.url()));
+        self.wait_ready();
+    }
+
+    /// Plays a fixture into the daemon's input `pipe`.
+    pub fn feed(&self, pipe: usize, fixture_name: &str) {
+        self.daemon.pipes[pipe].feed(fixture_name);
+    }
+
+    /// Waits for the first line the daemon prints that contains `wanted`.
+    pub fn wait_said(&mut self, wanted: &str) -> String {
+        self.daemon.wait_said(ANSWER_LIMIT, wanted)
+    }
+
+    /// Stops the daemon and the gateway; the keys, and the gateway's ledger.
+    pub fn stop(mut self) -> (Keys, Vec<serde_json::Value>) {
+        self.stop_daemon();
+        if let Some(gateway) = &mut self.gateway {
+            assert!(gateway.terminate_within(STOP_LIMIT).success());
+        }
+        let ledger = self.keys.ledger();
+        (self.keys, ledger)
     }
 }
 
