@@ -205,42 +205,87 @@ impl SigningKey {
 
     /// Loads a key file, refusing one that group or others can read or write.
     pub fn load_file(path: &Path) -> Result<SigningKey, KeyError> {
-        let file = File::open(path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => KeyError::Missing {
-                path: path.to_path_buf(),
-            },
-            _ => KeyError::io(path, e),
-        })?;
-        // Check the opened file, not the path, so the file cannot be swapped
-        // between the check and the read.
-        let meta = file.metadata().map_err(|e| KeyError::io(path, e))?;
-        if !meta.is_file() {
-            return Err(KeyError::io(
-                path,
-                io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
-            ));
-        }
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(KeyError::InsecurePermissions {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
-        if meta.len() > MAX_KEY_FILE_BYTES {
-            return Err(KeyError::TooLarge {
-                path: path.to_path_buf(),
-                size: meta.len(),
-            });
-        }
-        let mut bytes = Vec::new();
-        file.take(MAX_KEY_FILE_BYTES)
-            .read_to_end(&mut bytes)
-            .map_err(|e| KeyError::io(path, e))?;
-        let key = SigningKey::from_pkcs8(&bytes);
-        bytes.fill(0);
-        key
+        let bytes = match read_secret_file(path, MAX_KEY_FILE_BYTES) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return Err(KeyError::Missing {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(SecretFileError::Insecure { mode }) => {
+                return Err(KeyError::InsecurePermissions {
+                    path: path.to_path_buf(),
+                    mode,
+                });
+            }
+            Err(SecretFileError::TooLarge { size }) => {
+                return Err(KeyError::TooLarge {
+                    path: path.to_path_buf(),
+                    size,
+                });
+            }
+            Err(SecretFileError::Io(source)) => return Err(KeyError::io(path, source)),
+        };
+        SigningKey::from_pkcs8(bytes.as_bytes())
     }
+}
+
+/// A secret read from a file; its bytes are zeroed when it is dropped.
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        self.0.fill(0);
+        std::hint::black_box(&self.0);
+    }
+}
+
+/// Why a secret file was not read (see [`read_secret_file`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SecretFileError {
+    #[error("accessible by group or others (mode {mode:04o})")]
+    Insecure { mode: u32 },
+    #[error("larger than the secret it should hold ({size} bytes)")]
+    TooLarge { size: u64 },
+    #[error(transparent)]
+    Io(io::Error),
+}
+
+/// Reads a secret file as every secret of ours is read (the device's and
+/// the gateway's keys, the history secret): a regular file that group and
+/// others can neither read nor write, of at most `max_len` bytes; `None` if
+/// there is none. The opened file is checked, not the path, so it cannot be
+/// swapped between the check and the read.
+pub fn read_secret_file(path: &Path, max_len: u64) -> Result<Option<SecretBytes>, SecretFileError> {
+    let file = match File::open(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        other => other.map_err(SecretFileError::Io)?,
+    };
+    let meta = file.metadata().map_err(SecretFileError::Io)?;
+    if !meta.is_file() {
+        return Err(SecretFileError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(SecretFileError::Insecure { mode });
+    }
+    if meta.len() > max_len {
+        return Err(SecretFileError::TooLarge { size: meta.len() });
+    }
+    let mut bytes = SecretBytes(Vec::new());
+    file.take(max_len)
+        .read_to_end(&mut bytes.0)
+        .map_err(SecretFileError::Io)?;
+    Ok(Some(bytes))
 }
 
 impl fmt::Debug for SigningKey {

@@ -5,15 +5,14 @@
 //! store open that finds none and no entry sealed with one; it is never
 //! replaced, since a new secret would make every sealed entry look forged.
 
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use voicepay_core::durable::Existing;
+use voicepay_core::keys::{SecretFileError, read_secret_file};
 
 /// The file name beside the store (the data directory): `history.key`.
 pub const FILE_NAME: &str = "history.key";
@@ -86,42 +85,39 @@ impl HistoryKey {
     /// The secret in `path`, or `None` if there is no such file. Refuses a
     /// file that group or others may read or write, like a key file.
     pub fn load_file(path: &Path) -> Result<Option<HistoryKey>, HistoryKeyError> {
-        let io = |source| HistoryKeyError::Io {
+        let wrong_length = |len| HistoryKeyError::WrongLength {
             path: path.to_path_buf(),
-            source,
+            len,
         };
-        let file = match File::open(path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            other => other.map_err(io)?,
+        let secret = match read_secret_file(path, SECRET_LEN as u64) {
+            Ok(None) => return Ok(None),
+            Ok(Some(secret)) => secret,
+            Err(SecretFileError::Insecure { mode }) => {
+                return Err(HistoryKeyError::InsecurePermissions {
+                    path: path.to_path_buf(),
+                    mode,
+                });
+            }
+            Err(SecretFileError::TooLarge { size }) => return Err(wrong_length(size)),
+            Err(SecretFileError::Io(source)) => {
+                return Err(HistoryKeyError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
         };
-        // The opened file's mode, not the path's: no swap in between.
-        let meta = file.metadata().map_err(io)?;
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(HistoryKeyError::InsecurePermissions {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
-        if meta.len() != SECRET_LEN as u64 {
-            return Err(HistoryKeyError::WrongLength {
-                path: path.to_path_buf(),
-                len: meta.len(),
-            });
-        }
-        let mut secret = [0u8; SECRET_LEN];
-        file.take(SECRET_LEN as u64)
-            .read_exact(&mut secret)
-            .map_err(io)?;
-        let key = HistoryKey::from_secret(&secret);
-        secret.fill(0);
-        Ok(Some(key))
+        let secret: &[u8; SECRET_LEN] = secret
+            .as_bytes()
+            .try_into()
+            .map_err(|_| wrong_length(secret.as_bytes().len() as u64))?;
+        Ok(Some(HistoryKey::from_secret(secret)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn a_created_secret_is_0600_loads_back_and_is_never_overwritten() {
@@ -162,6 +158,19 @@ mod tests {
         assert!(matches!(
             HistoryKey::load_file(&path),
             Err(HistoryKeyError::WrongLength { len: 5, .. })
+        ));
+        std::fs::write(&path, [7u8; 40]).expect("write");
+        assert!(matches!(
+            HistoryKey::load_file(&path),
+            Err(HistoryKeyError::WrongLength { len: 40, .. })
+        ));
+        let dir_in_place = dir.path().join("elsewhere");
+        std::fs::create_dir(&dir_in_place).expect("mkdir");
+        std::fs::set_permissions(&dir_in_place, std::fs::Permissions::from_mode(0o700))
+            .expect("chmod");
+        assert!(matches!(
+            HistoryKey::load_file(&dir_in_place),
+            Err(HistoryKeyError::Io { .. })
         ));
     }
 }
