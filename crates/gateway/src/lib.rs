@@ -456,13 +456,16 @@ impl Gateway {
             .to_be_bytes()
             .to_vec();
         expiry_key.extend_from_slice(&id_key);
-        let (seq, seq_window) = (request.seq, self.config.seq_window);
+        let seq = request.seq;
+        let rules = policy::GatewayRules {
+            seq_window: self.config.seq_window,
+            daily_limit: self.config.daily_limit,
+        };
         let day_key = format!(
             "{device}/{}/{}",
             Calendar::utc().day_of(now),
             request.amount.currency
         );
-        let limit = self.config.daily_limit;
         let ledger_value =
             serde_json::to_vec(&entry).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
         let pre_declined = verdict.err().map(decline).transpose()?;
@@ -480,34 +483,31 @@ impl Gateway {
             if let Some(raw) = answers.get(&id_key)? {
                 return Ok(Stored::Earlier(raw.to_vec()));
             }
-            let last_seq = seqs.get(device.as_bytes())?.map(|v| u64_from(&v));
-            let message = match (&pre_declined, last_seq) {
-                (Some(message), _) => message.clone(),
-                (None, Some(last)) if seq.saturating_add(seq_window) < last => decline(format!(
-                    "replay: seq {seq} is far behind this device's last seq {last}"
-                ))
-                .map_err(ConflictableTransactionError::Abort)?,
-                (None, _) => {
-                    if last_seq.is_none_or(|last| seq > last) {
+            let message = match &pre_declined {
+                Some(message) => message.clone(),
+                None => {
+                    let amount = request.amount;
+                    let books = policy::DeviceBooks {
+                        last_seq: seqs.get(device.as_bytes())?.map(|v| u64_from(&v)),
+                        spent_today: Money::new(
+                            daily.get(day_key.as_bytes())?.map_or(0, |v| i64_from(&v)),
+                            amount.currency,
+                        ),
+                    };
+                    let judged = policy::judge(seq, amount, &books, &rules);
+                    if let Some(seq) = judged.raise_seq_to {
                         seqs.insert(device.as_bytes(), &seq.to_be_bytes())?;
                     }
-                    let amount = request.amount;
-                    let spent = daily.get(day_key.as_bytes())?.map_or(0, |v| i64_from(&v));
-                    let spent = Money::new(spent, amount.currency);
-                    // The device's own rule, on the gateway's limit.
-                    let total = match limit {
-                        Some(limit) => policy::check_daily(limit, spent, amount).ok(),
-                        None => spent.checked_add(amount).ok(),
-                    };
-                    match total {
-                        Some(total) => {
-                            daily.insert(day_key.as_bytes(), &total.minor.to_be_bytes())?;
+                    match judged.verdict {
+                        policy::Verdict::Charge { spent_today } => {
+                            daily.insert(day_key.as_bytes(), &spent_today.minor.to_be_bytes())?;
                             let id = ledger.generate_id()?;
                             ledger.insert(&id.to_be_bytes(), ledger_value.clone())?;
                             approved_message.clone()
                         }
-                        None => decline("over the gateway's daily limit for this device".into())
-                            .map_err(ConflictableTransactionError::Abort)?,
+                        policy::Verdict::Decline(reason) => {
+                            decline(reason).map_err(ConflictableTransactionError::Abort)?
+                        }
                     }
                 }
             };

@@ -3,7 +3,8 @@
 //! The checks here are the only copies: the dialog asks [`decide`] early so
 //! the user is not asked to confirm a payment that would be refused, the store
 //! runs [`check_daily`] and [`check_floor`] again inside the transaction that
-//! commits the payment, and the gateway runs [`check_daily`] on its own limit.
+//! commits the payment, and the gateway [`judge`]s each request by its
+//! device's sequence and its own daily limit.
 //! Refusals are values; the phrasebook words them. The token prices
 //! ([`prices`]), the driving mode ([`driving`]) and the agents' mandates
 //! ([`mandate`]) are here too: every money rule the device applies.
@@ -13,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use crate::money::{Currency, Money};
 
 mod driving;
+mod gateway;
 mod mandate;
 mod prices;
 pub use driving::{DrivingRule, motion};
+pub use gateway::{DeviceBooks, GatewayRules, Judgement, Verdict, judge};
 pub use mandate::{Mandate, OutsideMandate};
 pub use prices::{TokenPrices, TopUpRefusal, check_top_up, per_million, token_price, tokens_for};
 
