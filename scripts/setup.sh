@@ -15,6 +15,7 @@ packages=(
   flite             # a second speech engine for the evaluation corpus
   asterisk-core-sounds-en asterisk-core-sounds-en-wav  # a real voice (and its transcripts) for the corpus
   mosquitto         # the MQTT broker the tests start
+  postgresql        # the gateway's PostgreSQL ledger; its tests start a server of their own
   systemd           # systemd-analyze, which checks devices/voicepay.service
 )
 missing=()
