@@ -1,0 +1,225 @@
+//! The gateway's PostgreSQL ledger against a real PostgreSQL (Debian's, started for each test): the same decisions as the embedded ledger, kept once, shared by several gateways at once.
+
+use std::sync::Arc;
+
+use voicepay_core::keys::SigningKey;
+use voicepay_core::money::{Currency, Money};
+use voicepay_core::protocol::{
+    self, ApprovalMethod, Envelope, Evidence, PaymentRequest, RequestBuilder, ResponseStatus,
+    topics,
+};
+use voicepay_gateway::books::Ledger;
+use voicepay_gateway::{Gateway, GatewayConfig};
+use voicepay_tools::postgres::TempPostgres;
+
+const DEVICE: &str = "car-7";
+
+struct Worker {
+    gateway: Gateway,
+    _dir: tempfile::TempDir,
+}
+
+/// A gateway process's books: its own data directory (for its key), the
+/// shared database for everything else.
+fn worker(db: &TempPostgres, key_file: &std::path::Path, limit: Option<Money>) -> Worker {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = GatewayConfig::new(dir.path().to_owned());
+    config.ledger = Ledger::Postgres(db.url());
+    config.daily_limit = limit;
+    let key = SigningKey::load_file(key_file).expect("gateway key");
+    Worker {
+        gateway: Gateway::open(config, key).expect("the books open on PostgreSQL"),
+        _dir: dir,
+    }
+}
+
+fn request(device: &SigningKey, seq: u64, minor: i64) -> Vec<u8> {
+    let request: PaymentRequest = RequestBuilder::new(
+        DEVICE,
+        seq,
+        Money::new(minor, Currency::CNY),
+        "Heytea",
+        voicepay_core::clock::now_ms(),
+    )
+    .evidence(Evidence::new("pay Heytea", b"pcm", 0.9, "en"))
+    .approved(ApprovalMethod::VoiceConfirm, Some("confirm".into()))
+    .build();
+    Envelope::seal_json(&request, device)
+        .expect("seal")
+        .0
+        .to_bytes()
+}
+
+struct Setup {
+    db: TempPostgres,
+    keys: tempfile::TempDir,
+    device: SigningKey,
+    topic: String,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let db = TempPostgres::start().expect("PostgreSQL starts (scripts/setup.sh installs it)");
+        let keys = tempfile::tempdir().expect("tempdir");
+        SigningKey::create_file(&keys.path().join("gateway.key")).expect("key");
+        Setup {
+            db,
+            keys,
+            device: SigningKey::generate().expect("device key"),
+            topic: topics::requests(protocol::DEFAULT_PREFIX, DEVICE),
+        }
+    }
+
+    fn worker(&self, limit: Option<Money>) -> Worker {
+        worker(&self.db, &self.keys.path().join("gateway.key"), limit)
+    }
+}
+
+#[test]
+fn a_request_is_charged_once_in_postgres_and_its_repeat_gets_the_identical_signed_answer() {
+    let s = Setup::new();
+    let w = s.worker(None);
+    w.gateway
+        .enroll(DEVICE, &s.device.public_key())
+        .expect("enroll");
+    let message = request(&s.device, 1, 3_600);
+    let first = w
+        .gateway
+        .handle(&s.topic, &message, voicepay_core::clock::now_ms());
+    let first = first.expect("answered");
+    assert_eq!(first.response.status, ResponseStatus::Approved);
+    let again = w
+        .gateway
+        .handle(&s.topic, &message, voicepay_core::clock::now_ms())
+        .expect("answered again");
+    assert!(again.repeated);
+    assert_eq!(again.message, first.message);
+    let ledger = w.gateway.ledger().expect("ledger");
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].amount, Money::new(3_600, Currency::CNY));
+    // What an operator sees in the database is the same.
+    let rows =
+        s.db.psql("SELECT count(*) FROM ledger; SELECT count(*) FROM answers")
+            .expect("psql");
+    assert_eq!(rows, "1\n1\n");
+}
+
+#[test]
+fn a_device_enrolled_through_one_gateway_is_served_by_another_and_sees_its_answers() {
+    let s = Setup::new();
+    let (a, b) = (s.worker(None), s.worker(None));
+    a.gateway
+        .enroll(DEVICE, &s.device.public_key())
+        .expect("enroll");
+    let message = request(&s.device, 1, 500);
+    let now = voicepay_core::clock::now_ms();
+    let first = b
+        .gateway
+        .handle(&s.topic, &message, now)
+        .expect("b answers");
+    assert_eq!(first.response.status, ResponseStatus::Approved);
+    // The same request delivered again, to the other worker.
+    let again = a
+        .gateway
+        .handle(&s.topic, &message, now)
+        .expect("a answers");
+    assert!(again.repeated);
+    assert_eq!(again.message, first.message);
+    assert_eq!(a.gateway.ledger().expect("ledger").len(), 1);
+}
+
+#[test]
+fn two_workers_deciding_for_one_device_at_once_cannot_overspend_its_day() {
+    let s = Setup::new();
+    let limit = Money::new(10_000, Currency::CNY);
+    let workers: Vec<_> = (0..2).map(|_| Arc::new(s.worker(Some(limit)))).collect();
+    workers[0]
+        .gateway
+        .enroll(DEVICE, &s.device.public_key())
+        .expect("enroll");
+    // 40 requests of 10 yuan, 20 to each worker, all at once: 10 fit the day.
+    let requests: Vec<_> = (1..=40).map(|seq| request(&s.device, seq, 1_000)).collect();
+    let threads: Vec<_> = requests
+        .chunks(20)
+        .zip(&workers)
+        .map(|(chunk, worker)| {
+            let (chunk, worker, topic) = (chunk.to_vec(), worker.clone(), s.topic.clone());
+            std::thread::spawn(move || {
+                chunk
+                    .iter()
+                    .map(|m| {
+                        let now = voicepay_core::clock::now_ms();
+                        worker.gateway.handle(&topic, m, now).expect("answered")
+                    })
+                    .filter(|reply| reply.response.status == ResponseStatus::Approved)
+                    .count()
+            })
+        })
+        .collect();
+    let approved: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+    assert_eq!(approved, 10, "exactly the day's limit was approved");
+    let ledger = workers[0].gateway.ledger().expect("ledger");
+    let charged: i64 = ledger.iter().map(|e| e.amount.minor).sum();
+    assert_eq!(charged, limit.minor);
+    assert_eq!(
+        s.db.psql("SELECT spent FROM daily_spend").expect("psql"),
+        "10000\n"
+    );
+}
+
+#[test]
+fn gateways_starting_at_once_on_an_empty_database_create_its_schema_once() {
+    let s = Setup::new();
+    let key_file = s.keys.path().join("gateway.key");
+    let db_url = s.db.url();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (key_file, db_url) = (key_file.clone(), db_url.clone());
+            std::thread::spawn(move || {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let mut config = GatewayConfig::new(dir.path().to_owned());
+                config.ledger = Ledger::Postgres(db_url);
+                let key = SigningKey::load_file(&key_file).expect("key");
+                Gateway::open(config, key).map(|_| ())
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread
+            .join()
+            .expect("thread")
+            .expect("each opens the books");
+    }
+    assert_eq!(
+        s.db.psql("SELECT version FROM voicepay_migrations")
+            .expect("psql"),
+        "1\n"
+    );
+}
+
+#[test]
+fn status_sessions_from_several_gateways_only_grow() {
+    let s = Setup::new();
+    let (a, b) = (s.worker(None), s.worker(None));
+    let now = voicepay_core::clock::now_ms();
+    let first = a.gateway.next_session(now).expect("session");
+    let second = b.gateway.next_session(now).expect("session");
+    // A clock stepped back changes nothing.
+    let third = a.gateway.next_session(now - 60_000).expect("session");
+    assert!(first < second && second < third, "{first} {second} {third}");
+}
+
+#[test]
+fn a_gateway_given_an_unreachable_database_says_so() {
+    let s = Setup::new();
+    let url = s.db.url();
+    drop(s);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = GatewayConfig::new(dir.path().to_owned());
+    config.ledger = Ledger::Postgres(url);
+    let error = Gateway::open(config, SigningKey::generate().expect("key"))
+        .err()
+        .expect("no database there");
+    let said = error.to_string();
+    assert!(said.contains("PostgreSQL"), "{said}");
+}
