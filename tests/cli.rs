@@ -454,6 +454,23 @@ fn gateway_run_says_where_it_listens_and_which_books_it_keeps() {
 }
 
 #[test]
+fn a_ledger_that_is_not_a_postgresql_url_is_refused_before_anything_starts_and_hides_its_password()
+{
+    for command in [
+        &["gateway", "run", "--ledger"][..],
+        &["gateway", "ledger", "--ledger"][..],
+    ] {
+        let mut args = command.to_vec();
+        args.push("mysql://gw:s3cret@db/voicepay");
+        let out = run(voicepay(&args));
+        assert!(!out.status.success());
+        let said = stderr(&out);
+        assert!(said.contains("expected a PostgreSQL URL"), "{said}");
+        assert!(!said.contains("s3cret"), "{said}");
+    }
+}
+
+#[test]
 fn run_speak_with_input_files_speaks_every_sentence_and_leaves_no_speech_process() {
     model();
     let keys = Keys::new();

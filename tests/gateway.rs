@@ -149,3 +149,90 @@ async fn the_gateway_answers_once_per_request_and_keeps_running_after_bad_messag
     let ledger = ok(&["gateway", "ledger", "--data-dir", dir]);
     assert_eq!(ledger.lines().count(), 1, "charged once: {ledger}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_gateways_on_one_postgres_ledger_give_a_request_the_same_signed_answer_and_charge_it_once()
+ {
+    let broker = Broker::start();
+    let db = voicepay_tools::postgres::TempPostgres::start().unwrap();
+    let url = db.url();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_dir, b_dir) = (a.path().to_str().unwrap(), b.path().to_str().unwrap());
+    // One gateway key, on two hosts.
+    ok(&["gateway", "init", "--data-dir", a_dir]);
+    let key = std::fs::read(a.path().join("gateway.key")).unwrap();
+    voicepay_core::durable::write_file(
+        &b.path().join("gateway.key"),
+        &key,
+        0o600,
+        voicepay_core::durable::Existing::Keep,
+    )
+    .unwrap();
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&["gateway", "show-key", "--json", "--data-dir", a_dir])).unwrap();
+    let gateway_key = PublicKey::from_base64url(shown["public_key"].as_str().unwrap()).unwrap();
+    let device = SigningKey::generate().unwrap();
+    let public = device.public_key().to_base64url();
+    let enrolled = ok(&[
+        "gateway",
+        "enroll",
+        "--device-id",
+        "glasses-1",
+        "--public-key",
+        &public,
+        "--ledger",
+        &url,
+        "--data-dir",
+        b_dir,
+    ]);
+    assert!(enrolled.starts_with("enrolled glasses-1"), "{enrolled}");
+
+    let prefix = protocol::DEFAULT_PREFIX;
+    let (_watch, mut status) =
+        device_client(&broker, "watcher", &topics::gateway_status(prefix)).await;
+    let run = |dir: &str| {
+        let mut command = gateway_command(&broker.url(), dir);
+        command.args(["--ledger", &url]);
+        Child::spawn(command)
+    };
+    let (mut first_gateway, mut second_gateway) = (run(a_dir), run(b_dir));
+    // Both are subscribed once each has said its own session online.
+    let mut sessions = std::collections::BTreeSet::new();
+    while sessions.len() < 2 {
+        let said = next_answer(&mut status).await.expect("a status");
+        let said = GatewayStatus::open(&said, &gateway_key).expect("signed by the gateway");
+        if said.online() {
+            sessions.insert(said.session);
+        }
+    }
+    let (client, mut answers) =
+        device_client(&broker, "device", &topics::responses(prefix, "glasses-1")).await;
+    let req = request("glasses-1", 3600);
+    let good = Envelope::seal_json(&req, &device).unwrap().0.to_bytes();
+    client
+        .publish(
+            topics::requests(prefix, "glasses-1"),
+            QoS::AtLeastOnce,
+            false,
+            good,
+        )
+        .await
+        .unwrap();
+    // Each gateway hears it (no shared subscription here) and answers it.
+    let one = next_answer(&mut answers).await.expect("an answer");
+    let other = next_answer(&mut answers).await.expect("a second answer");
+    assert_eq!(one, other, "the same signed decision from both");
+    let response: PaymentResponse = protocol::open(&one, |kid| {
+        (kid == gateway_key.key_id()).then_some(gateway_key)
+    })
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert_eq!(response.status, ResponseStatus::Approved);
+
+    assert!(first_gateway.terminate().success());
+    assert!(second_gateway.terminate().success());
+    let ledger = ok(&["gateway", "ledger", "--ledger", &url, "--data-dir", a_dir]);
+    assert_eq!(ledger.lines().count(), 1, "charged once: {ledger}");
+    assert!(ledger.contains(&req.request_id.to_string()), "{ledger}");
+}

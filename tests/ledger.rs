@@ -8,7 +8,6 @@ use voicepay_core::protocol::{
     self, ApprovalMethod, Envelope, Evidence, PaymentRequest, RequestBuilder, ResponseStatus,
     topics,
 };
-use voicepay_gateway::books::Ledger;
 use voicepay_gateway::{Gateway, GatewayConfig};
 use voicepay_tools::postgres::TempPostgres;
 
@@ -24,7 +23,7 @@ struct Worker {
 fn worker(db: &TempPostgres, key_file: &std::path::Path, limit: Option<Money>) -> Worker {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = GatewayConfig::new(dir.path().to_owned());
-    config.ledger = Ledger::Postgres(db.url());
+    config.ledger = db.url().parse().expect("a PostgreSQL URL");
     config.daily_limit = limit;
     let key = SigningKey::load_file(key_file).expect("gateway key");
     Worker {
@@ -178,7 +177,7 @@ fn gateways_starting_at_once_on_an_empty_database_create_its_schema_once() {
             std::thread::spawn(move || {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let mut config = GatewayConfig::new(dir.path().to_owned());
-                config.ledger = Ledger::Postgres(db_url);
+                config.ledger = db_url.parse().expect("a PostgreSQL URL");
                 let key = SigningKey::load_file(&key_file).expect("key");
                 Gateway::open(config, key).map(|_| ())
             })
@@ -216,7 +215,7 @@ fn a_gateway_given_an_unreachable_database_says_so() {
     drop(s);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = GatewayConfig::new(dir.path().to_owned());
-    config.ledger = Ledger::Postgres(url);
+    config.ledger = url.parse().expect("a PostgreSQL URL");
     let error = Gateway::open(config, SigningKey::generate().expect("key"))
         .err()
         .expect("no database there");

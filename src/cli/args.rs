@@ -406,11 +406,15 @@ pub enum GatewayCommand {
         /// base64url; may start with "-".
         #[arg(long, allow_hyphen_values = true)]
         public_key: String,
+        #[command(flatten)]
+        ledger: LedgerArgs,
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
     /// The approved payments in the gateway's books, one JSON line each.
     Ledger {
+        #[command(flatten)]
+        ledger: LedgerArgs,
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
@@ -432,9 +436,25 @@ pub struct GatewayRunArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub heartbeat_s: u64,
     #[command(flatten)]
+    pub ledger: LedgerArgs,
+    #[command(flatten)]
     pub access: AccessArgs,
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+}
+
+/// Where the gateway's books are: the embedded ledger, or a PostgreSQL
+/// database that several gateways share.
+#[derive(clap::Args)]
+pub struct LedgerArgs {
+    /// Keep the books in PostgreSQL (postgres://USER@HOST:PORT/DB), which
+    /// several gateways share; its schema is created or brought up to date
+    /// first. The embedded ledger in the data directory when absent.
+    #[arg(long, value_name = "URL")]
+    pub ledger: Option<String>,
+    /// A file holding the database password (never on the command line).
+    #[arg(long, requires = "ledger")]
+    pub ledger_password_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]

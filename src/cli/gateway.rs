@@ -9,9 +9,10 @@ use voicepay_core::identity;
 use voicepay_core::keys::{KeyError, SigningKey};
 use voicepay_core::protocol::topics;
 use voicepay_core::{control, durable};
+use voicepay_gateway::books::Ledger;
 use voicepay_gateway::{Gateway, GatewayConfig, GatewayError};
 
-use super::args::{GatewayCommand, GatewayRunArgs};
+use super::args::{GatewayCommand, GatewayRunArgs, LedgerArgs};
 use super::{print_reply, show_key};
 
 pub fn run(command: GatewayCommand) -> Result<ExitCode> {
@@ -30,16 +31,17 @@ pub fn run(command: GatewayCommand) -> Result<ExitCode> {
         GatewayCommand::Enroll {
             device_id,
             public_key,
+            ledger,
             data_dir,
         } => {
             let request = control::Request::Enroll {
                 device_id,
                 public_key,
             };
-            return gateway_command(data_dir, request);
+            return gateway_command(data_dir, ledger_of(ledger)?, request);
         }
-        GatewayCommand::Ledger { data_dir } => {
-            return gateway_command(data_dir, control::Request::Ledger);
+        GatewayCommand::Ledger { ledger, data_dir } => {
+            return gateway_command(data_dir, ledger_of(ledger)?, control::Request::Ledger);
         }
         GatewayCommand::Run(args) => serve(args)?,
     }
@@ -52,6 +54,7 @@ fn serve(args: GatewayRunArgs) -> Result<()> {
         daily_limit,
         prefix,
         heartbeat_s,
+        ledger,
         access,
         data_dir,
     } = args;
@@ -61,14 +64,18 @@ fn serve(args: GatewayRunArgs) -> Result<()> {
     config.daily_limit = daily_limit;
     config.prefix = prefix;
     config.heartbeat = std::time::Duration::from_secs(heartbeat_s);
+    config.ledger = ledger_of(ledger)?.unwrap_or_default();
     let key = load_gateway_key(&config)?;
+    let books = match &config.ledger {
+        Ledger::Embedded => format!("books in {}", config.data_dir.display()),
+        shared => format!("books in {shared}"),
+    };
     // Said on standard output: standard error is the log stream (JSON lines
     // with --log-format json).
     let started = format!(
-        "gateway {} answering the enrolled devices on {broker} under {}; books in {}, commands on {}; Ctrl-C or SIGTERM stops it",
+        "gateway {} answering the enrolled devices on {broker} under {}; {books}, commands on {}; Ctrl-C or SIGTERM stops it",
         key.public_key().key_id(),
         config.prefix,
-        config.data_dir.display(),
         control::socket_path(&config.data_dir).display(),
     );
     let gateway = Gateway::open(config, key)?;
@@ -79,6 +86,26 @@ fn serve(args: GatewayRunArgs) -> Result<()> {
         voicepay_gateway::run(gateway, &broker, stop).await
     })?;
     Ok(())
+}
+
+/// The ledger the flags name, if any. Parsed here, not by clap, whose
+/// error would repeat the URL as given (with a password, had one been typed).
+fn ledger_of(args: LedgerArgs) -> Result<Option<Ledger>> {
+    let Some(url) = args.ledger else {
+        return Ok(None);
+    };
+    let ledger = match url.parse::<Ledger>().map_err(anyhow::Error::msg)? {
+        Ledger::Postgres(database) => match args.ledger_password_file {
+            Some(file) => Ledger::Postgres(
+                database
+                    .with_password_file(&file)
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            None => Ledger::Postgres(database),
+        },
+        embedded => embedded,
+    };
+    Ok(Some(ledger))
 }
 
 fn gateway_config(data_dir: Option<PathBuf>) -> GatewayConfig {
@@ -96,10 +123,23 @@ fn load_gateway_key(config: &GatewayConfig) -> Result<SigningKey> {
 }
 
 /// Through the running gateway if there is one, else on its books
-/// ([`control::ask_or_answer`]).
-fn gateway_command(data_dir: Option<PathBuf>, request: control::Request) -> Result<ExitCode> {
+/// ([`control::ask_or_answer`]); on a PostgreSQL ledger, on the database
+/// itself, which every gateway shares while it runs.
+fn gateway_command(
+    data_dir: Option<PathBuf>,
+    ledger: Option<Ledger>,
+    request: control::Request,
+) -> Result<ExitCode> {
     let mut config = gateway_config(data_dir);
     config.lock_wait = Duration::ZERO;
+    if let Some(ledger) = ledger {
+        config.ledger = ledger;
+        let key = load_gateway_key(&config)?;
+        let gateway = Gateway::open(config, key)?;
+        return Ok(print_reply(voicepay_gateway::control::answer(
+            &gateway, &request,
+        )));
+    }
     let open_now = || -> Result<Option<Gateway>> {
         let key = load_gateway_key(&config)?;
         match Gateway::open(config.clone(), key) {

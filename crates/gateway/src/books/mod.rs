@@ -25,15 +25,88 @@ pub enum Ledger {
     Embedded,
     /// A PostgreSQL database (`postgres://USER@HOST:PORT/DB`), which any
     /// number of gateway processes share.
-    Postgres(String),
+    Postgres(Database),
+}
+
+/// A PostgreSQL database the gateways share: its URL, which carries no
+/// password, and the password when the server asks for one (read from a
+/// file, like the broker's: never on the command line, where the process
+/// list shows it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Database {
+    url: String,
+    password: Option<String>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("url", &self.url)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Database {
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The password is the first line of `path`, a file that group and
+    /// others cannot read (as a key file).
+    pub fn with_password_file(mut self, path: &std::path::Path) -> Result<Database, String> {
+        let read = voicepay_core::keys::read_secret_file(path, 4096)
+            .map_err(|e| format!("ledger password file {}: {e}", path.display()))?
+            .ok_or_else(|| format!("ledger password file {}: no such file", path.display()))?;
+        let text = std::str::from_utf8(read.as_bytes())
+            .map_err(|_| format!("ledger password file {}: not UTF-8", path.display()))?;
+        self.password = Some(text.lines().next().unwrap_or_default().to_owned());
+        Ok(self)
+    }
+
+    fn config(&self) -> Result<postgres::Config, postgres::Error> {
+        let mut config: postgres::Config = self.url.parse()?;
+        if let Some(password) = &self.password {
+            config.password(password);
+        }
+        Ok(config)
+    }
 }
 
 impl std::fmt::Display for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Ledger::Embedded => f.write_str("embedded (sled)"),
-            Ledger::Postgres(url) => write!(f, "PostgreSQL at {}", shown(url)),
+            Ledger::Postgres(database) => write!(f, "PostgreSQL at {}", database.url),
         }
+    }
+}
+
+/// `postgres://USER@HOST:PORT/DB` (or `postgresql://`), checked now so
+/// that a typo is said at the command line, not at the first request.
+impl std::str::FromStr for Ledger {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Ledger, String> {
+        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            return Err(format!(
+                "{}: expected a PostgreSQL URL, like postgres://USER@HOST:PORT/DB",
+                shown(text)
+            ));
+        }
+        let config = text
+            .parse::<postgres::Config>()
+            .map_err(|e| format!("{}: {e}", shown(text)))?;
+        if config.get_password().is_some() {
+            return Err(format!(
+                "{}: a password in the URL shows in the process list: put it in a file and give --ledger-password-file",
+                shown(text)
+            ));
+        }
+        Ok(Ledger::Postgres(Database {
+            url: text.to_owned(),
+            password: None,
+        }))
     }
 }
 
@@ -91,7 +164,7 @@ impl Books {
     pub fn open(config: &GatewayConfig) -> Result<Books, GatewayError> {
         match &config.ledger {
             Ledger::Embedded => embedded::Embedded::open(config).map(Books::Embedded),
-            Ledger::Postgres(url) => shared::Shared::connect(url).map(Books::Shared),
+            Ledger::Postgres(database) => shared::Shared::connect(database).map(Books::Shared),
         }
     }
 
@@ -166,11 +239,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_a_postgresql_url_names_a_ledger_and_a_bad_one_is_refused_at_once() {
+        let Ok(Ledger::Postgres(database)) = "postgres://gw@127.0.0.1:5432/voicepay".parse() else {
+            panic!("a PostgreSQL URL names a ledger");
+        };
+        assert_eq!(database.url(), "postgres://gw@127.0.0.1:5432/voicepay");
+        assert!("postgresql://gw@db/voicepay".parse::<Ledger>().is_ok());
+        let refused = "mysql://gw:pw@db/voicepay".parse::<Ledger>().unwrap_err();
+        assert!(refused.contains("expected a PostgreSQL URL"), "{refused}");
+        assert!(!refused.contains(":pw@"), "{refused}");
+        assert!("postgres://gw@db:notaport/v".parse::<Ledger>().is_err());
+    }
+
+    #[test]
+    fn a_ledger_password_comes_from_a_private_file_and_is_never_shown() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ledger.password");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let Ok(Ledger::Postgres(database)) = "postgres://gw@db/voicepay".parse() else {
+            panic!("a ledger");
+        };
+        let loose = database.clone().with_password_file(&file).unwrap_err();
+        assert!(loose.contains("group or others"), "{loose}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let database = database.with_password_file(&file).unwrap();
+        assert_eq!(
+            database.config().unwrap().get_password(),
+            Some(&b"s3cret"[..])
+        );
+        assert!(!format!("{database:?}").contains("s3cret"));
+        assert!(!Ledger::Postgres(database).to_string().contains("s3cret"));
+    }
+
+    #[test]
     fn a_database_url_is_shown_without_its_password() {
         let url = "postgres://gw:s3cret@db.example:5432/voicepay";
         assert_eq!(shown(url), "postgres://gw@db.example:5432/voicepay");
-        let ledger = Ledger::Postgres(url.into());
-        assert!(!ledger.to_string().contains("s3cret"));
+        let refused = url.parse::<Ledger>().unwrap_err();
+        assert!(refused.contains("--ledger-password-file"), "{refused}");
+        assert!(!refused.contains("s3cret"), "{refused}");
         assert_eq!(
             shown("postgres://gw@127.0.0.1:5/v"),
             "postgres://gw@127.0.0.1:5/v"

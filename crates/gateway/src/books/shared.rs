@@ -23,22 +23,39 @@ const MIGRATION_LOCK: i64 = 0x766f_6963_6570_6179;
 pub(crate) struct Shared {
     /// One connection per process: its decisions are one at a time, as the
     /// embedded books' are; more workers share the load.
-    client: Mutex<Client>,
+    client: Mutex<Connection>,
+}
+
+/// The client, closed on a thread of its own: closing blocks on the
+/// client's own runtime, which tokio forbids on an async thread (where the
+/// gateway's last handle may be dropped).
+struct Connection(Option<Client>);
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::spawn(move || drop(client)).join();
+        }
+    }
 }
 
 impl Shared {
     /// Connects and brings the schema up to date.
-    pub fn connect(url: &str) -> Result<Shared, GatewayError> {
-        let mut client = Client::connect(url, NoTls)?;
+    pub fn connect(database: &super::Database) -> Result<Shared, GatewayError> {
+        let mut client = database.config()?.connect(NoTls)?;
         migrate(&mut client)?;
         Ok(Shared {
-            client: Mutex::new(client),
+            client: Mutex::new(Connection(Some(client))),
         })
     }
 
-    fn client(&self) -> Result<MutexGuard<'_, Client>, GatewayError> {
+    /// The connection, for one call at a time.
+    fn client(&self) -> Result<Held<'_>, GatewayError> {
         self.client
             .lock()
+            .map(Held)
             .map_err(|_| GatewayError::Corrupt("the ledger connection was poisoned".into()))
     }
 
@@ -191,6 +208,30 @@ impl Shared {
             &[&signed(now)?, &limit],
         )?;
         Ok(usize::try_from(pruned).unwrap_or(usize::MAX))
+    }
+}
+
+/// The connection while one call holds it.
+struct Held<'a>(MutexGuard<'a, Connection>);
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        match &self.0.0 {
+            Some(client) => client,
+            // Taken only when the connection is dropped, after every call.
+            None => unreachable!("the ledger connection is used after it closed"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Client {
+        match &mut self.0.0 {
+            Some(client) => client,
+            None => unreachable!("the ledger connection is used after it closed"),
+        }
     }
 }
 
