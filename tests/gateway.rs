@@ -150,65 +150,125 @@ async fn the_gateway_answers_once_per_request_and_keeps_running_after_bad_messag
     assert_eq!(ledger.lines().count(), 1, "charged once: {ledger}");
 }
 
+/// Two gateway hosts with one key and one PostgreSQL ledger, a broker, and
+/// device `glasses-1` enrolled in the database.
+struct SharedLedger {
+    broker: Broker,
+    db: voicepay_tools::postgres::TempPostgres,
+    hosts: [tempfile::TempDir; 2],
+    gateway_key: PublicKey,
+    device: SigningKey,
+}
+
+impl SharedLedger {
+    fn new() -> SharedLedger {
+        let broker = Broker::start();
+        let db = voicepay_tools::postgres::TempPostgres::start().unwrap();
+        let hosts = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let dir = |i: usize| hosts[i].path().to_str().unwrap().to_owned();
+        // One gateway key, on two hosts.
+        ok(&["gateway", "init", "--data-dir", &dir(0)]);
+        let key = std::fs::read(hosts[0].path().join("gateway.key")).unwrap();
+        voicepay_core::durable::write_file(
+            &hosts[1].path().join("gateway.key"),
+            &key,
+            0o600,
+            voicepay_core::durable::Existing::Keep,
+        )
+        .unwrap();
+        let shown: serde_json::Value = serde_json::from_str(&ok(&[
+            "gateway",
+            "show-key",
+            "--json",
+            "--data-dir",
+            &dir(0),
+        ]))
+        .unwrap();
+        let gateway_key = PublicKey::from_base64url(shown["public_key"].as_str().unwrap()).unwrap();
+        let device = SigningKey::generate().unwrap();
+        let enrolled = ok(&[
+            "gateway",
+            "enroll",
+            "--device-id",
+            "glasses-1",
+            "--public-key",
+            &device.public_key().to_base64url(),
+            "--ledger",
+            &db.url(),
+            "--data-dir",
+            &dir(1),
+        ]);
+        assert!(enrolled.starts_with("enrolled glasses-1"), "{enrolled}");
+        SharedLedger {
+            broker,
+            db,
+            hosts,
+            gateway_key,
+            device,
+        }
+    }
+
+    fn dir(&self, host: usize) -> &str {
+        self.hosts[host].path().to_str().unwrap()
+    }
+
+    /// `gateway run` on `host` with the shared ledger, its log (debug: one
+    /// "answered" line per answer) on a channel.
+    fn run(&self, host: usize, extra: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+        let mut command = gateway_command(&self.broker.url(), self.dir(host));
+        command
+            .args(["--ledger", &self.db.url()])
+            .args(extra)
+            .env("VOICEPAY_LOG", "warn,voicepay_gateway=debug")
+            .stderr(std::process::Stdio::piped());
+        let mut child = Child::spawn(command);
+        let log = lines(child.stderr().unwrap());
+        (child, log)
+    }
+
+    /// Waits until `count` gateway sessions have said they are online.
+    async fn wait_online(&self, status: &mut mpsc::Receiver<Vec<u8>>, count: usize) {
+        let mut sessions = std::collections::BTreeSet::new();
+        while sessions.len() < count {
+            let said = next_answer(status).await.expect("a status");
+            let said =
+                GatewayStatus::open(&said, &self.gateway_key).expect("signed by the gateway");
+            if said.online() {
+                sessions.insert(said.session);
+            }
+        }
+    }
+
+    fn ledger(&self) -> String {
+        ok(&[
+            "gateway",
+            "ledger",
+            "--ledger",
+            &self.db.url(),
+            "--data-dir",
+            self.dir(0),
+        ])
+    }
+}
+
+fn answered(log: std::sync::mpsc::Receiver<String>) -> usize {
+    log.iter().filter(|line| line.contains("answered")).count()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_gateways_on_one_postgres_ledger_give_a_request_the_same_signed_answer_and_charge_it_once()
  {
-    let broker = Broker::start();
-    let db = voicepay_tools::postgres::TempPostgres::start().unwrap();
-    let url = db.url();
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (a_dir, b_dir) = (a.path().to_str().unwrap(), b.path().to_str().unwrap());
-    // One gateway key, on two hosts.
-    ok(&["gateway", "init", "--data-dir", a_dir]);
-    let key = std::fs::read(a.path().join("gateway.key")).unwrap();
-    voicepay_core::durable::write_file(
-        &b.path().join("gateway.key"),
-        &key,
-        0o600,
-        voicepay_core::durable::Existing::Keep,
-    )
-    .unwrap();
-    let shown: serde_json::Value =
-        serde_json::from_str(&ok(&["gateway", "show-key", "--json", "--data-dir", a_dir])).unwrap();
-    let gateway_key = PublicKey::from_base64url(shown["public_key"].as_str().unwrap()).unwrap();
-    let device = SigningKey::generate().unwrap();
-    let public = device.public_key().to_base64url();
-    let enrolled = ok(&[
-        "gateway",
-        "enroll",
-        "--device-id",
-        "glasses-1",
-        "--public-key",
-        &public,
-        "--ledger",
-        &url,
-        "--data-dir",
-        b_dir,
-    ]);
-    assert!(enrolled.starts_with("enrolled glasses-1"), "{enrolled}");
-
+    let s = SharedLedger::new();
     let prefix = protocol::DEFAULT_PREFIX;
     let (_watch, mut status) =
-        device_client(&broker, "watcher", &topics::gateway_status(prefix)).await;
-    let run = |dir: &str| {
-        let mut command = gateway_command(&broker.url(), dir);
-        command.args(["--ledger", &url]);
-        Child::spawn(command)
-    };
-    let (mut first_gateway, mut second_gateway) = (run(a_dir), run(b_dir));
-    // Both are subscribed once each has said its own session online.
-    let mut sessions = std::collections::BTreeSet::new();
-    while sessions.len() < 2 {
-        let said = next_answer(&mut status).await.expect("a status");
-        let said = GatewayStatus::open(&said, &gateway_key).expect("signed by the gateway");
-        if said.online() {
-            sessions.insert(said.session);
-        }
-    }
+        device_client(&s.broker, "watcher", &topics::gateway_status(prefix)).await;
+    let (mut first_gateway, _) = s.run(0, &[]);
+    let (mut second_gateway, _) = s.run(1, &[]);
+    s.wait_online(&mut status, 2).await;
     let (client, mut answers) =
-        device_client(&broker, "device", &topics::responses(prefix, "glasses-1")).await;
+        device_client(&s.broker, "device", &topics::responses(prefix, "glasses-1")).await;
     let req = request("glasses-1", 3600);
-    let good = Envelope::seal_json(&req, &device).unwrap().0.to_bytes();
+    let good = Envelope::seal_json(&req, &s.device).unwrap().0.to_bytes();
     client
         .publish(
             topics::requests(prefix, "glasses-1"),
@@ -222,6 +282,7 @@ async fn two_gateways_on_one_postgres_ledger_give_a_request_the_same_signed_answ
     let one = next_answer(&mut answers).await.expect("an answer");
     let other = next_answer(&mut answers).await.expect("a second answer");
     assert_eq!(one, other, "the same signed decision from both");
+    let gateway_key = s.gateway_key;
     let response: PaymentResponse = protocol::open(&one, |kid| {
         (kid == gateway_key.key_id()).then_some(gateway_key)
     })
@@ -232,7 +293,88 @@ async fn two_gateways_on_one_postgres_ledger_give_a_request_the_same_signed_answ
 
     assert!(first_gateway.terminate().success());
     assert!(second_gateway.terminate().success());
-    let ledger = ok(&["gateway", "ledger", "--ledger", &url, "--data-dir", a_dir]);
+    let ledger = s.ledger();
     assert_eq!(ledger.lines().count(), 1, "charged once: {ledger}");
     assert!(ledger.contains(&req.request_id.to_string()), "{ledger}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_workers_sharing_a_subscription_split_the_requests_and_answer_each_once() {
+    let s = SharedLedger::new();
+    let prefix = protocol::DEFAULT_PREFIX;
+    let (_watch, mut status) =
+        device_client(&s.broker, "watcher", &topics::gateway_status(prefix)).await;
+    let (mut first_gateway, first_log) = s.run(0, &["--share", "gateways"]);
+    let (mut second_gateway, second_log) = s.run(1, &["--share", "gateways"]);
+    s.wait_online(&mut status, 2).await;
+    let (client, mut answers) =
+        device_client(&s.broker, "device", &topics::responses(prefix, "glasses-1")).await;
+    let requests: Vec<PaymentRequest> = (1..=20)
+        .map(|seq| {
+            let mut req = request("glasses-1", 100);
+            req.seq = seq;
+            req
+        })
+        .collect();
+    for req in &requests {
+        let sealed = Envelope::seal_json(req, &s.device).unwrap().0.to_bytes();
+        client
+            .publish(
+                topics::requests(prefix, "glasses-1"),
+                QoS::AtLeastOnce,
+                false,
+                sealed,
+            )
+            .await
+            .unwrap();
+    }
+    let gateway_key = s.gateway_key;
+    let mut heard = std::collections::BTreeSet::new();
+    while heard.len() < requests.len() {
+        let answer = next_answer(&mut answers)
+            .await
+            .expect("every request is answered");
+        let response: PaymentResponse = protocol::open(&answer, |kid| {
+            (kid == gateway_key.key_id()).then_some(gateway_key)
+        })
+        .unwrap()
+        .parse()
+        .unwrap();
+        assert_eq!(response.status, ResponseStatus::Approved);
+        heard.insert(response.request_id);
+    }
+    assert!(first_gateway.terminate().success());
+    assert!(second_gateway.terminate().success());
+    let (first, second) = (answered(first_log), answered(second_log));
+    assert_eq!(
+        first + second,
+        20,
+        "each request answered once: {first} + {second}"
+    );
+    assert!(
+        first > 0 && second > 0,
+        "both workers took requests: {first} + {second}"
+    );
+    assert_eq!(s.ledger().lines().count(), 20);
+}
+
+#[test]
+fn a_share_group_that_is_not_a_plain_name_is_refused_and_sharing_needs_a_shared_ledger() {
+    let out = run(voicepay(&[
+        "gateway",
+        "run",
+        "--ledger",
+        "postgres://gw@db/v",
+        "--share",
+        "a/b",
+    ]));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("a group is 1-64 of"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(voicepay(&["gateway", "run", "--share", "gateways"]));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--ledger"), "{}", stderr(&out));
 }

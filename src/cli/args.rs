@@ -437,6 +437,11 @@ pub struct GatewayRunArgs {
     pub heartbeat_s: u64,
     #[command(flatten)]
     pub ledger: LedgerArgs,
+    /// Be one worker of this group (MQTT shared subscription
+    /// `$share/GROUP/...`): the broker gives each request to one worker.
+    /// Needs --ledger, which the workers share.
+    #[arg(long, value_name = "GROUP", requires = "ledger")]
+    pub share: Option<String>,
     #[command(flatten)]
     pub access: AccessArgs,
     #[arg(long)]

@@ -55,9 +55,15 @@ fn serve(args: GatewayRunArgs) -> Result<()> {
         prefix,
         heartbeat_s,
         ledger,
+        share,
         access,
         data_dir,
     } = args;
+    if let Some(group) = &share
+        && !topics::is_valid_share_group(group)
+    {
+        anyhow::bail!("--share {group:?}: a group is 1-64 of A-Z a-z 0-9 _ -");
+    }
     topics::validate_prefix(&prefix)?;
     let broker = broker.with_access(&access.into())?;
     let mut config = gateway_config(data_dir);
@@ -65,6 +71,7 @@ fn serve(args: GatewayRunArgs) -> Result<()> {
     config.prefix = prefix;
     config.heartbeat = std::time::Duration::from_secs(heartbeat_s);
     config.ledger = ledger_of(ledger)?.unwrap_or_default();
+    config.share = share;
     let key = load_gateway_key(&config)?;
     let books = match &config.ledger {
         Ledger::Embedded => format!("books in {}", config.data_dir.display()),
@@ -73,9 +80,14 @@ fn serve(args: GatewayRunArgs) -> Result<()> {
     // Said on standard output: standard error is the log stream (JSON lines
     // with --log-format json).
     let started = format!(
-        "gateway {} answering the enrolled devices on {broker} under {}; {books}, commands on {}; Ctrl-C or SIGTERM stops it",
+        "gateway {} answering the enrolled devices on {broker} under {}{}; {books}, commands on {}; Ctrl-C or SIGTERM stops it",
         key.public_key().key_id(),
         config.prefix,
+        config
+            .share
+            .as_ref()
+            .map(|group| format!(" as a worker of {group}"))
+            .unwrap_or_default(),
         control::socket_path(&config.data_dir).display(),
     );
     let gateway = Gateway::open(config, key)?;

@@ -62,6 +62,11 @@ pub struct GatewayConfig {
     pub lock_wait: std::time::Duration,
     /// Where the books are kept: sled in `data_dir` unless told otherwise.
     pub ledger: books::Ledger,
+    /// Subscribe as one worker of this MQTT shared-subscription group
+    /// (`$share/GROUP/...`): the broker gives each request to one worker.
+    /// Workers must share a ledger (PostgreSQL), or a repeat could reach
+    /// one that never saw the first.
+    pub share: Option<String>,
 }
 
 impl GatewayConfig {
@@ -76,6 +81,7 @@ impl GatewayConfig {
             heartbeat: std::time::Duration::from_secs(10),
             lock_wait: voicepay_core::durable::LOCK_WAIT,
             ledger: books::Ledger::Embedded,
+            share: None,
         }
     }
 
@@ -483,7 +489,10 @@ pub async fn run(
     options.set_last_will(will(session)?);
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
     let (outgoing, publisher_task) = Publisher::start(client, GATEWAY_SEND_QUEUE);
-    let filter = topics::all_requests_filter(&gateway.config.prefix);
+    let filter = match &gateway.config.share {
+        Some(group) => topics::shared_requests_filter(group, &gateway.config.prefix),
+        None => topics::all_requests_filter(&gateway.config.prefix),
+    };
     // Its own task: a timer in the loop below would cancel a poll that is
     // connecting, and the broker would see (and say the will of) a
     // connection dropped half-way.

@@ -81,6 +81,22 @@ pub fn all_requests_filter(prefix: &str) -> String {
     device_topic(prefix, "+", "requests")
 }
 
+/// `all_requests_filter` as an MQTT shared subscription of `group`
+/// (`$share/{group}/...`): the broker hands each request to one subscriber
+/// of the group, so gateway workers split the devices' requests.
+pub fn shared_requests_filter(group: &str, prefix: &str) -> String {
+    format!("$share/{group}/{}", all_requests_filter(prefix))
+}
+
+/// Whether `group` can name a shared subscription: 1-64 of A-Z a-z 0-9 _ -
+/// (MQTT forbids `/`, `+` and `#` in it; the rest is our choice).
+pub fn is_valid_share_group(group: &str) -> bool {
+    (1..=64).contains(&group.len())
+        && group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// The device id in `{prefix}/devices/{device_id}/requests`, or `None` if
 /// `topic` is not exactly that shape with a valid device id.
 pub fn device_id_from_requests_topic<'a>(prefix: &str, topic: &'a str) -> Option<&'a str> {
@@ -128,6 +144,10 @@ mod tests {
         assert_eq!(
             topics::all_requests_filter(p),
             "voicepay/v1/devices/+/requests"
+        );
+        assert_eq!(
+            topics::shared_requests_filter("gateways", p),
+            "$share/gateways/voicepay/v1/devices/+/requests"
         );
         assert_eq!(
             topics::requests("acme/pay", "x"),
@@ -187,6 +207,17 @@ mod tests {
             "$SYS",
         ] {
             assert!(validate_prefix(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_share_group_is_a_plain_name_never_a_wildcard_or_a_level() {
+        for good in ["gateways", "eu-west_1", "g"] {
+            assert!(is_valid_share_group(good), "{good}");
+        }
+        let long = "g".repeat(65);
+        for bad in ["", "a/b", "+", "#", "a b", long.as_str()] {
+            assert!(!is_valid_share_group(bad), "{bad:?}");
         }
     }
 }
