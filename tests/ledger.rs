@@ -222,3 +222,42 @@ fn a_gateway_given_an_unreachable_database_says_so() {
     let said = error.to_string();
     assert!(said.contains("PostgreSQL"), "{said}");
 }
+
+#[test]
+fn a_gateway_answers_again_after_its_postgres_restarts_and_charges_nothing_twice() {
+    let mut s = Setup::new();
+    let w = s.worker(None);
+    w.gateway
+        .enroll(DEVICE, &s.device.public_key())
+        .expect("enroll");
+    let now = voicepay_core::clock::now_ms;
+    let before = request(&s.device, 1, 100);
+    let first = w
+        .gateway
+        .handle(&s.topic, &before, now())
+        .expect("answered");
+
+    s.db.stop().expect("PostgreSQL stops");
+    let during = request(&s.device, 2, 200);
+    let refused = w.gateway.handle(&s.topic, &during, now());
+    let said = refused.expect_err("no books, no answer").to_string();
+    assert!(
+        said.contains("PostgreSQL") || said.contains("connection"),
+        "{said}"
+    );
+
+    s.db.start_again().expect("PostgreSQL starts again");
+    // The device asks again; the gateway connects again and decides.
+    let after = w
+        .gateway
+        .handle(&s.topic, &during, now())
+        .expect("answered after the restart");
+    assert_eq!(after.response.status, ResponseStatus::Approved);
+    let again = w
+        .gateway
+        .handle(&s.topic, &before, now())
+        .expect("answered");
+    assert!(again.repeated);
+    assert_eq!(again.message, first.message);
+    assert_eq!(w.gateway.ledger().expect("ledger").len(), 2);
+}

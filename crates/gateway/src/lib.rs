@@ -553,8 +553,17 @@ pub async fn run(
                 // The broker may have said this session's will: the next
                 // connection is another session.
                 beat.send_replace(None);
-                session = new_session(&gateway).await?;
-                eventloop.options.set_last_will(will(session)?);
+                match new_session(&gateway).await {
+                    Ok(next) => {
+                        session = next;
+                        eventloop.options.set_last_will(will(session)?);
+                    }
+                    // The books are away too (a PostgreSQL restarting):
+                    // serve on under the last session rather than stop.
+                    Err(error) => {
+                        tracing::error!(%error, session, "no new status session; keeping the last")
+                    }
+                }
                 tokio::select! {
                     _ = &mut shutdown => break,
                     _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}

@@ -157,14 +157,16 @@ pub(crate) struct Record<'a> {
 
 pub(crate) enum Books {
     Embedded(embedded::Embedded),
-    Shared(shared::Shared),
+    Shared(Box<shared::Shared>),
 }
 
 impl Books {
     pub fn open(config: &GatewayConfig) -> Result<Books, GatewayError> {
         match &config.ledger {
             Ledger::Embedded => embedded::Embedded::open(config).map(Books::Embedded),
-            Ledger::Postgres(database) => shared::Shared::connect(database).map(Books::Shared),
+            Ledger::Postgres(database) => {
+                shared::Shared::connect(database).map(|books| Books::Shared(Box::new(books)))
+            }
         }
     }
 

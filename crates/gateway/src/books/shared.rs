@@ -1,6 +1,6 @@
 //! The shared books: PostgreSQL, which any number of gateway processes use at once; each decision is one transaction, durable when it commits, and locks its device's row so that two workers deciding for one device take turns.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use postgres::types::Json;
 use postgres::{Client, NoTls};
@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/0001_boo
 const MIGRATION_LOCK: i64 = 0x766f_6963_6570_6179;
 
 pub(crate) struct Shared {
+    database: super::Database,
     /// One connection per process: its decisions are one at a time, as the
     /// embedded books' are; more workers share the load.
     client: Mutex<Connection>,
@@ -47,47 +48,72 @@ impl Shared {
         let mut client = database.config()?.connect(NoTls)?;
         migrate(&mut client)?;
         Ok(Shared {
+            database: database.clone(),
             client: Mutex::new(Connection(Some(client))),
         })
     }
 
-    /// The connection, for one call at a time.
-    fn client(&self) -> Result<Held<'_>, GatewayError> {
-        self.client
+    /// Runs `call` on the connection; if the connection turns out closed (the
+    /// server restarted, the network dropped), connects again and runs it
+    /// once more. Every call here may run twice: a decision whose commit was
+    /// lost finds its answer kept, or is decided afresh, never both.
+    fn call<T>(
+        &self,
+        call: impl Fn(&mut Client) -> Result<T, GatewayError>,
+    ) -> Result<T, GatewayError> {
+        let mut held = self
+            .client
             .lock()
-            .map(Held)
-            .map_err(|_| GatewayError::Corrupt("the ledger connection was poisoned".into()))
+            .map_err(|_| GatewayError::Corrupt("the ledger connection was poisoned".into()))?;
+        let first = match held.0.as_mut() {
+            Some(client) if !client.is_closed() => call(client),
+            _ => Err(GatewayError::Task("the ledger connection is closed".into())),
+        };
+        match first {
+            Err(error) if held.0.as_ref().is_none_or(Client::is_closed) => {
+                tracing::warn!(%error, "the ledger's connection is gone; connecting again");
+                let client = held.0.insert(self.database.config()?.connect(NoTls)?);
+                tracing::info!("the ledger is connected again");
+                call(client)
+            }
+            done => done,
+        }
     }
 
     pub fn next_session(&self, now: u64) -> Result<u64, GatewayError> {
-        let mut client = self.client()?;
-        let mut tx = client.transaction()?;
-        let last: i64 = tx
-            .query_one("SELECT last FROM status_session FOR UPDATE", &[])?
-            .get(0);
-        let session = GatewayStatus::next_session(unsigned(last)?, now);
-        tx.execute("UPDATE status_session SET last = $1", &[&signed(session)?])?;
-        tx.commit()?;
-        Ok(session)
+        self.call(|client| {
+            let mut tx = client.transaction()?;
+            let last: i64 = tx
+                .query_one("SELECT last FROM status_session FOR UPDATE", &[])?
+                .get(0);
+            let session = GatewayStatus::next_session(unsigned(last)?, now);
+            tx.execute("UPDATE status_session SET last = $1", &[&signed(session)?])?;
+            tx.commit()?;
+            Ok(session)
+        })
     }
 
     pub fn enroll(&self, device_id: &str, key: &PublicKey) -> Result<(), GatewayError> {
-        self.client()?.execute(
-            "INSERT INTO devices (device_id, public_key) VALUES ($1, $2)
-             ON CONFLICT (device_id) DO UPDATE SET
-               public_key = EXCLUDED.public_key,
-               last_seq = CASE WHEN devices.public_key = EXCLUDED.public_key
-                               THEN devices.last_seq END",
-            &[&device_id, &key.as_bytes().as_slice()],
-        )?;
-        Ok(())
+        self.call(|client| {
+            client.execute(
+                "INSERT INTO devices (device_id, public_key) VALUES ($1, $2)
+                 ON CONFLICT (device_id) DO UPDATE SET
+                   public_key = EXCLUDED.public_key,
+                   last_seq = CASE WHEN devices.public_key = EXCLUDED.public_key
+                                   THEN devices.last_seq END",
+                &[&device_id, &key.as_bytes().as_slice()],
+            )?;
+            Ok(())
+        })
     }
 
     pub fn device_key(&self, device_id: &str) -> Result<Option<PublicKey>, GatewayError> {
-        let row = self.client()?.query_opt(
-            "SELECT public_key FROM devices WHERE device_id = $1",
-            &[&device_id],
-        )?;
+        let row = self.call(|client| {
+            Ok(client.query_opt(
+                "SELECT public_key FROM devices WHERE device_id = $1",
+                &[&device_id],
+            )?)
+        })?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -99,9 +125,8 @@ impl Shared {
     }
 
     pub fn ledger(&self) -> Result<Vec<LedgerEntry>, GatewayError> {
-        let rows = self
-            .client()?
-            .query("SELECT entry FROM ledger ORDER BY id", &[])?;
+        let rows =
+            self.call(|client| Ok(client.query("SELECT entry FROM ledger ORDER BY id", &[])?))?;
         Ok(rows
             .iter()
             .map(|row| row.get::<_, Json<LedgerEntry>>(0).0)
@@ -109,10 +134,12 @@ impl Shared {
     }
 
     pub fn answer(&self, to: &AnswerTo) -> Result<Option<Answered>, GatewayError> {
-        let row = self.client()?.query_opt(
-            "SELECT payload_sha256, response FROM answers WHERE device_id = $1 AND request_id = $2",
-            &[&to.device_id, &to.request_id],
-        )?;
+        let row = self.call(|client| {
+            Ok(client.query_opt(
+                "SELECT payload_sha256, response FROM answers WHERE device_id = $1 AND request_id = $2",
+                &[&to.device_id, &to.request_id],
+            )?)
+        })?;
         Ok(row.map(|row| Answered {
             payload_sha256: row.get(0),
             response: row.get(1),
@@ -120,119 +147,101 @@ impl Shared {
     }
 
     pub fn record(&self, record: &Record) -> Result<Stored, GatewayError> {
-        let to = record.to;
-        let device = to.device_id.as_str();
-        let mut client = self.client()?;
-        let mut tx = client.transaction()?;
-        // Every decision for this device, on any worker, waits here for the
-        // one before it to commit; what it reads next is what that one kept.
-        let Some(row) = tx.query_opt(
-            "SELECT last_seq FROM devices WHERE device_id = $1 FOR UPDATE",
-            &[&device],
-        )?
-        else {
-            return Err(GatewayError::Corrupt(format!(
-                "device {device} left the books while its request was decided"
-            )));
-        };
-        let last_seq = row.get::<_, Option<i64>>(0).map(unsigned).transpose()?;
-        let earlier = tx.query_opt(
-            "SELECT payload_sha256, response FROM answers WHERE device_id = $1 AND request_id = $2",
-            &[&device, &to.request_id],
-        )?;
-        if let Some(row) = earlier {
-            return Ok(Stored::Earlier(Answered {
-                payload_sha256: row.get(0),
-                response: row.get(1),
-            }));
-        }
-        let message = match record.declined {
-            Some(message) => message.to_vec(),
-            None => {
-                let (day, currency) = (record.day as i32, record.amount.currency.to_string());
-                let spent: i64 = tx
+        self.call(|client| record_in(client, record))
+    }
+
+    pub fn prune_answers(&self, now: u64, batch: usize) -> Result<usize, GatewayError> {
+        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+        let pruned = self.call(|client| {
+            Ok(client.execute(
+                "DELETE FROM answers WHERE ctid IN
+                   (SELECT ctid FROM answers WHERE keep_until < $1 LIMIT $2)",
+                &[&signed(now)?, &limit],
+            )?)
+        })?;
+        Ok(usize::try_from(pruned).unwrap_or(usize::MAX))
+    }
+}
+
+/// One decision, in one transaction (see [`Shared::record`]).
+fn record_in(client: &mut Client, record: &Record) -> Result<Stored, GatewayError> {
+    let to = record.to;
+    let device = to.device_id.as_str();
+    let mut tx = client.transaction()?;
+    // Every decision for this device, on any worker, waits here for the
+    // one before it to commit; what it reads next is what that one kept.
+    let Some(row) = tx.query_opt(
+        "SELECT last_seq FROM devices WHERE device_id = $1 FOR UPDATE",
+        &[&device],
+    )?
+    else {
+        return Err(GatewayError::Corrupt(format!(
+            "device {device} left the books while its request was decided"
+        )));
+    };
+    let last_seq = row.get::<_, Option<i64>>(0).map(unsigned).transpose()?;
+    let earlier = tx.query_opt(
+        "SELECT payload_sha256, response FROM answers WHERE device_id = $1 AND request_id = $2",
+        &[&device, &to.request_id],
+    )?;
+    if let Some(row) = earlier {
+        return Ok(Stored::Earlier(Answered {
+            payload_sha256: row.get(0),
+            response: row.get(1),
+        }));
+    }
+    let message = match record.declined {
+        Some(message) => message.to_vec(),
+        None => {
+            let (day, currency) = (record.day as i32, record.amount.currency.to_string());
+            let spent: i64 = tx
                     .query_opt(
                         "SELECT spent FROM daily_spend WHERE device_id = $1 AND day = $2 AND currency = $3",
                         &[&device, &day, &currency],
                     )?
                     .map_or(0, |row| row.get(0));
-                let books = DeviceBooks {
-                    last_seq,
-                    spent_today: Money::new(spent, record.amount.currency),
-                };
-                let judged = policy::judge(record.seq, record.amount, &books, &record.rules);
-                if let Some(seq) = judged.raise_seq_to {
+            let books = DeviceBooks {
+                last_seq,
+                spent_today: Money::new(spent, record.amount.currency),
+            };
+            let judged = policy::judge(record.seq, record.amount, &books, &record.rules);
+            if let Some(seq) = judged.raise_seq_to {
+                tx.execute(
+                    "UPDATE devices SET last_seq = $2 WHERE device_id = $1",
+                    &[&device, &signed(seq)?],
+                )?;
+            }
+            match judged.verdict {
+                Verdict::Charge { spent_today } => {
                     tx.execute(
-                        "UPDATE devices SET last_seq = $2 WHERE device_id = $1",
-                        &[&device, &signed(seq)?],
-                    )?;
-                }
-                match judged.verdict {
-                    Verdict::Charge { spent_today } => {
-                        tx.execute(
                             "INSERT INTO daily_spend (device_id, day, currency, spent)
                              VALUES ($1, $2, $3, $4)
                              ON CONFLICT (device_id, day, currency) DO UPDATE SET spent = EXCLUDED.spent",
                             &[&device, &day, &currency, &spent_today.minor],
                         )?;
-                        tx.execute(
-                            "INSERT INTO ledger (device_id, request_id, entry) VALUES ($1, $2, $3)",
-                            &[&device, &to.request_id, &Json(record.entry)],
-                        )?;
-                        record.approved.to_vec()
-                    }
-                    Verdict::Decline(reason) => (record.decline)(reason)?,
+                    tx.execute(
+                        "INSERT INTO ledger (device_id, request_id, entry) VALUES ($1, $2, $3)",
+                        &[&device, &to.request_id, &Json(record.entry)],
+                    )?;
+                    record.approved.to_vec()
                 }
+                Verdict::Decline(reason) => (record.decline)(reason)?,
             }
-        };
-        tx.execute(
-            "INSERT INTO answers (device_id, request_id, payload_sha256, response, keep_until)
+        }
+    };
+    tx.execute(
+        "INSERT INTO answers (device_id, request_id, payload_sha256, response, keep_until)
              VALUES ($1, $2, $3, $4, $5)",
-            &[
-                &device,
-                &to.request_id,
-                &to.request_sha256,
-                &String::from_utf8_lossy(&message).as_ref(),
-                &signed(record.keep_until)?,
-            ],
-        )?;
-        tx.commit()?;
-        Ok(Stored::New(message))
-    }
-
-    pub fn prune_answers(&self, now: u64, batch: usize) -> Result<usize, GatewayError> {
-        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
-        let pruned = self.client()?.execute(
-            "DELETE FROM answers WHERE ctid IN
-               (SELECT ctid FROM answers WHERE keep_until < $1 LIMIT $2)",
-            &[&signed(now)?, &limit],
-        )?;
-        Ok(usize::try_from(pruned).unwrap_or(usize::MAX))
-    }
-}
-
-/// The connection while one call holds it.
-struct Held<'a>(MutexGuard<'a, Connection>);
-
-impl std::ops::Deref for Held<'_> {
-    type Target = Client;
-
-    fn deref(&self) -> &Client {
-        match &self.0.0 {
-            Some(client) => client,
-            // Taken only when the connection is dropped, after every call.
-            None => unreachable!("the ledger connection is used after it closed"),
-        }
-    }
-}
-
-impl std::ops::DerefMut for Held<'_> {
-    fn deref_mut(&mut self) -> &mut Client {
-        match &mut self.0.0 {
-            Some(client) => client,
-            None => unreachable!("the ledger connection is used after it closed"),
-        }
-    }
+        &[
+            &device,
+            &to.request_id,
+            &to.request_sha256,
+            &String::from_utf8_lossy(&message).as_ref(),
+            &signed(record.keep_until)?,
+        ],
+    )?;
+    tx.commit()?;
+    Ok(Stored::New(message))
 }
 
 /// Applies the steps of [`MIGRATIONS`] the database has not seen, under a
