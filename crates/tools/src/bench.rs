@@ -76,6 +76,10 @@ pub struct PaymentFigures {
     /// The same, with group commit as the server does in a burst: batches of
     /// [`GROUP_COMMIT_BATCH`] decisions to one fsync.
     pub gateway_group_commit_per_sec: f64,
+    /// The whole decision on a PostgreSQL ledger (one transaction each, the
+    /// server's default fsync) for 1, 2 and 3 workers at once, each its own
+    /// connection deciding for its own devices; `None` without PostgreSQL.
+    pub gateway_postgres_per_sec: Option<Vec<f64>>,
     /// Device: sign a request and commit it durably to the outbox (fsync).
     pub sign_persist_p50_us: u64,
     pub sign_persist_p99_us: u64,
@@ -171,6 +175,65 @@ pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
     })
 }
 
+/// Requests each PostgreSQL worker decides in the bench, over 10 devices.
+const POSTGRES_REQUESTS_PER_WORKER: usize = 300;
+
+/// Decisions a second on a PostgreSQL ledger (a server started for the
+/// bench) with 1, 2 and 3 workers deciding at once.
+fn postgres_figures() -> Result<Vec<f64>> {
+    let db = super::postgres::TempPostgres::start()?;
+    let keys = tempfile::tempdir()?;
+    let key_file = keys.path().join("gateway.key");
+    SigningKey::create_file(&key_file)?;
+    let mut figures = Vec::new();
+    for workers in 1..=3 {
+        let mut jobs = Vec::new();
+        for worker in 0..workers {
+            let dir = tempfile::tempdir()?;
+            let mut config = GatewayConfig::new(dir.path().to_owned());
+            config.ledger = db.url().parse().map_err(anyhow::Error::msg)?;
+            let gateway = Gateway::open(config, SigningKey::load_file(&key_file)?)?;
+            let mut messages = Vec::new();
+            for d in 0..10 {
+                let id = format!("bench-{workers}-{worker}-{d}");
+                let device = SigningKey::generate()?;
+                gateway.enroll(&id, &device.public_key())?;
+                let topic = topics::requests(protocol::DEFAULT_PREFIX, &id);
+                for seq in 1..=(POSTGRES_REQUESTS_PER_WORKER / 10) as u64 {
+                    let mut request = sample_request();
+                    (request.device_id, request.seq) = (id.clone(), seq);
+                    let (envelope, _) = Envelope::seal_json(&request, &device)?;
+                    messages.push((topic.clone(), envelope.to_bytes()));
+                }
+            }
+            jobs.push((dir, gateway, messages));
+        }
+        let started = Stopwatch::start();
+        std::thread::scope(|scope| -> Result<()> {
+            let running: Vec<_> = jobs
+                .iter()
+                .map(|(_, gateway, messages)| {
+                    scope.spawn(move || -> Result<()> {
+                        for (topic, message) in messages {
+                            gateway.handle(topic, message, clock::now_ms())?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for worker in running {
+                worker
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a bench worker panicked"))??;
+            }
+            Ok(())
+        })?;
+        let decided = workers * POSTGRES_REQUESTS_PER_WORKER;
+        figures.push(decided as f64 / started.elapsed().as_secs_f64());
+    }
+    Ok(figures)
+}
+
 /// A burst's batch in the group-commit figure.
 pub const GROUP_COMMIT_BATCH: usize = 64;
 
@@ -219,6 +282,13 @@ fn payment_figures(
         std::hint::black_box(gateway.commit(decided)?);
     }
     let gateway_group_commit_per_sec = grouped.len() as f64 / started.elapsed().as_secs_f64();
+    let gateway_postgres_per_sec = match postgres_figures() {
+        Ok(figures) => Some(figures),
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "no PostgreSQL figures");
+            None
+        }
+    };
 
     let store = Store::open(&StoreConfig::new(work.path().join("device")))?;
     let mut persist: Vec<f64> = Vec::with_capacity(300);
@@ -242,6 +312,7 @@ fn payment_figures(
         gateway_verify_per_sec,
         gateway_handle_per_sec,
         gateway_group_commit_per_sec,
+        gateway_postgres_per_sec,
         sign_persist_p50_us: percentile(&persist, 50),
         sign_persist_p99_us: percentile(&persist, 99),
         confirm_to_answer_p50_ms: dialog.as_ref().and_then(|d| d.confirm_to_answer_p50_ms),
@@ -445,6 +516,18 @@ impl fmt::Display for Report {
             "gateway grouped    {:.0} requests/s ({GROUP_COMMIT_BATCH} decisions to an fsync)",
             p.gateway_group_commit_per_sec
         )?;
+        if let Some(workers) = &p.gateway_postgres_per_sec {
+            let said: Vec<String> = workers
+                .iter()
+                .enumerate()
+                .map(|(i, rate)| format!("{} {rate:.0}/s", i + 1))
+                .collect();
+            writeln!(
+                f,
+                "gateway PostgreSQL {} (workers: requests/s, a transaction each)",
+                said.join(", ")
+            )?;
+        }
         writeln!(
             f,
             "sign + persist     p50 {} us, p99 {} us (fsynced outbox)",
