@@ -1,15 +1,18 @@
 //! The reference payment gateway: verifies signed requests, deduplicates them, re-checks limits, keeps a ledger and answers signed.
 //!
-//! [`Gateway::handle`] is the whole decision for one MQTT message and knows
-//! nothing of MQTT; [`run`] subscribes to every device's requests and feeds it.
-//! Every answer, approval or decline, is stored under its request id before it
-//! is sent, so a repeated request gets the first answer again and is never
-//! charged twice.
+//! [`Gateway::decide`] is the whole decision for one MQTT message and knows
+//! nothing of MQTT; [`Gateway::commit`] makes a batch of them durable and
+//! only then gives their answers to publish; [`run`] subscribes to every
+//! device's requests (or, with `share`, to its worker's part of them) and
+//! feeds it. Every answer, approval or decline, is stored under its request
+//! id before it is sent, so a repeated request gets the first answer again
+//! and is never charged twice.
 //!
 //! # Layout
 //!
-//! - this file: [`GatewayConfig`], [`Gateway`] (its books in sled: enrolled
-//!   devices, answers, the ledger, per-device spend) and [`run`], the MQTT loop
+//! - this file: [`GatewayConfig`], [`Gateway`] and [`run`], the MQTT loop
+//! - [`books`]: enrolled devices, answers, the ledger, per-device seq and
+//!   spend: embedded in sled, or in PostgreSQL shared by many gateways
 //! - [`control`]: its answers on the control socket (`voicepay gateway ledger`, `enroll`)
 //!
 //! It links `voicepay-core` and no speech, audio or agent code: what a
