@@ -66,6 +66,12 @@ impl Database {
 
     fn config(&self) -> Result<postgres::Config, postgres::Error> {
         let mut config: postgres::Config = self.url.parse()?;
+        // A database that does not answer must not hold a decision (or the
+        // gateway's stop, which waits for the batch in hand) for ever.
+        config
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(30));
         if let Some(password) = &self.password {
             config.password(password);
         }
