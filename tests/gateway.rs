@@ -58,6 +58,16 @@ async fn device_client(
     (client, rx)
 }
 
+/// The gateway's signed answer, opened with its key.
+fn opened(answer: &[u8], gateway_key: PublicKey) -> PaymentResponse {
+    protocol::open(answer, |kid| {
+        (kid == gateway_key.key_id()).then_some(gateway_key)
+    })
+    .expect("signed by the gateway")
+    .parse()
+    .expect("a payment response")
+}
+
 async fn next_answer(rx: &mut mpsc::Receiver<Vec<u8>>) -> Option<Vec<u8>> {
     tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
@@ -126,12 +136,7 @@ async fn the_gateway_answers_once_per_request_and_keeps_running_after_bad_messag
         .await
         .unwrap();
     let first = next_answer(&mut answers).await.expect("an answer");
-    let response: PaymentResponse = protocol::open(&first, |kid| {
-        (kid == gateway_key.key_id()).then_some(gateway_key)
-    })
-    .expect("signed by the gateway")
-    .parse()
-    .unwrap();
+    let response = opened(&first, gateway_key);
     assert_eq!(response.request_id, req.request_id);
     assert_eq!(response.status, ResponseStatus::Approved);
 
@@ -283,12 +288,7 @@ async fn two_gateways_on_one_postgres_ledger_give_a_request_the_same_signed_answ
     let other = next_answer(&mut answers).await.expect("a second answer");
     assert_eq!(one, other, "the same signed decision from both");
     let gateway_key = s.gateway_key;
-    let response: PaymentResponse = protocol::open(&one, |kid| {
-        (kid == gateway_key.key_id()).then_some(gateway_key)
-    })
-    .unwrap()
-    .parse()
-    .unwrap();
+    let response = opened(&one, gateway_key);
     assert_eq!(response.status, ResponseStatus::Approved);
 
     assert!(first_gateway.terminate().success());
@@ -334,12 +334,7 @@ async fn gateway_workers_sharing_a_subscription_split_the_requests_and_answer_ea
         let answer = next_answer(&mut answers)
             .await
             .expect("every request is answered");
-        let response: PaymentResponse = protocol::open(&answer, |kid| {
-            (kid == gateway_key.key_id()).then_some(gateway_key)
-        })
-        .unwrap()
-        .parse()
-        .unwrap();
+        let response = opened(&answer, gateway_key);
         assert_eq!(response.status, ResponseStatus::Approved);
         heard.insert(response.request_id);
     }

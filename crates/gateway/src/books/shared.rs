@@ -140,10 +140,7 @@ impl Shared {
                 &[&to.device_id, &to.request_id],
             )?)
         })?;
-        Ok(row.map(|row| Answered {
-            payload_sha256: row.get(0),
-            response: row.get(1),
-        }))
+        Ok(row.as_ref().map(answered))
     }
 
     pub fn record(&self, record: &Record) -> Result<Stored, GatewayError> {
@@ -185,10 +182,7 @@ fn record_in(client: &mut Client, record: &Record) -> Result<Stored, GatewayErro
         &[&device, &to.request_id],
     )?;
     if let Some(row) = earlier {
-        return Ok(Stored::Earlier(Answered {
-            payload_sha256: row.get(0),
-            response: row.get(1),
-        }));
+        return Ok(Stored::Earlier(answered(&row)));
     }
     let message = match record.declined {
         Some(message) => message.to_vec(),
@@ -271,6 +265,14 @@ fn migrate(client: &mut Client) -> Result<(), GatewayError> {
     }
     tx.commit()?;
     Ok(())
+}
+
+/// A row of `SELECT payload_sha256, response FROM answers`.
+fn answered(row: &postgres::Row) -> Answered {
+    Answered {
+        payload_sha256: row.get(0),
+        response: row.get(1),
+    }
 }
 
 /// PostgreSQL keeps BIGINT: what we count in u64 fits below 2^63.
