@@ -169,3 +169,39 @@ async fn every_committed_payment_is_charged_once_while_the_broker_is_killed_and_
         committed.len()
     );
 }
+
+/// Regression (CI, 2026-12-06): while the daemon waited for answers after
+/// its input ended, a broker that died went unnoticed, and `voicepay
+/// status` said "gateway away" for as long as the daemon drained.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_dies_while_the_daemon_drains_shows_as_offline() {
+    let broker = Broker::start();
+    let url = broker.url().parse().unwrap();
+    let home = Installation::new(url, voicepay_core::protocol::DEFAULT_PREFIX).unwrap();
+    // One payment waits for an answer; no gateway runs to give it.
+    fill_outbox(&home.device_dir, home.gateway_public, 1, "Alice");
+    let mut config = home.daemon_config(DeviceProfile::embedded().unwrap());
+    config.drain_wait = Duration::from_secs(600);
+    // No input at all: the daemon goes straight to draining its outbox.
+    let (intake, source) = Source::channel(1);
+    drop(intake);
+    let mut daemon = home.start_daemon(config, source, Box::new(voicepay_device::feedback::Quiet));
+    let connected = tokio::time::timeout(WAIT, daemon.status.wait_for(|s| s.link.broker))
+        .await
+        .map(|seen| seen.map(|status| *status));
+    let connected = connected
+        .expect("the draining daemon reached the broker")
+        .unwrap();
+    assert!(!connected.link.gateway, "no gateway runs");
+
+    drop(broker);
+    let offline = tokio::time::timeout(WAIT, daemon.status.wait_for(|s| !s.link.broker))
+        .await
+        .map(|seen| seen.map(|status| *status));
+    let offline = offline
+        .expect("the daemon still says it has a broker")
+        .unwrap();
+    assert_eq!(offline.outbox, 1, "the payment still waits");
+    daemon.shutdown.cancel();
+    daemon.task.await.unwrap().unwrap();
+}

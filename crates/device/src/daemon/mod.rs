@@ -340,6 +340,7 @@ impl Daemon {
 
     async fn drain(&mut self, shutdown: &CancellationToken) {
         let deadline = Instant::now() + self.config.drain_wait;
+        let mut link_open = true;
         while self.payments.waiting() > 0 {
             self.publish_status();
             let resend = self.payments.resend_due(self.online(), Instant::now());
@@ -355,6 +356,15 @@ impl Daemon {
                     Some(message) => self.payments.settle(&message, self.online()),
                     None => return,
                 },
+                // While it drains the broker may go or come back: the status
+                // and the offline spell must follow, as they do in `serve`.
+                changed = self.link.state.changed(), if link_open => {
+                    match changed {
+                        Ok(()) => self.payments.link_changed(self.online()),
+                        Err(_) => link_open = false,
+                    }
+                    Vec::new()
+                }
             };
             self.carry(effects);
         }
