@@ -265,8 +265,12 @@ async fn two_gateways_on_one_postgres_ledger_give_a_request_the_same_signed_answ
  {
     let s = SharedLedger::new();
     let prefix = protocol::DEFAULT_PREFIX;
-    let (_watch, mut status) =
-        device_client(&s.broker, "watcher", &topics::gateway_status(prefix)).await;
+    let (_watch, mut status) = device_client(
+        &s.broker,
+        "watcher",
+        &topics::gateway_statuses_filter(prefix),
+    )
+    .await;
     let (mut first_gateway, _) = s.run(0, &[]);
     let (mut second_gateway, _) = s.run(1, &[]);
     s.wait_online(&mut status, 2).await;
@@ -302,8 +306,12 @@ async fn two_gateways_on_one_postgres_ledger_give_a_request_the_same_signed_answ
 async fn gateway_workers_sharing_a_subscription_split_the_requests_and_answer_each_once() {
     let s = SharedLedger::new();
     let prefix = protocol::DEFAULT_PREFIX;
-    let (_watch, mut status) =
-        device_client(&s.broker, "watcher", &topics::gateway_status(prefix)).await;
+    let (_watch, mut status) = device_client(
+        &s.broker,
+        "watcher",
+        &topics::gateway_statuses_filter(prefix),
+    )
+    .await;
     let (mut first_gateway, first_log) = s.run(0, &["--share", "gateways"]);
     let (mut second_gateway, second_log) = s.run(1, &["--share", "gateways"]);
     s.wait_online(&mut status, 2).await;
@@ -372,4 +380,82 @@ fn a_share_group_that_is_not_a_plain_name_is_refused_and_sharing_needs_a_shared_
     let out = run(voicepay(&["gateway", "run", "--share", "gateways"]));
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--ledger"), "{}", stderr(&out));
+}
+
+/// Waits until the device's link believes the gateway is `online`.
+async fn device_sees(link: &mut voicepay_core::transport::DeviceLink, online: bool) {
+    let seen = tokio::time::timeout(
+        Duration::from_secs(60),
+        link.state.wait_for(|s| s.broker && s.gateway == online),
+    )
+    .await;
+    assert!(
+        seen.is_ok(),
+        "the device never saw the gateway online={online}"
+    );
+}
+
+/// Regression (issue 24): workers with one key shared one retained status,
+/// and a killed worker's will took the whole deployment offline while the
+/// others still served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_worker_takes_no_other_offline_and_the_last_one_stopping_does() {
+    let s = SharedLedger::new();
+    let prefix = protocol::DEFAULT_PREFIX;
+    let url = s.broker.url().parse().unwrap();
+    let (_watch, mut statuses) = device_client(
+        &s.broker,
+        "watcher",
+        &topics::gateway_statuses_filter(prefix),
+    )
+    .await;
+    let mut link = voicepay_core::transport::DeviceLink::start(
+        &url,
+        prefix,
+        "glasses-1",
+        s.gateway_key,
+        None,
+        Vec::new,
+    );
+    let (mut doomed, _) = s.run(0, &["--share", "workers"]);
+    let (mut survivor, _) = s.run(1, &["--share", "workers"]);
+    s.wait_online(&mut statuses, 2).await;
+    device_sees(&mut link, true).await;
+
+    doomed.signal("KILL");
+    // The broker says the killed worker's will...
+    loop {
+        let said = next_answer(&mut statuses)
+            .await
+            .expect("the killed worker's will");
+        let said = GatewayStatus::open(&said, &s.gateway_key).unwrap();
+        if !said.online() {
+            assert!(said.worker.is_some(), "a worker's will names it");
+            break;
+        }
+    }
+    // ...and then carries a marker to the device, which therefore has read
+    // the will by the time it reads the marker (one subscriber's messages
+    // arrive in order).
+    let (marker, _) = device_client(&s.broker, "marker", "unused/topic").await;
+    marker
+        .publish(
+            topics::responses(prefix, "glasses-1"),
+            QoS::AtLeastOnce,
+            false,
+            b"marker".to_vec(),
+        )
+        .await
+        .unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(60), link.answers.recv()).await;
+    assert_eq!(read.unwrap().unwrap(), b"marker");
+    assert!(
+        link.state.borrow().gateway,
+        "a killed worker took the gateway offline while another served"
+    );
+
+    // The last worker stops: nobody serves, and the device knows it.
+    assert!(survivor.terminate_within(STOP_LIMIT).success());
+    device_sees(&mut link, false).await;
+    let _ = doomed.terminate_within(STOP_LIMIT);
 }

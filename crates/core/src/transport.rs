@@ -443,6 +443,8 @@ enum Outgoing {
         topic: String,
         payload: Vec<u8>,
         retain: bool,
+        /// Seconds the broker keeps it (MQTT 5 message expiry); `None`: for ever.
+        expiry: Option<u32>,
     },
     Disconnect,
 }
@@ -480,7 +482,21 @@ impl Publisher {
                         topic,
                         payload,
                         retain,
+                        expiry: None,
                     } => client.publish(topic, qos, retain, payload).await,
+                    Outgoing::Publish {
+                        topic,
+                        payload,
+                        retain,
+                        expiry,
+                    } => {
+                        let properties = rumqttc::v5::mqttbytes::v5::PublishProperties {
+                            message_expiry_interval: expiry,
+                            ..Default::default()
+                        };
+                        (client.publish_with_properties(topic, qos, retain, payload, properties))
+                            .await
+                    }
                     Outgoing::Disconnect => client.disconnect().await,
                 };
                 if let Err(error) = sent {
@@ -517,6 +533,22 @@ impl Publisher {
             topic: topic.to_owned(),
             payload: payload.into(),
             retain,
+            expiry: None,
+        })
+    }
+
+    /// A retained publish the broker forgets after `expiry_s` seconds.
+    pub fn publish_expiring(
+        &self,
+        topic: &str,
+        payload: impl Into<Vec<u8>>,
+        expiry_s: u32,
+    ) -> bool {
+        self.push(Outgoing::Publish {
+            topic: topic.to_owned(),
+            payload: payload.into(),
+            retain: true,
+            expiry: Some(expiry_s),
         })
     }
 
@@ -528,6 +560,12 @@ impl Publisher {
     pub fn disconnect(&self) -> bool {
         self.tx.send(Outgoing::Disconnect).is_ok()
     }
+}
+
+/// Whether `topic` carries the gateway's status or a worker's.
+fn is_gateway_status(prefix: &str, topic: &[u8]) -> bool {
+    std::str::from_utf8(topic)
+        .is_ok_and(|topic| crate::protocol::topics::status_worker(prefix, topic).is_some())
 }
 
 /// A packet over our limit broke the connection.
@@ -624,7 +662,8 @@ impl DeviceLink {
 
         let status = topics::status(prefix, device_id);
         let responses = topics::responses(prefix, device_id);
-        let gateway_status = topics::gateway_status(prefix);
+        let gateway_statuses = topics::gateway_statuses_filter(prefix);
+        let status_prefix = prefix.to_owned();
         let driving_topic = topics::driving(prefix, device_id);
         let mut options = broker.options_v5(&format!("voicepay-{device_id}"));
         options.set_last_will(LastWill::new(
@@ -658,7 +697,7 @@ impl DeviceLink {
             let mut backoff = Duration::from_millis(200);
             let mut unreadable_driving = LogLimiter::new(10);
             // What the signed statuses seen so far make us believe.
-            let mut belief = crate::protocol::StatusBelief::default();
+            let mut belief = crate::protocol::GatewayBelief::default();
             let mut rejected_statuses = LogLimiter::new(10);
             let mut rejected_ptt = LogLimiter::new(2);
             let mut presses = crate::protocol::ptt::Presses::new(&ptt_device);
@@ -672,16 +711,23 @@ impl DeviceLink {
                         // Before the gateway's: the vehicle's retained state
                         // is known by the time the device counts as online.
                         queue.subscribe(&driving_topic);
-                        queue.subscribe(&gateway_status);
+                        queue.subscribe(&gateway_statuses);
                         if button.is_some() {
                             queue.subscribe(&ptt);
                         }
                         queue.subscribe(&tasks_topic);
                         queue.publish(&status, true, "online");
                     }
-                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic == gateway_status => {
+                    Ok(Event::Incoming(Packet::Publish(p)))
+                        if is_gateway_status(&status_prefix, &p.topic) =>
+                    {
+                        // Checked just above: a status topic, in UTF-8.
+                        let topic = String::from_utf8_lossy(&p.topic);
+                        let worker = topics::status_worker(&status_prefix, &topic).flatten();
                         let online = match GatewayStatus::open(&p.payload, &gateway) {
-                            Ok(status) => match belief.see(&status) {
+                            // A status signed for another worker's topic,
+                            // or a recording: nothing changes.
+                            Ok(status) => match belief.see(worker, &status) {
                                 Some(online) => online,
                                 // A recording, or an old session's.
                                 None => continue,
@@ -781,6 +827,7 @@ impl DeviceLink {
                             *s = LinkState::default();
                             changed
                         });
+                        belief.forget_online();
                         // The vehicle may start or stop unheard: unknown
                         // until its retained state comes again.
                         driving_tx.send_if_modified(|s| s.take().is_some());

@@ -25,7 +25,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, Publish};
+use rumqttc::v5::mqttbytes::v5::{LastWill, LastWillProperties, Packet, Publish};
 use rumqttc::v5::{AsyncClient, Event};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -471,22 +471,43 @@ pub async fn run(
         std::sync::Arc::new(move |request| control::answer(&books, request)),
         control_stop.clone(),
     ));
-    let status = topics::gateway_status(&gateway.config.prefix);
-    let offline = |session: u64| gateway.seal_status(&GatewayStatus::new(false, now_ms(), session));
     // Unique per process: a second gateway (or a stale one) on the broker
     // must not take over this one's connection, and then lose its own.
     let random = Uuid::now_v7().simple().to_string();
-    let mut options = broker.options_v5(&format!("voicepay-gateway-{}", &random[24..]));
+    let name = &random[24..];
+    let mut options = broker.options_v5(&format!("voicepay-gateway-{name}"));
+    // On a shared ledger this process is one worker of many: it says its
+    // status, and leaves its will, on a topic of its own, so one that dies
+    // takes no other offline (devices believe the gateway online while any
+    // worker is). Its last "offline" is tidied away by the broker.
+    let worker = matches!(gateway.config.ledger, books::Ledger::Postgres(_)).then_some(name);
+    let status = match worker {
+        Some(worker) => topics::worker_status(&gateway.config.prefix, worker),
+        None => topics::gateway_status(&gateway.config.prefix),
+    };
+    let offline_kept = worker.map(|_| WORKER_OFFLINE_KEPT_S);
+    let offline = |session: u64| {
+        gateway.seal_status(&GatewayStatus::new(false, now_ms(), session).by(worker))
+    };
     // The will is signed now: the broker says it for us when we vanish.
     // Each connection is a new session, with its own will.
     let mut session = new_session(&gateway).await?;
     let will = |session| -> Result<LastWill, GatewayError> {
+        let kept = offline_kept.map(|expiry| LastWillProperties {
+            message_expiry_interval: Some(expiry),
+            delay_interval: None,
+            payload_format_indicator: None,
+            content_type: None,
+            response_topic: None,
+            correlation_data: None,
+            user_properties: Vec::new(),
+        });
         Ok(LastWill::new(
             &status,
             offline(session)?,
             QoS::AtLeastOnce,
             true,
-            None,
+            kept,
         ))
     };
     options.set_last_will(will(session)?);
@@ -504,7 +525,7 @@ pub async fn run(
     let (beat, beating) = tokio::sync::watch::channel(None::<u64>);
     let heartbeat = tokio::spawn(heartbeat(
         gateway.clone(),
-        status.clone(),
+        (status.clone(), worker.map(str::to_owned)),
         outgoing.clone(),
         beating,
     ));
@@ -580,13 +601,24 @@ pub async fn run(
     // No "online" may follow the last word.
     heartbeat.abort();
     let _ = heartbeat.await;
-    drain(&outgoing, &mut eventloop, &status, offline(session)?).await;
+    drain(
+        &outgoing,
+        &mut eventloop,
+        (&status, offline(session)?),
+        offline_kept,
+    )
+    .await;
     publisher_task.abort();
     control_stop.cancel();
     let _ = control.await;
     let _ = pruner.await;
     Ok(())
 }
+
+/// How long the broker keeps a worker's last "offline" (seconds). Devices
+/// online then hear it at once; one that connects later finds the topic
+/// empty, which says the same: nobody serves there.
+const WORKER_OFFLINE_KEPT_S: u32 = 3_600;
 
 /// The most decisions one fsync covers: a burst is answered in a few
 /// batches, and none waits long behind the others.
@@ -674,7 +706,7 @@ async fn new_session(gateway: &std::sync::Arc<Gateway>) -> Result<u64, GatewayEr
 /// cancel a poll half-way.
 async fn heartbeat(
     gateway: std::sync::Arc<Gateway>,
-    topic: String,
+    (topic, worker): (String, Option<String>),
     outgoing: Publisher,
     mut sessions: tokio::sync::watch::Receiver<Option<u64>>,
 ) {
@@ -687,7 +719,8 @@ async fn heartbeat(
         }
         if let Some(session) = current {
             seq += 1;
-            match gateway.seal_status(&GatewayStatus::heartbeat(now_ms(), session, seq)) {
+            let online = GatewayStatus::heartbeat(now_ms(), session, seq).by(worker.as_deref());
+            match gateway.seal_status(&online) {
                 Ok(online) => {
                     outgoing.publish(&topic, true, online);
                 }
@@ -728,10 +761,13 @@ async fn prune_answers(
 async fn drain(
     outgoing: &Publisher,
     eventloop: &mut rumqttc::v5::EventLoop,
-    status: &str,
-    offline: Vec<u8>,
+    (status, offline): (&str, Vec<u8>),
+    kept_s: Option<u32>,
 ) {
-    outgoing.publish(status, true, offline);
+    match kept_s {
+        Some(kept_s) => outgoing.publish_expiring(status, offline, kept_s),
+        None => outgoing.publish(status, true, offline),
+    };
     outgoing.disconnect();
     let deadline = tokio::time::sleep(std::time::Duration::from_secs(2));
     tokio::pin!(deadline);

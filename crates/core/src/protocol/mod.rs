@@ -28,7 +28,7 @@ pub use request::{
     AgentRef, Approval, ApprovalMethod, Evidence, PaymentRequest, RequestBuilder, RequestKind,
 };
 pub use response::{AnswerTo, PaymentResponse, ResponseStatus};
-pub use status::{Availability, GatewayStatus, StatusBelief};
+pub use status::{Availability, GatewayBelief, GatewayStatus, StatusBelief};
 pub use task::{
     AgentMessage, AgentTask, SubscriptionPeriod, TaskKind, TaskQuery, TaskState, TaskStatus,
 };

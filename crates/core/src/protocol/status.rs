@@ -12,8 +12,8 @@ pub enum Availability {
     Offline,
 }
 
-/// The payload of `{prefix}/gateway/status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The payload of `{prefix}/gateway/status` (or of a worker's topic under it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayStatus {
     pub status: Availability,
@@ -30,6 +30,10 @@ pub struct GatewayStatus {
     /// deleted is put back), each time with the next number. Its will is 0.
     #[serde(default)]
     pub seq: u64,
+    /// The worker that says it, when gateways share a ledger: signed, so a
+    /// worker's status copied onto another's topic is not believed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 impl GatewayStatus {
@@ -44,6 +48,15 @@ impl GatewayStatus {
             at,
             session,
             seq: 0,
+            worker: None,
+        }
+    }
+
+    /// Said by `worker` (on its own topic), or by the one gateway.
+    pub fn by(self, worker: Option<&str>) -> GatewayStatus {
+        GatewayStatus {
+            worker: worker.map(str::to_owned),
+            ..self
         }
     }
 
@@ -111,6 +124,58 @@ impl StatusBelief {
     }
 }
 
+/// How many workers a device keeps beliefs about. Workers come and go (a
+/// restarted one is a new worker): past this, one believed offline is
+/// forgotten to make room.
+const MAX_WORKERS: usize = 64;
+
+/// What a device believes of a deployment: one gateway on its topic, or
+/// workers each on their own. The gateway is online while any of them is,
+/// so a worker's will takes only that worker offline.
+#[derive(Debug, Default)]
+pub struct GatewayBelief {
+    /// By worker name ("" for the one gateway): its statuses, and whether
+    /// it is believed online now.
+    workers: std::collections::HashMap<String, (StatusBelief, bool)>,
+}
+
+impl GatewayBelief {
+    /// Whether the gateway is online after `status`, seen on the topic of
+    /// `worker` (`None`: the one gateway's); `None` if it is not believed: a
+    /// recording, or a status signed for another topic.
+    pub fn see(&mut self, worker: Option<&str>, status: &GatewayStatus) -> Option<bool> {
+        if status.worker.as_deref() != worker {
+            return None;
+        }
+        let name = worker.unwrap_or_default();
+        if !self.workers.contains_key(name) && self.workers.len() >= MAX_WORKERS {
+            let gone = self
+                .workers
+                .iter()
+                .find(|(_, (_, online))| !online)
+                .map(|(name, _)| name.clone())?;
+            self.workers.remove(&gone);
+        }
+        let (belief, online) = self.workers.entry(name.to_owned()).or_default();
+        *online = belief.see(status)?;
+        Some(self.online())
+    }
+
+    /// Online while any worker is.
+    pub fn online(&self) -> bool {
+        self.workers.values().any(|(_, online)| *online)
+    }
+
+    /// The broker went: nobody is known online until the retained statuses
+    /// come again (a worker whose will was missed meanwhile must not stay
+    /// online), and what was seen still orders what comes.
+    pub fn forget_online(&mut self) {
+        for (_, online) in self.workers.values_mut() {
+            *online = false;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +229,75 @@ mod tests {
             "an older heartbeat"
         );
         assert_eq!(belief.see(&GatewayStatus::new(false, 199, 2)), Some(false));
+    }
+
+    #[test]
+    fn a_workers_will_takes_only_that_worker_offline() {
+        let mut belief = GatewayBelief::default();
+        let a = GatewayStatus::heartbeat(100, 1, 1).by(Some("a"));
+        let b = GatewayStatus::heartbeat(100, 2, 1).by(Some("b"));
+        assert_eq!(belief.see(Some("a"), &a), Some(true));
+        assert_eq!(belief.see(Some("b"), &b), Some(true));
+        let a_will = GatewayStatus::new(false, 101, 1).by(Some("a"));
+        assert_eq!(belief.see(Some("a"), &a_will), Some(true), "b still serves");
+        assert_eq!(belief.see(Some("a"), &a), None, "a's online played back");
+        let b_will = GatewayStatus::new(false, 101, 2).by(Some("b"));
+        assert_eq!(belief.see(Some("b"), &b_will), Some(false), "nobody serves");
+        assert!(!belief.online());
+    }
+
+    #[test]
+    fn a_workers_status_on_another_topic_is_not_believed() {
+        let mut belief = GatewayBelief::default();
+        let a = GatewayStatus::heartbeat(100, 1, 1).by(Some("a"));
+        assert_eq!(belief.see(Some("fake"), &a), None);
+        assert_eq!(belief.see(None, &a), None, "not the one gateway's either");
+        let one = GatewayStatus::heartbeat(100, 1, 1);
+        assert_eq!(
+            belief.see(Some("a"), &one),
+            None,
+            "the one gateway's on a worker's topic"
+        );
+        assert_eq!(belief.see(None, &one), Some(true));
+        assert!(belief.online());
+    }
+
+    #[test]
+    fn after_the_broker_went_no_worker_is_online_until_its_status_comes_again() {
+        let mut belief = GatewayBelief::default();
+        let a = GatewayStatus::heartbeat(100, 1, 1).by(Some("a"));
+        assert_eq!(belief.see(Some("a"), &a), Some(true));
+        belief.forget_online();
+        assert!(!belief.online());
+        // Its retained heartbeat after the reconnect: the same, believed.
+        assert_eq!(belief.see(Some("a"), &a), Some(true));
+        belief.forget_online();
+        let older = GatewayStatus::heartbeat(99, 1, 0).by(Some("a"));
+        assert_eq!(belief.see(Some("a"), &older), None, "still ordered");
+    }
+
+    #[test]
+    fn workers_past_the_limit_push_out_those_offline_and_never_one_online() {
+        let mut belief = GatewayBelief::default();
+        let name = |i: usize| format!("w{i}");
+        for i in 0..MAX_WORKERS {
+            let online = GatewayStatus::heartbeat(100, i as u64 + 1, 1).by(Some(&name(i)));
+            assert_eq!(belief.see(Some(&name(i)), &online), Some(true));
+        }
+        let newcomer = GatewayStatus::heartbeat(100, 1_000, 1).by(Some("new"));
+        assert_eq!(
+            belief.see(Some("new"), &newcomer),
+            None,
+            "all online: no room"
+        );
+        let will = GatewayStatus::new(false, 101, 1).by(Some("w0"));
+        assert_eq!(belief.see(Some("w0"), &will), Some(true));
+        assert_eq!(
+            belief.see(Some("new"), &newcomer),
+            Some(true),
+            "w0 made room"
+        );
+        assert_eq!(belief.workers.len(), MAX_WORKERS);
     }
 
     #[test]

@@ -65,6 +65,32 @@ pub fn gateway_status(prefix: &str) -> String {
     format!("{prefix}/gateway/status")
 }
 
+/// One worker's retained status, when gateways share a ledger: each says
+/// its own `online` and leaves its own will, so one that dies takes no
+/// other offline (see [`super::GatewayBelief`]).
+pub fn worker_status(prefix: &str, worker: &str) -> String {
+    format!("{}/{worker}", gateway_status(prefix))
+}
+
+/// What devices subscribe to: the gateway's status and every worker's.
+pub fn gateway_statuses_filter(prefix: &str) -> String {
+    format!("{}/#", gateway_status(prefix))
+}
+
+/// Whose status `topic` carries: `Some(None)` the one gateway's,
+/// `Some(Some(worker))` a worker's, `None` neither (a deeper topic, or a
+/// worker name no worker can have).
+pub fn status_worker<'a>(prefix: &str, topic: &'a str) -> Option<Option<&'a str>> {
+    let rest = topic
+        .strip_prefix(prefix)?
+        .strip_prefix("/gateway/status")?;
+    match rest.strip_prefix('/') {
+        None if rest.is_empty() => Some(None),
+        None => None,
+        Some(worker) => is_plain_name(worker).then_some(Some(worker)),
+    }
+}
+
 /// Retained `online` / `offline`, also the last will.
 pub fn status(prefix: &str, device_id: &str) -> String {
     device_topic(prefix, device_id, "status")
@@ -91,8 +117,18 @@ pub fn shared_requests_filter(group: &str, prefix: &str) -> String {
 /// Whether `group` can name a shared subscription: 1-64 of A-Z a-z 0-9 _ -
 /// (MQTT forbids `/`, `+` and `#` in it; the rest is our choice).
 pub fn is_valid_share_group(group: &str) -> bool {
-    (1..=64).contains(&group.len())
-        && group
+    is_plain_name(group)
+}
+
+/// Whether `worker` can name a gateway worker's status topic: the same rule.
+pub fn is_valid_worker(worker: &str) -> bool {
+    is_plain_name(worker)
+}
+
+/// 1-64 of A-Z a-z 0-9 _ -: one topic level, never a wildcard.
+fn is_plain_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
@@ -218,6 +254,25 @@ mod tests {
         let long = "g".repeat(65);
         for bad in ["", "a/b", "+", "#", "a b", long.as_str()] {
             assert!(!is_valid_share_group(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_status_topic_names_the_one_gateway_or_one_worker_and_nothing_deeper() {
+        let p = DEFAULT_PREFIX;
+        assert_eq!(gateway_statuses_filter(p), "voicepay/v1/gateway/status/#");
+        assert_eq!(status_worker(p, &gateway_status(p)), Some(None));
+        let worker = worker_status(p, "w-1f3a");
+        assert_eq!(worker, "voicepay/v1/gateway/status/w-1f3a");
+        assert_eq!(status_worker(p, &worker), Some(Some("w-1f3a")));
+        for not_a_status in [
+            "voicepay/v1/gateway/status/",
+            "voicepay/v1/gateway/status/a/b",
+            "voicepay/v1/gateway/statusx",
+            "voicepay/v1/gateway/status/a b",
+            "other/v1/gateway/status",
+        ] {
+            assert_eq!(status_worker(p, not_a_status), None, "{not_a_status}");
         }
     }
 }
