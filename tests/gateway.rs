@@ -35,10 +35,12 @@ async fn device_client(
     broker: &Broker,
     id: &str,
     subscribe: &str,
-) -> (AsyncClient, mpsc::Receiver<Vec<u8>>) {
+) -> (AsyncClient, mpsc::UnboundedReceiver<Vec<u8>>) {
     let options = MqttOptions::new(id, "127.0.0.1", broker.port);
     let (client, mut eventloop) = AsyncClient::new(options, 16);
-    let (tx, rx) = mpsc::channel(16);
+    // Unbounded: a test that publishes a burst before it reads the answers
+    // must not stall this loop, and with it its own publishing.
+    let (tx, rx) = mpsc::unbounded_channel();
     let (subscribed_tx, mut subscribed) = mpsc::channel(1);
     client.subscribe(subscribe, QoS::AtLeastOnce).await.unwrap();
     tokio::spawn(async move {
@@ -48,7 +50,7 @@ async fn device_client(
                     let _ = subscribed_tx.try_send(());
                 }
                 Event::Incoming(Packet::Publish(p)) => {
-                    let _ = tx.send(p.payload.to_vec()).await;
+                    let _ = tx.send(p.payload.to_vec());
                 }
                 _ => {}
             }
@@ -68,7 +70,7 @@ fn opened(answer: &[u8], gateway_key: PublicKey) -> PaymentResponse {
     .expect("a payment response")
 }
 
-async fn next_answer(rx: &mut mpsc::Receiver<Vec<u8>>) -> Option<Vec<u8>> {
+async fn next_answer(rx: &mut mpsc::UnboundedReceiver<Vec<u8>>) -> Option<Vec<u8>> {
     tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .ok()
@@ -148,39 +150,45 @@ async fn the_gateway_answers_once_per_request_and_keeps_running_after_bad_messag
     let second = next_answer(&mut answers).await.expect("a repeated answer");
     assert_eq!(second, first, "the first answer again, byte for byte");
 
-    let exit = gateway.terminate();
+    let exit = gateway.terminate_within(STOP_LIMIT);
     assert!(exit.success(), "graceful stop: {exit:?}");
     assert!(!said(next_answer(&mut status).await), "offline");
     let ledger = ok(&["gateway", "ledger", "--data-dir", dir]);
     assert_eq!(ledger.lines().count(), 1, "charged once: {ledger}");
 }
 
-/// Two gateway hosts with one key and one PostgreSQL ledger, a broker, and
+/// Gateway hosts with one key and one PostgreSQL ledger, a broker, and
 /// device `glasses-1` enrolled in the database.
 struct SharedLedger {
     broker: Broker,
     db: voicepay_tools::postgres::TempPostgres,
-    hosts: [tempfile::TempDir; 2],
+    hosts: Vec<tempfile::TempDir>,
     gateway_key: PublicKey,
     device: SigningKey,
 }
 
 impl SharedLedger {
     fn new() -> SharedLedger {
+        SharedLedger::with_hosts(2)
+    }
+
+    fn with_hosts(count: usize) -> SharedLedger {
         let broker = Broker::start();
         let db = voicepay_tools::postgres::TempPostgres::start().unwrap();
-        let hosts = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let hosts: Vec<_> = (0..count).map(|_| tempfile::tempdir().unwrap()).collect();
         let dir = |i: usize| hosts[i].path().to_str().unwrap().to_owned();
-        // One gateway key, on two hosts.
+        // One gateway key, on every host.
         ok(&["gateway", "init", "--data-dir", &dir(0)]);
         let key = std::fs::read(hosts[0].path().join("gateway.key")).unwrap();
-        voicepay_core::durable::write_file(
-            &hosts[1].path().join("gateway.key"),
-            &key,
-            0o600,
-            voicepay_core::durable::Existing::Keep,
-        )
-        .unwrap();
+        for host in &hosts[1..] {
+            voicepay_core::durable::write_file(
+                &host.path().join("gateway.key"),
+                &key,
+                0o600,
+                voicepay_core::durable::Existing::Keep,
+            )
+            .unwrap();
+        }
         let shown: serde_json::Value = serde_json::from_str(&ok(&[
             "gateway",
             "show-key",
@@ -232,7 +240,7 @@ impl SharedLedger {
     }
 
     /// Waits until `count` gateway sessions have said they are online.
-    async fn wait_online(&self, status: &mut mpsc::Receiver<Vec<u8>>, count: usize) {
+    async fn wait_online(&self, status: &mut mpsc::UnboundedReceiver<Vec<u8>>, count: usize) {
         let mut sessions = std::collections::BTreeSet::new();
         while sessions.len() < count {
             let said = next_answer(status).await.expect("a status");
@@ -295,8 +303,8 @@ async fn two_gateways_on_one_postgres_ledger_give_a_request_the_same_signed_answ
     let response = opened(&one, gateway_key);
     assert_eq!(response.status, ResponseStatus::Approved);
 
-    assert!(first_gateway.terminate().success());
-    assert!(second_gateway.terminate().success());
+    assert!(first_gateway.terminate_within(STOP_LIMIT).success());
+    assert!(second_gateway.terminate_within(STOP_LIMIT).success());
     let ledger = s.ledger();
     assert_eq!(ledger.lines().count(), 1, "charged once: {ledger}");
     assert!(ledger.contains(&req.request_id.to_string()), "{ledger}");
@@ -346,8 +354,8 @@ async fn gateway_workers_sharing_a_subscription_split_the_requests_and_answer_ea
         assert_eq!(response.status, ResponseStatus::Approved);
         heard.insert(response.request_id);
     }
-    assert!(first_gateway.terminate().success());
-    assert!(second_gateway.terminate().success());
+    assert!(first_gateway.terminate_within(STOP_LIMIT).success());
+    assert!(second_gateway.terminate_within(STOP_LIMIT).success());
     let (first, second) = (answered(first_log), answered(second_log));
     assert_eq!(
         first + second,
@@ -417,7 +425,7 @@ async fn a_killed_worker_takes_no_other_offline_and_the_last_one_stopping_does()
         None,
         Vec::new,
     );
-    let (mut doomed, _) = s.run(0, &["--share", "workers"]);
+    let (doomed, _) = s.run(0, &["--share", "workers"]);
     let (mut survivor, _) = s.run(1, &["--share", "workers"]);
     s.wait_online(&mut statuses, 2).await;
     device_sees(&mut link, true).await;
@@ -457,5 +465,172 @@ async fn a_killed_worker_takes_no_other_offline_and_the_last_one_stopping_does()
     // The last worker stops: nobody serves, and the device knows it.
     assert!(survivor.terminate_within(STOP_LIMIT).success());
     device_sees(&mut link, false).await;
-    let _ = doomed.terminate_within(STOP_LIMIT);
+    drop(doomed);
+}
+
+/// Requests in the fault test, and how many devices send them.
+const FAULT_DEVICES: usize = 30;
+const FAULT_REQUESTS: usize = 3_000;
+/// At most this many unanswered at once (a stock mosquitto queues 1,000 per
+/// client); an unanswered one is sent again after `RESEND`, as a device's
+/// outbox does.
+const FAULT_WINDOW: usize = 300;
+const RESEND: Duration = Duration::from_secs(2);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_workers_answer_three_thousand_requests_once_each_through_a_killed_worker_and_a_postgres_restart()
+ {
+    let mut s = SharedLedger::with_hosts(3);
+    let prefix = protocol::DEFAULT_PREFIX;
+    // Thirty devices, enrolled in the shared books.
+    let devices: Vec<(String, SigningKey)> = (0..FAULT_DEVICES)
+        .map(|i| {
+            let id = format!("car-{i:02}");
+            let key = SigningKey::generate().unwrap();
+            ok(&[
+                "gateway",
+                "enroll",
+                "--device-id",
+                &id,
+                "--public-key",
+                &key.public_key().to_base64url(),
+                "--ledger",
+                &s.db.url(),
+                "--data-dir",
+                s.dir(0),
+            ]);
+            (id, key)
+        })
+        .collect();
+    let (_watch, mut status) = device_client(
+        &s.broker,
+        "watcher",
+        &topics::gateway_statuses_filter(prefix),
+    )
+    .await;
+    let mut workers: Vec<Child> = (0..3)
+        .map(|host| s.run(host, &["--share", "workers"]).0)
+        .collect();
+    s.wait_online(&mut status, 3).await;
+
+    // Every request, sealed once: a resend is the same bytes.
+    let mut requests = Vec::with_capacity(FAULT_REQUESTS);
+    for seq in 1..=(FAULT_REQUESTS / FAULT_DEVICES) as u64 {
+        for (id, key) in &devices {
+            let mut req = request(id, 100);
+            req.seq = seq;
+            let sealed = Envelope::seal_json(&req, key).unwrap().0.to_bytes();
+            requests.push((req.request_id, topics::requests(prefix, id), sealed));
+        }
+    }
+    let (client, mut answers) = device_client(
+        &s.broker,
+        "devices",
+        &format!("{prefix}/devices/+/responses"),
+    )
+    .await;
+    let gateway_key = s.gateway_key;
+    let mut answered: std::collections::HashMap<uuid::Uuid, Vec<u8>> = Default::default();
+    let mut sent_at: std::collections::HashMap<uuid::Uuid, tokio::time::Instant> =
+        Default::default();
+    let (mut next, mut killed, mut restarted, mut resent) = (0, false, false, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    while answered.len() < requests.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} answered",
+            answered.len(),
+            requests.len()
+        );
+        // New requests within the window, and resends of the overdue.
+        let now = tokio::time::Instant::now();
+        let mut to_send = Vec::new();
+        for (id, topic, sealed) in &requests[..next] {
+            if !answered.contains_key(id) && sent_at.get(id).is_some_and(|at| now - *at > RESEND) {
+                to_send.push((*id, topic, sealed));
+                resent += 1;
+            }
+        }
+        while next < requests.len() && sent_at.len() - answered.len() < FAULT_WINDOW {
+            let (id, topic, sealed) = &requests[next];
+            to_send.push((*id, topic, sealed));
+            sent_at.insert(*id, now);
+            next += 1;
+        }
+        for (id, topic, sealed) in to_send {
+            sent_at.insert(id, now);
+            client
+                .publish(topic.as_str(), QoS::AtLeastOnce, false, sealed.clone())
+                .await
+                .unwrap();
+        }
+        // Answers as they come, for a while.
+        let until = tokio::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(Some(answer)) = tokio::time::timeout_at(until, answers.recv()).await {
+            let response: PaymentResponse = protocol::open(&answer, |kid| {
+                (kid == gateway_key.key_id()).then_some(gateway_key)
+            })
+            .expect("signed by the gateway")
+            .parse()
+            .unwrap();
+            assert_eq!(response.status, ResponseStatus::Approved, "{response:?}");
+            match answered.get(&response.request_id) {
+                Some(first) => assert_eq!(first, &answer, "a repeat gets the identical decision"),
+                None => {
+                    answered.insert(response.request_id, answer);
+                }
+            }
+        }
+        if !killed && answered.len() >= FAULT_REQUESTS / 3 {
+            workers[0].signal("KILL");
+            killed = true;
+        }
+        if !restarted && answered.len() >= 2 * FAULT_REQUESTS / 3 {
+            // With up to a window of requests in the workers' hands.
+            tokio::task::block_in_place(|| {
+                s.db.stop().unwrap();
+                s.db.start_again().unwrap();
+            });
+            restarted = true;
+        }
+    }
+    // Every tenth request delivered again, to whichever worker: each gets
+    // its first signed decision again, byte for byte.
+    let again: Vec<_> = requests.iter().step_by(10).collect();
+    for (_, topic, sealed) in &again {
+        client
+            .publish(topic.as_str(), QoS::AtLeastOnce, false, sealed.clone())
+            .await
+            .unwrap();
+    }
+    let mut repeated = std::collections::HashSet::new();
+    while repeated.len() < again.len() {
+        let answer = next_answer(&mut answers)
+            .await
+            .expect("a repeat is answered");
+        let response: PaymentResponse = protocol::open(&answer, |kid| {
+            (kid == gateway_key.key_id()).then_some(gateway_key)
+        })
+        .unwrap()
+        .parse()
+        .unwrap();
+        assert_eq!(
+            answered[&response.request_id], answer,
+            "the identical signed decision"
+        );
+        repeated.insert(response.request_id);
+    }
+    for worker in &mut workers[1..] {
+        assert!(worker.terminate_within(STOP_LIMIT).success());
+    }
+    let ledger = s.ledger();
+    let charged: std::collections::HashSet<String> = ledger
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["request_id"].to_string()
+        })
+        .collect();
+    assert_eq!(ledger.lines().count(), FAULT_REQUESTS, "each charged once");
+    assert_eq!(charged.len(), FAULT_REQUESTS);
+    println!("{resent} requests sent again after the faults");
 }
