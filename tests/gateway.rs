@@ -634,3 +634,126 @@ async fn three_workers_answer_three_thousand_requests_once_each_through_a_killed
     assert_eq!(charged.len(), FAULT_REQUESTS);
     println!("{resent} requests sent again after the faults");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_without_the_gateway_key_enrolls_a_device_and_limits_its_day_while_workers_run()
+{
+    let s = SharedLedger::new();
+    let prefix = protocol::DEFAULT_PREFIX;
+    let (_watch, mut status) = device_client(
+        &s.broker,
+        "watcher",
+        &topics::gateway_statuses_filter(prefix),
+    )
+    .await;
+    let mut workers: Vec<Child> = (0..2)
+        .map(|host| s.run(host, &["--share", "workers"]).0)
+        .collect();
+    s.wait_online(&mut status, 2).await;
+
+    // The operator's host: the database's URL, and no gateway key.
+    let operator = tempfile::tempdir().unwrap();
+    let url = s.db.url();
+    let on_books = |args: &[&str]| {
+        let mut all = vec!["gateway"];
+        all.extend(args);
+        all.extend(["--ledger", &url, "--data-dir"]);
+        all.push(operator.path().to_str().unwrap());
+        ok(&all)
+    };
+    let device = SigningKey::generate().unwrap();
+    let key = device.public_key().to_base64url();
+    let enrolled = on_books(&["enroll", "--device-id", "glasses-2", "--public-key", &key]);
+    assert!(enrolled.starts_with("enrolled glasses-2"), "{enrolled}");
+    let set = on_books(&["limits", "--daily", "50.00 CNY"]);
+    assert_eq!(
+        set,
+        "{\"daily_limit\":{\"minor\":5000,\"currency\":\"CNY\"}}\n"
+    );
+    assert_eq!(on_books(&["limits"]), set, "shown as set");
+    assert!(
+        !operator.path().join("gateway.key").exists(),
+        "no key was needed or made"
+    );
+
+    // Served at once, and judged by the new limit, by whichever worker.
+    let (client, mut answers) = device_client(
+        &s.broker,
+        "glasses-2",
+        &topics::responses(prefix, "glasses-2"),
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for (seq, minor) in [(1, 3_000), (2, 3_000), (3, 2_000)] {
+        let mut req = request("glasses-2", minor);
+        req.seq = seq;
+        let sealed = Envelope::seal_json(&req, &device).unwrap().0.to_bytes();
+        client
+            .publish(
+                topics::requests(prefix, "glasses-2"),
+                QoS::AtLeastOnce,
+                false,
+                sealed,
+            )
+            .await
+            .unwrap();
+        let answer = next_answer(&mut answers).await.expect("an answer");
+        statuses.push(opened(&answer, s.gateway_key).status);
+    }
+    use ResponseStatus::{Approved, Declined};
+    assert_eq!(
+        statuses,
+        [Approved, Declined, Approved],
+        "30 + 20 fit in 50"
+    );
+    for worker in &mut workers {
+        assert!(worker.terminate_within(STOP_LIMIT).success());
+    }
+}
+
+#[test]
+fn the_daily_limit_is_set_through_a_running_embedded_gateway_and_kept_in_its_books() {
+    let broker = Broker::start();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    ok(&["gateway", "init", "--data-dir", dir]);
+    let mut gateway = Child::spawn(gateway_command(&broker.url(), dir));
+    let socket = data.path().join("control.sock");
+    wait_for("the gateway's control socket", START_LIMIT, || {
+        socket.exists()
+    });
+    let set = ok(&[
+        "gateway",
+        "limits",
+        "--daily",
+        "12.00 CNY",
+        "--data-dir",
+        dir,
+    ]);
+    assert_eq!(
+        set,
+        "{\"daily_limit\":{\"minor\":1200,\"currency\":\"CNY\"}}\n"
+    );
+    let out = run(voicepay(&[
+        "gateway",
+        "limits",
+        "--daily=-1.00 CNY",
+        "--data-dir",
+        dir,
+    ]));
+    assert!(!out.status.success(), "a limit below zero is refused");
+    let removed = ok(&["gateway", "limits", "--no-daily", "--data-dir", dir]);
+    assert_eq!(removed, "{\"daily_limit\":null}\n");
+    assert!(gateway.terminate_within(STOP_LIMIT).success());
+    // Kept in its books: read again with the gateway stopped.
+    ok(&[
+        "gateway",
+        "limits",
+        "--daily",
+        "12.00 CNY",
+        "--data-dir",
+        dir,
+    ]);
+    let shown = ok(&["gateway", "limits", "--data-dir", dir]);
+    assert!(shown.contains("1200"), "{shown}");
+}

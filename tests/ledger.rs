@@ -261,3 +261,42 @@ fn a_gateway_answers_again_after_its_postgres_restarts_and_charges_nothing_twice
     assert_eq!(again.message, first.message);
     assert_eq!(w.gateway.ledger().expect("ledger").len(), 2);
 }
+
+#[test]
+fn a_daily_limit_set_in_the_database_binds_every_running_worker_at_its_next_decision() {
+    let s = Setup::new();
+    let (a, b) = (s.worker(None), s.worker(None));
+    a.gateway
+        .enroll(DEVICE, &s.device.public_key())
+        .expect("enroll");
+    let now = voicepay_core::clock::now_ms();
+    let status = |w: &Worker, seq, minor| {
+        let reply = w
+            .gateway
+            .handle(&s.topic, &request(&s.device, seq, minor), now);
+        reply.expect("answered").response.status
+    };
+    assert_eq!(status(&a, 1, 3_000), ResponseStatus::Approved);
+    // An operator sets the limit with the books alone: no gateway key.
+    let mut config = GatewayConfig::new(tempfile::tempdir().unwrap().path().to_owned());
+    config.ledger = s.db.url().parse().unwrap();
+    let admin = voicepay_gateway::Admin::open(&config).expect("the books alone");
+    assert_eq!(admin.daily_limit().unwrap(), None);
+    let limit = Money::new(5_000, Currency::CNY);
+    admin.set_daily_limit(Some(limit)).unwrap();
+    assert_eq!(b.gateway.admin().daily_limit().unwrap(), Some(limit));
+    // 30 spent: 30 more is over it on either worker, 20 fits.
+    assert_eq!(status(&b, 2, 3_000), ResponseStatus::Declined);
+    assert_eq!(status(&a, 3, 3_000), ResponseStatus::Declined);
+    assert_eq!(status(&b, 4, 2_000), ResponseStatus::Approved);
+    // Lifted, it binds nobody.
+    admin.set_daily_limit(None).unwrap();
+    assert_eq!(status(&a, 5, 3_000), ResponseStatus::Approved);
+    assert_eq!(a.gateway.ledger().unwrap().len(), 3);
+    assert!(
+        admin
+            .set_daily_limit(Some(Money::new(-1, Currency::CNY)))
+            .is_err(),
+        "a limit below zero"
+    );
+}

@@ -418,6 +418,20 @@ pub enum GatewayCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Show or set the limit per device and day kept in the books, which
+    /// every gateway on them judges by (as well as by its own --daily-limit).
+    Limits {
+        /// e.g. "500.00 CNY".
+        #[arg(long, value_parser = parse_money)]
+        daily: Option<Money>,
+        /// Remove the limit.
+        #[arg(long, conflicts_with = "daily")]
+        no_daily: bool,
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Serve: answer every enrolled device's requests until stopped.
     Run(GatewayRunArgs),
 }
@@ -426,7 +440,8 @@ pub enum GatewayCommand {
 pub struct GatewayRunArgs {
     #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
     pub broker: BrokerUrl,
-    /// Per device and day, e.g. "500.00 CNY".
+    /// Per device and day, e.g. "500.00 CNY": this process's own, checked
+    /// as well as the one in the books (`gateway limits`).
     #[arg(long, value_parser = parse_money)]
     pub daily_limit: Option<Money>,
     /// The topic prefix the devices use (their profile's `mqtt.prefix`).

@@ -1,4 +1,4 @@
-//! `voicepay gateway init|show-key|enroll|ledger|run`: the reference payment gateway.
+//! `voicepay gateway init|show-key|enroll|ledger|limits|run`: the reference payment gateway.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +10,7 @@ use voicepay_core::keys::{KeyError, SigningKey};
 use voicepay_core::protocol::topics;
 use voicepay_core::{control, durable};
 use voicepay_gateway::books::Ledger;
-use voicepay_gateway::{Gateway, GatewayConfig, GatewayError};
+use voicepay_gateway::{Admin, Gateway, GatewayConfig, GatewayError};
 
 use super::args::{GatewayCommand, GatewayRunArgs, LedgerArgs};
 use super::{print_reply, show_key};
@@ -42,6 +42,20 @@ pub fn run(command: GatewayCommand) -> Result<ExitCode> {
         }
         GatewayCommand::Ledger { ledger, data_dir } => {
             return gateway_command(data_dir, ledger_of(ledger)?, control::Request::Ledger);
+        }
+        GatewayCommand::Limits {
+            daily,
+            no_daily,
+            ledger,
+            data_dir,
+        } => {
+            let daily = if no_daily {
+                Some(None)
+            } else {
+                daily.map(Some)
+            };
+            let request = control::Request::GatewayLimits { daily };
+            return gateway_command(data_dir, ledger_of(ledger)?, request);
         }
         GatewayCommand::Run(args) => serve(args)?,
     }
@@ -144,17 +158,23 @@ fn gateway_command(
 ) -> Result<ExitCode> {
     let mut config = gateway_config(data_dir);
     config.lock_wait = Duration::ZERO;
+    // The books alone: an operator's host needs no gateway key for these.
     if let Some(ledger) = ledger {
         config.ledger = ledger;
-        let key = load_gateway_key(&config)?;
-        let gateway = Gateway::open(config, key)?;
+        let books = Admin::open(&config)?;
         return Ok(print_reply(voicepay_gateway::control::answer(
-            &gateway, &request,
+            &books, &request,
         )));
     }
-    let open_now = || -> Result<Option<Gateway>> {
-        let key = load_gateway_key(&config)?;
-        match Gateway::open(config.clone(), key) {
+    let open_now = || -> Result<Option<Admin>> {
+        // Only where `gateway init` ran: a mistyped directory gets no books.
+        if !config.key_path().exists() {
+            anyhow::bail!(
+                "no gateway key at {}: run `voicepay gateway init`",
+                config.key_path().display()
+            );
+        }
+        match Admin::open(&config) {
             Err(GatewayError::Db(error)) if durable::is_lock_held(&error) => Ok(None),
             opened => Ok(Some(opened?)),
         }
@@ -164,7 +184,7 @@ fn gateway_command(
         &request,
         durable::LOCK_WAIT,
         open_now,
-        |gateway| voicepay_gateway::control::answer(&gateway, &request),
+        |books| voicepay_gateway::control::answer(&books, &request),
     )?;
     Ok(print_reply(reply))
 }

@@ -44,7 +44,17 @@ pub enum Request {
     /// Each `Some` changes one limit; `Some(None)` removes it.
     LimitsSet {
         auto: Option<Money>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
         daily: Option<Option<Money>>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
         code: Option<Option<Money>>,
     },
     PayeesList {
@@ -80,6 +90,26 @@ pub enum Request {
         device_id: String,
         public_key: String,
     },
+    /// The gateway's limit per device and day, kept in its books: `Some`
+    /// sets it (`Some(None)` removes it); either way, one JSON line says it.
+    GatewayLimits {
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        daily: Option<Option<Money>>,
+    },
+}
+
+/// A field that is there, even as `null`: "remove it" (`Some(None)`) must
+/// not cross the socket as "leave it" (`None`, the field left out).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// What the CLI prints, and whether the command succeeded.
@@ -392,6 +422,36 @@ mod tests {
             opened.load(Ordering::SeqCst) > 1,
             "asked again while waiting"
         );
+    }
+
+    /// Regression: `voicepay limits set --daily none` through a running
+    /// daemon (and `gateway limits --no-daily` through a running gateway)
+    /// crossed the socket as "leave it" and removed nothing.
+    #[test]
+    fn removing_a_limit_crosses_the_socket_as_removing_it() {
+        use crate::money::Currency;
+        let cny = Money::new(500, Currency::CNY);
+        for request in [
+            Request::LimitsSet {
+                auto: None,
+                daily: Some(None),
+                code: None,
+            },
+            Request::LimitsSet {
+                auto: Some(cny),
+                daily: None,
+                code: Some(Some(cny)),
+            },
+            Request::GatewayLimits { daily: Some(None) },
+            Request::GatewayLimits { daily: None },
+            Request::GatewayLimits {
+                daily: Some(Some(cny)),
+            },
+        ] {
+            let line = serde_json::to_string(&request).unwrap();
+            let back: Request = serde_json::from_str(&line).unwrap();
+            assert_eq!(back, request, "{line}");
+        }
     }
 
     #[test]

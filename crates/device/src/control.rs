@@ -174,7 +174,7 @@ pub fn device(store: &Store, book: &DeviceBook, request: &Request) -> Reply {
             }
         }
         Request::Status { json } => status(store, None, None, *json),
-        Request::Ledger | Request::Enroll { .. } => {
+        Request::Ledger | Request::Enroll { .. } | Request::GatewayLimits { .. } => {
             Reply::failed("that is a gateway command: this is a device")
         }
     }
@@ -376,6 +376,13 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
 
+        let daily = Some(Money::new(9_000, Currency::CNY));
+        store
+            .set_limits(&voicepay_core::policy::Limits {
+                daily,
+                ..Default::default()
+            })
+            .unwrap();
         let set = Request::LimitsSet {
             auto: Some(Money::new(500, Currency::CNY)),
             daily: Some(None),
@@ -389,6 +396,11 @@ mod tests {
             .unwrap();
         assert!(reply.ok, "{reply:?}");
         assert_eq!(store.limits().unwrap().auto_pay.minor, 500);
+        assert_eq!(
+            store.limits().unwrap().daily,
+            None,
+            "removed, through the socket"
+        );
 
         let dir_path = dir.path().to_owned();
         let wrong = tokio::task::spawn_blocking(move || call(&dir_path, &Request::Ledger))

@@ -114,6 +114,8 @@ pub enum GatewayError {
     Corrupt(String),
     #[error("device id {0:?} is not 1-64 of A-Z a-z 0-9 _ -")]
     BadDeviceId(String),
+    #[error("a daily limit of {0} is below zero")]
+    NegativeLimit(Money),
 }
 
 /// Why a message got no answer. Each is logged; the gateway keeps running.
@@ -165,18 +167,72 @@ pub struct LedgerEntry {
     pub processed_at: u64,
 }
 
+/// The gateway's books without its key: what an operator does from any
+/// host (`gateway enroll|ledger|limits`), and what a running gateway
+/// answers on its control socket.
+pub struct Admin {
+    books: books::Books,
+}
+
+impl Admin {
+    /// Opens (or connects to) the books the config names; a PostgreSQL
+    /// schema is created or brought up to date first.
+    pub fn open(config: &GatewayConfig) -> Result<Admin, GatewayError> {
+        Ok(Admin {
+            books: books::Books::open(config)?,
+        })
+    }
+
+    /// Registers (or re-keys) a device. A re-keyed device starts a new store,
+    /// so its sequence starts again too.
+    pub fn enroll(&self, device_id: &str, key: &PublicKey) -> Result<(), GatewayError> {
+        if !protocol::is_valid_device_id(device_id) {
+            return Err(GatewayError::BadDeviceId(device_id.to_owned()));
+        }
+        self.books.enroll(device_id, key)
+    }
+
+    /// Approved payments, oldest first.
+    pub fn ledger(&self) -> Result<Vec<LedgerEntry>, GatewayError> {
+        self.books.ledger()
+    }
+
+    /// The deployment's limit per device and day, kept in the books.
+    pub fn daily_limit(&self) -> Result<Option<Money>, GatewayError> {
+        self.books.daily_limit()
+    }
+
+    /// Sets it, or removes it (`None`): every gateway on these books judges
+    /// its next decision by it, as well as by its own `--daily-limit`.
+    pub fn set_daily_limit(&self, limit: Option<Money>) -> Result<(), GatewayError> {
+        if let Some(limit) = limit.filter(|l| l.minor < 0) {
+            return Err(GatewayError::NegativeLimit(limit));
+        }
+        self.books.set_daily_limit(limit)
+    }
+}
+
 pub struct Gateway {
     config: GatewayConfig,
     key: SigningKey,
-    books: books::Books,
+    admin: Admin,
 }
 
 impl Gateway {
     /// Opens (or connects to) the books the config names; a PostgreSQL
     /// schema is created or brought up to date first.
     pub fn open(config: GatewayConfig, key: SigningKey) -> Result<Self, GatewayError> {
-        let books = books::Books::open(&config)?;
-        Ok(Self { config, key, books })
+        let admin = Admin::open(&config)?;
+        Ok(Self { config, key, admin })
+    }
+
+    /// Its books, as an operator sees them.
+    pub fn admin(&self) -> &Admin {
+        &self.admin
+    }
+
+    fn books(&self) -> &books::Books {
+        &self.admin.books
     }
 
     /// Where the books are kept, for people.
@@ -192,7 +248,7 @@ impl Gateway {
     /// before it is used: devices order the gateway's statuses by it, so a
     /// restart with the clock stepped back is still the newest.
     pub fn next_session(&self, now: u64) -> Result<u64, GatewayError> {
-        self.books.next_session(now)
+        self.books().next_session(now)
     }
 
     /// `status`, signed by the gateway.
@@ -202,22 +258,18 @@ impl Gateway {
             .map_err(|e| GatewayError::Corrupt(format!("cannot sign the status: {e}")))
     }
 
-    /// Registers (or re-keys) a device. A re-keyed device starts a new store,
-    /// so its sequence starts again too.
+    /// Registers (or re-keys) a device ([`Admin::enroll`]).
     pub fn enroll(&self, device_id: &str, key: &PublicKey) -> Result<(), GatewayError> {
-        if !protocol::is_valid_device_id(device_id) {
-            return Err(GatewayError::BadDeviceId(device_id.to_owned()));
-        }
-        self.books.enroll(device_id, key)
+        self.admin.enroll(device_id, key)
     }
 
     pub fn device_key(&self, device_id: &str) -> Result<Option<PublicKey>, GatewayError> {
-        self.books.device_key(device_id)
+        self.books().device_key(device_id)
     }
 
     /// Approved payments, oldest first.
     pub fn ledger(&self) -> Result<Vec<LedgerEntry>, GatewayError> {
-        self.books.ledger()
+        self.admin.ledger()
     }
 
     /// Decides one message from `topic` and commits it alone: the answer is
@@ -235,7 +287,7 @@ impl Gateway {
     /// replies back, in order, to publish (group commit).
     pub fn commit(&self, batch: Vec<Decided>) -> Result<Vec<Reply>, GatewayError> {
         if !batch.is_empty() {
-            self.books.sync()?;
+            self.books().sync()?;
         }
         Ok(batch.into_iter().map(|Decided(reply)| reply).collect())
     }
@@ -335,11 +387,11 @@ impl Gateway {
     /// Forgets answers kept past their retention, at most `batch` of them a
     /// call (the loop stays responsive); returns how many went.
     pub fn prune_answers(&self, now: u64, batch: usize) -> Result<usize, GatewayError> {
-        self.books.prune_answers(now, batch)
+        self.books().prune_answers(now, batch)
     }
 
     fn earlier_answer(&self, to: &AnswerTo, now: u64) -> Result<Option<Reply>, Rejection> {
-        match self.books.answer(to)? {
+        match self.books().answer(to)? {
             Some(answered) => self.repeat(answered, to, now).map(Some),
             None => Ok(None),
         }
@@ -416,7 +468,7 @@ impl Gateway {
             },
             decline: &decline,
         };
-        match self.books.record(&record)? {
+        match self.books().record(&record)? {
             books::Stored::New(message) => self.reply(device, message, false),
             // A twin of this request won the race: answer as it was answered.
             books::Stored::Earlier(answered) => self.repeat(answered, to, now),
@@ -468,7 +520,7 @@ pub async fn run(
     let books = gateway.clone();
     let control = tokio::spawn(voicepay_core::control::serve(
         gateway.config.data_dir.clone(),
-        std::sync::Arc::new(move |request| control::answer(&books, request)),
+        std::sync::Arc::new(move |request| control::answer(books.admin(), request)),
         control_stop.clone(),
     ));
     // Unique per process: a second gateway (or a stale one) on the broker
@@ -1101,6 +1153,26 @@ mod tests {
             .unwrap();
         assert!(reply.response.reason.unwrap().contains("future"));
         assert!(s.gateway.ledger().unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_daily_limit_in_the_embedded_books_binds_the_next_decision() {
+        let s = setup(None);
+        let pay = |minor| {
+            let message = sealed(&request(minor), &s.device);
+            let reply = s.gateway.handle(&s.topic, &message, NOW).unwrap();
+            reply.response.status
+        };
+        assert_eq!(pay(3_000), ResponseStatus::Approved);
+        let admin = s.gateway.admin();
+        admin
+            .set_daily_limit(Some(Money::new(5_000, Currency::CNY)))
+            .unwrap();
+        assert_eq!(pay(3_000), ResponseStatus::Declined);
+        assert_eq!(pay(2_000), ResponseStatus::Approved);
+        admin.set_daily_limit(None).unwrap();
+        assert_eq!(admin.daily_limit().unwrap(), None);
+        assert_eq!(pay(3_000), ResponseStatus::Approved);
     }
 
     #[test]

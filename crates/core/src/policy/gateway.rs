@@ -1,6 +1,6 @@
-//! The gateway's own rules for a well-signed, unexpired request: a replay far behind its device's sequence is refused, and the device's day stays within the gateway's limit.
+//! The gateway's own rules for a well-signed, unexpired request: a replay far behind its device's sequence is refused, and the device's day stays within the gateway's limits (its books' and its process's own).
 //!
-//! Whatever keeps the gateway's books (sled today) reads what they hold for
+//! Whatever keeps the gateway's books (sled or PostgreSQL) reads what they hold for
 //! the device, asks [`judge`], and keeps what it decided in the same
 //! transaction, so two deliveries racing for one limit see each other.
 
@@ -13,6 +13,9 @@ pub struct DeviceBooks {
     pub last_seq: Option<u64>,
     /// What the device spent today in the request's currency.
     pub spent_today: Money,
+    /// The deployment's limit per device and day, kept in the books
+    /// (`voicepay gateway limits`) so every worker judges by the same one.
+    pub daily_limit: Option<Money>,
 }
 
 /// The gateway's settings that judge a request.
@@ -20,7 +23,9 @@ pub struct DeviceBooks {
 pub struct GatewayRules {
     /// A request more than this far behind the device's last `seq` is a replay.
     pub seq_window: u64,
-    /// Per device and day, whatever the device's own limits say.
+    /// Per device and day, whatever the device's own limits say: this
+    /// process's own (`gateway run --daily-limit`), checked as well as the
+    /// books' [`DeviceBooks::daily_limit`].
     pub daily_limit: Option<Money>,
 }
 
@@ -54,11 +59,16 @@ pub fn judge(seq: u64, amount: Money, books: &DeviceBooks, rules: &GatewayRules)
         };
     }
     let raise_seq_to = books.last_seq.is_none_or(|last| seq > last).then_some(seq);
-    // The device's own rule, on the gateway's limit.
-    let total = match rules.daily_limit {
-        Some(limit) => super::check_daily(limit, books.spent_today, amount).ok(),
-        None => books.spent_today.checked_add(amount).ok(),
-    };
+    // The device's own rule, on each of the gateway's limits.
+    let within = [rules.daily_limit, books.daily_limit]
+        .into_iter()
+        .flatten()
+        .all(|limit| super::check_daily(limit, books.spent_today, amount).is_ok());
+    let total = books
+        .spent_today
+        .checked_add(amount)
+        .ok()
+        .filter(|_| within);
     let verdict = match total {
         Some(spent_today) => Verdict::Charge { spent_today },
         None => Verdict::Decline("over the gateway's daily limit for this device".into()),
@@ -82,6 +92,7 @@ mod tests {
         DeviceBooks {
             last_seq,
             spent_today: cny(spent),
+            daily_limit: None,
         }
     }
 
@@ -146,6 +157,32 @@ mod tests {
             judged.verdict,
             Verdict::Charge {
                 spent_today: cny(6)
+            }
+        );
+    }
+
+    #[test]
+    fn the_limit_in_the_books_and_the_processs_own_both_hold() {
+        let kept = |limit: i64| DeviceBooks {
+            daily_limit: Some(cny(limit)),
+            ..books(Some(1), 5_000)
+        };
+        // The books' limit is the stricter.
+        let judged = judge(2, cny(1_000), &kept(5_500), &rules());
+        assert!(matches!(judged.verdict, Verdict::Decline(_)));
+        // The process's own is the stricter.
+        let judged = judge(2, cny(6_000), &kept(50_000), &rules());
+        assert!(matches!(judged.verdict, Verdict::Decline(_)));
+        // The books' alone.
+        let open = GatewayRules {
+            daily_limit: None,
+            ..rules()
+        };
+        let judged = judge(2, cny(500), &kept(5_500), &open);
+        assert_eq!(
+            judged.verdict,
+            Verdict::Charge {
+                spent_today: cny(5_500)
             }
         );
     }

@@ -12,6 +12,9 @@ use voicepay_core::protocol::{AnswerTo, GatewayStatus};
 use super::{Answered, Record, Stored};
 use crate::{GatewayConfig, GatewayError, LedgerEntry};
 
+/// In `meta`: the deployment's daily limit, as JSON money.
+const DAILY_LIMIT: &str = "daily_limit";
+
 pub(crate) struct Embedded {
     path: std::path::PathBuf,
     db: sled::Db,
@@ -24,7 +27,7 @@ pub(crate) struct Embedded {
     /// `{device}/{day}/{currency}` -> the day's spend (i64 big-endian minor units).
     daily: sled::Tree,
     ledger: sled::Tree,
-    /// The last status session.
+    /// The last status session, the daily limit.
     meta: sled::Tree,
 }
 
@@ -67,6 +70,31 @@ impl Embedded {
         self.sync()
     }
 
+    /// The deployment's limit per device and day, if set.
+    pub fn daily_limit(&self) -> Result<Option<Money>, GatewayError> {
+        self.meta
+            .get(DAILY_LIMIT)?
+            .map(|raw| {
+                serde_json::from_slice(&raw)
+                    .map_err(|e| GatewayError::Corrupt(format!("the daily limit: {e}")))
+            })
+            .transpose()
+    }
+
+    pub fn set_daily_limit(&self, limit: Option<Money>) -> Result<(), GatewayError> {
+        match limit {
+            Some(limit) => {
+                let raw =
+                    serde_json::to_vec(&limit).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
+                self.meta.insert(DAILY_LIMIT, raw)?;
+            }
+            None => {
+                self.meta.remove(DAILY_LIMIT)?;
+            }
+        }
+        self.sync()
+    }
+
     pub fn device_key(&self, device_id: &str) -> Result<Option<PublicKey>, GatewayError> {
         let Some(raw) = self.devices.get(device_id)? else {
             return Ok(None);
@@ -106,6 +134,8 @@ impl Embedded {
         let ledger_value =
             serde_json::to_vec(record.entry).map_err(|e| GatewayError::Corrupt(e.to_string()))?;
         let abort = ConflictableTransactionError::Abort;
+        // Set by `gateway limits` through this process: no decision races it.
+        let daily_limit = self.daily_limit()?;
 
         // One transaction: a concurrent twin of this request, or a second
         // payment racing for the same limit, sees the other's effect.
@@ -129,6 +159,7 @@ impl Embedded {
                             daily.get(day_key.as_bytes())?.map_or(0, |v| i64_from(&v)),
                             record.amount.currency,
                         ),
+                        daily_limit,
                     };
                     let judged = policy::judge(record.seq, record.amount, &books, &record.rules);
                     if let Some(seq) = judged.raise_seq_to {

@@ -193,6 +193,22 @@ impl Books {
         }
     }
 
+    /// The deployment's limit per device and day, if set.
+    pub fn daily_limit(&self) -> Result<Option<Money>, GatewayError> {
+        match self {
+            Books::Embedded(books) => books.daily_limit(),
+            Books::Shared(books) => books.daily_limit(),
+        }
+    }
+
+    /// Sets or (`None`) removes it.
+    pub fn set_daily_limit(&self, limit: Option<Money>) -> Result<(), GatewayError> {
+        match self {
+            Books::Embedded(books) => books.set_daily_limit(limit),
+            Books::Shared(books) => books.set_daily_limit(limit),
+        }
+    }
+
     pub fn device_key(&self, device_id: &str) -> Result<Option<PublicKey>, GatewayError> {
         match self {
             Books::Embedded(books) => books.device_key(device_id),

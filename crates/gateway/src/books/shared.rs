@@ -14,7 +14,10 @@ use super::{Answered, Record, Stored};
 use crate::{GatewayError, LedgerEntry};
 
 /// The schema, in order: each is applied once, in its own transaction.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../../migrations/0001_books.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../migrations/0001_books.sql")),
+    (2, include_str!("../../migrations/0002_limits.sql")),
+];
 
 /// Held while migrating, so two gateways starting at once do not both apply
 /// a step (any number, the same in every process: "voicepay").
@@ -107,6 +110,28 @@ impl Shared {
         })
     }
 
+    /// The deployment's limit per device and day, if set.
+    pub fn daily_limit(&self) -> Result<Option<Money>, GatewayError> {
+        let row = self.call(|client| {
+            Ok(client.query_one("SELECT daily_minor, daily_currency FROM limits", &[])?)
+        })?;
+        limit_of(row.get(0), row.get(1))
+    }
+
+    /// Sets (or, with `None`, removes) it: every worker's next decision
+    /// judges by it.
+    pub fn set_daily_limit(&self, limit: Option<Money>) -> Result<(), GatewayError> {
+        let minor = limit.map(|l| l.minor);
+        let currency = limit.map(|l| l.currency.to_string());
+        self.call(|client| {
+            client.execute(
+                "UPDATE limits SET daily_minor = $1, daily_currency = $2",
+                &[&minor, &currency],
+            )?;
+            Ok(())
+        })
+    }
+
     pub fn device_key(&self, device_id: &str) -> Result<Option<PublicKey>, GatewayError> {
         let row = self.call(|client| {
             Ok(client.query_opt(
@@ -161,6 +186,19 @@ impl Shared {
 }
 
 /// One decision, in one transaction (see [`Shared::record`]).
+/// A limit as the `limits` table keeps it.
+fn limit_of(minor: Option<i64>, currency: Option<String>) -> Result<Option<Money>, GatewayError> {
+    match (minor, currency) {
+        (Some(minor), Some(currency)) => {
+            let currency = currency.parse().map_err(|_| {
+                GatewayError::Corrupt(format!("the daily limit's currency {currency:?}"))
+            })?;
+            Ok(Some(Money::new(minor, currency)))
+        }
+        _ => Ok(None),
+    }
+}
+
 fn record_in(client: &mut Client, record: &Record) -> Result<Stored, GatewayError> {
     let to = record.to;
     let device = to.device_id.as_str();
@@ -168,7 +206,8 @@ fn record_in(client: &mut Client, record: &Record) -> Result<Stored, GatewayErro
     // Every decision for this device, on any worker, waits here for the
     // one before it to commit; what it reads next is what that one kept.
     let Some(row) = tx.query_opt(
-        "SELECT last_seq FROM devices WHERE device_id = $1 FOR UPDATE",
+        "SELECT last_seq, daily_minor, daily_currency FROM devices CROSS JOIN limits
+         WHERE device_id = $1 FOR UPDATE OF devices",
         &[&device],
     )?
     else {
@@ -177,6 +216,7 @@ fn record_in(client: &mut Client, record: &Record) -> Result<Stored, GatewayErro
         )));
     };
     let last_seq = row.get::<_, Option<i64>>(0).map(unsigned).transpose()?;
+    let daily_limit = limit_of(row.get(1), row.get(2))?;
     let earlier = tx.query_opt(
         "SELECT payload_sha256, response FROM answers WHERE device_id = $1 AND request_id = $2",
         &[&device, &to.request_id],
@@ -197,6 +237,7 @@ fn record_in(client: &mut Client, record: &Record) -> Result<Stored, GatewayErro
             let books = DeviceBooks {
                 last_seq,
                 spent_today: Money::new(spent, record.amount.currency),
+                daily_limit,
             };
             let judged = policy::judge(record.seq, record.amount, &books, &record.rules);
             if let Some(seq) = judged.raise_seq_to {
