@@ -190,9 +190,10 @@ fn gateways_starting_at_once_on_an_empty_database_create_its_schema_once() {
             .expect("each opens the books");
     }
     assert_eq!(
-        s.db.psql("SELECT version FROM voicepay_migrations")
+        s.db.psql("SELECT version FROM voicepay_migrations ORDER BY version")
             .expect("psql"),
-        "1\n"
+        "1\n2\n",
+        "each step applied once"
     );
 }
 
@@ -298,5 +299,53 @@ fn a_daily_limit_set_in_the_database_binds_every_running_worker_at_its_next_deci
             .set_daily_limit(Some(Money::new(-1, Currency::CNY)))
             .is_err(),
         "a limit below zero"
+    );
+}
+
+#[test]
+fn a_ledger_made_by_the_first_schema_is_brought_up_to_date_and_keeps_its_books() {
+    let s = Setup::new();
+    // The books as the first release left them: schema step 1 only, one
+    // device enrolled and one payment charged.
+    let first = include_str!("../crates/gateway/migrations/0001_books.sql");
+    s.db.psql(&format!(
+        "CREATE TABLE voicepay_migrations (
+           version INTEGER PRIMARY KEY,
+           applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+         {first}
+         INSERT INTO voicepay_migrations (version) VALUES (1);"
+    ))
+    .expect("the first schema");
+    let key = s.device.public_key();
+    let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    s.db.psql(&format!(
+        "INSERT INTO devices (device_id, public_key) VALUES ('{DEVICE}', decode('{hex}', 'hex'))"
+    ))
+    .expect("a device enrolled then");
+
+    let w = s.worker(None);
+    let steps =
+        s.db.psql("SELECT version FROM voicepay_migrations ORDER BY version");
+    assert_eq!(
+        steps.expect("psql"),
+        "1\n2\n",
+        "step 2 applied once, on top"
+    );
+    let now = voicepay_core::clock::now_ms();
+    let paid = w
+        .gateway
+        .handle(&s.topic, &request(&s.device, 1, 3_000), now);
+    assert_eq!(
+        paid.expect("served").response.status,
+        ResponseStatus::Approved
+    );
+    let limit = Money::new(4_000, Currency::CNY);
+    w.gateway.admin().set_daily_limit(Some(limit)).unwrap();
+    let over = w
+        .gateway
+        .handle(&s.topic, &request(&s.device, 2, 3_000), now);
+    assert_eq!(
+        over.expect("served").response.status,
+        ResponseStatus::Declined
     );
 }
