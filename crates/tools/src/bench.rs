@@ -80,6 +80,10 @@ pub struct PaymentFigures {
     /// server's default fsync) for 1, 2 and 3 workers at once, each its own
     /// connection deciding for its own devices; `None` without PostgreSQL.
     pub gateway_postgres_per_sec: Option<Vec<f64>>,
+    /// End to end: requests answered a second by 1, 2 and 3 `gateway run
+    /// --share` processes on one PostgreSQL behind a stock mosquitto, all on
+    /// this machine (`crate::fleet`); `None` without PostgreSQL or mosquitto.
+    pub gateway_workers_per_sec: Option<Vec<f64>>,
     /// Device: sign a request and commit it durably to the outbox (fsync).
     pub sign_persist_p50_us: u64,
     pub sign_persist_p99_us: u64,
@@ -290,6 +294,17 @@ fn payment_figures(
         }
     };
 
+    let gateway_workers_per_sec = match std::env::current_exe()
+        .map_err(anyhow::Error::from)
+        .and_then(|voicepay| super::fleet::answered_per_second(&voicepay))
+    {
+        Ok(figures) => Some(figures),
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "no figures for gateway worker processes");
+            None
+        }
+    };
+
     let store = Store::open(&StoreConfig::new(work.path().join("device")))?;
     let mut persist: Vec<f64> = Vec::with_capacity(300);
     for _ in 0..300 {
@@ -313,6 +328,7 @@ fn payment_figures(
         gateway_handle_per_sec,
         gateway_group_commit_per_sec,
         gateway_postgres_per_sec,
+        gateway_workers_per_sec,
         sign_persist_p50_us: percentile(&persist, 50),
         sign_persist_p99_us: percentile(&persist, 99),
         confirm_to_answer_p50_ms: dialog.as_ref().and_then(|d| d.confirm_to_answer_p50_ms),
@@ -525,6 +541,18 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "gateway PostgreSQL {} (workers: requests/s, a transaction each)",
+                said.join(", ")
+            )?;
+        }
+        if let Some(workers) = &p.gateway_workers_per_sec {
+            let said: Vec<String> = workers
+                .iter()
+                .enumerate()
+                .map(|(i, rate)| format!("{} {rate:.0}/s", i + 1))
+                .collect();
+            writeln!(
+                f,
+                "gateway fleet      {} (--share processes: requests answered/s through mosquitto)",
                 said.join(", ")
             )?;
         }
