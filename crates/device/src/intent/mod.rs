@@ -11,13 +11,15 @@
 //! in a command, `names` matches payees and providers, `lexicon` is the shape
 //! of a language's tables, and `english` is English (with `numbers` and
 //! `currency`, its readers). The rules below only read the [`Lexicon`] that
-//! [`ParseContext::language`] picks, so Mandarin can arrive as new tables.
+//! [`ParseContext::language`] picks, so Mandarin can arrive as new tables;
+//! `mandarin` holds the first of them, its amounts read and said.
 
 mod answers;
 mod currency;
 mod english;
 pub mod language;
 mod lexicon;
+pub mod mandarin;
 mod names;
 mod numbers;
 mod partial;
