@@ -459,6 +459,35 @@ pub fn say_amount(money: Money) -> String {
 
 const DIGITS: [char; 10] = ['零', '一', '二', '三', '四', '五', '六', '七', '八', '九'];
 
+/// A count in characters, as said: 二十万, 两千零五, 一亿.
+pub fn say_count(n: u64) -> String {
+    say_integer(n)
+}
+
+/// Figures one by one in characters: "36.5" as 三六点五, a code "472" as
+/// 四七二 (what the user checks digit by digit).
+pub fn say_figures(figures: &str) -> String {
+    figures
+        .chars()
+        .filter_map(|c| match c {
+            '.' => Some('点'),
+            '-' => Some('负'),
+            d => d.to_digit(10).map(|d| DIGITS[d as usize]),
+        })
+        .collect()
+}
+
+/// The currency's own name (人民币 for the yuan): "your limit is in ...".
+pub fn currency_word(currency: Currency) -> String {
+    if currency == Currency::CNY {
+        return "人民币".into();
+    }
+    match currency_name(currency) {
+        "" => currency.code().to_owned(),
+        name => name.to_owned(),
+    }
+}
+
 /// The name said after an amount.
 fn currency_name(currency: Currency) -> &'static str {
     if currency == Currency::CNY {
@@ -675,6 +704,22 @@ mod tests {
         ] {
             assert_eq!(say_amount(Money::new(minor, currency)), said);
         }
+    }
+
+    #[test]
+    fn every_currency_has_a_chinese_name() {
+        for currency in Currency::all() {
+            let word = currency_word(currency);
+            assert!(!word.is_ascii(), "{currency}: {word}");
+            let said = say_amount(Money::new(500, currency));
+            assert!(
+                !said.is_ascii() && !said.contains(currency.code()),
+                "{said}"
+            );
+        }
+        assert_eq!(say_count(200_000), "二十万");
+        assert_eq!(say_figures("472"), "四七二");
+        assert_eq!(say_figures("36.5"), "三六点五");
     }
 
     #[test]
