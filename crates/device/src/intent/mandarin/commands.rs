@@ -1,0 +1,763 @@
+//! A Mandarin utterance read whole into an intent: a payment (给喜茶付三十六元, 付三十六块五给瑞幸, 转账两百元给张伟), a top-up (帮我给Kimi充值五十元), a spending question (今天花了多少钱), a limit (把自动支付限额设为二十元), an answer (确认, 算了, 批准, 不批准) or a stop of the agents.
+//!
+//! Every character must be accounted for: a command is its fixed words, one
+//! payee and one amount, and whatever else was said (不, 还是, 明天, 可能,
+//! 吗) makes it `None`. A negated answer (不批准) is a rejection, and no
+//! mix of yes and no is read as either.
+
+use super::amount::{Amount, read_amount};
+use crate::intent::{Intent, LimitScope, ParseContext, Period};
+use voicepay_core::money::Currency;
+
+/// Longer is not a spoken command.
+const MAX_CHARS: usize = 200;
+/// Longer is not a payee's name.
+const MAX_PAYEE_CHARS: usize = 24;
+
+/// Reads one transcript; anything that is not clearly a command is `None`.
+pub fn read_command(transcript: &str, ctx: &ParseContext) -> Intent {
+    read(transcript, ctx).unwrap_or(Intent::None)
+}
+
+fn read(transcript: &str, ctx: &ParseContext) -> Option<Intent> {
+    let said = Utterance::of(transcript)?;
+    if let Some(answer) = answer(&said.clauses) {
+        return Some(answer);
+    }
+    let [clause] = said.clauses.as_slice() else {
+        return None;
+    };
+    let clause = without_polite_frame(clause);
+    if let Some(query) = spending_query(clause) {
+        return Some(query);
+    }
+    // A command asked as a question is not given.
+    if said.question {
+        return None;
+    }
+    revoke_agents(clause)
+        .or_else(|| set_limit(clause, ctx))
+        .or_else(|| top_up(clause, ctx))
+        .or_else(|| pay(clause, ctx))
+}
+
+/// The transcript as clauses (split at commas), and whether it asked.
+struct Utterance {
+    clauses: Vec<String>,
+    question: bool,
+}
+
+impl Utterance {
+    fn of(transcript: &str) -> Option<Utterance> {
+        if transcript.chars().count() > MAX_CHARS {
+            return None;
+        }
+        let chars: Vec<char> = transcript.trim().chars().collect();
+        let mut clauses = vec![String::new()];
+        let mut question = false;
+        for (i, &c) in chars.iter().enumerate() {
+            let digit_around = |at: Option<&char>| at.is_some_and(char::is_ascii_digit);
+            match c {
+                '？' | '?' => {
+                    question = true;
+                    clauses.push(String::new());
+                }
+                // A point between digits is a decimal point.
+                '.' if digit_around(i.checked_sub(1).and_then(|p| chars.get(p)))
+                    && digit_around(chars.get(i + 1)) =>
+                {
+                    clauses.last_mut()?.push(c);
+                }
+                '，' | ',' | '、' | '；' | ';' | '：' | ':' | '。' | '.' | '！' | '!' => {
+                    // A grouping comma: "2,500".
+                    if c == ','
+                        && digit_around(i.checked_sub(1).and_then(|p| chars.get(p)))
+                        && chars
+                            .get(i + 1..i + 4)
+                            .is_some_and(|d| d.iter().all(char::is_ascii_digit))
+                    {
+                        clauses.last_mut()?.push(c);
+                    } else {
+                        clauses.push(String::new());
+                    }
+                }
+                c if c.is_whitespace() => {
+                    // Kept only between two Latin words ("Luckin Coffee").
+                    let latin = |at: Option<&char>| at.is_some_and(char::is_ascii_alphanumeric);
+                    let before = clauses.last().and_then(|s| s.chars().last());
+                    if latin(before.as_ref()) && latin(chars.get(i + 1)) {
+                        clauses.last_mut()?.push(' ');
+                    }
+                }
+                c => clauses.last_mut()?.push(c),
+            }
+        }
+        let clauses: Vec<String> = clauses
+            .into_iter()
+            .map(|clause| without_fillers(&clause).to_owned())
+            .filter(|clause| !clause.is_empty())
+            .collect();
+        (!clauses.is_empty()).then_some(Utterance { clauses, question })
+    }
+}
+
+/// Sounds that say nothing, at either end of a clause.
+fn without_fillers(clause: &str) -> &str {
+    let mut rest = clause;
+    loop {
+        let before = rest;
+        for filler in ["嗯", "呃", "啊", "那个", "喂", "哎"] {
+            rest = rest.strip_prefix(filler).unwrap_or(rest);
+        }
+        for filler in ["啊", "哦", "呀", "哈", "哈哈"] {
+            rest = rest.strip_suffix(filler).unwrap_or(rest);
+        }
+        if rest == before {
+            return rest;
+        }
+    }
+}
+
+/// 请, 帮我, 麻烦你: a request's frame, which changes nothing asked.
+fn without_polite_frame(clause: &str) -> &str {
+    let mut rest = clause;
+    loop {
+        let before = rest;
+        for frame in [
+            "麻烦你",
+            "麻烦",
+            "请你",
+            "请",
+            "你帮我",
+            "帮我",
+            "帮忙",
+            "我想要",
+            "我想",
+            "我要",
+        ] {
+            rest = rest.strip_prefix(frame).unwrap_or(rest);
+        }
+        if rest == before {
+            return rest;
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Confirm,
+    /// Yields to a no: 好的，取消 cancels.
+    WeakConfirm,
+    Cancel,
+    Approve,
+    Reject,
+}
+
+const ANSWERS: &[(&str, Answer)] = &[
+    ("确认", Answer::Confirm),
+    ("确定", Answer::Confirm),
+    ("确认付款", Answer::Confirm),
+    ("确认支付", Answer::Confirm),
+    ("是的", Answer::Confirm),
+    ("对", Answer::Confirm),
+    ("对的", Answer::Confirm),
+    ("没问题", Answer::Confirm),
+    ("付吧", Answer::Confirm),
+    ("可以", Answer::WeakConfirm),
+    ("好", Answer::WeakConfirm),
+    ("好的", Answer::WeakConfirm),
+    ("好吧", Answer::WeakConfirm),
+    ("行", Answer::WeakConfirm),
+    ("嗯", Answer::WeakConfirm),
+    ("ok", Answer::WeakConfirm),
+    ("取消", Answer::Cancel),
+    ("取消付款", Answer::Cancel),
+    ("算了", Answer::Cancel),
+    ("不要", Answer::Cancel),
+    ("不要了", Answer::Cancel),
+    ("不用", Answer::Cancel),
+    ("不用了", Answer::Cancel),
+    ("不", Answer::Cancel),
+    ("不了", Answer::Cancel),
+    ("不付了", Answer::Cancel),
+    ("别付了", Answer::Cancel),
+    ("不要付", Answer::Cancel),
+    ("不确认", Answer::Cancel),
+    ("批准", Answer::Approve),
+    ("批准吧", Answer::Approve),
+    ("同意", Answer::Approve),
+    ("同意吧", Answer::Approve),
+    ("拒绝", Answer::Reject),
+    ("拒绝吧", Answer::Reject),
+    ("不批准", Answer::Reject),
+    ("不同意", Answer::Reject),
+    ("不要批准", Answer::Reject),
+];
+
+/// The whole utterance as an answer, when every clause is one.
+fn answer(clauses: &[String]) -> Option<Intent> {
+    let mut said = Vec::new();
+    for clause in clauses {
+        let clause = clause.to_lowercase();
+        let (_, answer) = ANSWERS.iter().find(|(word, _)| *word == clause)?;
+        said.push(*answer);
+    }
+    let has = |a: Answer| said.contains(&a);
+    let yes_to_task = has(Answer::Approve);
+    let no_to_task = has(Answer::Reject);
+    let no = has(Answer::Cancel);
+    let yes = has(Answer::Confirm);
+    Some(match (yes_to_task, no_to_task) {
+        (true, true) => return None,
+        // 不，批准: a no and an approval.
+        (true, false) if no => return None,
+        (true, false) => Intent::ApproveTask,
+        (false, true) if yes => return None,
+        (false, true) => Intent::RejectTask,
+        (false, false) if yes && no => return None,
+        (false, false) if no => Intent::Cancel,
+        (false, false) => Intent::Confirm,
+    })
+}
+
+/// Words that make a command something else: negation, doubt, another
+/// time, another choice, a question.
+const NOT_A_COMMAND: &[&str] = &[
+    "不",
+    "别",
+    "没",
+    "勿",
+    "甭",
+    "还是",
+    "或者",
+    "或",
+    "明天",
+    "后天",
+    "下周",
+    "下个",
+    "下星期",
+    "以后",
+    "等会",
+    "待会",
+    "晚点",
+    "每天",
+    "每周",
+    "每月",
+    "可能",
+    "也许",
+    "大概",
+    "好像",
+    "左右",
+    "差不多",
+    "多少",
+    "几",
+    "吗",
+    "呢",
+    "么",
+];
+
+fn refused(words: &str) -> bool {
+    NOT_A_COMMAND.iter().any(|w| words.contains(w))
+}
+
+/// What may be left of a command once its parts are taken: particles.
+fn only_particles(rest: &str) -> bool {
+    let mut rest = rest;
+    loop {
+        let before = rest;
+        for particle in ["吧", "一下", "了", "哦", "好吗", "谢谢"] {
+            rest = rest.strip_suffix(particle).unwrap_or(rest);
+        }
+        if rest.is_empty() {
+            return true;
+        }
+        if rest == before {
+            return false;
+        }
+    }
+}
+
+/// 今天花了多少钱, 这个月一共花了多少: the user's own spending.
+fn spending_query(clause: &str) -> Option<Intent> {
+    let asks = ["花了多少", "消费了多少", "用了多少", "支出了多少", "花多少"]
+        .iter()
+        .any(|w| clause.contains(w));
+    if !asks {
+        return None;
+    }
+    // Someone else's, another time, or "how much can I spend".
+    let other = ["他", "她", "它", "别人", "明天", "下", "能", "可以", "还"];
+    if other.iter().any(|w| clause.contains(w)) {
+        return None;
+    }
+    let period = if [
+        "这周",
+        "本周",
+        "这个星期",
+        "这星期",
+        "这礼拜",
+        "七天",
+        "一周",
+    ]
+    .iter()
+    .any(|w| clause.contains(w))
+    {
+        Period::Week
+    } else if ["这个月", "本月", "这月", "三十天"]
+        .iter()
+        .any(|w| clause.contains(w))
+    {
+        Period::Month
+    } else {
+        Period::Today
+    };
+    Some(Intent::QuerySpending { period })
+}
+
+/// 停止所有代理, 取消全部代理的付款: every agent stopped.
+fn revoke_agents(clause: &str) -> Option<Intent> {
+    let mut rest = clause;
+    rest = ["停止", "停掉", "撤销", "取消", "关闭"]
+        .iter()
+        .find_map(|verb| rest.strip_prefix(verb))?;
+    for word in ["所有", "全部"] {
+        rest = rest.strip_prefix(word).unwrap_or(rest);
+    }
+    rest = rest.strip_prefix("的").unwrap_or(rest);
+    rest = ["AI代理", "代理", "智能体"]
+        .iter()
+        .find_map(|noun| rest.strip_prefix(noun))?;
+    rest = rest.strip_prefix("的").unwrap_or(rest);
+    for object in ["付款", "支付", "任务"] {
+        rest = rest.strip_prefix(object).unwrap_or(rest);
+    }
+    only_particles(rest).then_some(Intent::RevokeAgents)
+}
+
+/// 把自动支付限额设为二十元, 每日限额改成五百元.
+fn set_limit(clause: &str, ctx: &ParseContext) -> Option<Intent> {
+    const SETTERS: &[&str] = &[
+        "设置为",
+        "设置成",
+        "调整为",
+        "调整到",
+        "提高到",
+        "降低到",
+        "增加到",
+        "减少到",
+        "设为",
+        "设成",
+        "改为",
+        "改成",
+        "调到",
+        "调成",
+        "提到",
+        "降到",
+        "定为",
+        "变成",
+    ];
+    let (at, setter) = SETTERS
+        .iter()
+        .filter_map(|s| clause.find(s).map(|at| (at, *s)))
+        .min_by_key(|(at, _)| *at)?;
+    let (before, after) = (&clause[..at], &clause[at + setter.len()..]);
+    let mut subject = before.strip_prefix("把").unwrap_or(before);
+    subject = subject.strip_prefix("我的").unwrap_or(subject);
+    let scope = match subject
+        .strip_suffix("限额")
+        .or(subject.strip_suffix("额度"))?
+    {
+        "自动支付" | "自动付款" | "免确认支付" | "自动" => LimitScope::Auto,
+        "每日" | "每天" | "单日" | "日" | "每日支付" | "每天支付" => {
+            LimitScope::Daily
+        }
+        _ => return None,
+    };
+    let amount = whole_amount(after, ctx)?;
+    Some(Intent::SetLimit {
+        scope,
+        amount: amount.money,
+    })
+}
+
+/// An amount that takes all of `text` but its particles.
+fn whole_amount(text: &str, ctx: &ParseContext) -> Option<Amount> {
+    let amount = read_amount(text, ctx.default_currency)?;
+    only_particles(&text[amount.len..]).then_some(amount)
+}
+
+/// 给Kimi充值五十元, 帮我给Kimi充值一百万个token.
+fn top_up(clause: &str, ctx: &ParseContext) -> Option<Intent> {
+    let at = clause.find("充值")?;
+    let (before, after) = (&clause[..at], &clause[at + "充值".len()..]);
+    let (provider, rest) = match ["给", "为"].iter().find_map(|m| before.strip_prefix(m)) {
+        // 给Kimi充值五十元
+        Some(named) => (known_provider(named, ctx)?, after),
+        // 充值五十元给Kimi: the provider last.
+        None if before.is_empty() => {
+            let (amount_part, named) = after.rsplit_once('给')?;
+            (known_provider(named, ctx)?, amount_part)
+        }
+        None => return None,
+    };
+    // A bare number is a count of tokens, read whole (never as money).
+    let amount = read_amount(rest, Currency::CNY)?;
+    let tail = &rest[amount.len..];
+    let tokens_said = ["个tokens", "个token", "tokens", "token", "个词元", "词元"]
+        .iter()
+        .find_map(|w| {
+            let head = tail.get(..w.len())?;
+            head.eq_ignore_ascii_case(w).then(|| &tail[w.len()..])
+        });
+    let tokens = match tokens_said {
+        Some(left) if !amount.unit_said => {
+            if !only_particles(left) {
+                return None;
+            }
+            u64::try_from(amount.money.minor / 100).ok().filter(|t| {
+                // A count has no fraction.
+                amount.money.minor % 100 == 0 && *t > 0
+            })?
+        }
+        Some(_) => return None,
+        None if amount.unit_said && only_particles(tail) => {
+            voicepay_core::policy::tokens_for(&ctx.token_prices, &provider, amount.money)?
+        }
+        None => return None,
+    };
+    Some(Intent::TopUp { tokens, provider })
+}
+
+/// The provider `named` is, spelled as the profile spells it.
+fn known_provider(named: &str, ctx: &ParseContext) -> Option<String> {
+    let named = named.trim();
+    ctx.known_providers
+        .iter()
+        .find(|p| p.eq_ignore_ascii_case(named))
+        .cloned()
+}
+
+const PAY_VERBS: &[&str] = &["付款", "付钱", "支付", "转账", "打款", "转", "付"];
+
+/// A payment, in the orders people say it:
+/// 给喜茶付三十六元 (to whom, the verb, how much);
+/// 付三十六块五给瑞幸, 转账两百元给张伟 (the verb, how much, to whom);
+/// 付给七喜三十元, 支付喜茶三十六元 (the verb, to whom, how much).
+fn pay(clause: &str, ctx: &ParseContext) -> Option<Intent> {
+    let (payee, amount) = to_whom_first(clause, ctx)
+        .or_else(|| how_much_first(clause, ctx))
+        .or_else(|| whom_then_how_much(clause, ctx))?;
+    if !amount.money.is_positive() {
+        return None;
+    }
+    Some(Intent::Pay {
+        amount: amount.money,
+        payee: payee_named(&payee, ctx)?,
+    })
+}
+
+/// 给{payee}{verb}{amount}, or with 向 or 跟.
+fn to_whom_first(clause: &str, ctx: &ParseContext) -> Option<(String, Amount)> {
+    let rest = ["给", "向", "跟"]
+        .iter()
+        .find_map(|m| clause.strip_prefix(m))?;
+    // The verb after the payee: the last one, so a name holding 付 stays whole.
+    let (at, verb) = PAY_VERBS
+        .iter()
+        .filter_map(|v| rest.rfind(v).map(|at| (at, *v)))
+        .max_by_key(|(at, verb)| (*at, verb.len()))?;
+    // "支付" found as "付" one character in: take the longer verb.
+    let (at, verb) = PAY_VERBS
+        .iter()
+        .filter(|v| v.len() > verb.len())
+        .find_map(|v| {
+            let start = at.checked_sub(v.len() - verb.len())?;
+            rest.get(start..)?.starts_with(v).then_some((start, *v))
+        })
+        .unwrap_or((at, verb));
+    let payee = &rest[..at];
+    let amount = whole_amount(&rest[at + verb.len()..], ctx)?;
+    Some((payee.to_owned(), amount))
+}
+
+/// {verb}{amount}给{payee}.
+fn how_much_first(clause: &str, ctx: &ParseContext) -> Option<(String, Amount)> {
+    let rest = PAY_VERBS.iter().find_map(|v| clause.strip_prefix(v))?;
+    let amount = read_amount(rest, ctx.default_currency)?;
+    let payee = rest[amount.len..].strip_prefix('给')?;
+    let payee = trailing_particles_off(payee);
+    Some((payee.to_owned(), amount))
+}
+
+/// {verb}[给]{payee}{amount}: the payee runs to where an amount takes the
+/// rest. Without 给 only a payee in the book: 转账的手续费是两块 is chatter.
+fn whom_then_how_much(clause: &str, ctx: &ParseContext) -> Option<(String, Amount)> {
+    let rest = PAY_VERBS.iter().find_map(|v| clause.strip_prefix(v))?;
+    let (rest, to) = match rest.strip_prefix('给') {
+        Some(rest) => (rest, true),
+        None => (rest, false),
+    };
+    let (at, amount) = rest
+        .char_indices()
+        .skip(1)
+        .find_map(|(at, _)| whole_amount(&rest[at..], ctx).map(|amount| (at, amount)))?;
+    let payee = &rest[..at];
+    let known = || ctx.known_payees.iter().any(|p| p == payee);
+    (to || known()).then(|| (payee.to_owned(), amount))
+}
+
+fn trailing_particles_off(text: &str) -> &str {
+    let mut rest = text;
+    loop {
+        let before = rest;
+        for particle in ["吧", "一下", "了", "哦", "谢谢"] {
+            rest = rest.strip_suffix(particle).unwrap_or(rest);
+        }
+        if rest == before {
+            return rest;
+        }
+    }
+}
+
+/// The payee as the book spells it, or as heard; `None` when what was
+/// heard as a name holds a refusal (不, 明天, 吗) and is nobody in the book.
+fn payee_named(heard: &str, ctx: &ParseContext) -> Option<String> {
+    let heard = heard.trim();
+    if heard.is_empty() || heard.chars().count() > MAX_PAYEE_CHARS {
+        return None;
+    }
+    let squeezed = |name: &str| -> String {
+        name.chars()
+            .filter(|c| !c.is_whitespace())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let wanted = squeezed(heard);
+    if let Some(known) = ctx.known_payees.iter().find(|p| squeezed(p) == wanted) {
+        return Some(known.clone());
+    }
+    // Not in the book: no refusal word, no verb, and no number at its
+    // start (付款三十元 must not pay "三" ten yuan).
+    if refused(heard)
+        || PAY_VERBS.iter().any(|v| heard.contains(v))
+        || read_amount(heard, ctx.default_currency).is_some()
+    {
+        return None;
+    }
+    Some(heard.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use voicepay_core::money::Money;
+
+    fn ctx() -> ParseContext {
+        let mut ctx = ParseContext {
+            known_payees: ["喜茶", "瑞幸", "张伟", "七喜", "不二家", "Luckin Coffee"]
+                .map(String::from)
+                .to_vec(),
+            ..ParseContext::default()
+        };
+        ctx.token_prices
+            .insert("Kimi".into(), Money::new(1_000, Currency::CNY));
+        ctx
+    }
+
+    fn read(text: &str) -> Intent {
+        read_command(text, &ctx())
+    }
+
+    fn pay(minor: i64, payee: &str) -> Intent {
+        Intent::Pay {
+            amount: Money::new(minor, Currency::CNY),
+            payee: payee.into(),
+        }
+    }
+
+    #[test]
+    fn payments_are_read_in_every_order_people_say_them() {
+        for (said, intent) in [
+            ("给喜茶付三十六元", pay(3_600, "喜茶")),
+            ("给喜茶付三十六元。", pay(3_600, "喜茶")),
+            ("付三十六块五给瑞幸", pay(3_650, "瑞幸")),
+            ("转账两百元给张伟", pay(20_000, "张伟")),
+            ("给张伟转账两百元", pay(20_000, "张伟")),
+            ("向瑞幸支付三十元", pay(3_000, "瑞幸")),
+            ("请给喜茶付款三十六元", pay(3_600, "喜茶")),
+            ("帮我给喜茶付36元吧", pay(3_600, "喜茶")),
+            ("付给七喜三十元", pay(3_000, "七喜")),
+            ("支付喜茶三十六元", pay(3_600, "喜茶")),
+            ("给不二家付二十元", pay(2_000, "不二家")),
+            ("给 luckin coffee 付 25 元", pay(2_500, "Luckin Coffee")),
+            ("给喜茶付六块八毛", pay(680, "喜茶")),
+            ("给王芳转账两千五", pay(250_000, "王芳")),
+            // Letters of two bytes before the verb: nothing is cut mid-letter.
+            ("给éé付三十元", pay(3_000, "éé")),
+            (
+                "给喜茶付五美元",
+                Intent::Pay {
+                    amount: Money::new(500, Currency::USD),
+                    payee: "喜茶".into(),
+                },
+            ),
+        ] {
+            assert_eq!(read(said), intent, "{said}");
+        }
+    }
+
+    #[test]
+    fn a_negated_doubted_put_off_or_asked_payment_is_none() {
+        for said in [
+            "不要给喜茶付三十六元",
+            "别给喜茶付钱",
+            "给喜茶不付三十六元",
+            "明天给喜茶付三十六元",
+            "给喜茶还是瑞幸付三十元",
+            "可能给喜茶付三十元",
+            "给喜茶付三十元左右",
+            "给喜茶付三十六元吗",
+            "要不要给喜茶付三十六元？",
+            "给喜茶付三十六元？",
+            "给喜茶付几十块",
+            "给喜茶付三五元",
+            "给喜茶付钱",
+            "转账两百元",
+            "给喜茶三十六元",
+            "喜茶的奶茶很好喝",
+            "给喜茶付零元",
+            "付款三十元",
+        ] {
+            assert_eq!(read(said), Intent::None, "{said}");
+        }
+    }
+
+    #[test]
+    fn chatter_about_money_is_never_a_payment() {
+        for said in [
+            "今天天气怎么样",
+            "我付出了很多努力",
+            "他给我转了三十块钱",
+            "我昨天给喜茶付了三十元",
+            "给喜茶付了三十元",
+            "已经给瑞幸付过钱了",
+            "这杯奶茶三十六元",
+            "喜茶的奶茶三十六元一杯",
+            "转账的手续费是两块",
+            "付款码在哪里",
+            "给我三十块钱",
+        ] {
+            assert!(!read(said).is_payment(), "{said}: {:?}", read(said));
+        }
+    }
+
+    #[test]
+    fn any_string_of_command_characters_reads_without_panicking() {
+        let alphabet: Vec<char> = "给向付款转账支充值喜茶瑞幸三十六块五元毛点两千万不吗？，。 Kimi7.é个token确认批准限额设为每日花了多少"
+            .chars()
+            .collect();
+        let mut seed = 0x9e37_79b9_u64;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            let len = 1 + (seed % 16) as usize;
+            for _ in 0..len {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                text.push(alphabet[(seed % alphabet.len() as u64) as usize]);
+            }
+            if let Intent::Pay { amount, payee } = read(&text) {
+                assert!(amount.is_positive() && !payee.trim().is_empty(), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn answers_are_read_whole_and_a_negated_approval_never_approves() {
+        for (said, intent) in [
+            ("确认", Intent::Confirm),
+            ("好的", Intent::Confirm),
+            ("嗯，确认。", Intent::Confirm),
+            ("取消", Intent::Cancel),
+            ("算了", Intent::Cancel),
+            ("不要", Intent::Cancel),
+            ("好的，取消", Intent::Cancel),
+            ("批准", Intent::ApproveTask),
+            ("同意", Intent::ApproveTask),
+            ("好，批准", Intent::ApproveTask),
+            ("拒绝", Intent::RejectTask),
+            ("不批准", Intent::RejectTask),
+            ("不同意", Intent::RejectTask),
+            ("不，批准", Intent::None),
+            ("批准，拒绝", Intent::None),
+            ("确认，取消", Intent::None),
+            ("确认，拒绝", Intent::None),
+            ("确认一下天气", Intent::None),
+        ] {
+            assert_eq!(read(said), intent, "{said}");
+        }
+    }
+
+    #[test]
+    fn spending_questions_limits_top_ups_and_stops_are_read() {
+        for (said, intent) in [
+            (
+                "今天花了多少钱",
+                Intent::QuerySpending {
+                    period: Period::Today,
+                },
+            ),
+            (
+                "我这个月一共花了多少？",
+                Intent::QuerySpending {
+                    period: Period::Month,
+                },
+            ),
+            (
+                "这周花了多少钱",
+                Intent::QuerySpending {
+                    period: Period::Week,
+                },
+            ),
+            ("他今天花了多少钱", Intent::None),
+            ("我今天还能花多少", Intent::None),
+            (
+                "把自动支付限额设为二十元",
+                Intent::SetLimit {
+                    scope: LimitScope::Auto,
+                    amount: Money::new(2_000, Currency::CNY),
+                },
+            ),
+            (
+                "每日限额改成五百元",
+                Intent::SetLimit {
+                    scope: LimitScope::Daily,
+                    amount: Money::new(50_000, Currency::CNY),
+                },
+            ),
+            ("把每日限额提高五十元", Intent::None),
+            ("把限额设为二十元", Intent::None),
+            (
+                "帮我给Kimi充值五十元",
+                Intent::TopUp {
+                    tokens: 5_000_000,
+                    provider: "Kimi".into(),
+                },
+            ),
+            (
+                "给kimi充值一百万个token",
+                Intent::TopUp {
+                    tokens: 1_000_000,
+                    provider: "Kimi".into(),
+                },
+            ),
+            ("给Qwen充值五十元", Intent::None),
+            ("给Kimi充值五十个", Intent::None),
+            ("停止所有代理", Intent::RevokeAgents),
+            ("取消全部代理的付款", Intent::RevokeAgents),
+            ("停止代理吗？", Intent::None),
+        ] {
+            assert_eq!(read(said), intent, "{said}");
+        }
+    }
+}
