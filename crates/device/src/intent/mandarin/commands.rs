@@ -536,6 +536,10 @@ fn payee_named(heard: &str, ctx: &ParseContext) -> Option<String> {
     if let Some(known) = ctx.known_payees.iter().find(|p| squeezed(p) == wanted) {
         return Some(known.clone());
     }
+    // Whisper writes a homophone (西茶 for 喜茶, 瑞星 for 瑞幸).
+    if let Some(known) = sounds_like(heard, &ctx.known_payees) {
+        return Some(known.clone());
+    }
     // Not in the book: no refusal word, no verb, and no number at its
     // start (付款三十元 must not pay "三" ten yuan).
     if refused(heard)
@@ -545,6 +549,35 @@ fn payee_named(heard: &str, ctx: &ParseContext) -> Option<String> {
         return None;
     }
     Some(heard.to_owned())
+}
+
+/// The one payee in the book that sounds like `heard`, tones aside, with
+/// any of each character's readings; none when two do (the user is asked).
+fn sounds_like<'a>(heard: &str, book: &'a [String]) -> Option<&'a String> {
+    let heard = readings(heard)?;
+    let mut alike = book
+        .iter()
+        .filter(|name| readings(name).is_some_and(|name| same_sound(&heard, &name)));
+    let first = alike.next()?;
+    alike.next().is_none().then_some(first)
+}
+
+/// Each character's toneless readings; `None` unless every one is Han.
+fn readings(name: &str) -> Option<Vec<Vec<&'static str>>> {
+    use pinyin::ToPinyinMulti;
+    name.chars()
+        .map(|c| {
+            let multi = c.to_pinyin_multi()?;
+            Some(multi.into_iter().map(|reading| reading.plain()).collect())
+        })
+        .collect()
+}
+
+fn same_sound(a: &[Vec<&str>], b: &[Vec<&str>]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(a, b)| a.iter().any(|reading| b.contains(reading)))
 }
 
 #[cfg(test)]
@@ -630,6 +663,20 @@ mod tests {
         ] {
             assert_eq!(read(said), Intent::None, "{said}");
         }
+    }
+
+    #[test]
+    fn a_payee_heard_as_a_homophone_is_the_one_in_the_book() {
+        assert_eq!(read("给西茶付三十六元"), pay(3_600, "喜茶"));
+        assert_eq!(read("付三十六块五给瑞星"), pay(3_650, "瑞幸"));
+        assert_eq!(read("给张维转账两百元"), pay(20_000, "张伟"));
+        // Two in the book sound alike: neither is chosen for the user.
+        let mut ctx = ctx();
+        ctx.known_payees.push("张薇".into());
+        let intent = read_command("给章伟转账两百元", &ctx);
+        assert_eq!(intent, pay(20_000, "章伟"), "kept as heard");
+        // Nobody in the book sounds like it: kept as heard.
+        assert_eq!(read("给王芳付十元"), pay(1_000, "王芳"));
     }
 
     #[test]
