@@ -2,10 +2,13 @@
 //!
 //! Layout: `amount` reads and says money (三十六块五, 两千五百元, 1.5万);
 //! `commands` reads a whole utterance into an [`Intent`](super::Intent),
-//! preferring `None` to a guess as the English rules do.
+//! preferring `None` to a guess as the English rules do; `prompt` is what
+//! Whisper is told to expect.
 
 mod amount;
 mod commands;
+mod prompt;
 
 pub use amount::{Amount, currency_word, read_amount, say_amount, say_count, say_figures};
 pub use commands::read_command;
+pub use prompt::whisper_prompt;
