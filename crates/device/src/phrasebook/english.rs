@@ -6,10 +6,10 @@
 use super::Speech;
 use crate::intent::{LimitScope, Period};
 use crate::order::{DropReason, Purchase};
-use crate::reason::Reason;
+use crate::reason::{AgentRefusal, Reason};
 use crate::store::{HistoryEntry, HistoryEvent};
 use voicepay_core::money::{Currency, Money};
-use voicepay_core::policy::Refusal;
+use voicepay_core::policy::{OutsideMandate, Refusal, TopUpRefusal};
 use voicepay_core::protocol::SubscriptionPeriod;
 
 pub(super) fn say(speech: &Speech) -> String {
@@ -242,17 +242,43 @@ pub(super) fn drop_reason(reason: DropReason) -> &'static str {
     }
 }
 
-/// Why a payment was not made: the agents' and the top-ups' refusals are
-/// said as core words them; an old entry's reason is its own words.
+/// Why a payment was not made, in the phrasebook's words (as Mandarin
+/// has its own); an old entry's reason is its own words.
 pub(super) fn reason(reason: &Reason) -> String {
     match reason {
         Reason::Policy(refused) => refusal(refused),
-        Reason::Agent(refused) => refused.to_string(),
-        Reason::Mandate(outside) => outside.to_string(),
-        Reason::TopUp(refused) => refused.to_string(),
+        Reason::Agent(AgentRefusal::Unknown(name)) => format!("no agent named {name:?}"),
+        Reason::Agent(AgentRefusal::Outside(outside)) | Reason::Mandate(outside) => {
+            mandate(outside)
+        }
+        Reason::TopUp(TopUpRefusal::UnknownProvider { provider }) => {
+            format!("{provider} is not a token provider this device knows")
+        }
+        Reason::TopUp(TopUpRefusal::NotTheListedPrice {
+            tokens,
+            provider,
+            price,
+            asked,
+        }) => {
+            format!("{tokens} {provider} tokens cost {price} at this device's prices, not {asked}")
+        }
         Reason::Unreadable(error) => error.clone(),
         Reason::Dropped(dropped) => drop_reason(*dropped).to_owned(),
         Reason::Words(words) => words.clone(),
+    }
+}
+
+fn mandate(outside: &OutsideMandate) -> String {
+    match outside {
+        OutsideMandate::Revoked => "the user stopped this agent".to_owned(),
+        OutsideMandate::Expired => "the agent's mandate has expired".to_owned(),
+        OutsideMandate::Currency(currency) => format!("the agent's budget is in {currency}"),
+        OutsideMandate::Payee => "the payee is not one the agent may pay".to_owned(),
+        OutsideMandate::PerTask(limit) => format!("over the agent's limit of {limit} a task"),
+        OutsideMandate::Daily { left } => {
+            format!("over the agent's daily budget ({left} left today)")
+        }
+        OutsideMandate::Total { left } => format!("over the agent's total budget ({left} left)"),
     }
 }
 
@@ -464,6 +490,46 @@ pub(super) fn money(amount: Money) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Worded here now, as core's error text words them: every history
+    /// line written before reads the same.
+    #[test]
+    fn agent_mandate_and_top_up_reasons_read_as_they_did() {
+        let cny = |minor| Money::new(minor, Currency::CNY);
+        let mandates = [
+            OutsideMandate::Revoked,
+            OutsideMandate::Expired,
+            OutsideMandate::Currency(Currency::USD),
+            OutsideMandate::Payee,
+            OutsideMandate::PerTask(cny(5_000)),
+            OutsideMandate::Daily { left: cny(300) },
+            OutsideMandate::Total { left: cny(0) },
+        ];
+        for outside in mandates {
+            assert_eq!(
+                reason(&Reason::Mandate(outside.clone())),
+                outside.to_string()
+            );
+            let agent = AgentRefusal::Outside(outside);
+            assert_eq!(reason(&Reason::Agent(agent.clone())), agent.to_string());
+        }
+        let unknown = AgentRefusal::Unknown("claude".into());
+        assert_eq!(reason(&Reason::Agent(unknown.clone())), unknown.to_string());
+        let top_ups = [
+            TopUpRefusal::UnknownProvider {
+                provider: "Acme".into(),
+            },
+            TopUpRefusal::NotTheListedPrice {
+                tokens: 1_000_000,
+                provider: "Claude".into(),
+                price: cny(9_000),
+                asked: cny(10_000),
+            },
+        ];
+        for refused in top_ups {
+            assert_eq!(reason(&Reason::TopUp(refused.clone())), refused.to_string());
+        }
+    }
     use crate::intent::Doubt;
 
     fn read(minor: i64, currency: Currency, doubt: Doubt) -> String {
