@@ -10,10 +10,13 @@
 //!
 //! # Layout
 //!
-//! - this file: [`GatewayConfig`], [`Gateway`] and [`run`], the MQTT loop
+//! - this file: [`GatewayConfig`], [`Admin`] (the books without the key),
+//!   [`Gateway`] and [`run`], the MQTT loop (on a shared ledger, one worker
+//!   of many, with a status topic of its own)
 //! - [`books`]: enrolled devices, answers, the ledger, per-device seq and
-//!   spend: embedded in sled, or in PostgreSQL shared by many gateways
-//! - [`control`]: its answers on the control socket (`voicepay gateway ledger`, `enroll`)
+//!   spend, the daily limit: embedded in sled, or in PostgreSQL shared by
+//!   many gateways
+//! - [`control`]: its answers on the control socket (`voicepay gateway ledger`, `enroll`, `limits`)
 //!
 //! It links `voicepay-core` and no speech, audio or agent code: what a
 //! device and its gateway share is the wire protocol and the money rules.
