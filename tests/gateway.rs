@@ -239,6 +239,12 @@ impl SharedLedger {
         (child, log)
     }
 
+    /// A client that sees every gateway worker's status as it is said.
+    async fn watch_statuses(&self) -> (AsyncClient, mpsc::UnboundedReceiver<Vec<u8>>) {
+        let statuses = topics::gateway_statuses_filter(protocol::DEFAULT_PREFIX);
+        device_client(&self.broker, "watcher", &statuses).await
+    }
+
     /// Waits until `count` gateway sessions have said they are online.
     async fn wait_online(&self, status: &mut mpsc::UnboundedReceiver<Vec<u8>>, count: usize) {
         let mut sessions = std::collections::BTreeSet::new();
@@ -273,12 +279,7 @@ async fn two_gateways_on_one_postgres_ledger_give_a_request_the_same_signed_answ
  {
     let s = SharedLedger::new();
     let prefix = protocol::DEFAULT_PREFIX;
-    let (_watch, mut status) = device_client(
-        &s.broker,
-        "watcher",
-        &topics::gateway_statuses_filter(prefix),
-    )
-    .await;
+    let (_watch, mut status) = s.watch_statuses().await;
     let (mut first_gateway, _) = s.run(0, &[]);
     let (mut second_gateway, _) = s.run(1, &[]);
     s.wait_online(&mut status, 2).await;
@@ -314,12 +315,7 @@ async fn two_gateways_on_one_postgres_ledger_give_a_request_the_same_signed_answ
 async fn gateway_workers_sharing_a_subscription_split_the_requests_and_answer_each_once() {
     let s = SharedLedger::new();
     let prefix = protocol::DEFAULT_PREFIX;
-    let (_watch, mut status) = device_client(
-        &s.broker,
-        "watcher",
-        &topics::gateway_statuses_filter(prefix),
-    )
-    .await;
+    let (_watch, mut status) = s.watch_statuses().await;
     let (mut first_gateway, first_log) = s.run(0, &["--share", "gateways"]);
     let (mut second_gateway, second_log) = s.run(1, &["--share", "gateways"]);
     s.wait_online(&mut status, 2).await;
@@ -411,12 +407,7 @@ async fn a_killed_worker_takes_no_other_offline_and_the_last_one_stopping_does()
     let s = SharedLedger::new();
     let prefix = protocol::DEFAULT_PREFIX;
     let url = s.broker.url().parse().unwrap();
-    let (_watch, mut statuses) = device_client(
-        &s.broker,
-        "watcher",
-        &topics::gateway_statuses_filter(prefix),
-    )
-    .await;
+    let (_watch, mut statuses) = s.watch_statuses().await;
     let mut link = voicepay_core::transport::DeviceLink::start(
         &url,
         prefix,
@@ -502,12 +493,7 @@ async fn three_workers_answer_three_thousand_requests_once_each_through_a_killed
             (id, key)
         })
         .collect();
-    let (_watch, mut status) = device_client(
-        &s.broker,
-        "watcher",
-        &topics::gateway_statuses_filter(prefix),
-    )
-    .await;
+    let (_watch, mut status) = s.watch_statuses().await;
     let mut workers: Vec<Child> = (0..3)
         .map(|host| s.run(host, &["--share", "workers"]).0)
         .collect();
@@ -640,12 +626,7 @@ async fn an_operator_without_the_gateway_key_enrolls_a_device_and_limits_its_day
 {
     let s = SharedLedger::new();
     let prefix = protocol::DEFAULT_PREFIX;
-    let (_watch, mut status) = device_client(
-        &s.broker,
-        "watcher",
-        &topics::gateway_statuses_filter(prefix),
-    )
-    .await;
+    let (_watch, mut status) = s.watch_statuses().await;
     let mut workers: Vec<Child> = (0..2)
         .map(|host| s.run(host, &["--share", "workers"]).0)
         .collect();
