@@ -532,28 +532,18 @@ impl fmt::Display for Report {
             "gateway grouped    {:.0} requests/s ({GROUP_COMMIT_BATCH} decisions to an fsync)",
             p.gateway_group_commit_per_sec
         )?;
-        if let Some(workers) = &p.gateway_postgres_per_sec {
-            let said: Vec<String> = workers
-                .iter()
-                .enumerate()
-                .map(|(i, rate)| format!("{} {rate:.0}/s", i + 1))
-                .collect();
+        if let Some(rates) = &p.gateway_postgres_per_sec {
             writeln!(
                 f,
                 "gateway PostgreSQL {} (workers: requests/s, a transaction each)",
-                said.join(", ")
+                per_worker_count(rates)
             )?;
         }
-        if let Some(workers) = &p.gateway_workers_per_sec {
-            let said: Vec<String> = workers
-                .iter()
-                .enumerate()
-                .map(|(i, rate)| format!("{} {rate:.0}/s", i + 1))
-                .collect();
+        if let Some(rates) = &p.gateway_workers_per_sec {
             writeln!(
                 f,
                 "gateway fleet      {} (--share processes: requests answered/s through mosquitto)",
-                said.join(", ")
+                per_worker_count(rates)
             )?;
         }
         writeln!(
@@ -580,6 +570,14 @@ impl fmt::Display for Report {
             l.silence_cpu_percent_of_a_core, l.listening_rss_mb
         )
     }
+}
+
+/// "1 409/s, 2 690/s, 3 848/s": a rate for 1, 2, 3 ... workers.
+fn per_worker_count(rates: &[f64]) -> String {
+    let said: Vec<String> = (rates.iter().enumerate())
+        .map(|(i, rate)| format!("{} {rate:.0}/s", i + 1))
+        .collect();
+    said.join(", ")
 }
 
 #[cfg(test)]
