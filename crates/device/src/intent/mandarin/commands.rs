@@ -194,6 +194,25 @@ const ANSWERS: &[(&str, Answer)] = &[
     ("不要批准", Answer::Reject),
 ];
 
+/// The whole transcript as an answer (确认, 好的，取消, 不批准), if it is one.
+pub(super) fn read_answer(transcript: &str) -> Option<Intent> {
+    answer(&Utterance::of(transcript)?.clauses)
+}
+
+/// Every way an answer of this intent is said.
+pub(super) fn answer_forms(intent: &Intent) -> Vec<&'static str> {
+    let wanted = |answer: Answer| match answer {
+        Answer::Confirm | Answer::WeakConfirm => Intent::Confirm,
+        Answer::Cancel => Intent::Cancel,
+        Answer::Approve => Intent::ApproveTask,
+        Answer::Reject => Intent::RejectTask,
+    };
+    (ANSWERS.iter())
+        .filter(|(_, answer)| wanted(*answer) == *intent)
+        .map(|(word, _)| *word)
+        .collect()
+}
+
 /// The whole utterance as an answer, when every clause is one.
 fn answer(clauses: &[String]) -> Option<Intent> {
     let mut said = Vec::new();
@@ -563,7 +582,7 @@ fn sounds_like<'a>(heard: &str, book: &'a [String]) -> Option<&'a String> {
 }
 
 /// Each character's toneless readings; `None` unless every one is Han.
-fn readings(name: &str) -> Option<Vec<Vec<&'static str>>> {
+pub(super) fn readings(name: &str) -> Option<Vec<Vec<&'static str>>> {
     use pinyin::ToPinyinMulti;
     name.chars()
         .map(|c| {
@@ -573,7 +592,7 @@ fn readings(name: &str) -> Option<Vec<Vec<&'static str>>> {
         .collect()
 }
 
-fn same_sound(a: &[Vec<&str>], b: &[Vec<&str>]) -> bool {
+pub(super) fn same_sound(a: &[Vec<&str>], b: &[Vec<&str>]) -> bool {
     a.len() == b.len()
         && a.iter()
             .zip(b)

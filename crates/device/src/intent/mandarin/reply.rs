@@ -1,0 +1,159 @@
+//! A Mandarin reply read for the question it answers: the words as written (确认, 不批准), else the one expected answer they sound like, tones aside (确人 for 确认); with a code's digits (确认四七二) when a code was asked for.
+
+use super::commands::{answer_forms, read_answer, readings, same_sound};
+use crate::intent::language::Listening;
+use crate::intent::{AnswerReading, Intent};
+
+/// Reads `words` heard while `listening`; below `min_confidence` the
+/// hearing is too unsure to be any answer.
+pub fn read_reply(
+    listening: Listening,
+    words: &str,
+    confidence: f32,
+    min_confidence: f32,
+) -> AnswerReading {
+    if confidence < min_confidence {
+        return AnswerReading::Unclear;
+    }
+    let (words, digits) = match listening {
+        Listening::Code => {
+            let (words, digits) = code_digits(words);
+            (words, Some(digits))
+        }
+        _ => (words.to_owned(), None),
+    };
+    let expected: &[Intent] = match listening {
+        Listening::TaskDecision => &[Intent::ApproveTask, Intent::RejectTask],
+        // A missing part is no yes: confirm stays a rival, so that only a
+        // clear cancel is taken.
+        _ => &[Intent::Confirm, Intent::Cancel],
+    };
+    let slot = matches!(listening, Listening::Amount | Listening::Payee);
+    let answer = match read_answer(&words) {
+        Some(said) => expected.contains(&said).then_some(said),
+        None => sounds_like(&words, expected),
+    };
+    match answer {
+        Some(Intent::Confirm) if slot => AnswerReading::Unclear,
+        Some(Intent::Confirm) => AnswerReading::Confirm { digits },
+        Some(Intent::Cancel) => AnswerReading::Cancel,
+        Some(Intent::ApproveTask) => AnswerReading::Approve,
+        Some(Intent::RejectTask) => AnswerReading::Reject,
+        _ => AnswerReading::Unclear,
+    }
+}
+
+/// The one expected answer whose words sound like `words`, tones aside.
+fn sounds_like(words: &str, expected: &[Intent]) -> Option<Intent> {
+    let said: String = words
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation() && !"，。！？、".contains(*c))
+        .collect();
+    let heard = readings(&said)?;
+    let mut alike = expected.iter().filter(|intent| {
+        answer_forms(intent)
+            .iter()
+            .any(|form| readings(form).is_some_and(|form| same_sound(&heard, &form)))
+    });
+    let first = alike.next()?;
+    alike.next().is_none().then(|| first.clone())
+}
+
+/// The code's digits, as figures or characters (四七二, 4-7-2, 幺 for one),
+/// and the words around them.
+fn code_digits(words: &str) -> (String, String) {
+    let mut rest = String::new();
+    let mut digits = String::new();
+    for c in words.chars() {
+        let digit = match c {
+            '0'..='9' => Some(c),
+            '零' | '〇' => Some('0'),
+            '一' | '幺' => Some('1'),
+            '二' | '两' => Some('2'),
+            '三' => Some('3'),
+            '四' => Some('4'),
+            '五' => Some('5'),
+            '六' => Some('6'),
+            '七' => Some('7'),
+            '八' => Some('8'),
+            '九' => Some('9'),
+            _ => None,
+        };
+        match digit {
+            Some(d) => digits.push(d),
+            // Said between the digits: "4-7-2", "4 7 2".
+            None if c == '-' || c.is_whitespace() => {}
+            None => rest.push(c),
+        }
+    }
+    (rest, digits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(listening: Listening, words: &str) -> AnswerReading {
+        read_reply(listening, words, 0.9, 0.5)
+    }
+
+    #[test]
+    fn answers_are_read_for_the_question_asked() {
+        use AnswerReading::*;
+        let confirm = Confirm { digits: None };
+        for (listening, words, reading) in [
+            (Listening::Confirmation, "确认。", confirm.clone()),
+            (Listening::Confirmation, "好的，取消", Cancel),
+            (Listening::Confirmation, "批准", Unclear),
+            (Listening::TaskDecision, "不批准", Reject),
+            (Listening::TaskDecision, "同意", Approve),
+            (Listening::TaskDecision, "确认", Unclear),
+            (Listening::Amount, "确认", Unclear),
+            (Listening::Amount, "取消", Cancel),
+            (Listening::Confirmation, "今天天气不错", Unclear),
+        ] {
+            assert_eq!(read(listening, words), reading, "{words}");
+        }
+        assert_eq!(
+            read_reply(Listening::Confirmation, "确认", 0.2, 0.5),
+            Unclear
+        );
+    }
+
+    #[test]
+    fn an_answer_misheard_as_a_homophone_is_the_answer_it_sounds_like() {
+        use AnswerReading::*;
+        assert_eq!(
+            read(Listening::Confirmation, "确人"),
+            Confirm { digits: None }
+        );
+        assert_eq!(read(Listening::Confirmation, "取销。"), Cancel);
+        assert_eq!(read(Listening::TaskDecision, "批准。"), Approve);
+        assert_eq!(read(Listening::TaskDecision, "拒决"), Reject);
+        // 不批准 and 批准 never sound alike: a no is never heard as a yes.
+        assert_eq!(read(Listening::TaskDecision, "不批准"), Reject);
+        assert_eq!(read(Listening::TaskDecision, "不皮准"), Reject);
+    }
+
+    #[test]
+    fn a_code_answer_carries_its_digits_in_figures_or_characters() {
+        for words in ["确认四七二", "确认，4-7-2。", "四七二，确认", "确认 4 7 2"]
+        {
+            assert_eq!(
+                read(Listening::Code, words),
+                AnswerReading::Confirm {
+                    digits: Some("472".into())
+                },
+                "{words}"
+            );
+        }
+        assert_eq!(read(Listening::Code, "取消"), AnswerReading::Cancel);
+        assert_eq!(
+            read(Listening::Code, "确认"),
+            AnswerReading::Confirm {
+                digits: Some(String::new())
+            },
+            "no digits: the code check refuses it"
+        );
+    }
+}
