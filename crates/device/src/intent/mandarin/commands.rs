@@ -545,6 +545,23 @@ fn payee_named(heard: &str, ctx: &ParseContext) -> Option<String> {
     if heard.is_empty() || heard.chars().count() > MAX_PAYEE_CHARS {
         return None;
     }
+    if let Some(known) = known_payee(heard, ctx) {
+        return Some(known);
+    }
+    // Not in the book: no refusal word, no verb, and no number at its
+    // start (付款三十元 must not pay "三" ten yuan).
+    if refused(heard)
+        || PAY_VERBS.iter().any(|v| heard.contains(v))
+        || read_amount(heard, ctx.default_currency).is_some()
+    {
+        return None;
+    }
+    Some(heard.to_owned())
+}
+
+/// The book's payee `heard` names: spelled alike (spaces and case aside),
+/// or sounding alike.
+fn known_payee(heard: &str, ctx: &ParseContext) -> Option<String> {
     let squeezed = |name: &str| -> String {
         name.chars()
             .filter(|c| !c.is_whitespace())
@@ -556,18 +573,37 @@ fn payee_named(heard: &str, ctx: &ParseContext) -> Option<String> {
         return Some(known.clone());
     }
     // Whisper writes a homophone (西茶 for 喜茶, 瑞星 for 瑞幸).
-    if let Some(known) = sounds_like(heard, &ctx.known_payees) {
-        return Some(known.clone());
-    }
-    // Not in the book: no refusal word, no verb, and no number at its
-    // start (付款三十元 must not pay "三" ten yuan).
-    if refused(heard)
-        || PAY_VERBS.iter().any(|v| heard.contains(v))
-        || read_amount(heard, ctx.default_currency).is_some()
-    {
+    sounds_like(heard, &ctx.known_payees).cloned()
+}
+
+/// "给喜茶付多少钱？" answered: 三十六块五, 36元吧. `None` for anything
+/// more, or asked back.
+pub fn amount_alone(transcript: &str, ctx: &ParseContext) -> Option<voicepay_core::money::Money> {
+    let said = Utterance::of(transcript)?;
+    let [clause] = said.clauses.as_slice() else {
+        return None;
+    };
+    if said.question {
         return None;
     }
-    Some(heard.to_owned())
+    let amount = whole_amount(clause, ctx)?;
+    amount.money.is_positive().then_some(amount.money)
+}
+
+/// "要付给谁？" answered: 喜茶, 给喜茶, 付给瑞幸吧: a payee of the book only.
+pub fn payee_alone(transcript: &str, ctx: &ParseContext) -> Option<String> {
+    let said = Utterance::of(transcript)?;
+    let [clause] = said.clauses.as_slice() else {
+        return None;
+    };
+    if said.question {
+        return None;
+    }
+    let name = ["付给", "给"]
+        .iter()
+        .find_map(|to| clause.strip_prefix(to))
+        .unwrap_or(clause);
+    known_payee(trailing_particles_off(name).trim(), ctx)
 }
 
 /// The one payee in the book that sounds like `heard`, tones aside, with
@@ -696,6 +732,27 @@ mod tests {
         assert_eq!(intent, pay(20_000, "章伟"), "kept as heard");
         // Nobody in the book sounds like it: kept as heard.
         assert_eq!(read("给王芳付十元"), pay(1_000, "王芳"));
+    }
+
+    #[test]
+    fn a_missing_amount_or_payee_is_answered_alone() {
+        let cny = |minor| Some(Money::new(minor, Currency::CNY));
+        assert_eq!(amount_alone("三十六块五。", &ctx()), cny(3_650));
+        assert_eq!(amount_alone("36元吧", &ctx()), cny(3_600));
+        for not_one in [
+            "三十六块五？",
+            "大概三十块",
+            "三十块，五十块",
+            "零元",
+            "喜茶",
+        ] {
+            assert_eq!(amount_alone(not_one, &ctx()), None, "{not_one}");
+        }
+        assert_eq!(payee_alone("喜茶。", &ctx()).as_deref(), Some("喜茶"));
+        assert_eq!(payee_alone("付给瑞星吧", &ctx()).as_deref(), Some("瑞幸"));
+        for nobody in ["王芳", "喜茶？", "三十元", "不知道"] {
+            assert_eq!(payee_alone(nobody, &ctx()), None, "{nobody}");
+        }
     }
 
     #[test]

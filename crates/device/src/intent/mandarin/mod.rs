@@ -14,7 +14,7 @@ mod prompt;
 mod reply;
 
 pub use amount::{Amount, currency_word, read_amount, say_amount, say_count, say_figures};
-pub use commands::read_command;
+pub use commands::{amount_alone, payee_alone, read_command};
 pub use grammar::grammar;
 pub use prompt::whisper_prompt;
 pub use reply::read_reply;
