@@ -92,14 +92,29 @@ pub fn read_reply(
         }
         _ => (words.to_owned(), None),
     };
-    let expected: &[AnswerKind] = match listening {
+    let answer = super::read_answer(&words, ctx, expected_answers(listening));
+    reading(listening, answer, digits)
+}
+
+/// The answers a question asked while `listening` expects, in any language.
+pub(crate) fn expected_answers(listening: Listening) -> &'static [AnswerKind] {
+    match listening {
         Listening::TaskDecision => &[AnswerKind::Approve, AnswerKind::Reject],
         // A missing part is no yes: confirm is listed so that the sound
         // match has a rival and takes only a clear "cancel".
         _ => &[AnswerKind::Confirm, AnswerKind::Cancel],
-    };
+    }
+}
+
+/// How the question asked while `listening` takes `answer` (one of its
+/// expected ones, or none); `digits`, when it asked for a code.
+pub(crate) fn reading(
+    listening: Listening,
+    answer: Option<AnswerKind>,
+    digits: Option<String>,
+) -> AnswerReading {
     let slot = matches!(listening, Listening::Amount | Listening::Payee);
-    match super::read_answer(&words, ctx, expected) {
+    match answer {
         Some(AnswerKind::Confirm) if slot => AnswerReading::Unclear,
         Some(AnswerKind::Confirm) => AnswerReading::Confirm { digits },
         Some(AnswerKind::Cancel) => AnswerReading::Cancel,

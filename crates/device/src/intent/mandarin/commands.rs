@@ -199,16 +199,17 @@ pub(super) fn read_answer(transcript: &str) -> Option<Intent> {
     answer(&Utterance::of(transcript)?.clauses)
 }
 
-/// Every way an answer of this intent is said.
-pub(super) fn answer_forms(intent: &Intent) -> Vec<&'static str> {
-    let wanted = |answer: Answer| match answer {
-        Answer::Confirm | Answer::WeakConfirm => Intent::Confirm,
-        Answer::Cancel => Intent::Cancel,
-        Answer::Approve => Intent::ApproveTask,
-        Answer::Reject => Intent::RejectTask,
+/// Every way this answer is said.
+pub(super) fn answer_forms(kind: crate::intent::AnswerKind) -> Vec<&'static str> {
+    use crate::intent::AnswerKind;
+    let said = |answer: Answer| match answer {
+        Answer::Confirm | Answer::WeakConfirm => AnswerKind::Confirm,
+        Answer::Cancel => AnswerKind::Cancel,
+        Answer::Approve => AnswerKind::Approve,
+        Answer::Reject => AnswerKind::Reject,
     };
     (ANSWERS.iter())
-        .filter(|(_, answer)| wanted(*answer) == *intent)
+        .filter(|(_, answer)| said(*answer) == kind)
         .map(|(word, _)| *word)
         .collect()
 }

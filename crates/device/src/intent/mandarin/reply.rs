@@ -1,11 +1,13 @@
 //! A Mandarin reply read for the question it answers: the words as written (确认, 不批准), else the one expected answer they sound like, tones aside (确人 for 确认); with a code's digits (确认四七二) when a code was asked for.
 
 use super::commands::{answer_forms, read_answer, readings, same_sound};
+use crate::intent::answers::{expected_answers, reading};
 use crate::intent::language::Listening;
-use crate::intent::{AnswerReading, Intent};
+use crate::intent::{AnswerKind, AnswerReading, Intent};
 
 /// Reads `words` heard while `listening`; below `min_confidence` the
-/// hearing is too unsure to be any answer.
+/// hearing is too unsure to be any answer. How each answer counts for each
+/// question is English's rule too ([`reading`]).
 pub fn read_reply(
     listening: Listening,
     words: &str,
@@ -22,41 +24,39 @@ pub fn read_reply(
         }
         _ => (words.to_owned(), None),
     };
-    let expected: &[Intent] = match listening {
-        Listening::TaskDecision => &[Intent::ApproveTask, Intent::RejectTask],
-        // A missing part is no yes: confirm stays a rival, so that only a
-        // clear cancel is taken.
-        _ => &[Intent::Confirm, Intent::Cancel],
-    };
-    let slot = matches!(listening, Listening::Amount | Listening::Payee);
+    let expected = expected_answers(listening);
     let answer = match read_answer(&words) {
-        Some(said) => expected.contains(&said).then_some(said),
+        Some(said) => kind_of(&said).filter(|kind| expected.contains(kind)),
         None => sounds_like(&words, expected),
     };
-    match answer {
-        Some(Intent::Confirm) if slot => AnswerReading::Unclear,
-        Some(Intent::Confirm) => AnswerReading::Confirm { digits },
-        Some(Intent::Cancel) => AnswerReading::Cancel,
-        Some(Intent::ApproveTask) => AnswerReading::Approve,
-        Some(Intent::RejectTask) => AnswerReading::Reject,
-        _ => AnswerReading::Unclear,
+    reading(listening, answer, digits)
+}
+
+/// The answer an intent is, if it is one.
+fn kind_of(intent: &Intent) -> Option<AnswerKind> {
+    match intent {
+        Intent::Confirm => Some(AnswerKind::Confirm),
+        Intent::Cancel => Some(AnswerKind::Cancel),
+        Intent::ApproveTask => Some(AnswerKind::Approve),
+        Intent::RejectTask => Some(AnswerKind::Reject),
+        _ => None,
     }
 }
 
 /// The one expected answer whose words sound like `words`, tones aside.
-fn sounds_like(words: &str, expected: &[Intent]) -> Option<Intent> {
+fn sounds_like(words: &str, expected: &[AnswerKind]) -> Option<AnswerKind> {
     let said: String = words
         .chars()
         .filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation() && !"，。！？、".contains(*c))
         .collect();
     let heard = readings(&said)?;
-    let mut alike = expected.iter().filter(|intent| {
-        answer_forms(intent)
+    let mut alike = expected.iter().filter(|kind| {
+        answer_forms(**kind)
             .iter()
             .any(|form| readings(form).is_some_and(|form| same_sound(&heard, &form)))
     });
     let first = alike.next()?;
-    alike.next().is_none().then(|| first.clone())
+    alike.next().is_none().then_some(*first)
 }
 
 /// The code's digits, as figures or characters (四七二, 4-7-2, 幺 for one),
