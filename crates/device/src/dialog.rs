@@ -1837,6 +1837,68 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_mandarin_payment_without_an_amount_is_asked_read_back_in_mandarin_and_paid_only_on_queren()
+     {
+        let ctx = ParseContext {
+            language: Language::Mandarin,
+            known_payees: vec!["喜茶".into(), "瑞幸".into()],
+            ..ParseContext::default()
+        };
+        let mandarin = Phrasebook::new(Language::Mandarin);
+        let mut d = Dialog::new(settings(), ctx.clone(), Box::new(|| "472".to_string()));
+        let policy = assess(Decision::Auto);
+        let t0 = Instant::now();
+        let mut say = |d: &mut Dialog, text: &str| -> Vec<Action> {
+            let intent = intent::parse(text, &ctx);
+            let evidence = ev(text);
+            let said = Said {
+                intent: &intent,
+                command: text,
+                evidence: &evidence,
+                doubt: Doubt::NONE,
+                payee: None,
+                reply: None,
+            };
+            d.hear_said(&said, t0, &policy)
+        };
+        let spoken = |actions: &[Action]| -> Vec<String> {
+            (actions.iter())
+                .filter_map(|a| match a {
+                    Action::Say(s) => Some(mandarin.say(s)),
+                    _ => None,
+                })
+                .collect()
+        };
+        // A negated yes is a no: nothing is paid.
+        let ask = |d: &mut Dialog, say: &mut dyn FnMut(&mut Dialog, &str) -> Vec<Action>| {
+            let a = say(d, "给西茶付款。");
+            assert_eq!(
+                d.expecting(),
+                Some(Expecting::Amount {
+                    payee: "喜茶".into()
+                })
+            );
+            assert!(spoken(&a).concat().contains("喜茶"), "{:?}", spoken(&a));
+            let a = say(d, "三十六块五。");
+            let read_back = spoken(&a).concat();
+            assert!(
+                read_back.contains("三十六点五元") && read_back.contains("喜茶"),
+                "{read_back}"
+            );
+            assert!(paid(&a).is_none());
+        };
+        ask(&mut d, &mut say);
+        let a = say(&mut d, "不确认。");
+        assert!(paid(&a).is_none(), "{:?}", spoken(&a));
+        assert!(!d.is_waiting());
+        ask(&mut d, &mut say);
+        let a = say(&mut d, "确认。");
+        let order = paid_order(&a).unwrap_or_else(|| panic!("{:?}", spoken(&a)));
+        assert_eq!(order.amount, Money::new(3_650, Currency::CNY));
+        assert_eq!(order.purchase.payee(), "喜茶");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_payment_is_read_back_and_paid_on_confirm() {
         let mut d = dialog();
         let policy = assess(Decision::Confirm);

@@ -369,7 +369,6 @@ impl DeviceProfile {
         let language = Language::from_code(&file.language).map_err(|e| format!("language: {e}"))?;
         let currency = Currency::from_code(&file.default_currency)
             .map_err(|e| format!("default_currency: {e}"))?;
-        crate::asr::ModelName::parse(&file.asr.model).map_err(|e| format!("asr.model: {e}"))?;
         let money = |key: &str, text: &str| {
             Money::parse_decimal(text, currency).map_err(|e| format!("{key}: {e}"))
         };
@@ -421,6 +420,20 @@ impl DeviceProfile {
         file.vad.validate()?;
         file.audio.validate()?;
         file.wake.validate()?;
+        if language != Language::English && file.wake.mode == crate::wake::WakeMode::Phrase {
+            // The wake phrase is matched by English spelling and sound.
+            return Err(format!(
+                "wake.mode \"phrase\" is heard in English only; a {language:?} profile takes \"push_to_talk\" or \"always\""
+            ));
+        }
+        let model =
+            crate::asr::ModelName::parse(&file.asr.model).map_err(|e| format!("asr.model: {e}"))?;
+        if language != Language::English && !model.is_multilingual() {
+            return Err(format!(
+                "asr.model: {} hears English only; language {:?} needs a multilingual model such as base",
+                file.asr.model, file.language
+            ));
+        }
         file.feedback.validate()?;
         if !(1..=8).contains(&file.asr.beam_size) {
             return Err("asr.beam_size is between 1 (greedy) and 8".into());
@@ -988,8 +1001,13 @@ mod tests {
             ),
             (
                 "VOICEPAY__LANGUAGE",
+                "fr",
+                "VOICEPAY__LANGUAGE=fr: language: language \"fr\" is not supported",
+            ),
+            (
+                "VOICEPAY__LANGUAGE",
                 "zh",
-                "VOICEPAY__LANGUAGE=zh: language: language \"zh\" is not supported",
+                "VOICEPAY__LANGUAGE=zh: asr.model: tiny.en hears English only; language \"zh\" needs a multilingual model such as base",
             ),
             (
                 "VOICEPAY_THREADS",
@@ -1115,7 +1133,14 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["car-cockpit", "default", "desktop", "glasses", "headphones"]
+            [
+                "car-cockpit",
+                "car-cockpit-zh",
+                "default",
+                "desktop",
+                "glasses",
+                "headphones"
+            ]
         );
     }
 

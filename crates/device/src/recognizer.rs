@@ -466,6 +466,7 @@ impl Recognizer {
             margin,
             taken,
             tokens = reading.tokens.len(),
+            text = %reading.text,
             "closed-domain reading"
         );
         if !taken {
@@ -585,9 +586,13 @@ impl Recognizer {
             Slot::Provider => &ctx.known_providers,
             _ => &ctx.known_payees,
         };
+        // Spaced as the reading's name was: " Heytea" in English, 喜茶 inside
+        // a Mandarin sentence.
+        let said = self.transcriber.text_of(&reading.tokens[span.clone()]);
+        let space = if said.starts_with(' ') { " " } else { "" };
         let mut names = Vec::with_capacity(forms.len());
         for form in forms {
-            names.push(self.transcriber.tokens_of(&format!(" {form}"))?);
+            names.push(self.transcriber.tokens_of(&format!("{space}{form}"))?);
         }
         self.score_span(reading, span, &names, NAME_SHORTLIST, prompted)
     }
@@ -671,9 +676,15 @@ impl Recognizer {
             }
             AnswerKind::Confirm | AnswerKind::Cancel => {}
         }
+        // Spaced as the reading was: English opens with a space, Mandarin may not.
+        let space = if reading.text.starts_with(' ') {
+            " "
+        } else {
+            ""
+        };
         let mut endings = Vec::new();
         for phrase in phrasings {
-            endings.push(self.transcriber.tokens_of(&format!(" {phrase}"))?);
+            endings.push(self.transcriber.tokens_of(&format!("{space}{phrase}"))?);
         }
         let scored = self
             .transcriber

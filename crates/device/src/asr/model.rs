@@ -31,6 +31,14 @@ impl ModelName {
         }
     }
 
+    /// Whether it hears languages other than English.
+    pub fn is_multilingual(self) -> bool {
+        match self {
+            Self::TinyEn => false,
+            Self::Base => true,
+        }
+    }
+
     pub fn file_name(self) -> String {
         format!("ggml-{}.bin", self.as_str())
     }

@@ -82,6 +82,9 @@ pub fn read_reply(
     ctx: &ParseContext,
     min_confidence: f32,
 ) -> AnswerReading {
+    if let super::Reader::Mandarin = super::reader(ctx.language) {
+        return super::mandarin::read_reply(listening, words, confidence, min_confidence);
+    }
     if confidence < min_confidence {
         return AnswerReading::Unclear;
     }

@@ -543,6 +543,7 @@ pub(crate) static ENGLISH: Lexicon = Lexicon {
     ],
     prompt_names: "Also:",
     prompt_stand_ins: ["Pinewood", "Harbor Cafe", "Nimbus"],
+    money_nouns: &["money", "cash", "some", "a", "payment", "the"],
 
     amounts: AmountReader {
         parse_number: numbers::parse_number,

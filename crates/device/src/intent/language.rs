@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use super::lexicon::Lexicon;
-use super::{ParseContext, currency, lexicon, numbers};
+use super::{ParseContext, Reader, currency, numbers, reader};
 use crate::asr::automaton::{Grammar, Slot, WordSet};
 
 /// What the device listens for: each has its own language.
@@ -35,7 +35,11 @@ pub enum Listening {
 /// a command opens with it ("Hey wallet, pay ..."), as on a device that
 /// listens for its phrase.
 pub fn grammar(listening: Listening, ctx: &ParseContext, wake_phrase: Option<&str>) -> Grammar {
-    let lex = lexicon(ctx.language);
+    let lex = match reader(ctx.language) {
+        Reader::Words(lex) => lex,
+        // A Mandarin profile takes no spoken wake phrase (the profile says so).
+        Reader::Mandarin => return super::mandarin::grammar(listening, ctx),
+    };
     let mut b = Builder {
         g: Grammar::new(),
         lex,

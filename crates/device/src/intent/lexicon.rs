@@ -119,6 +119,9 @@ pub(crate) struct Lexicon {
     /// not hold a payable name (Whisper writes prompt names where others were
     /// said): two payees, one provider.
     pub prompt_stand_ins: [&'static str; 3],
+    /// The words for money itself, which a payment without an amount may
+    /// name ("send money to Alice", "give Bob some cash").
+    pub money_nouns: &'static [&'static str],
 
     /// Reads numbers and currency words.
     pub amounts: AmountReader,

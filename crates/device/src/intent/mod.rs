@@ -10,9 +10,10 @@
 //! Layout: `text` splits Whisper output into tokens, `quantity` finds amounts
 //! in a command, `names` matches payees and providers, `lexicon` is the shape
 //! of a language's tables, and `english` is English (with `numbers` and
-//! `currency`, its readers). The rules below only read the [`Lexicon`] that
-//! [`ParseContext::language`] picks, so Mandarin can arrive as new tables;
-//! `mandarin` holds the first of them, its amounts read and said.
+//! `currency`, its readers). The rules below read the [`Lexicon`] of a
+//! language written in words; Mandarin, written without spaces, has readers
+//! of its own in `mandarin`. Each public function here picks by
+//! [`ParseContext::language`] (see [`reader`]), so callers never branch.
 
 mod answers;
 mod currency;
@@ -246,7 +247,10 @@ impl TryFrom<IntentJson> for Intent {
 /// A context whose payee and provider names are the lexicon's stand-ins,
 /// so that [`whisper_prompt`] holds no name the device could pay.
 pub fn with_stand_in_names(ctx: &ParseContext) -> ParseContext {
-    let [a, b, provider] = lexicon(ctx.language).prompt_stand_ins;
+    let [a, b, provider] = match reader(ctx.language) {
+        Reader::Words(lex) => lex.prompt_stand_ins,
+        Reader::Mandarin => mandarin::PROMPT_STAND_INS,
+    };
     ParseContext {
         known_payees: vec![a.to_owned(), b.to_owned()],
         known_providers: vec![provider.to_owned()],
@@ -263,7 +267,10 @@ pub const PROMPT_PROVIDER_SLOTS: usize = 1;
 /// come out spelled as the parser expects. Whole sentences, not a word list: a
 /// comma-separated list primes Whisper to answer in comma-separated fragments.
 pub fn whisper_prompt(ctx: &ParseContext) -> String {
-    let lex = lexicon(ctx.language);
+    let lex = match reader(ctx.language) {
+        Reader::Words(lex) => lex,
+        Reader::Mandarin => return mandarin::whisper_prompt(ctx),
+    };
     let mut payees = ctx.known_payees.iter();
     let mut providers = ctx.known_providers.iter();
     let mut sentences: Vec<String> = lex
@@ -291,10 +298,11 @@ pub fn whisper_prompt(ctx: &ParseContext) -> String {
 
 /// Reads one transcript. Anything that is not clearly a command is `Intent::None`.
 pub fn parse(transcript: &str, ctx: &ParseContext) -> Intent {
-    let parser = Parser {
-        ctx,
-        lex: lexicon(ctx.language),
+    let lex = match reader(ctx.language) {
+        Reader::Words(lex) => lex,
+        Reader::Mandarin => return mandarin::read_command(transcript, ctx),
     };
+    let parser = Parser { ctx, lex };
     parser.parse(transcript).unwrap_or(Intent::None)
 }
 
@@ -302,7 +310,11 @@ pub fn parse(transcript: &str, ctx: &ParseContext) -> Intent {
 /// dollars"): it is read by the currency's habit, but the other reading
 /// (1250) exists, so such a payment is always read back with its amount.
 pub fn amount_spoken_as_pair(transcript: &str, ctx: &ParseContext) -> bool {
-    let lex = lexicon(ctx.language);
+    let lex = match reader(ctx.language) {
+        Reader::Words(lex) => lex,
+        // 三十六块五 has one reading, and 三五 ("three or five") is refused.
+        Reader::Mandarin => return false,
+    };
     let Some(sentences) = text::sentences(transcript) else {
         return false;
     };
@@ -314,9 +326,17 @@ pub fn amount_spoken_as_pair(transcript: &str, ctx: &ParseContext) -> bool {
     })
 }
 
-fn lexicon(language: Language) -> &'static Lexicon {
+/// How a language is read: by the tables of a language written in words, or
+/// by Mandarin's own readers.
+enum Reader {
+    Words(&'static Lexicon),
+    Mandarin,
+}
+
+fn reader(language: Language) -> Reader {
     match language {
-        Language::English => &english::ENGLISH,
+        Language::English => Reader::Words(&english::ENGLISH),
+        Language::Mandarin => Reader::Mandarin,
     }
 }
 
@@ -334,7 +354,17 @@ pub struct CodeAnswer {
 
 /// Reads "Confirm, 4 7 2." as the digits "472" and the intent of "Confirm,".
 pub fn parse_code_answer(transcript: &str, ctx: &ParseContext) -> CodeAnswer {
-    let lex = lexicon(ctx.language);
+    let lex = match reader(ctx.language) {
+        Reader::Words(lex) => lex,
+        Reader::Mandarin => {
+            let (digits, words) = mandarin::code_digits(transcript);
+            return CodeAnswer {
+                digits,
+                intent: mandarin::read_command(&words, ctx),
+                words,
+            };
+        }
+    };
     let mut digits = String::new();
     let mut words = Vec::new();
     for word in transcript.split_whitespace() {
@@ -363,14 +393,24 @@ pub fn parse_code_answer(transcript: &str, ctx: &ParseContext) -> CodeAnswer {
 
 /// Whether a single lowercase word is a number word ("fifteen", "hundred").
 pub fn is_number_word(word: &str, ctx: &ParseContext) -> bool {
-    (lexicon(ctx.language).amounts.parse_number)(&[word]).is_some()
+    match reader(ctx.language) {
+        Reader::Words(lex) => (lex.amounts.parse_number)(&[word]).is_some(),
+        Reader::Mandarin => mandarin::is_number_word(word),
+    }
 }
 
 /// The name in an answer to "who should I pay?": "To Shell, please." is
 /// "Shell". Leading verbs, prepositions, articles and filler go, and so does
 /// trailing politeness.
 pub fn name_answer(transcript: &str, ctx: &ParseContext) -> String {
-    let lex = lexicon(ctx.language);
+    let lex = match reader(ctx.language) {
+        Reader::Words(lex) => lex,
+        Reader::Mandarin => {
+            // A homophone of a payee (西茶) is named as the book spells it.
+            return mandarin::payee_alone(transcript, ctx)
+                .unwrap_or_else(|| mandarin::name_answer(transcript));
+        }
+    };
     let words: Vec<&str> = transcript
         .split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '!' | '?'))
         .filter(|w| !w.is_empty() && !lex.dropped.contains(&w.to_lowercase().as_str()))
@@ -403,7 +443,16 @@ pub fn name_answer(transcript: &str, ctx: &ParseContext) -> String {
 /// writes a sentence ("Confirm it.", "Approve the task."): the candidates
 /// an answer heard is scored against.
 pub fn answer_phrasings(kind: AnswerKind, ctx: &ParseContext) -> Vec<String> {
-    answers::forms(lexicon(ctx.language), kind)
+    let lex = match reader(ctx.language) {
+        Reader::Words(lex) => lex,
+        Reader::Mandarin => {
+            return mandarin::answer_forms(kind)
+                .into_iter()
+                .map(|form| format!("{form}。"))
+                .collect();
+        }
+    };
+    answers::forms(lex, kind)
         .into_iter()
         .filter(|phrase| !phrase.is_empty())
         .map(|phrase| {
@@ -426,6 +475,10 @@ pub fn read_answer(
     expected: &[AnswerKind],
 ) -> Option<AnswerKind> {
     use AnswerKind::*;
+    let lex = match reader(ctx.language) {
+        Reader::Words(lex) => lex,
+        Reader::Mandarin => return mandarin::answer_among(transcript, expected),
+    };
     let spelled = match parse(transcript, ctx) {
         Intent::Confirm => Some(Confirm),
         Intent::Cancel => Some(Cancel),
@@ -435,7 +488,6 @@ pub fn read_answer(
         Intent::RevokeAgents => Some(Cancel),
         _ => None,
     };
-    let lex = lexicon(ctx.language);
     // Too long to be a command: no sentences, no words, no answer.
     let sentences = text::sentences(transcript).unwrap_or_default();
     let words: Vec<&str> = sentences

@@ -11,9 +11,9 @@ use super::lexicon::Lexicon;
 use super::quantity::{self, Value};
 use super::text::{self, Sentence, Token};
 use super::{
-    Command, MAX_NAME_WORDS, ParseContext, Parser, any_of, lexicon, names, norms, starts_with_any,
+    Command, MAX_NAME_WORDS, ParseContext, Parser, Reader, any_of, mandarin, names, norms, reader,
+    starts_with_any,
 };
-use crate::language::Language;
 use voicepay_core::money::Money;
 
 /// The half of a payment a command said, when it said exactly one half.
@@ -58,22 +58,16 @@ impl Doubt {
     }
 }
 
-/// The words for money itself, which a payment without an amount may name
-/// ("send money to Alice", "give Bob some cash"). Here rather than in the
-/// lexicon until its owner takes them in.
-fn money_nouns(language: Language) -> &'static [&'static str] {
-    match language {
-        Language::English => &["money", "cash", "some", "a", "payment", "the"],
-    }
-}
-
 /// "Pay Heytea." or "Pay thirty six yuan.": a payment command missing
 /// exactly one part. The payee must be in `ctx.known_payees` (the book's
 /// spoken forms), and the amount must name its currency ("Pay thirty six."
 /// is too little to ask about). Anything the parser reads as a command is
 /// no partial one.
 pub fn partial_payment(text: &str, ctx: &ParseContext) -> Option<Partial> {
-    let parser = parser(ctx);
+    let parser = match reader(ctx.language) {
+        Reader::Words(lex) => Parser { ctx, lex },
+        Reader::Mandarin => return mandarin::partial_payment(text, ctx),
+    };
     if parser.parse(text).is_some() {
         return None;
     }
@@ -112,7 +106,7 @@ pub fn partial_payment(text: &str, ctx: &ParseContext) -> Option<Partial> {
 /// Heytea for lunch": a known payee and nothing number-like.
 fn payee_without_amount(parser: &Parser, tokens: &[&Token]) -> Option<String> {
     let lex = parser.lex;
-    let nouns = money_nouns(parser.ctx.language);
+    let nouns = lex.money_nouns;
     let is = |t: &Token, table: &[&str]| table.contains(&t.norm.as_str());
     let mut start = tokens.iter().take_while(|t| is(t, nouns)).count();
     if tokens
@@ -154,7 +148,10 @@ fn payee_without_amount(parser: &Parser, tokens: &[&Token]) -> Option<String> {
 /// yuan to Heytea": any name in `ctx.known_payees`, so the dialog lists only
 /// that payee's). A bare number is in the default currency.
 pub fn amount_alone(text: &str, ctx: &ParseContext) -> Option<Money> {
-    let parser = parser(ctx);
+    let parser = match reader(ctx.language) {
+        Reader::Words(lex) => Parser { ctx, lex },
+        Reader::Mandarin => return mandarin::amount_alone(text, ctx),
+    };
     let sentences = text::sentences(text)?;
     let command = only_command(&parser, &sentences)?;
     // "Thirty six yuan?" asks back; it does not answer.
@@ -189,6 +186,9 @@ pub fn amount_alone(text: &str, ctx: &ParseContext) -> Option<Money> {
 /// nothing else ("Heytea", "To Heytea, please.", "pay Heytea"), as the book
 /// spells it. Never a name outside the book, never one with an amount.
 pub fn payee_alone(text: &str, ctx: &ParseContext) -> Option<String> {
+    if let Reader::Mandarin = reader(ctx.language) {
+        return mandarin::payee_alone(text, ctx);
+    }
     let name = super::name_answer(text, ctx);
     if name.is_empty() || name.split_whitespace().count() > MAX_NAME_WORDS {
         return None;
@@ -204,7 +204,10 @@ pub fn payee_alone(text: &str, ctx: &ParseContext) -> Option<String> {
 /// yuan for dinner"), a question, an idiom ("Pay attention to the road") or
 /// a verb alone ("Give me five").
 pub fn attempted_command(text: &str, ctx: &ParseContext) -> bool {
-    let parser = parser(ctx);
+    let parser = match reader(ctx.language) {
+        Reader::Words(lex) => Parser { ctx, lex },
+        Reader::Mandarin => return mandarin::attempted_command(text, ctx),
+    };
     text::sentences(text).is_some_and(|sentences| sentences.iter().any(|s| attempts(&parser, s)))
 }
 
@@ -258,13 +261,6 @@ fn names_a_payee(tokens: &[&Token], ctx: &ParseContext) -> bool {
                 .is_some_and(|span| names::exact_match(&names::joined(span), &ctx.known_payees))
         })
     })
-}
-
-fn parser(ctx: &ParseContext) -> Parser<'_> {
-    Parser {
-        ctx,
-        lex: lexicon(ctx.language),
-    }
 }
 
 /// The one command among the sentences ("Okay. Pay Heytea." has one); two is none.

@@ -1,8 +1,7 @@
 //! Mandarin: every sentence the device says, amounts in characters (三十六点五元: a speech engine drops the point in "36.5元"), codes digit by digit (四七二).
 //!
 //! The amounts are said as `intent::mandarin` reads them, so a read-back
-//! can always be heard back as the same amount. Not yet chosen by any
-//! profile: the Mandarin intent tables come first (issue 25).
+//! can always be heard back as the same amount.
 
 use super::Speech;
 use crate::intent::mandarin::{currency_word, say_amount, say_count, say_figures};

@@ -200,7 +200,7 @@ pub(super) fn read_answer(transcript: &str) -> Option<Intent> {
 }
 
 /// Every way this answer is said.
-pub(super) fn answer_forms(kind: crate::intent::AnswerKind) -> Vec<&'static str> {
+pub fn answer_forms(kind: crate::intent::AnswerKind) -> Vec<&'static str> {
     use crate::intent::AnswerKind;
     let said = |answer: Answer| match answer {
         Answer::Confirm | Answer::WeakConfirm => AnswerKind::Confirm,
@@ -593,18 +593,104 @@ pub fn amount_alone(transcript: &str, ctx: &ParseContext) -> Option<voicepay_cor
 
 /// "要付给谁？" answered: 喜茶, 给喜茶, 付给瑞幸吧: a payee of the book only.
 pub fn payee_alone(transcript: &str, ctx: &ParseContext) -> Option<String> {
+    known_payee(&name_answer(transcript), ctx)
+}
+
+/// The name in an answer to "要付给谁？": 付给瑞幸吧 is 瑞幸. Empty when the
+/// answer is more than one clause or asks back.
+pub fn name_answer(transcript: &str) -> String {
+    let Some(said) = Utterance::of(transcript) else {
+        return String::new();
+    };
+    let [clause] = said.clauses.as_slice() else {
+        return String::new();
+    };
+    if said.question {
+        return String::new();
+    }
+    let clause = without_polite_frame(clause);
+    let name = ["付给", "转给", "给"]
+        .iter()
+        .find_map(|to| clause.strip_prefix(to))
+        .unwrap_or(clause);
+    trailing_particles_off(name).trim().to_owned()
+}
+
+/// Pay verbs that say no amount (给喜茶付款): a payment missing its amount.
+const PAY_WORDS: &[&str] = &["付款", "付钱", "转账", "打款", "支付"];
+
+/// "给喜茶付款" or "付三十六元": a payment command missing exactly one
+/// part, as English's `partial_payment` reads it. The payee must be in the
+/// book; the amount must name its currency or unit (付三十六 is too little
+/// to ask about). Anything read as a command, and anything refused (不,
+/// 明天, 吗), is none.
+pub fn partial_payment(transcript: &str, ctx: &ParseContext) -> Option<crate::intent::Partial> {
+    use crate::intent::Partial;
+    if read(transcript, ctx).is_some() {
+        return None;
+    }
     let said = Utterance::of(transcript)?;
     let [clause] = said.clauses.as_slice() else {
         return None;
     };
-    if said.question {
+    let clause = without_polite_frame(clause);
+    if said.question || refused(clause) {
         return None;
     }
-    let name = ["付给", "给"]
+    // 给喜茶付款, 付款给喜茶, 付给喜茶: the payee, no amount.
+    let payee_named = ["给", "向"]
         .iter()
         .find_map(|to| clause.strip_prefix(to))
-        .unwrap_or(clause);
-    known_payee(trailing_particles_off(name).trim(), ctx)
+        .and_then(|rest| {
+            let rest = trailing_particles_off(rest);
+            PAY_WORDS.iter().find_map(|v| rest.strip_suffix(v))
+        })
+        .or_else(|| {
+            ["付款给", "付钱给", "转账给", "付给", "转给"]
+                .iter()
+                .find_map(|v| clause.strip_prefix(v))
+                .map(trailing_particles_off)
+        });
+    if let Some(name) = payee_named {
+        return known_payee(name.trim(), ctx).map(Partial::Payee);
+    }
+    // 付三十六元, 转账两百块: the amount, no payee.
+    let rest = PAY_VERBS.iter().find_map(|v| clause.strip_prefix(v))?;
+    let amount = whole_amount(rest, ctx)?;
+    (amount.unit_said && amount.money.is_positive()).then_some(Partial::Amount(amount.money))
+}
+
+/// Whether text not read as a command still plainly tried to be one, so the
+/// device says it did not catch it: a pay verb with money or a payee of the
+/// book, a top-up with a provider, a limit with an amount. Never a question,
+/// a negated or put-off command, or talk about oneself (我付了…; 我想 and
+/// 我要 frame a request).
+pub fn attempted_command(transcript: &str, ctx: &ParseContext) -> bool {
+    let Some(said) = Utterance::of(transcript) else {
+        return false;
+    };
+    if said.question {
+        return false;
+    }
+    said.clauses.iter().any(|clause| {
+        let clause = without_polite_frame(clause);
+        // Talk about oneself, or a command negated, doubted, put off or asked.
+        if clause.starts_with('我') || refused(clause) {
+            return false;
+        }
+        let money = (clause.char_indices()).any(|(at, _)| {
+            read_amount(&clause[at..], ctx.default_currency).is_some_and(|a| a.unit_said)
+        });
+        let payee = ctx.known_payees.iter().any(|p| clause.contains(p.as_str()));
+        let paying = PAY_VERBS.iter().any(|v| clause.contains(v));
+        let topping_up = clause.contains("充值")
+            && ctx
+                .known_providers
+                .iter()
+                .any(|p| clause.contains(p.as_str()));
+        let limiting = clause.contains("限额") && money;
+        (paying && (money || payee)) || topping_up || limiting
+    })
 }
 
 /// The one payee in the book that sounds like `heard`, tones aside, with
@@ -754,6 +840,61 @@ mod tests {
         for nobody in ["王芳", "喜茶？", "三十元", "不知道"] {
             assert_eq!(payee_alone(nobody, &ctx()), None, "{nobody}");
         }
+    }
+
+    #[test]
+    fn a_payment_missing_one_part_is_asked_about_and_nothing_else_is() {
+        use crate::intent::Partial;
+        let partial = |text| partial_payment(text, &ctx());
+        for said in ["给喜茶付款", "请给喜茶付钱吧", "付款给喜茶", "付给西茶"]
+        {
+            assert_eq!(partial(said), Some(Partial::Payee("喜茶".into())), "{said}");
+        }
+        for said in ["付三十六元", "转账两百块", "付36元吧"] {
+            assert!(
+                matches!(partial(said), Some(Partial::Amount(m)) if m.is_positive()),
+                "{said}"
+            );
+        }
+        for not_one in [
+            "给喜茶付三十六元",
+            "付三十六",
+            "不要给喜茶付款",
+            "明天给喜茶付款",
+            "给喜茶付款吗",
+            "给王五付款",
+            "付零元",
+            "我给喜茶付款了",
+        ] {
+            assert_eq!(partial(not_one), None, "{not_one}");
+        }
+    }
+
+    #[test]
+    fn a_command_tried_but_not_made_out_is_told_from_talk() {
+        let tried = |text| attempted_command(text, &ctx());
+        assert!(tried("付二十元给张伟和王芳"));
+        assert!(tried("给Kimi充值很多"));
+        assert!(tried("把限额设成三十块和五十块"));
+        for talk in [
+            "我付了三十块",
+            "付款码在哪里？",
+            "今天天气怎么样",
+            "给喜茶付三十六元吗",
+            "不要给喜茶付三十六元",
+            "明天给喜茶付三十六元",
+        ] {
+            assert!(!tried(talk), "{talk}");
+        }
+    }
+
+    #[test]
+    fn the_name_in_an_answer_is_the_name_alone() {
+        assert_eq!(name_answer("付给瑞幸吧。"), "瑞幸");
+        assert_eq!(name_answer("请转给张伟"), "张伟");
+        assert_eq!(name_answer("喜茶"), "喜茶");
+        assert_eq!(name_answer("喜茶？"), "");
+        assert_eq!(name_answer("喜茶，瑞幸"), "");
     }
 
     #[test]

@@ -24,12 +24,17 @@ pub fn read_reply(
         }
         _ => (words.to_owned(), None),
     };
-    let expected = expected_answers(listening);
-    let answer = match read_answer(&words) {
-        Some(said) => kind_of(&said).filter(|kind| expected.contains(kind)),
-        None => sounds_like(&words, expected),
-    };
+    let answer = answer_among(&words, expected_answers(listening));
     reading(listening, answer, digits)
+}
+
+/// The answer among `expected` the words are: as written, else the one they
+/// sound like. A written answer that is not expected is none (asked again).
+pub fn answer_among(words: &str, expected: &[AnswerKind]) -> Option<AnswerKind> {
+    match read_answer(words) {
+        Some(said) => kind_of(&said).filter(|kind| expected.contains(kind)),
+        None => sounds_like(words, expected),
+    }
 }
 
 /// The answer an intent is, if it is one.
@@ -61,7 +66,7 @@ fn sounds_like(words: &str, expected: &[AnswerKind]) -> Option<AnswerKind> {
 
 /// The code's digits, as figures or characters (四七二, 4-7-2, 幺 for one),
 /// and the words around them.
-fn code_digits(words: &str) -> (String, String) {
+pub fn code_digits(words: &str) -> (String, String) {
     let mut rest = String::new();
     let mut digits = String::new();
     for c in words.chars() {
