@@ -1006,3 +1006,48 @@ async fn a_driving_car_refuses_a_coffee_and_reads_back_a_toll_under_the_auto_lim
         "the coffee was never sent"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mandarin_car_refuses_a_coffee_while_driving_reads_a_toll_back_in_mandarin_and_pays_it_on_queren()
+ {
+    let setup = Setup::new(protocol::DEFAULT_PREFIX);
+    let gateway = setup.start_gateway();
+    let car = DeviceProfile::load(Some(&root().join("devices/car-cockpit-zh.toml"))).unwrap();
+    assert!(
+        car.driving.assume_driving,
+        "no word from the vehicle: it drives"
+    );
+    let mut d = setup.start_daemon(car);
+
+    d.say("给瑞幸付十二元。").await;
+    let refused = d.next(said).await;
+    assert!(
+        refused.starts_with("无法") && refused.contains("瑞幸") && refused.contains("十二元"),
+        "{refused}"
+    );
+
+    // A homophone of the book's toll (收废 for 收费) is the toll.
+    d.say("给高速收废付十五块。").await;
+    let question = d
+        .next(|e| match e {
+            Event::Sent { .. } => panic!("a toll was paid without a confirmation while driving"),
+            other => said(other),
+        })
+        .await;
+    assert!(
+        question.contains("十五元")
+            && question.contains("高速收费")
+            && question.ends_with("请说确认或取消。"),
+        "{question}"
+    );
+    d.say("好的。").await;
+    assert_eq!(answer_status(&mut d).await, ResponseStatus::Approved);
+
+    d.stop_within(WAIT).await;
+    let ledger = setup.ledger_after(gateway).await;
+    let paid: Vec<(&str, i64)> = ledger
+        .iter()
+        .map(|e| (e.payee.as_str(), e.amount.minor))
+        .collect();
+    assert_eq!(paid, [("高速收费", 1_500)], "the coffee was never sent");
+}
