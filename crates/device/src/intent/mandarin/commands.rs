@@ -52,7 +52,9 @@ impl Utterance {
         if transcript.chars().count() > MAX_CHARS {
             return None;
         }
-        let chars: Vec<char> = transcript.trim().chars().collect();
+        // Whisper writes Traditional characters now and then (給, 確認):
+        // read as their Simplified forms, which every table here holds.
+        let chars: Vec<char> = simplet2s::convert(transcript.trim()).chars().collect();
         let mut clauses = vec![String::new()];
         let mut question = false;
         for (i, &c) in chars.iter().enumerate() {
@@ -92,11 +94,14 @@ impl Utterance {
                 c => clauses.last_mut()?.push(c),
             }
         }
-        let clauses: Vec<String> = clauses
+        let mut clauses: Vec<String> = clauses
             .into_iter()
             .map(|clause| without_fillers(&clause).to_owned())
             .filter(|clause| !clause.is_empty())
             .collect();
+        // Whisper repeats a sentence it heard once (取消全部代理的付款。 three
+        // times over): said again at once, it is said once.
+        clauses.dedup();
         (!clauses.is_empty()).then_some(Utterance { clauses, question })
     }
 }
@@ -805,6 +810,24 @@ mod tests {
         ] {
             assert_eq!(read(said), Intent::None, "{said}");
         }
+    }
+
+    #[test]
+    fn traditional_characters_read_as_their_simplified_forms() {
+        assert_eq!(read("給喜茶付三十六塊五。"), pay(3_650, "喜茶"));
+        assert_eq!(read("好的，確認。"), Intent::Confirm);
+        assert_eq!(read("轉賬兩百元給張偉"), pay(20_000, "张伟"));
+    }
+
+    #[test]
+    fn a_sentence_whisper_repeats_is_read_once() {
+        assert_eq!(
+            read("给喜茶付三十六元。给喜茶付三十六元。给喜茶付三十六元。"),
+            pay(3_600, "喜茶")
+        );
+        assert_eq!(read("停止所有代理。停止所有代理。"), Intent::RevokeAgents);
+        // Two different payments are still none.
+        assert_eq!(read("给喜茶付三十六元。给瑞幸付三十六元。"), Intent::None);
     }
 
     #[test]
