@@ -1224,10 +1224,15 @@ mod tests {
             "滴滴",
             "美团",
         ];
-        let ctx = ParseContext {
+        let mut ctx = ParseContext {
             known_payees: book.map(String::from).to_vec(),
+            known_providers: vec!["豆包".into(), "通义千问".into()],
             ..ParseContext::default()
         };
+        use voicepay_core::money::{Currency, Money};
+        let price = |yuan: i64| Money::new(yuan * 100, Currency::CNY);
+        ctx.token_prices.insert("豆包".into(), price(10));
+        ctx.token_prices.insert("通义千问".into(), price(8));
         let (mut test_right, mut test_all, mut dev) = (0, 0, 0);
         for sentence in &sentences {
             let read = serde_json::to_value(read_command(&sentence.text, &ctx)).unwrap();

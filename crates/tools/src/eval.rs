@@ -73,6 +73,18 @@ pub struct ClipResult {
     /// A wrong payment the device reads back (the user must cancel it).
     pub wrong_read_back: bool,
     pub ms: u64,
+    /// When the words are a closed-domain reading's: what the free decode
+    /// wrote, and the reading's belief and margin (the gates it passed), so
+    /// that the gates can be chosen on a run that opens them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed: Option<ClosedResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClosedResult {
+    pub free_text: String,
+    pub belief: f32,
+    pub margin: f32,
 }
 
 #[derive(Debug, Serialize)]
@@ -256,8 +268,14 @@ pub fn run(
         let read_back = sentence.context == Context::Free
             && !dialog::doubt_of(intent, understood.doubt, understood.payee.as_ref()).is_sure();
         let ms = understood.transcribe_ms;
+        let closed = understood.closed.map(|c| ClosedResult {
+            free_text: c.free_text,
+            belief: c.belief,
+            margin: c.margin,
+        });
         let transcript = understood.transcript;
         let mut r = result(clip, sentence, transcript, got, ms);
+        r.closed = closed;
         if options.text {
             (r.engine, r.voice, r.noise) = ("text", "text", "text");
         }
@@ -373,6 +391,7 @@ fn result(
         got,
         exact,
         ms,
+        closed: None,
     }
 }
 

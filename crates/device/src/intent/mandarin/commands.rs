@@ -219,13 +219,27 @@ pub fn answer_forms(kind: crate::intent::AnswerKind) -> Vec<&'static str> {
         .collect()
 }
 
+/// A clause made of answers and nothing else, written without a pause
+/// between them (好的确认): each the longest answer that starts where the
+/// last ended, so 不批准 stays one.
+fn answer_words(clause: &str) -> Option<Vec<Answer>> {
+    let mut words = Vec::new();
+    let mut rest = clause;
+    while !rest.is_empty() {
+        let (word, answer) = (ANSWERS.iter())
+            .filter(|(word, _)| rest.starts_with(word))
+            .max_by_key(|(word, _)| word.len())?;
+        words.push(*answer);
+        rest = &rest[word.len()..];
+    }
+    Some(words)
+}
+
 /// The whole utterance as an answer, when every clause is one.
 fn answer(clauses: &[String]) -> Option<Intent> {
     let mut said = Vec::new();
     for clause in clauses {
-        let clause = clause.to_lowercase();
-        let (_, answer) = ANSWERS.iter().find(|(word, _)| *word == clause)?;
-        said.push(*answer);
+        said.extend(answer_words(&clause.to_lowercase())?);
     }
     let has = |a: Answer| said.contains(&a);
     let yes_to_task = has(Answer::Approve);
@@ -817,6 +831,18 @@ mod tests {
         assert_eq!(read("給喜茶付三十六塊五。"), pay(3_650, "喜茶"));
         assert_eq!(read("好的，確認。"), Intent::Confirm);
         assert_eq!(read("轉賬兩百元給張偉"), pay(20_000, "张伟"));
+    }
+
+    #[test]
+    fn answers_written_without_a_pause_are_read_as_said() {
+        assert_eq!(read("好的确认。"), Intent::Confirm);
+        assert_eq!(read("好的取消"), Intent::Cancel);
+        assert_eq!(read("不好"), Intent::Cancel);
+        assert_eq!(read("不批准"), Intent::RejectTask);
+        assert_eq!(read("同意批准"), Intent::ApproveTask);
+        for mixed in ["确认不要", "不批准同意", "批准不", "确认一下吧好"] {
+            assert_eq!(read(mixed), Intent::None, "{mixed}");
+        }
     }
 
     #[test]

@@ -21,8 +21,15 @@ pub fn grammar(listening: Listening, ctx: &ParseContext) -> Grammar {
     match listening {
         Listening::Command => b.commands(start),
         Listening::Confirmation => {
+            // 好的，确认: a yes may open the answer, which still decides.
+            let lead = b.words("zh:answer-lead", &["好的", "好", "嗯"]);
+            let pause = b.words("zh:pause", &["，"]);
+            let led = b.g.chain(start, &[&lead]);
+            let paused = b.g.chain(led, &[&pause]);
+            b.g.skip(led, paused);
+            b.g.skip(start, paused);
             let answers = b.words("zh:confirm-cancel", CONFIRM_OR_CANCEL);
-            let said = b.g.chain(start, &[&answers]);
+            let said = b.g.chain(paused, &[&answers]);
             b.end(said);
         }
         Listening::Code => {
