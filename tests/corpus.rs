@@ -59,6 +59,36 @@ fn a_real_voice_saying_hundreds_of_other_things_pays_no_one() {
     assert_eq!(paid, 0, "a prompt came out as a payment");
 }
 
+#[test]
+fn a_sample_of_the_mandarin_test_half_holds_the_readme_figure_and_pays_no_one_unheard() {
+    base_model();
+    let report = held_to_the_readme(
+        "CI Mandarin sample (",
+        &["--device", "devices/car-cockpit-zh.toml"],
+    );
+    assert_eq!(report["language"], "zh");
+    // Clean and both car conditions are in the sample.
+    assert_eq!(report["by_noise"].as_object().unwrap().len(), 3);
+    for leak in report["prompt_leaks"].as_array().unwrap() {
+        assert_eq!(
+            leak["read_back"], true,
+            "a prompt name paid unheard: {leak}"
+        );
+    }
+    // Chatter is never a payment, not even one read back.
+    let chatter_paid: Vec<&Value> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["expected"]["kind"] == "none")
+        .filter(|r| ["pay", "top_up"].contains(&r["got"]["kind"].as_str().unwrap_or("")))
+        .collect();
+    assert!(
+        chatter_paid.is_empty(),
+        "chatter heard as a payment: {chatter_paid:?}"
+    );
+}
+
 /// Runs the sample a README line states and holds it to the figure: no more
 /// than 2 points under it, and no money moving unheard.
 fn held_to_the_readme(opening: &str, source: &[&str]) -> Value {

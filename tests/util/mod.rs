@@ -45,6 +45,17 @@ pub fn model() -> PathBuf {
     path
 }
 
+/// The multilingual model a Mandarin profile hears with.
+pub fn base_model() -> PathBuf {
+    let path = root().join("models/ggml-base.bin");
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/test.sh (or `voicepay model install base`) first",
+        path.display()
+    );
+    path
+}
+
 /// `voicepay ARGS` run from the repository root.
 pub fn voicepay(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_voicepay"));
