@@ -347,7 +347,8 @@ impl Recognizer {
         let ctx = self.context_now();
         match listening {
             Listening::Command => match &understood.intent {
-                Intent::None => true,
+                // Refused for what the commands cannot say (别, 吗): never forced into one.
+                Intent::None => !intent::refuses(text, &ctx),
                 Intent::Pay { payee, .. } => match &understood.payee {
                     Some(heard) => heard.known().is_none(),
                     None => !self.in_book(payee),

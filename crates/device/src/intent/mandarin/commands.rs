@@ -282,6 +282,12 @@ const NOT_A_COMMAND: &[&str] = &[
     "每天",
     "每周",
     "每月",
+    // A time gone by: 昨天给喜茶付了三十元 tells, it does not ask.
+    "已经",
+    "昨天",
+    "前天",
+    "刚才",
+    "刚刚",
     "可能",
     "也许",
     "大概",
@@ -291,12 +297,22 @@ const NOT_A_COMMAND: &[&str] = &[
     "多少",
     "几",
     "吗",
+    // 吗 as Whisper writes it now and then.
+    "嘛",
     "呢",
     "么",
 ];
 
 fn refused(words: &str) -> bool {
     NOT_A_COMMAND.iter().any(|w| words.contains(w))
+}
+
+/// Whether the transcript asks, or holds a word that makes a command
+/// something else (别, 左右, 明天, 吗): what a closed-domain reading, which
+/// cannot say these words, must never be taken in place of.
+pub fn refuses(transcript: &str) -> bool {
+    Utterance::of(transcript)
+        .is_some_and(|said| said.question || said.clauses.iter().any(|c| refused(c)))
 }
 
 /// What may be left of a command once its parts are taken: particles.
@@ -842,6 +858,28 @@ mod tests {
         assert_eq!(read("同意批准"), Intent::ApproveTask);
         for mixed in ["确认不要", "不批准同意", "批准不", "确认一下吧好"] {
             assert_eq!(read(mixed), Intent::None, "{mixed}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_word_or_a_question_is_told_apart_from_a_command() {
+        for refusing in [
+            "別給瑞幸付30元。",
+            "给美团付30元左右",
+            "给喜茶付36元嘛。",
+            "给喜茶付三十六元？",
+            "明天给喜茶付三十六元",
+            "已经给瑞幸付过钱了",
+        ] {
+            assert!(refuses(refusing), "{refusing}");
+            assert!(!read(refusing).is_payment(), "{refusing}");
+        }
+        for plain in [
+            "给喜茶付三十六元。",
+            "给系茶富36元",
+            "帮我给瑞幸福二十七块钱",
+        ] {
+            assert!(!refuses(plain), "{plain}");
         }
     }
 

@@ -16,7 +16,7 @@ mod reply;
 pub use amount::{Amount, currency_word, read_amount, say_amount, say_count, say_figures};
 pub use commands::{
     amount_alone, answer_forms, attempted_command, name_answer, partial_payment, payee_alone,
-    read_command,
+    read_command, refuses,
 };
 pub use grammar::grammar;
 pub use prompt::whisper_prompt;
