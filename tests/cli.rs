@@ -424,11 +424,21 @@ fn an_empty_outbox_and_an_empty_agents_list_say_there_is_nothing_and_their_json_
 
 #[test]
 fn an_environment_override_the_profile_refuses_names_the_variable() {
-    let out = run(voicepay(&["intent", "--text", "cancel"]).env("VOICEPAY__LANGUAGE", "zh"));
+    let out = run(voicepay(&["intent", "--text", "cancel"]).env("VOICEPAY__LANGUAGE", "fr"));
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
-        err.starts_with("voicepay: embedded default profile: VOICEPAY__LANGUAGE=zh: language"),
+        err.starts_with("voicepay: embedded default profile: VOICEPAY__LANGUAGE=fr: language"),
+        "{err}"
+    );
+    // Mandarin is a language, but not one the default's tiny.en hears.
+    let out = run(voicepay(&["intent", "--text", "取消"]).env("VOICEPAY__LANGUAGE", "zh"));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(
+            "voicepay: embedded default profile: VOICEPAY__LANGUAGE=zh: asr.model: tiny.en hears English only"
+        ),
         "{err}"
     );
 }
