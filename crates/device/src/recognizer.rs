@@ -587,10 +587,11 @@ impl Recognizer {
             Slot::Provider => &ctx.known_providers,
             _ => &ctx.known_payees,
         };
-        // Spaced as the reading's name was: " Heytea" in English, 喜茶 inside
-        // a Mandarin sentence.
+        // " Heytea" in a language written in words; 喜茶 inside a Mandarin
+        // sentence, spaced only where the reading's name was.
         let said = self.transcriber.text_of(&reading.tokens[span.clone()]);
-        let space = if said.starts_with(' ') { " " } else { "" };
+        let spaced = intent::written_in_words(ctx) || said.starts_with(' ');
+        let space = if spaced { " " } else { "" };
         let mut names = Vec::with_capacity(forms.len());
         for form in forms {
             names.push(self.transcriber.tokens_of(&format!("{space}{form}"))?);
@@ -677,12 +678,10 @@ impl Recognizer {
             }
             AnswerKind::Confirm | AnswerKind::Cancel => {}
         }
-        // Spaced as the reading was: English opens with a space, Mandarin may not.
-        let space = if reading.text.starts_with(' ') {
-            " "
-        } else {
-            ""
-        };
+        // A language written in words is scored " Cancel."; Mandarin as the
+        // reading opened (with a space or without).
+        let spaced = intent::written_in_words(ctx) || reading.text.starts_with(' ');
+        let space = if spaced { " " } else { "" };
         let mut endings = Vec::new();
         for phrase in phrasings {
             endings.push(self.transcriber.tokens_of(&format!("{space}{phrase}"))?);

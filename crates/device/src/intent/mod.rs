@@ -306,6 +306,12 @@ pub fn parse(transcript: &str, ctx: &ParseContext) -> Intent {
     parser.parse(transcript).unwrap_or(Intent::None)
 }
 
+/// Whether the language writes its words apart, as Whisper writes English
+/// (" Heytea"): candidates are then scored with a leading space.
+pub fn written_in_words(ctx: &ParseContext) -> bool {
+    matches!(reader(ctx.language), Reader::Words(_))
+}
+
 /// Whether a transcript that is no command holds what made it none and a
 /// closed-domain reading cannot say ("别给瑞幸付三十元", "给喜茶付三十六元吗"):
 /// such a transcript is never read again held to the commands, which would
