@@ -11,10 +11,14 @@ use std::time::Duration;
 
 use util::*;
 
-/// A notify socket, as systemd makes one for a Type=notify service.
+/// A notify socket, as systemd makes one for a Type=notify service. Like
+/// systemd it reads at once, on a thread of its own: a datagram queue holds
+/// only `net.unix.max_dgram_qlen` (10 here) unread messages, and the daemon's
+/// non-blocking sends beyond them are dropped (its STOPPING=1 was, once,
+/// behind the watchdog's pings while the test waited for the exit).
 struct NotifySocket {
-    socket: UnixDatagram,
     path: PathBuf,
+    arrived: std::sync::mpsc::Receiver<String>,
     got: Vec<String>,
 }
 
@@ -22,12 +26,19 @@ impl NotifySocket {
     fn bind(dir: &Path) -> NotifySocket {
         let path = dir.join("notify.sock");
         let socket = UnixDatagram::bind(&path).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
+        let (sender, arrived) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buf) {
+                let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if sender.send(message).is_err() {
+                    return;
+                }
+            }
+        });
         NotifySocket {
-            socket,
             path,
+            arrived,
             got: Vec::new(),
         }
     }
@@ -35,15 +46,14 @@ impl NotifySocket {
     /// Waits for a datagram holding the line `wanted`; how long it took.
     fn expect(&mut self, wanted: &str, limit: Duration) -> Duration {
         let started = voicepay_core::clock::Stopwatch::start();
-        let mut buf = [0u8; 4096];
-        while started.elapsed() < limit {
-            if let Ok(n) = self.socket.recv(&mut buf) {
-                let message = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let found = message.lines().any(|l| l == wanted);
-                self.got.push(message);
-                if found {
-                    return started.elapsed();
-                }
+        while let Some(left) = limit.checked_sub(started.elapsed()) {
+            let Ok(message) = self.arrived.recv_timeout(left) else {
+                break;
+            };
+            let found = message.lines().any(|l| l == wanted);
+            self.got.push(message);
+            if found {
+                return started.elapsed();
             }
         }
         panic!("no {wanted} within {limit:?}; got {:?}", self.got);
