@@ -181,6 +181,11 @@ pub struct AsrSettings {
     /// phrasing, both scored whole on the same audio; nearer, it is asked again.
     #[serde(default = "answer_lead")]
     pub answer_lead: f32,
+    /// An answer read held to the question's language is taken at this
+    /// belief (its reading's, as `reread_belief`); `min_confidence` when
+    /// absent, the floor of an answer the free decode read.
+    #[serde(default)]
+    pub answer_belief: Option<f32>,
     /// A payment heard with a confidence under `min_confidence` but at
     /// least this is read back, never paid unasked; under this it is not
     /// heard at all.
@@ -446,6 +451,7 @@ impl DeviceProfile {
             asr.no_speech_threshold,
             asr.reread_belief,
             asr.payment_floor,
+            asr.answer_belief.unwrap_or(0.0),
         ];
         if !(asr.reread_margin >= 0.0 && asr.reread_margin.is_finite()) {
             return Err("asr.reread_margin is a number of nats, 0 or more".into());
@@ -459,7 +465,7 @@ impl DeviceProfile {
         if !probabilities.iter().all(|p| (0.0..=1.0).contains(p)) {
             return Err(
                 "asr.min_confidence, asr.amount_certainty, asr.noise_confidence, asr.no_speech_threshold, \
-                 asr.reread_belief and asr.payment_floor are between 0 and 1"
+                 asr.reread_belief, asr.answer_belief and asr.payment_floor are between 0 and 1"
                     .into(),
             );
         }
@@ -1256,5 +1262,16 @@ mod tests {
             err.starts_with("x.toml: payments.request_ttl_s (43200) must be longer"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_closed_answers_belief_is_the_free_decodes_floor_unless_set_and_a_probability() {
+        assert_eq!(with_env(&[]).unwrap().asr.answer_belief, None);
+        let set = with_env(&[("VOICEPAY__ASR__ANSWER_BELIEF", "0.1")]).unwrap();
+        assert_eq!(set.asr.answer_belief, Some(0.1));
+        let err = with_env(&[("VOICEPAY__ASR__ANSWER_BELIEF", "1.5")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("asr.answer_belief"), "{err}");
     }
 }

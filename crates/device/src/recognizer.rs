@@ -132,6 +132,8 @@ pub struct Recognizer {
     reread_belief: f32,
     reread_margin: f32,
     answer_lead: f32,
+    /// The belief at which a closed-domain reading's answer is read.
+    answer_belief: f32,
     /// What the dialog waits for, as the daemon last said.
     listening: SharedListening,
     context: ParseContext,
@@ -176,6 +178,7 @@ impl Recognizer {
             reread_belief: profile.asr.reread_belief,
             reread_margin: profile.asr.reread_margin,
             answer_lead: profile.asr.answer_lead,
+            answer_belief: (profile.asr.answer_belief).unwrap_or(profile.asr.min_confidence),
             listening: SharedListening::default(),
             context: profile.parse_context(),
             min_confidence: profile.asr.min_confidence,
@@ -305,8 +308,9 @@ impl Recognizer {
         });
         let doubt = self.doubt(&transcript, &intent, listening);
         let payee = self.payee_of(&intent, command.unwrap_or_default());
-        let reply =
-            command.and_then(|words| self.reply_of(words, transcript.confidence, listening));
+        let reply = command.and_then(|words| {
+            self.reply_of(words, transcript.confidence, self.min_confidence, listening)
+        });
         Understood {
             transcript,
             closed: None,
@@ -320,16 +324,17 @@ impl Recognizer {
     }
 
     /// The words read as the reply to the question asked while `listening`.
-    fn reply_of(&self, words: &str, confidence: f32, listening: Listening) -> Option<Reply> {
+    /// `floor`: under this confidence the words are no answer.
+    fn reply_of(
+        &self,
+        words: &str,
+        confidence: f32,
+        floor: f32,
+        listening: Listening,
+    ) -> Option<Reply> {
         (listening != Listening::Command).then(|| Reply {
             listening,
-            reading: intent::read_reply(
-                listening,
-                words,
-                confidence,
-                &self.context_now(),
-                self.min_confidence,
-            ),
+            reading: intent::read_reply(listening, words, confidence, &self.context_now(), floor),
         })
     }
 
@@ -485,7 +490,7 @@ impl Recognizer {
                 }
             }
             let free_text = understood.transcript.text.clone();
-            if let Some(scored) = self.score_amount(&reading, &free_text, prompted)? {
+            if let Some(scored) = self.score_amount(&reading, &free_text, prompted, &ctx)? {
                 amount_lead = Some(scored.lead);
                 if let Some(better) = scored.better {
                     tracing::debug!("closed-domain reading: another amount scored higher");
@@ -496,11 +501,24 @@ impl Recognizer {
             if !replaced.is_empty() {
                 // The later part first, so the earlier one's place holds.
                 replaced.sort_by_key(|(span, _)| std::cmp::Reverse(span.start));
-                let mut tokens = reading.tokens.clone();
-                for (span, better) in replaced {
-                    tokens.splice(span, better);
-                }
-                reading.text = self.transcriber.text_of(&tokens);
+                reading.text = match replaced.as_slice() {
+                    // Mandarin's amount is weighed with the words after it
+                    // (付三十元给瑞幸): the nearer name goes into its ending.
+                    [(name, better_name), (amount, better_amount)] if amount.end >= name.end => {
+                        let text_of = |tokens: &[TokenId]| self.transcriber.text_of(tokens);
+                        let heard_name = text_of(&reading.tokens[name.clone()]);
+                        let ending =
+                            text_of(better_amount).replacen(&heard_name, &text_of(better_name), 1);
+                        text_of(&reading.tokens[..amount.start]) + &ending
+                    }
+                    _ => {
+                        let mut tokens = reading.tokens.clone();
+                        for (span, better) in replaced {
+                            tokens.splice(span, better);
+                        }
+                        self.transcriber.text_of(&tokens)
+                    }
+                };
             }
         }
         // The command's words: the wake phrase the language opened with, taken off.
@@ -508,7 +526,7 @@ impl Recognizer {
             Addressed::Command(command) => command,
             Addressed::PhraseAlone | Addressed::Not => reading.text.clone(),
         };
-        let reply = self.reply_of(&words, belief, listening);
+        let reply = self.reply_of(&words, belief, self.answer_belief, listening);
         if matches!(listening, Listening::Confirmation | Listening::TaskDecision) {
             let Some(said) = reply.as_ref().and_then(|reply| answer_kind(&reply.reading)) else {
                 return Ok(());
@@ -603,15 +621,31 @@ impl Recognizer {
     /// misheard as: its teen-or-ty twin ("15" and "50") and the number the
     /// free decode wrote, each in its place, teacher-forced as names are.
     /// `None` when the reading has no amount or nothing to weigh it against.
+    /// In Mandarin the whole amount is weighed, its unit too (1美元 against
+    /// the free decode's 1万人, which is 一万元), and the words after it.
     fn score_amount(
         &mut self,
         reading: &Reading,
         free_text: &str,
         prompted: bool,
+        ctx: &ParseContext,
     ) -> Result<Option<ScoredSpan>, AsrError> {
         let Some(span) = slot_run(&reading.slots, |slot| *slot == Slot::Number) else {
             return Ok(None);
         };
+        if !intent::written_in_words(ctx) {
+            let onward = self.transcriber.text_of(&reading.tokens[span.start..]);
+            let rivals = intent::amount_rivals(&onward, free_text, ctx);
+            if rivals.is_empty() {
+                return Ok(None);
+            }
+            let mut endings = vec![reading.tokens[span.start..].to_vec()];
+            for rival in rivals {
+                endings.push(self.transcriber.tokens_of(&rival)?);
+            }
+            let onward = span.start..reading.tokens.len();
+            return self.score_span(reading, onward, &endings, endings.len(), prompted);
+        }
         let said = self.transcriber.text_of(&reading.tokens[span.clone()]);
         let spaced = said.starts_with(' ');
         let alternatives = amount_alternatives(said.trim(), free_text);

@@ -326,6 +326,18 @@ pub fn refuses(transcript: &str, ctx: &ParseContext) -> bool {
     }
 }
 
+/// A closed reading's words from its amount on (`onward`), each with the
+/// amount the free decode heard in its place, written as Whisper writes
+/// amounts: Mandarin's 29块酒 is 29块九 (its soundalikes read as meant), to
+/// be scored against the reading's own. Empty in a language written in
+/// words, where the number alone is weighed (the recognizer's twins).
+pub fn amount_rivals(onward: &str, free_text: &str, ctx: &ParseContext) -> Vec<String> {
+    match reader(ctx.language) {
+        Reader::Words(_) => Vec::new(),
+        Reader::Mandarin => mandarin::amount_rivals(onward, free_text, ctx.default_currency),
+    }
+}
+
 /// Whether the transcript speaks an amount as two numbers ("twelve fifty
 /// dollars"): it is read by the currency's habit, but the other reading
 /// (1250) exists, so such a payment is always read back with its amount.

@@ -459,6 +459,92 @@ pub fn say_amount(money: Money) -> String {
 
 const DIGITS: [char; 10] = ['零', '一', '二', '三', '四', '五', '六', '七', '八', '九'];
 
+/// What base writes for an amount's words when it mishears them, and the
+/// words meant: 酒 (jiǔ) for 九, 父母 (fùmǔ) for 五毛, and after a number 人
+/// (rén) for 元 and 儿 (ér) for 二. Only ever proposed for the model to
+/// weigh (see [`amount_rivals`]); a command is never read through them.
+const SOUNDALIKES: &[(&str, &str)] = &[("酒", "九"), ("父母", "五毛")];
+const AFTER_A_NUMBER: &[(char, char)] = &[('人', '元'), ('儿', '二')];
+
+/// Whether `c` is part of a number as Whisper writes one.
+fn in_number(c: char) -> bool {
+    c.is_ascii_digit() || digit_of(c).is_some() || unit_of(c).is_some() || "万块点.".contains(c)
+}
+
+/// The first amount with its unit in a free decode's words, its
+/// soundalikes read as meant: 29块酒 is 29.9 yuan, 15000人 is 15000 yuan.
+pub fn heard_amount(text: &str, default: Currency) -> Option<Money> {
+    let mut meant = simplet2s::convert(text);
+    for (heard, word) in SOUNDALIKES {
+        meant = meant.replace(heard, word);
+    }
+    let mut chars: Vec<char> = meant.chars().collect();
+    for i in 1..chars.len() {
+        let next_is_min = chars.get(i + 1) == Some(&'民');
+        if let Some((_, word)) = AFTER_A_NUMBER.iter().find(|(heard, _)| *heard == chars[i])
+            && in_number(chars[i - 1])
+            && !next_is_min
+        {
+            chars[i] = *word;
+        }
+    }
+    let meant: String = chars.iter().collect();
+    let mut previous = None;
+    for (at, c) in meant.char_indices() {
+        let starts = (c.is_ascii_digit() || digit_of(c).is_some() || c == '十')
+            && !previous.is_some_and(in_number);
+        previous = Some(c);
+        if !starts {
+            continue;
+        }
+        if let Some(amount) = read_amount(&meant[at..], default).filter(|a| a.unit_said) {
+            return Some(amount.money);
+        }
+    }
+    None
+}
+
+/// The words a closed reading may have misheard in its amount: `onward`
+/// is the reading from its amount on (三十一块给滴滴。); each rival is the
+/// same words with the free decode's amount in its place, written as base
+/// writes amounts (三十一块二, 31.2元, 三十一点二元). None when the reading
+/// has no amount at its start or the free decode heard the same one.
+pub fn amount_rivals(onward: &str, free_text: &str, default: Currency) -> Vec<String> {
+    let said = onward.trim_start();
+    let lead = &onward[..onward.len() - said.len()];
+    let Some(reading) = read_amount(said, default) else {
+        return Vec::new();
+    };
+    let rest = &said[reading.len..];
+    let Some(heard) = heard_amount(free_text, default) else {
+        return Vec::new();
+    };
+    if heard == reading.money {
+        return Vec::new();
+    }
+    let unit = currency_name(heard.currency);
+    let decimal = heard.to_decimal_string();
+    let figures = match decimal.contains('.') {
+        true => decimal.trim_end_matches('0').trim_end_matches('.'),
+        false => decimal.as_str(),
+    };
+    let mut written = vec![say_amount(heard), format!("{figures}{unit}")];
+    // 三十一块二: the yuan's tenths as people say them.
+    if let Some((int, tenth)) = figures.split_once('.')
+        && heard.currency == Currency::CNY
+        && let Ok(tenth @ 1..=9) = tenth.parse::<usize>()
+        && let Ok(int) = int.parse::<u64>()
+    {
+        written.push(format!("{}块{}", say_count(int), DIGITS[tenth]));
+        written.push(format!("{int}块{tenth}"));
+    }
+    written.dedup();
+    written
+        .into_iter()
+        .map(|amount| format!("{lead}{amount}{rest}"))
+        .collect()
+}
+
 /// A count in characters, as said: 二十万, 两千零五, 一亿.
 pub fn say_count(n: u64) -> String {
     say_integer(n)
@@ -748,5 +834,42 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_free_decodes_amount_is_heard_through_its_soundalikes() {
+        let yuan = |minor| Some(Money::new(minor, Currency::CNY));
+        for (text, money) in [
+            ("帮我给美团付29块酒。", yuan(2990)),
+            ("给滴滴付31块儿。", yuan(3120)),
+            ("基爹的付15000人。", yuan(1_500_000)),
+            ("給李娜转账1萬人", yuan(1_000_000)),
+            ("给喜茶付六块父母", yuan(650)),
+            ("给王芳付五十元人民币", yuan(5000)),
+            ("给喜茶付三十六", None),
+            ("今天天气不错", None),
+        ] {
+            assert_eq!(heard_amount(text, Currency::CNY), money, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_readings_amount_is_weighed_against_the_one_the_free_decode_heard() {
+        assert_eq!(
+            amount_rivals("31块给滴滴。", "给滴滴付31块儿。", Currency::CNY),
+            [
+                "三十一点二元给滴滴。",
+                "31.2元给滴滴。",
+                "三十一块二给滴滴。",
+                "31块2给滴滴。"
+            ]
+        );
+        assert_eq!(
+            amount_rivals("1美元。", "給李娜转账1萬人", Currency::CNY),
+            ["一万元。", "10000元。"]
+        );
+        assert!(amount_rivals("29元。", "帮我给美团付29元。", Currency::CNY).is_empty());
+        assert!(amount_rivals("29元。", "给美团付钱", Currency::CNY).is_empty());
+        assert!(amount_rivals("给美团", "给美团付29块酒", Currency::CNY).is_empty());
     }
 }

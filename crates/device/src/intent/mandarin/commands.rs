@@ -204,6 +204,14 @@ pub(super) fn read_answer(transcript: &str) -> Option<Intent> {
     answer(&Utterance::of(transcript)?.clauses)
 }
 
+/// Whether every clause of the transcript is answers and nothing else,
+/// whatever they add up to (不，批准 is answers that contradict).
+pub(super) fn only_answers(transcript: &str) -> bool {
+    Utterance::of(transcript).is_some_and(|said| {
+        (said.clauses.iter()).all(|clause| answer_words(&clause.to_lowercase()).is_some())
+    })
+}
+
 /// Every way this answer is said.
 pub fn answer_forms(kind: crate::intent::AnswerKind) -> Vec<&'static str> {
     use crate::intent::AnswerKind;

@@ -145,9 +145,11 @@ impl Builder<'_> {
     /// 三十六元, 36块, 三十六块五, 十二点五美元, in one of `units`: returns
     /// the node after it.
     fn amount(&mut self, from: usize, units: &[&str]) -> usize {
-        let said: Vec<String> = (1..10_000u64).map(say_count).collect();
+        // Every amount under 一万, then the thousands up to 九万九千 (一万五千).
+        let numbers = || (1..10_000u64).chain((10..100).map(|n| n * 1_000));
+        let said: Vec<String> = numbers().map(say_count).collect();
         let said = WordSet::new("zh:number", Slot::Number, said);
-        let figures: Vec<String> = (1..10_000u64).map(|n| n.to_string()).collect();
+        let figures: Vec<String> = numbers().map(|n| n.to_string()).collect();
         let figures = WordSet::new("zh:figures", Slot::Number, figures);
         let point = self.words("zh:point", &["点"]);
         let digit = self.words("zh:fraction-digit", &DIGITS[1..]);
@@ -223,7 +225,8 @@ impl Builder<'_> {
             .map(|n| say_count(n * 10_000))
             .collect();
         let count = WordSet::new("zh:token-count", Slot::Number, counts);
-        let tokens = self.words("zh:tokens", &["个token"]);
+        // 词元 is the Chinese word for a token.
+        let tokens = self.words("zh:tokens", &["个token", "个词元"]);
         let counted = self
             .g
             .chain(start, &[&to, &providers, &top_up, &count, &tokens]);

@@ -13,7 +13,9 @@ mod grammar;
 mod prompt;
 mod reply;
 
-pub use amount::{Amount, currency_word, read_amount, say_amount, say_count, say_figures};
+pub use amount::{
+    Amount, amount_rivals, currency_word, read_amount, say_amount, say_count, say_figures,
+};
 pub use commands::{
     amount_alone, answer_forms, attempted_command, name_answer, partial_payment, payee_alone,
     read_command, refuses,

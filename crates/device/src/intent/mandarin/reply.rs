@@ -1,6 +1,6 @@
 //! A Mandarin reply read for the question it answers: the words as written (确认, 不批准), else the one expected answer they sound like, tones aside (确人 for 确认); with a code's digits (确认四七二) when a code was asked for.
 
-use super::commands::{answer_forms, read_answer, readings, same_sound};
+use super::commands::{answer_forms, only_answers, read_answer, readings, same_sound};
 use crate::intent::answers::{expected_answers, reading};
 use crate::intent::language::Listening;
 use crate::intent::{AnswerKind, AnswerReading, Intent};
@@ -33,6 +33,9 @@ pub fn read_reply(
 pub fn answer_among(words: &str, expected: &[AnswerKind]) -> Option<AnswerKind> {
     match read_answer(words) {
         Some(said) => kind_of(&said).filter(|kind| expected.contains(kind)),
+        // 不，批准: answers that contradict are none, never the one their
+        // sounds run together make (不批准).
+        None if only_answers(words) => None,
         None => sounds_like(words, expected),
     }
 }
@@ -111,6 +114,8 @@ mod tests {
             (Listening::Confirmation, "好的，取消", Cancel),
             (Listening::Confirmation, "批准", Unclear),
             (Listening::TaskDecision, "不批准", Reject),
+            (Listening::TaskDecision, "不、批准。", Unclear),
+            (Listening::Confirmation, "不，确认", Unclear),
             (Listening::TaskDecision, "同意", Approve),
             (Listening::TaskDecision, "确认", Unclear),
             (Listening::Amount, "确认", Unclear),
