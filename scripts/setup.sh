@@ -44,3 +44,7 @@ cargo build --release --locked --quiet
 target/release/voicepay model install
 # The multilingual model a Mandarin profile (devices/car-cockpit-zh.toml) hears with.
 target/release/voicepay model install base
+# tiny.en quantised (smaller, for devices with little memory; the tests hear
+# with both). The README's "A model for small memory" has their figures.
+target/release/voicepay model install --quant q8_0
+target/release/voicepay model install --quant q5_1

@@ -93,6 +93,76 @@ fn an_unknown_model_name_is_a_one_line_error() {
     );
 }
 
+/// The profile's `asr.quant` picks the file; each format hears the
+/// fixtures' commands as they were meant (q5_1 adds a loop to "hello",
+/// still no command).
+#[test]
+fn quantised_models_understand_the_fixtures_as_they_were_meant() {
+    let names = [
+        "pay_heytea_36",
+        "cancel_plain",
+        "confirm_plain",
+        "query_today",
+        "none_hello",
+        "limit_auto_50",
+        "topup_kimi_200k",
+        "approve_task",
+    ];
+    let expected: Vec<serde_json::Value> =
+        std::fs::read_to_string(fixtures().join("expected.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let files: Vec<String> = names
+        .iter()
+        .map(|n| fixture(&format!("{n}.wav")).to_str().unwrap().to_owned())
+        .collect();
+    for quant in ["q8_0", "q5_1"] {
+        quant_model(quant);
+        let mut args = vec!["intent"];
+        args.extend(files.iter().map(String::as_str));
+        let out = run(voicepay(&args).env("VOICEPAY__ASR__QUANT", quant));
+        assert!(out.status.success(), "{quant}: {}", stderr(&out));
+        let lines = stdout_lines(&out);
+        assert_eq!(lines.len(), names.len(), "{quant}");
+        for (name, line) in names.iter().zip(&lines) {
+            let want = expected
+                .iter()
+                .find(|e| e["file"] == format!("{name}.wav"))
+                .unwrap();
+            assert_eq!(line["intent"], want["intent"], "{quant} {name}: {line}");
+        }
+    }
+}
+
+#[test]
+fn a_missing_quantised_model_names_the_command_that_installs_it() {
+    let models = tempfile::tempdir().unwrap();
+    let out = run(
+        voicepay(&["transcribe", fixture("cancel_plain.wav").to_str().unwrap()])
+            .env("VOICEPAY__ASR__QUANT", "q5_1")
+            .env("VOICEPAY__ASR__MODELS_DIR", models.path()),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let want = format!(
+        "{}: model not found; run `voicepay model install tiny.en --quant q5_1`",
+        models.path().join("ggml-tiny.en-q5_1.bin").display()
+    );
+    assert!(err.contains(&want), "{err}");
+}
+
+#[test]
+fn an_unknown_quantisation_is_a_one_line_error() {
+    let out = run(voicepay(&["model", "install", "--quant", "q4_0"]));
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out).trim(),
+        "voicepay: unknown quantisation \"q4_0\": choose f16, q8_0 or q5_1"
+    );
+}
+
 #[test]
 fn model_install_without_pip_says_so() {
     let models = tempfile::tempdir().unwrap();

@@ -495,6 +495,10 @@ pub enum ModelCommand {
         /// Where models live; the profile's `asr.models_dir` when absent.
         #[arg(long)]
         models_dir: Option<PathBuf>,
+        /// How the weights are stored: f16, q8_0 or q5_1 (written as
+        /// ggml-NAME-QUANT.bin); the profile's `asr.quant` when absent.
+        #[arg(long)]
+        quant: Option<String>,
     },
     /// Convert a CTranslate2 Whisper directory you already have.
     Import {
@@ -504,6 +508,9 @@ pub enum ModelCommand {
         name: Option<String>,
         #[arg(long)]
         models_dir: Option<PathBuf>,
+        /// f16, q8_0 or q5_1; the profile's `asr.quant` when absent.
+        #[arg(long)]
+        quant: Option<String>,
     },
 }
 

@@ -4,18 +4,29 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use voicepay_device::asr::{ModelName, install};
+use voicepay_device::asr::{ModelName, Quant, install};
 use voicepay_device::profile::DeviceProfile;
 
 use super::args::ModelCommand;
 
 pub fn run(command: ModelCommand, profile: &DeviceProfile) -> Result<ExitCode> {
-    let (name, models_dir) = match &command {
-        ModelCommand::Install { name, models_dir }
+    let (name, quant, models_dir) = match &command {
+        ModelCommand::Install {
+            name,
+            models_dir,
+            quant,
+        }
         | ModelCommand::Import {
-            name, models_dir, ..
+            name,
+            models_dir,
+            quant,
+            ..
         } => (
             ModelName::parse(name.as_deref().unwrap_or(&profile.asr.model))?,
+            match quant {
+                Some(q) => Quant::parse(q)?,
+                None => profile.asr.quant,
+            },
             models_dir
                 .clone()
                 .unwrap_or_else(|| profile.asr.models_dir.clone()),
@@ -40,10 +51,13 @@ pub fn run(command: ModelCommand, profile: &DeviceProfile) -> Result<ExitCode> {
         install::Progress::Verifying => bar.set_message("checking that whisper.cpp loads it"),
     };
     let outcome = match &command {
-        ModelCommand::Install { .. } => install::install(name, &models_dir, &show),
-        ModelCommand::Import { dir, .. } => {
-            install::import_dir(dir, &models_dir.join(name.file_name()), &show)
-        }
+        ModelCommand::Install { .. } => install::install(name, quant, &models_dir, &show),
+        ModelCommand::Import { dir, .. } => install::import_dir(
+            dir,
+            &models_dir.join(name.file_name_as(quant)),
+            quant,
+            &show,
+        ),
     };
     bar.finish_and_clear();
     println!("{}", outcome?);

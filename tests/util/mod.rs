@@ -56,6 +56,17 @@ pub fn base_model() -> PathBuf {
     path
 }
 
+/// tiny.en with its weights quantised (`q8_0` or `q5_1`).
+pub fn quant_model(quant: &str) -> PathBuf {
+    let path = root().join(format!("models/ggml-tiny.en-{quant}.bin"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/test.sh (or `voicepay model install --quant {quant}`) first",
+        path.display()
+    );
+    path
+}
+
 /// `voicepay ARGS` run from the repository root.
 pub fn voicepay(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_voicepay"));

@@ -148,6 +148,10 @@ impl Default for MqttSettings {
 #[serde(deny_unknown_fields)]
 pub struct AsrSettings {
     pub model: String,
+    /// How the model's weights are stored: f16 (`ggml-MODEL.bin`), or q8_0 or
+    /// q5_1 (`ggml-MODEL-QUANT.bin`, `voicepay model install --quant`).
+    #[serde(default)]
+    pub quant: crate::asr::Quant,
     pub models_dir: PathBuf,
     pub threads: u16,
     pub audio_ctx_floor: u16,
@@ -564,7 +568,7 @@ impl DeviceProfile {
     pub fn model_path(&self) -> PathBuf {
         self.asr
             .models_dir
-            .join(format!("ggml-{}.bin", self.asr.model))
+            .join(crate::asr::model_file_name(&self.asr.model, self.asr.quant))
     }
 }
 
@@ -1051,6 +1055,37 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(p.asr.model, "tiny.en");
+    }
+
+    #[test]
+    fn a_profile_names_its_quantised_model_file_beside_the_f16_one() {
+        let p = with_env(&[]).unwrap();
+        assert_eq!(p.asr.quant, crate::asr::Quant::F16);
+        assert_eq!(p.model_path(), PathBuf::from("models/ggml-tiny.en.bin"));
+        let p = with_env(&[("VOICEPAY__ASR__QUANT", "q8_0")]).unwrap();
+        assert_eq!(
+            p.model_path(),
+            PathBuf::from("models/ggml-tiny.en-q8_0.bin")
+        );
+        let p = with_env(&[("VOICEPAY__ASR__QUANT", "q5_1"), ("VOICEPAY_MODEL", "base")]).unwrap();
+        assert_eq!(p.model_path(), PathBuf::from("models/ggml-base-q5_1.bin"));
+    }
+
+    #[test]
+    fn an_unknown_quantisation_in_a_profile_is_refused_with_the_choices() {
+        let file = DEFAULT_PROFILE.replace("quant = \"f16\"", "quant = \"q4_0\"");
+        let err = DeviceProfile::parse_with_env(&file, "x.toml", vars(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown quantisation \"q4_0\": choose f16, q8_0 or q5_1"),
+            "{err}"
+        );
+        let err = with_env(&[("VOICEPAY__ASR__QUANT", "int8")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("VOICEPAY__ASR__QUANT"), "{err}");
+        assert!(err.contains("unknown quantisation \"int8\""), "{err}");
     }
 
     #[test]

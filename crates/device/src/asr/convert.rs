@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use voicepay_core::durable::{self, Existing};
 
+use super::Quant;
 use super::ct2::{Ct2Error, Ct2Model, DType, Variable};
 use super::ggml::{Elements, FTYPE_MOSTLY_F16, GgmlError, GgmlType, GgmlWriter, Hparams};
 use super::mel::whisper_mel_filters;
@@ -98,12 +99,22 @@ impl From<durable::WriteError> for ConvertError {
     }
 }
 
-/// Converts `ct2_dir` (`model.bin` + `vocabulary.txt`) into the ggml file `out`,
+/// Converts `ct2_dir` (`model.bin` + `vocabulary.txt`) into the f16 ggml file `out`,
 /// replacing it atomically. `progress(done, total)` counts tensor data bytes; it is
 /// called once with `done == 0` and after each tensor.
 pub fn convert_dir(
     ct2_dir: &Path,
     out: &Path,
+    progress: &dyn Fn(u64, u64),
+) -> Result<ConvertSummary, ConvertError> {
+    convert_dir_as(ct2_dir, out, Quant::F16, progress)
+}
+
+/// [`convert_dir`] with the weight matrices stored as `quant`.
+pub fn convert_dir_as(
+    ct2_dir: &Path,
+    out: &Path,
+    quant: Quant,
     progress: &dyn Fn(u64, u64),
 ) -> Result<ConvertSummary, ConvertError> {
     if out.file_name().is_none() {
@@ -123,8 +134,11 @@ pub fn convert_dir(
         reason,
     };
     let model = Ct2Model::open(&model_path).map_err(|e| model_err(e.into()))?;
-    let hparams = whisper_hparams(&model).map_err(model_err)?;
-    let plan = plan_tensors(&model, &hparams).map_err(model_err)?;
+    let hparams = Hparams {
+        ftype: quant.ftype(),
+        ..whisper_hparams(&model).map_err(model_err)?
+    };
+    let plan = plan_tensors(&model, &hparams, quant).map_err(model_err)?;
 
     let vocab_bytes = std::fs::read(&vocab_path).map_err(|err| ConvertError::Io {
         context: format!("cannot read {}", vocab_path.display()),
@@ -255,14 +269,16 @@ struct Planned<'a> {
 
 impl Planned<'_> {
     fn out_bytes(&self) -> u64 {
-        self.shape.iter().product::<usize>() as u64 * self.ty.size() as u64
+        self.ty.tensor_bytes(&self.shape)
     }
 }
 
 /// whisper.cpp's type rules: matrices f16; 1-D tensors, the conv biases (stored as
 /// [d, 1]) and the positional embeddings f32. (f16 everywhere else is required: an
-/// all-f32 file loads but asserts in im2col on first use.)
-fn ggml_type(name: &str, shape: &[usize]) -> GgmlType {
+/// all-f32 file loads but asserts in im2col on first use.) A quantised file
+/// quantises what whisper.cpp's `quantize` does: the 2-D tensors but those four;
+/// the 3-D convolution weights stay f16, as whisper.cpp's loader expects.
+fn ggml_type(name: &str, shape: &[usize], quant: Quant) -> GgmlType {
     let always_f32 = [
         "encoder.conv1.bias",
         "encoder.conv2.bias",
@@ -271,6 +287,8 @@ fn ggml_type(name: &str, shape: &[usize]) -> GgmlType {
     ];
     if shape.len() < 2 || always_f32.contains(&name) {
         GgmlType::F32
+    } else if shape.len() == 2 {
+        quant.matrix_type()
     } else {
         GgmlType::F16
     }
@@ -278,6 +296,7 @@ fn ggml_type(name: &str, shape: &[usize]) -> GgmlType {
 
 struct Planner<'a> {
     model: &'a Ct2Model,
+    quant: Quant,
     out: Vec<Planned<'a>>,
 }
 
@@ -323,7 +342,7 @@ impl<'a> Planner<'a> {
             // `var` admits float types only.
             _ => Elements::BF16(data),
         };
-        let ty = ggml_type(&name, &shape);
+        let ty = ggml_type(&name, &shape, self.quant);
         self.out.push(Planned {
             name,
             shape,
@@ -442,7 +461,11 @@ impl<'a> Planner<'a> {
 /// Every tensor whisper.cpp loads, mapped from the CTranslate2 variables and checked
 /// against the shapes it will expect. The alias `decoder/projection/weight` is not
 /// written: whisper.cpp ties the output projection to the token embedding.
-fn plan_tensors<'a>(model: &'a Ct2Model, hp: &Hparams) -> Result<Vec<Planned<'a>>, ModelError> {
+fn plan_tensors<'a>(
+    model: &'a Ct2Model,
+    hp: &Hparams,
+    quant: Quant,
+) -> Result<Vec<Planned<'a>>, ModelError> {
     // All fields were built from usize values and are non-negative.
     let [
         n_vocab,
@@ -459,6 +482,7 @@ fn plan_tensors<'a>(model: &'a Ct2Model, hp: &Hparams) -> Result<Vec<Planned<'a>
     ] = hp.to_array().map(|v| v as usize);
     let mut p = Planner {
         model,
+        quant,
         out: Vec::new(),
     };
 
@@ -1128,6 +1152,48 @@ mod tests {
             msg.ends_with("vocabulary.txt: 2 tokens but the model's embedding has 8 rows"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_quantised_file_quantises_what_whisper_cpp_quantize_does() {
+        // Its rule: every 2-D tensor but the conv biases and the positional
+        // embeddings; the 3-D convolutions stay f16 and 1-D tensors f32.
+        for (name, ggml_dims) in whisper_cpp_tensors() {
+            let shape: Vec<usize> = ggml_dims.iter().rev().copied().collect();
+            let quantised = shape.len() == 2
+                && !name.ends_with("positional_embedding")
+                && !name.starts_with("encoder.conv");
+            for quant in [Quant::Q8_0, Quant::Q5_1] {
+                let want = match shape.len() {
+                    _ if quantised => quant.matrix_type(),
+                    3 => GgmlType::F16,
+                    _ => GgmlType::F32,
+                };
+                assert_eq!(ggml_type(&name, &shape, quant), want, "{name} {quant}");
+            }
+            let f16_want = if quantised || shape.len() == 3 {
+                GgmlType::F16
+            } else {
+                GgmlType::F32
+            };
+            assert_eq!(ggml_type(&name, &shape, Quant::F16), f16_want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_model_whose_rows_are_not_whole_blocks_is_not_quantised_and_leaves_nothing() {
+        let (b, _) = tiny(DType::F16);
+        let dir = write_dir(&b, &vocab_text());
+        let out = dir.path().join("ggml.bin");
+        let err = convert_dir_as(dir.path(), &out, Quant::Q8_0, &|_, _| {}).unwrap_err();
+        assert!(
+            err.to_string().ends_with(&format!(
+                "tensor encoder.blocks.0.attn.query.weight: rows of {D} elements do not split into blocks of 32"
+            )),
+            "{err}"
+        );
+        assert!(!out.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 
     #[test]

@@ -4,12 +4,15 @@
 //! magic, 11 hparams, mel filters (n_mel, n_fft, n_mel*n_fft f32), vocabulary (count,
 //! then u32 length + bytes per token), then tensors to the end of the file, each
 //! n_dims, name length, type, dims in ggml order (numpy shape reversed), name, data.
+//!
+//! Quantised matrices (q8_0, q5_1) are written in ggml's blocks by [`super::quant`].
 
 use std::io::{self, Write};
 
 use half::{bf16, f16};
 
 use super::mel::MelFilters;
+use super::quant;
 
 /// `"ggml"` as a little-endian u32.
 pub const GGML_MAGIC: u32 = 0x6767_6d6c;
@@ -85,21 +88,50 @@ impl Hparams {
 pub enum GgmlType {
     F32,
     F16,
+    /// Blocks of 32: an f16 scale and 32 signed bytes (34 bytes).
+    Q8_0,
+    /// Blocks of 32: f16 scale and minimum, 32 high bits, 16 bytes of low nibbles (24 bytes).
+    Q5_1,
 }
 
 impl GgmlType {
+    /// ggml's `enum ggml_type` values.
     pub fn code(self) -> i32 {
         match self {
             Self::F32 => 0,
             Self::F16 => 1,
+            Self::Q5_1 => 7,
+            Self::Q8_0 => 8,
         }
     }
 
-    pub fn size(self) -> usize {
+    /// Elements per block: 1 for the float types.
+    pub fn block_len(self) -> usize {
         match self {
-            Self::F32 => 4,
-            Self::F16 => 2,
+            Self::F32 | Self::F16 => 1,
+            Self::Q8_0 | Self::Q5_1 => quant::BLOCK,
         }
+    }
+
+    /// Bytes of one row of `n` elements (`n` a multiple of [`Self::block_len`]).
+    pub fn row_bytes(self, n: usize) -> usize {
+        match self {
+            Self::F32 => 4 * n,
+            Self::F16 => 2 * n,
+            Self::Q8_0 => n / quant::BLOCK * quant::Q8_0_BYTES,
+            Self::Q5_1 => n / quant::BLOCK * quant::Q5_1_BYTES,
+        }
+    }
+
+    /// Bytes of a tensor of numpy-order `shape` (rows last-dimension long).
+    pub fn tensor_bytes(self, shape: &[usize]) -> u64 {
+        let row = shape.last().copied().unwrap_or(1);
+        let rows: usize = shape[..shape.len().saturating_sub(1)].iter().product();
+        rows as u64 * self.row_bytes(row) as u64
+    }
+
+    fn is_quantised(self) -> bool {
+        self.block_len() > 1
     }
 }
 
@@ -141,6 +173,12 @@ pub enum GgmlError {
     Rank { name: String, rank: usize },
     #[error("{what} is {value}, more than the file's i32 fields hold")]
     TooLarge { what: String, value: usize },
+    #[error("tensor {name}: rows of {row} elements do not split into blocks of {block}")]
+    BlockSize {
+        name: String,
+        row: usize,
+        block: usize,
+    },
     #[error("mel filters: {n_mels}x{n_bins} needs {} values, got {len}", n_mels * n_bins)]
     MelSize {
         n_mels: usize,
@@ -258,6 +296,15 @@ impl<W: Write> GgmlWriter<W> {
                 rank: shape.len(),
             });
         }
+        // ggml aborts the process on a row that is not whole blocks: refuse it here.
+        let row = shape.last().copied().unwrap_or(1);
+        if !row.is_multiple_of(ty.block_len()) {
+            return Err(GgmlError::BlockSize {
+                name: name.to_owned(),
+                row,
+                block: ty.block_len(),
+            });
+        }
 
         self.put_i32(shape.len() as i32)?;
         self.put_i32(as_i32(|| format!("the name length of {name}"), name.len())?)?;
@@ -266,7 +313,32 @@ impl<W: Write> GgmlWriter<W> {
             self.put_i32(as_i32(|| format!("a dimension of {name}"), d)?)?;
         }
         self.put(name.as_bytes())?;
-        self.put_elements(data, ty)?;
+        if ty.is_quantised() {
+            self.put_quantised(data, row, ty)?;
+        } else {
+            self.put_elements(data, ty)?;
+        }
+        Ok(())
+    }
+
+    /// Rows widened to f32 and quantised, a few rows at a time so no tensor is
+    /// ever held whole in f32. `row` is a whole number of `ty`'s blocks.
+    fn put_quantised(&mut self, data: Elements<'_>, row: usize, ty: GgmlType) -> io::Result<()> {
+        let size = data.elem_size();
+        let rows_per_chunk = (CHUNK / row).max(1);
+        let mut floats: Vec<f32> = Vec::with_capacity(rows_per_chunk * row);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        for chunk in data.bytes().chunks(rows_per_chunk * row * size) {
+            floats.clear();
+            floats.extend(chunk.chunks_exact(size).map(|e| widen(data, e)));
+            scratch.clear();
+            match ty {
+                GgmlType::Q5_1 => quant::q5_1(&floats, &mut scratch),
+                _ => quant::q8_0(&floats, &mut scratch),
+            }
+            self.put(&scratch)?;
+        }
+        self.scratch = scratch;
         Ok(())
     }
 
@@ -283,14 +355,11 @@ impl<W: Write> GgmlWriter<W> {
         for chunk in data.bytes().chunks(CHUNK * size) {
             scratch.clear();
             for e in chunk.chunks_exact(size) {
-                let v = match data {
-                    Elements::F32(_) => f32::from_le_bytes([e[0], e[1], e[2], e[3]]),
-                    Elements::F16(_) => f16::from_le_bytes([e[0], e[1]]).to_f32(),
-                    Elements::BF16(_) => bf16::from_le_bytes([e[0], e[1]]).to_f32(),
-                };
+                let v = widen(data, e);
                 match ty {
                     GgmlType::F32 => scratch.extend_from_slice(&v.to_le_bytes()),
-                    GgmlType::F16 => scratch.extend_from_slice(&f16::from_f32(v).to_le_bytes()),
+                    // Quantised types go through `put_quantised`.
+                    _ => scratch.extend_from_slice(&f16::from_f32(v).to_le_bytes()),
                 }
             }
             self.put(&scratch)?;
@@ -300,10 +369,19 @@ impl<W: Write> GgmlWriter<W> {
     }
 }
 
+/// One source element `e` (of `data`'s type) as f32.
+fn widen(data: Elements<'_>, e: &[u8]) -> f32 {
+    match data {
+        Elements::F32(_) => f32::from_le_bytes([e[0], e[1], e[2], e[3]]),
+        Elements::F16(_) => f16::from_le_bytes([e[0], e[1]]).to_f32(),
+        Elements::BF16(_) => bf16::from_le_bytes([e[0], e[1]]).to_f32(),
+    }
+}
+
 /// A minimal reader of the files written above, for tests.
 #[cfg(test)]
 pub(crate) mod testread {
-    use super::{GGML_MAGIC, Hparams};
+    use super::{GGML_MAGIC, GgmlType, Hparams};
 
     pub(crate) struct Tensor {
         pub name: String,
@@ -395,12 +473,12 @@ pub(crate) mod testread {
             let ty = r.i32();
             let dims: Vec<usize> = (0..n_dims).map(|_| r.i32() as usize).collect();
             let name = String::from_utf8(r.take(name_len)).unwrap();
-            let size = match ty {
-                0 => 4,
-                1 => 2,
-                t => panic!("type {t}"),
-            };
-            let data = r.take(dims.iter().product::<usize>() * size);
+            let ggml_ty = [GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q5_1]
+                .into_iter()
+                .find(|t| t.code() == ty)
+                .unwrap_or_else(|| panic!("type {ty}"));
+            let numpy: Vec<usize> = dims.iter().rev().copied().collect();
+            let data = r.take(ggml_ty.tensor_bytes(&numpy) as usize);
             tensors.push(Tensor {
                 name,
                 dims,
@@ -530,6 +608,56 @@ mod tests {
         for (i, c) in data.chunks_exact(2).enumerate() {
             assert_eq!(f16::from_le_bytes([c[0], c[1]]).to_f32(), (i % 2048) as f32);
         }
+    }
+
+    #[test]
+    fn quantised_tensors_are_written_row_by_row_in_blocks_under_their_type_code() {
+        // Two rows of 64 (two blocks each), from f16 as a model ships them;
+        // enough rows that the writer quantises in more than one chunk.
+        let rows = CHUNK / 64 + 3;
+        let src: Vec<f32> = (0..rows * 64)
+            .map(|i| f16::from_f32(((i * 37 % 101) as f32 - 50.0) / 64.0).to_f32())
+            .collect();
+        let f16_bytes: Vec<u8> = src
+            .iter()
+            .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+            .collect();
+        for (ty, code, quantise) in [
+            (GgmlType::Q8_0, 8, quant::q8_0 as fn(&[f32], &mut Vec<u8>)),
+            (GgmlType::Q5_1, 7, quant::q5_1),
+        ] {
+            let mut w = GgmlWriter::new(Vec::new());
+            w.write_tensor("m", &[rows, 64], ty, Elements::F16(&f16_bytes))
+                .unwrap();
+            let bytes = w.into_inner();
+            let head: Vec<i32> = bytes[..20]
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            assert_eq!(head, [2, 1, code, 64, rows as i32]);
+            let mut want = Vec::new();
+            quantise(&src, &mut want);
+            assert_eq!(want.len() as u64, ty.tensor_bytes(&[rows, 64]));
+            assert_eq!(&bytes[21..], &want[..], "{ty:?}");
+        }
+    }
+
+    #[test]
+    fn a_row_that_is_not_whole_blocks_is_refused_before_anything_is_written() {
+        let mut w = GgmlWriter::new(Vec::new());
+        let err = w
+            .write_tensor(
+                "m",
+                &[2, 48],
+                GgmlType::Q5_1,
+                Elements::F32(&[0; 2 * 48 * 4]),
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "tensor m: rows of 48 elements do not split into blocks of 32"
+        );
+        assert_eq!(w.bytes_written(), 0);
     }
 
     #[test]

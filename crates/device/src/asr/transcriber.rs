@@ -12,7 +12,7 @@ use crate::audio::Utterance;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AsrError {
-    #[error("{path}: model not found; run `voicepay model install`")]
+    #[error("{path}: model not found; run `{}`", super::install_command(path))]
     ModelMissing { path: PathBuf },
     #[error("{path}: whisper.cpp cannot load this model: {detail}")]
     ModelLoad { path: PathBuf, detail: String },
