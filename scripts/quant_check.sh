@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Checks the quantised tiny.en files byte for byte against ggml's own
+# quantiser (ggml_quantize_chunk, what whisper.cpp's `quantize` calls), linked
+# from the whisper.cpp that cargo built; voicepay writes the blocks in safe
+# Rust (the workspace forbids unsafe code, so it cannot call ggml's). Needs
+# `cargo build --release` and the models (scripts/setup.sh); installs gcc if
+# it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
+
+if ! command -v gcc >/dev/null; then
+  sudo=(); [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends gcc libgomp1 >/dev/null
+fi
+lib=$(ls -d "$target"/release/build/whisper-rs-sys-*/out/lib/libggml-base.a 2>/dev/null | head -1)
+[ -n "$lib" ] || { echo "no ggml library under $target/release/build: run cargo build --release" >&2; exit 1; }
+out=$(dirname "$(dirname "$lib")")
+bin="$target/quant_check"
+gcc -O1 scripts/quant_check/check.c -I"$out/whisper.cpp/ggml/include" -L"$out/lib" \
+  -lggml -lggml-cpu -lggml-base -lstdc++ -lm -lpthread -fopenmp -o "$bin"
+for q in q8_0 q5_1; do
+  echo "tiny.en $q:"
+  "$bin" models/ggml-tiny.en.bin "models/ggml-tiny.en-$q.bin"
+done
