@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks the quantised tiny.en files byte for byte against ggml's own
+# Checks the quantised model files (tiny.en, and base when installed) byte for byte against ggml's own
 # quantiser (ggml_quantize_chunk, what whisper.cpp's `quantize` calls), linked
 # from the whisper.cpp that cargo built; voicepay writes the blocks in safe
 # Rust (the workspace forbids unsafe code, so it cannot call ggml's). Needs
@@ -20,7 +20,13 @@ out=$(dirname "$(dirname "$lib")")
 bin="$target/quant_check"
 gcc -O1 scripts/quant_check/check.c -I"$out/whisper.cpp/ggml/include" -L"$out/lib" \
   -lggml -lggml-cpu -lggml-base -lstdc++ -lm -lpthread -fopenmp -o "$bin"
-for q in q8_0 q5_1; do
-  echo "tiny.en $q:"
-  "$bin" models/ggml-tiny.en.bin "models/ggml-tiny.en-$q.bin"
+checked=0
+for m in tiny.en base; do
+  for q in q8_0 q5_1; do
+    [ -f "models/ggml-$m.bin" ] && [ -f "models/ggml-$m-$q.bin" ] || continue
+    echo "$m $q:"
+    "$bin" "models/ggml-$m.bin" "models/ggml-$m-$q.bin"
+    checked=$((checked + 1))
+  done
 done
+[ "$checked" -gt 0 ] || { echo "no quantised model to check: voicepay model install --quant q8_0" >&2; exit 1; }
