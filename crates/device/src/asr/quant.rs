@@ -2,9 +2,10 @@
 //!
 //! The workspace forbids `unsafe`, so ggml's own `ggml_quantize_chunk` (which
 //! whisper.cpp's `quantize` tool calls, and whisper-rs-sys exposes only as a raw
-//! FFI function) is not called: these are its reference functions
-//! (`quantize_row_q8_0_ref`, `quantize_row_q5_1_ref` in ggml-quants.c) line for
-//! line, in f32 arithmetic, with f16 rounded to nearest even as ggml does.
+//! FFI function) is not called: the blocks are written here to the same
+//! arithmetic as ggml's reference quantisers (f32, with f16 rounded to
+//! nearest even), and `scripts/quant_check.sh` holds the files byte for byte
+//! to what ggml's quantiser writes.
 
 use half::f16;
 
