@@ -568,11 +568,7 @@ mod tests {
         let bytes = w.into_inner();
 
         // First tensor's header by hand: n_dims, name length, type, dims reversed, name.
-        let head: Vec<i32> = bytes[..20]
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        assert_eq!(head, [2, 1, 1, 3, 2]);
+        assert_eq!(header_of_two_dims(&bytes), [2, 1, 1, 3, 2]);
         assert_eq!(bytes[20], b'a');
 
         let mut all = Vec::from(&b"lmgg"[..]);
@@ -591,6 +587,14 @@ mod tests {
         assert_eq!(t("d").dims, vec![1, 2, 3]);
         let bf: Vec<f32> = src.iter().map(|v| bf16::from_f32(*v).to_f32()).collect();
         assert_eq!(t("d").values(), bf);
+    }
+
+    /// A 2-D tensor's header with a one-byte name: n_dims, name length, type, dims.
+    fn header_of_two_dims(bytes: &[u8]) -> Vec<i32> {
+        bytes[..20]
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
     }
 
     #[test]
@@ -630,11 +634,7 @@ mod tests {
             w.write_tensor("m", &[rows, 64], ty, Elements::F16(&f16_bytes))
                 .unwrap();
             let bytes = w.into_inner();
-            let head: Vec<i32> = bytes[..20]
-                .chunks_exact(4)
-                .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            assert_eq!(head, [2, 1, code, 64, rows as i32]);
+            assert_eq!(header_of_two_dims(&bytes), [2, 1, code, 64, rows as i32]);
             let mut want = Vec::new();
             quantise(&src, &mut want);
             assert_eq!(want.len() as u64, ty.tensor_bytes(&[rows, 64]));
