@@ -152,6 +152,10 @@ pub struct AsrSettings {
     /// q5_1 (`ggml-MODEL-QUANT.bin`, `voicepay model install --quant`).
     #[serde(default)]
     pub quant: crate::asr::Quant,
+    /// whisper.cpp's flash attention: attention in blocks, so the encoder's
+    /// attention matrix (tens of MB) is never allocated.
+    #[serde(default)]
+    pub flash_attn: bool,
     pub models_dir: PathBuf,
     pub threads: u16,
     pub audio_ctx_floor: u16,

@@ -170,6 +170,7 @@ impl Recognizer {
             no_speech_threshold: profile.asr.no_speech_threshold,
             noise_confidence: profile.asr.noise_confidence,
             initial_prompt,
+            flash_attn: profile.asr.flash_attn,
         };
         Ok(Self {
             transcriber: Transcriber::new(model, settings)?,

@@ -39,6 +39,9 @@ pub struct TranscriberSettings {
     /// Text Whisper reads as if it came before the clip: example commands
     /// and the user's payees (see [`crate::intent::whisper_prompt`]).
     pub initial_prompt: String,
+    /// Attention computed in blocks (whisper.cpp's flash attention): the
+    /// encoder's whole attention matrix is never held in memory.
+    pub flash_attn: bool,
 }
 
 /// What was heard.
@@ -142,7 +145,7 @@ pub struct Transcriber {
 impl Transcriber {
     /// Loads the model once; later calls reuse it.
     pub fn new(model: &Path, settings: TranscriberSettings) -> Result<Self, AsrError> {
-        let context = load(model)?;
+        let context = load(model, settings.flash_attn)?;
         let language = whisper_rs::get_lang_id(&settings.language)
             .and_then(whisper_rs::get_lang_str)
             .ok_or_else(|| AsrError::UnknownLanguage(settings.language.clone()))?;
@@ -196,7 +199,7 @@ impl Transcriber {
 
     /// Loads `model` to prove whisper.cpp accepts it, then drops it.
     pub fn check_model(model: &Path) -> Result<(), AsrError> {
-        load(model).map(drop)
+        load(model, false).map(drop)
     }
 
     /// Tokenizes a grammar's word sets (once per set: the numbers the first
@@ -411,18 +414,18 @@ fn decoder_prefix(
     Ok(prefix)
 }
 
-fn load(model: &Path) -> Result<WhisperContext, AsrError> {
+fn load(model: &Path, flash_attn: bool) -> Result<WhisperContext, AsrError> {
     if !model.is_file() {
         return Err(AsrError::ModelMissing {
             path: model.to_owned(),
         });
     }
     whisper_rs::install_logging_hooks();
-    WhisperContext::new_with_params(model, WhisperContextParameters::default()).map_err(|e| {
-        AsrError::ModelLoad {
-            path: model.to_owned(),
-            detail: e.to_string(),
-        }
+    let mut params = WhisperContextParameters::default();
+    params.flash_attn(flash_attn);
+    WhisperContext::new_with_params(model, params).map_err(|e| AsrError::ModelLoad {
+        path: model.to_owned(),
+        detail: e.to_string(),
     })
 }
 
