@@ -257,7 +257,7 @@ fn the_unit_file_has_the_settings_asked_for_each_with_its_comment() {
     let unit = unit_file();
     for setting in [
         "Type=notify",
-        "ExecStart=/usr/local/bin/voicepay --device /etc/voicepay/device.toml run --data-dir /var/lib/voicepay",
+        "ExecStart=/usr/bin/voicepay --device /etc/voicepay/device.toml run --data-dir /var/lib/voicepay",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",
         "WatchdogSec=30",
@@ -298,7 +298,7 @@ fn systemd_analyze_verifies_the_unit_file() {
     // The unit as installed, with the binary where this build put it.
     systemd_verify(
         "voicepay.service",
-        &unit_file().replace("/usr/local/bin/voicepay", binary),
+        &unit_file().replace("/usr/bin/voicepay", binary),
     );
 }
 
@@ -332,8 +332,8 @@ fn the_agent_frameworks_unit_runs_as_another_user_than_the_daemon_and_cannot_see
     };
     assert_eq!(setting(&daemon, "User"), ["voicepay"]);
     assert_eq!(setting(&daemon, "StateDirectory"), ["voicepay"]);
-    assert_eq!(setting(&agent, "User"), ["agent"]);
-    assert_eq!(setting(&agent, "Group"), ["agent"]);
+    assert_eq!(setting(&agent, "User"), ["voicepay-agent"]);
+    assert_eq!(setting(&agent, "Group"), ["voicepay-agent"]);
     assert_eq!(setting(&agent, "InaccessiblePaths"), ["-/var/lib/voicepay"]);
     assert_eq!(setting(&agent, "NoNewPrivileges"), ["yes"]);
     assert_each_setting_commented(&agent);

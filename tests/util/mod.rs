@@ -76,6 +76,29 @@ pub fn voicepay(args: &[&str]) -> Command {
     cmd
 }
 
+/// `voicepay ARGS` as the device build: the binary `VOICEPAY_DEVICE_BIN`
+/// names (scripts/cross_check.sh sets it to the aarch64 build), run through
+/// `VOICEPAY_DEVICE_RUNNER` (qemu-user and its arguments) when that is set,
+/// from the repository root.
+pub fn device_voicepay(args: &[&str]) -> Command {
+    let binary = std::env::var("VOICEPAY_DEVICE_BIN")
+        .expect("VOICEPAY_DEVICE_BIN names the device build: run scripts/cross_check.sh");
+    let runner = std::env::var("VOICEPAY_DEVICE_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(program) => {
+            let mut cmd = Command::new(program);
+            cmd.args(words).arg(binary);
+            cmd
+        }
+        None => Command::new(binary),
+    };
+    cmd.args(args)
+        .current_dir(root())
+        .env_remove("VOICEPAY_MODEL");
+    cmd
+}
+
 pub fn run(mut cmd: impl BorrowMut<Command>) -> Output {
     cmd.borrow_mut().output().expect("the voicepay binary runs")
 }
