@@ -669,6 +669,19 @@ impl PipedDaemon {
         pipes: Vec<Fifo>,
         adjust: impl FnOnce(&mut Command),
     ) -> PipedDaemon {
+        PipedDaemon::spawn_as(voicepay, global, broker_url, dev, pipes, adjust)
+    }
+
+    /// As [`PipedDaemon::spawn`], the binary run by `build` (the device
+    /// build: [`device_voicepay`]).
+    pub fn spawn_as(
+        build: fn(&[&str]) -> Command,
+        global: &[&str],
+        broker_url: &str,
+        dev: &str,
+        pipes: Vec<Fifo>,
+        adjust: impl FnOnce(&mut Command),
+    ) -> PipedDaemon {
         let mut args = global.to_vec();
         args.extend([
             "run",
@@ -680,7 +693,7 @@ impl PipedDaemon {
             "--input",
         ]);
         args.extend(pipes.iter().map(Fifo::arg));
-        let mut cmd = voicepay(&args);
+        let mut cmd = build(&args);
         cmd.env("VOICEPAY_LOG", "info").stdout(Stdio::piped());
         adjust(&mut cmd);
         let mut child = Child::spawn(cmd);
