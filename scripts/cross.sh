@@ -35,10 +35,10 @@ case "${1:-}" in
     if ! dpkg --print-foreign-architectures | grep -qx arm64; then
       "${sudo[@]}" dpkg --add-architecture arm64
     fi
-    # libstdc++6:arm64 and libgcc-s1:arm64 let dpkg-shlibdeps name the
-    # package's dependencies; qemu-user runs the binary here (tests/cross.rs).
+    # The arm64 C and C++ libraries let dpkg-shlibdeps name the package's
+    # dependencies and qemu-user run the binary here (tests/cross.rs).
     apt_install "${host_packages[@]}" gcc-aarch64-linux-gnu g++-aarch64-linux-gnu \
-      libc6-dev-arm64-cross libasound2-dev:arm64 libstdc++6:arm64 libgcc-s1:arm64 qemu-user
+      libc6-dev-arm64-cross libasound2-dev:arm64 libc6:arm64 libstdc++6:arm64 libgcc-s1:arm64 qemu-user
     rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
 
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc

@@ -107,7 +107,7 @@ fn an_agents_payment_made_by_the_device_build_is_approved_by_this_machines_gatew
         &dev,
     ]);
     // An agent the device pays for by itself under 30 yuan, to Alice only:
-    // no voice is heard, so no emulated inference (see scripts/cross_check.sh).
+    // no voice is heard, so the emulated daemon spends no minutes hearing.
     device_ok(&[
         "agents",
         "keygen",
