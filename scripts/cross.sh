@@ -51,9 +51,10 @@ case "${1:-}" in
     # bindgen reads whisper.h for aarch64, with the cross C library's headers.
     export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--sysroot=/usr/aarch64-linux-gnu"
     # whisper.cpp for the device, not for this machine's CPU: GGML_* are
-    # passed to its CMake by whisper-rs-sys. armv8.2-a with half-precision
-    # arithmetic and dot products is what the devices' cores (Cortex-A55,
-    # A76 and later) have; VOICEPAY_ARM_ARCH=armv8-a builds for older ones.
+    # passed to its CMake by whisper-rs-sys. armv8-a runs on every 64-bit
+    # core (the Cortex-A53 of older head units too);
+    # VOICEPAY_ARM_ARCH=armv8.2-a+fp16+dotprod builds for the Cortex-A55/A76
+    # generation and later, with half-precision arithmetic and dot products.
     arm_arch=${VOICEPAY_ARM_ARCH:-armv8-a}
     export GGML_NATIVE=OFF GGML_CPU_ARM_ARCH="$arm_arch"
     strip=aarch64-linux-gnu-strip
