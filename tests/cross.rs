@@ -20,9 +20,7 @@ use voicepay_core::protocol::{self, AgentTask, Envelope, TaskKind, topics};
 
 /// What a device command printed, which must have succeeded.
 fn device_ok(args: &[&str]) -> String {
-    let out = run(device_voicepay(args));
-    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap()
+    ok_with(device_voicepay, args)
 }
 
 #[test]
@@ -73,39 +71,12 @@ fn an_agents_payment_made_by_the_device_build_is_approved_by_this_machines_gatew
     model();
     let broker = Broker::start();
     let url = broker.url();
-    let (gw, dev, pipes) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let (gw, dev) = (dir(&gw), dir(&dev));
     // Paired across the two builds: the device's key made by the device
     // build, enrolled with this machine's gateway, whose key it trusts.
-    ok(&["gateway", "init", "--data-dir", &gw]);
-    device_ok(&["keys", "init", "--data-dir", &dev]);
-    let device: Value =
-        serde_json::from_str(&device_ok(&["keys", "show", "--json", "--data-dir", &dev])).unwrap();
-    let gateway: Value =
-        serde_json::from_str(&ok(&["gateway", "show-key", "--json", "--data-dir", &gw])).unwrap();
-    let device_id = device["device_id"].as_str().unwrap();
-    ok(&[
-        "gateway",
-        "enroll",
-        "--device-id",
-        device_id,
-        "--public-key",
-        device["public_key"].as_str().unwrap(),
-        "--data-dir",
-        &gw,
-    ]);
-    let gateway_key = gateway["public_key"].as_str().unwrap();
-    device_ok(&[
-        "trust-gateway",
-        "--public-key",
-        gateway_key,
-        "--data-dir",
-        &dev,
-    ]);
+    let keys = Keys::with_device(device_voicepay);
+    let pipes = tempfile::tempdir().unwrap();
+    let (gw, dev) = (keys.gw(), keys.dev());
+    let device_id = device_id(&dev);
     // An agent the device pays for by itself under 30 yuan, to Alice only:
     // no voice is heard, so the emulated daemon spends no minutes hearing.
     device_ok(&[
@@ -125,7 +96,7 @@ fn an_agents_payment_made_by_the_device_build_is_approved_by_this_machines_gatew
     ]);
     let agent = SigningKey::load_file(&Path::new(&dev).join("agents/shopper.key")).unwrap();
 
-    let mut gateway = gateway_process(&url, &gw);
+    let mut gateway = keys.gateway(&url);
     // The device build's daemon, on a named pipe nobody speaks into.
     let pipe = Fifo::new(pipes.path(), "mic.wav");
     let mut daemon = PipedDaemon::spawn_as(device_voicepay, &[], &url, &dev, vec![pipe], |_| {});
@@ -137,7 +108,7 @@ fn an_agents_payment_made_by_the_device_build_is_approved_by_this_machines_gatew
     let task = AgentTask {
         task_id: "t-cross".into(),
         agent_id: "shopper".into(),
-        device_id: device_id.into(),
+        device_id: device_id.clone(),
         description: "a coffee".into(),
         payee: "Alice".into(),
         amount: Money::new(2_000, Currency::CNY),
@@ -153,7 +124,7 @@ fn an_agents_payment_made_by_the_device_build_is_approved_by_this_machines_gatew
     std::thread::spawn(move || for _ in connection.iter() {});
     client
         .publish(
-            topics::tasks(protocol::DEFAULT_PREFIX, device_id),
+            topics::tasks(protocol::DEFAULT_PREFIX, &device_id),
             rumqttc::QoS::AtLeastOnce,
             false,
             sealed,

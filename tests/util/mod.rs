@@ -353,7 +353,12 @@ impl Drop for Child {
 
 /// `voicepay ARGS`, which must succeed; its standard output.
 pub fn ok(args: &[&str]) -> String {
-    let out = run(voicepay(args));
+    ok_with(voicepay, args)
+}
+
+/// As [`ok`], the binary run by `build` (the device build: [`device_voicepay`]).
+pub fn ok_with(build: fn(&[&str]) -> Command, args: &[&str]) -> String {
+    let out = run(build(args));
     assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -368,6 +373,12 @@ pub struct Keys {
 
 impl Keys {
     pub fn new() -> Keys {
+        Keys::with_device(voicepay)
+    }
+
+    /// As [`Keys::new`], the device's side (its key, its trust) made by the
+    /// binary `device` runs; the gateway's by this build.
+    pub fn with_device(device: fn(&[&str]) -> Command) -> Keys {
         let root = tempfile::tempdir().unwrap();
         let keys = Keys {
             gateway_dir: root.path().join("gateway"),
@@ -375,7 +386,7 @@ impl Keys {
             _root: root,
         };
         ok(&["gateway", "init", "--data-dir", &keys.gw()]);
-        keys.pair_device(&keys.dev());
+        keys.pair_device_with(device, &keys.dev());
         keys
     }
 
@@ -389,10 +400,16 @@ impl Keys {
 
     /// A device key in `dev`, enrolled with this gateway, trusting it.
     pub fn pair_device(&self, dev: &str) {
+        self.pair_device_with(voicepay, dev);
+    }
+
+    fn pair_device_with(&self, device_build: fn(&[&str]) -> Command, dev: &str) {
         let gw = self.gw();
-        ok(&["keys", "init", "--data-dir", dev]);
+        let device_ok = |args: &[&str]| ok_with(device_build, args);
+        device_ok(&["keys", "init", "--data-dir", dev]);
         let device: serde_json::Value =
-            serde_json::from_str(&ok(&["keys", "show", "--json", "--data-dir", dev])).unwrap();
+            serde_json::from_str(&device_ok(&["keys", "show", "--json", "--data-dir", dev]))
+                .unwrap();
         let gateway: serde_json::Value =
             serde_json::from_str(&ok(&["gateway", "show-key", "--json", "--data-dir", &gw]))
                 .unwrap();
@@ -407,7 +424,7 @@ impl Keys {
             &gw,
         ]);
         let key = gateway["public_key"].as_str().unwrap();
-        ok(&["trust-gateway", "--public-key", key, "--data-dir", dev]);
+        device_ok(&["trust-gateway", "--public-key", key, "--data-dir", dev]);
     }
 
     pub fn gateway(&self, broker_url: &str) -> Child {
