@@ -364,8 +364,14 @@ impl Recognizer {
                 }
                 _ => false,
             },
-            // No clear answer (for the code: none, or a confirm without its digits).
+            // No clear answer (for the code: none, or a confirm without its
+            // digits). Two answers heard clearly (不，批准) are no answer,
+            // and never read again: held to the answers, the reading keeps
+            // one side (measured: 不、批准 read as 批准 and approved).
             Listening::Confirmation | Listening::TaskDecision | Listening::Code => {
+                if intent::answers_contradict(text, &ctx) {
+                    return false;
+                }
                 match understood.reply.as_ref().map(|reply| &reply.reading) {
                     Some(AnswerReading::Unclear) | None => true,
                     Some(AnswerReading::Confirm { digits: Some(d) }) => d.is_empty(),

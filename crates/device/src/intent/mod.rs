@@ -326,6 +326,16 @@ pub fn refuses(transcript: &str, ctx: &ParseContext) -> bool {
     }
 }
 
+/// Whether the transcript is answers that contradict each other (不，批准):
+/// a reading held to one answer is never taken in its place. English's
+/// answers are read whole and have no such reading yet: false.
+pub fn answers_contradict(transcript: &str, ctx: &ParseContext) -> bool {
+    match reader(ctx.language) {
+        Reader::Words(_) => false,
+        Reader::Mandarin => mandarin::answers_contradict(transcript),
+    }
+}
+
 /// A closed reading's words from its amount on (`onward`), each with the
 /// amount the free decode heard in its place, written as Whisper writes
 /// amounts: Mandarin's 29块酒 is 29块九 (its soundalikes read as meant), to

@@ -323,6 +323,13 @@ pub fn refuses(transcript: &str) -> bool {
         .is_some_and(|said| said.question || said.clauses.iter().any(|c| refused(c)))
 }
 
+/// Whether the transcript is answers and nothing else that contradict each
+/// other (不，批准; 确认，取消): heard clearly as two sides, so a reading
+/// held to one answer must never be taken in its place.
+pub fn answers_contradict(transcript: &str) -> bool {
+    only_answers(transcript) && read_answer(transcript).is_none()
+}
+
 /// What may be left of a command once its parts are taken: particles.
 fn only_particles(rest: &str) -> bool {
     let mut rest = rest;
@@ -888,6 +895,29 @@ mod tests {
             "帮我给瑞幸福二十七块钱",
         ] {
             assert!(!refuses(plain), "{plain}");
+        }
+    }
+
+    #[test]
+    fn answers_that_contradict_are_told_apart_from_one_answer() {
+        for mixed in [
+            "不、批准。",
+            "不，批准",
+            "确认、取消",
+            "确认，取消。",
+            "批准，拒绝",
+        ] {
+            assert!(answers_contradict(mixed), "{mixed}");
+        }
+        for one in [
+            "批准",
+            "不批准。",
+            "好的确认",
+            "好的，确认",
+            "算了",
+            "给喜茶付三十六元",
+        ] {
+            assert!(!answers_contradict(one), "{one}");
         }
     }
 

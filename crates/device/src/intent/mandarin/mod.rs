@@ -17,8 +17,8 @@ pub use amount::{
     Amount, amount_rivals, currency_word, read_amount, say_amount, say_count, say_figures,
 };
 pub use commands::{
-    amount_alone, answer_forms, attempted_command, name_answer, partial_payment, payee_alone,
-    read_command, refuses,
+    amount_alone, answer_forms, answers_contradict, attempted_command, name_answer,
+    partial_payment, payee_alone, read_command, refuses,
 };
 pub use grammar::grammar;
 pub use prompt::whisper_prompt;
