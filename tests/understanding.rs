@@ -161,6 +161,32 @@ fn teacher_forcing_the_free_decode_gives_back_its_own_probabilities() {
     }
 }
 
+/// whisper.cpp's own decode read its no-speech probability from a row of
+/// logits its prompt batch never wrote: what was left there by the last
+/// clip. A clip's transcript, confidence and no-speech probability are now
+/// its own.
+#[test]
+fn a_clip_is_heard_the_same_whatever_was_heard_before_it() {
+    let payment = read_wav(&util::fixture("pay_heytea_36.wav")).unwrap();
+    let first = recognizer().transcribe(&payment).unwrap().0;
+    let mut recognizer = recognizer();
+    for before in [
+        "none_cabin_noise.wav",
+        "confirm_plain.wav",
+        "none_hello.wav",
+    ] {
+        let other = read_wav(&util::fixture(before)).unwrap();
+        recognizer.understand(&other).unwrap();
+        let again = recognizer.transcribe(&payment).unwrap().0;
+        assert_eq!(again, first, "after {before}");
+    }
+    // Measured on real speech, not a stale row: clearly low, not zero.
+    assert!(
+        first.no_speech_probability > 0.0 && first.no_speech_probability < 0.1,
+        "{first:?}"
+    );
+}
+
 /// Scoring tells the said answer from the other: each candidate's
 /// likelihood given the audio, not its text's.
 #[test]

@@ -470,7 +470,7 @@ impl Recognizer {
             prompted = false;
         }
         let transcript = &understood.transcript;
-        let belief = reading.mean_log_prob().exp() * (1.0 - transcript.no_speech_probability);
+        let belief = reading.mean_log_prob().exp();
         let margin = transcript.mean_log_prob() - reading.mean_log_prob();
         let taken = belief >= self.reread_belief && margin <= self.reread_margin;
         tracing::debug!(

@@ -1,10 +1,14 @@
-//! A decoder loop of our own over whisper.cpp's state, after the free decode: the same encoder output read again, token by token, held to a [`Language`] or teacher-forced on candidates.
+//! Decoder loops of our own over whisper.cpp's state: the free decode, then the same encoder output read again, token by token, held to a [`Language`] or teacher-forced on candidates.
 //!
-//! whisper.cpp keeps the encoder's output in the state after `full()`, so a
-//! second reading costs decoder steps only. Every probability here is the
-//! model's own, before any constraint: a constrained decode picks among the
-//! allowed tokens but reports how much the model believed each one, so a
-//! forced reading of chatter shows up as the unlikely text it is.
+//! whisper.cpp's `full()` computes the mel and the encoder output here; its
+//! own decode would take the prompt as one batch and write the logits of
+//! every prompt token (203 KiB each, twice: 27 to 54 MiB resident for a
+//! prompt), so the free decode is ours too, feeding the prefix in short
+//! batches ([`PREFIX_BATCH`]). A second reading costs decoder steps only.
+//! Every probability here is the model's own, before any constraint: a
+//! constrained decode picks among the allowed tokens but reports how much
+//! the model believed each one, so a forced reading of chatter shows up as
+//! the unlikely text it is.
 
 use whisper_rs::{WhisperContext, WhisperState};
 
@@ -43,6 +47,80 @@ impl Reading {
     }
 }
 
+/// Tokens the decoder takes in one call when it catches up on a sequence
+/// (the prompt, mostly): whisper.cpp computes and keeps the logits of every
+/// token of a call, 51,864 floats each, so a short batch keeps that small.
+/// Measured on tiny.en, one clip: the prompt's cost fell from 27-54 MiB
+/// (one batch) to 5-6 MiB (README, "A model for small memory").
+pub const PREFIX_BATCH: usize = 16;
+
+/// What the free decode heard: each token written (end-of-text left out)
+/// with the probability the model gave it, and the probability that the
+/// clip held no speech at all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FreeReading {
+    pub tokens: Vec<(TokenId, f32)>,
+    pub no_speech: f32,
+}
+
+/// The tokens the free decode never writes, as Whisper's decoders suppress
+/// them with our settings (no timestamps): every special token after
+/// end-of-text; end-of-text and a lone space as the first token; and the
+/// symbols that are never speech ("[", "♪", "(("...: Whisper's own list).
+pub struct Suppressed {
+    never: Vec<TokenId>,
+    not_first: Vec<TokenId>,
+    eot: TokenId,
+}
+
+/// Whisper's non-speech symbols, suppressed alone and after a space.
+#[rustfmt::skip]
+const NON_SPEECH: &[&str] = &[
+    "\"", "#", "(", ")", "*", "+", "/", ":", ";", "<", "=", ">", "@", "[", "\\", "]", "^",
+    "_", "`", "{", "|", "}", "~", "「", "」", "『", "』", "<<", ">>", "<<<", ">>>", "--",
+    "---", "-(", "-[", "('", "(\"", "((", "))", "(((", ")))", "[[", "]]", "{{", "}}", "♪♪",
+    "♪♪♪", "♩", "♪", "♫", "♬", "♭", "♮", "♯",
+];
+
+impl Suppressed {
+    /// Looks the symbols up in the model's vocabulary (each as one token).
+    pub fn new(context: &WhisperContext) -> Self {
+        let eot = context.token_eot();
+        let mut wanted: Vec<Vec<u8>> = Vec::new();
+        for symbol in NON_SPEECH {
+            wanted.push(symbol.as_bytes().to_vec());
+            wanted.push(format!(" {symbol}").into_bytes());
+        }
+        wanted.push(b" -".to_vec());
+        wanted.push(b" '".to_vec());
+        let never = (0..eot)
+            .filter(|&id| {
+                context
+                    .token_to_bytes(id)
+                    .is_ok_and(|bytes| wanted.iter().any(|w| w.as_slice() == bytes))
+            })
+            .collect();
+        let space = (0..eot).find(|&id| context.token_to_bytes(id).is_ok_and(|b| b == b" "));
+        Suppressed {
+            never,
+            not_first: std::iter::once(eot).chain(space).collect(),
+            eot,
+        }
+    }
+
+    /// Sets the logits of what may not be written at `step` to minus infinity.
+    fn apply(&self, logits: &mut [f32], step: usize) {
+        let special = (self.eot as usize + 1).min(logits.len());
+        logits[special..].fill(f32::NEG_INFINITY);
+        let first = if step == 0 { &self.not_first[..] } else { &[] };
+        for &token in self.never.iter().chain(first) {
+            if let Some(logit) = logits.get_mut(token as usize) {
+                *logit = f32::NEG_INFINITY;
+            }
+        }
+    }
+}
+
 /// The decoder over one utterance's encoder output.
 pub struct Session<'a> {
     context: &'a WhisperContext,
@@ -55,6 +133,8 @@ pub struct Session<'a> {
     /// The state's logits belong to `cached` (the last decode was its last token).
     logits_fresh: bool,
     eot: TokenId,
+    /// Threads for a call of many tokens (one token is too little to share).
+    batch_threads: usize,
     /// Decoder calls made: the cost of a reading.
     pub calls: u32,
 }
@@ -68,6 +148,7 @@ impl<'a> Session<'a> {
         state: &'a mut WhisperState,
         prefix: Vec<TokenId>,
         prefix_in_cache: bool,
+        batch_threads: usize,
     ) -> Self {
         let eot = context.token_eot();
         let cached = if prefix_in_cache {
@@ -82,8 +163,59 @@ impl<'a> Session<'a> {
             cached,
             logits_fresh: false,
             eot,
+            batch_threads: batch_threads.max(1),
             calls: 0,
         }
+    }
+
+    /// The free decode: greedy, each token the likeliest the model writes
+    /// (see [`Suppressed`]), ending at end-of-text or after the token at
+    /// `max_tokens` (whisper.cpp's `max_tokens` as `full()` counts it).
+    pub fn free(
+        &mut self,
+        suppressed: &Suppressed,
+        max_tokens: usize,
+    ) -> Result<FreeReading, AsrError> {
+        let no_speech = self.no_speech_probability()?;
+        let mut written: Vec<TokenId> = Vec::new();
+        let mut tokens = Vec::new();
+        let most = (self.context.n_text_ctx() / 2 - 4).max(1) as usize;
+        let mut logits = Vec::new();
+        for step in 0..most {
+            let (raw, _) = self.next_after(&written)?;
+            logits.clear();
+            logits.extend_from_slice(raw);
+            suppressed.apply(&mut logits, step);
+            let Some((best, probability)) = likeliest(&logits) else {
+                break;
+            };
+            if best == self.eot {
+                break;
+            }
+            written.push(best);
+            tokens.push((best, probability));
+            if step >= max_tokens {
+                break;
+            }
+        }
+        Ok(FreeReading { tokens, no_speech })
+    }
+
+    /// The probability of the no-speech token right after
+    /// start-of-transcript, as Whisper reads it: over the whole vocabulary,
+    /// before anything is suppressed.
+    fn no_speech_probability(&mut self) -> Result<f32, AsrError> {
+        let sot = self.context.token_sot();
+        let Some(at) = self.prefix.iter().position(|t| *t == sot) else {
+            return Ok(0.0);
+        };
+        let no_speech = self.context.token_nosp() as usize;
+        let logits = self.logits_of(self.prefix[..=at].to_vec())?;
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+        Ok(logits
+            .get(no_speech)
+            .map_or(0.0, |logit| (logit - max).exp() / sum))
     }
 
     /// The log-softmax of the next token after `text` (the prefix is added),
@@ -92,6 +224,14 @@ impl<'a> Session<'a> {
         let mut wanted = Vec::with_capacity(self.prefix.len() + text.len());
         wanted.extend_from_slice(&self.prefix);
         wanted.extend_from_slice(text);
+        let eot = self.eot;
+        let logits = self.logits_of(wanted)?;
+        Ok((logits, log_sum_exp(logits, eot)))
+    }
+
+    /// The logits of the token after `wanted`, a whole sequence from the
+    /// decoder's first position.
+    fn logits_of(&mut self, wanted: Vec<TokenId>) -> Result<&[f32], AsrError> {
         let common = self
             .cached
             .iter()
@@ -100,25 +240,29 @@ impl<'a> Session<'a> {
             .count();
         if !(self.logits_fresh && common == wanted.len() && self.cached.len() == wanted.len()) {
             // Keep what the cache shares with the wanted sequence, decode the
-            // rest but its last token in one call, then the last token alone:
-            // whisper.cpp's logits are those of a call's first row, so the
-            // last token must be decoded by itself to be read.
-            // One thread: a few tokens are too little work to share, and a
+            // rest but its last token in batches of PREFIX_BATCH, then the
+            // last token alone: whisper.cpp's logits are those of a call's
+            // first row, so the last token must be decoded by itself to be read.
+            // One thread for one token: too little work to share, and a
             // second thread only waits on the first (on a busy machine, for
             // its turn on a core: measured 850 ms a token instead of 2.4).
-            let keep = common.min(wanted.len() - 1);
-            let last = wanted.len() - 1;
-            if last > keep {
-                self.state.decode(&wanted[keep..last], keep, 1)?;
+            let Some(last) = wanted.len().checked_sub(1) else {
+                return Err(AsrError::NothingToDecode);
+            };
+            let mut at = common.min(last);
+            while at < last {
+                let end = (at + PREFIX_BATCH).min(last);
+                let threads = if end - at > 1 { self.batch_threads } else { 1 };
+                self.state.decode(&wanted[at..end], at, threads)?;
                 self.calls += 1;
+                at = end;
             }
             self.state.decode(&wanted[last..], last, 1)?;
             self.calls += 1;
             self.cached = wanted;
             self.logits_fresh = true;
         }
-        let logits = self.state.get_logits()?;
-        Ok((logits, log_sum_exp(logits, self.eot)))
+        Ok(self.state.get_logits()?)
     }
 
     /// The reading held to `language` the model believes most, by a beam of
@@ -304,6 +448,24 @@ pub fn text_of(context: &WhisperContext, tokens: &[TokenId]) -> String {
     String::from_utf8_lossy(&bytes).trim().to_owned()
 }
 
+/// The likeliest token and its probability under the softmax of `logits`
+/// (suppressed ones at minus infinity); `None` if every one is suppressed.
+fn likeliest(logits: &[f32]) -> Option<(TokenId, f32)> {
+    let (best, max) =
+        logits
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |(bi, bm), (i, l)| {
+                if l > bm { (i, l) } else { (bi, bm) }
+            });
+    if !max.is_finite() {
+        return None;
+    }
+    let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+    Some((TokenId::try_from(best).ok()?, 1.0 / sum))
+}
+
 /// Log of the softmax's partition sum over what can be written: the text
 /// tokens and end-of-text (the special tokens above it are never written,
 /// as whisper.cpp's own sampling suppresses them).
@@ -320,6 +482,37 @@ fn log_sum_exp(logits: &[f32], eot: TokenId) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_free_decode_takes_the_likeliest_token_with_its_probability() {
+        let logits = [0.0f32, 2f32.ln(), f32::NEG_INFINITY, 0.0];
+        let (token, probability) = likeliest(&logits).unwrap();
+        assert_eq!(token, 1);
+        // e^ln2 / (1 + 2 + 0 + 1)
+        assert!((probability - 0.5).abs() < 1e-6, "{probability}");
+        assert_eq!(likeliest(&[f32::NEG_INFINITY; 3]), None);
+    }
+
+    #[test]
+    fn the_free_decode_writes_no_special_token_and_ends_only_after_saying_something() {
+        // eot is 5; 2 is a non-speech symbol; 3 a lone space.
+        let suppressed = Suppressed {
+            never: vec![2],
+            not_first: vec![5, 3],
+            eot: 5,
+        };
+        let mut first = vec![1.0f32; 9];
+        suppressed.apply(&mut first, 0);
+        let allowed = |logits: &[f32]| -> Vec<usize> {
+            (0..logits.len())
+                .filter(|&i| logits[i].is_finite())
+                .collect()
+        };
+        assert_eq!(allowed(&first), vec![0, 1, 4]);
+        let mut later = vec![1.0f32; 9];
+        suppressed.apply(&mut later, 1);
+        assert_eq!(allowed(&later), vec![0, 1, 3, 4, 5]);
+    }
 
     #[test]
     fn the_partition_sum_leaves_out_the_special_tokens() {

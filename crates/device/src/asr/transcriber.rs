@@ -7,7 +7,7 @@ use whisper_rs::{
 };
 
 use super::automaton::{Grammar, Language, TokenId, TrieCache};
-use super::decoder::{Reading, Session};
+use super::decoder::{FreeReading, Reading, Session, Suppressed};
 use crate::audio::Utterance;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,8 @@ pub enum AsrError {
     EnglishOnlyModel { model: String, language: String },
     #[error("transcription failed: {0}")]
     Whisper(#[from] whisper_rs::WhisperError),
+    #[error("transcription failed: the decoder was given no tokens")]
+    NothingToDecode,
 }
 
 /// How to decode; from the device profile's `[asr]` table.
@@ -48,8 +50,7 @@ pub struct TranscriberSettings {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Transcript {
     pub text: String,
-    /// 0..1: geometric mean of the text tokens' probabilities times the
-    /// probability that there was speech at all.
+    /// 0..1: geometric mean of the text tokens' probabilities.
     pub confidence: f32,
     pub no_speech_probability: f32,
     /// The text's tokens as Whisper chose them, each with its probability:
@@ -117,6 +118,10 @@ impl Transcript {
 /// greedy reading named the wrong payee where its first token was shared.
 const READING_BEAM: usize = 3;
 
+/// Whisper's `logprob_threshold`: a text written at a mean log probability
+/// under this is unsure enough for the no-speech probability to void it.
+const NO_SPEECH_LOG_PROB: f32 = -1.0;
+
 /// Below this RMS level (about -50 dBFS) a clip holds nothing to transcribe;
 /// Whisper would invent words for it.
 const SILENCE_RMS: f32 = 0.003;
@@ -136,6 +141,8 @@ pub struct Transcriber {
     /// The tokens whisper.cpp puts before the text (see [`decoder_prefix`]):
     /// a second reading of the utterance starts from the same place.
     prefix: Vec<TokenId>,
+    /// What the free decode never writes.
+    suppressed: Suppressed,
     /// Word sets tokenized for the constrained decoder, kept across utterances.
     tries: TrieCache,
     /// The state holds the encoder output of the last utterance transcribed.
@@ -180,18 +187,27 @@ impl Transcriber {
         params.set_print_realtime(false);
         params.set_print_special(false);
         params.set_print_timestamps(false);
-        if !settings.initial_prompt.is_empty() {
-            // Set once here: the setter allocates a C string per call.
-            params.set_initial_prompt(&settings.initial_prompt);
+        if settings.beam_size > 1 {
+            // whisper.cpp's beam search decodes: the prompt goes with it.
+            if !settings.initial_prompt.is_empty() {
+                params.set_initial_prompt(&settings.initial_prompt);
+            }
+        } else {
+            // full() computes the mel and the encoder output at the clip's
+            // audio context; its decode is cut after one token, without
+            // the prompt, and ours (Session::free) reads the clip with it.
+            params.set_max_tokens(1);
         }
         let state = context.create_state()?;
         let prefix = decoder_prefix(&context, &settings.initial_prompt, language)?;
+        let suppressed = Suppressed::new(&context);
         Ok(Self {
             context,
             state,
             params,
             settings,
             prefix,
+            suppressed,
             tries: TrieCache::default(),
             encoded: false,
         })
@@ -291,18 +307,20 @@ impl Transcriber {
         let sot = self.context.token_sot();
         let start = self.prefix.iter().position(|t| *t == sot).unwrap_or(0);
         let prefix = self.prefix[start..].to_vec();
-        Session::new(&self.context, &mut self.state, prefix, false)
+        let threads = usize::from(self.settings.threads);
+        Session::new(&self.context, &mut self.state, prefix, false, threads)
     }
 
+    /// A session from the prefix, which our greedy free decode left in the
+    /// cache (whisper.cpp's beam decoders are not known to: they start afresh).
     fn session(&mut self) -> Session<'_> {
+        let threads = usize::from(self.settings.threads);
         Session::new(
             &self.context,
             &mut self.state,
             self.prefix.clone(),
-            // Measured: a greedy full() leaves the prompt in its decoder's
-            // cache, and a reading from there equals one from scratch. A
-            // beam's decoders are not known to, so they start afresh.
             self.settings.beam_size <= 1,
+            threads,
         )
     }
 
@@ -319,54 +337,59 @@ impl Transcriber {
         } else {
             utterance.samples.as_slice().into()
         };
+        let cap = token_cap_for(utterance.samples.len(), self.settings.max_tokens);
         let mut params = self.params.clone();
         params.set_audio_ctx(audio_ctx_for(samples.len(), self.settings.audio_ctx_floor) as i32);
-        params.set_max_tokens(
-            token_cap_for(utterance.samples.len(), self.settings.max_tokens) as i32,
-        );
-
-        self.encoded = false;
+        let beam = self.settings.beam_size > 1;
+        if beam {
+            params.set_max_tokens(cap as i32);
+        }
         self.state.full(params, &samples)?;
         self.encoded = true;
-
-        let eot = self.context.token_eot();
-        let mut text = String::new();
+        let heard = if beam {
+            self.heard_by_beam()?
+        } else {
+            let threads = usize::from(self.settings.threads);
+            Session::new(
+                &self.context,
+                &mut self.state,
+                self.prefix.clone(),
+                false,
+                threads,
+            )
+            .free(&self.suppressed, cap)?
+        };
+        let no_speech = heard.no_speech;
         let mut log_prob_sum = 0.0f64;
-        let mut tokens = 0u32;
-        let mut no_speech = 0.0f32;
-        let mut heard_tokens = Vec::new();
-        for segment in self.state.as_iter() {
-            no_speech = no_speech.max(segment.no_speech_probability());
-            text.push_str(&segment.to_str_lossy()?);
-            for i in 0..segment.n_tokens() {
-                let Some(token) = segment.get_token(i) else {
-                    continue;
-                };
-                // Special tokens (timestamps, language, end) say nothing about the words.
-                if token.token_id() >= eot {
-                    continue;
-                }
-                log_prob_sum += f64::from(token.token_probability().max(1e-6)).ln();
-                tokens += 1;
-                heard_tokens.push(HeardToken {
-                    text: token.to_str_lossy()?.into_owned(),
-                    probability: token.token_probability(),
-                });
-            }
-        }
-        let text = clean_text(&text);
-        if text.is_empty() || no_speech > self.settings.no_speech_threshold {
-            return Ok(Transcript {
-                no_speech_probability: no_speech,
-                ..Transcript::silence()
+        let mut heard_tokens = Vec::with_capacity(heard.tokens.len());
+        let mut written = Vec::with_capacity(heard.tokens.len());
+        for &(token, probability) in &heard.tokens {
+            log_prob_sum += f64::from(probability.max(1e-6)).ln();
+            written.push(token);
+            heard_tokens.push(HeardToken {
+                text: String::from_utf8_lossy(self.context.token_to_bytes(token)?).into_owned(),
+                probability,
             });
         }
+        let tokens = heard.tokens.len() as u32;
+        let text = clean_text(&super::decoder::text_of(&self.context, &written));
         let mean_prob = if tokens == 0 {
             0.0
         } else {
             (log_prob_sum / f64::from(tokens)).exp() as f32
         };
-        let confidence = mean_prob * (1.0 - no_speech);
+        // Whisper's own rule: no speech when the model says so and also wrote
+        // its text unsurely. Alone, the probability would drop the short
+        // answers (对, 是的: 0.2 to 0.85 with clear text), and the gates
+        // after it were set when whisper.cpp's decode reported a stale ~0.
+        let unsure = mean_prob < NO_SPEECH_LOG_PROB.exp();
+        if text.is_empty() || (no_speech > self.settings.no_speech_threshold && unsure) {
+            return Ok(Transcript {
+                no_speech_probability: no_speech,
+                ..Transcript::silence()
+            });
+        }
+        let confidence = mean_prob;
         // Whisper's no-speech probability misses steady noise (road rumble
         // comes out as "The last one." with no_speech near 0), but the words
         // it invents there are ones it barely believes.
@@ -384,6 +407,29 @@ impl Transcriber {
             no_speech_probability: no_speech,
             tokens: heard_tokens,
         })
+    }
+}
+
+impl Transcriber {
+    /// What whisper.cpp's beam search wrote in `full()`.
+    fn heard_by_beam(&self) -> Result<FreeReading, AsrError> {
+        let eot = self.context.token_eot();
+        let mut heard = FreeReading {
+            tokens: Vec::new(),
+            no_speech: 0.0,
+        };
+        for segment in self.state.as_iter() {
+            heard.no_speech = heard.no_speech.max(segment.no_speech_probability());
+            for i in 0..segment.n_tokens() {
+                // Special tokens (timestamps, language, end) say nothing about the words.
+                if let Some(token) = segment.get_token(i).filter(|t| t.token_id() < eot) {
+                    heard
+                        .tokens
+                        .push((token.token_id(), token.token_probability()));
+                }
+            }
+        }
+        Ok(heard)
     }
 }
 
