@@ -177,12 +177,13 @@ impl<'a> Session<'a> {
         max_tokens: usize,
     ) -> Result<FreeReading, AsrError> {
         let no_speech = self.no_speech_probability()?;
-        let mut written: Vec<TokenId> = Vec::new();
+        let mut written: Vec<TokenId> = self.prefix.clone();
         let mut tokens = Vec::new();
         let most = (self.context.n_text_ctx() / 2 - 4).max(1) as usize;
         let mut logits = Vec::new();
         for step in 0..most {
-            let (raw, _) = self.next_after(&written)?;
+            // The logits alone: the partition sum next_after adds is not needed here.
+            let raw = self.logits_of(written.clone())?;
             logits.clear();
             logits.extend_from_slice(raw);
             suppressed.apply(&mut logits, step);
