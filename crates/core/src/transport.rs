@@ -642,6 +642,11 @@ impl EventsTopic {
 const DEVICE_SEND_QUEUE: usize = 20_000;
 /// Agent tasks not yet taken by the daemon; more are dropped (and logged).
 const TASKS_QUEUE: usize = 64;
+/// QoS 1 publishes a device keeps unacknowledged. rumqttc sizes a slot
+/// table by this when the client is made, 65,535 by default: 14 MB held
+/// from start to end, most of a device's memory after the model. A broker
+/// grants fewer anyway (stock mosquitto 20), and the rest wait in the queue.
+const DEVICE_INFLIGHT: u16 = 100;
 
 impl DeviceLink {
     /// Connects in the background; `outbox` gives the signed requests still
@@ -678,6 +683,7 @@ impl DeviceLink {
         // away are still delivered.
         options.set_clean_start(false);
         options.set_session_expiry_interval(Some(u32::MAX));
+        options.set_outgoing_inflight_upper_limit(DEVICE_INFLIGHT);
         let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 256);
         let (publisher, publisher_task) = Publisher::start(client, DEVICE_SEND_QUEUE);
         let (state_tx, state) = tokio::sync::watch::channel(LinkState::default());
