@@ -644,8 +644,9 @@ const DEVICE_SEND_QUEUE: usize = 20_000;
 const TASKS_QUEUE: usize = 64;
 /// QoS 1 publishes a device keeps unacknowledged. rumqttc sizes a slot
 /// table by this when the client is made, 65,535 by default: 14 MB held
-/// from start to end, most of a device's memory after the model. A broker
-/// grants fewer anyway (stock mosquitto 20), and the rest wait in the queue.
+/// from start to end, the largest part of a device's memory after the
+/// model. A broker grants fewer anyway (stock mosquitto 20), and the rest
+/// wait in the queue.
 const DEVICE_INFLIGHT: u16 = 100;
 
 impl DeviceLink {
