@@ -337,3 +337,46 @@ fn a_payment_heard_unsurely_is_read_back_whole_and_one_under_the_floor_is_not_he
     let faint = Transcript::plain(said, 0.1);
     assert_eq!(recognizer.intent_of(&faint), Intent::None);
 }
+
+/// Where the free decode writes nothing while a yes or no is asked, the
+/// audio is read again held to the answers, and only a no may come of it:
+/// road noise, louder or quieter, never confirms a payment or approves a task.
+#[test]
+fn nothing_heard_while_a_yes_or_no_is_asked_is_never_a_yes() {
+    use voicepay_device::intent::AnswerReading;
+    use voicepay_device::intent::language::Listening;
+    let mut recognizer = recognizer();
+    let cabin = read_wav(&util::fixture("none_cabin_noise.wav")).unwrap();
+    let mut unheard = 0;
+    for gain in [0.25f32, 0.5, 1.0, 2.0, 4.0] {
+        let noise = Utterance {
+            samples: cabin
+                .samples
+                .iter()
+                .map(|s| (s * gain).clamp(-1.0, 1.0))
+                .collect(),
+        };
+        for listening in [Listening::Confirmation, Listening::TaskDecision] {
+            let understood = recognizer.understand_while(&noise, listening).unwrap();
+            let free_text = understood
+                .closed
+                .as_ref()
+                .map_or(understood.transcript.text.as_str(), |c| {
+                    c.free_text.as_str()
+                });
+            if free_text.is_empty() {
+                unheard += 1;
+            }
+            let reading = understood.reply.as_ref().map(|reply| &reply.reading);
+            assert!(
+                !matches!(
+                    reading,
+                    Some(AnswerReading::Confirm { .. } | AnswerReading::Approve)
+                ),
+                "noise x{gain} while {listening:?}: {understood:?}"
+            );
+        }
+    }
+    // The fixture's own level is heard as nothing (the test above).
+    assert!(unheard >= 2, "{unheard}");
+}

@@ -348,7 +348,9 @@ impl Recognizer {
             _ => understood.transcript.text.as_str(),
         };
         if text.is_empty() {
-            return false;
+            // Nothing written while a yes or no was asked: read again, and
+            // only a no is taken (see [`Self::reread`]). A command never is.
+            return matches!(listening, Listening::Confirmation | Listening::TaskDecision);
         }
         let ctx = self.context_now();
         match listening {
@@ -538,6 +540,13 @@ impl Recognizer {
             let Some(said) = reply.as_ref().and_then(|reply| answer_kind(&reply.reading)) else {
                 return Ok(());
             };
+            // Where the free decode wrote nothing (a 拒绝 in the car at 5 dB),
+            // the reading may be the road: a no costs the user a repeat, a
+            // yes from nothing could pay, so only a no is taken.
+            let refusal = matches!(said, AnswerKind::Cancel | AnswerKind::Reject);
+            if understood.transcript.text.is_empty() && !refusal {
+                return Ok(());
+            }
             let lead = self.answer_lead(&reading, said, listening, &ctx)?;
             tracing::debug!(lead, "closed-domain answer scored against the other side");
             if lead < self.answer_lead {
