@@ -802,6 +802,11 @@ impl Recognizer {
 
     /// The payee and provider names Whisper's prompt holds: names it may
     /// copy where another was said.
+    /// The Whisper threads it hears with: the profile's, at most the machine's cores.
+    pub fn threads(&self) -> u16 {
+        self.transcriber.threads()
+    }
+
     pub fn prompt_names(&self) -> &[String] {
         &self.prompt_names
     }

@@ -102,6 +102,7 @@ pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
     let started = Stopwatch::start();
     let mut recognizer = Recognizer::new(profile)?;
     let model_load_ms = started.elapsed().as_millis() as u64;
+    let threads = recognizer.threads();
 
     // One warm-up run: the first decode pays for lazy allocations.
     if let Some(first) = clips.first() {
@@ -157,7 +158,7 @@ pub fn run(profile: &DeviceProfile, fixtures_dir: &Path) -> Result<Report> {
     };
     Ok(Report {
         machine: machine_description(),
-        threads: profile.asr.threads,
+        threads,
         model: profile.model_path(),
         model_load_ms,
         utterances: clips.len(),
@@ -248,7 +249,7 @@ pub fn run_language(profile: &DeviceProfile, cache: &Path) -> Result<LanguageRep
     let audio_seconds: f64 = durations.iter().sum();
     Ok(LanguageReport {
         machine: machine_description(),
-        threads: profile.asr.threads,
+        threads: recognizer.threads(),
         model: profile.model_path(),
         language: profile.language.code().to_owned(),
         model_load_ms,

@@ -297,6 +297,11 @@ impl Transcriber {
         Ok(self.context.tokenize(text, 64)?)
     }
 
+    /// The threads whisper.cpp computes with.
+    pub fn threads(&self) -> u16 {
+        self.settings.threads
+    }
+
     /// The text of tokens, as Whisper writes them.
     pub fn text_of(&self, tokens: &[TokenId]) -> String {
         super::decoder::text_of(&self.context, tokens)
