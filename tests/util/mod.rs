@@ -33,27 +33,31 @@ pub fn fixture(name: &str) -> PathBuf {
     fixtures().join(name)
 }
 
-/// The real converted model. Tests that need it fail loudly without it:
-/// `scripts/test.sh` installs it first.
-pub fn model() -> PathBuf {
-    let path = root().join("models/ggml-tiny.en.bin");
+/// The model a profile hears with, under the repository root. Tests that
+/// need it fail loudly without it: `scripts/test.sh` installs it first.
+fn profile_model(profile: Option<&Path>, install: &str) -> PathBuf {
+    let profile = voicepay_device::profile::DeviceProfile::load(profile).unwrap();
+    let path = root().join(profile.model_path());
     assert!(
         path.is_file(),
-        "{} is missing: run scripts/test.sh (or `voicepay model install`) first",
+        "{} is missing: run scripts/test.sh (or `{install}`) first",
         path.display()
     );
     path
 }
 
-/// The multilingual model a Mandarin profile hears with.
+/// The default profile's model (tiny.en, as `asr.quant` stores it).
+pub fn model() -> PathBuf {
+    profile_model(None, "voicepay model install")
+}
+
+/// The multilingual model the Mandarin profile hears with.
 pub fn base_model() -> PathBuf {
-    let path = root().join("models/ggml-base.bin");
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/test.sh (or `voicepay model install base`) first",
-        path.display()
-    );
-    path
+    let zh = root().join("devices/car-cockpit-zh.toml");
+    profile_model(
+        Some(&zh),
+        "voicepay --device devices/car-cockpit-zh.toml model install",
+    )
 }
 
 /// tiny.en with its weights quantised (`q8_0` or `q5_1`).

@@ -1051,7 +1051,7 @@ mod tests {
     #[test]
     fn the_older_model_and_threads_variables_still_override_and_the_new_names_win() {
         let p = with_env(&[("VOICEPAY_MODEL", "base"), ("VOICEPAY_THREADS", "4")]).unwrap();
-        assert_eq!(p.model_path(), PathBuf::from("models/ggml-base.bin"));
+        assert_eq!(p.model_path(), PathBuf::from("models/ggml-base-q8_0.bin"));
         assert_eq!(p.asr.threads, 4);
         let p = with_env(&[
             ("VOICEPAY__ASR__MODEL", "tiny.en"),
@@ -1064,20 +1064,20 @@ mod tests {
     #[test]
     fn a_profile_names_its_quantised_model_file_beside_the_f16_one() {
         let p = with_env(&[]).unwrap();
-        assert_eq!(p.asr.quant, crate::asr::Quant::F16);
-        assert_eq!(p.model_path(), PathBuf::from("models/ggml-tiny.en.bin"));
-        let p = with_env(&[("VOICEPAY__ASR__QUANT", "q8_0")]).unwrap();
+        assert_eq!(p.asr.quant, crate::asr::Quant::Q8_0);
         assert_eq!(
             p.model_path(),
             PathBuf::from("models/ggml-tiny.en-q8_0.bin")
         );
+        let p = with_env(&[("VOICEPAY__ASR__QUANT", "f16")]).unwrap();
+        assert_eq!(p.model_path(), PathBuf::from("models/ggml-tiny.en.bin"));
         let p = with_env(&[("VOICEPAY__ASR__QUANT", "q5_1"), ("VOICEPAY_MODEL", "base")]).unwrap();
         assert_eq!(p.model_path(), PathBuf::from("models/ggml-base-q5_1.bin"));
     }
 
     #[test]
     fn an_unknown_quantisation_in_a_profile_is_refused_with_the_choices() {
-        let file = DEFAULT_PROFILE.replace("quant = \"f16\"", "quant = \"q4_0\"");
+        let file = DEFAULT_PROFILE.replace("quant = \"q8_0\"", "quant = \"q4_0\"");
         let err = DeviceProfile::parse_with_env(&file, "x.toml", vars(&[]))
             .unwrap_err()
             .to_string();
