@@ -540,7 +540,7 @@ impl Recognizer {
             let Some(said) = reply.as_ref().and_then(|reply| answer_kind(&reply.reading)) else {
                 return Ok(());
             };
-            // Where the free decode wrote nothing (a 拒绝 in the car at 5 dB),
+            // Where the free decode wrote nothing (a 拒绝 in the car's noise),
             // the reading may be the road: a no costs the user a repeat, a
             // yes from nothing could pay, so only a no is taken.
             let refusal = matches!(said, AnswerKind::Cancel | AnswerKind::Reject);
@@ -800,13 +800,13 @@ impl Recognizer {
         )
     }
 
-    /// The payee and provider names Whisper's prompt holds: names it may
-    /// copy where another was said.
     /// The Whisper threads it hears with: the profile's, at most the machine's cores.
     pub fn threads(&self) -> u16 {
         self.transcriber.threads()
     }
 
+    /// The payee and provider names Whisper's prompt holds: names it may
+    /// copy where another was said.
     pub fn prompt_names(&self) -> &[String] {
         &self.prompt_names
     }
