@@ -473,6 +473,8 @@ impl Recognizer {
         }
         let transcript = &understood.transcript;
         let belief = reading.mean_log_prob().exp();
+        // Against nothing written (an empty free decode, -inf) there is no
+        // margin to hold, and only the belief gates the reading.
         let margin = transcript.mean_log_prob() - reading.mean_log_prob();
         let taken = belief >= self.reread_belief && margin <= self.reread_margin;
         tracing::debug!(
